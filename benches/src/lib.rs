@@ -1,0 +1,1 @@
+//! Shared helpers for Tern's benches. The end-to-end load bench lives in `benches/e2e/`.

@@ -1,0 +1,1 @@
+//! The broker: request handlers, topic registry, shard routing and connections.

@@ -1,0 +1,1 @@
+//! THE I/O boundary: spawn, time, randomness, files, sockets.
