@@ -10,9 +10,11 @@ fn validate(c: &mut Criterion) {
         let record = Record { value: Some(vec![7; record_size_bytes]), ..Record::default() };
         let batch = encode_batch(&vec![record; records], 0, ProducerStamp::NONE);
         group.throughput(Throughput::Bytes(batch.len() as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(record_size_bytes), &batch, |b, batch| {
-            b.iter(|| validate_produced_batch(batch).unwrap())
-        });
+        group.bench_with_input(
+            BenchmarkId::from_parameter(record_size_bytes),
+            &batch,
+            |b, batch| b.iter(|| validate_produced_batch(batch).unwrap()),
+        );
     }
     group.finish();
 }

@@ -144,9 +144,9 @@ impl BatchInfo {
 
 /// Reads the header at the start of `bytes` without copying.
 pub fn header(bytes: &[u8]) -> Result<&BatchHeader, BatchError> {
-    let prefix = bytes.get(..HEADER_SIZE_BYTES).ok_or(BatchError::TooShortForHeader {
-        available: bytes.len(),
-    })?;
+    let prefix = bytes
+        .get(..HEADER_SIZE_BYTES)
+        .ok_or(BatchError::TooShortForHeader { available: bytes.len() })?;
     Ok(BatchHeader::ref_from_bytes(prefix).expect("size checked above"))
 }
 
