@@ -1,1 +1,174 @@
-fn main() {}
+//! `tern`: a Kafka-compatible broker. With no arguments it serves a single node on
+//! 127.0.0.1:9092 with its data under ./tern-data.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tern::broker::{Broker, BrokerConfig};
+use tern::log::FlushPolicy;
+
+/// Tern: a Kafka-compatible log broker (thread-per-core, io_uring, fdatasync before ack).
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Arguments {
+    /// Address to accept Kafka clients on. Every shard listens on it (SO_REUSEPORT).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: SocketAddr,
+    /// host:port clients are told to connect to (Metadata). Defaults to --listen.
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Directory holding this broker's topics, partitions and identity. Created if missing.
+    #[arg(long, default_value = "./tern-data")]
+    data_dir: PathBuf,
+    /// Number of shards (threads, one per core, each with its own io_uring). Default: cores.
+    #[arg(long)]
+    shards: Option<usize>,
+    /// This broker's node id, recorded in the data directory at first start.
+    #[arg(long, default_value_t = 0)]
+    node_id: i32,
+    /// Log filter when RUST_LOG is unset (error, warn, info, debug, trace, or a filter string).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Create unknown topics named in Metadata requests (Kafka's auto.create.topics.enable).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    auto_create_topics: bool,
+    /// Partition count of auto-created topics (Kafka's num.partitions).
+    #[arg(long, default_value_t = 1)]
+    default_partitions: i32,
+    /// Requests larger than this close the connection (Kafka's socket.request.max.bytes).
+    #[arg(long, default_value_t = 100 * 1024 * 1024)]
+    max_request_bytes: usize,
+    /// Relax durability: acknowledge after the write and fdatasync at most every N ms.
+    /// Without it (the default) every acknowledged record has been fdatasync'd.
+    #[arg(long)]
+    flush_interval_ms: Option<u64>,
+    /// Roll a new segment file when the active one reaches this size (Kafka's log.segment.bytes).
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    segment_bytes: u64,
+    /// Delete whole segments older than this; -1 keeps them forever (log.retention.ms).
+    #[arg(long, default_value_t = 7 * 24 * 3600 * 1000)]
+    retention_ms: i64,
+    /// Delete oldest segments while a partition is larger than this; -1: no limit.
+    #[arg(long, default_value_t = -1)]
+    retention_bytes: i64,
+}
+
+fn main() -> ExitCode {
+    let arguments = Arguments::parse();
+    init_tracing(&arguments.log_level);
+    let config = match build_config(&arguments) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("tern: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    block_shutdown_signals();
+    let broker = match Broker::prepare(config.clone()) {
+        Ok(broker) => broker,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        listen = %config.listen, data_dir = %config.data_dir.display(), shards = config.shard_count,
+        cluster_id = broker.cluster_id(), "tern starting"
+    );
+    let shutdown = broker.shutdown_handle();
+    std::thread::Builder::new()
+        .name("tern-signals".into())
+        .spawn(move || wait_for_signals(shutdown))
+        .expect("spawn the signal thread");
+    match broker.run() {
+        Ok(()) => {
+            tracing::info!("tern stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, "tern failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn build_config(arguments: &Arguments) -> Result<BrokerConfig, String> {
+    let mut config = BrokerConfig::single_node(arguments.listen, arguments.data_dir.clone());
+    if let Some(advertise) = &arguments.advertise {
+        let (host, port) = advertise
+            .rsplit_once(':')
+            .ok_or_else(|| format!("--advertise {advertise}: expected host:port"))?;
+        config.advertised_host = host.to_string();
+        config.advertised_port =
+            port.parse().map_err(|_| format!("--advertise {advertise}: bad port"))?;
+    } else if arguments.listen.ip().is_unspecified() {
+        config.advertised_host = "localhost".into();
+    }
+    config.shard_count = arguments
+        .shards
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    if config.shard_count == 0 || config.shard_count > 1024 {
+        return Err("--shards must be between 1 and 1024".into());
+    }
+    if arguments.default_partitions <= 0 {
+        return Err("--default-partitions must be positive".into());
+    }
+    config.node_id = arguments.node_id;
+    config.auto_create_topics = arguments.auto_create_topics;
+    config.default_partitions = arguments.default_partitions;
+    config.max_request_bytes = arguments.max_request_bytes;
+    config.log.segment_size_bytes = arguments.segment_bytes;
+    config.log.retention_age_ms = arguments.retention_ms;
+    config.log.retention_size_bytes = arguments.retention_bytes;
+    if let Some(interval_ms) = arguments.flush_interval_ms {
+        config.log.flush = FlushPolicy::IntervalMs(interval_ms);
+    }
+    Ok(config)
+}
+
+fn init_tracing(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// SIGINT and SIGTERM are blocked in every thread (the shards inherit the mask) and taken by
+/// one thread with sigwait, so a signal never interrupts a shard mid-operation.
+fn block_shutdown_signals() {
+    // SAFETY: plain libc signal-mask calls on a zeroed, then initialised, sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn wait_for_signals(shutdown: tern::broker::ShutdownHandle) {
+    let mut received = 0;
+    loop {
+        let mut signal: libc::c_int = 0;
+        // SAFETY: as above; sigwait only writes the signal number.
+        let result = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigwait(&set, &mut signal)
+        };
+        if result != 0 {
+            continue;
+        }
+        received += 1;
+        if received == 1 {
+            tracing::info!(signal, "shutting down: flushing and closing partitions");
+            shutdown.shutdown();
+        } else {
+            tracing::warn!(signal, "second signal: exiting without a clean shutdown");
+            std::process::exit(130);
+        }
+    }
+}

@@ -1,1 +1,15 @@
 //! The broker: request handlers, topic registry, shard routing and connections.
+//!
+//! Architecture invariant: the broker reaches the OS only through `crate::io`; partition data
+//! only through `crate::log`; bytes on the wire only through `crate::protocol`.
+
+pub mod config;
+pub mod connection;
+pub mod errors;
+pub mod handlers;
+pub mod server;
+pub mod shard;
+pub mod topics;
+
+pub use config::BrokerConfig;
+pub use server::{Broker, ShutdownHandle, StartError};

@@ -1,0 +1,55 @@
+//! Broker configuration: what `tern` is told on its command line, with Kafka's defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::log::{FlushPolicy, LogConfig};
+
+/// Everything a broker needs to start. Built by the `tern` binary from its flags, or by tests.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Address every shard binds (SO_REUSEPORT spreads connections over the shards).
+    pub listen: SocketAddr,
+    /// host:port that clients are told to connect to (Metadata, DescribeCluster).
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    pub data_dir: PathBuf,
+    pub shard_count: usize,
+    pub node_id: i32,
+    /// Create unknown topics when a Metadata request allows it (Kafka's auto.create.topics.enable).
+    pub auto_create_topics: bool,
+    /// Partition count of auto-created topics and of CreateTopics with num_partitions = -1.
+    pub default_partitions: i32,
+    /// Frames larger than this close the connection (Kafka's socket.request.max.bytes).
+    pub max_request_bytes: usize,
+    /// Per-connection bound on requests being processed while their responses are pending.
+    pub max_in_flight_requests_per_connection: usize,
+    /// Defaults for every partition log; topic configs override some of them.
+    pub log: LogConfig,
+    /// How often each shard applies retention and age-based segment rolls.
+    pub retention_check_interval_ms: u64,
+}
+
+impl BrokerConfig {
+    /// A single-node broker on `listen` with data under `data_dir` and Kafka's defaults.
+    pub fn single_node(listen: SocketAddr, data_dir: PathBuf) -> BrokerConfig {
+        BrokerConfig {
+            listen,
+            advertised_host: listen.ip().to_string(),
+            advertised_port: listen.port(),
+            data_dir,
+            shard_count: 1,
+            node_id: 0,
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_request_bytes: 100 * 1024 * 1024,
+            max_in_flight_requests_per_connection: 64,
+            log: LogConfig::default(),
+            retention_check_interval_ms: 5 * 60 * 1000,
+        }
+    }
+
+    pub fn flush_policy(&self) -> &FlushPolicy {
+        &self.log.flush
+    }
+}

@@ -1,0 +1,287 @@
+//! CreateTopics and DeleteTopics, and Metadata's auto-creation.
+//!
+//! All registry changes run on shard 0 (the registry's only writer), one at a time: validate,
+//! write the new registry durably, then have every shard open or delete its partitions before
+//! answering — so a client that sees success can produce at once, on any shard.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+};
+
+use crate::broker::shard::Shard;
+use crate::broker::topics::{
+    self, validate_topic_config, validate_topic_name, TopicError, TopicMeta, TopicSnapshot,
+    PARTITIONS_PER_TOPIC_MAX,
+};
+use crate::io;
+use crate::protocol::error_code::ErrorCode;
+
+use super::str_bytes;
+
+/// A topic to create, as asked by CreateTopics or by auto-creation.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1 means the broker default.
+    pub partition_count: i32,
+    /// -1 means the broker default (1 on a single node).
+    pub replication_factor: i16,
+    pub has_manual_assignment: bool,
+    pub configs: Vec<(String, Option<String>)>,
+}
+
+impl TopicError {
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            TopicError::InvalidName(_) => ErrorCode::InvalidTopicException,
+            TopicError::AlreadyExists(_) => ErrorCode::TopicAlreadyExists,
+            TopicError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+            TopicError::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
+            TopicError::InvalidConfig(_) | TopicError::UnsupportedConfig(_) => {
+                ErrorCode::InvalidConfig
+            }
+        }
+    }
+}
+
+pub async fn create_topics(shard: &Rc<Shard>, request: CreateTopicsRequest) -> CreateTopicsResponse {
+    let new_topics: Vec<NewTopic> = request
+        .topics
+        .iter()
+        .map(|topic| NewTopic {
+            name: topic.name.to_string(),
+            partition_count: topic.num_partitions,
+            replication_factor: topic.replication_factor,
+            has_manual_assignment: !topic.assignments.is_empty(),
+            configs: topic
+                .configs
+                .iter()
+                .map(|config| (config.name.to_string(), config.value.as_ref().map(|v| v.to_string())))
+                .collect(),
+        })
+        .collect();
+    let validate_only = request.validate_only;
+    let outcomes = shard
+        .call_on(0, move |controller| async move {
+            create_topics_on_controller(&controller, new_topics, validate_only).await
+        })
+        .await
+        .unwrap_or_default();
+    let results = request
+        .topics
+        .iter()
+        .zip(outcomes.into_iter().map(Some).chain(std::iter::repeat(None)))
+        .map(|(asked, outcome)| creation_result(asked.name.clone(), outcome))
+        .collect();
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+fn creation_result(name: TopicName, outcome: Option<Result<TopicMeta, TopicError>>) -> CreatableTopicResult {
+    let result = CreatableTopicResult::default().with_name(name);
+    match outcome {
+        Some(Ok(topic)) => result
+            .with_topic_id(topic.id)
+            .with_num_partitions(topic.partition_count)
+            .with_replication_factor(1),
+        Some(Err(error)) => result
+            .with_error_code(error.error_code().code())
+            .with_error_message(Some(str_bytes(&error.to_string())))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1),
+        None => result
+            .with_error_code(ErrorCode::KafkaStorageError.code())
+            .with_error_message(Some(str_bytes("broker is shutting down"))),
+    }
+}
+
+/// Creates the topic that a Metadata request named, with the broker's defaults. An existing
+/// topic (created concurrently) is returned as is.
+pub async fn auto_create_topic(shard: &Rc<Shard>, name: &str) -> Result<TopicMeta, ErrorCode> {
+    let new_topic = NewTopic {
+        name: name.to_string(),
+        partition_count: -1,
+        replication_factor: -1,
+        has_manual_assignment: false,
+        configs: Vec::new(),
+    };
+    let outcome = shard
+        .call_on(0, move |controller| async move {
+            create_topics_on_controller(&controller, vec![new_topic], false).await
+        })
+        .await
+        .and_then(|mut outcomes| outcomes.pop());
+    match outcome {
+        Some(Ok(topic)) => Ok(topic),
+        Some(Err(TopicError::AlreadyExists(_))) => {
+            shard.topics().get(name).cloned().ok_or(ErrorCode::LeaderNotAvailable)
+        }
+        Some(Err(error)) => Err(error.error_code()),
+        None => Err(ErrorCode::LeaderNotAvailable),
+    }
+}
+
+/// Runs on shard 0. Validates each topic, then stores and publishes all valid ones at once.
+pub async fn create_topics_on_controller(
+    controller: &Rc<Shard>,
+    new_topics: Vec<NewTopic>,
+    validate_only: bool,
+) -> Vec<Result<TopicMeta, TopicError>> {
+    let _guard = controller.lock_registry().await;
+    let current = controller.topics();
+    let mut created: BTreeMap<String, TopicMeta> = BTreeMap::new();
+    let mut outcomes = Vec::with_capacity(new_topics.len());
+    for new_topic in new_topics {
+        let outcome = check_new_topic(controller, &current, &created, &new_topic);
+        if let Ok(topic) = &outcome {
+            created.insert(topic.name.clone(), topic.clone());
+        }
+        outcomes.push(outcome);
+    }
+    if validate_only || created.is_empty() {
+        return outcomes;
+    }
+    let all = current.by_name.values().cloned().chain(created.values().cloned());
+    let snapshot = Arc::new(TopicSnapshot::new(all));
+    if let Err(error) = topics::store_registry(&controller.disk, &controller.config.data_dir, &snapshot).await {
+        tracing::error!(%error, "cannot store the topic registry; topics not created");
+        let message = format!("cannot store the topic registry: {error}");
+        return outcomes
+            .into_iter()
+            .map(|outcome| outcome.and(Err(TopicError::InvalidConfig(message.clone()))))
+            .collect();
+    }
+    for topic in created.values() {
+        tracing::info!(topic = %topic.name, partitions = topic.partition_count, "topic created");
+    }
+    controller.broadcast_topics(snapshot).await;
+    outcomes
+}
+
+fn check_new_topic(
+    controller: &Shard,
+    current: &TopicSnapshot,
+    created: &BTreeMap<String, TopicMeta>,
+    new_topic: &NewTopic,
+) -> Result<TopicMeta, TopicError> {
+    validate_topic_name(&new_topic.name)?;
+    if current.get(&new_topic.name).is_some() || created.contains_key(&new_topic.name) {
+        return Err(TopicError::AlreadyExists(new_topic.name.clone()));
+    }
+    if new_topic.has_manual_assignment {
+        return Err(TopicError::InvalidReplicationFactor(
+            "manual replica assignment is not supported on a single-node broker".into(),
+        ));
+    }
+    let partition_count = match new_topic.partition_count {
+        -1 => controller.config.default_partitions,
+        count => count,
+    };
+    if partition_count <= 0 || partition_count > PARTITIONS_PER_TOPIC_MAX {
+        return Err(TopicError::InvalidPartitions(format!(
+            "Number of partitions must be larger than 0 and at most {PARTITIONS_PER_TOPIC_MAX}."
+        )));
+    }
+    match new_topic.replication_factor {
+        -1 | 1 => {}
+        factor if factor <= 0 => {
+            return Err(TopicError::InvalidReplicationFactor(
+                "Replication factor must be larger than 0, or -1 to use the default value.".into(),
+            ))
+        }
+        factor => {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "Unable to replicate the partition {factor} time(s): The target replication \
+                 factor of {factor} cannot be reached because only 1 broker(s) are registered."
+            )))
+        }
+    }
+    let mut configs = BTreeMap::new();
+    for (key, value) in &new_topic.configs {
+        validate_topic_config(key, value.as_deref())?;
+        configs.insert(key.clone(), value.clone().unwrap_or_default());
+    }
+    Ok(TopicMeta { name: new_topic.name.clone(), id: random_topic_id(), partition_count, configs })
+}
+
+fn random_topic_id() -> uuid::Uuid {
+    let high = io::random_u64();
+    let low = io::random_u64();
+    uuid::Builder::from_random_bytes(((u128::from(high) << 64) | u128::from(low)).to_be_bytes())
+        .into_uuid()
+}
+
+pub async fn delete_topics(
+    shard: &Rc<Shard>,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
+    // v6 names topics by name or id in `topics`; older versions list names in `topic_names`.
+    let targets: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
+        request.topics.iter().map(|t| (t.name.as_ref().map(|n| n.to_string()), t.topic_id)).collect()
+    } else {
+        request.topic_names.iter().map(|name| (Some(name.to_string()), uuid::Uuid::nil())).collect()
+    };
+    let asked = targets.clone();
+    let outcomes = shard
+        .call_on(0, move |controller| async move { delete_on_controller(&controller, targets).await })
+        .await;
+    let responses = asked
+        .into_iter()
+        .enumerate()
+        .map(|(index, (name, id))| {
+            let outcome = outcomes.as_ref().and_then(|all| all.get(index).cloned());
+            let (code, found_name, found_id) = match outcome {
+                Some(Ok((name, id))) => (ErrorCode::None, Some(name), id),
+                Some(Err(code)) => (code, name, id),
+                None => (ErrorCode::KafkaStorageError, name, id),
+            };
+            DeletableTopicResult::default()
+                .with_name(found_name.map(|name| TopicName(str_bytes(&name))))
+                .with_topic_id(found_id)
+                .with_error_code(code.code())
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+type DeleteOutcome = Result<(String, uuid::Uuid), ErrorCode>;
+
+async fn delete_on_controller(
+    controller: &Rc<Shard>,
+    targets: Vec<(Option<String>, uuid::Uuid)>,
+) -> Vec<DeleteOutcome> {
+    let _guard = controller.lock_registry().await;
+    let current = controller.topics();
+    let mut remaining = current.by_name.clone();
+    let mut outcomes = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let found = match &name {
+            Some(name) => remaining.get(name).cloned(),
+            None => remaining.values().find(|topic| topic.id == id).cloned(),
+        };
+        outcomes.push(match (found, name.is_some()) {
+            (Some(topic), _) => {
+                remaining.remove(&topic.name);
+                Ok((topic.name, topic.id))
+            }
+            (None, true) => Err(ErrorCode::UnknownTopicOrPartition),
+            (None, false) => Err(ErrorCode::UnknownTopicId),
+        });
+    }
+    if remaining.len() == current.by_name.len() {
+        return outcomes;
+    }
+    let snapshot = Arc::new(TopicSnapshot::new(remaining.into_values()));
+    if let Err(error) = topics::store_registry(&controller.disk, &controller.config.data_dir, &snapshot).await {
+        tracing::error!(%error, "cannot store the topic registry; topics not deleted");
+        return outcomes.into_iter().map(|o| o.and(Err(ErrorCode::KafkaStorageError))).collect();
+    }
+    controller.broadcast_topics(snapshot).await;
+    outcomes
+}

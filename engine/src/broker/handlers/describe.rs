@@ -1,0 +1,124 @@
+//! DescribeConfigs (topics and this broker) and DescribeCluster.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse,
+};
+
+use crate::broker::shard::Shard;
+use crate::broker::topics::TOPIC_CONFIG_DEFAULTS;
+use crate::protocol::error_code::ErrorCode;
+
+use super::str_bytes;
+
+const RESOURCE_TYPE_TOPIC: i8 = 2;
+const RESOURCE_TYPE_BROKER: i8 = 4;
+/// Config sources as Kafka numbers them.
+const SOURCE_TOPIC_CONFIG: i8 = 1;
+const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
+const SOURCE_DEFAULT_CONFIG: i8 = 5;
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub fn describe_configs(shard: &Rc<Shard>, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let results = request
+        .resources
+        .iter()
+        .map(|resource| {
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let wanted = |key: &str| {
+                resource.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == key))
+            };
+            match resource.resource_type {
+                RESOURCE_TYPE_TOPIC => topic_configs(shard, resource.resource_name.as_str(), wanted, result),
+                RESOURCE_TYPE_BROKER => broker_configs(shard, resource.resource_name.as_str(), wanted, result),
+                _ => result
+                    .with_error_code(ErrorCode::InvalidRequest.code())
+                    .with_error_message(Some(str_bytes("unsupported resource type"))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn topic_configs(
+    shard: &Shard,
+    name: &str,
+    wanted: impl Fn(&str) -> bool,
+    result: DescribeConfigsResult,
+) -> DescribeConfigsResult {
+    let snapshot = shard.topics();
+    let Some(topic) = snapshot.get(name) else {
+        return result
+            .with_error_code(ErrorCode::UnknownTopicOrPartition.code())
+            .with_error_message(Some(str_bytes(&format!("Topic '{name}' does not exist."))));
+    };
+    let configs = TOPIC_CONFIG_DEFAULTS
+        .iter()
+        .filter(|(key, _)| wanted(key))
+        .filter_map(|(key, _)| {
+            let (value, explicit) = topic.config_value(key)?;
+            let source = if explicit { SOURCE_TOPIC_CONFIG } else { SOURCE_DEFAULT_CONFIG };
+            Some(config_entry(key, &value, source))
+        })
+        .collect();
+    result.with_configs(configs)
+}
+
+fn broker_configs(
+    shard: &Shard,
+    name: &str,
+    wanted: impl Fn(&str) -> bool,
+    result: DescribeConfigsResult,
+) -> DescribeConfigsResult {
+    if name != shard.cluster.node_id.to_string() && !name.is_empty() {
+        return result
+            .with_error_code(ErrorCode::InvalidRequest.code())
+            .with_error_message(Some(str_bytes(&format!("unknown broker {name}"))));
+    }
+    let config = &shard.config;
+    let values = [
+        ("auto.create.topics.enable", config.auto_create_topics.to_string()),
+        ("broker.id", shard.cluster.node_id.to_string()),
+        ("log.dirs", config.data_dir.display().to_string()),
+        ("log.retention.bytes", config.log.retention_size_bytes.to_string()),
+        ("log.retention.ms", config.log.retention_age_ms.to_string()),
+        ("log.segment.bytes", config.log.segment_size_bytes.to_string()),
+        ("message.max.bytes", config.log.max_message_bytes.to_string()),
+        ("node.id", shard.cluster.node_id.to_string()),
+        ("num.partitions", config.default_partitions.to_string()),
+        ("socket.request.max.bytes", config.max_request_bytes.to_string()),
+    ];
+    let configs = values
+        .iter()
+        .filter(|(key, _)| wanted(key))
+        .map(|(key, value)| config_entry(key, value, SOURCE_STATIC_BROKER_CONFIG))
+        .collect();
+    result.with_configs(configs)
+}
+
+fn config_entry(key: &str, value: &str, source: i8) -> DescribeConfigsResourceResult {
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(key))
+        .with_value(Some(str_bytes(value)))
+        .with_config_source(source)
+        .with_read_only(source == SOURCE_STATIC_BROKER_CONFIG)
+}
+
+pub fn describe_cluster(shard: &Rc<Shard>, _request: DescribeClusterRequest) -> DescribeClusterResponse {
+    DescribeClusterResponse::default()
+        .with_cluster_id(str_bytes(&shard.cluster.cluster_id))
+        .with_controller_id(BrokerId(shard.cluster.node_id))
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(shard.cluster.node_id))
+            .with_host(str_bytes(&shard.config.advertised_host))
+            .with_port(i32::from(shard.config.advertised_port))])
+}

@@ -1,0 +1,79 @@
+//! ListOffsets: earliest (-2), latest (-1), max-timestamp (-3, KIP-734), or the first offset
+//! whose timestamp is at least the one asked for.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use crate::broker::errors::log_error_code;
+use crate::broker::shard::Shard;
+use crate::protocol::error_code::ErrorCode;
+
+pub const LATEST_TIMESTAMP: i64 = -1;
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+pub const MAX_TIMESTAMP: i64 = -3;
+
+/// (error, timestamp, offset) for one partition.
+type Lookup = (ErrorCode, i64, i64);
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    request: ListOffsetsRequest,
+    _version: i16,
+) -> ListOffsetsResponse {
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let lookups = topic
+            .partitions
+            .iter()
+            .map(|partition| lookup(shard, topic.name.to_string(), partition.partition_index, partition.timestamp));
+        let answers = futures_util::future::join_all(lookups).await;
+        let partitions = topic
+            .partitions
+            .iter()
+            .zip(answers)
+            .map(|(partition, (error, timestamp, offset))| {
+                ListOffsetsPartitionResponse::default()
+                    .with_partition_index(partition.partition_index)
+                    .with_error_code(error.code())
+                    .with_timestamp(timestamp)
+                    .with_offset(offset)
+                    .with_leader_epoch(if error == ErrorCode::None { 0 } else { -1 })
+            })
+            .collect();
+        topics.push(ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions));
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+async fn lookup(shard: &Rc<Shard>, topic: String, partition: i32, timestamp: i64) -> Lookup {
+    if !shard.topics().has_partition(&topic, partition) {
+        return (ErrorCode::UnknownTopicOrPartition, -1, -1);
+    }
+    let owner = shard.owner_of(&topic, partition);
+    let answer = shard
+        .call_on(owner, move |owner| async move {
+            let Some(log) = owner.local_log(&topic, partition) else {
+                return (ErrorCode::UnknownTopicOrPartition, -1, -1);
+            };
+            match timestamp {
+                LATEST_TIMESTAMP => (ErrorCode::None, -1, log.high_watermark()),
+                EARLIEST_TIMESTAMP => (ErrorCode::None, -1, log.log_start_offset()),
+                MAX_TIMESTAMP => match log.max_timestamp() {
+                    Some((offset, max_timestamp)) => (ErrorCode::None, max_timestamp, offset),
+                    None => (ErrorCode::None, -1, -1),
+                },
+                timestamp if timestamp < 0 => (ErrorCode::InvalidRequest, -1, -1),
+                timestamp => match log.offset_for_timestamp(timestamp).await {
+                    Ok(Some((offset, found))) => (ErrorCode::None, found, offset),
+                    Ok(None) => (ErrorCode::None, -1, -1),
+                    Err(error) => (log_error_code(&error), -1, -1),
+                },
+            }
+        })
+        .await;
+    answer.unwrap_or((ErrorCode::NotLeaderOrFollower, -1, -1))
+}

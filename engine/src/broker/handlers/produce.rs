@@ -1,0 +1,126 @@
+//! Produce: validate batches on the connection's shard, append on the owning shard, answer
+//! once the bytes are durable (acks=1/-1) — or not at all (acks=0).
+//!
+//! Batches are stored as received; only base offset and leader epoch are patched (inside the
+//! log). Validation is header + CRC32C, plus record framing for uncompressed batches.
+
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use crate::broker::errors::log_error_code;
+use crate::broker::shard::Shard;
+use crate::log::AppendInfo;
+use crate::protocol::error_code::ErrorCode;
+use crate::protocol::record_batch;
+
+use super::str_bytes;
+
+type PartitionOutcome = Result<AppendInfo, (ErrorCode, Option<String>)>;
+
+pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let acks_valid = matches!(acks, -1..=1);
+    let mut pending = Vec::new();
+    let mut layout = Vec::with_capacity(request.topic_data.len());
+    for topic in request.topic_data {
+        let name = topic.name.to_string();
+        let mut indexes = Vec::with_capacity(topic.partition_data.len());
+        for partition in topic.partition_data {
+            indexes.push(partition.index);
+            let outcome = if acks_valid {
+                prepare(shard, &name, partition.index, partition.records.as_deref())
+            } else {
+                Err((ErrorCode::InvalidRequiredAcks, None))
+            };
+            pending.push(submit(shard, name.clone(), partition.index, outcome));
+        }
+        layout.push((topic.name, indexes));
+    }
+    // join_all polls every future once, in order, before waiting: appends reach each
+    // partition in request order.
+    let mut outcomes = futures_util::future::join_all(pending).await.into_iter();
+    if acks == 0 {
+        return None;
+    }
+    let responses = layout
+        .into_iter()
+        .map(|(name, indexes)| {
+            let partitions = indexes
+                .into_iter()
+                .map(|index| partition_response(index, outcomes.next().expect("one per partition")))
+                .collect();
+            TopicProduceResponse::default().with_name(name).with_partition_responses(partitions)
+        })
+        .collect();
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// Validates one partition's records and copies each batch into its own buffer for the log.
+fn prepare(
+    shard: &Shard,
+    topic: &str,
+    partition: i32,
+    records: Option<&[u8]>,
+) -> Result<Vec<BytesMut>, (ErrorCode, Option<String>)> {
+    let snapshot = shard.topics();
+    let Some(meta) = snapshot.get(topic).filter(|_| snapshot.has_partition(topic, partition)) else {
+        return Err((ErrorCode::UnknownTopicOrPartition, None));
+    };
+    let Some(records) = records.filter(|records| !records.is_empty()) else {
+        return Err((ErrorCode::CorruptMessage, Some("produce request carries no records".into())));
+    };
+    let batches = record_batch::split_produced_batches(records).map_err(|error| {
+        tracing::warn!(topic, partition, %error, "rejected produced batch");
+        (ErrorCode::from(&error), Some(error.to_string()))
+    })?;
+    let max_message_bytes = meta.log_config(&shard.config.log).max_message_bytes as usize;
+    let mut owned = Vec::with_capacity(batches.len());
+    for (range, info) in batches {
+        if info.size_bytes > max_message_bytes {
+            let message = format!(
+                "batch of {} bytes exceeds max.message.bytes {max_message_bytes}",
+                info.size_bytes
+            );
+            return Err((ErrorCode::MessageTooLarge, Some(message)));
+        }
+        owned.push(BytesMut::from(&records[range]));
+    }
+    Ok(owned)
+}
+
+async fn submit(
+    shard: &Rc<Shard>,
+    topic: String,
+    partition: i32,
+    prepared: Result<Vec<BytesMut>, (ErrorCode, Option<String>)>,
+) -> PartitionOutcome {
+    let batches = prepared?;
+    let owner = shard.owner_of(&topic, partition);
+    let outcome = shard
+        .call_on(owner, move |target| async move {
+            let Some(log) = target.local_log(&topic, partition) else {
+                return Err((ErrorCode::UnknownTopicOrPartition, None));
+            };
+            log.append(batches, 0).await.map_err(|error| {
+                tracing::warn!(%topic, partition, %error, "append failed");
+                (log_error_code(&error), Some(error.to_string()))
+            })
+        })
+        .await;
+    outcome.unwrap_or(Err((ErrorCode::NotLeaderOrFollower, None)))
+}
+
+fn partition_response(index: i32, outcome: PartitionOutcome) -> PartitionProduceResponse {
+    let response = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
+    match outcome {
+        Ok(info) => response.with_base_offset(info.base_offset).with_log_start_offset(info.log_start_offset),
+        Err((code, message)) => response
+            .with_error_code(code.code())
+            .with_base_offset(-1)
+            .with_log_start_offset(-1)
+            .with_error_message(message.map(|message| str_bytes(&message))),
+    }
+}

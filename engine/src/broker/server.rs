@@ -1,0 +1,205 @@
+//! Starting and stopping a broker: the data directory, the shards, and their listeners.
+//!
+//! `Broker::prepare` does everything that can fail before a port is opened (data dir, cluster
+//! identity, topic registry); `Broker::run` then runs one shard per core until a
+//! [`ShutdownHandle`] asks them to stop, at which point each shard stops accepting, flushes
+//! and closes its partition logs.
+
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::io::{self, mesh, Disk, Listener};
+
+use super::config::BrokerConfig;
+use super::connection;
+use super::shard::{ClusterIdentity, Job, Shard, JOB_QUEUE_CAPACITY};
+use super::topics::{self, TopicSnapshot};
+
+const IDENTITY_FILE_NAME: &str = "meta.json";
+const IDENTITY_FORMAT_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct IdentityFile {
+    version: u32,
+    cluster_id: String,
+    node_id: i32,
+}
+
+/// A broker whose data directory is ready, not yet serving.
+pub struct Broker {
+    config: Arc<BrokerConfig>,
+    cluster: ClusterIdentity,
+    topics: Arc<TopicSnapshot>,
+    senders: Vec<mesh::Sender<Job>>,
+    receivers: Arc<Mutex<Vec<Option<mesh::Receiver<Job>>>>>,
+}
+
+/// Asks every shard to stop. Cheap to clone; usable from any thread (a signal handler thread).
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    senders: Vec<mesh::Sender<Job>>,
+}
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        for sender in &self.senders {
+            let job: Job = Box::new(|shard: Rc<Shard>| Box::pin(async move { shard.request_shutdown() }));
+            if sender.try_send(job).is_err() {
+                tracing::warn!("shard did not take the shutdown request (queue full or gone)");
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("data directory belongs to node {found}, but this broker is node {configured}")]
+    NodeIdMismatch { found: i32, configured: i32 },
+    #[error("shards: {0}")]
+    Shards(std::io::Error),
+}
+
+impl Broker {
+    pub fn prepare(config: BrokerConfig) -> Result<Broker, StartError> {
+        assert!(config.shard_count > 0, "at least one shard");
+        let disk = Disk::Os;
+        let data_dir = config.data_dir.clone();
+        let data_dir_error =
+            |source| StartError::DataDir { path: data_dir.display().to_string(), source };
+        disk.create_dir_all(&data_dir).map_err(data_dir_error)?;
+        let (identity, topics) = io::block_on(async {
+            let identity = load_or_create_identity(&disk, &data_dir, config.node_id).await?;
+            let topics = topics::load_registry(&disk, &data_dir).await?;
+            Ok::<_, std::io::Error>((identity, topics))
+        })
+        .map_err(data_dir_error)?;
+        if identity.node_id != config.node_id {
+            return Err(StartError::NodeIdMismatch { found: identity.node_id, configured: config.node_id });
+        }
+        let cluster = ClusterIdentity { cluster_id: identity.cluster_id, node_id: identity.node_id };
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..config.shard_count).map(|_| mesh::channel::<Job>(JOB_QUEUE_CAPACITY)).unzip();
+        Ok(Broker {
+            config: Arc::new(config),
+            cluster,
+            topics,
+            senders,
+            receivers: Arc::new(Mutex::new(receivers.into_iter().map(Some).collect())),
+        })
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle { senders: self.senders.clone() }
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster.cluster_id
+    }
+
+    /// Serves until shut down. Blocks the calling thread.
+    pub fn run(self) -> Result<(), StartError> {
+        let Broker { config, cluster, topics, senders, receivers } = self;
+        let shard_count = config.shard_count;
+        io::run_shards(shard_count, move |shard_id| {
+            let receiver = receivers.lock().expect("startup lock")[shard_id].take();
+            let receiver = receiver.expect("each shard takes its receiver once");
+            let shard = Shard::new(
+                shard_id,
+                config.clone(),
+                cluster.clone(),
+                Disk::Os,
+                senders.clone(),
+                Arc::new(TopicSnapshot::default()),
+            );
+            run_shard(shard, receiver, topics.clone())
+        })
+        .map_err(StartError::Shards)?;
+        Ok(())
+    }
+}
+
+/// One shard's life: open its partitions, serve jobs and connections, stop on request.
+pub async fn run_shard(shard: Rc<Shard>, jobs: mesh::Receiver<Job>, topics: Arc<TopicSnapshot>) {
+    shard.apply_topics(topics).await;
+    drop(io::spawn_local(shard.clone().serve_jobs(jobs)));
+    drop(io::spawn_local(shard.clone().run_retention()));
+    let listener = match Listener::bind(shard.config.listen) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(address = %shard.config.listen, %error, "cannot listen; stopping");
+            shard.request_shutdown();
+            shard.close_partitions().await;
+            return;
+        }
+    };
+    tracing::info!(shard = shard.id, address = %shard.config.listen, "listening");
+    accept_until_shutdown(&shard, &listener).await;
+    drop(listener);
+    shard.close_partitions().await;
+}
+
+async fn accept_until_shutdown(shard: &Rc<Shard>, listener: &Listener) {
+    loop {
+        let stopped = shard.shutdown_requested.notified();
+        if shard.is_shutting_down() {
+            return;
+        }
+        let accepted = listener.accept();
+        futures_util::pin_mut!(stopped, accepted);
+        match futures_util::future::select(stopped, accepted).await {
+            futures_util::future::Either::Left(_) => return,
+            futures_util::future::Either::Right((Ok((stream, peer)), _)) => {
+                drop(io::spawn_local(connection::serve(shard.clone(), stream, peer)));
+            }
+            futures_util::future::Either::Right((Err(error), _)) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                io::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        if shard.is_shutting_down() {
+            return;
+        }
+    }
+}
+
+async fn load_or_create_identity(
+    disk: &Disk,
+    data_dir: &Path,
+    node_id: i32,
+) -> std::io::Result<IdentityFile> {
+    let path = data_dir.join(IDENTITY_FILE_NAME);
+    if disk.exists(&path) {
+        let bytes = topics::read_whole_file(disk, &path).await?;
+        let identity: IdentityFile = serde_json::from_slice(&bytes)
+            .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))?;
+        if identity.version != IDENTITY_FORMAT_VERSION {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} has unknown format version {}", path.display(), identity.version),
+            ));
+        }
+        return Ok(identity);
+    }
+    let identity = IdentityFile {
+        version: IDENTITY_FORMAT_VERSION,
+        cluster_id: new_cluster_id(),
+        node_id,
+    };
+    let bytes = serde_json::to_vec_pretty(&identity).map_err(std::io::Error::other)?;
+    topics::write_file_atomically(disk, &path, bytes).await?;
+    tracing::info!(cluster_id = %identity.cluster_id, "new data directory initialised");
+    Ok(identity)
+}
+
+/// 16 random bytes in URL-safe base64 without padding: the shape of Kafka's cluster ids.
+fn new_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bits = (u128::from(io::random_u64()) << 64) | u128::from(io::random_u64());
+    (0..22).map(|index| ALPHABET[((bits >> (index * 6)) & 0x3f) as usize] as char).collect()
+}

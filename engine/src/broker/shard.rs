@@ -1,0 +1,277 @@
+//! One shard of the broker: the partitions it owns, its copy of the topic registry, and the
+//! mesh that carries work to other shards.
+//!
+//! Partition ownership is a pure function of (topic, partition, shard count), so every shard
+//! knows where to send a request without asking anyone. Work for another shard travels as a
+//! [`Job`] over a bounded mesh channel and runs there as a local task; its answer comes back
+//! over a reply channel. Jobs from one sender are started in the order they were sent, which
+//! keeps the offsets of one connection's pipelined produce requests in request order.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::io::{self, local::Notify, mesh, Disk};
+use crate::log::Log;
+
+use super::config::BrokerConfig;
+use super::topics::{TopicMeta, TopicSnapshot};
+
+/// Work sent to another shard: a closure run there as a local task.
+pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// Bound on jobs queued for one shard; senders wait when it is full (backpressure).
+pub const JOB_QUEUE_CAPACITY: usize = 4096;
+
+/// Identity of the cluster this broker belongs to, fixed at first start.
+#[derive(Debug, Clone)]
+pub struct ClusterIdentity {
+    pub cluster_id: String,
+    pub node_id: i32,
+}
+
+/// Key of a partition owned by a shard.
+pub type PartitionKey = (String, i32);
+
+pub struct Shard {
+    pub id: usize,
+    pub config: Arc<BrokerConfig>,
+    pub cluster: ClusterIdentity,
+    pub disk: Disk,
+    peers: Vec<mesh::Sender<Job>>,
+    topics: RefCell<Arc<TopicSnapshot>>,
+    partitions: RefCell<BTreeMap<PartitionKey, Log>>,
+    /// Shard 0 only: serialises registry changes (create/delete) across their awaits.
+    registry_busy: Cell<bool>,
+    registry_idle: Notify,
+    shutting_down: Cell<bool>,
+    pub shutdown_requested: Notify,
+}
+
+/// The shard that owns `partition` of `topic`: FNV-1a over the name and index, so that it is
+/// the same on every shard, every run and every machine.
+pub fn owner_shard(topic: &str, partition: i32, shard_count: usize) -> usize {
+    assert!(shard_count > 0);
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in topic.as_bytes().iter().chain(partition.to_be_bytes().iter()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % shard_count as u64) as usize
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        config: Arc<BrokerConfig>,
+        cluster: ClusterIdentity,
+        disk: Disk,
+        peers: Vec<mesh::Sender<Job>>,
+        topics: Arc<TopicSnapshot>,
+    ) -> Rc<Shard> {
+        assert_eq!(peers.len(), config.shard_count);
+        assert!(id < config.shard_count);
+        Rc::new(Shard {
+            id,
+            config,
+            cluster,
+            disk,
+            peers,
+            topics: RefCell::new(topics),
+            partitions: RefCell::new(BTreeMap::new()),
+            registry_busy: Cell::new(false),
+            registry_idle: Notify::new(),
+            shutting_down: Cell::new(false),
+            shutdown_requested: Notify::new(),
+        })
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn topics(&self) -> Arc<TopicSnapshot> {
+        self.topics.borrow().clone()
+    }
+
+    pub fn owner_of(&self, topic: &str, partition: i32) -> usize {
+        owner_shard(topic, partition, self.shard_count())
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.get()
+    }
+
+    /// The log of a partition this shard owns.
+    pub fn local_log(&self, topic: &str, partition: i32) -> Option<Log> {
+        debug_assert_eq!(self.owner_of(topic, partition), self.id);
+        self.partitions.borrow().get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// Runs `work` on `shard` and returns its output; runs it right here when `shard` is us.
+    /// `None` means the target shard is gone (shutdown).
+    pub async fn call_on<T, F, Fut>(self: &Rc<Self>, shard: usize, work: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        if shard == self.id {
+            // Spawned, not awaited inline, so that local and remote work start in the same
+            // (send) order relative to other requests of the connection.
+            return io::spawn_local(work(self.clone())).await.into();
+        }
+        let (reply, answer) = mesh::reply_channel::<T>();
+        let job: Job = Box::new(move |target: Rc<Shard>| {
+            Box::pin(async move {
+                let output = work(target).await;
+                let _ = reply.send(output);
+            })
+        });
+        if self.peers[shard].send(job).await.is_err() {
+            return None;
+        }
+        answer.await.ok()
+    }
+
+    /// Runs jobs sent by other shards until every sender is gone.
+    pub async fn serve_jobs(self: Rc<Self>, mut jobs: mesh::Receiver<Job>) {
+        while let Some(job) = jobs.recv().await {
+            drop(io::spawn_local(job(self.clone())));
+        }
+    }
+
+    /// Replaces this shard's topic view and opens/closes the partitions it owns to match.
+    pub async fn apply_topics(self: &Rc<Self>, snapshot: Arc<TopicSnapshot>) {
+        let previous = std::mem::replace(&mut *self.topics.borrow_mut(), snapshot.clone());
+        for topic in previous.by_name.values() {
+            let still_there = snapshot.get(&topic.name).is_some_and(|now| now.id == topic.id);
+            if !still_there {
+                self.delete_local_partitions(topic).await;
+            }
+        }
+        for topic in snapshot.by_name.values() {
+            self.open_local_partitions(topic).await;
+        }
+    }
+
+    async fn open_local_partitions(self: &Rc<Self>, topic: &TopicMeta) {
+        for partition in 0..topic.partition_count {
+            if self.owner_of(&topic.name, partition) != self.id {
+                continue;
+            }
+            let key = (topic.name.clone(), partition);
+            if self.partitions.borrow().contains_key(&key) {
+                continue;
+            }
+            let directory = self.config.data_dir.join(format!("{}-{}", topic.name, partition));
+            let config = topic.log_config(&self.config.log);
+            match Log::open(self.disk.clone(), directory, config).await {
+                Ok(log) => {
+                    self.partitions.borrow_mut().insert(key, log);
+                }
+                Err(error) => {
+                    tracing::error!(topic = %topic.name, partition, %error,
+                        "cannot open partition log; it stays offline");
+                }
+            }
+        }
+    }
+
+    async fn delete_local_partitions(self: &Rc<Self>, topic: &TopicMeta) {
+        let removed: Vec<Log> = {
+            let mut partitions = self.partitions.borrow_mut();
+            let keys: Vec<PartitionKey> =
+                partitions.keys().filter(|(name, _)| *name == topic.name).cloned().collect();
+            keys.iter().filter_map(|key| partitions.remove(key)).collect()
+        };
+        for log in removed {
+            if let Err(error) = log.delete().await {
+                tracing::error!(topic = %topic.name, %error, "cannot delete partition log");
+            }
+        }
+    }
+
+    /// Shard 0 only: waits until no other registry change is in progress, then claims it.
+    pub async fn lock_registry(&self) -> RegistryGuard<'_> {
+        assert_eq!(self.id, 0, "only shard 0 changes the topic registry");
+        while self.registry_busy.get() {
+            self.registry_idle.notified().await;
+        }
+        self.registry_busy.set(true);
+        RegistryGuard { shard: self }
+    }
+
+    /// Sends a new topic view to every shard (including this one) and waits until each has
+    /// opened or deleted its partitions.
+    pub async fn broadcast_topics(self: &Rc<Self>, snapshot: Arc<TopicSnapshot>) {
+        let mut pending = Vec::with_capacity(self.shard_count());
+        for shard in 0..self.shard_count() {
+            let snapshot = snapshot.clone();
+            pending.push(self.call_on(shard, move |target| async move {
+                target.apply_topics(snapshot).await;
+            }));
+        }
+        futures_util::future::join_all(pending).await;
+    }
+
+    /// Periodic housekeeping: retention and age-based segment rolls of owned partitions.
+    pub async fn run_retention(self: Rc<Self>) {
+        let interval = std::time::Duration::from_millis(self.config.retention_check_interval_ms);
+        while !self.is_shutting_down() {
+            io::sleep(interval).await;
+            let logs: Vec<Log> = self.partitions.borrow().values().cloned().collect();
+            let now_ms = io::unix_time_ms();
+            for log in logs {
+                if let Err(error) = log.maybe_roll(now_ms).await {
+                    tracing::warn!(%error, "segment roll failed");
+                }
+                if let Err(error) = log.apply_retention(now_ms).await {
+                    tracing::warn!(%error, "retention failed");
+                }
+            }
+        }
+    }
+
+    /// Asks the shard to stop: it stops accepting, then closes its logs (see `server`).
+    pub fn request_shutdown(&self) {
+        if !self.shutting_down.replace(true) {
+            self.shutdown_requested.notify_waiters();
+        }
+    }
+
+    /// Flushes and closes every owned partition log. Called once, by the shard's main task.
+    pub async fn close_partitions(&self) {
+        assert!(self.is_shutting_down(), "partitions close only during shutdown");
+        let logs: Vec<(PartitionKey, Log)> =
+            std::mem::take(&mut *self.partitions.borrow_mut()).into_iter().collect();
+        for ((topic, partition), log) in logs {
+            if let Err(error) = log.close().await {
+                tracing::error!(%topic, partition, %error, "closing partition log failed");
+            }
+        }
+        tracing::info!(shard = self.id, "shard stopped");
+    }
+}
+
+/// Releases the registry claim on drop, also when the change failed half-way.
+pub struct RegistryGuard<'a> {
+    shard: &'a Shard,
+}
+
+impl Drop for RegistryGuard<'_> {
+    fn drop(&mut self) {
+        self.shard.registry_busy.set(false);
+        self.shard.registry_idle.notify_waiters();
+    }
+}
+
+impl RegistryGuard<'_> {
+    /// Publishes `snapshot` as this shard's view (shard 0's registry is its own view).
+    pub fn current(&self) -> Arc<TopicSnapshot> {
+        self.shard.topics()
+    }
+}

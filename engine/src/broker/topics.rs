@@ -1,0 +1,315 @@
+//! The topic registry: which topics exist, their ids, partition counts and configs.
+//!
+//! Shard 0 owns the durable copy (`<data_dir>/topics.json`, replaced atomically by
+//! write-temp + fdatasync + rename + directory sync) and is the only writer. Every shard holds an
+//! immutable [`TopicSnapshot`] that shard 0 replaces on each change, so request handlers read
+//! metadata without locks or cross-shard calls.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::io::{Disk, OpenOptions};
+use crate::log::LogConfig;
+
+pub const REGISTRY_FILE_NAME: &str = "topics.json";
+const REGISTRY_FORMAT_VERSION: u32 = 1;
+/// Kafka's limit: a topic name plus a partition suffix must fit a file name.
+pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
+/// Bound on partitions per topic: each one is a directory and open files on one node.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: uuid::Uuid,
+    pub partition_count: i32,
+    /// Only configs set explicitly at creation; defaults come from [`TOPIC_CONFIG_DEFAULTS`].
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicMeta {
+    /// The log settings for this topic's partitions: broker defaults overridden by topic configs.
+    pub fn log_config(&self, defaults: &LogConfig) -> LogConfig {
+        let mut config = defaults.clone();
+        let number = |key: &str| self.configs.get(key).and_then(|value| value.parse::<i64>().ok());
+        if let Some(value) = number("segment.bytes") {
+            config.segment_size_bytes = value as u64;
+        }
+        if let Some(value) = number("segment.ms") {
+            config.segment_age_ms = value;
+        }
+        if let Some(value) = number("retention.bytes") {
+            config.retention_size_bytes = value;
+        }
+        if let Some(value) = number("retention.ms") {
+            config.retention_age_ms = value;
+        }
+        if let Some(value) = number("index.interval.bytes") {
+            config.index_interval_bytes = value as u32;
+        }
+        if let Some(value) = number("max.message.bytes") {
+            config.max_message_bytes = value as u32;
+        }
+        config
+    }
+
+    /// The value a topic reports for `key`, and whether it was set on the topic.
+    pub fn config_value(&self, key: &str) -> Option<(String, bool)> {
+        if let Some(value) = self.configs.get(key) {
+            return Some((value.clone(), true));
+        }
+        TOPIC_CONFIG_DEFAULTS
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| (value.to_string(), false))
+    }
+}
+
+/// Topic configs Tern reports, with Kafka 4.0's defaults, sorted by name.
+pub const TOPIC_CONFIG_DEFAULTS: &[(&str, &str)] = &[
+    ("cleanup.policy", "delete"),
+    ("compression.type", "producer"),
+    ("delete.retention.ms", "86400000"),
+    ("file.delete.delay.ms", "60000"),
+    ("flush.messages", "9223372036854775807"),
+    ("flush.ms", "9223372036854775807"),
+    ("index.interval.bytes", "4096"),
+    ("max.compaction.lag.ms", "9223372036854775807"),
+    ("max.message.bytes", "1048588"),
+    ("message.timestamp.type", "CreateTime"),
+    ("min.cleanable.dirty.ratio", "0.5"),
+    ("min.compaction.lag.ms", "0"),
+    ("min.insync.replicas", "1"),
+    ("retention.bytes", "-1"),
+    ("retention.ms", "604800000"),
+    ("segment.bytes", "1073741824"),
+    ("segment.index.bytes", "10485760"),
+    ("segment.ms", "604800000"),
+    ("unclean.leader.election.enable", "false"),
+];
+
+/// Why a topic cannot be created; each maps to one Kafka error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("Topic '{0}' already exists.")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
+    UnsupportedConfig(String),
+}
+
+/// Kafka's topic name rule: 1..=249 of `[a-zA-Z0-9._-]`, and not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    if name.is_empty() {
+        return Err(TopicError::InvalidName("Topic name is illegal, it can't be empty".into()));
+    }
+    if name == "." || name == ".." {
+        return Err(TopicError::InvalidName(
+            "Topic name cannot be \".\" or \"..\"".into(),
+        ));
+    }
+    if name.len() > TOPIC_NAME_LENGTH_MAX {
+        return Err(TopicError::InvalidName(format!(
+            "Topic name is illegal, it can't be longer than {TOPIC_NAME_LENGTH_MAX} characters, \
+             topic name: {name}"
+        )));
+    }
+    let legal = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-';
+    if !name.chars().all(legal) {
+        return Err(TopicError::InvalidName(format!(
+            "Topic name \"{name}\" is illegal, it contains a character other than ASCII \
+             alphanumerics, '.', '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks one topic config against what Tern implements.
+pub fn validate_topic_config(key: &str, value: Option<&str>) -> Result<(), TopicError> {
+    let Some(value) = value else {
+        return Err(TopicError::InvalidConfig(format!("Null value not supported for {key}")));
+    };
+    if !TOPIC_CONFIG_DEFAULTS.iter().any(|(name, _)| *name == key) {
+        return Err(TopicError::InvalidConfig(format!("Unknown topic config name: {key}")));
+    }
+    let invalid = || TopicError::InvalidConfig(format!("Invalid value {value} for configuration {key}"));
+    match key {
+        "cleanup.policy" => match value {
+            "delete" => Ok(()),
+            "compact" | "compact,delete" | "delete,compact" => Err(TopicError::UnsupportedConfig(
+                "cleanup.policy=compact is not supported yet by Tern".into(),
+            )),
+            _ => Err(invalid()),
+        },
+        "message.timestamp.type" => match value {
+            "CreateTime" => Ok(()),
+            "LogAppendTime" => Err(TopicError::UnsupportedConfig(
+                "message.timestamp.type=LogAppendTime is not supported yet by Tern".into(),
+            )),
+            _ => Err(invalid()),
+        },
+        "compression.type" => match value {
+            "producer" => Ok(()),
+            _ => Err(TopicError::UnsupportedConfig(format!(
+                "compression.type={value} is not supported: Tern stores batches as produced"
+            ))),
+        },
+        "min.cleanable.dirty.ratio" => value.parse::<f64>().map(|_| ()).map_err(|_| invalid()),
+        "unclean.leader.election.enable" => match value {
+            "true" | "false" => Ok(()),
+            _ => Err(invalid()),
+        },
+        "segment.bytes" => match value.parse::<i64>() {
+            Ok(bytes) if bytes >= 14 && bytes <= i64::from(i32::MAX) => Ok(()),
+            _ => Err(invalid()),
+        },
+        "max.message.bytes" | "index.interval.bytes" | "min.insync.replicas" => {
+            match value.parse::<i64>() {
+                Ok(number) if number >= 0 && number <= i64::from(i32::MAX) => Ok(()),
+                _ => Err(invalid()),
+            }
+        }
+        _ => match value.parse::<i64>() {
+            Ok(number) if number >= -1 => Ok(()),
+            _ => Err(invalid()),
+        },
+    }
+}
+
+/// Immutable view of all topics, shared by every request handler of a shard.
+#[derive(Debug, Default)]
+pub struct TopicSnapshot {
+    pub by_name: BTreeMap<String, TopicMeta>,
+    pub name_by_id: BTreeMap<uuid::Uuid, String>,
+}
+
+impl TopicSnapshot {
+    pub fn new(topics: impl IntoIterator<Item = TopicMeta>) -> TopicSnapshot {
+        let mut snapshot = TopicSnapshot::default();
+        for topic in topics {
+            snapshot.name_by_id.insert(topic.id, topic.name.clone());
+            snapshot.by_name.insert(topic.name.clone(), topic);
+        }
+        snapshot
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TopicMeta> {
+        self.by_name.get(name)
+    }
+
+    pub fn get_by_id(&self, id: &uuid::Uuid) -> Option<&TopicMeta> {
+        self.name_by_id.get(id).and_then(|name| self.by_name.get(name))
+    }
+
+    pub fn has_partition(&self, name: &str, partition: i32) -> bool {
+        self.get(name).is_some_and(|topic| partition >= 0 && partition < topic.partition_count)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RegistryFile {
+    version: u32,
+    topics: Vec<TopicMeta>,
+}
+
+/// Loads the registry, or an empty one when the data dir is new.
+pub async fn load_registry(disk: &Disk, data_dir: &Path) -> std::io::Result<Arc<TopicSnapshot>> {
+    let path = data_dir.join(REGISTRY_FILE_NAME);
+    if !disk.exists(&path) {
+        return Ok(Arc::new(TopicSnapshot::default()));
+    }
+    let bytes = read_whole_file(disk, &path).await?;
+    let file: RegistryFile = serde_json::from_slice(&bytes).map_err(|error| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is not a valid topic registry: {error}", path.display()),
+        )
+    })?;
+    if file.version != REGISTRY_FORMAT_VERSION {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} has unknown format version {}", path.display(), file.version),
+        ));
+    }
+    Ok(Arc::new(TopicSnapshot::new(file.topics)))
+}
+
+/// Durably replaces the registry file with `snapshot`'s topics.
+pub async fn store_registry(
+    disk: &Disk,
+    data_dir: &Path,
+    snapshot: &TopicSnapshot,
+) -> std::io::Result<()> {
+    let file = RegistryFile {
+        version: REGISTRY_FORMAT_VERSION,
+        topics: snapshot.by_name.values().cloned().collect(),
+    };
+    let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
+    write_file_atomically(disk, &data_dir.join(REGISTRY_FILE_NAME), bytes).await
+}
+
+/// Reads a small metadata file whole.
+pub async fn read_whole_file(disk: &Disk, path: &Path) -> std::io::Result<Vec<u8>> {
+    let file = disk.open(path, OpenOptions { create: false, truncate: false })?;
+    let size_bytes = file.len()? as usize;
+    let (result, bytes) = file.read_exact_at(Vec::with_capacity(size_bytes), 0).await;
+    result?;
+    Ok(bytes)
+}
+
+/// write temp + fdatasync + rename + directory sync: after a crash either the old or the new
+/// content is there, never a torn mix.
+pub async fn write_file_atomically(disk: &Disk, path: &Path, bytes: Vec<u8>) -> std::io::Result<()> {
+    let temporary: PathBuf = path.with_extension("tmp");
+    let file = disk.open(&temporary, OpenOptions { create: true, truncate: true })?;
+    let (result, _) = file.write_all_at(bytes, 0).await;
+    result?;
+    file.sync_data().await?;
+    drop(file);
+    disk.rename(&temporary, path)?;
+    let parent = path.parent().unwrap_or(Path::new("."));
+    disk.sync_dir(parent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for good in ["a", "orders", "a.b_c-d", &"x".repeat(249)] {
+            assert!(validate_topic_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "a b", "ü", "a/b", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn configs_are_checked_by_name_and_value() {
+        assert!(validate_topic_config("retention.ms", Some("1000")).is_ok());
+        assert!(validate_topic_config("retention.ms", Some("-1")).is_ok());
+        assert!(validate_topic_config("retention.ms", Some("soon")).is_err());
+        assert!(validate_topic_config("no.such.config", Some("1")).is_err());
+        assert!(validate_topic_config("cleanup.policy", Some("compact")).is_err());
+        assert!(validate_topic_config("segment.bytes", Some("1")).is_err());
+        assert!(validate_topic_config("retention.ms", None).is_err());
+    }
+
+    #[test]
+    fn defaults_are_sorted_and_unique() {
+        for pair in TOPIC_CONFIG_DEFAULTS.windows(2) {
+            assert!(pair[0].0 < pair[1].0, "{} before {}", pair[0].0, pair[1].0);
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! End-to-end: the real `tern` binary driven by real Kafka clients — confluent-kafka
+//! (librdkafka 2.1x), kafka-python and Debian's kcat (librdkafka 2.0) — on 127.0.0.1.
+//! `.ci/run` installs the clients.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{python, run_checked, test_dir, TernServer};
+
+const RECORDS: &str = "100000";
+
+fn roundtrip(server: &TernServer, client: &str, topic: &str, phase: &str) {
+    run_checked(
+        python("roundtrip.py").args([
+            "--client", client, "--bootstrap", &server.bootstrap(), "--topic", topic,
+            "--partitions", "3", "--records", RECORDS, "--phase", phase,
+        ]),
+        &format!("{client} {phase}"),
+    );
+}
+
+#[test]
+fn confluent_kafka_round_trip_survives_a_restart() {
+    let directory = test_dir("confluent");
+    let mut server = TernServer::start(&directory.join("data"), &["--shards", "2"]);
+    roundtrip(&server, "confluent", "confluent-roundtrip", "create,produce,consume");
+    server.stop();
+    server.restart();
+    roundtrip(&server, "confluent", "confluent-roundtrip", "consume");
+    server.stop();
+}
+
+#[test]
+fn kafka_python_round_trip_survives_a_restart() {
+    let directory = test_dir("kafka-python");
+    let mut server = TernServer::start(&directory.join("data"), &["--shards", "2"]);
+    roundtrip(&server, "kafka-python", "kafka-python-roundtrip", "create,produce,consume");
+    server.stop();
+    server.restart();
+    roundtrip(&server, "kafka-python", "kafka-python-roundtrip", "consume");
+    server.stop();
+}
+
+#[test]
+fn kcat_produces_and_consumes_with_keys() {
+    let directory = test_dir("kcat");
+    let mut server = TernServer::start(&directory.join("data"), &["--default-partitions", "2"]);
+    let lines: String = (0..1000).map(|i| format!("key{i}:value {i}\n")).collect();
+    let mut producer = Command::new("kcat")
+        .args(["-b", &server.bootstrap(), "-t", "kcat-topic", "-P", "-K:", "-p", "0"])
+        .args(["-X", "acks=all"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("kcat is installed by .ci/run");
+    producer.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
+    assert!(producer.wait().unwrap().success(), "kcat -P failed; log:\n{}", server.log());
+    let output = run_checked(
+        Command::new("kcat").args([
+            "-b", &server.bootstrap(), "-t", "kcat-topic", "-C", "-p", "0", "-o", "beginning",
+            "-e", "-f", "%k:%s\n",
+        ]),
+        "kcat -C",
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), lines);
+    let metadata = run_checked(
+        Command::new("kcat").args(["-b", &server.bootstrap(), "-L", "-t", "kcat-topic"]),
+        "kcat -L",
+    );
+    let metadata = String::from_utf8_lossy(&metadata.stdout);
+    assert!(metadata.contains("topic \"kcat-topic\" with 2 partitions"), "{metadata}");
+    server.stop();
+}
+
+#[test]
+fn acknowledged_records_survive_kill_minus_nine() {
+    let directory = test_dir("kill9");
+    let mut server = TernServer::start(&directory.join("data"), &["--shards", "2"]);
+    let acked = directory.join("acked.txt");
+    let bootstrap = server.bootstrap();
+    let topic_args = ["--topic", "crash", "--partitions", "3"];
+    run_checked(
+        python("roundtrip.py").args(["--client", "confluent", "--bootstrap", &bootstrap])
+            .args(topic_args).args(["--phase", "create"]),
+        "create topic",
+    );
+    let mut producer = python("acked.py")
+        .args(["produce", "--bootstrap", &bootstrap, "--acked"])
+        .arg(&acked)
+        .args(topic_args)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start producer");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let acknowledged = || std::fs::read_to_string(&acked).map(|s| s.lines().count()).unwrap_or(0);
+    while acknowledged() < 30_000 {
+        assert!(Instant::now() < deadline, "producer too slow; log:\n{}", server.log());
+        assert!(producer.try_wait().unwrap().is_none(), "producer exited early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = producer.kill();
+    let _ = producer.wait();
+    server.restart();
+    run_checked(
+        python("acked.py").args(["verify", "--bootstrap", &server.bootstrap(), "--acked"])
+            .arg(&acked).args(topic_args),
+        "verify acknowledged records",
+    );
+    server.stop();
+}

@@ -1,0 +1,73 @@
+//! A minimal blocking Kafka client for tests that need exact control over the bytes sent:
+//! request encoding comes from the `kafka-protocol` crate, independent of Tern's code.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::RequestHeader;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+
+pub struct Connection {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Connection {
+    pub fn connect(address: &str) -> Connection {
+        let stream = TcpStream::connect(address).expect("connect to tern");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Connection { stream, correlation_id: 0 }
+    }
+
+    /// Sends `request` at `version` and decodes the response body.
+    pub fn call<R: Request>(&mut self, version: i16, request: &R) -> R::Response {
+        let frame = self.encode(version, request);
+        self.stream.write_all(&frame).expect("send request");
+        let mut body = self.read_frame().expect("response frame");
+        let _correlation = body.get_i32();
+        if R::Response::header_version(version) >= 1 {
+            // Response header v1: tagged fields (none expected).
+            let tagged = body.get_u8();
+            assert_eq!(tagged, 0, "no tagged fields in the response header");
+        }
+        R::Response::decode(&mut body, version).expect("decode response")
+    }
+
+    pub fn encode<R: Request>(&mut self, version: i16, request: &R) -> Vec<u8> {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("tern-tests")));
+        let mut body = BytesMut::new();
+        header.encode(&mut body, R::header_version(version)).unwrap();
+        request.encode(&mut body, version).unwrap();
+        let mut frame = Vec::with_capacity(body.len() + 4);
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        frame
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes);
+    }
+
+    /// Reads one response frame (without its size prefix); None when the broker closed.
+    pub fn read_frame(&mut self) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).ok()?;
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body).ok()?;
+        Some(Bytes::from(body))
+    }
+
+    /// True when the broker closed the connection (EOF or reset) within the read timeout.
+    pub fn is_closed_by_broker(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+}

@@ -1,0 +1,149 @@
+//! Harness for end-to-end tests: starts the real `tern` binary on a free 127.0.0.1 port with
+//! its own data directory, and always stops it (Drop kills it if a test panics).
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub mod kafka;
+
+pub struct TernServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    extra_arguments: Vec<String>,
+}
+
+/// A fresh, empty directory for one test.
+pub fn test_dir(name: &str) -> PathBuf {
+    let directory = std::env::temp_dir().join(format!("tern-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    std::fs::create_dir_all(&directory).expect("create test dir");
+    directory
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+impl TernServer {
+    pub fn start(data_dir: &Path, extra_arguments: &[&str]) -> TernServer {
+        let mut server = TernServer {
+            child: None,
+            port: free_port(),
+            data_dir: data_dir.to_path_buf(),
+            extra_arguments: extra_arguments.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none());
+        let log_path = self.data_dir.with_extension("log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tern"))
+            .arg("--listen")
+            .arg(self.bootstrap())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.extra_arguments)
+            .env("RUST_LOG", std::env::var("TERN_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tern");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(self.bootstrap()).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("tern exited at start with {status}; log:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "tern did not listen within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "tern exited with {status}; log:\n{}", self.log());
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("tern did not stop within 30 s of SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no flush, no close — what a crash (minus the page cache) looks like.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|child| child.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for TernServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("clients")
+}
+
+/// Runs a command to completion; panics with its output when it fails.
+pub fn run_checked(command: &mut Command, what: &str) -> Output {
+    let output = command.output().unwrap_or_else(|error| panic!("{what}: cannot run: {error}"));
+    if !output.status.success() {
+        panic!(
+            "{what} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
+}
+
+pub fn python(script: &str) -> Command {
+    let mut command = Command::new("python3");
+    command.arg(clients_dir().join(script));
+    command
+}
+
+/// Reads a whole child stdout (for commands piped by hand).
+pub fn read_all(mut reader: impl Read) -> String {
+    let mut text = String::new();
+    let _ = reader.read_to_string(&mut text);
+    text
+}
