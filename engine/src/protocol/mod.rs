@@ -2,5 +2,22 @@
 //!
 //! Architecture invariant: this layer is pure. It never performs I/O, never sleeps and never
 //! reads a clock; it turns bytes into typed requests and typed responses into bytes.
+//!
+//! Data flow for one connection (the broker drives it):
+//! 1. [`frame::FrameDecoder`] splits the socket's byte stream into request frames, refusing
+//!    sizes above the configured maximum before reserving anything.
+//! 2. [`request::decode_request`] reads the header, checks the API and version against
+//!    [`api::SUPPORTED_APIS`], bounds-checks the body and decodes it (`kafka-protocol`).
+//! 3. The broker handles the typed [`request::Request`] and builds a [`response::Response`];
+//!    [`api_versions`] builds the ApiVersions answer, [`error_code`] names error codes.
+//! 4. [`response::encode_response`] produces the bytes to write, size prefix included.
+//!
+//! [`record_batch`] reads and validates record batch v2 in place (produce path, storage).
 
+pub mod api;
+pub mod api_versions;
+pub mod error_code;
+pub mod frame;
 pub mod record_batch;
+pub mod request;
+pub mod response;

@@ -1,0 +1,83 @@
+//! The APIs Tern implements and the version range of each: the single source of truth for
+//! ApiVersions responses and for request validation.
+//!
+//! Floors are Kafka 4.0's (KIP-896 removed everything older than Kafka 2.1's versions); each
+//! range is served without gaps, because clients pinned to an old Kafka release send exactly
+//! that release's versions. To add an API (groups, InitProducerId, ...), add a row here, a
+//! variant to `Request`/`Response` and its bounds walk in `request/bounds.rs`.
+
+use kafka_protocol::messages::ApiKey;
+
+/// One row of the table: Tern serves `key` at every version in `min_version..=max_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupportedApi {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+}
+
+const fn api(key: ApiKey, min_version: i16, max_version: i16) -> SupportedApi {
+    SupportedApi { key, min_version, max_version }
+}
+
+/// Every API Tern answers, in API-key order (the order ApiVersions lists them in).
+pub const SUPPORTED_APIS: &[SupportedApi] = &[
+    api(ApiKey::Produce, 3, 12),
+    api(ApiKey::Fetch, 4, 17),
+    api(ApiKey::ListOffsets, 1, 9),
+    api(ApiKey::Metadata, 0, 12),
+    api(ApiKey::ApiVersions, 0, 4),
+    api(ApiKey::CreateTopics, 2, 7),
+    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The version range Tern serves for the raw API key, or `None` if Tern does not implement it.
+pub fn supported_range(key: i16) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|api| api.key as i16 == key)
+        .map(|api| (api.min_version, api.max_version))
+}
+
+/// Whether Tern serves `key` at `version`.
+pub fn is_supported(key: ApiKey, version: i16) -> bool {
+    supported_range(key as i16).is_some_and(|(min, max)| (min..=max).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_unique_and_within_the_codec() {
+        for pair in SUPPORTED_APIS.windows(2) {
+            assert!((pair[0].key as i16) < (pair[1].key as i16), "{pair:?}");
+        }
+        for api in SUPPORTED_APIS {
+            let codec = api.key.valid_versions();
+            assert!(api.min_version <= api.max_version, "{api:?}");
+            assert!(codec.min <= api.min_version && api.max_version <= codec.max, "{api:?}");
+        }
+    }
+
+    #[test]
+    fn ranges_match_the_compatibility_target() {
+        let check = |key: ApiKey, expected: (i16, i16)| {
+            assert_eq!(supported_range(key as i16), Some(expected), "{key:?}");
+        };
+        check(ApiKey::ApiVersions, (0, 4));
+        check(ApiKey::Metadata, (0, 12));
+        check(ApiKey::Produce, (3, 12));
+        check(ApiKey::Fetch, (4, 17));
+        check(ApiKey::ListOffsets, (1, 9));
+        check(ApiKey::CreateTopics, (2, 7));
+        check(ApiKey::DeleteTopics, (1, 6));
+        check(ApiKey::DescribeConfigs, (1, 4));
+        check(ApiKey::DescribeCluster, (0, 1));
+        assert_eq!(supported_range(ApiKey::JoinGroup as i16), None);
+        assert_eq!(supported_range(-1), None);
+        assert!(is_supported(ApiKey::Fetch, 4) && !is_supported(ApiKey::Fetch, 3));
+    }
+}

@@ -1,0 +1,432 @@
+//! Structural pre-check of a request body, run before `kafka-protocol` decodes it.
+//!
+//! Why: `kafka-protocol` 0.18 decodes an array by reading its element count from the wire and
+//! calling `Vec::with_capacity(count)` *before* reading any element (`types.rs`, `Array` and
+//! `CompactArray` decoders). A 20-byte frame claiming 2^31 topics would make it reserve
+//! hundreds of gigabytes: the allocation fails and the process aborts (allocation failure is
+//! not a panic; it cannot be caught). Strings and byte fields are safe (they are sliced out of
+//! the frame after a length check), and so are tagged fields (read element by element).
+//!
+//! So this module walks the body with the same field layout as the generated decoders, for
+//! every API and version Tern accepts, and checks every length against the bytes actually
+//! present: an array of `count` elements must be followed by `count` well-formed elements. Only
+//! then is the crate allowed to allocate, and every element it reserves room for exists in the
+//! frame (each is at least one byte), so memory stays proportional to the frame size, which
+//! the frame decoder bounds.
+//!
+//! The walk must follow the crate byte for byte, or the two would read lengths at different
+//! places. It mirrors the crate's varint reading (at most 5 bytes) and requires each *known*
+//! tagged field (only Fetch has some) to fill exactly its declared size, because the crate
+//! decodes those without looking at the size. Being stricter than the crate is safe (the
+//! request is answered as malformed); being laxer is not. The corpus test and the round-trip
+//! tests check that every request the crate encodes passes this walk.
+
+use kafka_protocol::messages::ApiKey;
+
+/// Where and why a body failed the walk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundsError {
+    pub field: &'static str,
+    pub position_bytes: usize,
+    pub problem: &'static str,
+}
+
+impl std::fmt::Display for BoundsError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{} at byte {}: {}", self.field, self.position_bytes, self.problem)
+    }
+}
+
+type Walk = Result<(), BoundsError>;
+
+/// Checks that `body` (the bytes after the request header) of `api_key` at `version` has
+/// lengths consistent with its size. Returns the number of bytes the body occupies.
+pub fn check(api_key: ApiKey, version: i16, body: &[u8]) -> Result<usize, BoundsError> {
+    let flexible = api_key.request_header_version(version) >= 2;
+    let mut walker = Walker { bytes: body, position: 0, flexible };
+    match api_key {
+        ApiKey::ApiVersions => api_versions(&mut walker, version)?,
+        ApiKey::Metadata => metadata(&mut walker, version)?,
+        ApiKey::Produce => produce(&mut walker, version)?,
+        ApiKey::Fetch => fetch(&mut walker, version)?,
+        ApiKey::ListOffsets => list_offsets(&mut walker, version)?,
+        ApiKey::CreateTopics => create_topics(&mut walker)?,
+        ApiKey::DeleteTopics => delete_topics(&mut walker, version)?,
+        ApiKey::DescribeConfigs => describe_configs(&mut walker, version)?,
+        ApiKey::DescribeCluster => describe_cluster(&mut walker, version)?,
+        _ => return Err(walker.error("api key", "no bounds walk for this API")),
+    }
+    Ok(walker.position)
+}
+
+fn api_versions(walker: &mut Walker, version: i16) -> Walk {
+    if version >= 3 {
+        walker.string("client_software_name")?;
+        walker.string("client_software_version")?;
+    }
+    walker.tagged_fields(no_known_tags)
+}
+
+fn metadata(walker: &mut Walker, version: i16) -> Walk {
+    walker.array("topics", |topic| {
+        if version >= 10 {
+            topic.fixed(16, "topic_id")?;
+        }
+        topic.string("name")?;
+        topic.tagged_fields(no_known_tags)
+    })?;
+    if version >= 4 {
+        walker.fixed(1, "allow_auto_topic_creation")?;
+    }
+    if (8..=10).contains(&version) {
+        walker.fixed(1, "include_cluster_authorized_operations")?;
+    }
+    if version >= 8 {
+        walker.fixed(1, "include_topic_authorized_operations")?;
+    }
+    walker.tagged_fields(no_known_tags)
+}
+
+fn produce(walker: &mut Walker, version: i16) -> Walk {
+    walker.string("transactional_id")?;
+    walker.fixed(2 + 4, "acks, timeout_ms")?;
+    walker.array("topic_data", |topic| {
+        if version <= 12 {
+            topic.string("name")?;
+        } else {
+            topic.fixed(16, "topic_id")?;
+        }
+        topic.array("partition_data", |partition| {
+            partition.fixed(4, "index")?;
+            partition.bytes("records")?;
+            partition.tagged_fields(no_known_tags)
+        })?;
+        topic.tagged_fields(no_known_tags)
+    })?;
+    walker.tagged_fields(no_known_tags)
+}
+
+fn fetch(walker: &mut Walker, version: i16) -> Walk {
+    if version <= 14 {
+        walker.fixed(4, "replica_id")?;
+    }
+    walker.fixed(4 + 4 + 4 + 1, "max_wait_ms, min_bytes, max_bytes, isolation_level")?;
+    if version >= 7 {
+        walker.fixed(4 + 4, "session_id, session_epoch")?;
+    }
+    walker.array("topics", |topic| {
+        if version <= 12 {
+            topic.string("topic")?;
+        } else {
+            topic.fixed(16, "topic_id")?;
+        }
+        topic.array("partitions", |partition| fetch_partition(partition, version))?;
+        topic.tagged_fields(no_known_tags)
+    })?;
+    if version >= 7 {
+        walker.array("forgotten_topics_data", |topic| {
+            if version <= 12 {
+                topic.string("topic")?;
+            } else {
+                topic.fixed(16, "topic_id")?;
+            }
+            topic.array("partitions", |partition| partition.fixed(4, "partition"))?;
+            topic.tagged_fields(no_known_tags)
+        })?;
+    }
+    if version >= 11 {
+        walker.string("rack_id")?;
+    }
+    walker.tagged_fields(|tag, field| match tag {
+        0 => field.string("cluster_id").map(|()| true),
+        1 if version >= 15 => {
+            field.fixed(4 + 8, "replica_state")?;
+            field.tagged_fields(no_known_tags).map(|()| true)
+        }
+        1 => Err(field.error("replica_state", "tag not valid before version 15")),
+        _ => Ok(false),
+    })
+}
+
+fn fetch_partition(partition: &mut Walker, version: i16) -> Walk {
+    partition.fixed(4, "partition")?;
+    if version >= 9 {
+        partition.fixed(4, "current_leader_epoch")?;
+    }
+    partition.fixed(8, "fetch_offset")?;
+    if version >= 12 {
+        partition.fixed(4, "last_fetched_epoch")?;
+    }
+    if version >= 5 {
+        partition.fixed(8, "log_start_offset")?;
+    }
+    partition.fixed(4, "partition_max_bytes")?;
+    partition.tagged_fields(|tag, field| match tag {
+        0 if version >= 17 => field.fixed(16, "replica_directory_id").map(|()| true),
+        1 if version >= 18 => field.fixed(8, "high_watermark").map(|()| true),
+        0 | 1 => Err(field.error("partition tagged field", "tag not valid for this version")),
+        _ => Ok(false),
+    })
+}
+
+fn list_offsets(walker: &mut Walker, version: i16) -> Walk {
+    walker.fixed(4, "replica_id")?;
+    if version >= 2 {
+        walker.fixed(1, "isolation_level")?;
+    }
+    walker.array("topics", |topic| {
+        topic.string("name")?;
+        topic.array("partitions", |partition| {
+            partition.fixed(4, "partition_index")?;
+            if version >= 4 {
+                partition.fixed(4, "current_leader_epoch")?;
+            }
+            partition.fixed(8, "timestamp")?;
+            partition.tagged_fields(no_known_tags)
+        })?;
+        topic.tagged_fields(no_known_tags)
+    })?;
+    if version >= 10 {
+        walker.fixed(4, "timeout_ms")?;
+    }
+    walker.tagged_fields(no_known_tags)
+}
+
+fn create_topics(walker: &mut Walker) -> Walk {
+    walker.array("topics", |topic| {
+        topic.string("name")?;
+        topic.fixed(4 + 2, "num_partitions, replication_factor")?;
+        topic.array("assignments", |assignment| {
+            assignment.fixed(4, "partition_index")?;
+            assignment.array("broker_ids", |broker| broker.fixed(4, "broker_id"))?;
+            assignment.tagged_fields(no_known_tags)
+        })?;
+        topic.array("configs", |config| {
+            config.string("name")?;
+            config.string("value")?;
+            config.tagged_fields(no_known_tags)
+        })?;
+        topic.tagged_fields(no_known_tags)
+    })?;
+    walker.fixed(4 + 1, "timeout_ms, validate_only")?;
+    walker.tagged_fields(no_known_tags)
+}
+
+fn delete_topics(walker: &mut Walker, version: i16) -> Walk {
+    if version >= 6 {
+        walker.array("topics", |topic| {
+            topic.string("name")?;
+            topic.fixed(16, "topic_id")?;
+            topic.tagged_fields(no_known_tags)
+        })?;
+    } else {
+        walker.array("topic_names", |name| name.string("topic_name"))?;
+    }
+    walker.fixed(4, "timeout_ms")?;
+    walker.tagged_fields(no_known_tags)
+}
+
+fn describe_configs(walker: &mut Walker, version: i16) -> Walk {
+    walker.array("resources", |resource| {
+        resource.fixed(1, "resource_type")?;
+        resource.string("resource_name")?;
+        resource.array("configuration_keys", |key| key.string("configuration_key"))?;
+        resource.tagged_fields(no_known_tags)
+    })?;
+    walker.fixed(1, "include_synonyms")?;
+    if version >= 3 {
+        walker.fixed(1, "include_documentation")?;
+    }
+    walker.tagged_fields(no_known_tags)
+}
+
+fn describe_cluster(walker: &mut Walker, version: i16) -> Walk {
+    walker.fixed(1, "include_cluster_authorized_operations")?;
+    if version >= 1 {
+        walker.fixed(1, "endpoint_type")?;
+    }
+    if version >= 2 {
+        walker.fixed(1, "include_fenced_brokers")?;
+    }
+    walker.tagged_fields(no_known_tags)
+}
+
+fn no_known_tags(_tag: u32, _field: &mut Walker) -> Result<bool, BoundsError> {
+    Ok(false)
+}
+
+/// A read-only cursor that understands Kafka's length encodings (classic or compact).
+struct Walker<'a> {
+    bytes: &'a [u8],
+    position: usize,
+    /// Flexible versions use compact (varint) lengths and carry tagged fields.
+    flexible: bool,
+}
+
+impl Walker<'_> {
+    fn error(&self, field: &'static str, problem: &'static str) -> BoundsError {
+        BoundsError { field, position_bytes: self.position, problem }
+    }
+
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.position
+    }
+
+    fn fixed(&mut self, count: usize, field: &'static str) -> Walk {
+        if count > self.remaining() {
+            return Err(self.error(field, "ends past the frame"));
+        }
+        self.position += count;
+        Ok(())
+    }
+
+    fn take<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], BoundsError> {
+        let start = self.position;
+        self.fixed(N, field)?;
+        let mut value = [0u8; N];
+        value.copy_from_slice(&self.bytes[start..start + N]);
+        Ok(value)
+    }
+
+    /// Exactly the crate's `UnsignedVarInt` reading: at most 5 bytes, the fifth ends it.
+    fn unsigned_varint(&mut self, field: &'static str) -> Result<u32, BoundsError> {
+        let mut value = 0u32;
+        for index in 0..5 {
+            let [byte] = self.take::<1>(field)?;
+            value |= u32::from(byte & 0x7f) << (index * 7);
+            if byte < 0x80 {
+                break;
+            }
+        }
+        Ok(value)
+    }
+
+    /// A length prefix: `None` for null, else the length. Classic encodings use a signed
+    /// int16/int32 with -1 for null; compact ones an unsigned varint holding length + 1.
+    fn length(
+        &mut self,
+        field: &'static str,
+        classic_bytes: usize,
+    ) -> Result<Option<usize>, BoundsError> {
+        if self.flexible {
+            let raw = self.unsigned_varint(field)?;
+            return Ok(raw.checked_sub(1).map(|length| length as usize));
+        }
+        let raw = match classic_bytes {
+            2 => i32::from(i16::from_be_bytes(self.take::<2>(field)?)),
+            _ => i32::from_be_bytes(self.take::<4>(field)?),
+        };
+        match raw {
+            -1 => Ok(None),
+            length if length < 0 => Err(self.error(field, "negative length")),
+            length => Ok(Some(length as usize)),
+        }
+    }
+
+    /// A (nullable) string: classic int16 length or compact varint length.
+    fn string(&mut self, field: &'static str) -> Walk {
+        match self.length(field, 2)? {
+            Some(length) => self.fixed(length, field),
+            None => Ok(()),
+        }
+    }
+
+    /// (Nullable) bytes: classic int32 length or compact varint length.
+    fn bytes(&mut self, field: &'static str) -> Walk {
+        match self.length(field, 4)? {
+            Some(length) => self.fixed(length, field),
+            None => Ok(()),
+        }
+    }
+
+    /// A (nullable) array whose every element `element` must walk. The count is checked
+    /// against the remaining bytes first (every element takes at least one byte), which
+    /// also bounds the loop.
+    fn array(&mut self, field: &'static str, mut element: impl FnMut(&mut Self) -> Walk) -> Walk {
+        let Some(count) = self.length(field, 4)? else {
+            return Ok(());
+        };
+        if count > self.remaining() {
+            return Err(self.error(field, "element count exceeds the remaining bytes"));
+        }
+        for _ in 0..count {
+            element(self)?;
+        }
+        Ok(())
+    }
+
+    /// The tagged-field section of a flexible struct (nothing in classic versions). `known`
+    /// walks a tag's value and returns `Ok(true)` if it knows the tag; the value must fill
+    /// exactly its declared size. Unknown tags are skipped by size.
+    fn tagged_fields(
+        &mut self,
+        mut known: impl FnMut(u32, &mut Walker) -> Result<bool, BoundsError>,
+    ) -> Walk {
+        if !self.flexible {
+            return Ok(());
+        }
+        let count = self.unsigned_varint("tagged field count")?;
+        // Each tagged field takes at least two bytes (tag and size), so this bounds the loop.
+        if count as usize > self.remaining() {
+            return Err(self.error("tagged fields", "count exceeds the remaining bytes"));
+        }
+        for _ in 0..count {
+            let tag = self.unsigned_varint("tag")?;
+            let size_bytes = self.unsigned_varint("tag size")? as usize;
+            let start = self.position;
+            self.fixed(size_bytes, "tagged field")?;
+            let mut value = Walker {
+                bytes: &self.bytes[start..start + size_bytes],
+                position: 0,
+                flexible: true,
+            };
+            if known(tag, &mut value)? && value.remaining() != 0 {
+                return Err(self.error("tagged field", "value does not fill its declared size"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_array_count_is_rejected_before_decoding() {
+        // Metadata v1: topics array claiming i32::MAX entries, nothing after.
+        let body = i32::MAX.to_be_bytes();
+        let error = check(ApiKey::Metadata, 1, &body).unwrap_err();
+        assert_eq!(error.field, "topics");
+    }
+
+    #[test]
+    fn huge_compact_array_count_is_rejected() {
+        // Metadata v12: compact topics array with varint 0xffff_ffff (count 2^32 - 2).
+        let body = [0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(check(ApiKey::Metadata, 12, &body).is_err());
+    }
+
+    #[test]
+    fn null_arrays_and_strings_are_accepted() {
+        // Metadata v1 with a null topic list means "all topics".
+        assert_eq!(check(ApiKey::Metadata, 1, &(-1i32).to_be_bytes()), Ok(4));
+        // Metadata v12: null compact array (0), three booleans... only two in v12, then tags.
+        assert_eq!(check(ApiKey::Metadata, 12, &[0, 1, 0, 0]), Ok(4));
+    }
+
+    #[test]
+    fn known_tag_must_fill_its_size() {
+        // Fetch v17 partition tag 0 (replica_directory_id, 16 bytes) declared as 17 bytes.
+        let mut body = Vec::new();
+        body.extend_from_slice(&[0; 4 + 4 + 4 + 1 + 4 + 4]); // fixed top-level fields
+        body.push(2); // one topic
+        body.extend_from_slice(&[0; 16]); // topic id
+        body.push(2); // one partition
+        body.extend_from_slice(&[0; 4 + 4 + 8 + 4 + 8 + 4]);
+        body.extend_from_slice(&[1, 0, 17]); // one tag: 0, size 17
+        body.extend_from_slice(&[0; 17]);
+        let error = check(ApiKey::Fetch, 17, &body).unwrap_err();
+        assert_eq!(error.problem, "value does not fill its declared size");
+    }
+}

@@ -1,0 +1,330 @@
+use super::*;
+use bytes::BytesMut;
+use kafka_protocol::messages::{
+    create_topics_request, delete_topics_request, describe_configs_request, fetch_request,
+    list_offsets_request, metadata_request, produce_request,
+};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use proptest::prelude::*;
+
+const CORRELATION_ID: i32 = 0x0102_0304;
+
+/// A frame body (no size prefix): header at the API's header version, then `body`.
+fn frame_with<T: Encodable>(api_key: ApiKey, version: i16, body: &T) -> Bytes {
+    let mut header = RequestHeader::default();
+    header.request_api_key = api_key as i16;
+    header.request_api_version = version;
+    header.correlation_id = CORRELATION_ID;
+    header.client_id = Some(StrBytes::from_static_str("tern-test"));
+    let mut out = BytesMut::new();
+    header.encode(&mut out, api_key.request_header_version(version)).unwrap();
+    body.encode(&mut out, version).unwrap();
+    out.freeze()
+}
+
+/// A request of every supported API with every array populated, so the bounds walk visits
+/// every nested structure (and known tagged fields where the version has them).
+fn populated_request(api_key: ApiKey, version: i16) -> Request {
+    match api_key {
+        ApiKey::ApiVersions => {
+            let mut body = ApiVersionsRequest::default();
+            if version >= 3 {
+                body.client_software_name = StrBytes::from_static_str("tern");
+                body.client_software_version = StrBytes::from_static_str("0.1");
+            }
+            Request::ApiVersions(body)
+        }
+        ApiKey::Metadata => {
+            let mut body = MetadataRequest::default();
+            let mut topic = metadata_request::MetadataRequestTopic::default();
+            topic.name = Some(StrBytes::from_static_str("orders").into());
+            body.topics = Some(vec![topic.clone(), topic]);
+            Request::Metadata(body)
+        }
+        ApiKey::Produce => Request::Produce(populated_produce(version)),
+        ApiKey::Fetch => Request::Fetch(populated_fetch(version)),
+        ApiKey::ListOffsets => {
+            let mut topic = list_offsets_request::ListOffsetsTopic::default();
+            topic.name = StrBytes::from_static_str("orders").into();
+            topic.partitions = vec![Default::default(), Default::default()];
+            let mut body = ListOffsetsRequest::default();
+            body.topics = vec![topic];
+            Request::ListOffsets(body)
+        }
+        ApiKey::CreateTopics => Request::CreateTopics(populated_create_topics()),
+        ApiKey::DeleteTopics => {
+            let mut body = DeleteTopicsRequest::default();
+            if version >= 6 {
+                let mut topic = delete_topics_request::DeleteTopicState::default();
+                topic.name = Some(StrBytes::from_static_str("orders").into());
+                body.topics = vec![topic];
+            } else {
+                body.topic_names = vec![StrBytes::from_static_str("orders").into()];
+            }
+            Request::DeleteTopics(body)
+        }
+        ApiKey::DescribeConfigs => {
+            let mut resource = describe_configs_request::DescribeConfigsResource::default();
+            resource.resource_type = 2;
+            resource.resource_name = StrBytes::from_static_str("orders");
+            resource.configuration_keys = Some(vec![StrBytes::from_static_str("retention.ms")]);
+            let mut body = DescribeConfigsRequest::default();
+            body.resources = vec![resource];
+            Request::DescribeConfigs(body)
+        }
+        ApiKey::DescribeCluster => Request::DescribeCluster(DescribeClusterRequest::default()),
+        other => panic!("no populated request for {other:?}"),
+    }
+}
+
+fn populated_produce(version: i16) -> ProduceRequest {
+    let mut partition = produce_request::PartitionProduceData::default();
+    partition.records = Some(Bytes::from_static(b"not parsed at this layer"));
+    let mut topic = produce_request::TopicProduceData::default();
+    topic.name = StrBytes::from_static_str("orders").into();
+    topic.partition_data = vec![partition.clone(), partition];
+    let mut body = ProduceRequest::default();
+    body.acks = -1;
+    body.topic_data = vec![topic];
+    if version >= 9 {
+        body.unknown_tagged_fields.insert(7, Bytes::from_static(b"future"));
+    }
+    body
+}
+
+fn populated_fetch(version: i16) -> FetchRequest {
+    let mut partition = fetch_request::FetchPartition::default();
+    partition.fetch_offset = 42;
+    if version >= 17 {
+        partition.replica_directory_id = uuid::Uuid::from_u128(7);
+    }
+    let mut topic = fetch_request::FetchTopic::default();
+    if version <= 12 {
+        topic.topic = StrBytes::from_static_str("orders").into();
+    } else {
+        topic.topic_id = uuid::Uuid::from_u128(9);
+    }
+    topic.partitions = vec![partition.clone(), partition];
+    let mut forgotten = fetch_request::ForgottenTopic::default();
+    forgotten.partitions = vec![1, 2, 3];
+    let mut body = FetchRequest::default();
+    body.topics = vec![topic];
+    if version >= 7 {
+        body.forgotten_topics_data = vec![forgotten];
+    }
+    if version >= 12 {
+        body.cluster_id = Some(StrBytes::from_static_str("tern-cluster"));
+    }
+    if version >= 15 {
+        body.replica_state.replica_epoch = 5;
+    }
+    body
+}
+
+fn populated_create_topics() -> CreateTopicsRequest {
+    let mut assignment = create_topics_request::CreatableReplicaAssignment::default();
+    assignment.broker_ids = vec![1.into(), 2.into()];
+    let mut config = create_topics_request::CreatableTopicConfig::default();
+    config.name = StrBytes::from_static_str("retention.ms");
+    config.value = Some(StrBytes::from_static_str("1000"));
+    let mut topic = create_topics_request::CreatableTopic::default();
+    topic.name = StrBytes::from_static_str("orders").into();
+    topic.assignments = vec![assignment];
+    topic.configs = vec![config.clone(), config];
+    let mut body = CreateTopicsRequest::default();
+    body.topics = vec![topic];
+    body
+}
+
+fn frame_of(request: &Request, api_key: ApiKey, version: i16) -> Bytes {
+    match request {
+        Request::ApiVersions(body) => frame_with(api_key, version, body),
+        Request::Metadata(body) => frame_with(api_key, version, body),
+        Request::Produce(body) => frame_with(api_key, version, body),
+        Request::Fetch(body) => frame_with(api_key, version, body),
+        Request::ListOffsets(body) => frame_with(api_key, version, body),
+        Request::CreateTopics(body) => frame_with(api_key, version, body),
+        Request::DeleteTopics(body) => frame_with(api_key, version, body),
+        Request::DescribeConfigs(body) => frame_with(api_key, version, body),
+        Request::DescribeCluster(body) => frame_with(api_key, version, body),
+    }
+}
+
+/// Every supported (api, version) pair.
+fn every_supported_version() -> impl Iterator<Item = (ApiKey, i16)> {
+    api::SUPPORTED_APIS
+        .iter()
+        .flat_map(|api| (api.min_version..=api.max_version).map(move |version| (api.key, version)))
+}
+
+#[test]
+fn every_supported_version_round_trips_through_decode() {
+    for (api_key, version) in every_supported_version() {
+        let request = populated_request(api_key, version);
+        let frame = frame_of(&request, api_key, version);
+        let decoded =
+            decode_request(frame).unwrap_or_else(|error| panic!("{api_key:?} v{version}: {error}"));
+        let expected_meta = RequestMeta {
+            api_key,
+            api_version: version,
+            correlation_id: CORRELATION_ID,
+            client_id: Some("tern-test".to_owned()),
+        };
+        assert_eq!(decoded.header, expected_meta);
+        assert_eq!(decoded.body, request, "{api_key:?} v{version}");
+    }
+}
+
+#[test]
+fn flexible_versions_use_request_header_v2() {
+    // First flexible version of each API (Kafka's `flexibleVersions`).
+    let first_flexible = [
+        (ApiKey::Produce, 9),
+        (ApiKey::Fetch, 12),
+        (ApiKey::ListOffsets, 6),
+        (ApiKey::Metadata, 9),
+        (ApiKey::ApiVersions, 3),
+        (ApiKey::CreateTopics, 5),
+        (ApiKey::DeleteTopics, 4),
+        (ApiKey::DescribeConfigs, 4),
+        (ApiKey::DescribeCluster, 0),
+    ];
+    for (api_key, flexible_from) in first_flexible {
+        let (min, max) = api::supported_range(api_key as i16).unwrap();
+        for version in min..=max {
+            let expected = if version >= flexible_from { 2 } else { 1 };
+            assert_eq!(api_key.request_header_version(version), expected, "{api_key:?} v{version}");
+            let expected =
+                if version >= flexible_from && api_key != ApiKey::ApiVersions { 1 } else { 0 };
+            assert_eq!(
+                api_key.response_header_version(version),
+                expected,
+                "{api_key:?} v{version}"
+            );
+        }
+    }
+}
+
+#[test]
+fn unsupported_api_versions_version_keeps_the_correlation_id() {
+    let mut frame = frame_with(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default()).to_vec();
+    frame[2..4].copy_from_slice(&5i16.to_be_bytes()); // a future ApiVersions version
+    let error = decode_request(Bytes::from(frame)).unwrap_err();
+    let expected = RequestError::UnsupportedVersion {
+        api_key: ApiKey::ApiVersions,
+        api_version: 5,
+        correlation_id: CORRELATION_ID,
+    };
+    assert_eq!(error, expected);
+}
+
+#[test]
+fn versions_below_the_floor_are_unsupported() {
+    let mut frame = frame_with(ApiKey::Fetch, 4, &FetchRequest::default()).to_vec();
+    frame[2..4].copy_from_slice(&3i16.to_be_bytes());
+    let error = decode_request(Bytes::from(frame)).unwrap_err();
+    assert!(matches!(error, RequestError::UnsupportedVersion { api_version: 3, .. }), "{error}");
+}
+
+#[test]
+fn unknown_and_unimplemented_apis_are_refused_with_their_key() {
+    for api_key in [ApiKey::JoinGroup as i16, 999, -1] {
+        let mut frame = vec![0u8; 12];
+        frame[0..2].copy_from_slice(&api_key.to_be_bytes());
+        frame[4..8].copy_from_slice(&CORRELATION_ID.to_be_bytes());
+        let error = decode_request(Bytes::from(frame)).unwrap_err();
+        assert_eq!(error, RequestError::UnknownApi { api_key, correlation_id: CORRELATION_ID });
+    }
+}
+
+#[test]
+fn frames_shorter_than_the_fixed_header_are_too_short() {
+    for length in 0..FIXED_HEADER_BYTES {
+        let error = decode_request(Bytes::from(vec![0u8; length])).unwrap_err();
+        assert_eq!(error, RequestError::TooShort);
+    }
+}
+
+#[test]
+fn every_truncation_of_every_request_is_malformed() {
+    for (api_key, version) in every_supported_version() {
+        let frame = frame_of(&populated_request(api_key, version), api_key, version);
+        for length in FIXED_HEADER_BYTES..frame.len() {
+            let error = decode_request(frame.slice(..length)).unwrap_err();
+            let RequestError::Malformed { correlation_id, .. } = error else {
+                panic!("{api_key:?} v{version} cut at {length}: {error}");
+            };
+            assert_eq!(correlation_id, Some(CORRELATION_ID));
+        }
+    }
+}
+
+#[test]
+fn trailing_bytes_are_malformed() {
+    let mut frame = frame_with(ApiKey::Metadata, 1, &MetadataRequest::default()).to_vec();
+    frame.push(0);
+    let error = decode_request(Bytes::from(frame)).unwrap_err();
+    assert!(matches!(error, RequestError::Malformed { .. }), "{error}");
+}
+
+#[test]
+fn huge_array_counts_are_refused_without_allocating() {
+    // Produce v3 header, then transactional id null, acks, timeout, topic count i32::MAX.
+    let mut frame = frame_with(ApiKey::Produce, 3, &ProduceRequest::default()).to_vec();
+    let count_at = frame.len() - 4;
+    frame[count_at..].copy_from_slice(&i32::MAX.to_be_bytes());
+    let error = decode_request(Bytes::from(frame)).unwrap_err();
+    assert!(matches!(error, RequestError::Malformed { .. }), "{error}");
+    // Fetch v12: compact topics count 2^32 - 2 (varint ff ff ff ff 0f).
+    let mut frame = frame_with(ApiKey::Fetch, 12, &FetchRequest::default()).to_vec();
+    let topics_at = frame.len() - 4; // topics, forgotten, rack id, tags: one byte each
+    frame.splice(topics_at..topics_at + 1, [0xff, 0xff, 0xff, 0xff, 0x0f]);
+    let error = decode_request(Bytes::from(frame)).unwrap_err();
+    assert!(matches!(error, RequestError::Malformed { .. }), "{error}");
+}
+
+#[test]
+fn produce_records_are_views_into_the_frame() {
+    let frame = frame_of(&Request::Produce(populated_produce(3)), ApiKey::Produce, 3);
+    let frame_range = frame.as_ptr_range();
+    let decoded = decode_request(frame.clone()).unwrap();
+    let Request::Produce(produce) = decoded.body else { panic!("not a produce") };
+    let records = produce.topic_data[0].partition_data[0].records.as_ref().unwrap();
+    assert!(frame_range.contains(&records.as_ptr()), "records were copied");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Any body after a valid fixed header, for every supported API and version: an answer,
+    /// never a panic (and, thanks to the bounds walk, never a huge allocation).
+    #[test]
+    fn arbitrary_bodies_never_panic(
+        pair in proptest::sample::select(every_supported_version().collect::<Vec<_>>()),
+        header_version_bytes in proptest::collection::vec(any::<u8>(), 0..4),
+        body in proptest::collection::vec(any::<u8>(), 0..96),
+    ) {
+        let (api_key, version) = pair;
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&(api_key as i16).to_be_bytes());
+        frame.extend_from_slice(&version.to_be_bytes());
+        frame.extend_from_slice(&CORRELATION_ID.to_be_bytes());
+        frame.extend_from_slice(&header_version_bytes);
+        frame.extend_from_slice(&body);
+        let _ = decode_request(Bytes::from(frame));
+    }
+
+    /// Single-byte corruptions of valid requests: decoded or refused, never a panic.
+    #[test]
+    fn corrupted_valid_requests_never_panic(
+        pair in proptest::sample::select(every_supported_version().collect::<Vec<_>>()),
+        position in any::<prop::sample::Index>(),
+        value in any::<u8>(),
+    ) {
+        let (api_key, version) = pair;
+        let mut frame = frame_of(&populated_request(api_key, version), api_key, version).to_vec();
+        let index = position.index(frame.len());
+        frame[index] = value;
+        let _ = decode_request(Bytes::from(frame));
+    }
+}

@@ -1,0 +1,156 @@
+//! Response encoding: a typed response becomes the exact bytes to write to the socket.
+//!
+//! Output layout: 4-byte big-endian size, response header, body at the request's version.
+//! The header version comes from the API's flexible-version rule (`kafka-protocol`'s
+//! `response_header_version`): v1 (with a tagged-field section) for flexible versions, v0
+//! otherwise, and always v0 for ApiVersions, whose clients must be able to read the header
+//! before they know which versions the broker speaks.
+//!
+//! Fetch responses carry record batches as `Bytes`; the codec copies them into the output
+//! once and never re-encodes them.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, CreateTopicsResponse, DeleteTopicsResponse,
+    DescribeClusterResponse, DescribeConfigsResponse, FetchResponse, ListOffsetsResponse,
+    MetadataResponse, ProduceResponse, ResponseHeader,
+};
+use kafka_protocol::protocol::Encodable;
+
+use super::api;
+use super::frame::SIZE_PREFIX_BYTES;
+use super::request::RequestMeta;
+
+/// The body of every response Tern sends; one variant per [`super::request::Request`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    ApiVersions(ApiVersionsResponse),
+    Metadata(MetadataResponse),
+    Produce(ProduceResponse),
+    Fetch(FetchResponse),
+    ListOffsets(ListOffsetsResponse),
+    CreateTopics(CreateTopicsResponse),
+    DeleteTopics(DeleteTopicsResponse),
+    DescribeConfigs(DescribeConfigsResponse),
+    DescribeCluster(DescribeClusterResponse),
+}
+
+impl Response {
+    /// The API this response answers.
+    pub fn api_key(&self) -> ApiKey {
+        match self {
+            Response::ApiVersions(_) => ApiKey::ApiVersions,
+            Response::Metadata(_) => ApiKey::Metadata,
+            Response::Produce(_) => ApiKey::Produce,
+            Response::Fetch(_) => ApiKey::Fetch,
+            Response::ListOffsets(_) => ApiKey::ListOffsets,
+            Response::CreateTopics(_) => ApiKey::CreateTopics,
+            Response::DeleteTopics(_) => ApiKey::DeleteTopics,
+            Response::DescribeConfigs(_) => ApiKey::DescribeConfigs,
+            Response::DescribeCluster(_) => ApiKey::DescribeCluster,
+        }
+    }
+}
+
+/// Why a response could not be encoded. All are broker bugs (a handler built a response the
+/// request's version cannot carry), not client faults.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    #[error("a {response:?} response cannot answer a {request:?} request")]
+    WrongApi { request: ApiKey, response: ApiKey },
+    #[error("{api_key:?} v{api_version} is not a version Tern serves")]
+    UnsupportedVersion { api_key: ApiKey, api_version: i16 },
+    #[error("{api_key:?} v{api_version} response does not encode: {reason}")]
+    Codec { api_key: ApiKey, api_version: i16, reason: String },
+    #[error("response of {size_bytes} bytes does not fit the 32-bit size prefix")]
+    TooLarge { size_bytes: usize },
+}
+
+/// Encodes `body` as the answer to the request described by `meta`, size prefix included.
+pub fn encode_response(meta: &RequestMeta, body: &Response) -> Result<Bytes, EncodeError> {
+    let mut out = BytesMut::new();
+    encode_response_into(meta, body, &mut out)?;
+    Ok(out.freeze())
+}
+
+/// Like [`encode_response`], appending to `out` (so a connection can batch several responses
+/// in one write buffer). On error, `out` is left as it was.
+pub fn encode_response_into(
+    meta: &RequestMeta,
+    body: &Response,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    let (api_key, api_version) = (meta.api_key, meta.api_version);
+    if body.api_key() != api_key {
+        return Err(EncodeError::WrongApi { request: api_key, response: body.api_key() });
+    }
+    if !api::is_supported(api_key, api_version) {
+        return Err(EncodeError::UnsupportedVersion { api_key, api_version });
+    }
+    let codec = |error: String| EncodeError::Codec { api_key, api_version, reason: error };
+    let header_version = api_key.response_header_version(api_version);
+    let mut header = ResponseHeader::default();
+    header.correlation_id = meta.correlation_id;
+    let header_bytes = EncodeAtVersion::compute_size(&header, header_version).map_err(codec)?;
+    let body_bytes = with_body(body, api_version, |message| message.compute_size(api_version))?;
+    let size_bytes = header_bytes + body_bytes;
+    let size = i32::try_from(size_bytes).map_err(|_| EncodeError::TooLarge { size_bytes })?;
+
+    let start = out.len();
+    out.reserve(SIZE_PREFIX_BYTES + size_bytes);
+    out.put_i32(size);
+    let written = EncodeAtVersion::encode(&header, out, header_version)
+        .map_err(codec)
+        .and_then(|()| with_body(body, api_version, |message| message.encode(out, api_version)));
+    if let Err(error) = written {
+        out.truncate(start);
+        return Err(error);
+    }
+    // compute_size and encode are generated from the same schema; a mismatch would corrupt
+    // the stream for every later response on the connection.
+    assert_eq!(out.len() - start, SIZE_PREFIX_BYTES + size_bytes, "encoded size mismatch");
+    Ok(())
+}
+
+/// Runs `operation` on the message inside `body`, mapping the codec's error.
+fn with_body<T>(
+    body: &Response,
+    api_version: i16,
+    operation: impl FnOnce(&dyn EncodeAtVersion) -> Result<T, String>,
+) -> Result<T, EncodeError> {
+    let message: &dyn EncodeAtVersion = match body {
+        Response::ApiVersions(message) => message,
+        Response::Metadata(message) => message,
+        Response::Produce(message) => message,
+        Response::Fetch(message) => message,
+        Response::ListOffsets(message) => message,
+        Response::CreateTopics(message) => message,
+        Response::DeleteTopics(message) => message,
+        Response::DescribeConfigs(message) => message,
+        Response::DescribeCluster(message) => message,
+    };
+    operation(message).map_err(|reason| EncodeError::Codec {
+        api_key: body.api_key(),
+        api_version,
+        reason,
+    })
+}
+
+/// Object-safe view of `Encodable` (whose `encode` is generic over the buffer type).
+trait EncodeAtVersion {
+    fn compute_size(&self, version: i16) -> Result<usize, String>;
+    fn encode(&self, out: &mut BytesMut, version: i16) -> Result<(), String>;
+}
+
+impl<T: Encodable> EncodeAtVersion for T {
+    fn compute_size(&self, version: i16) -> Result<usize, String> {
+        Encodable::compute_size(self, version).map_err(|error| format!("{error:#}"))
+    }
+    fn encode(&self, out: &mut BytesMut, version: i16) -> Result<(), String> {
+        Encodable::encode(self, out, version).map_err(|error| format!("{error:#}"))
+    }
+}
+
+#[cfg(test)]
+mod tests;
