@@ -16,7 +16,6 @@ use tern::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
 use common::kafka::Connection;
 use common::{test_dir, TernServer};
 
-
 const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const UNSUPPORTED_VERSION: i16 = 35;
@@ -36,15 +35,23 @@ fn create_topic(connection: &mut Connection, name: &str, partitions: i32) {
     assert_eq!(response.topics[0].error_code, 0, "{response:?}");
 }
 
-fn produce(connection: &mut Connection, topic: &str, records: Bytes) -> PartitionProduceResponseView {
-    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(
-        vec![TopicProduceData::default().with_name(topic_name(topic)).with_partition_data(vec![
-            PartitionProduceData::default().with_index(0).with_records(Some(records)),
-        ])],
-    );
+fn produce(
+    connection: &mut Connection,
+    topic: &str,
+    records: Bytes,
+) -> PartitionProduceResponseView {
+    let request =
+        ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
+            TopicProduceData::default().with_name(topic_name(topic)).with_partition_data(vec![
+                PartitionProduceData::default().with_index(0).with_records(Some(records)),
+            ]),
+        ]);
     let response = connection.call(9, &request);
     let partition = &response.responses[0].partition_responses[0];
-    PartitionProduceResponseView { error_code: partition.error_code, base_offset: partition.base_offset }
+    PartitionProduceResponseView {
+        error_code: partition.error_code,
+        base_offset: partition.base_offset,
+    }
 }
 
 #[derive(Debug)]
@@ -58,9 +65,12 @@ fn fetch_high_watermark(connection: &mut Connection, topic: &str) -> (i16, i64, 
         .with_max_wait_ms(0)
         .with_max_bytes(1 << 20)
         .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default().with_topic(topic_name(topic)).with_partitions(vec![
-            FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
-        ])]);
+        .with_topics(vec![FetchTopic::default().with_topic(topic_name(topic)).with_partitions(
+            vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)],
+        )]);
     let response = connection.call(11, &request);
     let partition = &response.responses[0].partitions[0];
     let size = partition.records.as_ref().map_or(0, |records| records.len());
@@ -68,29 +78,40 @@ fn fetch_high_watermark(connection: &mut Connection, topic: &str) -> (i16, i64, 
 }
 
 fn one_batch() -> Vec<u8> {
-    let record = Record { key: Some(b"k".to_vec()), value: Some(b"v".to_vec()), ..Record::default() };
+    let record =
+        Record { key: Some(b"k".to_vec()), value: Some(b"v".to_vec()), ..Record::default() };
     encode_batch(&[record], 1_700_000_000_000, ProducerStamp::NONE)
 }
 
 fn broker_still_answers(server: &TernServer) {
     let mut connection = Connection::connect(&server.bootstrap());
-    let response = connection.call(3, &ApiVersionsRequest::default()
-        .with_client_software_name(StrBytes::from_static_str("tests"))
-        .with_client_software_version(StrBytes::from_static_str("1")));
+    let response = connection.call(
+        3,
+        &ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("tests"))
+            .with_client_software_version(StrBytes::from_static_str("1")),
+    );
     assert_eq!(response.error_code, 0);
 }
 
 #[test]
 fn malformed_frames_close_the_connection_and_the_broker_stays_up() {
     let directory = test_dir("bad-frames");
-    let mut server = TernServer::start(&directory.join("data"), &["--max-request-bytes", "1048576"]);
+    let mut server =
+        TernServer::start(&directory.join("data"), &["--max-request-bytes", "1048576"]);
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("garbage", b"\x00\x00\x00\x10this is not kafka".to_vec()),
         ("oversized length prefix", 0x7fff_ffffi32.to_be_bytes().to_vec()),
         ("just over --max-request-bytes", (1_048_577i32).to_be_bytes().to_vec()),
         ("negative length prefix", (-5i32).to_be_bytes().to_vec()),
-        ("unknown api key", [&[0, 0, 0, 10][..], &[0x27, 0x0f, 0, 0, 0, 0, 0, 1, 0xff, 0xff]].concat()),
-        ("unsupported produce version", [&[0, 0, 0, 10][..], &[0, 0, 0, 1, 0, 0, 0, 1, 0xff, 0xff]].concat()),
+        (
+            "unknown api key",
+            [&[0, 0, 0, 10][..], &[0x27, 0x0f, 0, 0, 0, 0, 0, 1, 0xff, 0xff]].concat(),
+        ),
+        (
+            "unsupported produce version",
+            [&[0, 0, 0, 10][..], &[0, 0, 0, 1, 0, 0, 0, 1, 0xff, 0xff]].concat(),
+        ),
         ("truncated body", [&[0, 0, 0, 9][..], &[0, 18, 0, 3, 0, 0, 0, 1, 0]].concat()),
     ];
     for (what, bytes) in cases {
@@ -118,9 +139,11 @@ fn unsupported_api_versions_version_gets_error_35_with_our_ranges() {
     let mut body = connection.read_frame().expect("a v0 answer");
     use bytes::Buf;
     assert_eq!(body.get_i32(), 7, "correlation id");
-    let response = <ApiVersionsResponse as kafka_protocol::protocol::Decodable>::decode(&mut body, 0).unwrap();
+    let response =
+        <ApiVersionsResponse as kafka_protocol::protocol::Decodable>::decode(&mut body, 0).unwrap();
     assert_eq!(response.error_code, UNSUPPORTED_VERSION);
-    let api_versions = response.api_keys.iter().find(|key| key.api_key == 18).expect("ApiVersions listed");
+    let api_versions =
+        response.api_keys.iter().find(|key| key.api_key == 18).expect("ApiVersions listed");
     assert_eq!((api_versions.min_version, api_versions.max_version), (0, 4));
     server.stop();
 }
@@ -153,15 +176,25 @@ fn produce_to_unknown_or_deleted_topic_is_refused_and_creates_nothing() {
     let mut connection = Connection::connect(&server.bootstrap());
     let answer = produce(&mut connection, "never-created", Bytes::from(one_batch()));
     assert_eq!(answer.error_code, UNKNOWN_TOPIC_OR_PARTITION);
-    let metadata = connection.call(12, &MetadataRequest::default()
-        .with_allow_auto_topic_creation(false)
-        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name("never-created")))])));
-    assert_eq!(metadata.topics[0].error_code, UNKNOWN_TOPIC_OR_PARTITION, "produce created nothing");
+    let metadata = connection.call(
+        12,
+        &MetadataRequest::default().with_allow_auto_topic_creation(false).with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name("never-created"))),
+        ])),
+    );
+    assert_eq!(
+        metadata.topics[0].error_code, UNKNOWN_TOPIC_OR_PARTITION,
+        "produce created nothing"
+    );
 
     create_topic(&mut connection, "doomed", 1);
     assert_eq!(produce(&mut connection, "doomed", Bytes::from(one_batch())).error_code, 0);
-    let deleted = connection.call(6, &DeleteTopicsRequest::default().with_timeout_ms(10_000)
-        .with_topics(vec![DeleteTopicState::default().with_name(Some(topic_name("doomed")))]));
+    let deleted = connection.call(
+        6,
+        &DeleteTopicsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![DeleteTopicState::default().with_name(Some(topic_name("doomed")))]),
+    );
     assert_eq!(deleted.responses[0].error_code, 0);
     let answer = produce(&mut connection, "doomed", Bytes::from(one_batch()));
     assert_eq!(answer.error_code, UNKNOWN_TOPIC_OR_PARTITION);

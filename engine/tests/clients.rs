@@ -15,8 +15,18 @@ const RECORDS: &str = "100000";
 fn roundtrip(server: &TernServer, client: &str, topic: &str, phase: &str) {
     run_checked(
         python("roundtrip.py").args([
-            "--client", client, "--bootstrap", &server.bootstrap(), "--topic", topic,
-            "--partitions", "3", "--records", RECORDS, "--phase", phase,
+            "--client",
+            client,
+            "--bootstrap",
+            &server.bootstrap(),
+            "--topic",
+            topic,
+            "--partitions",
+            "3",
+            "--records",
+            RECORDS,
+            "--phase",
+            phase,
         ]),
         &format!("{client} {phase}"),
     );
@@ -59,8 +69,18 @@ fn kcat_produces_and_consumes_with_keys() {
     assert!(producer.wait().unwrap().success(), "kcat -P failed; log:\n{}", server.log());
     let output = run_checked(
         Command::new("kcat").args([
-            "-b", &server.bootstrap(), "-t", "kcat-topic", "-C", "-p", "0", "-o", "beginning",
-            "-e", "-f", "%k:%s\n",
+            "-b",
+            &server.bootstrap(),
+            "-t",
+            "kcat-topic",
+            "-C",
+            "-p",
+            "0",
+            "-o",
+            "beginning",
+            "-e",
+            "-f",
+            "%k:%s\n",
         ]),
         "kcat -C",
     );
@@ -82,8 +102,10 @@ fn acknowledged_records_survive_kill_minus_nine() {
     let bootstrap = server.bootstrap();
     let topic_args = ["--topic", "crash", "--partitions", "3"];
     run_checked(
-        python("roundtrip.py").args(["--client", "confluent", "--bootstrap", &bootstrap])
-            .args(topic_args).args(["--phase", "create"]),
+        python("roundtrip.py")
+            .args(["--client", "confluent", "--bootstrap", &bootstrap])
+            .args(topic_args)
+            .args(["--phase", "create"]),
         "create topic",
     );
     let mut producer = python("acked.py")
@@ -106,8 +128,10 @@ fn acknowledged_records_survive_kill_minus_nine() {
     let _ = producer.wait();
     server.restart();
     run_checked(
-        python("acked.py").args(["verify", "--bootstrap", &server.bootstrap(), "--acked"])
-            .arg(&acked).args(topic_args),
+        python("acked.py")
+            .args(["verify", "--bootstrap", &server.bootstrap(), "--acked"])
+            .arg(&acked)
+            .args(topic_args),
         "verify acknowledged records",
     );
     server.stop();

@@ -88,7 +88,12 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, peer: SocketAddr) {
     tracing::debug!(%peer, "connection closed");
 }
 
-async fn read_requests(shard: &Rc<Shard>, stream: &Stream, queue: &ResponseQueue, peer: SocketAddr) {
+async fn read_requests(
+    shard: &Rc<Shard>,
+    stream: &Stream,
+    queue: &ResponseQueue,
+    peer: SocketAddr,
+) {
     let mut decoder = FrameDecoder::new(shard.config.max_request_bytes);
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     loop {
@@ -144,7 +149,12 @@ fn dispatch(shard: &Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Option<Pending
         {
             // The client retries with a version from the ranges this v0 body carries.
             let (body, encode_version) = api_versions_response(api_version);
-            let meta = RequestMeta { api_key, api_version: encode_version, correlation_id, client_id: None };
+            let meta = RequestMeta {
+                api_key,
+                api_version: encode_version,
+                correlation_id,
+                client_id: None,
+            };
             encode_or_log(&meta, &Response::ApiVersions(body), peer).map(Pending::Ready)
         }
         Err(error) => {
@@ -158,7 +168,8 @@ fn encode_or_log(meta: &RequestMeta, response: &Response, peer: SocketAddr) -> O
     match encode_response(meta, response) {
         Ok(bytes) => Some(bytes),
         Err(error) => {
-            tracing::error!(%peer, ?meta.api_key, meta.api_version, %error, "cannot encode response");
+            let (api_key, api_version) = (meta.api_key, meta.api_version);
+            tracing::error!(%peer, ?api_key, api_version, %error, "cannot encode response");
             None
         }
     }

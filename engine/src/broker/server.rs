@@ -46,7 +46,8 @@ pub struct ShutdownHandle {
 impl ShutdownHandle {
     pub fn shutdown(&self) {
         for sender in &self.senders {
-            let job: Job = Box::new(|shard: Rc<Shard>| Box::pin(async move { shard.request_shutdown() }));
+            let job: Job =
+                Box::new(|shard: Rc<Shard>| Box::pin(async move { shard.request_shutdown() }));
             if sender.try_send(job).is_err() {
                 tracing::warn!("shard did not take the shutdown request (queue full or gone)");
             }
@@ -79,9 +80,13 @@ impl Broker {
         })
         .map_err(data_dir_error)?;
         if identity.node_id != config.node_id {
-            return Err(StartError::NodeIdMismatch { found: identity.node_id, configured: config.node_id });
+            return Err(StartError::NodeIdMismatch {
+                found: identity.node_id,
+                configured: config.node_id,
+            });
         }
-        let cluster = ClusterIdentity { cluster_id: identity.cluster_id, node_id: identity.node_id };
+        let cluster =
+            ClusterIdentity { cluster_id: identity.cluster_id, node_id: identity.node_id };
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..config.shard_count).map(|_| mesh::channel::<Job>(JOB_QUEUE_CAPACITY)).unzip();
         Ok(Broker {
@@ -186,11 +191,8 @@ async fn load_or_create_identity(
         }
         return Ok(identity);
     }
-    let identity = IdentityFile {
-        version: IDENTITY_FORMAT_VERSION,
-        cluster_id: new_cluster_id(),
-        node_id,
-    };
+    let identity =
+        IdentityFile { version: IDENTITY_FORMAT_VERSION, cluster_id: new_cluster_id(), node_id };
     let bytes = serde_json::to_vec_pretty(&identity).map_err(std::io::Error::other)?;
     topics::write_file_atomically(disk, &path, bytes).await?;
     tracing::info!(cluster_id = %identity.cluster_id, "new data directory initialised");

@@ -114,9 +114,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
         return Err(TopicError::InvalidName("Topic name is illegal, it can't be empty".into()));
     }
     if name == "." || name == ".." {
-        return Err(TopicError::InvalidName(
-            "Topic name cannot be \".\" or \"..\"".into(),
-        ));
+        return Err(TopicError::InvalidName("Topic name cannot be \".\" or \"..\"".into()));
     }
     if name.len() > TOPIC_NAME_LENGTH_MAX {
         return Err(TopicError::InvalidName(format!(
@@ -142,7 +140,8 @@ pub fn validate_topic_config(key: &str, value: Option<&str>) -> Result<(), Topic
     if !TOPIC_CONFIG_DEFAULTS.iter().any(|(name, _)| *name == key) {
         return Err(TopicError::InvalidConfig(format!("Unknown topic config name: {key}")));
     }
-    let invalid = || TopicError::InvalidConfig(format!("Invalid value {value} for configuration {key}"));
+    let invalid =
+        || TopicError::InvalidConfig(format!("Invalid value {value} for configuration {key}"));
     match key {
         "cleanup.policy" => match value {
             "delete" => Ok(()),
@@ -269,7 +268,11 @@ pub async fn read_whole_file(disk: &Disk, path: &Path) -> std::io::Result<Vec<u8
 
 /// write temp + fdatasync + rename + directory sync: after a crash either the old or the new
 /// content is there, never a torn mix.
-pub async fn write_file_atomically(disk: &Disk, path: &Path, bytes: Vec<u8>) -> std::io::Result<()> {
+pub async fn write_file_atomically(
+    disk: &Disk,
+    path: &Path,
+    bytes: Vec<u8>,
+) -> std::io::Result<()> {
     let temporary: PathBuf = path.with_extension("tmp");
     let file = disk.open(&temporary, OpenOptions { create: true, truncate: true })?;
     let (result, _) = file.write_all_at(bytes, 0).await;

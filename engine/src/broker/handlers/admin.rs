@@ -50,7 +50,10 @@ impl TopicError {
     }
 }
 
-pub async fn create_topics(shard: &Rc<Shard>, request: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn create_topics(
+    shard: &Rc<Shard>,
+    request: CreateTopicsRequest,
+) -> CreateTopicsResponse {
     let new_topics: Vec<NewTopic> = request
         .topics
         .iter()
@@ -62,7 +65,9 @@ pub async fn create_topics(shard: &Rc<Shard>, request: CreateTopicsRequest) -> C
             configs: topic
                 .configs
                 .iter()
-                .map(|config| (config.name.to_string(), config.value.as_ref().map(|v| v.to_string())))
+                .map(|config| {
+                    (config.name.to_string(), config.value.as_ref().map(|v| v.to_string()))
+                })
                 .collect(),
         })
         .collect();
@@ -82,7 +87,10 @@ pub async fn create_topics(shard: &Rc<Shard>, request: CreateTopicsRequest) -> C
     CreateTopicsResponse::default().with_topics(results)
 }
 
-fn creation_result(name: TopicName, outcome: Option<Result<TopicMeta, TopicError>>) -> CreatableTopicResult {
+fn creation_result(
+    name: TopicName,
+    outcome: Option<Result<TopicMeta, TopicError>>,
+) -> CreatableTopicResult {
     let result = CreatableTopicResult::default().with_name(name);
     match outcome {
         Some(Ok(topic)) => result
@@ -148,7 +156,9 @@ pub async fn create_topics_on_controller(
     }
     let all = current.by_name.values().cloned().chain(created.values().cloned());
     let snapshot = Arc::new(TopicSnapshot::new(all));
-    if let Err(error) = topics::store_registry(&controller.disk, &controller.config.data_dir, &snapshot).await {
+    if let Err(error) =
+        topics::store_registry(&controller.disk, &controller.config.data_dir, &snapshot).await
+    {
         tracing::error!(%error, "cannot store the topic registry; topics not created");
         let message = format!("cannot store the topic registry: {error}");
         return outcomes
@@ -223,13 +233,20 @@ pub async fn delete_topics(
 ) -> DeleteTopicsResponse {
     // v6 names topics by name or id in `topics`; older versions list names in `topic_names`.
     let targets: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
-        request.topics.iter().map(|t| (t.name.as_ref().map(|n| n.to_string()), t.topic_id)).collect()
+        request
+            .topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.to_string()), t.topic_id))
+            .collect()
     } else {
         request.topic_names.iter().map(|name| (Some(name.to_string()), uuid::Uuid::nil())).collect()
     };
     let asked = targets.clone();
     let outcomes = shard
-        .call_on(0, move |controller| async move { delete_on_controller(&controller, targets).await })
+        .call_on(
+            0,
+            move |controller| async move { delete_on_controller(&controller, targets).await },
+        )
         .await;
     let responses = asked
         .into_iter()
@@ -278,7 +295,9 @@ async fn delete_on_controller(
         return outcomes;
     }
     let snapshot = Arc::new(TopicSnapshot::new(remaining.into_values()));
-    if let Err(error) = topics::store_registry(&controller.disk, &controller.config.data_dir, &snapshot).await {
+    if let Err(error) =
+        topics::store_registry(&controller.disk, &controller.config.data_dir, &snapshot).await
+    {
         tracing::error!(%error, "cannot store the topic registry; topics not deleted");
         return outcomes.into_iter().map(|o| o.and(Err(ErrorCode::KafkaStorageError))).collect();
     }

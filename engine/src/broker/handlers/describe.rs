@@ -25,7 +25,10 @@ const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
 const SOURCE_DEFAULT_CONFIG: i8 = 5;
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
-pub fn describe_configs(shard: &Rc<Shard>, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub fn describe_configs(
+    shard: &Rc<Shard>,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let results = request
         .resources
         .iter()
@@ -34,11 +37,18 @@ pub fn describe_configs(shard: &Rc<Shard>, request: DescribeConfigsRequest) -> D
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             let wanted = |key: &str| {
-                resource.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == key))
+                resource
+                    .configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == key))
             };
             match resource.resource_type {
-                RESOURCE_TYPE_TOPIC => topic_configs(shard, resource.resource_name.as_str(), wanted, result),
-                RESOURCE_TYPE_BROKER => broker_configs(shard, resource.resource_name.as_str(), wanted, result),
+                RESOURCE_TYPE_TOPIC => {
+                    topic_configs(shard, resource.resource_name.as_str(), wanted, result)
+                }
+                RESOURCE_TYPE_BROKER => {
+                    broker_configs(shard, resource.resource_name.as_str(), wanted, result)
+                }
                 _ => result
                     .with_error_code(ErrorCode::InvalidRequest.code())
                     .with_error_message(Some(str_bytes("unsupported resource type"))),
@@ -112,7 +122,10 @@ fn config_entry(key: &str, value: &str, source: i8) -> DescribeConfigsResourceRe
         .with_read_only(source == SOURCE_STATIC_BROKER_CONFIG)
 }
 
-pub fn describe_cluster(shard: &Rc<Shard>, _request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn describe_cluster(
+    shard: &Rc<Shard>,
+    _request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&shard.cluster.cluster_id))
         .with_controller_id(BrokerId(shard.cluster.node_id))

@@ -26,10 +26,9 @@ pub async fn handle(
 ) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
-        let lookups = topic
-            .partitions
-            .iter()
-            .map(|partition| lookup(shard, topic.name.to_string(), partition.partition_index, partition.timestamp));
+        let lookups = topic.partitions.iter().map(|partition| {
+            lookup(shard, topic.name.to_string(), partition.partition_index, partition.timestamp)
+        });
         let answers = futures_util::future::join_all(lookups).await;
         let partitions = topic
             .partitions
@@ -44,7 +43,9 @@ pub async fn handle(
                     .with_leader_epoch(if error == ErrorCode::None { 0 } else { -1 })
             })
             .collect();
-        topics.push(ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions));
+        topics.push(
+            ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions),
+        );
     }
     ListOffsetsResponse::default().with_topics(topics)
 }

@@ -31,7 +31,9 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
         Some(requested) => {
             let mut entries = Vec::with_capacity(requested.len());
             for topic in requested {
-                entries.push(requested_topic(shard, topic.name, topic.topic_id, allow_auto_create).await);
+                entries.push(
+                    requested_topic(shard, topic.name, topic.topic_id, allow_auto_create).await,
+                );
             }
             entries
         }

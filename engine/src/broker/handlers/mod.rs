@@ -28,13 +28,19 @@ pub async fn handle(shard: Rc<Shard>, request: DecodedRequest) -> Option<Respons
     let version = request.header.api_version;
     let response = match request.body {
         Request::ApiVersions(_) => Response::ApiVersions(api_versions::handle(version)),
-        Request::Metadata(body) => Response::Metadata(metadata::handle(&shard, body, version).await),
-        Request::Produce(body) => return produce::handle(&shard, body).await.map(Response::Produce),
+        Request::Metadata(body) => {
+            Response::Metadata(metadata::handle(&shard, body, version).await)
+        }
+        Request::Produce(body) => {
+            return produce::handle(&shard, body).await.map(Response::Produce)
+        }
         Request::Fetch(body) => Response::Fetch(fetch::handle(&shard, body, version).await),
         Request::ListOffsets(body) => {
             Response::ListOffsets(list_offsets::handle(&shard, body, version).await)
         }
-        Request::CreateTopics(body) => Response::CreateTopics(admin::create_topics(&shard, body).await),
+        Request::CreateTopics(body) => {
+            Response::CreateTopics(admin::create_topics(&shard, body).await)
+        }
         Request::DeleteTopics(body) => {
             Response::DeleteTopics(admin::delete_topics(&shard, body, version).await)
         }

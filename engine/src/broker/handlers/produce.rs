@@ -66,7 +66,8 @@ fn prepare(
     records: Option<&[u8]>,
 ) -> Result<Vec<BytesMut>, (ErrorCode, Option<String>)> {
     let snapshot = shard.topics();
-    let Some(meta) = snapshot.get(topic).filter(|_| snapshot.has_partition(topic, partition)) else {
+    let Some(meta) = snapshot.get(topic).filter(|_| snapshot.has_partition(topic, partition))
+    else {
         return Err((ErrorCode::UnknownTopicOrPartition, None));
     };
     let Some(records) = records.filter(|records| !records.is_empty()) else {
@@ -114,9 +115,12 @@ async fn submit(
 }
 
 fn partition_response(index: i32, outcome: PartitionOutcome) -> PartitionProduceResponse {
-    let response = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
+    let response =
+        PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
     match outcome {
-        Ok(info) => response.with_base_offset(info.base_offset).with_log_start_offset(info.log_start_offset),
+        Ok(info) => {
+            response.with_base_offset(info.base_offset).with_log_start_offset(info.log_start_offset)
+        }
         Err((code, message)) => response
             .with_error_code(code.code())
             .with_base_offset(-1)
