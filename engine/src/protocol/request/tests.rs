@@ -328,3 +328,43 @@ proptest! {
         let _ = decode_request(Bytes::from(frame));
     }
 }
+
+fn sized_metadata(topic_count: usize, name_bytes: usize) -> MetadataRequest {
+    let mut topic = metadata_request::MetadataRequestTopic::default();
+    topic.name = Some(StrBytes::from_string("n".repeat(name_bytes)).into());
+    let mut body = MetadataRequest::default();
+    body.topics = Some(vec![topic; topic_count]);
+    body
+}
+
+fn sized_produce(partition_count: usize, records_bytes: usize) -> ProduceRequest {
+    let mut partition = produce_request::PartitionProduceData::default();
+    partition.records = Some(Bytes::from(vec![0xab; records_bytes]));
+    let mut body = populated_produce(3);
+    body.unknown_tagged_fields.clear();
+    body.topic_data[0].partition_data = vec![partition; partition_count];
+    body
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Lengths of 128 and more take multi-byte varints in flexible versions; the bounds walk
+    /// must read them exactly as the codec does.
+    #[test]
+    fn large_counts_and_lengths_round_trip(
+        version_index in any::<prop::sample::Index>(),
+        count in 0usize..300,
+        length in 0usize..400,
+    ) {
+        let version = version_index.index(13) as i16; // Metadata 0..=12
+        let body = sized_metadata(count, length);
+        let decoded = decode_request(frame_with(ApiKey::Metadata, version, &body)).unwrap();
+        prop_assert_eq!(decoded.body, Request::Metadata(body));
+
+        let version = 3 + version_index.index(10) as i16; // Produce 3..=12
+        let body = sized_produce(count, length);
+        let decoded = decode_request(frame_with(ApiKey::Produce, version, &body)).unwrap();
+        prop_assert_eq!(decoded.body, Request::Produce(body));
+    }
+}
