@@ -1,1 +1,48 @@
 //! THE I/O boundary: spawn, time, randomness, files, sockets.
+//!
+//! Nothing outside this module touches clocks, threads, files, sockets or randomness. Two
+//! backends implement the same API, chosen at compile time:
+//! - `uring` (default, Linux): one io_uring + one single-threaded executor per shard thread.
+//! - `sim` (`--cfg madsim`): madsim tasks, time and network, plus [`SimDisk`].
+//!
+//! The API is completion-based with owned buffers ([`IoBuf`], [`IoBufMut`]): a buffer in flight
+//! belongs to the kernel (or simulator) until its completion; dropping the future never frees it.
+//! [`SimDisk`] is compiled in both configurations, so ordinary tests can crash a disk.
+//!
+//! Invariant: a broken internal invariant (a bug) aborts the process (see [`bug`]), because one
+//! unwinding shard would leave its siblings serving on broken shared assumptions.
+
+mod buf;
+mod fs;
+pub mod local;
+pub mod mesh;
+mod net;
+mod sim_disk;
+mod time;
+
+#[cfg(not(madsim))]
+mod uring;
+#[cfg(not(madsim))]
+use uring as backend;
+
+pub use buf::{IoBuf, IoBufMut};
+pub use fs::{Disk, File, OpenOptions};
+pub use net::{Listener, Stream};
+pub use sim_disk::{CrashMode, SimDisk, SECTOR_SIZE_BYTES};
+pub use time::{timeout, yield_now, Elapsed, Instant};
+
+pub use backend::{
+    block_on, current_shard, now, random_u64, run_shards, sleep, sleep_until, spawn_local,
+    unix_time_ms, JoinHandle,
+};
+
+/// Reports a broken internal invariant and exits the process (thread-per-core rule).
+#[cold]
+pub(crate) fn bug(message: &str) -> ! {
+    tracing::error!(message, "tern io: internal invariant broken; aborting");
+    eprintln!("tern io: internal invariant broken: {message}; aborting");
+    std::process::abort()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,251 @@
+//! Tests of the io boundary: the simulated disk, the executor, files, sockets, mesh channels.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::*;
+
+/// A fresh directory under the system temp dir, unique per test and process.
+fn temp_dir(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("tern-io-{}-{}", name, std::process::id()));
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).unwrap();
+    path
+}
+
+fn sim_disk_with_dir() -> (SimDisk, Disk) {
+    let sim = SimDisk::new(7);
+    let disk = Disk::Simulated(sim.clone());
+    disk.create_dir_all(Path::new("/data/t-0")).unwrap();
+    (sim, disk)
+}
+
+const CREATE: OpenOptions = OpenOptions { create: true, truncate: false };
+
+#[test]
+fn sim_disk_reads_back_writes_and_lists_sorted() {
+    block_on(async {
+        let (_sim, disk) = sim_disk_with_dir();
+        let file = disk.open(Path::new("/data/t-0/b.log"), CREATE).unwrap();
+        disk.open(Path::new("/data/t-0/a.log"), CREATE).unwrap();
+        let (result, _) = file.write_all_at(b"hello world".to_vec(), 0).await;
+        result.unwrap();
+        let (result, buf) = file.read_exact_at(Vec::with_capacity(5), 6).await;
+        result.unwrap();
+        assert_eq!(buf, b"world");
+        let (result, _) = file.read_exact_at(Vec::with_capacity(5), 8).await;
+        assert_eq!(result.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(disk.list_dir(Path::new("/data/t-0")).unwrap(), vec!["a.log", "b.log"]);
+        assert_eq!(disk.list_dir(Path::new("/data")).unwrap(), vec!["t-0"]);
+        assert_eq!(file.len().unwrap(), 11);
+    });
+}
+
+#[test]
+fn sim_disk_crash_drops_unsynced_keeps_synced() {
+    block_on(async {
+        let (sim, disk) = sim_disk_with_dir();
+        let path = Path::new("/data/t-0/0.log");
+        let file = disk.open(path, CREATE).unwrap();
+        file.write_all_at(b"durable".to_vec(), 0).await.0.unwrap();
+        file.sync_data().await.unwrap();
+        file.write_all_at(b"-lost".to_vec(), 7).await.0.unwrap();
+        assert_eq!(sim.file_len(path), Some(12));
+        sim.crash(CrashMode::DropUnsynced);
+        assert_eq!(sim.durable_bytes(path).unwrap(), b"durable");
+        // Handles from before the crash are dead.
+        assert_eq!(file.len().unwrap_err().raw_os_error(), Some(libc::EBADF));
+        let file = disk.open(path, OpenOptions::default()).unwrap();
+        assert_eq!(file.len().unwrap(), 7);
+    });
+}
+
+#[test]
+fn sim_disk_torn_crash_applies_whole_sectors_only() {
+    let sim = SimDisk::new(42);
+    let disk = Disk::Simulated(sim.clone());
+    let path = Path::new("/torn.log");
+    block_on(async {
+        let file = disk.open(path, CREATE).unwrap();
+        file.write_all_at(vec![1u8; 4096], 0).await.0.unwrap();
+    });
+    sim.crash(CrashMode::Torn);
+    let durable = sim.durable_bytes(path).unwrap();
+    // Every sector that made it is complete; the file ends at a sector boundary.
+    assert_eq!(durable.len() % SECTOR_SIZE_BYTES as usize, 0);
+    for sector in durable.chunks(SECTOR_SIZE_BYTES as usize) {
+        assert!(sector.iter().all(|&b| b == 1) || sector.iter().all(|&b| b == 0));
+    }
+}
+
+#[test]
+fn sim_disk_failed_sync_returns_eio_and_loses_writes_at_crash() {
+    block_on(async {
+        let (sim, disk) = sim_disk_with_dir();
+        let path = Path::new("/data/t-0/0.log");
+        let file = disk.open(path, CREATE).unwrap();
+        file.write_all_at(b"abc".to_vec(), 0).await.0.unwrap();
+        sim.fail_next_syncs(Path::new("/data"), 1);
+        assert_eq!(file.sync_data().await.unwrap_err().raw_os_error(), Some(libc::EIO));
+        // Still readable (page cache), and a later successful sync does not persist it.
+        let (result, buf) = file.read_at(Vec::with_capacity(3), 0).await;
+        assert_eq!((result.unwrap(), &buf[..]), (3, &b"abc"[..]));
+        file.sync_data().await.unwrap();
+        sim.crash(CrashMode::DropUnsynced);
+        assert_eq!(sim.durable_bytes(path).unwrap(), b"");
+    });
+}
+
+#[test]
+fn sim_disk_enospc_writes_nothing() {
+    block_on(async {
+        let (sim, disk) = sim_disk_with_dir();
+        sim.set_capacity_bytes(Some(10));
+        let file = disk.open(Path::new("/data/t-0/0.log"), CREATE).unwrap();
+        file.write_all_at(vec![7u8; 8], 0).await.0.unwrap();
+        let (result, _) = file.write_all_at(vec![7u8; 8], 8).await;
+        assert_eq!(result.unwrap_err().raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(file.len().unwrap(), 8);
+        assert_eq!(disk.available_space_bytes(Path::new("/data")).unwrap(), 2);
+    });
+}
+
+#[test]
+fn sim_disk_read_faults_and_corruption() {
+    block_on(async {
+        let (sim, disk) = sim_disk_with_dir();
+        let path = Path::new("/data/t-0/0.log");
+        let file = disk.open(path, CREATE).unwrap();
+        file.write_all_at(vec![0u8; 1024], 0).await.0.unwrap();
+        file.sync_data().await.unwrap();
+        sim.corrupt_durable(path, 3, 0);
+        let (result, buf) = file.read_exact_at(Vec::with_capacity(4), 0).await;
+        result.unwrap();
+        assert_eq!(buf, [0, 0, 0, 1]);
+        sim.fail_reads(path, 512..1024);
+        let (result, _) = file.read_at(Vec::with_capacity(16), 600).await;
+        assert_eq!(result.unwrap_err().raw_os_error(), Some(libc::EIO));
+        let (result, _) = file.read_at(Vec::with_capacity(16), 0).await;
+        assert_eq!(result.unwrap(), 16);
+    });
+}
+
+#[test]
+fn sim_disk_rename_and_remove() {
+    let (sim, disk) = sim_disk_with_dir();
+    disk.open(Path::new("/data/t-0/a.tmp"), CREATE).unwrap();
+    disk.rename(Path::new("/data/t-0/a.tmp"), Path::new("/data/t-0/a")).unwrap();
+    assert!(disk.exists(Path::new("/data/t-0/a")));
+    assert!(!disk.exists(Path::new("/data/t-0/a.tmp")));
+    disk.remove_file(Path::new("/data/t-0/a")).unwrap();
+    assert_eq!(sim.file_len(Path::new("/data/t-0/a")), None);
+    disk.remove_dir_all(Path::new("/data")).unwrap();
+    assert!(!disk.exists(Path::new("/data/t-0")));
+    let missing = disk.open(Path::new("/nope/x"), CREATE).err().unwrap();
+    assert_eq!(missing.raw_os_error(), Some(libc::ENOENT));
+}
+
+#[test]
+fn executor_runs_spawned_tasks_sleeps_and_timeouts() {
+    block_on(async {
+        let start = now();
+        let handle = spawn_local(async {
+            sleep(Duration::from_millis(20)).await;
+            41 + 1
+        });
+        assert_eq!(handle.await, 42);
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        let late = timeout(Duration::from_millis(5), sleep(Duration::from_secs(10))).await;
+        assert_eq!(late, Err(Elapsed));
+        let early = timeout(Duration::from_secs(10), async { 7 }).await;
+        assert_eq!(early, Ok(7));
+        yield_now().await;
+        assert_eq!(current_shard(), 0);
+    });
+}
+
+#[test]
+fn abort_cancels_a_task() {
+    block_on(async {
+        let flag = Rc::new(std::cell::Cell::new(false));
+        let seen = flag.clone();
+        let handle = spawn_local(async move {
+            sleep(Duration::from_millis(50)).await;
+            seen.set(true);
+        });
+        yield_now().await;
+        handle.abort();
+        sleep(Duration::from_millis(80)).await;
+        assert!(!flag.get());
+    });
+}
+
+#[test]
+fn notify_and_oneshot_wake_tasks() {
+    block_on(async {
+        let notify = Rc::new(local::Notify::new());
+        let waiter = {
+            let notify = notify.clone();
+            spawn_local(async move { notify.notified().await })
+        };
+        yield_now().await;
+        notify.notify_waiters();
+        waiter.await;
+        let (sender, receiver) = local::oneshot::<u32>();
+        spawn_local(async move { sender.send(5).unwrap() });
+        assert_eq!(receiver.await, Ok(5));
+        let (sender, receiver) = local::oneshot::<u32>();
+        drop(sender);
+        assert_eq!(receiver.await, Err(local::Canceled));
+    });
+}
+
+#[test]
+fn os_file_write_read_sync_roundtrip() {
+    let directory = temp_dir("roundtrip");
+    block_on(async {
+        let disk = Disk::Os;
+        let path = directory.join("00000000000000000000.log");
+        let file = disk.open(&path, CREATE).unwrap();
+        let payload: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        file.write_all_at(payload.clone(), 4096).await.0.unwrap();
+        file.sync_data().await.unwrap();
+        assert_eq!(file.len().unwrap(), 4096 + 100_000);
+        let (result, buf) = file.read_exact_at(Vec::with_capacity(100_000), 4096).await;
+        result.unwrap();
+        assert_eq!(buf, payload);
+        file.set_len(10).await.unwrap();
+        assert_eq!(file.len().unwrap(), 10);
+        disk.sync_dir(&directory).unwrap();
+        assert!(disk.available_space_bytes(&directory).unwrap() > 0);
+        assert_eq!(disk.list_dir(&directory).unwrap(), vec!["00000000000000000000.log"]);
+    });
+    std::fs::remove_dir_all(&directory).unwrap();
+}
+
+#[test]
+fn tcp_echo_on_one_shard() {
+    block_on(async {
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = spawn_local(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            loop {
+                let (result, buf) = stream.read(Vec::with_capacity(1024)).await;
+                if result.unwrap() == 0 {
+                    break;
+                }
+                stream.write_all(buf).await.0.unwrap();
+            }
+        });
+        let client = Stream::connect(address).await.unwrap();
+        client.set_nodelay(true).unwrap();
+        client.write_all(bytes::Bytes::from_static(b"ping")).await.0.unwrap();
+        let (result, buf) = client.read(bytes::BytesMut::with_capacity(16)).await;
+        assert_eq!(result.unwrap(), 4);
+        assert_eq!(&buf[..], b"ping");
+        client.shutdown().unwrap();
+        server.await;
+    });
+}
