@@ -16,6 +16,11 @@
 //! It is rewritten in place and synced. A torn or stale-format checkpoint fails its CRC and is
 //! ignored, which only makes recovery scan more (all segments).
 
+use std::path::Path;
+
+use super::layout;
+use crate::io::{Disk, OpenOptions};
+
 pub const CHECKPOINT_SIZE_BYTES: usize = 36;
 const MAGIC: [u8; 4] = *b"TRCP";
 const VERSION: u16 = 1;
@@ -67,6 +72,47 @@ pub fn decode(bytes: &[u8]) -> Option<Checkpoint> {
         && checkpoint.segment_base_offset >= 0
         && checkpoint.recovery_offset >= checkpoint.segment_base_offset;
     plausible.then_some(checkpoint)
+}
+
+/// Why persisting (an index or the checkpoint) failed. A failed write only means "not
+/// persisted this time"; a failed fdatasync is never retried as if nothing happened.
+#[derive(Debug)]
+pub enum PersistError {
+    Write(std::io::Error),
+    Sync(std::io::Error),
+}
+
+/// Reads the checkpoint; `None` when missing, unreadable or invalid (recovery then scans all).
+pub async fn read(disk: &Disk, dir: &Path) -> Option<Checkpoint> {
+    let path = dir.join(layout::CHECKPOINT_FILE_NAME);
+    if !disk.exists(&path) {
+        return None;
+    }
+    let file = match disk.open(&path, OpenOptions { create: false, truncate: false }) {
+        Ok(file) => file,
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "log: cannot open the checkpoint");
+            return None;
+        }
+    };
+    let (result, bytes) = file.read_at(Vec::with_capacity(CHECKPOINT_SIZE_BYTES + 1), 0).await;
+    match result {
+        Ok(_) => decode(&bytes),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "log: cannot read the checkpoint");
+            None
+        }
+    }
+}
+
+/// Rewrites the checkpoint in place and syncs it.
+pub async fn write(disk: &Disk, dir: &Path, checkpoint: &Checkpoint) -> Result<(), PersistError> {
+    let path = dir.join(layout::CHECKPOINT_FILE_NAME);
+    let options = OpenOptions { create: true, truncate: false };
+    let file = disk.open(&path, options).map_err(PersistError::Write)?;
+    let (result, _) = file.write_all_at(encode(checkpoint), 0).await;
+    result.map_err(PersistError::Write)?;
+    file.sync_data().await.map_err(PersistError::Sync)
 }
 
 #[cfg(test)]

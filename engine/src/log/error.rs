@@ -25,6 +25,10 @@ pub enum LogError {
     /// MESSAGE_TOO_LARGE (or RECORD_LIST_TOO_LARGE for the whole request).
     #[error("batch of {size_bytes} bytes exceeds max.message.bytes {max_message_bytes}")]
     BatchTooLarge { size_bytes: usize, max_message_bytes: u32 },
+    /// A batch whose header does not frame it (the broker validates batches before appending,
+    /// so this is a broker bug surfacing as CORRUPT_MESSAGE rather than a crash).
+    #[error("batch of {size_bytes} bytes is not a valid record batch v2")]
+    InvalidBatch { size_bytes: usize },
     /// Too many appends are already waiting for the disk; retriable (REQUEST_TIMED_OUT).
     #[error("too many appends in flight ({pending_appends} waiting)")]
     Overloaded { pending_appends: usize },

@@ -6,6 +6,10 @@
 //! result is the longer prefix. The active (last) segment is never deleted, nor any segment
 //! holding offsets at or above the high watermark (not yet durable, or not yet visible).
 
+use super::error::LogError;
+use super::partition::Log;
+use super::segment::{self, Segment};
+
 /// What retention needs to know about a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentSummary {
@@ -69,6 +73,44 @@ fn expired(segment: &SegmentSummary, retention_age_ms: i64, now_ms: i64) -> bool
         Some(max_timestamp_ms) => now_ms.saturating_sub(max_timestamp_ms) > retention_age_ms,
         // Without timestamps age cannot be judged; an empty segment holds nothing to keep.
         None => segment.size_bytes == 0,
+    }
+}
+
+impl Log {
+    /// Deletes whole oldest segments by size and by age (never the active one, never data at
+    /// or above the high watermark) and advances the log start offset. Returns how many.
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<u32, LogError> {
+        let shared = &self.shared;
+        let limits = RetentionLimits {
+            retention_size_bytes: shared.config.retention_size_bytes,
+            retention_age_ms: shared.config.retention_age_ms,
+        };
+        let removed: Vec<i64> = {
+            let mut state = shared.state.borrow_mut();
+            if let Some(error) = state.unusable() {
+                return Err(error);
+            }
+            let summaries: Vec<SegmentSummary> =
+                state.segments.iter().map(Segment::summary).collect();
+            let count = deletable_prefix(&summaries, limits, now_ms, state.high_watermark);
+            let removed: Vec<i64> =
+                state.segments.drain(..count).map(|segment| segment.base_offset).collect();
+            state.log_start_offset = state.segments[0].base_offset;
+            state.segments_to_seal.retain(|base| !removed.contains(base));
+            state.unsynced_files.retain(|(base, _)| !removed.contains(base));
+            state.check_invariants();
+            removed
+        };
+        if removed.is_empty() {
+            return Ok(0);
+        }
+        for &base_offset in &removed {
+            segment::remove_files(&shared.disk, &shared.dir, base_offset);
+        }
+        shared.disk.sync_dir(&shared.dir)?;
+        let log_start_offset = self.log_start_offset();
+        tracing::info!(dir = %shared.dir.display(), segments = removed.len(), log_start_offset, "log: retention deleted segments");
+        Ok(removed.len() as u32)
     }
 }
 
