@@ -57,6 +57,10 @@ async fn turn(shared: &Rc<Shared>) {
             on_write_error(shared, group, error).await;
             return;
         }
+        // io_uring yields here anyway (the sync is another submission); the simulated disk
+        // completes instantly, so yield explicitly to give tests and the simulator the same
+        // "written but not yet synced" interleavings.
+        crate::io::yield_now().await;
         let mut state = shared.state.borrow_mut();
         let last = &group[group.len() - 1];
         state.written = LogPosition {
