@@ -75,10 +75,12 @@ impl OffsetIndex {
         self.bytes_since_entry += u64::from(size_bytes);
     }
 
-    /// Byte position to start scanning from for the batch containing `relative_offset`.
-    pub fn lookup(&self, relative_offset: u32) -> u32 {
+    /// Where to start scanning for the batch containing `relative_offset`: the last entry at
+    /// or before it (a batch starts there), or the segment start.
+    pub fn lookup(&self, relative_offset: u32) -> OffsetIndexEntry {
         let after = self.entries.partition_point(|entry| entry.relative_offset <= relative_offset);
-        after.checked_sub(1).map_or(0, |index| self.entries[index].position_bytes)
+        let start = OffsetIndexEntry { relative_offset: 0, position_bytes: 0 };
+        after.checked_sub(1).map_or(start, |index| self.entries[index])
     }
 
     /// Forgets the entries of batches at or beyond `position_bytes` (an append rolled back).
@@ -176,10 +178,9 @@ mod tests {
         let positions: Vec<u32> =
             index.entries().iter().map(|entry| entry.position_bytes).collect();
         assert_eq!(positions, vec![300, 600, 900]);
-        assert_eq!(index.lookup(0), 0);
-        assert_eq!(index.lookup(29), 0);
-        assert_eq!(index.lookup(30), 300);
-        assert_eq!(index.lookup(95), 900);
+        let position = |relative_offset| index.lookup(relative_offset).position_bytes;
+        assert_eq!((position(0), position(29), position(30), position(95)), (0, 0, 300, 900));
+        assert_eq!(index.lookup(35).relative_offset, 30);
     }
 
     #[test]

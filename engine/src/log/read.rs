@@ -19,8 +19,9 @@ const LOCATE_WINDOW_BYTES: u64 = 64 << 10;
 
 struct ReadPlan {
     file: File,
-    /// Where the sparse index says to start looking.
+    /// Where the sparse index says to start looking, and the base offset of the batch there.
     start_position: u64,
+    start_offset: i64,
     /// Bytes of the segment (anything beyond is not ours to parse).
     end_position: u64,
     target_offset: i64,
@@ -122,9 +123,11 @@ fn plan_read(shared: &Shared, offset: i64) -> Result<Planned, LogError> {
         unreachable!("offset {offset} >= log start has a segment")
     };
     let segment = &state.segments[index];
+    let entry = segment.offset_index.lookup(segment.relative(offset));
     Ok(Planned::Read(ReadPlan {
         file: segment.file.clone(),
-        start_position: u64::from(segment.offset_index.lookup(segment.relative(offset))),
+        start_position: u64::from(entry.position_bytes),
+        start_offset: segment.base_offset + i64::from(entry.relative_offset),
         end_position: segment.size_bytes,
         target_offset: offset,
         visible_end_offset: high_watermark.min(state.corrupt_from.unwrap_or(i64::MAX)),
@@ -144,9 +147,11 @@ fn corrupt_at(shared: &Shared, offset: i64) -> LogError {
 }
 
 /// Walks batch headers from the index entry to the batch containing the target offset:
-/// `(position, base offset)` of that batch.
+/// `(position, base offset)` of that batch. Headers must be contiguous (the CRC does not cover
+/// the base offset, so this is what catches a damaged one).
 async fn locate(shared: &Rc<Shared>, plan: &ReadPlan) -> Result<(u64, i64), LogError> {
     let mut position = plan.start_position;
+    let mut expected_offset = plan.start_offset;
     // Each round advances by at least one batch header (61 bytes) or ends.
     loop {
         if position + HEADER_SIZE_BYTES as u64 > plan.end_position {
@@ -164,7 +169,12 @@ async fn locate(shared: &Rc<Shared>, plan: &ReadPlan) -> Result<(u64, i64), LogE
                 return Err(corrupt_at(shared, plan.target_offset));
             };
             let base_offset = header.base_offset.get();
-            let last_offset = base_offset.saturating_add(i64::from(header.last_offset_delta.get()));
+            let last_offset_delta = header.last_offset_delta.get();
+            if base_offset != expected_offset || last_offset_delta < 0 {
+                return Err(corrupt_at(shared, expected_offset));
+            }
+            let last_offset = base_offset.saturating_add(i64::from(last_offset_delta));
+            expected_offset = last_offset.saturating_add(1);
             if last_offset >= plan.target_offset {
                 return Ok((position + cursor as u64, base_offset));
             }
