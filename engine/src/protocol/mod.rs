@@ -23,3 +23,4 @@ pub mod fuzzing;
 pub mod record_batch;
 pub mod request;
 pub mod response;
+pub mod response_fit;
