@@ -225,14 +225,14 @@ mod tests {
                         .with_error_message(text()),
                 ]),
             ])),
-            Response::Fetch(
-                FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            Response::Fetch(FetchResponse::default().with_responses(
+                vec![FetchableTopicResponse::default()
                     .with_topic(name())
                     .with_topic_id(id)
                     .with_partitions(vec![PartitionData::default()
                         .with_log_start_offset(3)
-                        .with_high_watermark(4)])]),
-            ),
+                        .with_high_watermark(4)])],
+            )),
             Response::ListOffsets(ListOffsetsResponse::default().with_topics(vec![
                 ListOffsetsTopicResponse::default().with_name(name()).with_partitions(vec![
                     ListOffsetsPartitionResponse::default().with_offset(3).with_leader_epoch(0),
