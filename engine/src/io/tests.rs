@@ -477,3 +477,13 @@ fn tcp_echo_between_two_shards_on_one_reuseport_address() {
     .unwrap();
     assert_eq!(results, vec![200_000, 200_000]);
 }
+
+#[test]
+fn run_shards_async_awaits_shard_threads_from_a_shard() {
+    let outputs = block_on(run_shards_async(3, |shard| async move {
+        sleep(Duration::from_millis(1)).await;
+        current_shard() * 10 + shard
+    }))
+    .unwrap();
+    assert_eq!(outputs, vec![0, 11, 22]);
+}
