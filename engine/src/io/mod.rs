@@ -20,6 +20,10 @@ mod net;
 mod sim_disk;
 mod time;
 
+#[cfg(madsim)]
+mod sim;
+#[cfg(madsim)]
+use sim as backend;
 #[cfg(not(madsim))]
 mod uring;
 #[cfg(not(madsim))]
@@ -32,8 +36,8 @@ pub use sim_disk::{CrashMode, SimDisk, SECTOR_SIZE_BYTES};
 pub use time::{timeout, yield_now, Elapsed, Instant};
 
 pub use backend::{
-    block_on, current_shard, now, random_u64, run_shards, sleep, sleep_until, spawn_local,
-    unix_time_ms, JoinHandle,
+    block_on, current_shard, now, random_u64, run_shards, run_shards_async, sleep, sleep_until,
+    spawn_local, unix_time_ms, JoinHandle,
 };
 
 /// Reports a broken internal invariant and exits the process (thread-per-core rule).
@@ -44,5 +48,7 @@ pub(crate) fn bug(message: &str) -> ! {
     std::process::abort()
 }
 
-#[cfg(test)]
+#[cfg(all(test, madsim))]
+mod sim_tests;
+#[cfg(all(test, not(madsim)))]
 mod tests;
