@@ -506,3 +506,75 @@ fn run_shards_async_awaits_shard_threads_from_a_shard() {
     .unwrap();
     assert_eq!(outputs, vec![0, 11, 22]);
 }
+
+#[derive(Clone, Debug)]
+enum DiskStep {
+    Write { offset: u64, length: usize, byte: u8 },
+    SetLen { size_bytes: u64 },
+    Sync,
+    Crash,
+}
+
+fn disk_step() -> impl proptest::strategy::Strategy<Value = DiskStep> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0u64..3000, 0usize..700, any::<u8>())
+            .prop_map(|(offset, length, byte)| DiskStep::Write { offset, length, byte }),
+        1 => (0u64..4000).prop_map(|size_bytes| DiskStep::SetLen { size_bytes }),
+        2 => Just(DiskStep::Sync),
+        1 => Just(DiskStep::Crash),
+    ]
+}
+
+/// Applies `step` to the model: (durable image, cached image).
+fn model_apply(model: &mut (Vec<u8>, Vec<u8>), step: &DiskStep) {
+    match *step {
+        DiskStep::Write { offset, length, byte } => {
+            let end = offset as usize + length;
+            if model.1.len() < end {
+                model.1.resize(end, 0);
+            }
+            model.1[offset as usize..end].fill(byte);
+        }
+        DiskStep::SetLen { size_bytes } => model.1.resize(size_bytes as usize, 0),
+        DiskStep::Sync => model.0 = model.1.clone(),
+        DiskStep::Crash => model.1 = model.0.clone(),
+    }
+}
+
+proptest::proptest! {
+    /// SimDisk (DropUnsynced crashes) against a two-image model: reads see the cached image,
+    /// a crash leaves exactly what was synced.
+    #[test]
+    fn sim_disk_matches_a_durable_plus_cached_model(
+        steps in proptest::collection::vec(disk_step(), 1..40)
+    ) {
+        let sim = SimDisk::new(3);
+        let disk = Disk::Simulated(sim.clone());
+        let path = Path::new("/model.log");
+        let mut model = (Vec::new(), Vec::new());
+        block_on(async {
+            let mut file = disk.open(path, CREATE).unwrap();
+            for step in &steps {
+                match *step {
+                    DiskStep::Write { offset, length, byte } => {
+                        file.write_all_at(vec![byte; length], offset).await.0.unwrap()
+                    }
+                    DiskStep::SetLen { size_bytes } => file.set_len(size_bytes).await.unwrap(),
+                    DiskStep::Sync => file.sync_data().await.unwrap(),
+                    DiskStep::Crash => {
+                        sim.crash(CrashMode::DropUnsynced);
+                        file = disk.open(path, OpenOptions::default()).unwrap();
+                    }
+                }
+                model_apply(&mut model, step);
+                let length = file.len().unwrap() as usize;
+                assert_eq!(length, model.1.len());
+                let (result, cached) = file.read_exact_at(Vec::with_capacity(length), 0).await;
+                result.unwrap();
+                assert_eq!(cached, model.1);
+                assert_eq!(sim.durable_bytes(path).unwrap(), model.0);
+            }
+        });
+    }
+}

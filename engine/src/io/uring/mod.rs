@@ -288,6 +288,10 @@ impl<F: Future> Future for TaskFuture<F> {
         // SAFETY: `future` is structurally pinned: never moved out of this pinned struct.
         let this = unsafe { self.get_unchecked_mut() };
         if this.state.aborted.get() {
+            // Wake a task awaiting the handle so that it does not hang silently.
+            if let Some(waiter) = this.state.waiter.borrow_mut().take() {
+                waiter.wake();
+            }
             return Poll::Ready(());
         }
         // SAFETY: see above.
