@@ -6,8 +6,8 @@
 //! - `sync_data()` on a file makes that file's unsynced operations durable.
 //! - Directory entries (create, rename, remove) are durable immediately: there is no need to
 //!   `sync_dir` in this model (the `Os` disk does need it; callers should still call it).
-//! - `crash()` throws away or tears the unsynced operations of every file; handles opened before the
-//!   crash fail afterwards (`EBADF`), as the process that owned them is gone.
+//! - `crash()` throws away or tears the unsynced operations of every file; handles opened before
+//!   the crash fail afterwards (`EBADF`), as the process that owned them is gone.
 //! - A failed sync (see [`SimDisk::fail_next_syncs`]) keeps the data readable but it will never
 //!   become durable: "fsyncgate" semantics, the page cache is marked clean while the disk lost it.
 //!

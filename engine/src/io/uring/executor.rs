@@ -397,7 +397,10 @@ pub(crate) fn run_on<Fut: Future>(
 ) -> io::Result<Fut::Output> {
     let installed = RUNTIME.with(|slot| slot.borrow().is_some());
     if installed {
-        panic!("io::block_on/run_shards called inside a running shard (nested runtimes would deadlock)");
+        panic!(
+            "io::block_on/run_shards called inside a running shard \
+             (nested runtimes would deadlock)"
+        );
     }
     let runtime = Rc::new(runtime);
     RUNTIME.with(|slot| *slot.borrow_mut() = Some(runtime.clone()));
