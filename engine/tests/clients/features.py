@@ -76,7 +76,8 @@ def check_timestamps(args, admin):
         if i % 10 == 9:
             producer.flush(30)  # several batches, so the lookup crosses batch boundaries
     producer.flush(30)
-    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": "features-unused"})
+    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": "features-unused",
+                         "enable.auto.commit": False})
     for target, expected in [(base, 0), (base + 500, 1), (base + 42_000, 42), (base + 99_000, 99),
                              (base + 100_000, -1)]:
         found = consumer.offsets_for_times([TopicPartition(topic, 0, target)], timeout=30)[0]
@@ -122,7 +123,10 @@ def check_admin(args, admin):
 def check_longpoll(args, admin):
     topic = "longpoll"
     create(admin, topic)
+    # No auto-commit: without consumer groups (a later issue) librdkafka's close would wait
+    # session.timeout.ms for a coordinator to commit to.
     consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": "features-unused",
+                         "enable.auto.commit": False,
                          "fetch.wait.max.ms": 10000, "fetch.min.bytes": 1})
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     consumer.consume(num_messages=1, timeout=1.0)  # the consumer is now parked in a fetch
