@@ -15,6 +15,7 @@ use bytes::BytesMut;
 use super::checkpoint::{self, Checkpoint, PersistError};
 use super::config::FlushPolicy;
 use super::error::{is_no_space, LogError, LogStatus};
+use super::intent::{self, Intent};
 use super::segment::{self, IndexWrite};
 use super::state::{self, AppendInfo, LogPosition, PendingAppend, Shared, State};
 use crate::io::File;
@@ -53,8 +54,21 @@ async fn run(shared: Rc<Shared>) {
 async fn turn(shared: &Rc<Shared>) {
     let mut group = take_group(shared);
     if !group.is_empty() {
+        let intent_written = match record_intent(shared, &group).await {
+            Ok(written) => written,
+            Err(PersistError::Write(error)) => {
+                // Rewriting the 28-byte file in place needs no space, so nothing stale remains.
+                on_write_error(shared, group, error, false).await;
+                return;
+            }
+            Err(PersistError::Sync(error)) => {
+                go_offline(shared, format!("fdatasync of the write intent failed: {error}"));
+                fail_group(group, || LogError::Offline);
+                return;
+            }
+        };
         if let Err(error) = write_group(shared, &mut group).await {
-            on_write_error(shared, group, error).await;
+            on_write_error(shared, group, error, intent_written).await;
             return;
         }
         // io_uring yields here anyway (the sync is another submission); the simulated disk
@@ -75,9 +89,7 @@ async fn turn(shared: &Rc<Shared>) {
             } else if sync_all(shared).await.is_ok() {
                 acknowledge(shared, group);
             } else {
-                for append in group {
-                    let _ = append.done.send(Err(LogError::Offline));
-                }
+                fail_group(group, || LogError::Offline);
             }
         }
         FlushPolicy::IntervalMs(interval_ms) => {
@@ -110,6 +122,27 @@ fn next(shared: &Shared) -> Next {
     }
     state.flusher_running = false;
     Next::Exit
+}
+
+/// Before a group of two or more batches, durably records its offset range (see `intent.rs`:
+/// it lets recovery tell a torn group from corrupted acknowledged data). True if written.
+async fn record_intent(shared: &Shared, group: &[PendingAppend]) -> Result<bool, PersistError> {
+    let batches: usize = group.iter().map(|append| append.batches.len()).sum();
+    if batches < 2 {
+        return Ok(false);
+    }
+    let range = Intent {
+        start_offset: group[0].base_offset,
+        end_offset: group[group.len() - 1].next_offset,
+    };
+    intent::write(&shared.disk, &shared.dir, &range).await?;
+    Ok(true)
+}
+
+fn fail_group(group: Vec<PendingAppend>, make_error: impl Fn() -> LogError) {
+    for append in group {
+        let _ = append.done.send(Err(make_error()));
+    }
 }
 
 fn take_group(shared: &Shared) -> Vec<PendingAppend> {
@@ -243,7 +276,12 @@ fn acknowledge(shared: &Shared, group: Vec<PendingAppend>) {
 }
 
 /// Rolls back the failed group and everything queued behind it, then truncates their bytes.
-async fn on_write_error(shared: &Shared, group: Vec<PendingAppend>, error: std::io::Error) {
+async fn on_write_error(
+    shared: &Shared,
+    group: Vec<PendingAppend>,
+    error: std::io::Error,
+    intent_written: bool,
+) {
     let no_space = is_no_space(&error);
     let to = LogPosition {
         offset: group[0].base_offset,
@@ -270,6 +308,13 @@ async fn on_write_error(shared: &Shared, group: Vec<PendingAppend>, error: std::
     }
     for base_offset in removed {
         segment::remove_files(&shared.disk, &shared.dir, base_offset);
+    }
+    // The failed group's offsets will be reused: its intent must not outlive it.
+    let empty = Intent { start_offset: to.offset, end_offset: to.offset };
+    if intent_written {
+        if let Err(error) = intent::write(&shared.disk, &shared.dir, &empty).await {
+            go_offline(shared, format!("resetting the write intent failed: {error:?}"));
+        }
     }
     match file.set_len(to.position_bytes).await {
         // The truncation becomes durable with the next sync, before anything behind it is acked.

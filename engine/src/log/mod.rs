@@ -23,6 +23,10 @@
 //!   Written at every roll (after the sealed segment's indexes), every
 //!   `checkpoint_interval_bytes` of durable data, at open and on close.
 //!
+//! - `write-intent` — 28 bytes: magic `TRWI`, version u16 (1), reserved u16, start offset i64,
+//!   end offset i64, CRC32C u32 (all BE): the offset range of the multi-batch group being
+//!   written, fdatasync'd before its data, so recovery can tell a torn group from corruption.
+//!
 //! Indexes are caches of the log: written only for durable data (and synced before the
 //! checkpoint that vouches for them), validated on load (entries increasing, inside the
 //! segment), and rebuilt from the log whenever missing or invalid.
@@ -37,6 +41,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 mod flush;
+pub mod intent;
 pub mod layout;
 pub mod offset_index;
 mod partition;

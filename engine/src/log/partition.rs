@@ -9,9 +9,11 @@ use std::rc::Rc;
 use bytes::BytesMut;
 
 use super::append;
+use super::checkpoint::PersistError;
 use super::config::{FlushPolicy, LogConfig};
 use super::error::{LogError, LogHealth, LogStatus};
 use super::flush;
+use super::intent::{self, Intent};
 use super::recovery;
 use super::segment::IndexWrite;
 use super::state::{AppendInfo, LogPosition, Shared, State};
@@ -79,6 +81,16 @@ impl Log {
             flusher_idle: Notify::new(),
         };
         let log = Log { shared: Rc::new(shared) };
+        if let Some(stale) = recovered.intent {
+            // The torn group (if any) is gone; its offsets will be reused.
+            let empty = Intent { start_offset: end.offset, end_offset: end.offset };
+            tracing::debug!(?stale, "log: resetting the write intent after recovery");
+            intent::write(&log.shared.disk, &log.shared.dir, &empty).await.map_err(|error| {
+                match error {
+                    PersistError::Write(error) | PersistError::Sync(error) => LogError::Io(error),
+                }
+            })?;
+        }
         log.finish_recovery(recovered.indexes_to_write).await?;
         Ok(log)
     }
