@@ -111,13 +111,6 @@ async fn check_recovered(log: &Log, truth: &mut Truth) {
     for (offset, bytes) in &truth.durable {
         assert!(served.contains(&(*offset, bytes.clone())), "durable batch {offset} missing");
     }
-    eprintln!(
-        "PROBE corrupt={:?} served={} durable={} appended={}",
-        corrupt_from,
-        served.len(),
-        truth.durable.len(),
-        truth.appended.len()
-    );
     // What recovery kept is durable now: it must survive the next crash too.
     truth.durable = served.into_iter().collect();
     truth.appended.retain(|offset, _| *offset < visible_end);
