@@ -126,16 +126,21 @@ fn next(shared: &Shared) -> Next {
 
 /// Before a group of two or more batches, durably records its offset range (see `intent.rs`:
 /// it lets recovery tell a torn group from corrupted acknowledged data). True if written.
+/// The range starts at the synced end, not at the group: under `FlushPolicy::IntervalMs`
+/// earlier, still unsynced groups can be torn too.
 async fn record_intent(shared: &Shared, group: &[PendingAppend]) -> Result<bool, PersistError> {
+    let (synced, unsynced_before) = {
+        let state = shared.state.borrow();
+        (state.synced.offset, usize::from(state.written.offset > state.synced.offset))
+    };
     let batches: usize = group.iter().map(|append| append.batches.len()).sum();
-    if batches < 2 {
+    if batches + unsynced_before < 2 {
         return Ok(false);
     }
-    let range = Intent {
-        start_offset: group[0].base_offset,
-        end_offset: group[group.len() - 1].next_offset,
-    };
+    assert!(synced <= group[0].base_offset);
+    let range = Intent { start_offset: synced, end_offset: group[group.len() - 1].next_offset };
     intent::write(&shared.disk, &shared.dir, &range).await?;
+    shared.state.borrow_mut().intent_outstanding = true;
     Ok(true)
 }
 
@@ -234,6 +239,7 @@ pub async fn sync_all(shared: &Shared) -> Result<(), ()> {
             return Err(());
         }
     }
+    clear_intent_after_sync(shared, target.offset).await;
     let mut state = shared.state.borrow_mut();
     assert!(target.offset >= state.synced.offset);
     state.synced = target;
@@ -244,6 +250,20 @@ pub async fn sync_all(shared: &Shared) -> Result<(), ()> {
         shared.high_watermark_changed.notify_waiters();
     }
     Ok(())
+}
+
+/// Everything the intent covered is durable now. The reset is written without fdatasync: a
+/// crash may leave either the old range (harmless: its data is durable, and an intact batch
+/// beyond it still proves corruption) or the empty one.
+async fn clear_intent_after_sync(shared: &Shared, synced_offset: i64) {
+    if !shared.state.borrow().intent_outstanding {
+        return;
+    }
+    let empty = Intent { start_offset: synced_offset, end_offset: synced_offset };
+    match intent::write_unsynced(&shared.disk, &shared.dir, &empty).await {
+        Ok(()) => shared.state.borrow_mut().intent_outstanding = false,
+        Err(error) => tracing::warn!(%error, "log: could not reset the write intent"),
+    }
 }
 
 fn acknowledge(shared: &Shared, group: Vec<PendingAppend>) {

@@ -86,13 +86,22 @@ pub async fn read(disk: &Disk, dir: &Path) -> Option<Intent> {
 
 /// Records `intent` durably (write + fdatasync).
 pub async fn write(disk: &Disk, dir: &Path, intent: &Intent) -> Result<(), PersistError> {
-    let path = dir.join(INTENT_FILE_NAME);
-    let file = disk
-        .open(&path, OpenOptions { create: true, truncate: false })
-        .map_err(PersistError::Write)?;
-    let (result, _) = file.write_all_at(encode(intent), 0).await;
-    result.map_err(PersistError::Write)?;
+    let file = write_file(disk, dir, intent).await.map_err(PersistError::Write)?;
     file.sync_data().await.map_err(PersistError::Sync)
+}
+
+/// Rewrites the intent without waiting for durability (only for resets to "nothing in
+/// flight", whose loss in a crash is harmless).
+pub async fn write_unsynced(disk: &Disk, dir: &Path, intent: &Intent) -> std::io::Result<()> {
+    write_file(disk, dir, intent).await.map(|_| ())
+}
+
+async fn write_file(disk: &Disk, dir: &Path, intent: &Intent) -> std::io::Result<crate::io::File> {
+    let path = dir.join(INTENT_FILE_NAME);
+    let file = disk.open(&path, OpenOptions { create: true, truncate: false })?;
+    let (result, _) = file.write_all_at(encode(intent), 0).await;
+    result?;
+    Ok(file)
 }
 
 #[cfg(test)]

@@ -65,6 +65,7 @@ impl Log {
             unsynced_files: Vec::new(),
             dir_dirty: false,
             segments_to_seal: Vec::new(),
+            intent_outstanding: false,
             checkpointed: LogPosition { offset: -1, segment_base_offset: -1, position_bytes: 0 },
             max_timestamp,
             last_sync_at: None,
@@ -245,11 +246,29 @@ impl Log {
                 .collect()
         };
         let synced = self.shared.state.borrow().synced;
+        self.clear_intent(synced.offset).await?;
         let position = super::state::normalized(&self.shared.state.borrow(), synced);
         flush::persist(&self.shared, writes, position, true).await;
         match self.shared.state.borrow().status {
             LogStatus::Offline { .. } => Err(LogError::Offline),
             LogStatus::Online | LogStatus::NoSpace => Ok(()),
+        }
+    }
+
+    /// A clean shutdown leaves no write intent behind (see `intent.rs`).
+    async fn clear_intent(&self, synced_offset: i64) -> Result<(), LogError> {
+        let path = self.shared.dir.join(intent::INTENT_FILE_NAME);
+        if !self.shared.disk.exists(&path) {
+            return Ok(());
+        }
+        let empty = Intent { start_offset: synced_offset, end_offset: synced_offset };
+        match intent::write(&self.shared.disk, &self.shared.dir, &empty).await {
+            Ok(()) => Ok(()),
+            Err(PersistError::Write(error)) => Err(LogError::Io(error)),
+            Err(PersistError::Sync(error)) => {
+                flush::go_offline(&self.shared, format!("fdatasync of the write intent: {error}"));
+                Err(LogError::Offline)
+            }
         }
     }
 

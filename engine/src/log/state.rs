@@ -99,6 +99,8 @@ pub struct State {
     pub dir_dirty: bool,
     /// Sealed segments whose indexes are not yet fully persisted.
     pub segments_to_seal: Vec<i64>,
+    /// A non-empty write intent may be on disk (see `intent.rs`).
+    pub intent_outstanding: bool,
     /// Where the last recovery checkpoint points.
     pub checkpointed: LogPosition,
     /// Largest timestamp among acknowledged batches (KIP-734).
