@@ -300,6 +300,14 @@ impl Runtime {
     fn submit_and_wait(&self) -> io::Result<()> {
         let runnable = !self.run_queue.borrow().is_empty() || self.main_woken.get();
         if runnable {
+            let mut ring = self.ring.borrow_mut();
+            let submission = ring.submission();
+            // Nothing to submit and nothing to flush: skip the syscall, just reap.
+            if submission.is_empty() && !submission.cq_overflow() {
+                return Ok(());
+            }
+            drop(submission);
+            drop(ring);
             return self.submit(0, None);
         }
         self.shared.sleeping.store(true, Ordering::SeqCst);
