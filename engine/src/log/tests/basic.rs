@@ -102,7 +102,7 @@ fn group_commit_one_sync_covers_appends_queued_meanwhile() {
             assert_eq!(append.await.unwrap().base_offset, index as i64);
         }
         let syncs = log.data_sync_count() - syncs_before;
-        assert!(syncs >= 1 && syncs < 5, "{syncs} syncs for 50 appends");
+        assert!((1..5).contains(&syncs), "{syncs} syncs for 50 appends");
     });
 }
 
@@ -198,7 +198,7 @@ fn retention_by_size_deletes_oldest_segments_and_advances_log_start() {
         let rest = read_all(&log, log.log_start_offset(), 1 << 20).await;
         assert_eq!(rest.last().unwrap().0, 99);
         let kept_bytes: usize = rest.iter().map(|(_, bytes)| bytes.len()).sum();
-        assert!(kept_bytes >= 3000 && kept_bytes < 3000 + 2048, "{kept_bytes}");
+        assert!((3000..3000 + 2048).contains(&kept_bytes), "{kept_bytes}");
         assert_eq!(log.append(vec![batch(1, 1, 0)], 0).await.unwrap().log_start_offset, bases[0]);
     });
 }

@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::io::{block_on, OpenOptions};
+use crate::io::{block_on, OpenOptions, SimDisk};
 use crate::log::LogError;
 
 #[derive(Debug, Clone)]
@@ -63,85 +63,95 @@ async fn served(log: &Log) -> (Vec<(i64, Vec<u8>)>, Option<LogError>) {
     (batches, log.read(offset, 1000, true).await.err())
 }
 
+/// Byte position of each batch in the segment.
+fn starts_of(batches: &[(i64, Vec<u8>)]) -> Vec<u64> {
+    let mut position = 0u64;
+    batches
+        .iter()
+        .map(|(_, bytes)| {
+            let start = position;
+            position += bytes.len() as u64;
+            start
+        })
+        .collect()
+}
+
+/// Applies `damage` to the durable segment; returns the first damaged batch (if any check can
+/// see the damage) and updates `expected` for damage no check can see.
+async fn apply(
+    sim: &SimDisk,
+    disk: &Disk,
+    damage: &Damage,
+    expected: &mut [(i64, Vec<u8>)],
+) -> Option<usize> {
+    let path = segment_log_path(0);
+    let len = sim.file_len(&path).expect("segment");
+    let starts = starts_of(expected);
+    match *damage {
+        Damage::Truncate(at) => {
+            let cut = at.index(len as usize) as u64;
+            let file = disk.open(&path, OpenOptions::default()).expect("open");
+            file.set_len(cut).await.expect("set_len");
+            file.sync_data().await.expect("sync");
+            let complete = starts
+                .iter()
+                .zip(expected.iter())
+                .filter(|(start, (_, bytes))| **start + bytes.len() as u64 <= cut)
+                .count();
+            (complete < expected.len()).then_some(complete)
+        }
+        Damage::Flip(at, bit) => {
+            let position = at.index(len as usize) as u64;
+            sim.corrupt_durable(&path, position, bit);
+            let index = starts.partition_point(|start| *start <= position) - 1;
+            let within = (position - starts[index]) as usize;
+            if (12..16).contains(&within) {
+                // partitionLeaderEpoch: covered by no check in the v2 format.
+                expected[index].1[within] ^= 1 << bit;
+                return None;
+            }
+            Some(index)
+        }
+    }
+}
+
 fn run(shapes: Vec<Vec<(usize, usize)>>, damage: Damage, keep_checkpoint: bool, seed: u64) {
     block_on(async {
         let (sim, disk) = sim(seed);
         let batches = build(&disk, &shapes).await;
         let path = segment_log_path(0);
         let len = sim.file_len(&path).expect("segment");
-        let starts: Vec<u64> = batches
-            .iter()
-            .scan(0u64, |position, (_, bytes)| {
-                let start = *position;
-                *position += bytes.len() as u64;
-                Some(start)
-            })
-            .collect();
-        let batch_at = |position: u64| starts.partition_point(|start| *start <= position) - 1;
         if !keep_checkpoint {
             disk.remove_file(&dir().join("recovery-point")).expect("remove checkpoint");
         }
         let mut expected = batches.clone();
-        // (index of the first damaged batch, whether that batch is the last one)
-        let damaged: Option<usize> = match damage {
-            Damage::Truncate(at) => {
-                let cut = at.index(len as usize) as u64;
-                let file = disk.open(&path, OpenOptions::default()).expect("open");
-                file.set_len(cut).await.expect("set_len");
-                file.sync_data().await.expect("sync");
-                let complete = starts
-                    .iter()
-                    .zip(&batches)
-                    .filter(|(start, (_, bytes))| **start + bytes.len() as u64 <= cut)
-                    .count();
-                (complete < batches.len()).then_some(complete)
-            }
-            Damage::Flip(at, bit) => {
-                let position = at.index(len as usize) as u64;
-                sim.corrupt_durable(&path, position, bit);
-                let index = batch_at(position);
-                let within = (position - starts[index]) as usize;
-                if (12..16).contains(&within) {
-                    // partitionLeaderEpoch: covered by no check in the v2 format.
-                    expected[index].1[within] ^= 1 << bit;
-                    None
-                } else {
-                    Some(index)
-                }
-            }
-        };
+        let damaged = apply(&sim, &disk, &damage, &mut expected).await;
         let log = open(&disk, &config()).await;
         let (got, error) = served(&log).await;
         let truncation = matches!(damage, Damage::Truncate(_));
-        match damaged {
-            None => {
-                assert_eq!(got, expected);
-                assert!(error.is_none());
-                assert_eq!(log.health().corrupt_from, None);
-            }
-            Some(index) => {
-                assert_eq!(got, expected[..index].to_vec(), "intact prefix served");
-                let torn_tail = !keep_checkpoint && (truncation || index + 1 == batches.len());
-                if torn_tail {
-                    assert!(error.is_none(), "{error:?}");
-                    assert_eq!(log.health().corrupt_from, None);
-                    assert_eq!(
-                        sim.file_len(&path),
-                        Some(starts[index]),
-                        "truncated to the good prefix"
-                    );
-                } else {
-                    let offset = batches[index].0;
-                    assert!(
-                        matches!(error, Some(LogError::Corrupt { offset: at }) if at == offset),
-                        "{error:?}"
-                    );
-                    assert_eq!(log.health().corrupt_from, Some(offset));
-                    if !truncation {
-                        assert_eq!(sim.file_len(&path), Some(len), "intact suffix kept on disk");
-                    }
-                }
-            }
+        let Some(index) = damaged else {
+            assert_eq!(got, expected);
+            assert!(error.is_none());
+            assert_eq!(log.health().corrupt_from, None);
+            return;
+        };
+        assert_eq!(got, expected[..index].to_vec(), "intact prefix served");
+        // Without a checkpoint vouching for it, a damaged last batch is a torn tail.
+        if !keep_checkpoint && (truncation || index + 1 == batches.len()) {
+            assert!(error.is_none(), "{error:?}");
+            assert_eq!(log.health().corrupt_from, None);
+            let good_prefix = starts_of(&batches)[index];
+            assert_eq!(sim.file_len(&path), Some(good_prefix), "truncated to the good prefix");
+            return;
+        }
+        let offset = batches[index].0;
+        assert!(
+            matches!(error, Some(LogError::Corrupt { offset: at }) if at == offset),
+            "{error:?}"
+        );
+        assert_eq!(log.health().corrupt_from, Some(offset));
+        if !truncation {
+            assert_eq!(sim.file_len(&path), Some(len), "intact suffix kept on disk");
         }
     });
 }
