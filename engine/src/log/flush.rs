@@ -23,6 +23,9 @@ use crate::io::File;
 /// Starts the flusher unless it is running. Called with the state borrowed (synchronously).
 pub fn ensure_flusher(shared: &Rc<Shared>, state: &mut State) {
     if state.flusher_running {
+        // It may be sleeping out a flush interval; new appends are acknowledged after their
+        // write, not after the interval.
+        shared.flusher_wake.notify_waiters();
         return;
     }
     state.flusher_running = true;
@@ -41,7 +44,10 @@ async fn run(shared: Rc<Shared>) {
         turn(&shared).await;
         match next(&shared) {
             Next::Turn => {}
-            Next::SleepFor(duration) => crate::io::sleep(duration).await,
+            Next::SleepFor(duration) => {
+                // `close` wakes the flusher early so the final sync does not wait out the interval.
+                let _ = crate::io::timeout(duration, shared.flusher_wake.notified()).await;
+            }
             Next::Exit => {
                 shared.flusher_idle.notify_waiters();
                 return;

@@ -80,6 +80,7 @@ impl Log {
             state: RefCell::new(state),
             high_watermark_changed: Notify::new(),
             flusher_idle: Notify::new(),
+            flusher_wake: Notify::new(),
         };
         let log = Log { shared: Rc::new(shared) };
         if let Some(stale) = recovered.intent {
@@ -219,6 +220,7 @@ impl Log {
     }
 
     async fn wait_for_flusher(&self) {
+        self.shared.flusher_wake.notify_waiters();
         // Each round waits for the flusher to exit; `closing` keeps it from being restarted.
         loop {
             let idle = self.shared.flusher_idle.notified();

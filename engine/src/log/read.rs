@@ -202,18 +202,19 @@ async fn collect(
         return Ok(Bytes::new());
     }
     let available = plan.end_position - position;
-    let prefix =
-        read_exactly(&plan.file, position, (HEADER_SIZE_BYTES as u64).min(available) as usize)
-            .await?;
-    let first_size = record_batch::batch_size_from_prefix(&prefix)
+    // One read usually suffices; a first batch larger than `max_bytes` needs a second.
+    let first_want = (max_bytes.max(HEADER_SIZE_BYTES) as u64).min(available) as usize;
+    let mut buffer = read_exactly(&plan.file, position, first_want).await?;
+    let first_size = record_batch::batch_size_from_prefix(&buffer)
         .ok()
-        .filter(|size| *size <= plan.max_batch_bytes);
+        .filter(|size| *size <= plan.max_batch_bytes && *size as u64 <= available);
     let Some(first_size) = first_size else { return Err(corrupt_at(shared, base_offset)) };
     if first_size > max_bytes && !min_one_batch {
         return Ok(Bytes::new());
     }
-    let want = (max_bytes.max(first_size) as u64).min(available) as usize;
-    let buffer = read_exactly(&plan.file, position, want).await?;
+    if first_size > buffer.len() {
+        buffer = read_exactly(&plan.file, position, first_size).await?;
+    }
     let mut cursor = 0usize;
     let mut expected_offset = base_offset;
     // Each round serves one batch (>= 61 bytes) or ends.

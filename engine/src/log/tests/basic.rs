@@ -243,3 +243,24 @@ fn wait_for_high_watermark_completes_after_an_append() {
         closed.await;
     });
 }
+
+#[test]
+fn interval_flush_acknowledges_after_the_write_and_syncs_at_most_every_interval() {
+    block_on(async {
+        let (_sim, disk) = sim(12);
+        let config =
+            LogConfig { flush: crate::log::FlushPolicy::IntervalMs(60_000), ..small_config() };
+        let log = open(&disk, &config).await;
+        let mut expected = Vec::new();
+        for index in 0..20 {
+            let bytes = vec![batch(1, 30, index)];
+            let info = log.append(bytes.clone(), 0).await.unwrap();
+            expected.push((info.base_offset, patched(&bytes[0], info.base_offset, 0)));
+            assert_eq!(log.high_watermark(), index + 1, "acknowledged data is visible");
+        }
+        assert!(log.data_sync_count() <= 2, "{} syncs", log.data_sync_count());
+        log.close().await.unwrap();
+        let log = open(&disk, &config).await;
+        assert_eq!(read_all(&log, 0, 1 << 20).await, expected);
+    });
+}
