@@ -145,9 +145,21 @@ async fn record_intent(shared: &Shared, group: &[PendingAppend]) -> Result<bool,
     }
     assert!(synced <= group[0].base_offset);
     let range = Intent { start_offset: synced, end_offset: group[group.len() - 1].next_offset };
-    intent::write(&shared.disk, &shared.dir, &range).await?;
+    let file = intent_file(shared).map_err(PersistError::Write)?;
+    intent::write(&file, &range).await?;
     shared.state.borrow_mut().intent_outstanding = true;
     Ok(true)
+}
+
+/// The log's handle on the `write-intent` file (opened once: no open() per group).
+pub fn intent_file(shared: &Shared) -> std::io::Result<File> {
+    let mut cached = shared.intent_file.borrow_mut();
+    if let Some(file) = cached.as_ref() {
+        return Ok(file.clone());
+    }
+    let file = intent::open(&shared.disk, &shared.dir)?;
+    *cached = Some(file.clone());
+    Ok(file)
 }
 
 fn fail_group(group: Vec<PendingAppend>, make_error: impl Fn() -> LogError) {
@@ -266,7 +278,11 @@ async fn clear_intent_after_sync(shared: &Shared, synced_offset: i64) {
         return;
     }
     let empty = Intent { start_offset: synced_offset, end_offset: synced_offset };
-    match intent::write_unsynced(&shared.disk, &shared.dir, &empty).await {
+    let written = match intent_file(shared) {
+        Ok(file) => intent::write_unsynced(&file, &empty).await,
+        Err(error) => Err(error),
+    };
+    match written {
         Ok(()) => shared.state.borrow_mut().intent_outstanding = false,
         Err(error) => tracing::warn!(%error, "log: could not reset the write intent"),
     }
@@ -338,7 +354,11 @@ async fn on_write_error(
     // The failed group's offsets will be reused: its intent must not outlive it.
     let empty = Intent { start_offset: to.offset, end_offset: to.offset };
     if intent_written {
-        if let Err(error) = intent::write(&shared.disk, &shared.dir, &empty).await {
+        let written = match intent_file(shared) {
+            Ok(file) => intent::write(&file, &empty).await,
+            Err(error) => Err(PersistError::Write(error)),
+        };
+        if let Err(error) = written {
             go_offline(shared, format!("resetting the write intent failed: {error:?}"));
         }
     }

@@ -21,7 +21,7 @@
 use std::path::Path;
 
 use super::checkpoint::PersistError;
-use crate::io::{Disk, OpenOptions};
+use crate::io::{Disk, File, OpenOptions};
 
 pub const INTENT_FILE_NAME: &str = "write-intent";
 pub const INTENT_SIZE_BYTES: usize = 28;
@@ -84,24 +84,22 @@ pub async fn read(disk: &Disk, dir: &Path) -> Option<Intent> {
     decode(&bytes)
 }
 
+/// Opens (creating) the intent file; the log keeps the handle for its lifetime.
+pub fn open(disk: &Disk, dir: &Path) -> std::io::Result<File> {
+    disk.open(&dir.join(INTENT_FILE_NAME), OpenOptions { create: true, truncate: false })
+}
+
 /// Records `intent` durably (write + fdatasync).
-pub async fn write(disk: &Disk, dir: &Path, intent: &Intent) -> Result<(), PersistError> {
-    let file = write_file(disk, dir, intent).await.map_err(PersistError::Write)?;
+pub async fn write(file: &File, intent: &Intent) -> Result<(), PersistError> {
+    write_unsynced(file, intent).await.map_err(PersistError::Write)?;
     file.sync_data().await.map_err(PersistError::Sync)
 }
 
 /// Rewrites the intent without waiting for durability (only for resets to "nothing in
 /// flight", whose loss in a crash is harmless).
-pub async fn write_unsynced(disk: &Disk, dir: &Path, intent: &Intent) -> std::io::Result<()> {
-    write_file(disk, dir, intent).await.map(|_| ())
-}
-
-async fn write_file(disk: &Disk, dir: &Path, intent: &Intent) -> std::io::Result<crate::io::File> {
-    let path = dir.join(INTENT_FILE_NAME);
-    let file = disk.open(&path, OpenOptions { create: true, truncate: false })?;
+pub async fn write_unsynced(file: &File, intent: &Intent) -> std::io::Result<()> {
     let (result, _) = file.write_all_at(encode(intent), 0).await;
-    result?;
-    Ok(file)
+    result
 }
 
 #[cfg(test)]

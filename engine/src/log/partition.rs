@@ -81,16 +81,16 @@ impl Log {
             high_watermark_changed: Notify::new(),
             flusher_idle: Notify::new(),
             flusher_wake: Notify::new(),
+            intent_file: RefCell::new(None),
         };
         let log = Log { shared: Rc::new(shared) };
         if let Some(stale) = recovered.intent {
             // The torn group (if any) is gone; its offsets will be reused.
             let empty = Intent { start_offset: end.offset, end_offset: end.offset };
             tracing::debug!(?stale, "log: resetting the write intent after recovery");
-            intent::write(&log.shared.disk, &log.shared.dir, &empty).await.map_err(|error| {
-                match error {
-                    PersistError::Write(error) | PersistError::Sync(error) => LogError::Io(error),
-                }
+            let file = flush::intent_file(&log.shared)?;
+            intent::write(&file, &empty).await.map_err(|error| match error {
+                PersistError::Write(error) | PersistError::Sync(error) => LogError::Io(error),
             })?;
         }
         log.finish_recovery(recovered.indexes_to_write).await?;
@@ -264,7 +264,8 @@ impl Log {
             return Ok(());
         }
         let empty = Intent { start_offset: synced_offset, end_offset: synced_offset };
-        match intent::write(&self.shared.disk, &self.shared.dir, &empty).await {
+        let file = flush::intent_file(&self.shared)?;
+        match intent::write(&file, &empty).await {
             Ok(()) => Ok(()),
             Err(PersistError::Write(error)) => Err(LogError::Io(error)),
             Err(PersistError::Sync(error)) => {

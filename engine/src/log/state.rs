@@ -68,6 +68,8 @@ pub struct Shared {
     pub high_watermark_changed: Notify,
     /// Notified when the flusher task exits.
     pub flusher_idle: Notify,
+    /// The `write-intent` file, opened on first use.
+    pub intent_file: RefCell<Option<File>>,
     /// Notified to cut the flusher's interval sleep short (on close).
     pub flusher_wake: Notify,
 }
