@@ -341,7 +341,11 @@ async fn on_write_error(
         rolled_back
     };
     if no_space {
-        tracing::warn!(dir = %shared.dir.display(), offset = to.offset, "log: disk full; appends fail until space is free");
+        tracing::warn!(
+            dir = %shared.dir.display(),
+            offset = to.offset,
+            "log: disk full; appends fail until space is free",
+        );
         let mut state = shared.state.borrow_mut();
         state.status = LogStatus::NoSpace;
         state.no_space_checked_at = Some(crate::io::now());
@@ -493,7 +497,11 @@ pub async fn persist(shared: &Shared, writes: Vec<IndexWrite>, synced: LogPositi
 fn persist_failed(shared: &Shared, error: PersistError) {
     match error {
         PersistError::Write(error) => {
-            tracing::warn!(dir = %shared.dir.display(), %error, "log: could not persist indexes or checkpoint; will retry");
+            tracing::warn!(
+                dir = %shared.dir.display(),
+                %error,
+                "log: could not persist indexes or checkpoint; will retry",
+            );
         }
         PersistError::Sync(error) => {
             go_offline(shared, format!("fdatasync of an index or the checkpoint failed: {error}"));

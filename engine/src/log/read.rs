@@ -139,7 +139,11 @@ fn plan_read(shared: &Shared, offset: i64) -> Result<Planned, LogError> {
 
 /// Detected loss found by a read: remembered, logged loudly, reported.
 fn corrupt_at(shared: &Shared, offset: i64) -> LogError {
-    tracing::error!(dir = %shared.dir.display(), offset, "log: DETECTED LOSS: batch fails its check on read");
+    tracing::error!(
+        dir = %shared.dir.display(),
+        offset,
+        "log: DETECTED LOSS: batch fails its check on read",
+    );
     let mut state = shared.state.borrow_mut();
     let corrupt_from = state.corrupt_from.get_or_insert(offset);
     *corrupt_from = (*corrupt_from).min(offset);

@@ -123,7 +123,13 @@ async fn load_indexes(
     match (offsets, times) {
         (Ok(offsets), Ok(times)) => Some((offsets, times)),
         (offsets, times) => {
-            tracing::info!(dir = %dir.display(), base_offset, ?offsets, ?times, "log: index invalid; rebuilding");
+            tracing::info!(
+                dir = %dir.display(),
+                base_offset,
+                ?offsets,
+                ?times,
+                "log: index invalid; rebuilding",
+            );
             None
         }
     }
@@ -406,7 +412,11 @@ async fn truncate_torn_tail(
     }
     let removed: Vec<Segment> = recovered.segments.drain(cursor.index + 1..).collect();
     for segment in &removed {
-        tracing::warn!(dir = %dir.display(), base_offset = segment.base_offset, "log: removing a segment that never became durable");
+        tracing::warn!(
+            dir = %dir.display(),
+            base_offset = segment.base_offset,
+            "log: removing a segment that never became durable",
+        );
         segment::remove_files(disk, dir, segment.base_offset);
     }
     if !removed.is_empty() {

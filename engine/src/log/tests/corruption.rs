@@ -21,6 +21,11 @@ fn damage() -> impl Strategy<Value = Damage> {
     ]
 }
 
+/// One append: 1 or 2 batches of (records, value bytes).
+fn group() -> impl Strategy<Value = Vec<(usize, usize)>> {
+    prop::collection::vec((1usize..4, 0usize..300), 1..3)
+}
+
 fn config() -> LogConfig {
     LogConfig { segment_size_bytes: 1 << 20, ..small_config() }
 }
@@ -161,7 +166,7 @@ proptest! {
 
     #[test]
     fn recovery_serves_only_intact_batches_and_keeps_them_all(
-        shapes in prop::collection::vec(prop::collection::vec((1usize..4, 0usize..300), 1..3), 2..12),
+        shapes in prop::collection::vec(group(), 2..12),
         damage in damage(),
         keep_checkpoint in any::<bool>(),
         seed in any::<u64>(),
