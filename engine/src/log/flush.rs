@@ -158,6 +158,8 @@ pub fn intent_file(shared: &Shared) -> std::io::Result<File> {
         return Ok(file.clone());
     }
     let file = intent::open(&shared.disk, &shared.dir)?;
+    // The intent is useless if its directory entry can vanish in a crash.
+    shared.disk.sync_dir(&shared.dir)?;
     *cached = Some(file.clone());
     Ok(file)
 }
