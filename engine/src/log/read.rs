@@ -162,7 +162,15 @@ async fn locate(shared: &Rc<Shared>, plan: &ReadPlan) -> Result<(u64, i64), LogE
             return Err(corrupt_at(shared, plan.target_offset));
         }
         let size = LOCATE_WINDOW_BYTES.min(plan.end_position - position) as usize;
-        let window = read_exactly(&plan.file, position, size).await?;
+        let window = match read_exactly(&plan.file, position, size).await {
+            Ok(window) => window,
+            // A latent sector error somewhere in the window: step header by header, so only the
+            // bytes this read really needs can fail it.
+            Err(_) if size > HEADER_SIZE_BYTES => {
+                read_exactly(&plan.file, position, HEADER_SIZE_BYTES).await?
+            }
+            Err(error) => return Err(error.into()),
+        };
         let mut cursor = 0usize;
         while cursor + HEADER_SIZE_BYTES <= window.len() {
             let rest = &window[cursor..];
@@ -208,7 +216,14 @@ async fn collect(
     let available = plan.end_position - position;
     // One read usually suffices; a first batch larger than `max_bytes` needs a second.
     let first_want = (max_bytes.max(HEADER_SIZE_BYTES) as u64).min(available) as usize;
-    let mut buffer = read_exactly(&plan.file, position, first_want).await?;
+    let mut buffer = match read_exactly(&plan.file, position, first_want).await {
+        Ok(buffer) => buffer,
+        // A latent sector error somewhere in the range: fall back to the first batch alone.
+        Err(_) if first_want > HEADER_SIZE_BYTES => {
+            read_exactly(&plan.file, position, HEADER_SIZE_BYTES).await?
+        }
+        Err(error) => return Err(error.into()),
+    };
     let first_size = record_batch::batch_size_from_prefix(&buffer)
         .ok()
         .filter(|size| *size <= plan.max_batch_bytes && *size as u64 <= available);
