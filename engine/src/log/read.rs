@@ -139,7 +139,11 @@ fn plan_read(shared: &Shared, offset: i64) -> Result<Planned, LogError> {
 
 /// Detected loss found by a read: remembered, logged loudly, reported.
 fn corrupt_at(shared: &Shared, offset: i64) -> LogError {
-    tracing::error!(dir = %shared.dir.display(), offset, "log: DETECTED LOSS: batch fails its check on read");
+    tracing::error!(
+        dir = %shared.dir.display(),
+        offset,
+        "log: DETECTED LOSS: batch fails its check on read",
+    );
     let mut state = shared.state.borrow_mut();
     let corrupt_from = state.corrupt_from.get_or_insert(offset);
     *corrupt_from = (*corrupt_from).min(offset);
@@ -158,7 +162,15 @@ async fn locate(shared: &Rc<Shared>, plan: &ReadPlan) -> Result<(u64, i64), LogE
             return Err(corrupt_at(shared, plan.target_offset));
         }
         let size = LOCATE_WINDOW_BYTES.min(plan.end_position - position) as usize;
-        let window = read_exactly(&plan.file, position, size).await?;
+        let window = match read_exactly(&plan.file, position, size).await {
+            Ok(window) => window,
+            // A latent sector error somewhere in the window: step header by header, so only the
+            // bytes this read really needs can fail it.
+            Err(_) if size > HEADER_SIZE_BYTES => {
+                read_exactly(&plan.file, position, HEADER_SIZE_BYTES).await?
+            }
+            Err(error) => return Err(error.into()),
+        };
         let mut cursor = 0usize;
         while cursor + HEADER_SIZE_BYTES <= window.len() {
             let rest = &window[cursor..];
@@ -202,18 +214,26 @@ async fn collect(
         return Ok(Bytes::new());
     }
     let available = plan.end_position - position;
-    let prefix =
-        read_exactly(&plan.file, position, (HEADER_SIZE_BYTES as u64).min(available) as usize)
-            .await?;
-    let first_size = record_batch::batch_size_from_prefix(&prefix)
+    // One read usually suffices; a first batch larger than `max_bytes` needs a second.
+    let first_want = (max_bytes.max(HEADER_SIZE_BYTES) as u64).min(available) as usize;
+    let mut buffer = match read_exactly(&plan.file, position, first_want).await {
+        Ok(buffer) => buffer,
+        // A latent sector error somewhere in the range: fall back to the first batch alone.
+        Err(_) if first_want > HEADER_SIZE_BYTES => {
+            read_exactly(&plan.file, position, HEADER_SIZE_BYTES).await?
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let first_size = record_batch::batch_size_from_prefix(&buffer)
         .ok()
-        .filter(|size| *size <= plan.max_batch_bytes);
+        .filter(|size| *size <= plan.max_batch_bytes && *size as u64 <= available);
     let Some(first_size) = first_size else { return Err(corrupt_at(shared, base_offset)) };
     if first_size > max_bytes && !min_one_batch {
         return Ok(Bytes::new());
     }
-    let want = (max_bytes.max(first_size) as u64).min(available) as usize;
-    let buffer = read_exactly(&plan.file, position, want).await?;
+    if first_size > buffer.len() {
+        buffer = read_exactly(&plan.file, position, first_size).await?;
+    }
     let mut cursor = 0usize;
     let mut expected_offset = base_offset;
     // Each round serves one batch (>= 61 bytes) or ends.
