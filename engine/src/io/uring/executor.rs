@@ -353,7 +353,7 @@ impl Runtime {
                 match cqe.user_data() {
                     USER_DATA_EVENTFD => eventfd_fired = true,
                     USER_DATA_CANCEL => {}
-                    index => wakers.extend(ops.complete(index as usize, cqe.result())),
+                    user_data => wakers.extend(ops.complete(user_data, cqe.result())),
                 }
             }
         }
@@ -450,9 +450,16 @@ impl Runtime {
         }
     }
 
+    /// Asks the kernel to cancel the op with `user_data` (its completion still arrives).
+    pub(crate) fn cancel(&self, user_data: u64) {
+        let entry = opcode::AsyncCancel::new(user_data).build().user_data(USER_DATA_CANCEL);
+        // SAFETY: a cancellation references no memory. If the SQ cannot take it, the op simply
+        // runs to completion: cancellation is only an optimisation.
+        let _ = unsafe { self.push_entry(&entry) };
+    }
+
     fn cancel_in_flight(&self) {
-        let mut targets = self.ops.borrow().pending_indexes();
-        let mut user_datas: Vec<u64> = targets.drain(..).map(|index| index as u64).collect();
+        let mut user_datas = self.ops.borrow().pending_user_datas();
         if self.eventfd_read_pending.get() {
             user_datas.push(USER_DATA_EVENTFD);
         }
