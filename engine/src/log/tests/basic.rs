@@ -264,3 +264,22 @@ fn interval_flush_acknowledges_after_the_write_and_syncs_at_most_every_interval(
         assert_eq!(read_all(&log, 0, 1 << 20).await, expected);
     });
 }
+
+#[test]
+fn reads_while_appends_are_in_flight_serve_exactly_the_visible_batches() {
+    block_on(async {
+        let (_sim, disk) = sim(13);
+        let log = open(&disk, &small_config()).await;
+        let first = vec![batch(2, 100, 0)];
+        log.append(first.clone(), 0).await.unwrap();
+        let in_flight: Vec<_> = (0..5).map(|_| log.append(vec![batch(1, 300, 1)], 0)).collect();
+        assert_eq!(log.log_end_offset(), 7);
+        let read = log.read(0, 1 << 20, true).await.unwrap();
+        assert_eq!(read.high_watermark, 2);
+        assert_eq!(split(&read.bytes), vec![(0, patched(&first[0], 0, 0))]);
+        for append in in_flight {
+            append.await.unwrap();
+        }
+        assert_eq!(read_all(&log, 0, 1 << 20).await.len(), 6);
+    });
+}
