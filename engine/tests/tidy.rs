@@ -86,3 +86,59 @@ fn lines_fit_in_100_columns() {
     }
     assert!(violations.is_empty(), "lines over 100 columns:\n{}", violations.join("\n"));
 }
+
+/// Functions short enough to see at once (TigerBeetle's limit): signature line to closing brace.
+const FUNCTION_LINES_MAX: usize = 70;
+
+fn function_start(line: &str) -> Option<usize> {
+    let trimmed = line.trim_start();
+    let indent = line.len() - trimmed.len();
+    let mut rest = trimmed;
+    for prefix in ["pub(crate) ", "pub(super) ", "pub ", "async ", "unsafe ", "const "] {
+        rest = rest.strip_prefix(prefix).unwrap_or(rest);
+    }
+    rest.starts_with("fn ").then_some(indent)
+}
+
+#[test]
+fn functions_fit_in_70_lines() {
+    let mut violations = Vec::new();
+    for path in engine_sources() {
+        let text = std::fs::read_to_string(&path).expect("read source");
+        let lines: Vec<&str> = text.lines().collect();
+        let mut index = 0;
+        while index < lines.len() {
+            let Some(indent) = function_start(lines[index]) else {
+                index += 1;
+                continue;
+            };
+            let closing = format!("{}}}", " ".repeat(indent));
+            // A declaration without a body (a trait method) ends with `;` before any `{`.
+            let signature_end = lines[index..]
+                .iter()
+                .position(|line| line.trim_end().ends_with('{') || line.trim_end().ends_with(';'));
+            let Some(signature_end) = signature_end else { break };
+            if lines[index + signature_end].trim_end().ends_with(';') {
+                index += signature_end + 1;
+                continue;
+            }
+            let Some(length) = lines[index..].iter().position(|line| *line == closing) else {
+                break;
+            };
+            if length + 1 > FUNCTION_LINES_MAX {
+                violations.push(format!(
+                    "{}:{} ({} lines)",
+                    relative(&path),
+                    index + 1,
+                    length + 1
+                ));
+            }
+            index += length + 1;
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "functions over {FUNCTION_LINES_MAX} lines:\n{}",
+        violations.join("\n")
+    );
+}

@@ -196,6 +196,11 @@ mod tests {
 
     /// Responses with every field a handler may set, set.
     fn full_responses() -> Vec<Response> {
+        [full_data_responses(), full_admin_responses()].concat()
+    }
+
+    /// Metadata, Produce and Fetch.
+    fn full_data_responses() -> Vec<Response> {
         let id = uuid::Uuid::from_u128(7);
         let text = || Some(StrBytes::from_static_str("text"));
         vec![
@@ -233,6 +238,14 @@ mod tests {
                         .with_log_start_offset(3)
                         .with_high_watermark(4)])],
             )),
+        ]
+    }
+
+    /// The rest: offsets and admin responses.
+    fn full_admin_responses() -> Vec<Response> {
+        let id = uuid::Uuid::from_u128(7);
+        let text = || Some(StrBytes::from_static_str("text"));
+        vec![
             Response::ListOffsets(ListOffsetsResponse::default().with_topics(vec![
                 ListOffsetsTopicResponse::default().with_name(name()).with_partitions(vec![
                     ListOffsetsPartitionResponse::default().with_offset(3).with_leader_epoch(0),
