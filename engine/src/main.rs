@@ -28,6 +28,10 @@ struct Arguments {
     /// This broker's node id, recorded in the data directory at first start.
     #[arg(long, default_value_t = 0)]
     node_id: i32,
+    /// Pin each shard's thread to its own CPU. Best on cores dedicated to tern; turn it off
+    /// when the broker shares a few cores with its clients.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pin_shards: bool,
     /// Log filter when RUST_LOG is unset (error, warn, info, debug, trace, or a filter string).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    tern::io::set_pin_shards(arguments.pin_shards);
     block_shutdown_signals();
     let broker = match Broker::prepare(config.clone()) {
         Ok(broker) => broker,

@@ -51,8 +51,8 @@ pub use sim_disk::{CrashMode, SimDisk, SECTOR_SIZE_BYTES};
 pub use time::{timeout, yield_now, Elapsed, Instant};
 
 pub use backend::{
-    block_on, current_shard, now, random_u64, run_shards, run_shards_async, sleep, sleep_until,
-    spawn_local, unix_time_ms, JoinHandle,
+    block_on, current_shard, now, random_u64, run_shards, run_shards_async, set_pin_shards, sleep,
+    sleep_until, spawn_local, unix_time_ms, JoinHandle,
 };
 
 /// Reports a broken internal invariant and exits the process (thread-per-core rule).

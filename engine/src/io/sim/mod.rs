@@ -114,6 +114,9 @@ impl<T> Future for JoinHandle<T> {
     }
 }
 
+/// Shards are tasks of one simulated node: there is nothing to pin.
+pub fn set_pin_shards(_pin: bool) {}
+
 /// Runs `future` in a fresh simulation (seed from `MADSIM_TEST_SEED`, else madsim's default).
 /// Panics inside a running simulation; use `spawn_local`/`run_shards_async` there.
 pub fn block_on<F: Future>(future: F) -> F::Output {

@@ -245,7 +245,20 @@ fn allowed_cpus() -> Vec<usize> {
     }
 }
 
+/// Whether `run_shards` pins each shard thread to its own CPU (the default). Pinning keeps a
+/// shard's cache warm on dedicated cores; on a machine shared with the clients (a 2-core
+/// benchmark box) it stops the scheduler from moving a shard off a busy core.
+static PIN_SHARDS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Sets whether shards started afterwards are pinned to CPUs.
+pub fn set_pin_shards(pin: bool) {
+    PIN_SHARDS.store(pin, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn pin_to_cpu(cpu: usize) {
+    if !PIN_SHARDS.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     // SAFETY: as above; pins only the calling thread (pid 0).
     let result = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
