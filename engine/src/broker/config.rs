@@ -23,7 +23,11 @@ pub struct BrokerConfig {
     /// Frames larger than this close the connection (Kafka's socket.request.max.bytes).
     pub max_request_bytes: usize,
     /// Per-connection bound on requests being processed while their responses are pending.
+    /// Pipelining clients (librdkafka allows a million in flight) need it large: every
+    /// request waiting here joins the next group commit instead of queueing in the socket.
     pub max_in_flight_requests_per_connection: usize,
+    /// Per-connection bound on the bytes of those requests (memory held per connection).
+    pub max_in_flight_bytes_per_connection: usize,
     /// Defaults for every partition log; topic configs override some of them.
     pub log: LogConfig,
     /// How often each shard applies retention and age-based segment rolls.
@@ -43,7 +47,8 @@ impl BrokerConfig {
             auto_create_topics: true,
             default_partitions: 1,
             max_request_bytes: 100 * 1024 * 1024,
-            max_in_flight_requests_per_connection: 64,
+            max_in_flight_requests_per_connection: 512,
+            max_in_flight_bytes_per_connection: 64 * 1024 * 1024,
             log: LogConfig::default(),
             retention_check_interval_ms: 5 * 60 * 1000,
         }

@@ -47,24 +47,39 @@ enum Outcome {
 
 /// Bounded FIFO between the reader and the writer of one connection.
 struct ResponseQueue {
-    entries: RefCell<VecDeque<Pending>>,
+    /// Each entry with the size of the request frame it answers.
+    entries: RefCell<VecDeque<(Pending, usize)>>,
     capacity: usize,
+    /// Request bytes held by queued entries, and their bound (a single larger request is
+    /// still admitted when nothing else is queued).
+    queued_bytes: Cell<usize>,
+    queued_bytes_max: usize,
     changed: Notify,
     writer_gone: Cell<bool>,
 }
 
 impl ResponseQueue {
-    async fn push(&self, pending: Pending) {
-        while self.entries.borrow().len() >= self.capacity && !self.writer_gone.get() {
+    fn is_full(&self, size_bytes: usize) -> bool {
+        let queued_bytes = self.queued_bytes.get();
+        self.entries.borrow().len() >= self.capacity
+            || (queued_bytes > 0 && queued_bytes + size_bytes > self.queued_bytes_max)
+    }
+
+    async fn push(&self, pending: Pending, size_bytes: usize) {
+        while self.is_full(size_bytes) && !self.writer_gone.get() {
             self.changed.notified().await;
         }
-        self.entries.borrow_mut().push_back(pending);
+        self.queued_bytes.set(self.queued_bytes.get() + size_bytes);
+        self.entries.borrow_mut().push_back((pending, size_bytes));
         self.changed.notify_waiters();
     }
 
     async fn pop(&self) -> Pending {
         loop {
-            if let Some(pending) = self.entries.borrow_mut().pop_front() {
+            let next = self.entries.borrow_mut().pop_front();
+            if let Some((pending, size_bytes)) = next {
+                debug_assert!(self.queued_bytes.get() >= size_bytes);
+                self.queued_bytes.set(self.queued_bytes.get() - size_bytes);
                 self.changed.notify_waiters();
                 return pending;
             }
@@ -79,12 +94,14 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, peer: SocketAddr) {
     let queue = Rc::new(ResponseQueue {
         entries: RefCell::new(VecDeque::new()),
         capacity: shard.config.max_in_flight_requests_per_connection,
+        queued_bytes: Cell::new(0),
+        queued_bytes_max: shard.config.max_in_flight_bytes_per_connection,
         changed: Notify::new(),
         writer_gone: Cell::new(false),
     });
     let writer = io::spawn_local(write_responses(stream.clone(), queue.clone(), peer));
     read_requests(&shard, &stream, &queue, peer).await;
-    queue.push(Pending::Close).await;
+    queue.push(Pending::Close, 0).await;
     writer.await;
     tracing::debug!(%peer, "connection closed");
 }
@@ -101,8 +118,9 @@ async fn read_requests(
         loop {
             match decoder.decode(&mut buffer) {
                 Ok(Some(frame)) => {
+                    let size_bytes = frame.len();
                     let Some(pending) = dispatch(shard, frame.freeze(), peer) else { return };
-                    queue.push(pending).await;
+                    queue.push(pending, size_bytes).await;
                     if queue.writer_gone.get() {
                         return;
                     }
