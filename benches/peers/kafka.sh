@@ -9,11 +9,13 @@
 #
 #   start      single-node KRaft broker+controller (node.id=1) on 127.0.0.1:P (default 19092);
 #              the controller listens on a free loopback port. Formats D (default: a fresh
-#              temporary directory) when it holds no meta.properties, starts `kafka.Kafka` in the
-#              background, writes a pid file and waits (at most 90 s) until P accepts.
-#              --flush-every-message sets log.flush.interval.messages=1: Kafka fsyncs the log
-#              after every message (the durable comparison; Kafka's default leaves flushing
-#              to the OS page cache and relies on replication).
+#              temporary directory, removed by stop) when it holds no meta.properties, starts
+#              `kafka.Kafka` in the background, writes a pid file and waits (at most 90 s)
+#              until P accepts.
+#              --flush-every-message sets log.flush.interval.messages=1: Kafka fsyncs the
+#              partition log inside every append (each produce batch), before it answers: the
+#              durable comparison. Kafka's default leaves flushing to the OS page cache and
+#              relies on replication for durability.
 #   stop       SIGTERM the broker started on P, wait at most 60 s, then SIGKILL.
 #   classpath  print the classpath (resolving it first).
 #   tool       run a Kafka tool class with that classpath, e.g.
@@ -178,7 +180,11 @@ start() {
     port_open "$port" && die "port $port is already in use"
     resolve
     mkdir -p "$RUN_DIR"
-    [[ -n "$data_dir" ]] || data_dir="$(mktemp -d /tmp/tern-peer-kafka.XXXXXX)"
+    local temporary_data=""
+    if [[ -z "$data_dir" ]]; then
+        data_dir="$(mktemp -d /tmp/tern-peer-kafka.XXXXXX)"
+        temporary_data="$data_dir"
+    fi
     mkdir -p "$data_dir"
     data_dir="$(cd "$data_dir" && pwd)"
     local conf_dir="$RUN_DIR/kafka-$port"
@@ -202,6 +208,8 @@ start() {
         > "$conf_dir/stdout.log" 2>&1 < /dev/null &
     local pid=$!
     echo "$pid" > "$pidf"
+    # stop removes a data dir that start made up; one given with --data-dir is the caller's.
+    echo "$temporary_data" > "$RUN_DIR/kafka-$port.temporary-data"
     local deadline=$((SECONDS + START_TIMEOUT_S))
     until port_open "$port"; do
         kill -0 "$pid" 2> /dev/null || { tail -n 30 "$conf_dir"/*.log >&2; die "Kafka exited"; }
@@ -239,6 +247,12 @@ stop() {
         fi
     fi
     rm -f "$pidf"
+    local temporary_data_file="$RUN_DIR/kafka-$port.temporary-data"
+    if [[ -f "$temporary_data_file" ]]; then
+        local temporary_data; temporary_data="$(cat "$temporary_data_file")"
+        if [[ "$temporary_data" == /tmp/tern-peer-kafka.* ]]; then rm -rf "$temporary_data"; fi
+        rm -f "$temporary_data_file"
+    fi
     echo "kafka.sh: stopped Kafka on port $port" >&2
 }
 
