@@ -269,4 +269,5 @@ main() {
     esac
 }
 
-main "$@"
+# One line: bash has read all of it before running main, so editing this file mid-run is safe.
+main "$@"; exit
