@@ -136,3 +136,33 @@ fn acknowledged_records_survive_kill_minus_nine() {
     );
     server.stop();
 }
+
+fn features(check: &str) {
+    let directory = test_dir(&format!("features-{check}"));
+    let mut server = TernServer::start(&directory.join("data"), &["--shards", "2"]);
+    run_checked(
+        python("features.py").args(["--bootstrap", &server.bootstrap(), check]),
+        &format!("features.py {check}"),
+    );
+    server.stop();
+}
+
+#[test]
+fn every_compression_codec_round_trips_as_stored() {
+    features("compression");
+}
+
+#[test]
+fn offsets_for_times_and_watermarks_match_what_was_produced() {
+    features("timestamps");
+}
+
+#[test]
+fn admin_client_creates_describes_refuses_and_deletes() {
+    features("admin");
+}
+
+#[test]
+fn a_parked_fetch_returns_when_a_record_arrives() {
+    features("longpoll");
+}

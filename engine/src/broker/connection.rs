@@ -18,6 +18,7 @@ use crate::protocol::api_versions::api_versions_response;
 use crate::protocol::frame::FrameDecoder;
 use crate::protocol::request::{decode_request, RequestError, RequestMeta};
 use crate::protocol::response::{encode_response, Response};
+use crate::protocol::response_fit::fit_to_version;
 
 use super::handlers;
 use super::shard::Shard;
@@ -137,7 +138,8 @@ fn dispatch(shard: &Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Option<Pending
             let meta = request.header.clone();
             let handler = handlers::handle(shard.clone(), request);
             Some(Pending::Response(io::spawn_local(async move {
-                let Some(response) = handler.await else { return Outcome::Silent };
+                let Some(mut response) = handler.await else { return Outcome::Silent };
+                fit_to_version(&mut response, meta.api_version);
                 match encode_or_log(&meta, &response, peer) {
                     Some(bytes) => Outcome::Respond(bytes),
                     None => Outcome::Close,

@@ -32,6 +32,7 @@ struct IdentityFile {
 pub struct Broker {
     config: Arc<BrokerConfig>,
     cluster: ClusterIdentity,
+    disk: Disk,
     topics: Arc<TopicSnapshot>,
     senders: Vec<mesh::Sender<Job>>,
     receivers: Arc<Mutex<Vec<Option<mesh::Receiver<Job>>>>>,
@@ -66,19 +67,22 @@ pub enum StartError {
 }
 
 impl Broker {
+    /// Prepares the data directory on the real disk. Blocks the calling thread briefly.
     pub fn prepare(config: BrokerConfig) -> Result<Broker, StartError> {
+        io::block_on(Broker::open(config, Disk::Os))
+    }
+
+    /// Prepares the data directory on `disk` (the real one, or a simulated one).
+    pub async fn open(config: BrokerConfig, disk: Disk) -> Result<Broker, StartError> {
         assert!(config.shard_count > 0, "at least one shard");
-        let disk = Disk::Os;
         let data_dir = config.data_dir.clone();
         let data_dir_error =
             |source| StartError::DataDir { path: data_dir.display().to_string(), source };
         disk.create_dir_all(&data_dir).map_err(data_dir_error)?;
-        let (identity, topics) = io::block_on(async {
-            let identity = load_or_create_identity(&disk, &data_dir, config.node_id).await?;
-            let topics = topics::load_registry(&disk, &data_dir).await?;
-            Ok::<_, std::io::Error>((identity, topics))
-        })
-        .map_err(data_dir_error)?;
+        let identity = load_or_create_identity(&disk, &data_dir, config.node_id)
+            .await
+            .map_err(data_dir_error)?;
+        let topics = topics::load_registry(&disk, &data_dir).await.map_err(data_dir_error)?;
         if identity.node_id != config.node_id {
             return Err(StartError::NodeIdMismatch {
                 found: identity.node_id,
@@ -92,6 +96,7 @@ impl Broker {
         Ok(Broker {
             config: Arc::new(config),
             cluster,
+            disk,
             topics,
             senders,
             receivers: Arc::new(Mutex::new(receivers.into_iter().map(Some).collect())),
@@ -106,27 +111,57 @@ impl Broker {
         &self.cluster.cluster_id
     }
 
-    /// Serves until shut down. Blocks the calling thread.
+    /// Serves until shut down, one thread per shard. Blocks the calling thread.
     pub fn run(self) -> Result<(), StartError> {
-        let Broker { config, cluster, topics, senders, receivers } = self;
-        let shard_count = config.shard_count;
-        io::run_shards(shard_count, move |shard_id| {
+        let shard_count = self.config.shard_count;
+        io::run_shards(shard_count, self.shard_factory()).map_err(StartError::Shards)?;
+        Ok(())
+    }
+
+    /// Serves until shut down, the shards as tasks of the current runtime (the simulator).
+    pub async fn serve(self) -> Result<(), StartError> {
+        let shard_count = self.config.shard_count;
+        io::run_shards_async(shard_count, self.shard_factory())
+            .await
+            .map_err(StartError::Shards)?;
+        Ok(())
+    }
+
+    fn shard_factory(
+        self,
+    ) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send + Sync
+    {
+        let Broker { config, cluster, disk, topics, senders, receivers } = self;
+        assert!(
+            matches!(disk, Disk::Os) || cfg!(madsim),
+            "a simulated disk is single-threaded: only the madsim build may serve from it"
+        );
+        let disk = Arc::new(Mutex::new(SendDisk(disk)));
+        move |shard_id| {
             let receiver = receivers.lock().expect("startup lock")[shard_id].take();
             let receiver = receiver.expect("each shard takes its receiver once");
+            let disk = disk.lock().expect("startup lock").0.clone();
             let shard = Shard::new(
                 shard_id,
                 config.clone(),
                 cluster.clone(),
-                Disk::Os,
+                disk,
                 senders.clone(),
                 Arc::new(TopicSnapshot::default()),
             );
-            run_shard(shard, receiver, topics.clone())
-        })
-        .map_err(StartError::Shards)?;
-        Ok(())
+            Box::pin(run_shard(shard, receiver, topics.clone()))
+        }
     }
 }
+
+/// The disk handle crosses into the shard threads once, at start. An OS disk is a plain value;
+/// a simulated disk only exists in single-threaded runs (tests, the simulator), where all
+/// "shards" are tasks of one thread.
+struct SendDisk(Disk);
+
+// SAFETY: `Disk::Os` holds no shared state. `Disk::Simulated` holds an `Rc`; `shard_factory`
+// admits it only in the madsim build, where every shard is a task of the one simulation thread.
+unsafe impl Send for SendDisk {}
 
 /// One shard's life: open its partitions, serve jobs and connections, stop on request.
 pub async fn run_shard(shard: Rc<Shard>, jobs: mesh::Receiver<Job>, topics: Arc<TopicSnapshot>) {

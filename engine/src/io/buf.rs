@@ -12,8 +12,8 @@ use bytes::{Bytes, BytesMut};
 /// A buffer that can be the source of a write.
 ///
 /// # Safety
-/// `stable_ptr()` must point to at least `bytes_init()` initialised bytes, and that memory must stay
-/// valid and at the same address when the value is moved (heap-backed buffers satisfy this).
+/// `stable_ptr()` must point to at least `bytes_init()` initialised bytes, and that memory must
+/// stay valid and at the same address when the value is moved (heap-backed buffers satisfy this).
 pub unsafe trait IoBuf: 'static {
     /// Start of the buffer; stable across moves of `self`.
     fn stable_ptr(&self) -> *const u8;
@@ -25,7 +25,8 @@ pub unsafe trait IoBuf: 'static {
 ///
 /// # Safety
 /// `stable_mut_ptr()` must point to `bytes_total()` writable bytes that stay at the same address
-/// when `self` is moved, and `set_init` must only be called with a `pos` whose bytes are initialised.
+/// when `self` is moved, and `set_init` must only be called with a `pos` whose bytes are
+/// initialised.
 pub unsafe trait IoBufMut: IoBuf {
     /// Start of the buffer, writable; stable across moves of `self`.
     fn stable_mut_ptr(&mut self) -> *mut u8;

@@ -245,3 +245,15 @@ impl<T> Drop for ReplyReceiver<T> {
         self.shared.receiver_alive.store(false, Ordering::Release);
     }
 }
+
+macro_rules! opaque_debug {
+    ($($name:ident),*) => {$(
+        impl<T> std::fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(stringify!($name))
+            }
+        }
+    )*};
+}
+
+opaque_debug!(Sender, Receiver, ReplySender, ReplyReceiver);

@@ -9,7 +9,22 @@
 //! belongs to the kernel (or simulator) until its completion; dropping the future never frees it.
 //! [`SimDisk`] is compiled in both configurations, so ordinary tests can crash a disk.
 //!
-//! Invariant: a broken internal invariant (a bug) aborts the process (see [`bug`]), because one
+//! # Contract for callers
+//! - Reads fill the spare capacity (`bytes_init()..bytes_total()`) and grow the initialised
+//!   length; writes send `[0..bytes_init())`. Pass `Vec::with_capacity(n)` to read `n` bytes.
+//! - Dropping an I/O future cancels the operation (io_uring `ASYNC_CANCEL`), but it may already
+//!   have happened: a dropped write may or may not have reached the file, a dropped read may have
+//!   consumed bytes from a socket. Drop reads on a stream only when giving the stream up.
+//! - [`Stream`] and [`File`] are cheap `Clone`s of one shared handle: give a stream's clones to a
+//!   reader task and a writer task. Everything here is `!Send` except the [`mesh`] handles.
+//! - Entry points: [`run_shards`] (the broker: a pinned thread per shard), [`block_on`] (tests
+//!   and tools: one shard on this thread), [`run_shards_async`] (the same from async code; the
+//!   only form usable inside a simulation). Under madsim, `Listener::bind` completes in the
+//!   background: a bind error shows at the first `accept`.
+//! - Directory operations on [`Disk`] are synchronous (rare, off the data path); file data
+//!   operations on the `Os` disk are io_uring operations.
+//!
+//! Invariant: a broken internal invariant (a bug) aborts the process (`io::bug`), because one
 //! unwinding shard would leave its siblings serving on broken shared assumptions.
 
 mod buf;
@@ -20,6 +35,10 @@ mod net;
 mod sim_disk;
 mod time;
 
+#[cfg(madsim)]
+mod sim;
+#[cfg(madsim)]
+use sim as backend;
 #[cfg(not(madsim))]
 mod uring;
 #[cfg(not(madsim))]
@@ -32,8 +51,8 @@ pub use sim_disk::{CrashMode, SimDisk, SECTOR_SIZE_BYTES};
 pub use time::{timeout, yield_now, Elapsed, Instant};
 
 pub use backend::{
-    block_on, current_shard, now, random_u64, run_shards, sleep, sleep_until, spawn_local,
-    unix_time_ms, JoinHandle,
+    block_on, current_shard, now, random_u64, run_shards, run_shards_async, sleep, sleep_until,
+    spawn_local, unix_time_ms, JoinHandle,
 };
 
 /// Reports a broken internal invariant and exits the process (thread-per-core rule).
@@ -44,5 +63,7 @@ pub(crate) fn bug(message: &str) -> ! {
     std::process::abort()
 }
 
-#[cfg(test)]
+#[cfg(all(test, madsim))]
+mod sim_tests;
+#[cfg(all(test, not(madsim)))]
 mod tests;

@@ -6,8 +6,8 @@
 //! - `sync_data()` on a file makes that file's unsynced operations durable.
 //! - Directory entries (create, rename, remove) are durable immediately: there is no need to
 //!   `sync_dir` in this model (the `Os` disk does need it; callers should still call it).
-//! - `crash()` throws away or tears the unsynced operations of every file; handles opened before the
-//!   crash fail afterwards (`EBADF`), as the process that owned them is gone.
+//! - `crash()` throws away or tears the unsynced operations of every file; handles opened before
+//!   the crash fail afterwards (`EBADF`), as the process that owned them is gone.
 //! - A failed sync (see [`SimDisk::fail_next_syncs`]) keeps the data readable but it will never
 //!   become durable: "fsyncgate" semantics, the page cache is marked clean while the disk lost it.
 //!
@@ -24,6 +24,8 @@ use super::buf::{copy_into_spare, init_slice, IoBuf, IoBufMut};
 
 /// Torn writes are decided per sector of this size.
 pub const SECTOR_SIZE_BYTES: u64 = 512;
+/// Largest simulated file: beyond it writes fail with EFBIG instead of exhausting memory.
+pub const SIM_FILE_SIZE_BYTES_MAX: u64 = 1 << 34;
 /// What `available_space_bytes` reports when no capacity is set.
 const CAPACITY_UNLIMITED_BYTES: u64 = 1 << 40;
 
@@ -440,7 +442,7 @@ impl SimFile {
         offset: u64,
     ) -> io::Result<usize> {
         let data = &init_slice(buf)[start..];
-        let end = offset + data.len() as u64;
+        let end = offset.checked_add(data.len() as u64).ok_or_else(|| error(libc::EFBIG))?;
         self.grow_check(end)?;
         self.with_inode(|state, id| {
             let inode = state.inodes.get_mut(&id).ok_or_else(|| error(libc::EBADF))?;
@@ -450,8 +452,12 @@ impl SimFile {
         })
     }
 
-    /// Fails with ENOSPC if growing this file to `end` would exceed the disk's capacity.
+    /// Fails with EFBIG past the simulated maximum file size, or with ENOSPC if growing this
+    /// file to `end` would exceed the disk's capacity.
     fn grow_check(&self, end: u64) -> io::Result<()> {
+        if end > SIM_FILE_SIZE_BYTES_MAX {
+            return Err(error(libc::EFBIG));
+        }
         self.with_inode(|state, id| {
             let Some(capacity_bytes) = state.capacity_bytes else { return Ok(()) };
             let length = state.inodes.get(&id).map_or(0, |inode| inode.cached.len() as u64);

@@ -249,3 +249,332 @@ fn tcp_echo_on_one_shard() {
         server.await;
     });
 }
+
+#[test]
+fn many_concurrent_file_ops_on_one_shard() {
+    let directory = temp_dir("concurrent");
+    let path = directory.join("data");
+    block_on(async {
+        let file = Disk::Os.open(&path, CREATE).unwrap();
+        let task_count = 256u64;
+        let block_size_bytes = 4096usize;
+        let mut handles = Vec::new();
+        for index in 0..task_count {
+            let file = file.clone();
+            handles.push(spawn_local(async move {
+                let block = vec![index as u8; block_size_bytes];
+                let offset = index * block_size_bytes as u64;
+                file.write_all_at(block, offset).await.0.unwrap();
+                file.sync_data().await.unwrap();
+                let (result, read) =
+                    file.read_exact_at(Vec::with_capacity(block_size_bytes), offset).await;
+                result.unwrap();
+                assert!(read.iter().all(|&byte| byte == index as u8));
+            }));
+        }
+        for handle in handles {
+            handle.await;
+        }
+        assert_eq!(file.len().unwrap(), task_count * block_size_bytes as u64);
+    });
+    std::fs::remove_dir_all(&directory).unwrap();
+}
+
+#[test]
+fn timers_fire_in_deadline_order() {
+    block_on(async {
+        let order = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let mut handles = Vec::new();
+        for delay_ms in [30u64, 10, 20, 0, 25, 5] {
+            let order = order.clone();
+            handles.push(spawn_local(async move {
+                sleep(Duration::from_millis(delay_ms)).await;
+                order.borrow_mut().push(delay_ms);
+            }));
+        }
+        for handle in handles {
+            handle.await;
+        }
+        assert_eq!(*order.borrow(), vec![0, 5, 10, 20, 25, 30]);
+        // Many short timeouts that complete early must not pile up.
+        for _ in 0..10_000 {
+            timeout(Duration::from_secs(60), async {}).await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn dropped_futures_with_in_flight_ops_do_not_crash() {
+    block_on(async {
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = listener.local_addr().unwrap();
+        let client = Stream::connect(address).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        // A read that cannot complete, dropped by the timeout while in flight: it is cancelled,
+        // so it does not swallow the data that arrives later.
+        let read = timeout(Duration::from_millis(5), server.read(Vec::with_capacity(64))).await;
+        assert!(read.is_err());
+        client.write_all(b"after the timeout".to_vec()).await.0.unwrap();
+        let (result, buf) = server.read(Vec::with_capacity(64)).await;
+        assert_eq!(result.unwrap(), 17);
+        assert_eq!(buf, b"after the timeout");
+        // Many reads aborted in flight, each racing with data arriving for its buffer.
+        for round in 0..100u32 {
+            let reader = {
+                let server = server.clone();
+                spawn_local(async move { server.read(Vec::with_capacity(64)).await.0.unwrap() })
+            };
+            yield_now().await;
+            client.write_all(round.to_be_bytes().to_vec()).await.0.unwrap();
+            reader.abort();
+            yield_now().await;
+        }
+        // An accept left in flight when the runtime shuts down is cancelled then.
+        spawn_local(async move {
+            let _ = listener.accept().await;
+        });
+        sleep(Duration::from_millis(1)).await;
+    });
+}
+
+#[test]
+fn file_ops_dropped_in_flight_keep_their_buffers_alive() {
+    let directory = temp_dir("dropped-file-ops");
+    block_on(async {
+        let file = Disk::Os.open(&directory.join("data"), CREATE).unwrap();
+        for round in 0..200u64 {
+            // Dropped right after submission: the kernel still writes from / reads into the
+            // buffer, which the reactor keeps until the completion.
+            let write = file.write_all_at(vec![round as u8; 64 * 1024], round * 4096);
+            drop(timeout(Duration::ZERO, write).await);
+            let read = file.read_at(Vec::with_capacity(64 * 1024), 0);
+            drop(timeout(Duration::ZERO, read).await);
+        }
+        file.sync_data().await.unwrap();
+    });
+    std::fs::remove_dir_all(&directory).unwrap();
+}
+
+#[test]
+#[should_panic(expected = "inside a running shard")]
+fn block_on_inside_a_shard_panics() {
+    block_on(async {
+        block_on(async {});
+    });
+}
+
+/// Hands each shard its receiver: `run_shards` takes a `Fn`, so moved values go via a mutex.
+type Slots<T> = std::sync::Arc<std::sync::Mutex<Vec<Option<T>>>>;
+
+fn take_slot<T>(slots: &Slots<T>, shard: usize) -> T {
+    slots.lock().unwrap()[shard].take().unwrap()
+}
+
+#[test]
+fn mesh_channel_crosses_shards_with_backpressure_and_replies() {
+    let (to_zero, from_one) = mesh::channel::<(u64, mesh::ReplySender<u64>)>(4);
+    let receivers: Slots<_> = std::sync::Arc::new(std::sync::Mutex::new(vec![Some(from_one)]));
+    let message_count = 2_000u64;
+    let sums = run_shards(2, move |shard| {
+        let receivers = receivers.clone();
+        let to_zero = to_zero.clone();
+        async move {
+            assert_eq!(current_shard(), shard);
+            if shard == 0 {
+                drop(to_zero);
+                let mut receiver = take_slot(&receivers, 0);
+                let mut sum = 0;
+                // `make` (holding a sender) lives until all shards end: count, not wait for None.
+                for _ in 0..message_count {
+                    let (value, reply) = receiver.recv().await.unwrap();
+                    sum += value;
+                    reply.send(value * 2).unwrap();
+                }
+                sum
+            } else {
+                let mut doubled_sum = 0;
+                for value in 0..message_count {
+                    let (reply, replied) = mesh::reply_channel();
+                    to_zero.send((value, reply)).await.unwrap();
+                    doubled_sum += replied.await.unwrap();
+                }
+                doubled_sum
+            }
+        }
+    })
+    .unwrap();
+    let expected = message_count * (message_count - 1) / 2;
+    assert_eq!(sums, vec![expected, 2 * expected]);
+}
+
+#[test]
+fn mesh_send_waits_while_full_and_sees_dropped_receiver() {
+    let (sender, receiver) = mesh::channel::<u32>(2);
+    sender.try_send(1).unwrap();
+    sender.try_send(2).unwrap();
+    assert_eq!(sender.try_send(3), Err(mesh::TrySendError::Full(3)));
+    let receivers: Slots<_> = std::sync::Arc::new(std::sync::Mutex::new(vec![Some(receiver)]));
+    let results = run_shards(2, move |shard| {
+        let sender = sender.clone();
+        let receivers = receivers.clone();
+        async move {
+            if shard == 0 {
+                let mut receiver = take_slot(&receivers, 0);
+                // Let the sender block on a full queue first.
+                sleep(Duration::from_millis(20)).await;
+                let values = [receiver.recv().await, receiver.recv().await, receiver.recv().await];
+                assert_eq!(values, [Some(1), Some(2), Some(3)]);
+                drop(receiver);
+                0
+            } else {
+                sender.send(3).await.unwrap();
+                // Eventually the receiver is gone and the value comes back.
+                let mut attempts = 0;
+                while sender.send(4).await.is_ok() {
+                    attempts += 1;
+                    assert!(attempts < 1000);
+                    sleep(Duration::from_millis(1)).await;
+                }
+                1
+            }
+        }
+    })
+    .unwrap();
+    assert_eq!(results, vec![0, 1]);
+}
+
+#[test]
+fn tcp_echo_between_two_shards_on_one_reuseport_address() {
+    let (address_sender, address_receiver) = mesh::channel::<std::net::SocketAddr>(1);
+    let receivers: Slots<_> =
+        std::sync::Arc::new(std::sync::Mutex::new(vec![Some(address_receiver)]));
+    let results = run_shards(2, move |shard| {
+        let address_sender = address_sender.clone();
+        let receivers = receivers.clone();
+        async move {
+            if shard == 0 {
+                let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                let address = listener.local_addr().unwrap();
+                // SO_REUSEPORT: a second listener on the same address must bind too.
+                let twin = Listener::bind(address).unwrap();
+                drop(twin);
+                address_sender.send(address).await.unwrap();
+                let (stream, peer) = listener.accept().await.unwrap();
+                assert_eq!(stream.peer_addr().unwrap(), peer);
+                let mut echoed = 0;
+                loop {
+                    let (result, buf) = stream.read(Vec::with_capacity(4096)).await;
+                    let count = result.unwrap();
+                    if count == 0 {
+                        break echoed;
+                    }
+                    echoed += count;
+                    stream.write_all(buf).await.0.unwrap();
+                }
+            } else {
+                let address = take_slot(&receivers, 0).recv().await.unwrap();
+                let stream = Stream::connect(address).await.unwrap();
+                let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+                let writer = {
+                    let stream = stream.clone();
+                    let payload = payload.clone();
+                    spawn_local(async move { stream.write_all(payload).await.0.unwrap() })
+                };
+                let mut received = Vec::with_capacity(payload.len());
+                while received.len() < payload.len() {
+                    let (result, buf) = stream.read(received).await;
+                    assert!(result.unwrap() > 0);
+                    received = buf;
+                }
+                writer.await;
+                assert_eq!(received, payload);
+                stream.shutdown().unwrap();
+                received.len()
+            }
+        }
+    })
+    .unwrap();
+    assert_eq!(results, vec![200_000, 200_000]);
+}
+
+#[test]
+fn run_shards_async_awaits_shard_threads_from_a_shard() {
+    let outputs = block_on(run_shards_async(3, |shard| async move {
+        sleep(Duration::from_millis(1)).await;
+        current_shard() * 10 + shard
+    }))
+    .unwrap();
+    assert_eq!(outputs, vec![0, 11, 22]);
+}
+
+#[derive(Clone, Debug)]
+enum DiskStep {
+    Write { offset: u64, length: usize, byte: u8 },
+    SetLen { size_bytes: u64 },
+    Sync,
+    Crash,
+}
+
+fn disk_step() -> impl proptest::strategy::Strategy<Value = DiskStep> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0u64..3000, 0usize..700, any::<u8>())
+            .prop_map(|(offset, length, byte)| DiskStep::Write { offset, length, byte }),
+        1 => (0u64..4000).prop_map(|size_bytes| DiskStep::SetLen { size_bytes }),
+        2 => Just(DiskStep::Sync),
+        1 => Just(DiskStep::Crash),
+    ]
+}
+
+/// Applies `step` to the model: (durable image, cached image).
+fn model_apply(model: &mut (Vec<u8>, Vec<u8>), step: &DiskStep) {
+    match *step {
+        DiskStep::Write { offset, length, byte } => {
+            let end = offset as usize + length;
+            if model.1.len() < end {
+                model.1.resize(end, 0);
+            }
+            model.1[offset as usize..end].fill(byte);
+        }
+        DiskStep::SetLen { size_bytes } => model.1.resize(size_bytes as usize, 0),
+        DiskStep::Sync => model.0 = model.1.clone(),
+        DiskStep::Crash => model.1 = model.0.clone(),
+    }
+}
+
+proptest::proptest! {
+    /// SimDisk (DropUnsynced crashes) against a two-image model: reads see the cached image,
+    /// a crash leaves exactly what was synced.
+    #[test]
+    fn sim_disk_matches_a_durable_plus_cached_model(
+        steps in proptest::collection::vec(disk_step(), 1..40)
+    ) {
+        let sim = SimDisk::new(3);
+        let disk = Disk::Simulated(sim.clone());
+        let path = Path::new("/model.log");
+        let mut model = (Vec::new(), Vec::new());
+        block_on(async {
+            let mut file = disk.open(path, CREATE).unwrap();
+            for step in &steps {
+                match *step {
+                    DiskStep::Write { offset, length, byte } => {
+                        file.write_all_at(vec![byte; length], offset).await.0.unwrap()
+                    }
+                    DiskStep::SetLen { size_bytes } => file.set_len(size_bytes).await.unwrap(),
+                    DiskStep::Sync => file.sync_data().await.unwrap(),
+                    DiskStep::Crash => {
+                        sim.crash(CrashMode::DropUnsynced);
+                        file = disk.open(path, OpenOptions::default()).unwrap();
+                    }
+                }
+                model_apply(&mut model, step);
+                let length = file.len().unwrap() as usize;
+                assert_eq!(length, model.1.len());
+                let (result, cached) = file.read_exact_at(Vec::with_capacity(length), 0).await;
+                result.unwrap();
+                assert_eq!(cached, model.1);
+                assert_eq!(sim.durable_bytes(path).unwrap(), model.0);
+            }
+        });
+    }
+}

@@ -1,4 +1,59 @@
 //! The partition log: segments, offset and time indexes, recovery, retention, group commit.
 //!
 //! Architecture invariant: the log never sees a socket and never touches the OS except through
-//! `crate::io` files.
+//! `crate::io` files (so the same code runs on io_uring and on the simulated disk).
+//!
+//! # On-disk format (one directory per partition, given by the caller)
+//!
+//! - `<base_offset:020>.log` — a segment: record batches (v2) back to back, exactly as the
+//!   producer sent them except for the base offset and partitionLeaderEpoch, patched in place
+//!   (both lie outside the CRC32C range). `base_offset` is the offset of its first batch.
+//!   Offsets are contiguous within and across segments (a batch's base offset is the previous
+//!   batch's last offset + 1). A segment holds at most `segment_size_bytes` (unless one append
+//!   alone is bigger) and less than 2^31 offsets; an append never spans two segments.
+//! - `<base_offset:020>.index` — sparse offset index: 8-byte entries `relative_offset: u32 BE,
+//!   position: u32 BE` (batch base offset minus segment base offset; byte position in the
+//!   `.log`), one per `index_interval_bytes` of log, both columns strictly increasing.
+//! - `<base_offset:020>.timeindex` — time index: 12-byte entries `timestamp_ms: i64 BE,
+//!   relative_offset: u32 BE`, one each time a batch raises the segment's max timestamp
+//!   (relative offset of that batch's last record).
+//! - `recovery-point` — 36 bytes: magic `TRCP`, version u16 (1), flags u16 (bit 0: clean
+//!   shutdown), segment base offset i64, recovery offset i64, byte position u64, CRC32C u32
+//!   (all BE). Everything below the recovery offset is durable and its index entries are too.
+//!   Written at every roll (after the sealed segment's indexes), every
+//!   `checkpoint_interval_bytes` of durable data, at open and on close.
+//!
+//! Indexes are caches of the log: written only for durable data (and synced before the
+//! checkpoint that vouches for them), validated on load (entries increasing, inside the
+//! segment), and rebuilt from the log whenever missing or invalid.
+//!
+//! # Durability and faults
+//!
+//! See `flush.rs` (group commit, ENOSPC, fsync errors) and `recovery.rs` (torn tails vs.
+//! detected loss). DESIGN.md's storage-fault policy is the authority.
+
+mod append;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+mod flush;
+pub mod layout;
+pub mod offset_index;
+mod partition;
+mod read;
+mod reader;
+pub mod record_timestamps;
+mod recovery;
+pub mod retention;
+pub mod scan;
+mod segment;
+mod state;
+pub mod time_index;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{FlushPolicy, LogConfig};
+pub use error::{LogError, LogHealth, LogStatus};
+pub use partition::Log;
+pub use state::{AppendInfo, ReadInfo};

@@ -17,6 +17,7 @@
 //!   four tags. So all four stay at their defaults and the tagged section is empty (one 0x00
 //!   byte) — exactly what Kafka's own encoder writes for a broker without features, and what
 //!   every client parses. `api_versions_v3_bytes_are_exact` pins the bytes.
+//!
 //! The response header is always v0 (see `response.rs`).
 
 use bytes::Bytes;

@@ -18,6 +18,9 @@ pub mod api;
 pub mod api_versions;
 pub mod error_code;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod record_batch;
 pub mod request;
 pub mod response;
+pub mod response_fit;

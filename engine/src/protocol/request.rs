@@ -108,9 +108,11 @@ pub fn decode_request(frame: Bytes) -> Result<DecodedRequest, RequestError> {
     // (a bug, which tests and fuzzing must catch), and the request is refused either way.
     let decoded_bytes = body_bytes - buffer.remaining();
     debug_assert_eq!(decoded_bytes, walked_bytes, "bounds walk disagrees with the codec");
-    if decoded_bytes != walked_bytes || buffer.has_remaining() {
-        return Err(malformed(format!("{} trailing bytes after the body", buffer.remaining())));
+    if decoded_bytes != walked_bytes {
+        return Err(malformed("the bounds walk disagrees with the codec".to_string()));
     }
+    // Bytes after the body are ignored, as Apache Kafka does: librdkafka 2.16 sends Metadata
+    // v12 requests with three extra bytes, and Kafka serves them.
     let client_id = header.client_id.map(|client_id| client_id.as_str().to_owned());
     let header = RequestMeta { api_key, api_version, correlation_id, client_id };
     Ok(DecodedRequest { header, body })

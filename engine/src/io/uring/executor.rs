@@ -300,6 +300,14 @@ impl Runtime {
     fn submit_and_wait(&self) -> io::Result<()> {
         let runnable = !self.run_queue.borrow().is_empty() || self.main_woken.get();
         if runnable {
+            let mut ring = self.ring.borrow_mut();
+            let submission = ring.submission();
+            // Nothing to submit and nothing to flush: skip the syscall, just reap.
+            if submission.is_empty() && !submission.cq_overflow() {
+                return Ok(());
+            }
+            drop(submission);
+            drop(ring);
             return self.submit(0, None);
         }
         self.shared.sleeping.store(true, Ordering::SeqCst);
@@ -345,7 +353,7 @@ impl Runtime {
                 match cqe.user_data() {
                     USER_DATA_EVENTFD => eventfd_fired = true,
                     USER_DATA_CANCEL => {}
-                    index => wakers.extend(ops.complete(index as usize, cqe.result())),
+                    user_data => wakers.extend(ops.complete(user_data, cqe.result())),
                 }
             }
         }
@@ -389,7 +397,10 @@ pub(crate) fn run_on<Fut: Future>(
 ) -> io::Result<Fut::Output> {
     let installed = RUNTIME.with(|slot| slot.borrow().is_some());
     if installed {
-        panic!("io::block_on/run_shards called inside a running shard (nested runtimes would deadlock)");
+        panic!(
+            "io::block_on/run_shards called inside a running shard \
+             (nested runtimes would deadlock)"
+        );
     }
     let runtime = Rc::new(runtime);
     RUNTIME.with(|slot| *slot.borrow_mut() = Some(runtime.clone()));
@@ -442,9 +453,16 @@ impl Runtime {
         }
     }
 
+    /// Asks the kernel to cancel the op with `user_data` (its completion still arrives).
+    pub(crate) fn cancel(&self, user_data: u64) {
+        let entry = opcode::AsyncCancel::new(user_data).build().user_data(USER_DATA_CANCEL);
+        // SAFETY: a cancellation references no memory. If the SQ cannot take it, the op simply
+        // runs to completion: cancellation is only an optimisation.
+        let _ = unsafe { self.push_entry(&entry) };
+    }
+
     fn cancel_in_flight(&self) {
-        let mut targets = self.ops.borrow().pending_indexes();
-        let mut user_datas: Vec<u64> = targets.drain(..).map(|index| index as u64).collect();
+        let mut user_datas = self.ops.borrow().pending_user_datas();
         if self.eventfd_read_pending.get() {
             user_datas.push(USER_DATA_EVENTFD);
         }

@@ -191,6 +191,48 @@ where
     }
 }
 
+/// Like [`run_shards`], but awaits the shard threads instead of blocking the calling thread
+/// (the simulation backend runs shards as tasks; this keeps one calling convention for both).
+pub async fn run_shards_async<F, Fut>(shard_count: usize, make: F) -> io::Result<Vec<Fut::Output>>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future + 'static,
+    Fut::Output: Send + 'static,
+{
+    assert!(shard_count > 0, "run_shards needs at least one shard");
+    let make = Arc::new(make);
+    let cpus = allowed_cpus();
+    let mut replies = Vec::with_capacity(shard_count);
+    for shard in 0..shard_count {
+        let make = make.clone();
+        let cpu = cpus.get(shard % cpus.len().max(1)).copied();
+        let (reply, replied) = super::mesh::reply_channel::<io::Result<Fut::Output>>();
+        // Detached: the thread ends right after replying; the reply is what we wait for.
+        drop(std::thread::Builder::new().name(format!("tern-shard-{shard}")).spawn(move || {
+            if let Some(cpu) = cpu {
+                pin_to_cpu(cpu);
+            }
+            let output = Runtime::new(shard).and_then(|runtime| run_on(runtime, || make(shard)));
+            // The caller stopped waiting: nobody wants the output.
+            let _ = reply.send(output);
+        })?);
+        replies.push(replied);
+    }
+    let mut outputs = Vec::with_capacity(shard_count);
+    let mut first_error = None;
+    for replied in replies {
+        match replied.await {
+            Ok(Ok(output)) => outputs.push(output),
+            Ok(Err(error)) => first_error = first_error.or(Some(error)),
+            Err(_) => super::bug("a shard thread panicked"),
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(outputs),
+    }
+}
+
 /// The CPUs this process may run on (respects cgroup/taskset restrictions).
 fn allowed_cpus() -> Vec<usize> {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it and we check the result.
@@ -246,6 +288,10 @@ impl<F: Future> Future for TaskFuture<F> {
         // SAFETY: `future` is structurally pinned: never moved out of this pinned struct.
         let this = unsafe { self.get_unchecked_mut() };
         if this.state.aborted.get() {
+            // Wake a task awaiting the handle so that it does not hang silently.
+            if let Some(waiter) = this.state.waiter.borrow_mut().take() {
+                waiter.wake();
+            }
             return Poll::Ready(());
         }
         // SAFETY: see above.

@@ -31,16 +31,24 @@ pub(crate) enum OpSlot {
     Abandoned(#[allow(dead_code)] Box<dyn Any>),
 }
 
-/// The table of operation slots of one shard; the slot index is the SQE's `user_data`.
+/// The table of operation slots of one shard. An SQE's `user_data` is the slot index in the low
+/// 32 bits and the slot's generation in the high 32 bits, so a cancellation aimed at an op whose
+/// slot was since reused cannot hit the new op.
 pub(crate) struct OpTable {
     slots: Vec<OpSlot>,
+    generations: Vec<u32>,
     free: Vec<usize>,
     in_flight: usize,
 }
 
 impl OpTable {
     pub(crate) fn new() -> Self {
-        OpTable { slots: Vec::new(), free: Vec::new(), in_flight: 0 }
+        OpTable { slots: Vec::new(), generations: Vec::new(), free: Vec::new(), in_flight: 0 }
+    }
+
+    /// The `user_data` of the op currently in slot `index`.
+    pub(crate) fn user_data(&self, index: usize) -> u64 {
+        u64::from(self.generations[index]) << 32 | index as u64
     }
 
     pub(crate) fn in_flight(&self) -> usize {
@@ -56,11 +64,13 @@ impl OpTable {
             Some(index) => index,
             None => {
                 self.slots.push(OpSlot::Free);
+                self.generations.push(0);
                 self.slots.len() - 1
             }
         };
         debug_assert!(matches!(self.slots[index], OpSlot::Free));
         self.slots[index] = OpSlot::Waiting(None);
+        self.generations[index] = self.generations[index].wrapping_add(1);
         Some(index)
     }
 
@@ -72,10 +82,13 @@ impl OpTable {
     }
 
     /// Records a completion; returns the waker to wake, and frees abandoned memory.
-    pub(crate) fn complete(&mut self, index: usize, result: i32) -> Option<Waker> {
-        let Some(slot) = self.slots.get_mut(index) else {
-            crate::io::bug(&format!("completion for unknown op slot {index}"));
-        };
+    pub(crate) fn complete(&mut self, user_data: u64, result: i32) -> Option<Waker> {
+        let index = (user_data & 0xFFFF_FFFF) as usize;
+        let generation = (user_data >> 32) as u32;
+        if self.generations.get(index) != Some(&generation) {
+            crate::io::bug(&format!("completion for unknown op {user_data:#x}"));
+        }
+        let slot = &mut self.slots[index];
         match std::mem::replace(slot, OpSlot::Completed(result)) {
             OpSlot::Waiting(waker) => waker,
             OpSlot::Abandoned(memory) => {
@@ -90,10 +103,10 @@ impl OpTable {
         }
     }
 
-    /// Slots whose CQE has not arrived yet (for cancellation at shutdown).
-    pub(crate) fn pending_indexes(&self) -> Vec<usize> {
+    /// `user_data` of the ops whose CQE has not arrived yet (for cancellation at shutdown).
+    pub(crate) fn pending_user_datas(&self) -> Vec<u64> {
         let pending = |(index, slot): (usize, &OpSlot)| match slot {
-            OpSlot::Waiting(_) | OpSlot::Abandoned(_) => Some(index),
+            OpSlot::Waiting(_) | OpSlot::Abandoned(_) => Some(self.user_data(index)),
             OpSlot::Free | OpSlot::Completed(_) => None,
         };
         self.slots.iter().enumerate().filter_map(pending).collect()
@@ -136,7 +149,7 @@ impl<D: 'static> Op<D> {
                 let error = io::Error::from_raw_os_error(libc::EAGAIN);
                 return Err((error, *data));
             };
-            let entry = entry.user_data(index as u64);
+            let entry = entry.user_data(runtime.ops.borrow().user_data(index));
             // SAFETY: every pointer in `entry` points into `data`'s heap memory (or buffers it
             // owns), which this `Op` or, once dropped, the slot keeps alive until the CQE.
             if let Err(error) = unsafe { runtime.push_entry(&entry) } {
@@ -209,6 +222,12 @@ impl<D: 'static> Drop for Op<D> {
                     if let Some(data) = data.take() {
                         ops.slots[index] = OpSlot::Abandoned(data);
                     }
+                    let user_data = ops.user_data(index);
+                    drop(ops);
+                    // Best effort: a recv that has not started must not eat later data. If the
+                    // op completes first, the cancellation finds nothing (generation mismatch).
+                    runtime.cancel(user_data);
+                    return true;
                 }
                 OpSlot::Free | OpSlot::Abandoned(_) => {
                     crate::io::bug(&format!("op slot {index} dropped in a wrong state"))

@@ -20,7 +20,9 @@ fn record_strategy() -> impl Strategy<Value = Record> {
 
 proptest! {
     #[test]
-    fn every_encoded_batch_validates(records in proptest::collection::vec(record_strategy(), 1..20)) {
+    fn every_encoded_batch_validates(
+        records in proptest::collection::vec(record_strategy(), 1..20),
+    ) {
         let batch = encode_batch(&records, 1_700_000_000_000, ProducerStamp::NONE);
         let info = validate_produced_batch(&batch).unwrap();
         prop_assert_eq!(info.records_count as usize, records.len());

@@ -1,0 +1,194 @@
+//! Admitting an append: checks, offset assignment (synchronous, in call order), size-based
+//! rolling, and handing the batches to the flusher (see `flush.rs`) that makes them durable.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::error::{is_no_space, LogError, LogStatus};
+use super::flush;
+use super::segment::Segment;
+use super::state::{
+    AppendInfo, PendingAppend, Shared, State, PENDING_APPENDS_MAX, PENDING_BYTES_MAX,
+};
+use crate::io::local::{oneshot, OneshotReceiver};
+use crate::protocol::record_batch;
+
+/// While the disk is full, free space is re-checked at most this often.
+pub const NO_SPACE_RECHECK_INTERVAL: Duration = Duration::from_millis(1000);
+
+/// What `admit` learned from the batch headers.
+struct Shape {
+    infos: Vec<record_batch::BatchInfo>,
+    size_bytes: u64,
+    /// Sum of (last_offset_delta + 1): the offsets this append will take.
+    offset_count: i64,
+}
+
+/// Assigns offsets and queues the batches; returns the receiver of the acknowledgement.
+/// Runs synchronously: offsets are assigned in call order.
+pub fn admit(
+    shared: &Rc<Shared>,
+    mut batches: Vec<BytesMut>,
+    leader_epoch: i32,
+) -> Result<OneshotReceiver<Result<AppendInfo, LogError>>, LogError> {
+    assert!(!batches.is_empty(), "an append holds at least one batch");
+    let shape = shape_of(&batches, shared.config.max_message_bytes)?;
+    let mut state = shared.state.borrow_mut();
+    check_accepting(shared, &mut state, shape.size_bytes)?;
+    if state.pending.len() >= PENDING_APPENDS_MAX
+        || state.pending_bytes + shape.size_bytes > PENDING_BYTES_MAX
+    {
+        return Err(LogError::Overloaded { pending_appends: state.pending.len() });
+    }
+    roll_if_full(shared, &mut state, &shape)?;
+    let base_offset = state.log_end_offset;
+    let segment_base_offset = state.active().base_offset;
+    let position_bytes = state.active().size_bytes;
+    let mut max_timestamp: Option<(i64, i64)> = None;
+    for (batch, info) in batches.iter_mut().zip(&shape.infos) {
+        let info = record_batch::BatchInfo { base_offset: state.log_end_offset, ..*info };
+        record_batch::patch_base_offset(batch, info.base_offset, leader_epoch);
+        let segment = state.active_mut();
+        let position = segment.size_bytes;
+        segment.on_batch(position, &info);
+        state.log_end_offset = info.next_offset();
+        if max_timestamp.is_none_or(|(_, timestamp_ms)| info.max_timestamp > timestamp_ms) {
+            max_timestamp = Some((info.last_offset(), info.max_timestamp));
+        }
+    }
+    assert_eq!(state.log_end_offset, base_offset + shape.offset_count);
+    let (done, receiver) = oneshot();
+    state.pending_bytes += shape.size_bytes;
+    let next_offset = state.log_end_offset;
+    state.pending.push_back(PendingAppend {
+        base_offset,
+        next_offset,
+        segment_base_offset,
+        position_bytes,
+        size_bytes: shape.size_bytes,
+        batches,
+        max_timestamp,
+        done,
+    });
+    flush::ensure_flusher(shared, &mut state);
+    Ok(receiver)
+}
+
+/// Sizes from the headers; the broker validated the batches, we re-check what we rely on.
+fn shape_of(batches: &[BytesMut], max_message_bytes: u32) -> Result<Shape, LogError> {
+    let mut shape =
+        Shape { infos: Vec::with_capacity(batches.len()), size_bytes: 0, offset_count: 0 };
+    for batch in batches {
+        if batch.len() > max_message_bytes as usize {
+            return Err(LogError::BatchTooLarge { size_bytes: batch.len(), max_message_bytes });
+        }
+        let info = info_of(batch)?;
+        shape.size_bytes += batch.len() as u64;
+        shape.offset_count += i64::from(info.last_offset_delta) + 1;
+        shape.infos.push(info);
+    }
+    Ok(shape)
+}
+
+/// The header of one already-validated batch. A batch that fails here was not validated by
+/// the caller: that is a broker bug, but the bytes came from the network, so it is an error.
+fn info_of(batch: &[u8]) -> Result<record_batch::BatchInfo, LogError> {
+    let size_bytes =
+        record_batch::batch_size_from_prefix(batch).ok().filter(|&size| size == batch.len());
+    let header = record_batch::header(batch).ok().filter(|_| size_bytes.is_some());
+    let Some(header) = header else {
+        return Err(LogError::InvalidBatch { size_bytes: batch.len() });
+    };
+    debug_assert!(
+        record_batch::check_framing_and_crc(batch).is_ok(),
+        "append of an unvalidated batch"
+    );
+    let last_offset_delta = header.last_offset_delta.get();
+    if last_offset_delta < 0 || header.records_count.get() <= 0 {
+        return Err(LogError::InvalidBatch { size_bytes: batch.len() });
+    }
+    let base_offset = header.base_offset.get();
+    Ok(record_batch::BatchInfo {
+        base_offset,
+        last_offset_delta,
+        records_count: header.records_count.get(),
+        size_bytes: batch.len(),
+        base_timestamp: header.base_timestamp.get(),
+        max_timestamp: header.max_timestamp.get(),
+        producer_id: header.producer_id.get(),
+        producer_epoch: header.producer_epoch.get(),
+        base_sequence: header.base_sequence.get(),
+        partition_leader_epoch: header.partition_leader_epoch.get(),
+        compression: record_batch::Compression::None,
+        log_append_time: false,
+        is_transactional: false,
+        is_control: false,
+    })
+}
+
+/// Refuses appends the log cannot take now; leaves `NoSpace` once space is free again.
+fn check_accepting(shared: &Shared, state: &mut State, size_bytes: u64) -> Result<(), LogError> {
+    if state.closing || state.closed {
+        return Err(LogError::Closed);
+    }
+    if let Some(offset) = state.corrupt_from {
+        return Err(LogError::Corrupt { offset });
+    }
+    match state.status {
+        LogStatus::Online => Ok(()),
+        LogStatus::Offline { .. } => Err(LogError::Offline),
+        LogStatus::NoSpace => {
+            let now = crate::io::now();
+            let due = state.no_space_checked_at.is_none_or(|checked_at| {
+                now.duration_since(checked_at) >= NO_SPACE_RECHECK_INTERVAL
+            });
+            if !due {
+                return Err(LogError::NoSpace);
+            }
+            state.no_space_checked_at = Some(now);
+            // An error from statfs says nothing about space: let the write itself find out.
+            let free = shared
+                .disk
+                .available_space_bytes(&shared.dir)
+                .map_or(true, |available_bytes| available_bytes >= size_bytes);
+            if !free {
+                return Err(LogError::NoSpace);
+            }
+            tracing::info!(dir = %shared.dir.display(), "log: space is free again; resuming appends");
+            state.status = LogStatus::Online;
+            Ok(())
+        }
+    }
+}
+
+/// Rolls before an append that would overflow the active segment's bytes or offsets. An
+/// append never spans segments.
+fn roll_if_full(shared: &Shared, state: &mut State, shape: &Shape) -> Result<(), LogError> {
+    let active = state.active();
+    let last_offset = state.log_end_offset + shape.offset_count - 1;
+    let too_big = active.size_bytes + shape.size_bytes > shared.config.segment_size_bytes;
+    if active.is_empty() || (!too_big && active.can_hold_offset(last_offset)) {
+        return Ok(());
+    }
+    roll(shared, state)
+}
+
+/// Starts a new active segment at the log end offset.
+pub fn roll(shared: &Shared, state: &mut State) -> Result<(), LogError> {
+    let base_offset = state.log_end_offset;
+    assert!(!state.active().is_empty() && state.active().next_offset == base_offset);
+    let interval_bytes = shared.config.index_interval_bytes;
+    let segment = match Segment::create(&shared.disk, &shared.dir, base_offset, interval_bytes) {
+        Ok(segment) => segment,
+        Err(error) if is_no_space(&error) => return Err(LogError::NoSpace),
+        Err(error) => return Err(LogError::Io(error)),
+    };
+    let sealed = state.active().base_offset;
+    state.segments_to_seal.push(sealed);
+    state.segments.push(segment);
+    state.dir_dirty = true;
+    tracing::debug!(dir = %shared.dir.display(), base_offset, "log: rolled a new segment");
+    Ok(())
+}

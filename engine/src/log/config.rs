@@ -1,0 +1,71 @@
+//! Per-partition log configuration: segment rolling, retention, indexing, durability.
+
+/// How appends become durable before they are acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// Default: every append is acknowledged only after an fdatasync covering it (group commit
+    /// lets one fdatasync cover every append that queued up while the previous one ran).
+    EveryAppend,
+    /// Relaxed, like Kafka's default: appends are acknowledged once written to the page cache and
+    /// fdatasync runs at most every this many milliseconds. A crash (power loss, not a process
+    /// kill) may lose up to that window of acknowledged data; the high watermark is then the
+    /// written end, not the durable end.
+    IntervalMs(u64),
+}
+
+/// Configuration of one partition log. Field names follow Kafka's topic configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll to a new segment before an append would make the active one larger than this.
+    /// At most `u32::MAX` (index positions are u32).
+    pub segment_size_bytes: u64,
+    /// Roll the active segment once its first batch is older than this (see `Log::maybe_roll`).
+    pub segment_age_ms: i64,
+    /// Delete the oldest segments while the log stays at least this big without them; -1 = no
+    /// limit.
+    pub retention_size_bytes: i64,
+    /// Delete segments whose newest timestamp is older than this; -1 = no limit.
+    pub retention_age_ms: i64,
+    /// Bytes of log between two sparse offset-index entries.
+    pub index_interval_bytes: u32,
+    /// Largest batch accepted (Kafka's `max.message.bytes`).
+    pub max_message_bytes: u32,
+    pub flush: FlushPolicy,
+    /// Write the recovery checkpoint after at least this many newly durable bytes (it is also
+    /// written at every roll and on close), bounding how much a crash recovery must scan.
+    pub checkpoint_interval_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+        LogConfig {
+            segment_size_bytes: 1 << 30,
+            segment_age_ms: 7 * DAY_MS,
+            retention_size_bytes: -1,
+            retention_age_ms: 7 * DAY_MS,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1_048_588,
+            flush: FlushPolicy::EveryAppend,
+            checkpoint_interval_bytes: 64 << 20,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Panics on a configuration the on-disk format cannot represent: that is a caller bug
+    /// (configs are validated where they enter the broker).
+    pub(crate) fn assert_valid(&self) {
+        assert!(self.segment_size_bytes > 0 && self.segment_size_bytes <= u64::from(u32::MAX));
+        assert!(self.segment_age_ms > 0);
+        assert!(self.retention_size_bytes >= -1 && self.retention_age_ms >= -1);
+        assert!(self.index_interval_bytes > 0);
+        assert!(
+            self.max_message_bytes as usize >= crate::protocol::record_batch::HEADER_SIZE_BYTES
+        );
+        assert!(self.checkpoint_interval_bytes > 0);
+        if let FlushPolicy::IntervalMs(interval_ms) = self.flush {
+            assert!(interval_ms > 0);
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! The flusher: group commit. One task per log, spawned on demand, that writes queued appends,
+//! runs ONE fdatasync covering every append that queued up meanwhile, acknowledges them, and
+//! then persists sealed segments' indexes and the recovery checkpoint.
+//!
+//! Storage-fault policy (DESIGN.md): a write failing with ENOSPC rolls the failed appends (and
+//! every append queued behind them) back, truncates their bytes and sets `NoSpace`; any other
+//! write error and every fdatasync error take the log offline. Nothing is ever acknowledged
+//! unless the policy's durability condition holds, asserted right where the ack is sent.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::checkpoint::{self, Checkpoint, PersistError};
+use super::config::FlushPolicy;
+use super::error::{is_no_space, LogError, LogStatus};
+use super::segment::{self, IndexWrite};
+use super::state::{self, AppendInfo, LogPosition, PendingAppend, Shared, State};
+use crate::io::File;
+
+/// Starts the flusher unless it is running. Called with the state borrowed (synchronously).
+pub fn ensure_flusher(shared: &Rc<Shared>, state: &mut State) {
+    if state.flusher_running {
+        return;
+    }
+    state.flusher_running = true;
+    // Detached: the task holds its own `Rc` and ends when there is nothing left to do.
+    drop(crate::io::spawn_local(run(Rc::clone(shared))));
+}
+
+enum Next {
+    Turn,
+    SleepFor(Duration),
+    Exit,
+}
+
+async fn run(shared: Rc<Shared>) {
+    loop {
+        turn(&shared).await;
+        match next(&shared) {
+            Next::Turn => {}
+            Next::SleepFor(duration) => crate::io::sleep(duration).await,
+            Next::Exit => {
+                shared.flusher_idle.notify_waiters();
+                return;
+            }
+        }
+    }
+}
+
+/// One round: write what is queued, sync as the policy says, acknowledge, persist metadata.
+async fn turn(shared: &Rc<Shared>) {
+    let mut group = take_group(shared);
+    if !group.is_empty() {
+        if let Err(error) = write_group(shared, &mut group).await {
+            on_write_error(shared, group, error).await;
+            return;
+        }
+        // io_uring yields here anyway (the sync is another submission); the simulated disk
+        // completes instantly, so yield explicitly to give tests and the simulator the same
+        // "written but not yet synced" interleavings.
+        crate::io::yield_now().await;
+        let mut state = shared.state.borrow_mut();
+        let last = &group[group.len() - 1];
+        state.written = LogPosition {
+            offset: last.next_offset,
+            segment_base_offset: last.segment_base_offset,
+            position_bytes: last.position_bytes + last.size_bytes,
+        };
+    }
+    match shared.config.flush {
+        FlushPolicy::EveryAppend => {
+            if group.is_empty() {
+            } else if sync_all(shared).await.is_ok() {
+                acknowledge(shared, group);
+            } else {
+                for append in group {
+                    let _ = append.done.send(Err(LogError::Offline));
+                }
+            }
+        }
+        FlushPolicy::IntervalMs(interval_ms) => {
+            acknowledge(shared, group);
+            if sync_due(shared, interval_ms) {
+                // An error has taken the log offline; nothing more to do this turn.
+                let _ = sync_all(shared).await;
+            }
+        }
+    }
+    seal_and_checkpoint(shared).await;
+}
+
+/// Decides, atomically with the queue check, whether the flusher goes on.
+fn next(shared: &Shared) -> Next {
+    let mut state = shared.state.borrow_mut();
+    if let LogStatus::Offline { .. } = state.status {
+        fail_pending(&mut state, || LogError::Offline);
+    } else if !state.pending.is_empty() {
+        return Next::Turn;
+    } else if let FlushPolicy::IntervalMs(interval_ms) = shared.config.flush {
+        if state.written.offset > state.synced.offset {
+            let since_sync = state.last_sync_at.map_or(Duration::MAX, |at| at.elapsed());
+            let interval = Duration::from_millis(interval_ms);
+            if state.closing || since_sync >= interval {
+                return Next::Turn;
+            }
+            return Next::SleepFor(interval - since_sync);
+        }
+    }
+    state.flusher_running = false;
+    Next::Exit
+}
+
+fn take_group(shared: &Shared) -> Vec<PendingAppend> {
+    let mut state = shared.state.borrow_mut();
+    state.pending_bytes = 0;
+    let group: Vec<PendingAppend> = state.pending.drain(..).collect();
+    if let Some(first) = group.first() {
+        assert_eq!(first.base_offset, state.written.offset, "appends are written in offset order");
+    }
+    group
+}
+
+/// Writes the group: one write per run of appends in the same segment.
+async fn write_group(shared: &Shared, group: &mut [PendingAppend]) -> std::io::Result<()> {
+    let mut start = 0;
+    while start < group.len() {
+        let segment_base_offset = group[start].segment_base_offset;
+        let run_length = group[start..]
+            .iter()
+            .take_while(|append| append.segment_base_offset == segment_base_offset)
+            .count();
+        let run = &mut group[start..start + run_length];
+        let position_bytes = run[0].position_bytes;
+        let buffer = concatenate(run);
+        let file = file_to_write(shared, segment_base_offset);
+        let (result, _) = file.write_all_at(buffer, position_bytes).await;
+        result?;
+        start += run_length;
+    }
+    Ok(())
+}
+
+/// The run's batches as one buffer (one copy per group; a lone batch is not copied).
+fn concatenate(run: &mut [PendingAppend]) -> BytesMut {
+    for pair in run.windows(2) {
+        assert_eq!(pair[0].position_bytes + pair[0].size_bytes, pair[1].position_bytes);
+    }
+    if run.len() == 1 && run[0].batches.len() == 1 {
+        return std::mem::take(&mut run[0].batches[0]);
+    }
+    let size_bytes: u64 = run.iter().map(|append| append.size_bytes).sum();
+    let mut buffer = BytesMut::with_capacity(size_bytes as usize);
+    for append in run.iter_mut() {
+        for batch in append.batches.drain(..) {
+            buffer.extend_from_slice(&batch);
+        }
+    }
+    assert_eq!(buffer.len() as u64, size_bytes);
+    buffer
+}
+
+/// The segment's file, remembered as needing a sync.
+fn file_to_write(shared: &Shared, segment_base_offset: i64) -> File {
+    let mut state = shared.state.borrow_mut();
+    let index = state.segment_by_base(segment_base_offset);
+    let Some(index) = index else { unreachable!("a queued append's segment exists") };
+    let file = state.segments[index].file.clone();
+    if !state.unsynced_files.iter().any(|(base, _)| *base == segment_base_offset) {
+        state.unsynced_files.push((segment_base_offset, file.clone()));
+    }
+    file
+}
+
+fn sync_due(shared: &Shared, interval_ms: u64) -> bool {
+    let state = shared.state.borrow();
+    let since_sync = state.last_sync_at.map_or(Duration::MAX, |at| at.elapsed());
+    state.written.offset > state.synced.offset
+        && (state.closing || since_sync >= Duration::from_millis(interval_ms))
+}
+
+/// fdatasync every written file, oldest first, then the directory if segments came or went.
+/// On error the log goes offline (never retried: "fsyncgate").
+pub async fn sync_all(shared: &Shared) -> Result<(), ()> {
+    let (files, dir_dirty, target) = {
+        let mut state = shared.state.borrow_mut();
+        let dir_dirty = std::mem::replace(&mut state.dir_dirty, false);
+        (std::mem::take(&mut state.unsynced_files), dir_dirty, state.written)
+    };
+    for (base_offset, file) in files {
+        if let Err(error) = file.sync_data().await {
+            go_offline(shared, format!("fdatasync of segment {base_offset} failed: {error}"));
+            return Err(());
+        }
+        shared.state.borrow_mut().data_syncs += 1;
+    }
+    if dir_dirty {
+        if let Err(error) = shared.disk.sync_dir(&shared.dir) {
+            go_offline(shared, format!("fsync of the partition directory failed: {error}"));
+            return Err(());
+        }
+    }
+    let mut state = shared.state.borrow_mut();
+    assert!(target.offset >= state.synced.offset);
+    state.synced = target;
+    state.last_sync_at = Some(crate::io::now());
+    if shared.config.flush == FlushPolicy::EveryAppend && target.offset > state.high_watermark {
+        state.high_watermark = target.offset;
+        drop(state);
+        shared.high_watermark_changed.notify_waiters();
+    }
+    Ok(())
+}
+
+fn acknowledge(shared: &Shared, group: Vec<PendingAppend>) {
+    let mut state = shared.state.borrow_mut();
+    let every_append = shared.config.flush == FlushPolicy::EveryAppend;
+    for append in group {
+        // THE durability invariant: no append is acknowledged above the synced offset.
+        assert!(
+            !every_append || append.next_offset <= state.synced.offset,
+            "ack of offsets up to {} above the synced offset {}",
+            append.next_offset - 1,
+            state.synced.offset
+        );
+        if let Some((offset, timestamp_ms)) = append.max_timestamp {
+            if state.max_timestamp.is_none_or(|(_, max_ms)| timestamp_ms > max_ms) {
+                state.max_timestamp = Some((offset, timestamp_ms));
+            }
+        }
+        state.high_watermark = state.high_watermark.max(append.next_offset);
+        let info = AppendInfo {
+            base_offset: append.base_offset,
+            last_offset: append.next_offset - 1,
+            log_start_offset: state.log_start_offset,
+        };
+        // The caller may have stopped waiting; the data is durable either way.
+        let _ = append.done.send(Ok(info));
+    }
+    drop(state);
+    shared.high_watermark_changed.notify_waiters();
+}
+
+/// Rolls back the failed group and everything queued behind it, then truncates their bytes.
+async fn on_write_error(shared: &Shared, group: Vec<PendingAppend>, error: std::io::Error) {
+    let no_space = is_no_space(&error);
+    let to = LogPosition {
+        offset: group[0].base_offset,
+        segment_base_offset: group[0].segment_base_offset,
+        position_bytes: group[0].position_bytes,
+    };
+    let (file, removed) = {
+        let mut state = shared.state.borrow_mut();
+        let rolled_back = rollback(&mut state, to);
+        let make_error = || if no_space { LogError::NoSpace } else { LogError::Offline };
+        for append in group {
+            let _ = append.done.send(Err(make_error()));
+        }
+        fail_pending(&mut state, make_error);
+        rolled_back
+    };
+    if no_space {
+        tracing::warn!(dir = %shared.dir.display(), offset = to.offset, "log: disk full; appends fail until space is free");
+        let mut state = shared.state.borrow_mut();
+        state.status = LogStatus::NoSpace;
+        state.no_space_checked_at = Some(crate::io::now());
+    } else {
+        go_offline(shared, format!("write at offset {} failed: {error}", to.offset));
+    }
+    for base_offset in removed {
+        segment::remove_files(&shared.disk, &shared.dir, base_offset);
+    }
+    match file.set_len(to.position_bytes).await {
+        // The truncation becomes durable with the next sync, before anything behind it is acked.
+        Ok(()) => {
+            let mut state = shared.state.borrow_mut();
+            state.unsynced_files.push((to.segment_base_offset, file));
+        }
+        Err(error) => go_offline(shared, format!("truncating a failed append failed: {error}")),
+    }
+}
+
+/// Forgets everything from `to` on: later segments and the target segment's tail.
+fn rollback(state: &mut State, to: LogPosition) -> (File, Vec<i64>) {
+    assert_eq!(state.written.offset, to.offset, "only unwritten appends are rolled back");
+    let Some(index) = state.segment_by_base(to.segment_base_offset) else {
+        unreachable!("the failed append's segment exists")
+    };
+    let removed: Vec<i64> =
+        state.segments.drain(index + 1..).map(|segment| segment.base_offset).collect();
+    state.segments_to_seal.retain(|base_offset| *base_offset < to.segment_base_offset);
+    state.unsynced_files.retain(|(base_offset, _)| !removed.contains(base_offset));
+    state.dir_dirty |= !removed.is_empty();
+    let segment = &mut state.segments[index];
+    segment.truncate_to(to.position_bytes, to.offset);
+    let file = segment.file.clone();
+    state.log_end_offset = to.offset;
+    state.check_invariants();
+    (file, removed)
+}
+
+fn fail_pending(state: &mut State, make_error: impl Fn() -> LogError) {
+    state.pending_bytes = 0;
+    for append in state.pending.drain(..) {
+        let _ = append.done.send(Err(make_error()));
+    }
+}
+
+/// Takes the log offline: every read and write fails until it is re-opened.
+pub fn go_offline(shared: &Shared, reason: String) {
+    tracing::error!(dir = %shared.dir.display(), %reason, "log: storage fault; partition offline");
+    {
+        let mut state = shared.state.borrow_mut();
+        if !matches!(state.status, LogStatus::Offline { .. }) {
+            state.status = LogStatus::Offline { reason };
+        }
+        fail_pending(&mut state, || LogError::Offline);
+    }
+    shared.high_watermark_changed.notify_waiters();
+}
+
+/// Persists the indexes of sealed (fully durable) segments, and, when due, the active
+/// segment's durable index entries followed by the recovery checkpoint.
+pub async fn seal_and_checkpoint(shared: &Shared) {
+    let Some((writes, synced)) = plan_persistence(shared, false) else { return };
+    persist(shared, writes, synced, false).await;
+}
+
+/// What to persist: index writes and the checkpoint position; `None` when nothing is due.
+pub fn plan_persistence(shared: &Shared, force: bool) -> Option<(Vec<IndexWrite>, LogPosition)> {
+    let mut state = shared.state.borrow_mut();
+    if state.unusable().is_some() && !state.closing {
+        return None;
+    }
+    let synced = state.synced;
+    let mut writes = Vec::new();
+    let sealable: Vec<i64> = state.segments_to_seal.clone();
+    for base_offset in sealable {
+        let Some(index) = state.segment_by_base(base_offset) else { continue };
+        let segment = &state.segments[index];
+        if segment.next_offset <= synced.offset && index + 1 < state.segments.len() {
+            writes.push(IndexWrite::below(segment, segment.next_offset, segment.size_bytes));
+            state.segments_to_seal.retain(|base| *base != base_offset);
+        }
+    }
+    let since_checkpoint = bytes_between(&state, state.checkpointed, synced);
+    let due =
+        force || !writes.is_empty() || since_checkpoint >= shared.config.checkpoint_interval_bytes;
+    if !due || state.checkpointed == synced && writes.is_empty() {
+        return None;
+    }
+    let index = state.segment_by_base(synced.segment_base_offset)?;
+    writes.push(IndexWrite::below(&state.segments[index], synced.offset, synced.position_bytes));
+    Some((writes, state::normalized(&state, synced)))
+}
+
+/// Durable bytes between two log positions (approximate across segments: counts whole
+/// segments in between).
+fn bytes_between(state: &State, from: LogPosition, to: LogPosition) -> u64 {
+    if from.segment_base_offset == to.segment_base_offset {
+        return to.position_bytes.saturating_sub(from.position_bytes);
+    }
+    state
+        .segments
+        .iter()
+        .filter(|segment| {
+            segment.base_offset >= from.segment_base_offset
+                && segment.base_offset < to.segment_base_offset
+        })
+        .map(|segment| segment.size_bytes)
+        .sum::<u64>()
+        + to.position_bytes
+}
+
+/// Writes the planned index entries, then the checkpoint. A failed write just skips this
+/// checkpoint (indexes are a cache); a failed fdatasync takes the log offline.
+pub async fn persist(shared: &Shared, writes: Vec<IndexWrite>, synced: LogPosition, clean: bool) {
+    for write in writes {
+        match write.write(&shared.disk, &shared.dir).await {
+            Ok(written) => {
+                let mut state = shared.state.borrow_mut();
+                if let Some(index) = state.segment_by_base(written.base_offset) {
+                    written.mark_persisted(&mut state.segments[index]);
+                }
+            }
+            Err(error) => return persist_failed(shared, error),
+        }
+    }
+    let checkpoint = Checkpoint {
+        segment_base_offset: synced.segment_base_offset,
+        recovery_offset: synced.offset,
+        position_bytes: synced.position_bytes,
+        clean_shutdown: clean,
+    };
+    match checkpoint::write(&shared.disk, &shared.dir, &checkpoint).await {
+        Ok(()) => shared.state.borrow_mut().checkpointed = synced,
+        Err(error) => persist_failed(shared, error),
+    }
+}
+
+fn persist_failed(shared: &Shared, error: PersistError) {
+    match error {
+        PersistError::Write(error) => {
+            tracing::warn!(dir = %shared.dir.display(), %error, "log: could not persist indexes or checkpoint; will retry");
+        }
+        PersistError::Sync(error) => {
+            go_offline(shared, format!("fdatasync of an index or the checkpoint failed: {error}"));
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! `Log`: the handle to one partition's log, the API the broker codes against.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+
+use super::append;
+use super::config::{FlushPolicy, LogConfig};
+use super::error::{LogError, LogHealth, LogStatus};
+use super::flush;
+use super::recovery;
+use super::segment::IndexWrite;
+use super::state::{AppendInfo, LogPosition, Shared, State};
+use crate::io::local::Notify;
+use crate::io::Disk;
+
+/// One partition's log. Cheap to clone (shared); lives on one shard (`!Send`).
+#[derive(Clone)]
+pub struct Log {
+    pub(crate) shared: Rc<Shared>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("dir", &self.shared.dir).finish_non_exhaustive()
+    }
+}
+
+impl Log {
+    /// Opens (creating the directory if missing) and recovers the log in `dir`.
+    pub async fn open(disk: Disk, dir: PathBuf, config: LogConfig) -> Result<Log, LogError> {
+        config.assert_valid();
+        let recovered = recovery::recover(&disk, &dir, &config).await?;
+        let segments = recovered.segments;
+        let last = segments.last().unwrap_or_else(|| unreachable!("recovery yields a segment"));
+        let end = LogPosition {
+            offset: last.next_offset,
+            segment_base_offset: last.base_offset,
+            position_bytes: last.size_bytes,
+        };
+        let max_timestamp = segments
+            .iter()
+            .filter_map(|segment| segment.max_timestamp())
+            .max_by_key(|&(_, timestamp_ms)| timestamp_ms);
+        let state = State {
+            log_start_offset: segments[0].base_offset,
+            log_end_offset: end.offset,
+            written: end,
+            synced: end,
+            high_watermark: end.offset,
+            status: LogStatus::Online,
+            corrupt_from: recovered.corrupt_from,
+            closing: false,
+            closed: false,
+            no_space_checked_at: None,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            flusher_running: false,
+            unsynced_files: Vec::new(),
+            dir_dirty: false,
+            segments_to_seal: Vec::new(),
+            checkpointed: LogPosition { offset: -1, segment_base_offset: -1, position_bytes: 0 },
+            max_timestamp,
+            last_sync_at: None,
+            data_syncs: 0,
+            segments,
+        };
+        state.check_invariants();
+        let shared = Shared {
+            disk,
+            dir,
+            config,
+            state: RefCell::new(state),
+            high_watermark_changed: Notify::new(),
+            flusher_idle: Notify::new(),
+        };
+        let log = Log { shared: Rc::new(shared) };
+        log.finish_recovery(recovered.indexes_to_write).await?;
+        Ok(log)
+    }
+
+    /// Writes rebuilt indexes and a fresh checkpoint, so the next recovery starts here.
+    /// Skipped after detected loss: the old checkpoint makes the next open re-detect it.
+    async fn finish_recovery(&self, mut indexes_to_write: Vec<i64>) -> Result<(), LogError> {
+        indexes_to_write.sort_unstable();
+        indexes_to_write.dedup();
+        let writes: Vec<IndexWrite> = {
+            let state = self.shared.state.borrow();
+            if state.corrupt_from.is_some() {
+                return Ok(());
+            }
+            indexes_to_write
+                .iter()
+                .filter_map(|&base| state.segment_by_base(base))
+                .map(|index| {
+                    let segment = &state.segments[index];
+                    IndexWrite::below(segment, segment.next_offset, segment.size_bytes)
+                })
+                .collect()
+        };
+        let end = self.shared.state.borrow().synced;
+        flush::persist(&self.shared, writes, end, false).await;
+        match self.shared.state.borrow().status.clone() {
+            LogStatus::Offline { .. } => Err(LogError::Offline),
+            LogStatus::Online | LogStatus::NoSpace => Ok(()),
+        }
+    }
+
+    /// Appends one produce request's batches (already validated v2 batches) for this
+    /// partition. Offsets are assigned and patched in (with `leader_epoch`) synchronously,
+    /// when this is CALLED, in call order; the future resolves once the batches are durable
+    /// (per the flush policy). Not an `async fn` precisely so the assignment is not deferred
+    /// to the first poll.
+    pub fn append(
+        &self,
+        batches: Vec<BytesMut>,
+        leader_epoch: i32,
+    ) -> impl Future<Output = Result<AppendInfo, LogError>> + 'static {
+        let admitted = append::admit(&self.shared, batches, leader_epoch);
+        async move {
+            match admitted {
+                Ok(receiver) => receiver.await.unwrap_or(Err(LogError::Closed)),
+                Err(error) => Err(error),
+            }
+        }
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.shared.state.borrow().high_watermark
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.shared.state.borrow().log_end_offset
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.shared.state.borrow().log_start_offset
+    }
+
+    /// Completes when the high watermark exceeds `offset`, or the log closes or goes offline.
+    pub fn wait_for_high_watermark_above(&self, offset: i64) -> impl Future<Output = ()> + 'static {
+        let shared = Rc::clone(&self.shared);
+        async move {
+            // Each round either returns or waits for a notification: no busy loop.
+            loop {
+                let notified = shared.high_watermark_changed.notified();
+                {
+                    let state = shared.state.borrow();
+                    if state.high_watermark > offset || state.unusable().is_some() {
+                        return;
+                    }
+                }
+                notified.await;
+            }
+        }
+    }
+
+    /// (offset, timestamp) of the largest timestamp acknowledged so far (KIP-734). The offset
+    /// is that of the last record of the batch holding it.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        self.shared.state.borrow().max_timestamp
+    }
+
+    pub fn health(&self) -> LogHealth {
+        let state = self.shared.state.borrow();
+        LogHealth { status: state.status.clone(), corrupt_from: state.corrupt_from }
+    }
+
+    /// Rolls the active segment when its first batch is older than `segment_age_ms` (size
+    /// rolls happen in `append`).
+    pub async fn maybe_roll(&self, now_ms: i64) -> Result<(), LogError> {
+        let mut state = self.shared.state.borrow_mut();
+        if let Some(error) = state.unusable() {
+            return Err(error);
+        }
+        if state.status != LogStatus::Online || state.closing || state.corrupt_from.is_some() {
+            return Ok(());
+        }
+        let active = state.active();
+        let due = active.first_timestamp_ms.is_some_and(|first_ms| {
+            now_ms.saturating_sub(first_ms) > self.shared.config.segment_age_ms
+        });
+        if !due || active.is_empty() {
+            return Ok(());
+        }
+        append::roll(&self.shared, &mut state)?;
+        flush::ensure_flusher(&self.shared, &mut state);
+        Ok(())
+    }
+
+    /// Flushes, syncs and writes a clean-shutdown checkpoint. Appends after this fail with
+    /// `Closed`.
+    pub async fn close(&self) -> Result<(), LogError> {
+        self.shared.state.borrow_mut().closing = true;
+        self.wait_for_flusher().await;
+        let offline = matches!(self.shared.state.borrow().status, LogStatus::Offline { .. });
+        let result =
+            if offline { Err(LogError::Offline) } else { self.write_clean_checkpoint().await };
+        self.shared.state.borrow_mut().closed = true;
+        self.shared.high_watermark_changed.notify_waiters();
+        result
+    }
+
+    async fn wait_for_flusher(&self) {
+        // Each round waits for the flusher to exit; `closing` keeps it from being restarted.
+        loop {
+            let idle = self.shared.flusher_idle.notified();
+            if !self.shared.state.borrow().flusher_running {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    async fn write_clean_checkpoint(&self) -> Result<(), LogError> {
+        let written = self.shared.state.borrow().written;
+        if self.shared.state.borrow().synced != written {
+            flush::sync_all(&self.shared).await.map_err(|()| LogError::Offline)?;
+        }
+        if self.shared.state.borrow().corrupt_from.is_some() {
+            return Ok(());
+        }
+        let writes: Vec<IndexWrite> = {
+            let state = self.shared.state.borrow();
+            state
+                .segments
+                .iter()
+                .map(|segment| IndexWrite::below(segment, segment.next_offset, segment.size_bytes))
+                .collect()
+        };
+        let synced = self.shared.state.borrow().synced;
+        let position = super::state::normalized(&self.shared.state.borrow(), synced);
+        flush::persist(&self.shared, writes, position, true).await;
+        match self.shared.state.borrow().status {
+            LogStatus::Offline { .. } => Err(LogError::Offline),
+            LogStatus::Online | LogStatus::NoSpace => Ok(()),
+        }
+    }
+
+    /// Closes the log and removes its directory.
+    pub async fn delete(self) -> Result<(), LogError> {
+        self.shared.state.borrow_mut().closing = true;
+        self.wait_for_flusher().await;
+        self.shared.state.borrow_mut().closed = true;
+        self.shared.high_watermark_changed.notify_waiters();
+        self.shared.disk.remove_dir_all(&self.shared.dir)?;
+        Ok(())
+    }
+
+    /// fdatasync calls made on segment files so far (group commit makes this far smaller
+    /// than the number of appends).
+    pub fn data_sync_count(&self) -> u64 {
+        self.shared.state.borrow().data_syncs
+    }
+
+    pub fn flush_policy(&self) -> FlushPolicy {
+        self.shared.config.flush
+    }
+}

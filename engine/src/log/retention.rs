@@ -1,0 +1,162 @@
+//! Retention: which whole oldest segments to delete, by total size and by age.
+//!
+//! Kafka's rules: by age, a segment goes once its newest timestamp is more than
+//! `retention_age_ms` old; by size, the oldest segment goes while the log would still hold at
+//! least `retention_size_bytes` without it. Both delete a prefix of the segments, so the
+//! result is the longer prefix. The active (last) segment is never deleted, nor any segment
+//! holding offsets at or above the high watermark (not yet durable, or not yet visible).
+
+use super::error::LogError;
+use super::partition::Log;
+use super::segment::{self, Segment};
+
+/// What retention needs to know about a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentSummary {
+    pub base_offset: i64,
+    pub next_offset: i64,
+    pub size_bytes: u64,
+    /// Newest batch timestamp in the segment; `None` when no batch carries one.
+    pub max_timestamp_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionLimits {
+    /// -1 = unlimited.
+    pub retention_size_bytes: i64,
+    /// -1 = unlimited.
+    pub retention_age_ms: i64,
+}
+
+/// How many of the oldest `segments` (sorted by base offset, last = active) to delete.
+pub fn deletable_prefix(
+    segments: &[SegmentSummary],
+    limits: RetentionLimits,
+    now_ms: i64,
+    high_watermark: i64,
+) -> usize {
+    debug_assert!(segments.windows(2).all(|pair| pair[0].next_offset == pair[1].base_offset));
+    let Some((_active, sealed)) = segments.split_last() else { return 0 };
+    let candidates =
+        sealed.iter().take_while(|segment| segment.next_offset <= high_watermark).count();
+    let sealed = &sealed[..candidates];
+    let by_age = if limits.retention_age_ms < 0 {
+        0
+    } else {
+        sealed
+            .iter()
+            .take_while(|segment| expired(segment, limits.retention_age_ms, now_ms))
+            .count()
+    };
+    let by_size = if limits.retention_size_bytes < 0 {
+        0
+    } else {
+        let mut remaining_bytes: u64 = segments.iter().map(|segment| segment.size_bytes).sum();
+        let retention_size_bytes = limits.retention_size_bytes as u64;
+        let mut count = 0;
+        for segment in sealed {
+            if remaining_bytes - segment.size_bytes < retention_size_bytes {
+                break;
+            }
+            remaining_bytes -= segment.size_bytes;
+            count += 1;
+        }
+        count
+    };
+    let count = by_age.max(by_size);
+    assert!(count < segments.len(), "retention must keep the active segment");
+    count
+}
+
+fn expired(segment: &SegmentSummary, retention_age_ms: i64, now_ms: i64) -> bool {
+    match segment.max_timestamp_ms {
+        Some(max_timestamp_ms) => now_ms.saturating_sub(max_timestamp_ms) > retention_age_ms,
+        // Without timestamps age cannot be judged; an empty segment holds nothing to keep.
+        None => segment.size_bytes == 0,
+    }
+}
+
+impl Log {
+    /// Deletes whole oldest segments by size and by age (never the active one, never data at
+    /// or above the high watermark) and advances the log start offset. Returns how many.
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<u32, LogError> {
+        let shared = &self.shared;
+        let limits = RetentionLimits {
+            retention_size_bytes: shared.config.retention_size_bytes,
+            retention_age_ms: shared.config.retention_age_ms,
+        };
+        let removed: Vec<i64> = {
+            let mut state = shared.state.borrow_mut();
+            if let Some(error) = state.unusable() {
+                return Err(error);
+            }
+            let summaries: Vec<SegmentSummary> =
+                state.segments.iter().map(Segment::summary).collect();
+            let count = deletable_prefix(&summaries, limits, now_ms, state.high_watermark);
+            let removed: Vec<i64> =
+                state.segments.drain(..count).map(|segment| segment.base_offset).collect();
+            state.log_start_offset = state.segments[0].base_offset;
+            state.segments_to_seal.retain(|base| !removed.contains(base));
+            state.unsynced_files.retain(|(base, _)| !removed.contains(base));
+            state.check_invariants();
+            removed
+        };
+        if removed.is_empty() {
+            return Ok(0);
+        }
+        for &base_offset in &removed {
+            segment::remove_files(&shared.disk, &shared.dir, base_offset);
+        }
+        shared.disk.sync_dir(&shared.dir)?;
+        let log_start_offset = self.log_start_offset();
+        tracing::info!(dir = %shared.dir.display(), segments = removed.len(), log_start_offset, "log: retention deleted segments");
+        Ok(removed.len() as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Segments of 10 offsets and 100 bytes each, segment `i` stamped `i * 1000`.
+    fn segments(count: i64) -> Vec<SegmentSummary> {
+        (0..count)
+            .map(|i| SegmentSummary {
+                base_offset: i * 10,
+                next_offset: i * 10 + 10,
+                size_bytes: 100,
+                max_timestamp_ms: Some(i * 1000),
+            })
+            .collect()
+    }
+
+    fn check(size: i64, age: i64, now_ms: i64, high_watermark: i64, expected: usize) {
+        let limits = RetentionLimits { retention_size_bytes: size, retention_age_ms: age };
+        assert_eq!(deletable_prefix(&segments(5), limits, now_ms, high_watermark), expected);
+    }
+
+    #[test]
+    fn by_size_keeps_at_least_the_limit() {
+        check(-1, -1, 0, 50, 0);
+        check(500, -1, 0, 50, 0);
+        check(400, -1, 0, 50, 1);
+        check(350, -1, 0, 50, 1);
+        check(0, -1, 0, 50, 4);
+    }
+
+    #[test]
+    fn by_age_deletes_segments_older_than_the_limit() {
+        check(-1, 1500, 3000, 50, 2); // segments stamped 0 and 1000 are > 1500 ms old
+        check(-1, 0, 1_000_000, 50, 4);
+        check(-1, 1500, 1000, 50, 0);
+    }
+
+    #[test]
+    fn never_deletes_the_active_segment_or_beyond_the_high_watermark() {
+        check(0, 0, 1_000_000, 25, 2);
+        check(0, 0, 1_000_000, 0, 0);
+        let limits = RetentionLimits { retention_size_bytes: 0, retention_age_ms: 0 };
+        assert_eq!(deletable_prefix(&segments(1), limits, 1_000_000, 10), 0);
+        assert_eq!(deletable_prefix(&[], limits, 1_000_000, 10), 0);
+    }
+}

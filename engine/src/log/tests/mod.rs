@@ -1,0 +1,109 @@
+//! Tests of the log against the simulated disk (`crate::io::SimDisk`), plus a few on the real
+//! disk. Shared helpers live here; each file covers one behaviour.
+
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+
+use super::{Log, LogConfig};
+use crate::io::{Disk, SimDisk};
+use crate::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
+use crate::protocol::record_batch::check_framing_and_crc;
+
+mod basic;
+mod corruption;
+mod crash;
+mod faults;
+mod model;
+mod os_disk;
+
+pub fn dir() -> PathBuf {
+    PathBuf::from("/data/topic-0")
+}
+
+/// Small segments and a dense index so that tests cross every boundary quickly.
+pub fn small_config() -> LogConfig {
+    LogConfig {
+        segment_size_bytes: 2048,
+        index_interval_bytes: 200,
+        checkpoint_interval_bytes: 1024,
+        segment_age_ms: 1000,
+        retention_age_ms: -1,
+        ..LogConfig::default()
+    }
+}
+
+/// An uncompressed batch of `records` records with `value_bytes`-byte values; record `i` has
+/// timestamp `timestamp_ms + i`.
+pub fn batch(records: usize, value_bytes: usize, timestamp_ms: i64) -> BytesMut {
+    let records: Vec<Record> = (0..records)
+        .map(|index| Record {
+            value: Some(vec![(index % 251) as u8; value_bytes]),
+            timestamp_delta: index as i64,
+            ..Record::default()
+        })
+        .collect();
+    BytesMut::from(&encode_batch(&records, timestamp_ms, ProducerStamp::NONE)[..])
+}
+
+pub fn sim(seed: u64) -> (SimDisk, Disk) {
+    let sim = SimDisk::new(seed);
+    (sim.clone(), Disk::Simulated(sim))
+}
+
+pub async fn open(disk: &Disk, config: &LogConfig) -> Log {
+    match Log::open(disk.clone(), dir(), config.clone()).await {
+        Ok(log) => log,
+        Err(error) => panic!("open failed: {error}"),
+    }
+}
+
+/// Splits served bytes into (base offset, batch bytes), asserting each batch is CRC-valid.
+pub fn split(bytes: &[u8]) -> Vec<(i64, Vec<u8>)> {
+    let mut batches = Vec::new();
+    let mut position = 0;
+    while position < bytes.len() {
+        let info = check_framing_and_crc(&bytes[position..]).expect("served batch is CRC-valid");
+        batches.push((info.base_offset, bytes[position..position + info.size_bytes].to_vec()));
+        position += info.size_bytes;
+    }
+    batches
+}
+
+/// Every batch from `from` to the high watermark, read in steps of `max_bytes`.
+pub async fn read_all(log: &Log, from: i64, max_bytes: usize) -> Vec<(i64, Vec<u8>)> {
+    let mut batches = Vec::new();
+    let mut offset = from;
+    // Each read returns at least one batch (min_one_batch) until the high watermark.
+    while offset < log.high_watermark() {
+        let read = log.read(offset, max_bytes, true).await.expect("read below the high watermark");
+        let got = split(&read.bytes);
+        assert!(!got.is_empty(), "min_one_batch read at {offset} returned nothing");
+        let last = check_framing_and_crc(&got[got.len() - 1].1).expect("valid");
+        offset = last.next_offset();
+        batches.extend(got);
+    }
+    batches
+}
+
+/// Bytes of `batch` as the log stores it: base offset and leader epoch patched in.
+pub fn patched(batch: &BytesMut, base_offset: i64, leader_epoch: i32) -> Vec<u8> {
+    let mut bytes = batch.to_vec();
+    crate::protocol::record_batch::patch_base_offset(&mut bytes, base_offset, leader_epoch);
+    bytes
+}
+
+pub fn segment_log_path(base_offset: i64) -> PathBuf {
+    super::layout::segment_path(&dir(), base_offset, super::layout::LOG_SUFFIX)
+}
+
+pub fn segment_bases(disk: &Disk, path: &Path) -> Vec<i64> {
+    let names = disk.list_dir(path).expect("list");
+    names
+        .iter()
+        .filter_map(|name| match super::layout::classify(name) {
+            super::layout::EntryKind::Log { base_offset } => Some(base_offset),
+            _ => None,
+        })
+        .collect()
+}
