@@ -2,10 +2,14 @@
 """summarize.py — results.csv of benches/e2e/run.sh (one or more, concatenated) to markdown.
 
 Usage: summarize.py results.csv [environment.txt ...]
+       summarize.py --compare a.csv b.csv ...
 
 One line per (target, bench, tool, record size, partitions, rate): the median MiB/s over the
 repeats with its min-max spread, median records/s, and the median of each latency percentile.
 Failed rows are counted and their first note is shown.
+
+--compare: one line per (bench, tool, record size, partitions, rate) and one column per
+target, each cell "median MiB/s · p50 / p99 ms" (latency where the tool reports it).
 """
 
 import csv
@@ -53,18 +57,47 @@ def sort_key(key):
     return (target, BENCH_ORDER.get(bench, 9), tool, int(size or 0), int(partitions or 0), rate)
 
 
+def read_groups(paths):
+    groups = {}
+    for path in paths:
+        with open(path, newline="") as file:
+            for record in csv.DictReader(file):
+                groups.setdefault(tuple(record[f] for f in KEY_FIELDS), []).append(record)
+    return groups
+
+
+def compare_cell(group):
+    good = [row for row in group if not row["note"].startswith("failed")]
+    if not good:
+        return "failed"
+    cell = show(median_of(good, "mib_per_s"))
+    p50, p99 = median_of(good, "p50_ms"), median_of(good, "p99_ms")
+    if p50 is not None and p99 is not None:
+        cell += f" · {show(p50, 2)} / {show(p99, 2)}"
+    return cell
+
+
+def compare(paths):
+    groups = read_groups(paths)
+    targets = sorted({key[0] for key in groups}, key=lambda t: (t != "tern", t))
+    rows = sorted({key[1:] for key in groups}, key=lambda rest: sort_key(("",) + rest))
+    print("| bench | tool | record | partitions | rate/s | " + " | ".join(targets) + " |")
+    print("|" + "---|" * (5 + len(targets)))
+    for bench, tool, size, partitions, rate in rows:
+        cells = [compare_cell(groups[key]) if key in groups else ""
+                 for key in ((t, bench, tool, size, partitions, rate) for t in targets)]
+        rate = "max" if rate == "-1" else rate
+        print(f"| {bench} | {tool} | {size_label(size)} | {partitions} | {rate} | "
+              + " | ".join(cells) + " |")
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    rows = []
-    for line in open(sys.argv[1], newline=""):
-        if line.startswith("target,") and rows:
-            continue  # header of a concatenated file
-        rows.append(line)
-    records = list(csv.DictReader(rows))
-    groups = {}
-    for record in records:
-        groups.setdefault(tuple(record[f] for f in KEY_FIELDS), []).append(record)
+    if sys.argv[1] == "--compare":
+        compare(sys.argv[2:])
+        return
+    groups = read_groups(sys.argv[1:2])
     for path in sys.argv[2:]:
         print("```")
         print(open(path).read().rstrip())
