@@ -47,7 +47,8 @@ fn append(c: &mut Criterion) {
     group.throughput(Throughput::Bytes((template.len() * APPENDS) as u64));
     group.sample_size(20);
     let scratch = std::env::temp_dir().join(format!("tern-bench-{}", std::process::id()));
-    let disks: [(&str, Box<dyn Fn() -> Disk>); 2] = [
+    type DiskFactory = Box<dyn Fn() -> Disk>;
+    let disks: [(&str, DiskFactory); 2] = [
         ("simulated_disk", Box::new(|| Disk::Simulated(SimDisk::new(1)))),
         ("os_disk_fdatasync", Box::new(|| Disk::Os)),
     ];

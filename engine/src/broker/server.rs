@@ -62,6 +62,8 @@ pub enum StartError {
     DataDir { path: String, source: std::io::Error },
     #[error("data directory belongs to node {found}, but this broker is node {configured}")]
     NodeIdMismatch { found: i32, configured: i32 },
+    #[error("cannot listen on {address}: {source}")]
+    Listen { address: std::net::SocketAddr, source: std::io::Error },
     #[error("shards: {0}")]
     Shards(std::io::Error),
 }
@@ -114,23 +116,21 @@ impl Broker {
     /// Serves until shut down, one thread per shard. Blocks the calling thread.
     pub fn run(self) -> Result<(), StartError> {
         let shard_count = self.config.shard_count;
-        io::run_shards(shard_count, self.shard_factory()).map_err(StartError::Shards)?;
-        Ok(())
+        let outcomes =
+            io::run_shards(shard_count, self.shard_factory()).map_err(StartError::Shards)?;
+        outcomes.into_iter().collect()
     }
 
     /// Serves until shut down, the shards as tasks of the current runtime (the simulator).
     pub async fn serve(self) -> Result<(), StartError> {
         let shard_count = self.config.shard_count;
-        io::run_shards_async(shard_count, self.shard_factory())
+        let outcomes = io::run_shards_async(shard_count, self.shard_factory())
             .await
             .map_err(StartError::Shards)?;
-        Ok(())
+        outcomes.into_iter().collect()
     }
 
-    fn shard_factory(
-        self,
-    ) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send + Sync
-    {
+    fn shard_factory(self) -> impl Fn(usize) -> ShardMain + Send + Sync {
         let Broker { config, cluster, disk, topics, senders, receivers } = self;
         assert!(
             matches!(disk, Disk::Os) || cfg!(madsim),
@@ -163,8 +163,15 @@ struct SendDisk(Disk);
 // admits it only in the madsim build, where every shard is a task of the one simulation thread.
 unsafe impl Send for SendDisk {}
 
+/// A shard's main task, as handed to the runtime.
+type ShardMain = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StartError>>>>;
+
 /// One shard's life: open its partitions, serve jobs and connections, stop on request.
-pub async fn run_shard(shard: Rc<Shard>, jobs: mesh::Receiver<Job>, topics: Arc<TopicSnapshot>) {
+pub async fn run_shard(
+    shard: Rc<Shard>,
+    jobs: mesh::Receiver<Job>,
+    topics: Arc<TopicSnapshot>,
+) -> Result<(), StartError> {
     shard.apply_topics(topics).await;
     drop(io::spawn_local(shard.clone().serve_jobs(jobs)));
     drop(io::spawn_local(shard.clone().run_retention()));
@@ -172,15 +179,24 @@ pub async fn run_shard(shard: Rc<Shard>, jobs: mesh::Receiver<Job>, topics: Arc<
         Ok(listener) => listener,
         Err(error) => {
             tracing::error!(address = %shard.config.listen, %error, "cannot listen; stopping");
+            // Every shard must listen, or the broker would serve some connections and not
+            // others: stop them all.
+            for other in (0..shard.shard_count()).filter(|other| *other != shard.id) {
+                let origin = shard.clone();
+                drop(io::spawn_local(async move {
+                    origin.call_on(other, |target| async move { target.request_shutdown() }).await
+                }));
+            }
             shard.request_shutdown();
             shard.close_partitions().await;
-            return;
+            return Err(StartError::Listen { address: shard.config.listen, source: error });
         }
     };
     tracing::info!(shard = shard.id, address = %shard.config.listen, "listening");
     accept_until_shutdown(&shard, &listener).await;
     drop(listener);
     shard.close_partitions().await;
+    Ok(())
 }
 
 async fn accept_until_shutdown(shard: &Rc<Shard>, listener: &Listener) {

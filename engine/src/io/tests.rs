@@ -529,6 +529,8 @@ fn disk_step() -> impl proptest::strategy::Strategy<Value = DiskStep> {
 /// Applies `step` to the model: (durable image, cached image).
 fn model_apply(model: &mut (Vec<u8>, Vec<u8>), step: &DiskStep) {
     match *step {
+        // A zero-length write changes nothing, not even the size (as pwrite(2)).
+        DiskStep::Write { length: 0, .. } => {}
         DiskStep::Write { offset, length, byte } => {
             let end = offset as usize + length;
             if model.1.len() < end {

@@ -156,7 +156,10 @@ fn check_accepting(shared: &Shared, state: &mut State, size_bytes: u64) -> Resul
             if !free {
                 return Err(LogError::NoSpace);
             }
-            tracing::info!(dir = %shared.dir.display(), "log: space is free again; resuming appends");
+            tracing::info!(
+                dir = %shared.dir.display(),
+                "log: space is free again; resuming appends",
+            );
             state.status = LogStatus::Online;
             Ok(())
         }

@@ -15,6 +15,7 @@ use bytes::BytesMut;
 use super::checkpoint::{self, Checkpoint, PersistError};
 use super::config::FlushPolicy;
 use super::error::{is_no_space, LogError, LogStatus};
+use super::intent::{self, Intent};
 use super::segment::{self, IndexWrite};
 use super::state::{self, AppendInfo, LogPosition, PendingAppend, Shared, State};
 use crate::io::File;
@@ -22,6 +23,9 @@ use crate::io::File;
 /// Starts the flusher unless it is running. Called with the state borrowed (synchronously).
 pub fn ensure_flusher(shared: &Rc<Shared>, state: &mut State) {
     if state.flusher_running {
+        // It may be sleeping out a flush interval; new appends are acknowledged after their
+        // write, not after the interval.
+        shared.flusher_wake.notify_waiters();
         return;
     }
     state.flusher_running = true;
@@ -40,7 +44,10 @@ async fn run(shared: Rc<Shared>) {
         turn(&shared).await;
         match next(&shared) {
             Next::Turn => {}
-            Next::SleepFor(duration) => crate::io::sleep(duration).await,
+            Next::SleepFor(duration) => {
+                // `close` wakes the flusher early so the final sync does not wait out the interval.
+                let _ = crate::io::timeout(duration, shared.flusher_wake.notified()).await;
+            }
             Next::Exit => {
                 shared.flusher_idle.notify_waiters();
                 return;
@@ -53,8 +60,21 @@ async fn run(shared: Rc<Shared>) {
 async fn turn(shared: &Rc<Shared>) {
     let mut group = take_group(shared);
     if !group.is_empty() {
+        let intent_written = match record_intent(shared, &group).await {
+            Ok(written) => written,
+            Err(PersistError::Write(error)) => {
+                // Rewriting the 28-byte file in place needs no space, so nothing stale remains.
+                on_write_error(shared, group, error, false).await;
+                return;
+            }
+            Err(PersistError::Sync(error)) => {
+                go_offline(shared, format!("fdatasync of the write intent failed: {error}"));
+                fail_group(group, || LogError::Offline);
+                return;
+            }
+        };
         if let Err(error) = write_group(shared, &mut group).await {
-            on_write_error(shared, group, error).await;
+            on_write_error(shared, group, error, intent_written).await;
             return;
         }
         // io_uring yields here anyway (the sync is another submission); the simulated disk
@@ -75,9 +95,7 @@ async fn turn(shared: &Rc<Shared>) {
             } else if sync_all(shared).await.is_ok() {
                 acknowledge(shared, group);
             } else {
-                for append in group {
-                    let _ = append.done.send(Err(LogError::Offline));
-                }
+                fail_group(group, || LogError::Offline);
             }
         }
         FlushPolicy::IntervalMs(interval_ms) => {
@@ -110,6 +128,46 @@ fn next(shared: &Shared) -> Next {
     }
     state.flusher_running = false;
     Next::Exit
+}
+
+/// Before a group of two or more batches, durably records its offset range (see `intent.rs`:
+/// it lets recovery tell a torn group from corrupted acknowledged data). True if written.
+/// The range starts at the synced end, not at the group: under `FlushPolicy::IntervalMs`
+/// earlier, still unsynced groups can be torn too.
+async fn record_intent(shared: &Shared, group: &[PendingAppend]) -> Result<bool, PersistError> {
+    let (synced, unsynced_before) = {
+        let state = shared.state.borrow();
+        (state.synced.offset, usize::from(state.written.offset > state.synced.offset))
+    };
+    let batches: usize = group.iter().map(|append| append.batches.len()).sum();
+    if batches + unsynced_before < 2 {
+        return Ok(false);
+    }
+    assert!(synced <= group[0].base_offset);
+    let range = Intent { start_offset: synced, end_offset: group[group.len() - 1].next_offset };
+    let file = intent_file(shared).map_err(PersistError::Write)?;
+    intent::write(&file, &range).await?;
+    shared.state.borrow_mut().intent_outstanding = true;
+    Ok(true)
+}
+
+/// The log's handle on the `write-intent` file (opened once: no open() per group).
+pub fn intent_file(shared: &Shared) -> std::io::Result<File> {
+    let mut cached = shared.intent_file.borrow_mut();
+    if let Some(file) = cached.as_ref() {
+        return Ok(file.clone());
+    }
+    let file = intent::open(&shared.disk, &shared.dir)?;
+    // The intent is useless if its directory entry can vanish in a crash.
+    shared.disk.sync_dir(&shared.dir)?;
+    *cached = Some(file.clone());
+    Ok(file)
+}
+
+fn fail_group(group: Vec<PendingAppend>, make_error: impl Fn() -> LogError) {
+    for append in group {
+        let _ = append.done.send(Err(make_error()));
+    }
 }
 
 fn take_group(shared: &Shared) -> Vec<PendingAppend> {
@@ -201,6 +259,7 @@ pub async fn sync_all(shared: &Shared) -> Result<(), ()> {
             return Err(());
         }
     }
+    clear_intent_after_sync(shared, target.offset).await;
     let mut state = shared.state.borrow_mut();
     assert!(target.offset >= state.synced.offset);
     state.synced = target;
@@ -211,6 +270,24 @@ pub async fn sync_all(shared: &Shared) -> Result<(), ()> {
         shared.high_watermark_changed.notify_waiters();
     }
     Ok(())
+}
+
+/// Everything the intent covered is durable now. The reset is written without fdatasync: a
+/// crash may leave either the old range (harmless: its data is durable, and an intact batch
+/// beyond it still proves corruption) or the empty one.
+async fn clear_intent_after_sync(shared: &Shared, synced_offset: i64) {
+    if !shared.state.borrow().intent_outstanding {
+        return;
+    }
+    let empty = Intent { start_offset: synced_offset, end_offset: synced_offset };
+    let written = match intent_file(shared) {
+        Ok(file) => intent::write_unsynced(&file, &empty).await,
+        Err(error) => Err(error),
+    };
+    match written {
+        Ok(()) => shared.state.borrow_mut().intent_outstanding = false,
+        Err(error) => tracing::warn!(%error, "log: could not reset the write intent"),
+    }
 }
 
 fn acknowledge(shared: &Shared, group: Vec<PendingAppend>) {
@@ -243,7 +320,12 @@ fn acknowledge(shared: &Shared, group: Vec<PendingAppend>) {
 }
 
 /// Rolls back the failed group and everything queued behind it, then truncates their bytes.
-async fn on_write_error(shared: &Shared, group: Vec<PendingAppend>, error: std::io::Error) {
+async fn on_write_error(
+    shared: &Shared,
+    group: Vec<PendingAppend>,
+    error: std::io::Error,
+    intent_written: bool,
+) {
     let no_space = is_no_space(&error);
     let to = LogPosition {
         offset: group[0].base_offset,
@@ -261,7 +343,11 @@ async fn on_write_error(shared: &Shared, group: Vec<PendingAppend>, error: std::
         rolled_back
     };
     if no_space {
-        tracing::warn!(dir = %shared.dir.display(), offset = to.offset, "log: disk full; appends fail until space is free");
+        tracing::warn!(
+            dir = %shared.dir.display(),
+            offset = to.offset,
+            "log: disk full; appends fail until space is free",
+        );
         let mut state = shared.state.borrow_mut();
         state.status = LogStatus::NoSpace;
         state.no_space_checked_at = Some(crate::io::now());
@@ -270,6 +356,17 @@ async fn on_write_error(shared: &Shared, group: Vec<PendingAppend>, error: std::
     }
     for base_offset in removed {
         segment::remove_files(&shared.disk, &shared.dir, base_offset);
+    }
+    // The failed group's offsets will be reused: its intent must not outlive it.
+    let empty = Intent { start_offset: to.offset, end_offset: to.offset };
+    if intent_written {
+        let written = match intent_file(shared) {
+            Ok(file) => intent::write(&file, &empty).await,
+            Err(error) => Err(PersistError::Write(error)),
+        };
+        if let Err(error) = written {
+            go_offline(shared, format!("resetting the write intent failed: {error:?}"));
+        }
     }
     match file.set_len(to.position_bytes).await {
         // The truncation becomes durable with the next sync, before anything behind it is acked.
@@ -402,7 +499,11 @@ pub async fn persist(shared: &Shared, writes: Vec<IndexWrite>, synced: LogPositi
 fn persist_failed(shared: &Shared, error: PersistError) {
     match error {
         PersistError::Write(error) => {
-            tracing::warn!(dir = %shared.dir.display(), %error, "log: could not persist indexes or checkpoint; will retry");
+            tracing::warn!(
+                dir = %shared.dir.display(),
+                %error,
+                "log: could not persist indexes or checkpoint; will retry",
+            );
         }
         PersistError::Sync(error) => {
             go_offline(shared, format!("fdatasync of an index or the checkpoint failed: {error}"));

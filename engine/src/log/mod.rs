@@ -23,20 +23,39 @@
 //!   Written at every roll (after the sealed segment's indexes), every
 //!   `checkpoint_interval_bytes` of durable data, at open and on close.
 //!
+//! - `write-intent` — 28 bytes: magic `TRWI`, version u16 (1), reserved u16, start offset i64,
+//!   end offset i64, CRC32C u32 (all BE): the offset range of the multi-batch group being
+//!   written, fdatasync'd before its data, so recovery can tell a torn group from corruption.
+//!
 //! Indexes are caches of the log: written only for durable data (and synced before the
 //! checkpoint that vouches for them), validated on load (entries increasing, inside the
 //! segment), and rebuilt from the log whenever missing or invalid.
 //!
 //! # Durability and faults
 //!
-//! See `flush.rs` (group commit, ENOSPC, fsync errors) and `recovery.rs` (torn tails vs.
-//! detected loss). DESIGN.md's storage-fault policy is the authority.
+//! - Offsets are assigned (and patched into the batches) synchronously when `Log::append` is
+//!   called; the flusher task (`flush.rs`) writes queued appends, runs one fdatasync for all of
+//!   them (group commit), and only then acknowledges them and moves the high watermark
+//!   (`FlushPolicy::EveryAppend`; `IntervalMs` acknowledges after the write, documented as
+//!   relaxed). Files are synced oldest segment first.
+//! - ENOSPC on a write: the failed appends and everything queued behind them fail with
+//!   `NoSpace`, their bytes are truncated away, the log answers `NoSpace` to appends until
+//!   free space is seen again (checked at most once a second), reads keep working.
+//! - Any other write error, and any fdatasync error (data, index, checkpoint, intent): the log
+//!   goes offline until re-opened; re-opening recovers from what is durable.
+//! - Recovery (`recovery.rs`) truncates torn tails and reports (never truncates, never skips)
+//!   a bad batch with intact batches behind it as detected loss (`LogHealth::corrupt_from`,
+//!   `LogError::Corrupt`). The write intent keeps a torn multi-batch group from looking like
+//!   such loss. Reads CRC-check every batch they serve and report loss the same way.
+//!
+//! DESIGN.md's storage-fault policy is the authority.
 
 mod append;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
 mod flush;
+pub mod intent;
 pub mod layout;
 pub mod offset_index;
 mod partition;

@@ -9,9 +9,11 @@ use std::rc::Rc;
 use bytes::BytesMut;
 
 use super::append;
+use super::checkpoint::PersistError;
 use super::config::{FlushPolicy, LogConfig};
 use super::error::{LogError, LogHealth, LogStatus};
 use super::flush;
+use super::intent::{self, Intent};
 use super::recovery;
 use super::segment::IndexWrite;
 use super::state::{AppendInfo, LogPosition, Shared, State};
@@ -63,6 +65,7 @@ impl Log {
             unsynced_files: Vec::new(),
             dir_dirty: false,
             segments_to_seal: Vec::new(),
+            intent_outstanding: false,
             checkpointed: LogPosition { offset: -1, segment_base_offset: -1, position_bytes: 0 },
             max_timestamp,
             last_sync_at: None,
@@ -77,8 +80,19 @@ impl Log {
             state: RefCell::new(state),
             high_watermark_changed: Notify::new(),
             flusher_idle: Notify::new(),
+            flusher_wake: Notify::new(),
+            intent_file: RefCell::new(None),
         };
         let log = Log { shared: Rc::new(shared) };
+        if let Some(stale) = recovered.intent {
+            // The torn group (if any) is gone; its offsets will be reused.
+            let empty = Intent { start_offset: end.offset, end_offset: end.offset };
+            tracing::debug!(?stale, "log: resetting the write intent after recovery");
+            let file = flush::intent_file(&log.shared)?;
+            intent::write(&file, &empty).await.map_err(|error| match error {
+                PersistError::Write(error) | PersistError::Sync(error) => LogError::Io(error),
+            })?;
+        }
         log.finish_recovery(recovered.indexes_to_write).await?;
         Ok(log)
     }
@@ -206,6 +220,7 @@ impl Log {
     }
 
     async fn wait_for_flusher(&self) {
+        self.shared.flusher_wake.notify_waiters();
         // Each round waits for the flusher to exit; `closing` keeps it from being restarted.
         loop {
             let idle = self.shared.flusher_idle.notified();
@@ -233,11 +248,30 @@ impl Log {
                 .collect()
         };
         let synced = self.shared.state.borrow().synced;
+        self.clear_intent(synced.offset).await?;
         let position = super::state::normalized(&self.shared.state.borrow(), synced);
         flush::persist(&self.shared, writes, position, true).await;
         match self.shared.state.borrow().status {
             LogStatus::Offline { .. } => Err(LogError::Offline),
             LogStatus::Online | LogStatus::NoSpace => Ok(()),
+        }
+    }
+
+    /// A clean shutdown leaves no write intent behind (see `intent.rs`).
+    async fn clear_intent(&self, synced_offset: i64) -> Result<(), LogError> {
+        let path = self.shared.dir.join(intent::INTENT_FILE_NAME);
+        if !self.shared.disk.exists(&path) {
+            return Ok(());
+        }
+        let empty = Intent { start_offset: synced_offset, end_offset: synced_offset };
+        let file = flush::intent_file(&self.shared)?;
+        match intent::write(&file, &empty).await {
+            Ok(()) => Ok(()),
+            Err(PersistError::Write(error)) => Err(LogError::Io(error)),
+            Err(PersistError::Sync(error)) => {
+                flush::go_offline(&self.shared, format!("fdatasync of the write intent: {error}"));
+                Err(LogError::Offline)
+            }
         }
     }
 

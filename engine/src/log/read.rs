@@ -14,8 +14,10 @@ use super::state::{ReadInfo, Shared};
 use crate::io::File;
 use crate::protocol::record_batch::{self, HEADER_SIZE_BYTES};
 
-/// Bytes read per step while walking headers from an index entry to the wanted batch.
-const LOCATE_WINDOW_BYTES: u64 = 64 << 10;
+/// Least bytes read per step while walking headers from an index entry to the wanted batch.
+const LOCATE_WINDOW_BYTES: usize = 64 << 10;
+/// Most bytes read per step: the first step also tries to cover the whole answer.
+const LOCATE_WINDOW_BYTES_MAX: usize = 16 << 20;
 
 struct ReadPlan {
     file: File,
@@ -30,6 +32,16 @@ struct ReadPlan {
     high_watermark: i64,
     log_start_offset: i64,
     max_batch_bytes: usize,
+    /// Bytes the first read fetches: enough to reach the target from the index entry and
+    /// usually to hold the whole answer, so a fetch costs one read.
+    window_bytes: usize,
+}
+
+/// The batch holding the target offset, with the bytes already read from its start on.
+struct Located {
+    position: u64,
+    base_offset: i64,
+    window: Bytes,
 }
 
 enum Planned {
@@ -47,13 +59,12 @@ impl Log {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadInfo, LogError> {
-        let plan = match plan_read(&self.shared, offset)? {
+        let plan = match plan_read(&self.shared, offset, max_bytes)? {
             Planned::Empty(info) => return Ok(info),
             Planned::Read(plan) => plan,
         };
-        let (position, base_offset) = locate(&self.shared, &plan).await?;
-        let bytes =
-            collect(&self.shared, &plan, position, base_offset, max_bytes, min_one_batch).await?;
+        let located = locate(&self.shared, &plan).await?;
+        let bytes = collect(&self.shared, &plan, located, max_bytes, min_one_batch).await?;
         Ok(ReadInfo {
             bytes,
             high_watermark: plan.high_watermark,
@@ -72,12 +83,12 @@ impl Log {
         let Some(offset) = offset_by_time_index(&self.shared, timestamp_ms)? else {
             return Ok(None);
         };
-        let plan = match plan_read(&self.shared, offset)? {
+        let plan = match plan_read(&self.shared, offset, 0)? {
             Planned::Empty(_) => return Ok(None),
             Planned::Read(plan) => plan,
         };
-        let (position, base_offset) = locate(&self.shared, &plan).await?;
-        let bytes = collect(&self.shared, &plan, position, base_offset, 0, true).await?;
+        let located = locate(&self.shared, &plan).await?;
+        let bytes = collect(&self.shared, &plan, located, 0, true).await?;
         let Ok(info) = record_batch::check_framing_and_crc(&bytes) else {
             unreachable!("collect serves only CRC-valid batches")
         };
@@ -100,7 +111,7 @@ fn offset_by_time_index(shared: &Shared, timestamp_ms: i64) -> Result<Option<i64
     Ok(None)
 }
 
-fn plan_read(shared: &Shared, offset: i64) -> Result<Planned, LogError> {
+fn plan_read(shared: &Shared, offset: i64, max_bytes: usize) -> Result<Planned, LogError> {
     let state = shared.state.borrow();
     if let Some(error) = state.unusable() {
         return Err(error);
@@ -124,22 +135,37 @@ fn plan_read(shared: &Shared, offset: i64) -> Result<Planned, LogError> {
     };
     let segment = &state.segments[index];
     let entry = segment.offset_index.lookup(segment.relative(offset));
+    // Only bytes the flusher has written: reading into space reserved by appends still in
+    // flight would hit the end of the file.
+    let written = state.written;
+    let end_position = match segment.base_offset.cmp(&written.segment_base_offset) {
+        std::cmp::Ordering::Less => segment.size_bytes,
+        std::cmp::Ordering::Equal => written.position_bytes,
+        std::cmp::Ordering::Greater => 0,
+    };
     Ok(Planned::Read(ReadPlan {
         file: segment.file.clone(),
         start_position: u64::from(entry.position_bytes),
         start_offset: segment.base_offset + i64::from(entry.relative_offset),
-        end_position: segment.size_bytes,
+        end_position,
         target_offset: offset,
         visible_end_offset: high_watermark.min(state.corrupt_from.unwrap_or(i64::MAX)),
         high_watermark,
         log_start_offset,
         max_batch_bytes: scan::max_batch_bytes(shared.config.max_message_bytes),
+        window_bytes: (2 * shared.config.index_interval_bytes as usize)
+            .saturating_add(max_bytes)
+            .clamp(LOCATE_WINDOW_BYTES, LOCATE_WINDOW_BYTES_MAX),
     }))
 }
 
 /// Detected loss found by a read: remembered, logged loudly, reported.
 fn corrupt_at(shared: &Shared, offset: i64) -> LogError {
-    tracing::error!(dir = %shared.dir.display(), offset, "log: DETECTED LOSS: batch fails its check on read");
+    tracing::error!(
+        dir = %shared.dir.display(),
+        offset,
+        "log: DETECTED LOSS: batch fails its check on read",
+    );
     let mut state = shared.state.borrow_mut();
     let corrupt_from = state.corrupt_from.get_or_insert(offset);
     *corrupt_from = (*corrupt_from).min(offset);
@@ -149,7 +175,7 @@ fn corrupt_at(shared: &Shared, offset: i64) -> LogError {
 /// Walks batch headers from the index entry to the batch containing the target offset:
 /// `(position, base offset)` of that batch. Headers must be contiguous (the CRC does not cover
 /// the base offset, so this is what catches a damaged one).
-async fn locate(shared: &Rc<Shared>, plan: &ReadPlan) -> Result<(u64, i64), LogError> {
+async fn locate(shared: &Rc<Shared>, plan: &ReadPlan) -> Result<Located, LogError> {
     let mut position = plan.start_position;
     let mut expected_offset = plan.start_offset;
     // Each round advances by at least one batch header (61 bytes) or ends.
@@ -157,8 +183,16 @@ async fn locate(shared: &Rc<Shared>, plan: &ReadPlan) -> Result<(u64, i64), LogE
         if position + HEADER_SIZE_BYTES as u64 > plan.end_position {
             return Err(corrupt_at(shared, plan.target_offset));
         }
-        let size = LOCATE_WINDOW_BYTES.min(plan.end_position - position) as usize;
-        let window = read_exactly(&plan.file, position, size).await?;
+        let size = (plan.window_bytes as u64).min(plan.end_position - position) as usize;
+        let window = match read_exactly(&plan.file, position, size).await {
+            Ok(window) => window,
+            // A latent sector error somewhere in the window: step header by header, so only the
+            // bytes this read really needs can fail it.
+            Err(_) if size > HEADER_SIZE_BYTES => {
+                read_exactly(&plan.file, position, HEADER_SIZE_BYTES).await?
+            }
+            Err(error) => return Err(error.into()),
+        };
         let mut cursor = 0usize;
         while cursor + HEADER_SIZE_BYTES <= window.len() {
             let rest = &window[cursor..];
@@ -176,7 +210,8 @@ async fn locate(shared: &Rc<Shared>, plan: &ReadPlan) -> Result<(u64, i64), LogE
             let last_offset = base_offset.saturating_add(i64::from(last_offset_delta));
             expected_offset = last_offset.saturating_add(1);
             if last_offset >= plan.target_offset {
-                return Ok((position + cursor as u64, base_offset));
+                let window = Bytes::from(window).slice(cursor..);
+                return Ok(Located { position: position + cursor as u64, base_offset, window });
             }
             cursor += size_bytes;
         }
@@ -187,33 +222,49 @@ async fn locate(shared: &Rc<Shared>, plan: &ReadPlan) -> Result<(u64, i64), LogE
     }
 }
 
+/// Reads `size_bytes` from `position`; on an I/O error falls back to the first batch's header
+/// alone (a latent sector error further on must not fail what can be served).
+async fn read_answer(plan: &ReadPlan, position: u64, size_bytes: usize) -> Result<Bytes, LogError> {
+    match read_exactly(&plan.file, position, size_bytes).await {
+        Ok(buffer) => Ok(Bytes::from(buffer)),
+        Err(_) if size_bytes > HEADER_SIZE_BYTES => {
+            Ok(Bytes::from(read_exactly(&plan.file, position, HEADER_SIZE_BYTES).await?))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// Reads whole batches from `position`, CRC-checking each; stops at the visible end, at
 /// `max_bytes` (unless the first batch alone is bigger and `min_one_batch`), or before a bad
 /// batch (serving the good prefix and remembering the loss).
 async fn collect(
     shared: &Rc<Shared>,
     plan: &ReadPlan,
-    position: u64,
-    base_offset: i64,
+    located: Located,
     max_bytes: usize,
     min_one_batch: bool,
 ) -> Result<Bytes, LogError> {
+    let Located { position, base_offset, window } = located;
     if base_offset >= plan.visible_end_offset {
         return Ok(Bytes::new());
     }
     let available = plan.end_position - position;
-    let prefix =
-        read_exactly(&plan.file, position, (HEADER_SIZE_BYTES as u64).min(available) as usize)
-            .await?;
-    let first_size = record_batch::batch_size_from_prefix(&prefix)
+    let first_want = (max_bytes.max(HEADER_SIZE_BYTES) as u64).min(available) as usize;
+    let mut buffer = if window.len() >= first_want {
+        window
+    } else {
+        read_answer(plan, position, first_want).await?
+    };
+    let first_size = record_batch::batch_size_from_prefix(&buffer)
         .ok()
-        .filter(|size| *size <= plan.max_batch_bytes);
+        .filter(|size| *size <= plan.max_batch_bytes && *size as u64 <= available);
     let Some(first_size) = first_size else { return Err(corrupt_at(shared, base_offset)) };
     if first_size > max_bytes && !min_one_batch {
         return Ok(Bytes::new());
     }
-    let want = (max_bytes.max(first_size) as u64).min(available) as usize;
-    let buffer = read_exactly(&plan.file, position, want).await?;
+    if first_size > buffer.len() {
+        buffer = Bytes::from(read_exactly(&plan.file, position, first_size).await?);
+    }
     let mut cursor = 0usize;
     let mut expected_offset = base_offset;
     // Each round serves one batch (>= 61 bytes) or ends.
@@ -240,5 +291,5 @@ async fn collect(
             }
         }
     }
-    Ok(Bytes::from(buffer).slice(..cursor))
+    Ok(buffer.slice(..cursor))
 }

@@ -9,6 +9,8 @@
 //!   is truncated or skipped on disk, the intact prefix is served, `corrupt_from` is set.
 //!   ("Intact behind" = a batch that passes CRC with a base offset at or above the one
 //!   expected, found by scanning forward byte by byte, then through later segments.)
+//! - Exception: a bad batch inside the range of the write intent (`intent.rs`) with intact
+//!   batches behind it only *within* that range is a torn, never-synced group: truncated too.
 //! - Segments before the checkpoint are trusted; their index files are loaded and validated,
 //!   and a segment whose indexes are missing or invalid is re-scanned to rebuild them.
 
@@ -17,6 +19,7 @@ use std::path::Path;
 use super::checkpoint::{self, Checkpoint};
 use super::config::LogConfig;
 use super::error::LogError;
+use super::intent::{self, Intent};
 use super::layout::{self, EntryKind, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX};
 use super::offset_index::{self, OffsetIndex};
 use super::reader::{read_exactly, SegmentReader};
@@ -33,6 +36,8 @@ pub struct Recovered {
     /// Base offsets of segments whose in-memory indexes differ from their files.
     pub indexes_to_write: Vec<i64>,
     pub checkpoint: Option<Checkpoint>,
+    /// The write intent found on disk (reset by the caller once recovery is done).
+    pub intent: Option<Intent>,
 }
 
 pub async fn recover(disk: &Disk, dir: &Path, config: &LogConfig) -> Result<Recovered, LogError> {
@@ -42,7 +47,9 @@ pub async fn recover(disk: &Disk, dir: &Path, config: &LogConfig) -> Result<Reco
         .await
         .filter(|checkpoint| bases.contains(&checkpoint.segment_base_offset));
     let interval_bytes = config.index_interval_bytes;
+    let intent = intent::read(disk, dir).await;
     let mut recovered = Recovered {
+        intent,
         segments: Vec::new(),
         corrupt_from: None,
         indexes_to_write: Vec::new(),
@@ -116,7 +123,13 @@ async fn load_indexes(
     match (offsets, times) {
         (Ok(offsets), Ok(times)) => Some((offsets, times)),
         (offsets, times) => {
-            tracing::info!(dir = %dir.display(), base_offset, ?offsets, ?times, "log: index invalid; rebuilding");
+            tracing::info!(
+                dir = %dir.display(),
+                base_offset,
+                ?offsets,
+                ?times,
+                "log: index invalid; rebuilding",
+            );
             None
         }
     }
@@ -319,16 +332,19 @@ async fn scan_tail(
 }
 
 /// The first intact batch behind the bad spot at `cursor`: later in its segment, or in a
-/// later segment.
+/// later segment. Inside the range of the write intent only batches beyond the range count:
+/// intact batches of a torn, never-synced group prove nothing.
 async fn find_intact_behind(
     config: &LogConfig,
     recovered: &Recovered,
     reader: &mut SegmentReader,
     cursor: Cursor,
 ) -> Result<Option<Cursor>, LogError> {
-    if let Some((position, info)) =
-        reader.find_intact(cursor.position + 1, cursor.expected_offset).await?
-    {
+    let min_offset = match recovered.intent {
+        Some(intent) if intent.covers(cursor.expected_offset) => intent.end_offset,
+        _ => cursor.expected_offset,
+    };
+    if let Some((position, info)) = reader.find_intact(cursor.position + 1, min_offset).await? {
         return Ok(Some(Cursor {
             index: cursor.index,
             position,
@@ -340,7 +356,7 @@ async fn find_intact_behind(
         let file = recovered.segments[index].file.clone();
         let len_bytes = file.len()?;
         let mut later = SegmentReader::new(file, len_bytes, max_batch_bytes);
-        if let Some((position, info)) = later.find_intact(0, cursor.expected_offset).await? {
+        if let Some((position, info)) = later.find_intact(0, min_offset).await? {
             return Ok(Some(Cursor { index, position, expected_offset: info.base_offset }));
         }
     }
@@ -396,7 +412,11 @@ async fn truncate_torn_tail(
     }
     let removed: Vec<Segment> = recovered.segments.drain(cursor.index + 1..).collect();
     for segment in &removed {
-        tracing::warn!(dir = %dir.display(), base_offset = segment.base_offset, "log: removing a segment that never became durable");
+        tracing::warn!(
+            dir = %dir.display(),
+            base_offset = segment.base_offset,
+            "log: removing a segment that never became durable",
+        );
         segment::remove_files(disk, dir, segment.base_offset);
     }
     if !removed.is_empty() {

@@ -109,7 +109,12 @@ impl Log {
         }
         shared.disk.sync_dir(&shared.dir)?;
         let log_start_offset = self.log_start_offset();
-        tracing::info!(dir = %shared.dir.display(), segments = removed.len(), log_start_offset, "log: retention deleted segments");
+        tracing::info!(
+            dir = %shared.dir.display(),
+            segments = removed.len(),
+            log_start_offset,
+            "log: retention deleted segments",
+        );
         Ok(removed.len() as u32)
     }
 }

@@ -196,7 +196,11 @@ pub fn remove_files(disk: &Disk, dir: &Path, base_offset: i64) {
         let path = layout::segment_path(dir, base_offset, suffix);
         if let Err(error) = disk.remove_file(&path) {
             if error.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(path = %path.display(), %error, "log: could not remove segment file");
+                tracing::warn!(
+                    path = %path.display(),
+                    %error,
+                    "log: could not remove segment file",
+                );
             }
         }
     }

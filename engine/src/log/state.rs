@@ -68,6 +68,10 @@ pub struct Shared {
     pub high_watermark_changed: Notify,
     /// Notified when the flusher task exits.
     pub flusher_idle: Notify,
+    /// The `write-intent` file, opened on first use.
+    pub intent_file: RefCell<Option<File>>,
+    /// Notified to cut the flusher's interval sleep short (on close).
+    pub flusher_wake: Notify,
 }
 
 pub struct State {
@@ -99,6 +103,8 @@ pub struct State {
     pub dir_dirty: bool,
     /// Sealed segments whose indexes are not yet fully persisted.
     pub segments_to_seal: Vec<i64>,
+    /// A non-empty write intent may be on disk (see `intent.rs`).
+    pub intent_outstanding: bool,
     /// Where the last recovery checkpoint points.
     pub checkpointed: LogPosition,
     /// Largest timestamp among acknowledged batches (KIP-734).

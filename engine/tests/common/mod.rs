@@ -47,6 +47,19 @@ impl TernServer {
     }
 
     fn spawn(&mut self) {
+        // The free port can be taken by another process between our probe and tern's bind:
+        // try a few ports before calling it a failure.
+        for _attempt in 0..5 {
+            match self.spawn_once() {
+                Ok(()) => return,
+                Err(log) if log.contains("cannot listen") => self.port = free_port(),
+                Err(log) => panic!("tern exited at start; log:\n{log}"),
+            }
+        }
+        panic!("tern could not listen on any of 5 free ports; log:\n{}", self.log());
+    }
+
+    fn spawn_once(&mut self) -> Result<(), String> {
         assert!(self.child.is_none());
         let log_path = self.data_dir.with_extension("log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
@@ -64,12 +77,14 @@ impl TernServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(self.bootstrap()).is_err() {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("tern exited at start with {status}; log:\n{}", self.log());
+            if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                self.child = None;
+                return Err(self.log());
             }
             assert!(Instant::now() < deadline, "tern did not listen within 30 s");
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     pub fn log(&self) -> String {

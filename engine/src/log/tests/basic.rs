@@ -102,7 +102,7 @@ fn group_commit_one_sync_covers_appends_queued_meanwhile() {
             assert_eq!(append.await.unwrap().base_offset, index as i64);
         }
         let syncs = log.data_sync_count() - syncs_before;
-        assert!(syncs >= 1 && syncs < 5, "{syncs} syncs for 50 appends");
+        assert!((1..5).contains(&syncs), "{syncs} syncs for 50 appends");
     });
 }
 
@@ -198,7 +198,7 @@ fn retention_by_size_deletes_oldest_segments_and_advances_log_start() {
         let rest = read_all(&log, log.log_start_offset(), 1 << 20).await;
         assert_eq!(rest.last().unwrap().0, 99);
         let kept_bytes: usize = rest.iter().map(|(_, bytes)| bytes.len()).sum();
-        assert!(kept_bytes >= 3000 && kept_bytes < 3000 + 2048, "{kept_bytes}");
+        assert!((3000..3000 + 2048).contains(&kept_bytes), "{kept_bytes}");
         assert_eq!(log.append(vec![batch(1, 1, 0)], 0).await.unwrap().log_start_offset, bases[0]);
     });
 }
@@ -241,5 +241,45 @@ fn wait_for_high_watermark_completes_after_an_append() {
         let closed = log.wait_for_high_watermark_above(100);
         log.close().await.unwrap();
         closed.await;
+    });
+}
+
+#[test]
+fn interval_flush_acknowledges_after_the_write_and_syncs_at_most_every_interval() {
+    block_on(async {
+        let (_sim, disk) = sim(12);
+        let config =
+            LogConfig { flush: crate::log::FlushPolicy::IntervalMs(60_000), ..small_config() };
+        let log = open(&disk, &config).await;
+        let mut expected = Vec::new();
+        for index in 0..20 {
+            let bytes = vec![batch(1, 30, index)];
+            let info = log.append(bytes.clone(), 0).await.unwrap();
+            expected.push((info.base_offset, patched(&bytes[0], info.base_offset, 0)));
+            assert_eq!(log.high_watermark(), index + 1, "acknowledged data is visible");
+        }
+        assert!(log.data_sync_count() <= 2, "{} syncs", log.data_sync_count());
+        log.close().await.unwrap();
+        let log = open(&disk, &config).await;
+        assert_eq!(read_all(&log, 0, 1 << 20).await, expected);
+    });
+}
+
+#[test]
+fn reads_while_appends_are_in_flight_serve_exactly_the_visible_batches() {
+    block_on(async {
+        let (_sim, disk) = sim(13);
+        let log = open(&disk, &small_config()).await;
+        let first = vec![batch(2, 100, 0)];
+        log.append(first.clone(), 0).await.unwrap();
+        let in_flight: Vec<_> = (0..5).map(|_| log.append(vec![batch(1, 300, 1)], 0)).collect();
+        assert_eq!(log.log_end_offset(), 7);
+        let read = log.read(0, 1 << 20, true).await.unwrap();
+        assert_eq!(read.high_watermark, 2);
+        assert_eq!(split(&read.bytes), vec![(0, patched(&first[0], 0, 0))]);
+        for append in in_flight {
+            append.await.unwrap();
+        }
+        assert_eq!(read_all(&log, 0, 1 << 20).await.len(), 6);
     });
 }

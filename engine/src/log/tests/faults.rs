@@ -204,3 +204,38 @@ fn durable_data_shorter_than_the_checkpoint_is_detected_loss() {
         assert_eq!(read_all(&log, 0, 1 << 20).await.len(), 9);
     });
 }
+
+#[test]
+fn a_latent_read_error_fails_that_read_but_keeps_the_log_online() {
+    block_on(async {
+        let (sim, disk) = sim(27);
+        let batches = one_segment(&disk).await;
+        let log = open(&disk, &LogConfig { segment_size_bytes: 1 << 20, ..small_config() }).await;
+        let start = position_of(&batches, 6);
+        sim.fail_reads(&segment_log_path(0), start..start + 1);
+        let failed = log.read(batches[6].0, 1 << 20, true).await;
+        assert!(matches!(failed, Err(LogError::Io(_))), "{failed:?}");
+        assert_eq!(log.health().status, LogStatus::Online);
+        assert_eq!(log.health().corrupt_from, None);
+        let prefix = log.read(0, position_of(&batches, 3) as usize, true).await.unwrap();
+        assert_eq!(split(&prefix.bytes), batches[..3].to_vec());
+    });
+}
+
+#[test]
+fn the_append_queue_is_bounded() {
+    block_on(async {
+        let (_sim, disk) = sim(28);
+        let log = open(&disk, &LogConfig::default()).await;
+        let limit = crate::log::state::PENDING_APPENDS_MAX;
+        let queued: Vec<_> = (0..limit).map(|_| log.append(vec![batch(1, 0, 0)], 0)).collect();
+        let refused = log.append(vec![batch(1, 0, 0)], 0).await;
+        assert!(matches!(refused, Err(LogError::Overloaded { .. })), "{refused:?}");
+        for append in queued {
+            append.await.unwrap();
+        }
+        assert_eq!(log.high_watermark(), limit as i64);
+        log.delete().await.unwrap();
+        assert!(!disk.exists(&dir()));
+    });
+}

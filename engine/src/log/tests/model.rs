@@ -22,8 +22,9 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => prop::collection::vec((1usize..5, 0usize..300), 1..4).prop_map(Op::Append),
-        4 => (any::<prop::sample::Index>(), 0usize..3000, any::<bool>())
-            .prop_map(|(pick, max_bytes, min_one_batch)| Op::Read { pick, max_bytes, min_one_batch }),
+        4 => (any::<prop::sample::Index>(), 0usize..3000, any::<bool>()).prop_map(
+            |(pick, max_bytes, min_one_batch)| Op::Read { pick, max_bytes, min_one_batch }
+        ),
         1 => Just(Op::Roll),
         1 => Just(Op::Retention),
         1 => Just(Op::Reopen),
