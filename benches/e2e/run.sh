@@ -34,10 +34,10 @@
 #      --seconds: MiB/s.
 #   4. Java ConsumerPerformance (Kafka targets only: it needs consumer groups): fetch MiB/s.
 # Then, per partition count, the fixed-rate run (1 KiB at --rate/s, linger.ms=0) with both
-# producers: latency at a load every broker sustains. Then the machine limits: fio sequential
-# 1 MiB writes with fdatasync after each, and 4 KiB ones (on --data-root's filesystem), and
-# iperf3 over 127.0.0.1. Every step runs under `timeout`; a failed step is recorded as a row
-# whose note says so, and the run goes on.
+# producers: latency at a moderate load (Kafka fsyncing every append may not keep up). Then
+# the machine limits: fio sequential 1 MiB writes with fdatasync after each, and 4 KiB ones
+# (on --data-root's filesystem), and iperf3 over 127.0.0.1. Every step runs under `timeout`;
+# a failed step is recorded as a row whose note says so, and the run goes on.
 #
 # Output: a markdown table on stdout (benches/e2e/summarize.py: median and min-max over the
 # repeats), results.csv and results.md in the results dir. MiB = 2^20 bytes (Kafka's "MB").
@@ -70,7 +70,7 @@ run_fixed=1
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 say() { echo "run.sh: $*" >&2; }
-usage() { sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit "${1:-0}"; }
 
 parse_arguments() {
     while (($#)); do

@@ -42,7 +42,7 @@ readonly START_TIMEOUT_S=90
 readonly STOP_TIMEOUT_S=60
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit "${1:-0}"; }
 
 # --- classpath ------------------------------------------------------------------------------
 
