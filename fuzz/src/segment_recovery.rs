@@ -8,7 +8,8 @@
 //!   (framing, CRC32C, offset contiguity from 0, at least one record, increasing offsets);
 //! - a bad batch with an intact batch behind it (beyond the write intent's range, when the
 //!   intent covers the bad offset) is detected loss: `corrupt_from` is its offset, reads there
-//!   answer `Corrupt`, and the file keeps its length; otherwise it is a torn tail, truncated;
+//!   answer `Corrupt`, and no intact batch behind it is truncated; a bad spot with nothing
+//!   intact behind it is a torn tail, truncated (also behind detected loss);
 //! - opening again yields the same log (recovery's own checkpoint and indexes are right).
 //!
 //! A checkpoint that passes its CRC yet vouches for bytes that are not intact (only a bug or
@@ -218,23 +219,23 @@ pub struct Expected {
     pub base_offsets: Vec<i64>,
     /// The offset after the intact prefix.
     pub next_offset: i64,
+    /// What the first bad spot (if any) is.
     pub tail: Tail,
+    /// File length after recovery: everything up to the end of the last intact batch that
+    /// continues the log, torn bytes after it truncated.
+    pub kept_bytes: usize,
+    /// The log end offset recovery arrives at (beyond detected loss, if any).
+    pub log_end_offset: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tail {
     /// The whole file is the intact prefix.
     Clean,
-    /// Nothing intact behind the bad spot: truncate.
+    /// Nothing intact behind the first bad spot: truncate.
     Torn,
-    /// An intact batch behind the bad spot: detected loss at `Expected::next_offset`.
+    /// An intact batch behind the first bad spot: detected loss at `Expected::next_offset`.
     Corrupt,
-}
-
-impl Expected {
-    pub fn prefix_end_bytes(&self) -> usize {
-        self.batches.last().map_or(0, |range| range.end)
-    }
 }
 
 /// The batch at `bytes[0..]` if it is one the log could have written there: framed, magic 2,
@@ -251,39 +252,67 @@ fn intact_at(bytes: &[u8]) -> Option<BatchInfo> {
 
 /// Walks `segment` from position 0 and offset 0, independently of the log's recovery code.
 pub fn expected(segment: &[u8], intent: Option<Intent>) -> Expected {
-    let mut batches = Vec::new();
-    let mut base_offsets = Vec::new();
-    let mut position = 0;
-    let mut next_offset = 0i64;
+    let (batches, base_offsets, mut position, mut next_offset) = contiguous_from(segment, 0, 0);
+    let prefix_next_offset = next_offset;
+    let mut tail = Tail::Clean;
+    // Behind each bad spot: resume at the next intact batch (detected loss) or stop (torn
+    // tail). Each round moves `position` forward: bounded by the segment length.
+    while position < segment.len() {
+        let Some((start, base_offset)) = intact_behind(segment, position, next_offset, intent)
+        else {
+            tail = tail.max(Tail::Torn);
+            break;
+        };
+        tail = Tail::Corrupt;
+        let (_, _, end, next) = contiguous_from(segment, start, base_offset);
+        (position, next_offset) = (end, next);
+    }
+    let kept_bytes = position;
+    Expected {
+        batches,
+        base_offsets,
+        next_offset: prefix_next_offset,
+        tail,
+        kept_bytes,
+        log_end_offset: next_offset,
+    }
+}
+
+type Run = (Vec<Range<usize>>, Vec<i64>, usize, i64);
+
+/// The run of intact, offset-contiguous batches starting at `position` with `offset`: their
+/// ranges, base offsets, and the position and offset after them.
+fn contiguous_from(segment: &[u8], mut position: usize, mut offset: i64) -> Run {
+    let (mut batches, mut base_offsets) = (Vec::new(), Vec::new());
     // Each round consumes one batch of at least 61 bytes: bounded by the segment length.
     while let Some(info) = intact_at(&segment[position..]) {
-        if info.base_offset != next_offset {
+        if info.base_offset != offset {
             break;
         }
         batches.push(position..position + info.size_bytes);
         base_offsets.push(info.base_offset);
         position += info.size_bytes;
-        next_offset = info.next_offset();
+        offset = info.next_offset();
     }
-    let tail = if position == segment.len() {
-        Tail::Clean
-    } else {
-        // Intact batches of a torn, never-synced group (inside the intent) prove nothing.
-        let min_offset = match intent {
-            Some(intent) if intent.covers(next_offset) => intent.end_offset,
-            _ => next_offset,
-        };
-        let behind = (position + 1..segment.len().saturating_sub(HEADER_SIZE_BYTES - 1))
-            .filter(|&start| segment[start + MAGIC_POSITION] as i8 == MAGIC_V2)
-            .filter_map(|start| intact_at(&segment[start..]))
-            .any(|info| info.base_offset >= min_offset);
-        if behind {
-            Tail::Corrupt
-        } else {
-            Tail::Torn
-        }
+    (batches, base_offsets, position, offset)
+}
+
+/// The first intact batch after the bad spot at `position` whose base offset is at least the
+/// expected one. Intact batches of a torn, never-synced group (inside the intent) prove nothing.
+fn intact_behind(
+    segment: &[u8],
+    position: usize,
+    expected_offset: i64,
+    intent: Option<Intent>,
+) -> Option<(usize, i64)> {
+    let min_offset = match intent {
+        Some(intent) if intent.covers(expected_offset) => intent.end_offset,
+        _ => expected_offset,
     };
-    Expected { batches, base_offsets, next_offset, tail }
+    (position + 1..segment.len().saturating_sub(HEADER_SIZE_BYTES - 1))
+        .filter(|&start| segment[start + MAGIC_POSITION] as i8 == MAGIC_V2)
+        .filter_map(|start| intact_at(&segment[start..]).map(|info| (start, info.base_offset)))
+        .find(|&(_, base_offset)| base_offset >= min_offset)
 }
 
 /// What reading a recovered log from its start to its high watermark gave.
@@ -460,15 +489,14 @@ fn check_policy(sim: &SimDisk, case: &Case, intact: &Expected, served: &Served) 
         .map(|(range, offset)| (*offset, case.segment[range.clone()].to_vec()))
         .collect();
     let file_len = sim.file_len(&file_path("log"));
-    let input_len = Some(case.segment.len() as u64);
+    let kept = Some(intact.kept_bytes as u64);
+    assert_eq!(file_len, kept, "only a torn tail behind the last intact batch is truncated");
+    assert_eq!(served.high_watermark, intact.log_end_offset);
     match intact.tail {
         Tail::Clean | Tail::Torn => {
             assert_eq!(served.batches, expected_batches, "the whole intact prefix is served");
             assert!(served.error.is_none(), "{:?}", served.error);
             assert_eq!(served.corrupt_from, None);
-            assert_eq!(served.high_watermark, intact.next_offset);
-            let kept = Some(intact.prefix_end_bytes() as u64);
-            assert_eq!(file_len, kept, "a torn tail is truncated, nothing else");
         }
         Tail::Corrupt => {
             let offset = intact.next_offset;
@@ -479,7 +507,6 @@ fn check_policy(sim: &SimDisk, case: &Case, intact: &Expected, served: &Served) 
                 served.error
             );
             assert_eq!(served.corrupt_from, Some(offset), "detected loss is reported");
-            assert_eq!(file_len, input_len, "nothing behind detected loss is truncated");
         }
     }
 }
