@@ -183,7 +183,8 @@ async fn load_trusted(
         // Inside trusted (durable, once valid) data every bad batch is loss, whatever follows.
         mark_corrupt(dir, recovered, cursor.expected_offset);
         let segment = &mut recovered.segments[index];
-        match reader.find_intact(cursor.position + 1, cursor.expected_offset).await? {
+        let base_offset = segment.base_offset;
+        match reader.find_intact(cursor.position + 1, cursor.expected_offset, base_offset).await? {
             Some((position, info)) if info.base_offset < next_base => {
                 segment.skip_to(position, info.base_offset);
                 cursor = Cursor { index, position, expected_offset: info.base_offset };
@@ -344,7 +345,9 @@ async fn find_intact_behind(
         Some(intent) if intent.covers(cursor.expected_offset) => intent.end_offset,
         _ => cursor.expected_offset,
     };
-    if let Some((position, info)) = reader.find_intact(cursor.position + 1, min_offset).await? {
+    let base_offset = recovered.segments[cursor.index].base_offset;
+    let found = reader.find_intact(cursor.position + 1, min_offset, base_offset).await?;
+    if let Some((position, info)) = found {
         return Ok(Some(Cursor {
             index: cursor.index,
             position,
@@ -356,7 +359,8 @@ async fn find_intact_behind(
         let file = recovered.segments[index].file.clone();
         let len_bytes = file.len()?;
         let mut later = SegmentReader::new(file, len_bytes, max_batch_bytes);
-        if let Some((position, info)) = later.find_intact(0, min_offset).await? {
+        let base_offset = recovered.segments[index].base_offset;
+        if let Some((position, info)) = later.find_intact(0, min_offset, base_offset).await? {
             return Ok(Some(Cursor { index, position, expected_offset: info.base_offset }));
         }
     }

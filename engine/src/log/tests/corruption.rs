@@ -174,3 +174,30 @@ proptest! {
         run(shapes, damage, keep_checkpoint, seed);
     }
 }
+
+/// Found by the `segment_recovery` fuzz target: torn bytes after the last batch, followed by a
+/// CRC-valid batch whose base offset (7.6e18 there) no segment based at 0 can hold. Recovery
+/// took it for an intact batch behind the tear: it reported detected loss and moved the log
+/// end offset to the garbage offset. An append never spans that far, so it is not intact.
+#[test]
+fn a_batch_beyond_the_segment_span_does_not_make_a_torn_tail_look_like_loss() {
+    block_on(async {
+        let (sim, disk) = sim(1);
+        let batches = build(&disk, &[vec![(2, 10)], vec![(3, 20)]]).await;
+        let path = segment_log_path(0);
+        let len = sim.file_len(&path).expect("segment");
+        let stranger = patched(&batch(2, 5, 0), 7_596_728_146_443_894_792, 2);
+        let file = disk.open(&path, OpenOptions::default()).expect("open");
+        let (result, _) = file.write_all_at(vec![0xA5; 24], len).await;
+        result.expect("write torn bytes");
+        let (result, _) = file.write_all_at(stranger, len + 24).await;
+        result.expect("write the stranger");
+        file.sync_data().await.expect("sync");
+        let log = open(&disk, &config()).await;
+        assert_eq!(log.health().corrupt_from, None, "a torn tail, not detected loss");
+        assert_eq!(log.log_end_offset(), 5);
+        assert_eq!(sim.file_len(&path), Some(len), "the torn tail is truncated");
+        let (got, error) = served(&log).await;
+        assert_eq!((got, error.map(|error| error.to_string())), (batches, None));
+    });
+}
