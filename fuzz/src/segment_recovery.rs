@@ -386,9 +386,10 @@ fn side_files(case: &Case, intact: &Expected) -> (Option<Vec<u8>>, Option<Vec<u8
             })
         }
         CheckpointInput::Fields { recovery_offset, position_bytes } => {
+            // A negative recovery offset would not pass `checkpoint::decode` either.
             checkpoint::encode(&Checkpoint {
                 segment_base_offset: 0,
-                recovery_offset: *recovery_offset,
+                recovery_offset: (*recovery_offset).max(0),
                 position_bytes: *position_bytes,
                 clean_shutdown: false,
             })
