@@ -201,3 +201,34 @@ fn a_batch_beyond_the_segment_span_does_not_make_a_torn_tail_look_like_loss() {
         assert_eq!((got, error.map(|error| error.to_string())), (batches, None));
     });
 }
+
+/// Found by the `segment_recovery` fuzz target: a damaged batch inside the write intent's range
+/// with an intact batch beyond the range is detected loss, and recovery resumes at that batch.
+/// Recovery then reset the intent, so the next open counted the intact batches *inside* the
+/// range, resumed at them instead, and truncated the batch the first open had kept as a torn
+/// tail: two recoveries of the same bytes disagreed. The intent now stays after detected loss.
+#[test]
+fn recovery_after_detected_loss_inside_the_intent_is_the_same_every_time() {
+    block_on(async {
+        let (sim, disk) = sim(2);
+        build(&disk, &[vec![(1, 10)], vec![(1, 10)], vec![(1, 10)]]).await;
+        disk.remove_file(&dir().join("recovery-point")).expect("remove checkpoint");
+        let path = segment_log_path(0);
+        let len = sim.file_len(&path).expect("segment");
+        let beyond = patched(&batch(1, 5, 0), 100, 2);
+        let file = disk.open(&path, OpenOptions::default()).expect("open");
+        let (result, _) = file.write_all_at(beyond.clone(), len).await;
+        result.expect("write");
+        file.sync_data().await.expect("sync");
+        sim.corrupt_durable(&path, 40, 3);
+        let intent_file = crate::log::intent::open(&disk, &dir()).expect("intent");
+        let torn_group = crate::log::intent::Intent { start_offset: 0, end_offset: 50 };
+        assert!(crate::log::intent::write(&intent_file, &torn_group).await.is_ok());
+        for _ in 0..2 {
+            let log = open(&disk, &config()).await;
+            assert_eq!(log.health().corrupt_from, Some(0));
+            assert_eq!(log.log_end_offset(), 101, "resumed at the batch beyond the intent");
+            assert_eq!(sim.file_len(&path), Some(len + beyond.len() as u64));
+        }
+    });
+}
