@@ -146,6 +146,18 @@ fn segment_recovery_seeds() -> Vec<(String, Vec<u8>)> {
             ..bare(flipped(segment, starts[3] + RECORDS_POSITION, 2))
         },
     ));
+    // A checkpoint that loads the index files, whose one entry points inside a batch.
+    let mut misdirecting_index = 1u32.to_be_bytes().to_vec();
+    misdirecting_index.extend_from_slice(&(starts[1] as u32 + 3).to_be_bytes());
+    seeds.push((
+        "several-checkpoint-index-inside-batch".into(),
+        Case {
+            checkpoint: Some(CheckpointInput::AtIntactBatch { batches: 4, clean_shutdown: true }),
+            offset_index: Some(misdirecting_index),
+            time_index: Some(Vec::new()),
+            ..bare(segment.clone())
+        },
+    ));
     // A torn group: its first batch damaged, the rest of the group intact, inside the intent.
     let grouped_starts = &grouped.batch_starts;
     seeds.push((
