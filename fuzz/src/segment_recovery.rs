@@ -13,8 +13,9 @@
 //! - opening again yields the same log (recovery's own checkpoint and indexes are right).
 //!
 //! A checkpoint that passes its CRC yet vouches for bytes that are not intact (only a bug or
-//! an adversary can write one) and index entries that do not point at batch starts weaken the
-//! properties to "no panic, serve only CRC-valid contiguous batches that are in the file".
+//! an adversary can write one) weakens the properties to "no panic, serve only CRC-valid
+//! contiguous batches that are in the file". Index files, whatever they hold, do not: the
+//! index is a cache and must never change what is served.
 //!
 //! Shared by the cargo-fuzz target and `engine/tests/fuzz_corpus.rs` (included by path), so it
 //! uses only `tern`'s public API and `std`.
