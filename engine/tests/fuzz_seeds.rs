@@ -109,7 +109,7 @@ fn segment_recovery_seeds() -> Vec<(String, Vec<u8>)> {
                 time_index: Some(written.time_index.clone()),
                 checkpoint: Some(CheckpointInput::Raw(written.checkpoint.clone())),
                 intent: written.intent.clone().map(IntentInput::Raw),
-                segment: written.segment.clone(),
+                ..bare(written.segment.clone())
             },
         ));
     }
@@ -166,6 +166,18 @@ fn segment_recovery_seeds() -> Vec<(String, Vec<u8>)> {
             intent: Some(IntentInput::Fields { start_offset: 6, offsets: 6 }),
             ..bare(flipped(&grouped.segment, grouped_starts[3] + RECORDS_POSITION, 4))
         },
+    ));
+    // A roll: a second segment based where the first ends (13), and the same with the
+    // first segment's last batch torn.
+    let mut rolled = single.segment.clone();
+    rolled[..8].copy_from_slice(&13i64.to_be_bytes());
+    seeds.push((
+        "two-segments".into(),
+        Case { later_segment: Some((13, rolled.clone())), ..bare(segment.clone()) },
+    ));
+    seeds.push((
+        "two-segments-first-torn".into(),
+        Case { later_segment: Some((13, rolled)), ..bare(segment[..segment.len() - 9].to_vec()) },
     ));
     seeds.push((
         "checkpoint-fields".into(),
