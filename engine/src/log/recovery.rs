@@ -219,14 +219,20 @@ async fn start_of_scan(
         return Ok(from_start);
     }
     // The files may hold entries beyond the checkpoint (written just before a crash): keep
-    // only those the checkpoint vouches for.
+    // only those the checkpoint vouches for, by position AND by offset, since the scan goes on
+    // adding entries above both (a damaged entry may be below in one column only).
     let span_end = base_offset + segment::SEGMENT_OFFSET_SPAN_MAX;
     let loaded = load_indexes(disk, dir, base_offset, len_bytes, span_end).await;
     let Some((offsets, times)) = loaded else { return Ok(from_start) };
     let position = checkpoint.position_bytes;
     let relative_end = checkpoint.recovery_offset - base_offset;
-    let offsets: Vec<_> =
-        offsets.into_iter().filter(|entry| u64::from(entry.position_bytes) < position).collect();
+    let offsets: Vec<_> = offsets
+        .into_iter()
+        .filter(|entry| {
+            u64::from(entry.position_bytes) < position
+                && i64::from(entry.relative_offset) < relative_end
+        })
+        .collect();
     let times: Vec<_> =
         times.into_iter().filter(|entry| i64::from(entry.relative_offset) < relative_end).collect();
     segment.offset_index = OffsetIndex::from_loaded(config.index_interval_bytes, offsets, position);

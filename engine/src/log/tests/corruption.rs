@@ -261,3 +261,38 @@ fn a_flipped_bit_in_the_offset_index_is_not_data_loss() {
         assert_eq!(log.health().corrupt_from, None);
     });
 }
+
+/// Found by the `segment_recovery` fuzz target: an `.index` entry below the checkpoint's
+/// position but above its offset (a damaged relative offset) was kept when recovery trimmed
+/// the loaded index to the checkpoint, and the scan after the checkpoint then added an entry
+/// below it: an assertion failed, so a damaged index file crashed every open.
+#[test]
+fn an_index_entry_beyond_the_checkpoint_offset_does_not_crash_recovery() {
+    block_on(async {
+        let (sim, disk) = sim(4);
+        let shapes: Vec<Vec<(usize, usize)>> = (0..4).map(|_| vec![(2, 60)]).collect();
+        let batches = build(&disk, &shapes).await;
+        let second_start = batches[0].1.len() as u64;
+        let vouched_end = second_start + batches[1].1.len() as u64;
+        let checkpoint = super::super::checkpoint::Checkpoint {
+            segment_base_offset: 0,
+            recovery_offset: 4,
+            position_bytes: vouched_end,
+            clean_shutdown: false,
+        };
+        let written = super::super::checkpoint::write(&disk, &dir(), &checkpoint).await;
+        assert!(written.is_ok());
+        let index_path = super::super::layout::segment_path(&dir(), 0, "index");
+        let mut entry = 1_000_000u32.to_be_bytes().to_vec();
+        entry.extend_from_slice(&(second_start as u32).to_be_bytes());
+        let file = disk.open(&index_path, OpenOptions { create: true, truncate: true });
+        let file = file.expect("index");
+        let (result, _) = file.write_all_at(entry, 0).await;
+        result.expect("write index");
+        file.sync_data().await.expect("sync");
+        assert!(sim.file_len(&index_path) == Some(8));
+        let log = open(&disk, &config()).await;
+        let (got, error) = served(&log).await;
+        assert_eq!((got, error.map(|error| error.to_string())), (batches, None));
+    });
+}
