@@ -1,24 +1,38 @@
-//! Replays every committed fuzz seed (`fuzz/corpus/<target>/`) through the same functions
-//! the fuzz targets call, so the corpora (and any crash reproducer added to them) are
-//! checked by `cargo test` on stable Rust, without libFuzzer.
+//! Replays every committed fuzz seed (`fuzz/corpus/<target>/`) and every crash reproducer
+//! (`fuzz/regressions/<target>/`) through the same functions the fuzz targets call, so they
+//! are checked by `cargo test` on stable Rust, without libFuzzer.
 
 use std::path::{Path, PathBuf};
 
 use tern::protocol::fuzzing;
 
-fn seeds(target: &str) -> Vec<PathBuf> {
-    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
-    let entries = std::fs::read_dir(&directory)
-        .unwrap_or_else(|error| panic!("seed corpus {} missing: {error}", directory.display()));
+// The log-level targets' bodies live in the fuzz crate (they use only `tern`'s public API).
+#[path = "../../fuzz/src/index.rs"]
+mod index;
+#[path = "../../fuzz/src/segment_recovery.rs"]
+#[allow(dead_code)] // `Case::encode` serves the seed generator (fuzz_seeds.rs).
+mod segment_recovery;
+
+/// Every file of `fuzz/<kind>/<target>/`, sorted; none when the directory does not exist.
+fn files_in(kind: &str, target: &str) -> Vec<PathBuf> {
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz").join(kind).join(target);
+    let Ok(entries) = std::fs::read_dir(&directory) else { return Vec::new() };
     let mut files: Vec<PathBuf> =
         entries.map(|entry| entry.expect("corpus entry").path()).collect();
     files.sort();
-    assert!(!files.is_empty(), "seed corpus {} is empty", directory.display());
+    files
+}
+
+fn seeds(target: &str) -> Vec<PathBuf> {
+    let files = files_in("corpus", target);
+    assert!(!files.is_empty(), "seed corpus fuzz/corpus/{target} is missing or empty");
     files
 }
 
 fn replay(target: &str, run: fn(&[u8])) {
-    for path in seeds(target) {
+    let mut files = seeds(target);
+    files.extend(files_in("regressions", target));
+    for path in files {
         let data = std::fs::read(&path).expect("seed is readable");
         let outcome = std::panic::catch_unwind(|| run(&data));
         assert!(outcome.is_ok(), "{target} fails on {}", path.display());
@@ -33,4 +47,14 @@ fn request_frame_seeds_pass() {
 #[test]
 fn record_batch_seeds_pass() {
     replay("record_batch", fuzzing::record_batch);
+}
+
+#[test]
+fn segment_recovery_seeds_pass() {
+    replay("segment_recovery", segment_recovery::run);
+}
+
+#[test]
+fn index_seeds_pass() {
+    replay("index", index::run);
 }

@@ -84,7 +84,11 @@ impl Log {
             intent_file: RefCell::new(None),
         };
         let log = Log { shared: Rc::new(shared) };
-        if let Some(stale) = recovered.intent {
+        // After detected loss the intent stays, like the old checkpoint, so that the next
+        // recovery judges the same bytes the same way (without it, intact batches inside the
+        // torn group's range would count, and could end the log elsewhere).
+        let stale_intent = recovered.intent.filter(|_| recovered.corrupt_from.is_none());
+        if let Some(stale) = stale_intent {
             // The torn group (if any) is gone; its offsets will be reused.
             let empty = Intent { start_offset: end.offset, end_offset: end.offset };
             tracing::debug!(?stale, "log: resetting the write intent after recovery");

@@ -24,6 +24,7 @@ struct ReadPlan {
     /// Where the sparse index says to start looking, and the base offset of the batch there.
     start_position: u64,
     start_offset: i64,
+    segment_base_offset: i64,
     /// Bytes of the segment (anything beyond is not ours to parse).
     end_position: u64,
     target_offset: i64,
@@ -147,6 +148,7 @@ fn plan_read(shared: &Shared, offset: i64, max_bytes: usize) -> Result<Planned, 
         file: segment.file.clone(),
         start_position: u64::from(entry.position_bytes),
         start_offset: segment.base_offset + i64::from(entry.relative_offset),
+        segment_base_offset: segment.base_offset,
         end_position,
         target_offset: offset,
         visible_end_offset: high_watermark.min(state.corrupt_from.unwrap_or(i64::MAX)),
@@ -172,16 +174,49 @@ fn corrupt_at(shared: &Shared, offset: i64) -> LogError {
     LogError::Corrupt { offset: *corrupt_from }
 }
 
-/// Walks batch headers from the index entry to the batch containing the target offset:
-/// `(position, base offset)` of that batch. Headers must be contiguous (the CRC does not cover
-/// the base offset, so this is what catches a damaged one).
+/// Where a walk of batch headers ended.
+enum Walk {
+    Found(Located),
+    /// The headers do not lead to the target; loss at `offset` unless a retry finds it.
+    Broken {
+        offset: i64,
+    },
+}
+
+/// The batch containing the target offset, found from the index entry. The offset index is a
+/// cache: an entry that does not lead to its batch (a flipped bit in the `.index` file) is no
+/// loss of data, so the walk is retried from the segment start before loss is reported.
 async fn locate(shared: &Rc<Shared>, plan: &ReadPlan) -> Result<Located, LogError> {
-    let mut position = plan.start_position;
-    let mut expected_offset = plan.start_offset;
+    let offset = match walk(plan, plan.start_position, plan.start_offset).await? {
+        Walk::Found(located) => return Ok(located),
+        Walk::Broken { offset } => offset,
+    };
+    if plan.start_position == 0 {
+        return Err(corrupt_at(shared, offset));
+    }
+    tracing::warn!(
+        dir = %shared.dir.display(),
+        offset = plan.target_offset,
+        "log: offset index entry does not lead to its batch; walking from the segment start",
+    );
+    match walk(plan, 0, plan.segment_base_offset).await? {
+        Walk::Found(located) => Ok(located),
+        Walk::Broken { offset } => Err(corrupt_at(shared, offset)),
+    }
+}
+
+/// Walks batch headers from `position` (where a batch with `expected_offset` starts) to the
+/// batch containing the target offset. Headers must be contiguous (the CRC does not cover the
+/// base offset, so this is what catches a damaged one).
+async fn walk(
+    plan: &ReadPlan,
+    mut position: u64,
+    mut expected_offset: i64,
+) -> Result<Walk, LogError> {
     // Each round advances by at least one batch header (61 bytes) or ends.
     loop {
         if position + HEADER_SIZE_BYTES as u64 > plan.end_position {
-            return Err(corrupt_at(shared, plan.target_offset));
+            return Ok(Walk::Broken { offset: plan.target_offset });
         }
         let size = (plan.window_bytes as u64).min(plan.end_position - position) as usize;
         let window = match read_exactly(&plan.file, position, size).await {
@@ -200,24 +235,25 @@ async fn locate(shared: &Rc<Shared>, plan: &ReadPlan) -> Result<Located, LogErro
                 .ok()
                 .filter(|size| *size <= plan.max_batch_bytes);
             let (Some(size_bytes), Ok(header)) = (size_bytes, record_batch::header(rest)) else {
-                return Err(corrupt_at(shared, plan.target_offset));
+                return Ok(Walk::Broken { offset: plan.target_offset });
             };
             let base_offset = header.base_offset.get();
             let last_offset_delta = header.last_offset_delta.get();
             if base_offset != expected_offset || last_offset_delta < 0 {
-                return Err(corrupt_at(shared, expected_offset));
+                return Ok(Walk::Broken { offset: expected_offset });
             }
             let last_offset = base_offset.saturating_add(i64::from(last_offset_delta));
             expected_offset = last_offset.saturating_add(1);
             if last_offset >= plan.target_offset {
                 let window = Bytes::from(window).slice(cursor..);
-                return Ok(Located { position: position + cursor as u64, base_offset, window });
+                let position = position + cursor as u64;
+                return Ok(Walk::Found(Located { position, base_offset, window }));
             }
             cursor += size_bytes;
         }
         position += cursor as u64;
         if cursor == 0 {
-            return Err(corrupt_at(shared, plan.target_offset));
+            return Ok(Walk::Broken { offset: plan.target_offset });
         }
     }
 }

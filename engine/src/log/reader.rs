@@ -4,6 +4,7 @@
 use std::io;
 
 use super::scan::{self, Expect, Judgement};
+use super::segment::SEGMENT_OFFSET_SPAN_MAX;
 use crate::io::File;
 use crate::protocol::record_batch::HEADER_SIZE_BYTES;
 
@@ -81,11 +82,15 @@ impl SegmentReader {
 
     /// The first intact batch at or after `from` whose base offset is at least `min_offset`:
     /// what decides whether a bad batch is a torn tail (none) or corruption (some). Bounded by
-    /// the file length; a cheap magic-byte filter runs before each CRC.
+    /// the file length; a cheap magic-byte filter runs before each CRC. A batch whose offsets
+    /// do not fit in the segment based at `segment_base_offset` was never written there (an
+    /// append never spans that far), so it is not intact: taking it would report loss where
+    /// there is a torn tail, and move the log end to an offset from garbage.
     pub async fn find_intact(
         &mut self,
         from: u64,
         min_offset: i64,
+        segment_base_offset: i64,
     ) -> io::Result<Option<(u64, crate::protocol::record_batch::BatchInfo)>> {
         const MAGIC_POSITION: usize = 16;
         let mut position = from;
@@ -95,7 +100,11 @@ impl SegmentReader {
                 if let Judgement::Valid(info) =
                     self.judge_at(position, Expect::AtLeast(min_offset)).await?
                 {
-                    return Ok(Some((position, info)));
+                    // `judge` rules out overflow, and base offsets are never negative.
+                    let span = info.last_offset() - segment_base_offset;
+                    if span < SEGMENT_OFFSET_SPAN_MAX {
+                        return Ok(Some((position, info)));
+                    }
                 }
             }
             position += 1;

@@ -183,7 +183,8 @@ async fn load_trusted(
         // Inside trusted (durable, once valid) data every bad batch is loss, whatever follows.
         mark_corrupt(dir, recovered, cursor.expected_offset);
         let segment = &mut recovered.segments[index];
-        match reader.find_intact(cursor.position + 1, cursor.expected_offset).await? {
+        let base_offset = segment.base_offset;
+        match reader.find_intact(cursor.position + 1, cursor.expected_offset, base_offset).await? {
             Some((position, info)) if info.base_offset < next_base => {
                 segment.skip_to(position, info.base_offset);
                 cursor = Cursor { index, position, expected_offset: info.base_offset };
@@ -218,14 +219,20 @@ async fn start_of_scan(
         return Ok(from_start);
     }
     // The files may hold entries beyond the checkpoint (written just before a crash): keep
-    // only those the checkpoint vouches for.
+    // only those the checkpoint vouches for, by position AND by offset, since the scan goes on
+    // adding entries above both (a damaged entry may be below in one column only).
     let span_end = base_offset + segment::SEGMENT_OFFSET_SPAN_MAX;
     let loaded = load_indexes(disk, dir, base_offset, len_bytes, span_end).await;
     let Some((offsets, times)) = loaded else { return Ok(from_start) };
     let position = checkpoint.position_bytes;
     let relative_end = checkpoint.recovery_offset - base_offset;
-    let offsets: Vec<_> =
-        offsets.into_iter().filter(|entry| u64::from(entry.position_bytes) < position).collect();
+    let offsets: Vec<_> = offsets
+        .into_iter()
+        .filter(|entry| {
+            u64::from(entry.position_bytes) < position
+                && i64::from(entry.relative_offset) < relative_end
+        })
+        .collect();
     let times: Vec<_> =
         times.into_iter().filter(|entry| i64::from(entry.relative_offset) < relative_end).collect();
     segment.offset_index = OffsetIndex::from_loaded(config.index_interval_bytes, offsets, position);
@@ -344,7 +351,9 @@ async fn find_intact_behind(
         Some(intent) if intent.covers(cursor.expected_offset) => intent.end_offset,
         _ => cursor.expected_offset,
     };
-    if let Some((position, info)) = reader.find_intact(cursor.position + 1, min_offset).await? {
+    let base_offset = recovered.segments[cursor.index].base_offset;
+    let found = reader.find_intact(cursor.position + 1, min_offset, base_offset).await?;
+    if let Some((position, info)) = found {
         return Ok(Some(Cursor {
             index: cursor.index,
             position,
@@ -356,7 +365,8 @@ async fn find_intact_behind(
         let file = recovered.segments[index].file.clone();
         let len_bytes = file.len()?;
         let mut later = SegmentReader::new(file, len_bytes, max_batch_bytes);
-        if let Some((position, info)) = later.find_intact(0, min_offset).await? {
+        let base_offset = recovered.segments[index].base_offset;
+        if let Some((position, info)) = later.find_intact(0, min_offset, base_offset).await? {
             return Ok(Some(Cursor { index, position, expected_offset: info.base_offset }));
         }
     }

@@ -1,0 +1,250 @@
+//! The seed generator of the log-level fuzz targets (`segment_recovery`, `index`): real
+//! segments written by `Log::append` on a `SimDisk`, their durable bytes copied out, plus
+//! truncations and bit flips of them. It is deterministic, so as a test it checks that the
+//! committed seeds (`fuzz/corpus/<target>/gen-*.bin`) are exactly what it generates; run it
+//! with `TERN_WRITE_FUZZ_SEEDS=1` to (re)write them.
+
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+use tern::io::{block_on, Disk, SimDisk};
+use tern::log::Log;
+use tern::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
+
+#[path = "../../fuzz/src/index.rs"]
+mod index;
+#[path = "../../fuzz/src/segment_recovery.rs"]
+mod segment_recovery;
+
+use segment_recovery::{Case, CheckpointInput, IntentInput};
+
+/// The files of one partition directory after a clean close, as durable on the disk.
+struct Written {
+    segment: Vec<u8>,
+    offset_index: Vec<u8>,
+    time_index: Vec<u8>,
+    checkpoint: Vec<u8>,
+    intent: Option<Vec<u8>>,
+    /// Byte position where each batch starts.
+    batch_starts: Vec<usize>,
+}
+
+fn batch(records: usize, value_bytes: usize, timestamp_ms: i64) -> BytesMut {
+    let records: Vec<Record> = (0..records)
+        .map(|index| Record {
+            key: (index % 2 == 0).then(|| b"key".to_vec()),
+            value: Some(vec![(index % 251) as u8; value_bytes]),
+            timestamp_delta: index as i64,
+            ..Record::default()
+        })
+        .collect();
+    BytesMut::from(&encode_batch(&records, timestamp_ms, ProducerStamp::NONE)[..])
+}
+
+/// Appends `groups` (each one `Log::append` of batches shaped (records, value bytes)).
+fn write_log(groups: &[&[(usize, usize)]]) -> Written {
+    block_on(async {
+        let sim = SimDisk::new(7);
+        let disk = Disk::Simulated(sim.clone());
+        let dir = segment_recovery::partition_dir();
+        let log = Log::open(disk, dir.clone(), segment_recovery::config()).await.expect("open");
+        let mut batch_starts = Vec::new();
+        let mut position = 0;
+        for (index, group) in groups.iter().enumerate() {
+            let timestamp_ms = 1_700_000_000_000 + 1000 * index as i64;
+            let batches: Vec<BytesMut> =
+                group.iter().map(|&(records, value)| batch(records, value, timestamp_ms)).collect();
+            for batch in &batches {
+                batch_starts.push(position);
+                position += batch.len();
+            }
+            log.append(batches, 1).await.expect("append");
+        }
+        log.close().await.expect("close");
+        let durable = |name: &str| sim.durable_bytes(&dir.join(name));
+        let file = |suffix: &str| durable(&format!("{:020}.{suffix}", 0)).expect("file");
+        Written {
+            segment: file("log"),
+            offset_index: file("index"),
+            time_index: file("timeindex"),
+            checkpoint: durable("recovery-point").expect("checkpoint"),
+            intent: durable("write-intent"),
+            batch_starts,
+        }
+    })
+}
+
+fn bare(segment: Vec<u8>) -> Case {
+    Case { segment, ..Case::default() }
+}
+
+fn flipped(segment: &[u8], position: usize, bit: u8) -> Vec<u8> {
+    let mut segment = segment.to_vec();
+    segment[position] ^= 1 << bit;
+    segment
+}
+
+/// Offsets inside a batch header (docs/storage.md): length, magic, CRC, attributes, records.
+const LENGTH_POSITION: usize = 10;
+const MAGIC_POSITION: usize = 16;
+const CRC_POSITION: usize = 18;
+const BASE_OFFSET_POSITION: usize = 7;
+const RECORDS_POSITION: usize = 70;
+
+fn segment_recovery_seeds() -> Vec<(String, Vec<u8>)> {
+    let single = write_log(&[&[(3, 20)]]);
+    let several = write_log(&[&[(1, 0)], &[(5, 40)], &[(2, 300)], &[(4, 10)], &[(1, 90)]]);
+    let grouped = write_log(&[&[(2, 30), (3, 10), (1, 50)], &[(4, 20), (2, 5)]]);
+    let mut seeds: Vec<(String, Case)> = vec![
+        ("empty".into(), bare(Vec::new())),
+        ("single".into(), bare(single.segment.clone())),
+        ("several".into(), bare(several.segment.clone())),
+        ("grouped".into(), bare(grouped.segment.clone())),
+    ];
+    for (name, written) in [("single", &single), ("several", &several), ("grouped", &grouped)] {
+        seeds.push((
+            format!("{name}-with-files"),
+            Case {
+                offset_index: Some(written.offset_index.clone()),
+                time_index: Some(written.time_index.clone()),
+                checkpoint: Some(CheckpointInput::Raw(written.checkpoint.clone())),
+                intent: written.intent.clone().map(IntentInput::Raw),
+                ..bare(written.segment.clone())
+            },
+        ));
+    }
+    let segment = &several.segment;
+    let starts = &several.batch_starts;
+    let last = *starts.last().expect("batches");
+    for (name, cut) in [
+        ("cut-last-byte", segment.len() - 1),
+        ("cut-mid-last-batch", last + (segment.len() - last) / 2),
+        ("cut-mid-header", starts[2] + 30),
+        ("cut-at-batch", starts[3]),
+    ] {
+        seeds.push((format!("several-{name}"), bare(segment[..cut].to_vec())));
+    }
+    for (batch, batch_name) in [(0, "first"), (2, "middle"), (starts.len() - 1, "last")] {
+        let start = starts[batch];
+        for (field, position, bit) in [
+            ("length", LENGTH_POSITION, 3),
+            ("magic", MAGIC_POSITION, 0),
+            ("crc", CRC_POSITION, 5),
+            ("base-offset", BASE_OFFSET_POSITION, 1),
+            ("records", RECORDS_POSITION, 6),
+        ] {
+            let name = format!("several-flip-{batch_name}-{field}");
+            seeds.push((name, bare(flipped(segment, start + position, bit))));
+        }
+    }
+    seeds.push((
+        "several-checkpoint-then-flip".into(),
+        Case {
+            checkpoint: Some(CheckpointInput::AtIntactBatch { batches: 2, clean_shutdown: true }),
+            offset_index: Some(several.offset_index.clone()),
+            time_index: Some(several.time_index.clone()),
+            ..bare(flipped(segment, starts[3] + RECORDS_POSITION, 2))
+        },
+    ));
+    // A checkpoint that loads the index files, whose one entry points inside a batch.
+    let mut misdirecting_index = 1u32.to_be_bytes().to_vec();
+    misdirecting_index.extend_from_slice(&(starts[1] as u32 + 3).to_be_bytes());
+    seeds.push((
+        "several-checkpoint-index-inside-batch".into(),
+        Case {
+            checkpoint: Some(CheckpointInput::AtIntactBatch { batches: 4, clean_shutdown: true }),
+            offset_index: Some(misdirecting_index),
+            time_index: Some(Vec::new()),
+            ..bare(segment.clone())
+        },
+    ));
+    // A torn group: its first batch damaged, the rest of the group intact, inside the intent.
+    let grouped_starts = &grouped.batch_starts;
+    seeds.push((
+        "grouped-intent-torn-group".into(),
+        Case {
+            intent: Some(IntentInput::Fields { start_offset: 6, offsets: 6 }),
+            ..bare(flipped(&grouped.segment, grouped_starts[3] + RECORDS_POSITION, 4))
+        },
+    ));
+    // A roll: a second segment based where the first ends (13), and the same with the
+    // first segment's last batch torn.
+    let mut rolled = single.segment.clone();
+    rolled[..8].copy_from_slice(&13i64.to_be_bytes());
+    seeds.push((
+        "two-segments".into(),
+        Case { later_segment: Some((13, rolled.clone())), ..bare(segment.clone()) },
+    ));
+    seeds.push((
+        "two-segments-first-torn".into(),
+        Case { later_segment: Some((13, rolled)), ..bare(segment[..segment.len() - 9].to_vec()) },
+    ));
+    seeds.push((
+        "checkpoint-fields".into(),
+        Case {
+            checkpoint: Some(CheckpointInput::Fields { recovery_offset: 5, position_bytes: 100 }),
+            ..bare(segment.clone())
+        },
+    ));
+    seeds.into_iter().map(|(name, case)| (name, case.encode())).collect()
+}
+
+/// Index seeds: the real files of a written log, with lookup keys around their entries.
+fn index_seeds() -> Vec<(String, Vec<u8>)> {
+    let groups: [&[(usize, usize)]; 12] = [&[(3, 100)]; 12];
+    let written = write_log(&groups);
+    let size = u32::try_from(written.segment.len()).expect("small segment");
+    let mut seed = Vec::new();
+    seed.extend_from_slice(&size.to_be_bytes());
+    seed.extend_from_slice(&36u32.to_be_bytes());
+    seed.extend_from_slice(&128u16.to_be_bytes());
+    for file in [&written.offset_index, &written.time_index] {
+        let length = u16::try_from(file.len()).expect("small index");
+        seed.extend_from_slice(&length.to_be_bytes());
+        seed.extend_from_slice(file);
+    }
+    for (relative_offset, timestamp_ms) in [(0u32, 0i64), (5, 1_700_000_005_000), (35, i64::MAX)] {
+        seed.extend_from_slice(&relative_offset.to_be_bytes());
+        seed.extend_from_slice(&timestamp_ms.to_be_bytes());
+    }
+    assert!(!written.offset_index.is_empty() && !written.time_index.is_empty());
+    vec![("real-files".into(), seed)]
+}
+
+fn corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target)
+}
+
+/// Every seed must pass its target before it is written or compared.
+fn write_or_check(target: &str, seeds: Vec<(String, Vec<u8>)>, run: fn(&[u8])) {
+    for (_, bytes) in &seeds {
+        run(bytes);
+    }
+    let directory = corpus_dir(target);
+    if std::env::var_os("TERN_WRITE_FUZZ_SEEDS").is_some() {
+        std::fs::create_dir_all(&directory).expect("corpus directory");
+        for (name, bytes) in &seeds {
+            std::fs::write(directory.join(format!("gen-{name}.bin")), bytes).expect("write seed");
+        }
+        return;
+    }
+    for (name, bytes) in &seeds {
+        let path = directory.join(format!("gen-{name}.bin"));
+        let committed = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            committed == *bytes,
+            "{} differs from the generator; rerun with TERN_WRITE_FUZZ_SEEDS=1",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn segment_recovery_seeds_are_generated() {
+    write_or_check("segment_recovery", segment_recovery_seeds(), segment_recovery::run);
+}
+
+#[test]
+fn index_seeds_are_generated() {
+    write_or_check("index", index_seeds(), index::run);
+}
