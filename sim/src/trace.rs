@@ -1,0 +1,144 @@
+//! The trace of a run and its hash: every frame delivered between clients and the broker, every
+//! client operation, every fault (and every other `tracing` event at INFO or above, which
+//! catches nondeterminism inside the broker early). Never the configuration: two seeds with
+//! the same fault rates must still hash apart.
+//!
+//! A simulation runs on one thread, so the state is thread-local; [`begin`] resets it and
+//! [`finish`] takes it. The [`TraceLayer`] feeds `tracing` events in; faults are the events
+//! with a `fault` field (the disk's own, and the injector's).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+
+/// Fault lines kept for a failing seed's report (the count and the hash cover all of them).
+const FAULT_LINES_MAX: usize = 400;
+
+#[derive(Default)]
+struct State {
+    active: bool,
+    hash: u64,
+    events: u64,
+    fault_lines: Vec<String>,
+    fault_counts: BTreeMap<String, u64>,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+/// What a finished run's trace amounted to.
+#[derive(Clone, Debug, Default)]
+pub struct Trace {
+    pub hash: u64,
+    pub events: u64,
+    pub fault_lines: Vec<String>,
+    pub fault_counts: BTreeMap<String, u64>,
+}
+
+const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn mix(hash: &mut u64, bytes: &[u8]) {
+    for byte in bytes {
+        *hash ^= u64::from(*byte);
+        *hash = hash.wrapping_mul(FNV_PRIME);
+    }
+    // A separator, so ("ab", "c") and ("a", "bc") hash apart.
+    *hash ^= 0xff;
+    *hash = hash.wrapping_mul(FNV_PRIME);
+}
+
+/// Starts a fresh trace on this thread.
+pub fn begin() {
+    STATE.with(|state| {
+        *state.borrow_mut() = State { active: true, hash: FNV_OFFSET_BASIS, ..State::default() };
+    });
+}
+
+/// Ends the trace and returns it.
+pub fn finish() -> Trace {
+    STATE.with(|state| {
+        let state = std::mem::take(&mut *state.borrow_mut());
+        Trace {
+            hash: state.hash,
+            events: state.events,
+            fault_lines: state.fault_lines,
+            fault_counts: state.fault_counts,
+        }
+    })
+}
+
+/// Adds `bytes` under `tag` (e.g. a frame a client sent or received).
+pub fn record(tag: &str, bytes: &[u8]) {
+    STATE.with(|state| {
+        let mut state = state.borrow_mut();
+        if !state.active {
+            return;
+        }
+        state.events += 1;
+        mix(&mut state.hash, tag.as_bytes());
+        mix(&mut state.hash, bytes);
+    });
+}
+
+fn record_event(line: &str, fault: Option<&str>, time_ns: u64) {
+    STATE.with(|state| {
+        let mut state = state.borrow_mut();
+        if !state.active {
+            return;
+        }
+        state.events += 1;
+        mix(&mut state.hash, line.as_bytes());
+        if let Some(fault) = fault {
+            *state.fault_counts.entry(fault.to_string()).or_insert(0) += 1;
+            if state.fault_lines.len() < FAULT_LINES_MAX {
+                let seconds = time_ns as f64 / 1e9;
+                state.fault_lines.push(format!("{seconds:>10.6}s {line}"));
+            }
+        }
+    });
+}
+
+/// A `tracing` layer feeding events at INFO and above into the trace.
+pub struct TraceLayer {
+    /// Simulated nanoseconds since the run began (the layer cannot reach the runtime itself).
+    pub now_ns: fn() -> u64,
+}
+
+struct LineVisitor {
+    line: String,
+    fault: Option<String>,
+}
+
+impl Visit for LineVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "fault" {
+            self.fault = Some(value.to_string());
+        }
+        let _ = write!(self.line, " {}={}", field.name(), value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.line, " {}={:?}", field.name(), value);
+    }
+}
+
+impl<S: Subscriber> Layer<S> for TraceLayer {
+    fn enabled(&self, metadata: &Metadata<'_>, _context: Context<'_, S>) -> bool {
+        *metadata.level() <= Level::INFO
+    }
+
+    fn on_event(&self, event: &Event<'_>, _context: Context<'_, S>) {
+        if *event.metadata().level() > Level::INFO {
+            return;
+        }
+        let mut visitor = LineVisitor { line: event.metadata().target().to_string(), fault: None };
+        event.record(&mut visitor);
+        record_event(&visitor.line, visitor.fault.as_deref(), (self.now_ns)());
+    }
+}
