@@ -139,13 +139,18 @@ impl SeedOutcome {
 
 /// Runs `scenario` with `seed` in a fresh simulation on this thread.
 pub fn run_seed(scenario: Scenario, seed: u64, plant: Option<Plant>) -> SeedOutcome {
+    run_seed_with(scenario, seed, plant, false)
+}
+
+/// [`run_seed`], keeping every hashed trace item in `trace.dump` if `dump_trace`.
+pub fn run_seed_with(
+    scenario: Scenario,
+    seed: u64,
+    plant: Option<Plant>,
+    dump_trace: bool,
+) -> SeedOutcome {
+    warm_up_process_state();
     let plan = Plan::new(scenario, seed, plant);
-    let mut config = madsim::Config::default();
-    // The default 1-10 ms link latency; the network scenario changes it at run time.
-    config.net.send_latency = Duration::from_millis(1)..Duration::from_millis(10);
-    let mut runtime = Runtime::with_seed_and_config(seed, config);
-    SimDisk::install_node_disks(&runtime);
-    runtime.set_time_limit(Duration::from_secs(RUN_BOUND_S));
     let state = Rc::new(RunState {
         plan: plan.clone(),
         history: RefCell::new(History::default()),
@@ -159,10 +164,17 @@ pub fn run_seed(scenario: Scenario, seed: u64, plant: Option<Plant>) -> SeedOutc
         drain_done: Cell::new(false),
     });
     RUN.with(|run| *run.borrow_mut() = Some(state.clone()));
-    trace::begin();
+    trace::begin(dump_trace);
+    // The subscriber must be in place before the runtime exists: madsim opens a span per node
+    // as it creates the node, and a span opened under another subscriber is unknown to this one.
     let subscriber = tracing_subscriber::registry().with(TraceLayer { now_ns });
-    let simulated_ms =
-        tracing::subscriber::with_default(subscriber, || runtime.block_on(supervise(plan.clone())));
+    let simulated_ms = tracing::subscriber::with_default(subscriber, || {
+        let runtime = new_runtime(seed);
+        let simulated_ms = runtime.block_on(supervise(plan.clone()));
+        // Tasks still alive (clients, the broker) die with the runtime, inside the subscriber.
+        drop(runtime);
+        simulated_ms
+    });
     let trace = trace::finish();
     RUN.with(|run| *run.borrow_mut() = None);
     let history = std::mem::take(&mut *state.history.borrow_mut());
@@ -192,6 +204,24 @@ pub fn run_seed(scenario: Scenario, seed: u64, plant: Option<Plant>) -> SeedOutc
         trace,
         simulated_ms,
     }
+}
+
+/// Initialises, outside any simulation, the lazy per-thread state that would otherwise be
+/// initialised inside the first run of a process only: std's `HashMap` keys come from
+/// `getrandom`, which madsim answers from the simulation's generator, so the first run would
+/// draw one number more than every later run and a replayed seed would not match its batch run.
+fn warm_up_process_state() {
+    drop(std::collections::hash_map::RandomState::new());
+}
+
+fn new_runtime(seed: u64) -> Runtime {
+    let mut config = madsim::Config::default();
+    // madsim's default 1-10 ms link latency, stated: the network scenario changes it at run time.
+    config.net.send_latency = Duration::from_millis(1)..Duration::from_millis(10);
+    let mut runtime = Runtime::with_seed_and_config(seed, config);
+    SimDisk::install_node_disks(&runtime);
+    runtime.set_time_limit(Duration::from_secs(RUN_BOUND_S));
+    runtime
 }
 
 /// The supervisor: node 0's task. Returns the simulated milliseconds the run took.

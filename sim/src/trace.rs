@@ -25,7 +25,12 @@ struct State {
     events: u64,
     fault_lines: Vec<String>,
     fault_counts: BTreeMap<String, u64>,
+    /// Items as hashed, when dumping (to find where two runs of one seed diverge).
+    dump: Option<Vec<String>>,
 }
+
+/// Items kept when dumping: enough to reach the first divergence of a short run.
+const DUMP_ITEMS_MAX: usize = 2_000_000;
 
 thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
@@ -38,6 +43,8 @@ pub struct Trace {
     pub events: u64,
     pub fault_lines: Vec<String>,
     pub fault_counts: BTreeMap<String, u64>,
+    /// Every hashed item, if [`begin`] was asked to dump.
+    pub dump: Vec<String>,
 }
 
 const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
@@ -53,11 +60,24 @@ fn mix(hash: &mut u64, bytes: &[u8]) {
     *hash = hash.wrapping_mul(FNV_PRIME);
 }
 
-/// Starts a fresh trace on this thread.
-pub fn begin() {
+/// Starts a fresh trace on this thread; `dump` keeps every hashed item too.
+pub fn begin(dump: bool) {
     STATE.with(|state| {
-        *state.borrow_mut() = State { active: true, hash: FNV_OFFSET_BASIS, ..State::default() };
+        *state.borrow_mut() = State {
+            active: true,
+            hash: FNV_OFFSET_BASIS,
+            dump: dump.then(Vec::new),
+            ..State::default()
+        };
     });
+}
+
+fn dump_item(state: &mut State, item: impl FnOnce() -> String) {
+    if let Some(dump) = state.dump.as_mut() {
+        if dump.len() < DUMP_ITEMS_MAX {
+            dump.push(item());
+        }
+    }
 }
 
 /// Ends the trace and returns it.
@@ -69,6 +89,7 @@ pub fn finish() -> Trace {
             events: state.events,
             fault_lines: state.fault_lines,
             fault_counts: state.fault_counts,
+            dump: state.dump.unwrap_or_default(),
         }
     })
 }
@@ -83,6 +104,7 @@ pub fn record(tag: &str, bytes: &[u8]) {
         state.events += 1;
         mix(&mut state.hash, tag.as_bytes());
         mix(&mut state.hash, bytes);
+        dump_item(&mut state, || format!("{tag} {}", String::from_utf8_lossy(bytes)));
     });
 }
 
@@ -94,6 +116,7 @@ fn record_event(line: &str, fault: Option<&str>, time_ns: u64) {
         }
         state.events += 1;
         mix(&mut state.hash, line.as_bytes());
+        dump_item(&mut state, || format!("{time_ns} {line}"));
         if let Some(fault) = fault {
             *state.fault_counts.entry(fault.to_string()).or_insert(0) += 1;
             if state.fault_lines.len() < FAULT_LINES_MAX {
