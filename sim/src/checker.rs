@@ -135,7 +135,7 @@ impl Index {
         let mut index = Index::default();
         for op in &history.ops {
             match (&op.body, op.op_type) {
-                (Body::Send { partition, values, offsets }, OpType::Ok) => {
+                (Body::Send { partition, values, offsets, .. }, OpType::Ok) => {
                     assert_eq!(values.len(), offsets.len(), "an ok send has one offset per value");
                     for (value, offset) in values.iter().zip(offsets) {
                         index.acknowledged.insert(*value, (*partition, *offset));

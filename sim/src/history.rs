@@ -40,8 +40,9 @@ pub struct PartitionRead {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
     /// Values sent in one batch to one partition; on `Ok`, `offsets[i]` is where `values[i]`
-    /// landed (base offset + i, as the produce response tells).
-    Send { partition: Partition, values: Vec<Value>, offsets: Vec<Offset> },
+    /// landed (base offset + i, as the produce response tells); `error_code` is the broker's
+    /// answer (0 on `Ok`, and on `Info` when no answer came).
+    Send { partition: Partition, values: Vec<Value>, offsets: Vec<Offset>, error_code: i16 },
     /// A fetch of the consumer's assigned partitions from its positions.
     Poll { reads: Vec<PartitionRead> },
     /// The consumer moved its position explicitly (start, or a deliberate reset): the
@@ -81,8 +82,11 @@ impl Op {
     pub fn describe(&self) -> String {
         let mut text = format!("p{} {:?} ", self.process, self.op_type);
         match &self.body {
-            Body::Send { partition, values, offsets } => {
-                let _ = write!(text, "send p={partition} values={values:?} offsets={offsets:?}");
+            Body::Send { partition, values, offsets, error_code } => {
+                let _ = write!(
+                    text,
+                    "send p={partition} values={values:?} offsets={offsets:?} err={error_code}"
+                );
             }
             Body::Poll { reads } => {
                 text.push_str("poll");

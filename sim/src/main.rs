@@ -16,7 +16,7 @@ fn main() {
 #[cfg(madsim)]
 mod cli {
     use tern_sim::plan::{Plant, Scenario, SCENARIOS};
-    use tern_sim::run::run_seed;
+    use tern_sim::run::run_seed_with;
 
     const USAGE: &str = "usage: tern-sim run --scenario NAME --seeds N [--seed S] \
                          [--plant ack-before-sync|drop-read|reuse-offset|hashmap-order] [--verbose]\n       tern-sim list";
@@ -96,7 +96,16 @@ mod cli {
         let mut failed = 0;
         let mut simulated_ms_total = 0;
         for seed in arguments.seed_first..arguments.seed_first + arguments.seeds {
-            let outcome = run_seed(arguments.scenario, seed, arguments.plant);
+            let dump = std::env::var_os("TERN_SIM_DUMP").is_some();
+            let outcome = run_seed_with(arguments.scenario, seed, arguments.plant, dump);
+            for item in &outcome.trace.dump {
+                if !item.starts_with("op ")
+                    && !item.starts_with("producer")
+                    && !item.starts_with("consumer")
+                {
+                    println!("  trace {}", &item[..item.len().min(400)]);
+                }
+            }
             simulated_ms_total += outcome.simulated_ms;
             println!("{}", outcome.line());
             if outcome.failed() || arguments.verbose {
@@ -104,6 +113,11 @@ mod cli {
                     for example in examples {
                         println!("  {property}: {example}");
                     }
+                }
+            }
+            if std::env::var_os("TERN_SIM_HISTORY").is_some() {
+                for op in &outcome.history.ops {
+                    println!("  op {:>12} {}", op.time_ns, op.describe());
                 }
             }
             if arguments.verbose {

@@ -94,7 +94,7 @@ pub struct SeedOutcome {
     pub committed_per_second: f64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
-    pub history_ops: usize,
+    pub history: History,
     pub simulated_ms: u64,
 }
 
@@ -198,7 +198,7 @@ pub fn run_seed_with(
         committed_per_second: report.acknowledged as f64 / (plan.workload_ms as f64 / 1000.0),
         latency_p50_ms: percentile_ms(0.50),
         latency_p99_ms: percentile_ms(0.99),
-        history_ops: history.ops.len(),
+        history,
         plan,
         report,
         trace,

@@ -28,10 +28,11 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 const IDLE_POLL_PAUSE: Duration = Duration::from_millis(20);
 /// Upper bound on sends per producer in one run (a runaway loop is a harness bug).
 const SENDS_PER_PRODUCER_MAX: u64 = 1_000_000;
-/// Process ids: producers from 0, consumers from 100, then the prober and the drain.
+/// Process ids: producers from 0, consumers from 100, probers from 900 (one per partition),
+/// the drain 999.
 const CONSUMER_PROCESS_BASE: Process = 100;
 const PROBE_PROCESS: Process = 900;
-const DRAIN_PROCESS: Process = 901;
+const DRAIN_PROCESS: Process = 999;
 
 /// Client node addresses: 10.0.1.x.
 fn client_ip(index: u32) -> IpAddr {
@@ -170,7 +171,8 @@ async fn produce_loop(producer: u32) {
         let values: Vec<Value> =
             (0..u64::from(count)).map(|index| value_id(producer, sequence + index)).collect();
         sequence += u64::from(count);
-        send(&mut session, &state, producer, partition, values).await;
+        // The history holds the outcome; the producer just moves on to its next value.
+        let _ = send(&mut session, &state, producer, partition, values).await;
         madsim::time::sleep(Duration::from_millis(state.plan.produce_interval_ms)).await;
     }
     drop(session);
@@ -182,22 +184,25 @@ fn value_id(process: Process, sequence: u64) -> Value {
     (u64::from(process) << 40) | sequence
 }
 
-/// One send operation: invoke, then ok / fail / info. Returns whether it was acknowledged.
+/// One send operation: invoke, then ok / fail / info. `Ok` if acknowledged, else the broker's
+/// error code (`None`: no answer).
 async fn send(
     session: &mut Session,
     state: &RunState,
     process: Process,
     partition: Partition,
     values: Vec<Value>,
-) -> bool {
-    let body = |offsets: Vec<Offset>| Body::Send { partition, values: values.clone(), offsets };
+) -> Result<(), Option<i16>> {
+    let body = |offsets: Vec<Offset>, error_code: i16| Body::Send {
+        partition,
+        values: values.clone(),
+        offsets,
+        error_code,
+    };
     let invoked_ns = now_ns();
-    state.record(Op {
-        process,
-        op_type: OpType::Invoke,
-        time_ns: invoked_ns,
-        body: body(Vec::new()),
-    });
+    let invoke =
+        Op { process, op_type: OpType::Invoke, time_ns: invoked_ns, body: body(vec![], 0) };
+    state.record(invoke);
     let batch = client::encode_values(&values, state.plan.record_bytes, tern::io::unix_time_ms());
     let result = match session.connection(state).await {
         None => Err(ClientError::Timeout),
@@ -205,24 +210,25 @@ async fn send(
             client::produce(connection, TOPIC, partition, batch, PRODUCE_TIMEOUT).await
         }
     };
-    let (op_type, offsets) = match result {
+    let (op_type, offsets, outcome) = match result {
         Ok((0, base_offset)) => {
             let offsets = (0..values.len() as i64).map(|index| base_offset + index).collect();
             state.produce_latencies_ns.borrow_mut().push(now_ns() - invoked_ns);
-            (OpType::Ok, offsets)
+            (OpType::Ok, offsets, Ok(()))
         }
-        Ok((error_code, _)) if send_definitely_failed(error_code) => (OpType::Fail, Vec::new()),
-        Ok(_) => (OpType::Info, Vec::new()),
+        Ok((code, _)) if send_definitely_failed(code) => (OpType::Fail, vec![], Err(Some(code))),
+        Ok((code, _)) => (OpType::Info, vec![], Err(Some(code))),
         Err(_) => {
             session.fail();
-            (OpType::Info, Vec::new())
+            (OpType::Info, vec![], Err(None))
         }
     };
-    state.record(Op { process, op_type, time_ns: now_ns(), body: body(offsets) });
+    let error_code = outcome.err().flatten().unwrap_or(0);
+    state.record(Op { process, op_type, time_ns: now_ns(), body: body(offsets, error_code) });
     if op_type != OpType::Ok {
         madsim::time::sleep(RETRY_BACKOFF).await;
     }
-    op_type == OpType::Ok
+    outcome
 }
 
 /// A consumer's reads as reported to the history, with the planted bugs applied.
@@ -346,33 +352,46 @@ async fn consume_loop(consumer: u32) {
     state.clients_running.set(state.clients_running.get() - 1);
 }
 
-/// After healing: every partition must accept a write within the liveness bound.
+/// After healing: every partition must accept a write within the liveness bound, except one
+/// whose detected loss (corruption in the fault log, KAFKA_STORAGE_ERROR from the broker) keeps
+/// it refusing writes: on a single node the policy has no peer to repair it from.
 async fn probe_liveness() {
     let state = run_state();
     let deadline_ns = now_ns() + LIVENESS_BOUND_MS * 1_000_000;
-    let mut session = Session::new("probe".to_string());
+    // One prober per partition, concurrently: a partition that stays down must not eat the
+    // others' time.
+    let probes: Vec<_> = (0..state.plan.partitions)
+        .map(|partition| tern::io::spawn_local(probe_partition(partition, deadline_ns)))
+        .collect();
+    for probe in probes {
+        probe.await;
+    }
+}
+
+async fn probe_partition(partition: Partition, deadline_ns: u64) {
+    let state = run_state();
+    let process = PROBE_PROCESS + partition as Process;
+    let mut session = Session::new(format!("probe-{partition}"));
+    let mut outcome = Err(None);
     let mut sequence = 0;
-    for partition in 0..state.plan.partitions {
-        let mut accepted = false;
-        while !accepted && now_ns() < deadline_ns {
-            sequence += 1;
-            accepted = send(
-                &mut session,
-                &state,
-                PROBE_PROCESS,
-                partition,
-                vec![value_id(PROBE_PROCESS, sequence)],
-            )
-            .await;
+    while outcome.is_err() && now_ns() < deadline_ns {
+        sequence += 1;
+        let value = value_id(process, sequence);
+        outcome = send(&mut session, &state, process, partition, vec![value]).await;
+    }
+    let corrupted = state.corruptions.borrow().iter().any(|fault| fault.partition == partition);
+    match outcome {
+        Ok(()) => {}
+        Err(Some(KAFKA_STORAGE_ERROR)) if corrupted => {
+            tracing::warn!(partition, "liveness: partition refuses writes after detected loss");
         }
-        if !accepted {
-            state.flag(
-                "liveness",
-                format!(
-                    "p{partition} accepted no write within {LIVENESS_BOUND_MS} ms after healing"
-                ),
-            );
-        }
+        Err(error_code) => state.flag(
+            "liveness",
+            format!(
+                "p{partition} accepted no write within {LIVENESS_BOUND_MS} ms after healing \
+                 (last error {error_code:?})"
+            ),
+        ),
     }
 }
 

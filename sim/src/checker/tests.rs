@@ -24,9 +24,15 @@ impl Builder {
         values: &[Value],
         offsets: &[Offset],
     ) -> &mut Builder {
-        let invoke = Body::Send { partition, values: values.to_vec(), offsets: Vec::new() };
+        let invoke =
+            Body::Send { partition, values: values.to_vec(), offsets: Vec::new(), error_code: 0 };
         self.op(process, OpType::Invoke, invoke);
-        let body = Body::Send { partition, values: values.to_vec(), offsets: offsets.to_vec() };
+        let body = Body::Send {
+            partition,
+            values: values.to_vec(),
+            offsets: offsets.to_vec(),
+            error_code: 0,
+        };
         self.op(process, OpType::Ok, body)
     }
 
@@ -49,7 +55,8 @@ impl Builder {
         value: Value,
         op_type: OpType,
     ) -> &mut Builder {
-        let body = Body::Send { partition, values: vec![value], offsets: Vec::new() };
+        let body =
+            Body::Send { partition, values: vec![value], offsets: Vec::new(), error_code: 0 };
         self.op(process, OpType::Invoke, body.clone());
         self.op(process, op_type, body)
     }
