@@ -3,6 +3,7 @@
 //! a `tracing` event with a `fault` field (the disk logs its own), so the trace hash covers it
 //! and a failing seed's report lists it.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,8 +35,21 @@ fn broker_disk(broker: NodeId, plan: &Plan) -> SimDisk {
     SimDisk::of_node_or_create(broker, plan.seed)
 }
 
-/// Applies faults until `window` has passed.
+/// Faults in progress at once, at most: overlapping faults (a crash inside an ENOSPC window,
+/// a restart while a sector fails reads) find more than one at a time.
+const FAULTS_CONCURRENT_MAX: u32 = 3;
+
+thread_local! {
+    /// Faults in progress, and whether the broker node is being killed or restarted (those
+    /// never overlap each other: a restart must follow its own kill).
+    static ACTIVE_FAULTS: Cell<u32> = const { Cell::new(0) };
+    static LIFECYCLE_BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Applies faults until `window` has passed, then waits for those in progress to end.
 pub async fn run(handle: &Handle, broker: NodeId, plan: &Plan, window: Duration) {
+    ACTIVE_FAULTS.with(|active| active.set(0));
+    LIFECYCLE_BUSY.with(|busy| busy.set(false));
     if plan.fault_kinds.is_empty() {
         madsim::time::sleep(window).await;
         return;
@@ -46,9 +60,40 @@ pub async fn run(handle: &Handle, broker: NodeId, plan: &Plan, window: Duration)
         if now_ns() >= end_ns {
             break;
         }
+        if ACTIVE_FAULTS.with(Cell::get) >= FAULTS_CONCURRENT_MAX {
+            continue;
+        }
         let kind = plan.fault_kinds[random_between(0, plan.fault_kinds.len() as u64 - 1) as usize];
-        apply(handle, broker, plan, kind).await;
+        ACTIVE_FAULTS.with(|active| active.set(active.get() + 1));
+        let (handle, plan) = (handle.clone(), plan.clone());
+        drop(tern::io::spawn_local(async move {
+            apply(&handle, broker, &plan, kind).await;
+            ACTIVE_FAULTS.with(|active| active.set(active.get() - 1));
+        }));
     }
+    // Every fault ends by itself within seconds; the bound only guards against a harness bug.
+    for _ in 0..10_000 {
+        if ACTIVE_FAULTS.with(Cell::get) == 0 {
+            return;
+        }
+        sleep_ms(10).await;
+    }
+    panic!("faults still in progress long after the fault window");
+}
+
+/// Waits until no kill or restart is in progress, then claims the broker's lifecycle.
+async fn claim_lifecycle() {
+    for _ in 0..100_000 {
+        if !LIFECYCLE_BUSY.with(|busy| busy.replace(true)) {
+            return;
+        }
+        sleep_ms(10).await;
+    }
+    panic!("the broker's lifecycle stayed busy");
+}
+
+fn release_lifecycle() {
+    LIFECYCLE_BUSY.with(|busy| busy.set(false));
 }
 
 async fn apply(handle: &Handle, broker: NodeId, plan: &Plan, kind: FaultKind) {
@@ -56,6 +101,17 @@ async fn apply(handle: &Handle, broker: NodeId, plan: &Plan, kind: FaultKind) {
     match kind {
         FaultKind::Crash => {
             crash_and_restart(handle, broker, random_between(10, 1_000)).await;
+        }
+        FaultKind::ProcessCrash => {
+            // The process dies, the machine does not: the page cache (unsynced writes)
+            // survives, as after a SIGKILL; the node's sockets close.
+            claim_lifecycle().await;
+            tracing::warn!(fault = "process_crash", "broker process killed and restarted");
+            SimDisk::spare_disk_at_next_kill(broker, plan.seed);
+            handle.kill(broker);
+            sleep_ms(random_between(1, 300)).await;
+            handle.restart(broker);
+            release_lifecycle();
         }
         FaultKind::SyncEio => {
             let partition = random_between(0, plan.partitions as u64 - 1);
@@ -136,10 +192,12 @@ async fn partition_a_client(kind: FaultKind, broker: NodeId) {
 
 /// A power failure: kill (the disk plugin drops or tears unsynced writes), wait, restart.
 async fn crash_and_restart(handle: &Handle, broker: NodeId, down_ms: u64) {
+    claim_lifecycle().await;
     tracing::warn!(fault = "kill", down_ms, "broker");
     handle.kill(broker);
     sleep_ms(down_ms).await;
     handle.restart(broker);
+    release_lifecycle();
 }
 
 /// Undoes every fault; restarts the broker in the crash scenario so partitions taken offline

@@ -36,6 +36,8 @@ impl Scenario {
 pub enum FaultKind {
     /// Kill the broker (unsynced writes dropped or torn) and restart it.
     Crash,
+    /// Kill and restart the broker process only: the page cache survives.
+    ProcessCrash,
     /// The next fdatasyncs of one partition fail with EIO; the broker is restarted later to
     /// recover that partition (the policy keeps it offline until re-opened).
     SyncEio,
@@ -59,8 +61,9 @@ pub enum FaultKind {
     ConnectionReset,
 }
 
-const CRASH_KINDS: [FaultKind; 5] = [
+const CRASH_KINDS: [FaultKind; 6] = [
     FaultKind::Crash,
+    FaultKind::ProcessCrash,
     FaultKind::SyncEio,
     FaultKind::Enospc,
     FaultKind::Corrupt,
@@ -182,12 +185,12 @@ impl Plan {
         Plan {
             scenario,
             seed,
-            producers: 3,
-            consumers: 2,
-            partitions: 4,
-            record_bytes: 100,
-            produce_interval_ms: rng.between(1, 5),
-            records_per_send_max: 3,
+            producers: rng.between(2, 5) as u32,
+            consumers: rng.between(1, 3) as u32,
+            partitions: rng.between(1, 6) as i32,
+            record_bytes: [16, 100, 1_000][rng.between(0, 2) as usize],
+            produce_interval_ms: rng.between(0, 5),
+            records_per_send_max: rng.between(1, 8) as u32,
             workload_ms: 6_000,
             fault_start_ms: 500,
             fault_end_ms: 4_500,

@@ -140,7 +140,8 @@ impl SimDisk {
     /// Loses or tears every unsynced operation of every file, as a power failure would.
     pub fn crash(&self, mode: CrashMode) {
         let mut state = self.0.borrow_mut();
-        tracing::warn!(fault = "crash", ?mode, "sim disk: crash");
+        let unsynced_writes: usize = state.inodes.values().map(|inode| inode.unsynced.len()).sum();
+        tracing::warn!(fault = "crash", ?mode, unsynced_writes, "sim disk: crash");
         state.crash_epoch += 1;
         let mut rng_state = state.rng_state;
         state.inodes.retain(|_, inode| inode.linked);

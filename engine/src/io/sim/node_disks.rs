@@ -8,7 +8,8 @@
 //! runtimes run one after the other on a thread never share disks.
 //!
 //! `Handle::restart` alone does not call `reset_node` (madsim kills the tasks without telling
-//! plugins): a simulated power failure is `kill` then `restart`.
+//! plugins, and keeps the node's sockets bound): a simulated power failure is `kill` then
+//! `restart`; a process crash is [`SimDisk::spare_disk_at_next_kill`], `kill`, `restart`.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -27,6 +28,8 @@ struct NodeDisk {
     torn_crash_percent: u8,
     /// SplitMix64 state choosing the crash mode; seeded per node so runs replay.
     rng_state: u64,
+    /// The next kill is of the process only (SIGKILL, OOM): the page cache survives.
+    next_kill_spares_disk: bool,
 }
 
 thread_local! {
@@ -47,6 +50,10 @@ impl Simulator for NodeDisks {
         NODE_DISKS.with(|disks| {
             let mut disks = disks.borrow_mut();
             let Some(node) = disks.get_mut(&id) else { return };
+            if std::mem::take(&mut node.next_kill_spares_disk) {
+                tracing::warn!(fault = "process_kill", node = %id, "sim disk: page cache kept");
+                return;
+            }
             let draw = splitmix64(&mut node.rng_state) % 100;
             let mode = if draw < u64::from(node.torn_crash_percent) {
                 CrashMode::Torn
@@ -91,9 +98,21 @@ impl SimDisk {
                 disk: SimDisk::new(seed),
                 torn_crash_percent: 50,
                 rng_state: seed ^ 0x5EED_D15C,
+                next_kill_spares_disk: false,
             });
             entry.disk.clone()
         })
+    }
+
+    /// Makes the next `Handle::kill` of `node` a process crash: its tasks and sockets die, its
+    /// disk keeps every write, synced or not (the kernel's page cache outlives the process).
+    pub fn spare_disk_at_next_kill(node: NodeId, seed: u64) {
+        let _ = SimDisk::of_node_or_create(node, seed);
+        NODE_DISKS.with(|disks| {
+            if let Some(entry) = disks.borrow_mut().get_mut(&node) {
+                entry.next_kill_spares_disk = true;
+            }
+        });
     }
 
     /// Sets the chance (0..=100 percent) that a kill of `node` tears unsynced writes rather
