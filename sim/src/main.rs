@@ -1,6 +1,7 @@
 //! `tern-sim`: the seed runner. Interface (scripts rely on it):
-//! `tern-sim run --scenario NAME --seeds N [--seed S] [--plant BUG] [--verbose]` and
-//! `tern-sim list`. One line per seed, then `seeds: N, failed: K`; exit 1 if any seed failed.
+//! `tern-sim run --scenario NAME --seeds N [--seed S] [--check-determinism] [--plant BUG]
+//! [--verbose]` and `tern-sim list`. Seeds S..S+N run in order (S defaults to 0); one line per
+//! seed, then `seeds: N, failed: K`; exit status 1 if any seed failed, 2 on bad usage.
 
 #[cfg(madsim)]
 fn main() {
@@ -16,56 +17,64 @@ fn main() {
 #[cfg(madsim)]
 mod cli {
     use tern_sim::plan::{Plant, Scenario, SCENARIOS};
-    use tern_sim::run::run_seed_with;
+    use tern_sim::run::{run_seed_with, SeedOutcome};
 
-    const USAGE: &str = "usage: tern-sim run --scenario NAME --seeds N [--seed S] \
-                         [--plant ack-before-sync|drop-read|reuse-offset|hashmap-order] [--verbose]\n       tern-sim list";
+    const USAGE: &str = "usage:
+  tern-sim run --scenario NAME --seeds N [--seed S] [--check-determinism] [--verbose]
+               [--plant ack-before-sync|drop-read|reuse-offset|hashmap-order]
+  tern-sim list
+environment: TERN_SIM_HISTORY=1 prints every client operation of each seed";
 
     struct Arguments {
         scenario: Scenario,
         seeds: u64,
         seed_first: u64,
         plant: Option<Plant>,
+        check_determinism: bool,
         verbose: bool,
     }
 
     fn parse(arguments: &[String]) -> Result<Arguments, String> {
-        let mut scenario = None;
-        let mut seeds = None;
-        let mut seed_first = None;
-        let mut plant = None;
-        let mut verbose = false;
+        let mut parsed = Arguments {
+            scenario: Scenario::SingleBrokerCrash,
+            seeds: 1,
+            seed_first: 0,
+            plant: None,
+            check_determinism: false,
+            verbose: false,
+        };
+        let mut scenario_given = false;
         let mut index = 0;
         while index < arguments.len() {
             let flag = arguments[index].as_str();
-            if flag == "--verbose" {
-                verbose = true;
-                index += 1;
-                continue;
-            }
-            let value = arguments.get(index + 1).ok_or(format!("{flag} needs a value"))?;
+            index += 1;
             match flag {
-                "--scenario" => {
-                    scenario =
-                        Some(Scenario::parse(value).ok_or(format!("unknown scenario {value}"))?)
+                "--verbose" => parsed.verbose = true,
+                "--check-determinism" => parsed.check_determinism = true,
+                _ => {
+                    let value = arguments.get(index).ok_or(format!("{flag} needs a value"))?;
+                    index += 1;
+                    parse_valued(&mut parsed, flag, value)?;
+                    scenario_given |= flag == "--scenario";
                 }
-                "--seeds" => {
-                    seeds = Some(value.parse().map_err(|_| format!("bad --seeds {value}"))?)
-                }
-                "--seed" => {
-                    seed_first = Some(value.parse().map_err(|_| format!("bad --seed {value}"))?)
-                }
-                "--plant" => {
-                    plant = Some(Plant::parse(value).ok_or(format!("unknown plant {value}"))?)
-                }
-                _ => return Err(format!("unknown flag {flag}")),
             }
-            index += 2;
         }
-        let scenario = scenario.ok_or("--scenario is required")?;
-        // `--seed S` alone runs that one seed; `--seeds N` alone runs seeds 0..N.
-        let seeds = seeds.unwrap_or(1);
-        Ok(Arguments { scenario, seeds, seed_first: seed_first.unwrap_or(0), plant, verbose })
+        if !scenario_given {
+            return Err("--scenario is required".to_string());
+        }
+        Ok(parsed)
+    }
+
+    fn parse_valued(parsed: &mut Arguments, flag: &str, value: &str) -> Result<(), String> {
+        let bad = || format!("bad {flag} {value}");
+        match flag {
+            "--scenario" => parsed.scenario = Scenario::parse(value).ok_or_else(bad)?,
+            "--seeds" => parsed.seeds = value.parse().map_err(|_| bad())?,
+            "--seed" => parsed.seed_first = value.parse().map_err(|_| bad())?,
+            "--plant" => parsed.plant = Some(Plant::parse(value).ok_or_else(bad)?),
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+        Ok(())
     }
 
     pub fn main(arguments: Vec<String>) -> i32 {
@@ -90,53 +99,78 @@ mod cli {
         }
     }
 
+    /// Totals over the seeds of one invocation.
+    #[derive(Default)]
+    struct Totals {
+        failed: u64,
+        simulated_ms: u64,
+        acknowledged: usize,
+        workload_ms: u64,
+        anomalies: usize,
+        detected_loss: usize,
+    }
+
     fn run(arguments: &Arguments) -> i32 {
         // Wall-clock time only measures the runner's own speed, outside every simulation.
         let started = std::time::Instant::now();
-        let mut failed = 0;
-        let mut simulated_ms_total = 0;
+        let mut totals = Totals::default();
         for seed in arguments.seed_first..arguments.seed_first + arguments.seeds {
-            let dump = std::env::var_os("TERN_SIM_DUMP").is_some();
-            let outcome = run_seed_with(arguments.scenario, seed, arguments.plant, dump);
-            for item in &outcome.trace.dump {
-                if !item.starts_with("op ")
-                    && !item.starts_with("producer")
-                    && !item.starts_with("consumer")
-                {
-                    println!("  trace {}", &item[..item.len().min(400)]);
-                }
-            }
-            simulated_ms_total += outcome.simulated_ms;
+            let outcome = run_seed_with(arguments.scenario, seed, arguments.plant, false);
+            let mut failed = outcome.failed();
             println!("{}", outcome.line());
-            if outcome.failed() || arguments.verbose {
-                for (property, examples) in &outcome.report.examples {
-                    for example in examples {
-                        println!("  {property}: {example}");
-                    }
+            if arguments.check_determinism {
+                let again = run_seed_with(arguments.scenario, seed, arguments.plant, false);
+                if again.trace.hash != outcome.trace.hash {
+                    println!(
+                        "  nondeterministic: trace-hash={:016x} then {:016x}",
+                        outcome.trace.hash, again.trace.hash
+                    );
+                    failed = true;
                 }
             }
-            if std::env::var_os("TERN_SIM_HISTORY").is_some() {
-                for op in &outcome.history.ops {
-                    println!("  op {:>12} {}", op.time_ns, op.describe());
+            report(arguments, &outcome, failed);
+            totals.failed += u64::from(failed);
+            totals.simulated_ms += outcome.simulated_ms;
+            totals.acknowledged += outcome.report.acknowledged;
+            totals.workload_ms += outcome.plan.workload_ms;
+            totals.anomalies += outcome.report.anomaly_count();
+            totals.detected_loss += outcome.report.detected_loss;
+        }
+        let wall_s = started.elapsed().as_secs_f64().max(1e-9);
+        println!("seeds: {}, failed: {}", arguments.seeds, totals.failed);
+        println!(
+            "totals: acked={} anomalies={} detected-loss={} committed/s={:.0} \
+             speed={:.0} seeds/min, {:.0} simulated s per wall-clock s",
+            totals.acknowledged,
+            totals.anomalies,
+            totals.detected_loss,
+            totals.acknowledged as f64 * 1000.0 / totals.workload_ms.max(1) as f64,
+            arguments.seeds as f64 * 60.0 / wall_s,
+            totals.simulated_ms as f64 / 1000.0 / wall_s
+        );
+        i32::from(totals.failed > 0)
+    }
+
+    fn report(arguments: &Arguments, outcome: &SeedOutcome, failed: bool) {
+        if failed || arguments.verbose {
+            for (property, examples) in &outcome.report.examples {
+                for example in examples {
+                    println!("  {property}: {example}");
                 }
-            }
-            if arguments.verbose {
-                for line in &outcome.trace.fault_lines {
-                    println!("  fault {line}");
-                }
-            }
-            if outcome.failed() {
-                failed += 1;
-                println!("  replay: {}", outcome.replay_command());
             }
         }
-        let wall_s = started.elapsed().as_secs_f64();
-        println!("seeds: {}, failed: {failed}", arguments.seeds);
-        println!(
-            "speed: {:.1} seeds/min, {:.1} simulated s per wall-clock s",
-            arguments.seeds as f64 * 60.0 / wall_s,
-            simulated_ms_total as f64 / 1000.0 / wall_s
-        );
-        i32::from(failed > 0)
+        if std::env::var_os("TERN_SIM_HISTORY").is_some() {
+            for op in &outcome.history.ops {
+                println!("  op {:>12} {}", op.time_ns, op.describe());
+            }
+        }
+        if arguments.verbose {
+            for line in &outcome.trace.fault_lines {
+                println!("  fault {line}");
+            }
+        }
+        if failed {
+            println!("  replay: {}", outcome.replay_command());
+        }
     }
 }

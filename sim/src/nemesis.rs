@@ -203,6 +203,9 @@ async fn crash_and_restart(handle: &Handle, broker: NodeId, down_ms: u64) {
 /// Undoes every fault; restarts the broker in the crash scenario so partitions taken offline
 /// by a failed fsync or a read error come back (the policy recovers them at re-open).
 pub async fn heal(handle: &Handle, broker: NodeId, plan: &Plan) {
+    if plan.fault_kinds.is_empty() {
+        return;
+    }
     tracing::warn!(fault = "heal", "every fault undone");
     let disk = broker_disk(broker, plan);
     disk.clear_failing_syncs();

@@ -3,7 +3,8 @@
 //! same plan, independent of how the simulation later consumes madsim's randomness.
 
 /// The scenarios `tern-sim list` prints, in that order.
-pub const SCENARIOS: [&str; 2] = ["single-broker-crash", "single-broker-network"];
+pub const SCENARIOS: [&str; 3] =
+    ["single-broker-crash", "single-broker-network", "single-broker-reference"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
@@ -12,6 +13,9 @@ pub enum Scenario {
     /// One broker; loss, latency, partitions (both ways and one-way) and connection resets
     /// between it and its clients, which time out and retry.
     SingleBrokerNetwork,
+    /// The speed reference: 3 producers of about 1,000 records of 1 KiB per simulated
+    /// second each, 2 consumers, no faults, 20 simulated seconds plus the final drain.
+    SingleBrokerReference,
 }
 
 impl Scenario {
@@ -19,6 +23,7 @@ impl Scenario {
         match name {
             "single-broker-crash" => Some(Scenario::SingleBrokerCrash),
             "single-broker-network" => Some(Scenario::SingleBrokerNetwork),
+            "single-broker-reference" => Some(Scenario::SingleBrokerReference),
             _ => None,
         }
     }
@@ -27,6 +32,7 @@ impl Scenario {
         match self {
             Scenario::SingleBrokerCrash => SCENARIOS[0],
             Scenario::SingleBrokerNetwork => SCENARIOS[1],
+            Scenario::SingleBrokerReference => SCENARIOS[2],
         }
     }
 }
@@ -124,7 +130,8 @@ pub struct Plan {
     pub record_bytes: usize,
     /// Pause between a producer's sends (each producer has one send in flight).
     pub produce_interval_ms: u64,
-    /// Records per send: 1..=this.
+    /// Records per send: uniform in min..=max.
+    pub records_per_send_min: u32,
     pub records_per_send_max: u32,
     /// Producers run from 0 to this; faults strike in [fault_start_ms, fault_end_ms).
     pub workload_ms: u64,
@@ -163,10 +170,14 @@ impl PlanRng {
 
 impl Plan {
     pub fn new(scenario: Scenario, seed: u64, plant: Option<Plant>) -> Plan {
+        if scenario == Scenario::SingleBrokerReference {
+            return Plan::reference(seed, plant);
+        }
         let mut rng = PlanRng::new(seed);
         let kinds: &[FaultKind] = match scenario {
             Scenario::SingleBrokerCrash => &CRASH_KINDS,
             Scenario::SingleBrokerNetwork => &NETWORK_KINDS,
+            Scenario::SingleBrokerReference => unreachable!("handled above"),
         };
         // Swarm testing: one seed in eight runs fault-free; the others enable each kind with
         // probability 1/2 (at least one), at a per-seed rate from rare to heavy.
@@ -190,6 +201,7 @@ impl Plan {
             partitions: rng.between(1, 6) as i32,
             record_bytes: [16, 100, 1_000][rng.between(0, 2) as usize],
             produce_interval_ms: rng.between(0, 5),
+            records_per_send_min: 1,
             records_per_send_max: rng.between(1, 8) as u32,
             workload_ms: 6_000,
             fault_start_ms: 500,
@@ -197,6 +209,29 @@ impl Plan {
             fault_kinds,
             fault_interval_mean_ms: rng.between(150, 1_500),
             torn_crash_percent: rng.between(0, 100) as u8,
+            plant,
+        }
+    }
+
+    /// One send of 12 records at a time per producer: with the ~11 ms round trip of madsim's
+    /// default 1-10 ms links plus the group commit, about 1,000 records per second each.
+    fn reference(seed: u64, plant: Option<Plant>) -> Plan {
+        Plan {
+            scenario: Scenario::SingleBrokerReference,
+            seed,
+            producers: 3,
+            consumers: 2,
+            partitions: 4,
+            record_bytes: 1_024,
+            produce_interval_ms: 0,
+            records_per_send_min: 12,
+            records_per_send_max: 12,
+            workload_ms: 20_000,
+            fault_start_ms: 500,
+            fault_end_ms: 19_500,
+            fault_kinds: Vec::new(),
+            fault_interval_mean_ms: 1_000,
+            torn_crash_percent: 0,
             plant,
         }
     }

@@ -2,6 +2,7 @@
 //! partitions from offset 0, and after healing the liveness probe and the final drain. Each is
 //! its own madsim node (so the network can cut one off) and records every operation.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
@@ -46,7 +47,7 @@ pub fn client_nodes() -> Vec<NodeId> {
 }
 
 thread_local! {
-    static CLIENT_NODES: std::cell::RefCell<Vec<NodeId>> = const { std::cell::RefCell::new(Vec::new()) };
+    static CLIENT_NODES: RefCell<Vec<NodeId>> = const { RefCell::new(Vec::new()) };
 }
 
 pub fn start_clients(handle: &Handle, plan: &Plan) {
@@ -167,7 +168,8 @@ async fn produce_loop(producer: u32) {
     while !state.stop_producing.get() {
         assert!(sequence < SENDS_PER_PRODUCER_MAX, "producer {producer} runaway");
         let partition = (madsim::rand::random::<u32>() % state.plan.partitions as u32) as Partition;
-        let count = 1 + madsim::rand::random::<u32>() % state.plan.records_per_send_max;
+        let spread = state.plan.records_per_send_max - state.plan.records_per_send_min;
+        let count = state.plan.records_per_send_min + madsim::rand::random::<u32>() % (spread + 1);
         let values: Vec<Value> =
             (0..u64::from(count)).map(|index| value_id(producer, sequence + index)).collect();
         sequence += u64::from(count);

@@ -300,7 +300,7 @@ async fn discard_unsynced_tail(shared: &Shared) {
                 dir = %shared.dir.display(),
                 base_offset,
                 %error,
-                "log: could not cut the unsynced tail; a process restart may see bytes never synced",
+                "log: could not cut the unsynced tail; a process restart may see unsynced bytes",
             );
         }
     }

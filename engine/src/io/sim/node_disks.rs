@@ -34,7 +34,8 @@ struct NodeDisk {
 
 thread_local! {
     /// Disks by node id; emptied whenever a runtime registers the plugin.
-    static NODE_DISKS: RefCell<BTreeMap<NodeId, NodeDisk>> = const { RefCell::new(BTreeMap::new()) };
+    static NODE_DISKS: RefCell<BTreeMap<NodeId, NodeDisk>> =
+        const { RefCell::new(BTreeMap::new()) };
 }
 
 /// The madsim plugin (registered through [`SimDisk::install_node_disks`]).
