@@ -7,7 +7,7 @@ use tern_sim::run::run_seed;
 
 /// Seeds per scenario in `cargo test`: the whole sim suite stays within a few minutes on two
 /// cores in the dev profile.
-const SEEDS_PER_SCENARIO: u64 = 50;
+const SEEDS_PER_SCENARIO: u64 = 200;
 
 fn run_seeds(scenario: Scenario) {
     let mut failures = Vec::new();
