@@ -140,7 +140,8 @@ impl SimDisk {
     /// Loses or tears every unsynced operation of every file, as a power failure would.
     pub fn crash(&self, mode: CrashMode) {
         let mut state = self.0.borrow_mut();
-        tracing::warn!(fault = "crash", ?mode, "sim disk: crash");
+        let unsynced_writes: usize = state.inodes.values().map(|inode| inode.unsynced.len()).sum();
+        tracing::warn!(fault = "crash", ?mode, unsynced_writes, "sim disk: crash");
         state.crash_epoch += 1;
         let mut rng_state = state.rng_state;
         state.inodes.retain(|_, inode| inode.linked);
@@ -157,11 +158,18 @@ impl SimDisk {
     /// The next `count` `sync_data` calls on files under `path_prefix` fail with EIO; their
     /// unsynced writes stay readable but never become durable (discarded at the next crash).
     pub fn fail_next_syncs(&self, path_prefix: &Path, count: u32) {
+        tracing::warn!(fault = "sync_eio_armed", path = %path_prefix.display(), count, "sim disk");
         self.0.borrow_mut().failing_syncs.push((path_prefix.to_path_buf(), count));
+    }
+
+    /// Disarms every failure armed by [`SimDisk::fail_next_syncs`] that has not fired yet.
+    pub fn clear_failing_syncs(&self) {
+        self.0.borrow_mut().failing_syncs.clear();
     }
 
     /// Total bytes of all files; a write growing past it fails with ENOSPC and writes nothing.
     pub fn set_capacity_bytes(&self, capacity_bytes: Option<u64>) {
+        tracing::warn!(fault = "capacity", ?capacity_bytes, "sim disk: capacity set");
         self.0.borrow_mut().capacity_bytes = capacity_bytes;
     }
 
@@ -197,8 +205,28 @@ impl SimDisk {
             panic!("fail_reads: no file {}", path.display());
         };
         if let Some(inode) = state.inodes.get_mut(&id) {
+            tracing::warn!(fault = "latent_read_error", path = %path.display(), ?range, "sim disk");
             inode.failing_reads.push(range);
         }
+    }
+
+    /// Heals every latent sector error set by [`SimDisk::fail_reads`] (the simulator's heal
+    /// phase: a rewritten or remapped sector reads again).
+    pub fn clear_failing_reads(&self) {
+        let mut state = self.0.borrow_mut();
+        for inode in state.inodes.values_mut() {
+            inode.failing_reads.clear();
+        }
+    }
+
+    /// Paths of every linked file, in path order (for fault injectors picking a target).
+    pub fn file_paths(&self) -> Vec<PathBuf> {
+        self.0.borrow().entries.keys().cloned().collect()
+    }
+
+    /// Bytes used by linked files (what capacity is compared against).
+    pub fn used_bytes(&self) -> u64 {
+        used_bytes(&self.0.borrow())
     }
 
     /// Length of the cached view of `path` (what `File::len` reports), if it exists.
@@ -474,7 +502,10 @@ impl SimFile {
 
     pub(crate) fn sync_data(&self) -> io::Result<()> {
         self.with_inode(|state, id| {
-            let path = state.entries.iter().find(|(_, &entry)| entry == id).map(|(p, _)| p.clone());
+            // Finding the path walks every entry: only when a failure is armed.
+            let armed = !state.failing_syncs.is_empty();
+            let entry = armed.then(|| state.entries.iter().find(|(_, &entry)| entry == id));
+            let path = entry.flatten().map(|(path, _)| path.clone());
             let failing = path.and_then(|path| {
                 state.failing_syncs.iter_mut().find(|(prefix, remaining)| {
                     *remaining > 0 && path.starts_with(prefix.as_path())

@@ -249,6 +249,7 @@ pub async fn sync_all(shared: &Shared) -> Result<(), ()> {
     for (base_offset, file) in files {
         if let Err(error) = file.sync_data().await {
             go_offline(shared, format!("fdatasync of segment {base_offset} failed: {error}"));
+            discard_unsynced_tail(shared).await;
             return Err(());
         }
         shared.state.borrow_mut().data_syncs += 1;
@@ -270,6 +271,39 @@ pub async fn sync_all(shared: &Shared) -> Result<(), ()> {
         shared.high_watermark_changed.notify_waiters();
     }
     Ok(())
+}
+
+/// After a failed fdatasync the page cache still holds the bytes that never reached the disk,
+/// marked clean by the kernel ("fsyncgate"). Cut them off (the log is offline already): else a
+/// restart of the process, not of the machine, would recover them as log and acknowledge
+/// appends behind a region that a later power failure loses. Found by the simulator; see the
+/// regression test `a_failed_fsync_leaves_nothing_for_a_process_restart_to_resurrect`.
+async fn discard_unsynced_tail(shared: &Shared) {
+    // Through the open handles, never by path: a log whose disk crashed under it (its handles
+    // now fail) must not touch the files of the log re-opened in its place. Later segments are
+    // emptied, not removed; recovery deletes them as segments that never became durable.
+    let (synced, files): (LogPosition, Vec<(i64, File)>) = {
+        let state = shared.state.borrow();
+        let files = state
+            .segments
+            .iter()
+            .filter(|segment| segment.base_offset >= state.synced.segment_base_offset)
+            .map(|segment| (segment.base_offset, segment.file.clone()))
+            .collect();
+        (state.synced, files)
+    };
+    for (base_offset, file) in files {
+        let keep_bytes =
+            if base_offset == synced.segment_base_offset { synced.position_bytes } else { 0 };
+        if let Err(error) = file.set_len(keep_bytes).await {
+            tracing::error!(
+                dir = %shared.dir.display(),
+                base_offset,
+                %error,
+                "log: could not cut the unsynced tail; a process restart may see unsynced bytes",
+            );
+        }
+    }
 }
 
 /// Everything the intent covered is durable now. The reset is written without fdatasync: a

@@ -8,6 +8,7 @@
 
 pub(crate) mod file;
 pub(crate) mod net;
+mod node_disks;
 
 use std::cell::Cell;
 use std::future::Future;

@@ -12,9 +12,10 @@ use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 
-use madsim::net::{TcpListener, TcpStream};
+use madsim::net::{NetSim, TcpListener, TcpStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::io::buf::{init_slice, IoBuf, IoBufMut};
@@ -27,12 +28,18 @@ enum BindState {
 }
 
 struct SharedListener {
+    /// Keeps the runtime's network alive, so its address (part of the key) is never reused
+    /// by a later runtime while this listener exists.
+    _network: Arc<NetSim>,
     address: SocketAddr,
     state: RefCell<BindState>,
     bound: Notify,
 }
 
-type ListenerKey = (madsim::task::NodeId, SocketAddr);
+/// (runtime's network, node, address). The network's address tells runtimes apart: tasks of
+/// a finished runtime may still hold their listener, and the next runtime on this thread
+/// reuses node ids and addresses; without it a new broker would "share" a dead listener.
+type ListenerKey = (usize, madsim::task::NodeId, SocketAddr);
 
 thread_local! {
     /// Listeners by (node, address), so the shards of a node share one (SO_REUSEPORT).
@@ -46,7 +53,8 @@ pub(crate) struct OsListener {
 
 impl OsListener {
     pub(crate) fn bind(address: SocketAddr) -> io::Result<OsListener> {
-        let key = (madsim::plugin::node(), address);
+        let network = NetSim::current();
+        let key = (Arc::as_ptr(&network) as usize, madsim::plugin::node(), address);
         let existing = LISTENERS.with(|listeners| {
             let mut listeners = listeners.borrow_mut();
             listeners.retain(|_, listener| listener.strong_count() > 0);
@@ -56,6 +64,7 @@ impl OsListener {
             return Ok(OsListener { shared });
         }
         let shared = Rc::new(SharedListener {
+            _network: network,
             address,
             state: RefCell::new(BindState::Binding),
             bound: Notify::new(),

@@ -109,6 +109,41 @@ fn fsync_error_takes_the_log_offline_and_reopen_recovers_the_durable_prefix() {
     });
 }
 
+/// Found by the simulator (`single-broker-crash`, a process crash after an fsync error): the
+/// bytes of a failed fdatasync stayed in the page cache, a restart of the process (not of the
+/// machine) recovered them as log, appends were acknowledged behind them, and a later power
+/// failure lost the never-durable region: the acknowledged appends behind it became unreadable.
+#[test]
+fn a_failed_fsync_leaves_nothing_for_a_process_restart_to_resurrect() {
+    block_on(async {
+        let (sim, disk) = sim(23);
+        let config = small_config();
+        let log = open(&disk, &config).await;
+        let mut acked = Vec::new();
+        for index in 0..4 {
+            let batches = vec![batch(1, 100, index)];
+            let info = log.append(batches.clone(), 0).await.unwrap();
+            acked.push((info.base_offset, patched(&batches[0], info.base_offset, 0)));
+        }
+        sim.fail_next_syncs(&dir(), 1);
+        assert!(matches!(log.append(vec![batch(1, 100, 9)], 0).await, Err(LogError::Offline)));
+        drop(log);
+        // The process restarts on the same page cache: no crash of the disk.
+        let log = open(&disk, &config).await;
+        assert_eq!(read_all(&log, 0, 1 << 20).await, acked, "the failed append stays gone");
+        for index in 10..14 {
+            let batches = vec![batch(1, 100, index)];
+            let info = log.append(batches.clone(), 0).await.unwrap();
+            acked.push((info.base_offset, patched(&batches[0], info.base_offset, 0)));
+        }
+        drop(log);
+        sim.crash(CrashMode::DropUnsynced);
+        let log = open(&disk, &config).await;
+        assert_eq!(log.health().status, LogStatus::Online);
+        assert_eq!(read_all(&log, 0, 1 << 20).await, acked);
+    });
+}
+
 /// Writes 12 single-record batches into one segment and closes the log; returns their bytes.
 async fn one_segment(disk: &Disk) -> Vec<(i64, Vec<u8>)> {
     let config = LogConfig { segment_size_bytes: 1 << 20, ..small_config() };

@@ -1,0 +1,302 @@
+//! Runs one (scenario, seed): builds the madsim runtime with per-node disks, starts the broker
+//! node and the client nodes, lets the nemesis strike, heals, probes liveness, drains, checks.
+//!
+//! Shared state of a run lives in a thread-local [`RunState`]: a simulation runs on one thread,
+//! and madsim's node `init` closures must be `Send + Sync`, which an `Rc` is not.
+
+use std::cell::{Cell, RefCell};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::time::Duration;
+
+use madsim::runtime::{Handle, Runtime};
+use madsim::task::NodeId;
+use tern::broker::{Broker, BrokerConfig};
+use tern::io::{Disk, SimDisk};
+use tern::log::FlushPolicy;
+use tracing_subscriber::layer::SubscriberExt;
+
+use crate::checker::{self, CorruptionFault, Observations, Report};
+use crate::history::{History, Op};
+use crate::plan::{Plan, Plant, Scenario};
+use crate::trace::{self, Trace, TraceLayer};
+use crate::{nemesis, workload};
+
+pub const TOPIC: &str = "jepsen";
+pub const DATA_DIR: &str = "/data";
+pub const BROKER_PORT: u16 = 9092;
+/// Simulated time allowed after healing for every partition to accept a write (liveness).
+pub const LIVENESS_BOUND_MS: u64 = 10_000;
+/// Simulated time the final drain may take before the run is declared stuck.
+pub const DRAIN_BOUND_MS: u64 = 60_000;
+/// Whole-run bound in simulated time: a run past it is a hang, reported as a failure.
+const RUN_BOUND_S: u64 = 600;
+
+pub fn broker_ip() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))
+}
+
+pub fn broker_address() -> SocketAddr {
+    SocketAddr::new(broker_ip(), BROKER_PORT)
+}
+
+/// State shared by the supervisor and every client task of one run.
+pub struct RunState {
+    pub plan: Plan,
+    pub history: RefCell<History>,
+    pub stop_producing: Cell<bool>,
+    pub stop_consuming: Cell<bool>,
+    /// Bumped by the nemesis: clients drop their connection when they see a new value.
+    pub reset_epoch: Cell<u64>,
+    /// Acknowledged sends' latency, invoke to ok.
+    pub produce_latencies_ns: RefCell<Vec<u64>>,
+    pub harness_anomalies: RefCell<Vec<(&'static str, String)>>,
+    pub corruptions: RefCell<Vec<CorruptionFault>>,
+    /// Client tasks still running (producers and consumers).
+    pub clients_running: Cell<u32>,
+    pub drain_done: Cell<bool>,
+}
+
+thread_local! {
+    static RUN: RefCell<Option<Rc<RunState>>> = const { RefCell::new(None) };
+}
+
+/// The current run's state (clients and supervisor call this).
+pub fn run_state() -> Rc<RunState> {
+    RUN.with(|run| run.borrow().clone()).expect("inside a run")
+}
+
+/// Simulated nanoseconds since the runtime started.
+pub fn now_ns() -> u64 {
+    madsim::time::TimeHandle::try_current().map_or(0, |time| time.elapsed().as_nanos() as u64)
+}
+
+impl RunState {
+    pub fn record(&self, op: Op) {
+        trace::record("op", op.describe().as_bytes());
+        self.history.borrow_mut().push(op);
+    }
+
+    pub fn flag(&self, property: &'static str, example: String) {
+        tracing::error!(property, %example, "harness anomaly");
+        self.harness_anomalies.borrow_mut().push((property, example));
+    }
+}
+
+/// Everything one seed produced.
+#[derive(Debug)]
+pub struct SeedOutcome {
+    pub scenario: Scenario,
+    pub seed: u64,
+    pub plan: Plan,
+    pub report: Report,
+    pub trace: Trace,
+    pub committed_per_second: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub history: History,
+    pub simulated_ms: u64,
+}
+
+impl SeedOutcome {
+    pub fn failed(&self) -> bool {
+        !self.report.is_valid()
+    }
+
+    /// The one line per seed that scripts read.
+    pub fn line(&self) -> String {
+        format!(
+            "seed={} scenario={} acked={} anomalies={} [{}] detected-loss={}+{} faults={} \
+             ({}) committed/s={:.0} p50={:.1}ms p99={:.1}ms sim={:.1}s trace-hash={:016x}",
+            self.seed,
+            self.scenario.name(),
+            self.report.acknowledged,
+            self.report.anomaly_count(),
+            self.report.summary(),
+            self.report.detected_loss,
+            self.report.detected_loss_blocked,
+            self.trace.fault_counts.values().sum::<u64>(),
+            self.plan.faults_summary(),
+            self.committed_per_second,
+            self.latency_p50_ms,
+            self.latency_p99_ms,
+            self.simulated_ms as f64 / 1000.0,
+            self.trace.hash,
+        )
+    }
+
+    pub fn replay_command(&self) -> String {
+        let plant =
+            self.plan.plant.map(|plant| format!(" --plant {}", plant.name())).unwrap_or_default();
+        format!(
+            "RUSTFLAGS=\"--cfg madsim\" cargo run --release -p tern-sim --target-dir target/sim -- \
+             run --scenario {} --seeds 1 --seed {}{plant} --verbose",
+            self.scenario.name(),
+            self.seed
+        )
+    }
+}
+
+/// Runs `scenario` with `seed` in a fresh simulation on this thread.
+pub fn run_seed(scenario: Scenario, seed: u64, plant: Option<Plant>) -> SeedOutcome {
+    run_seed_with(scenario, seed, plant, false)
+}
+
+/// [`run_seed`], keeping every hashed trace item in `trace.dump` if `dump_trace`.
+pub fn run_seed_with(
+    scenario: Scenario,
+    seed: u64,
+    plant: Option<Plant>,
+    dump_trace: bool,
+) -> SeedOutcome {
+    warm_up_process_state();
+    let plan = Plan::new(scenario, seed, plant);
+    let state = Rc::new(RunState {
+        plan: plan.clone(),
+        history: RefCell::new(History::default()),
+        stop_producing: Cell::new(false),
+        stop_consuming: Cell::new(false),
+        reset_epoch: Cell::new(0),
+        produce_latencies_ns: RefCell::new(Vec::new()),
+        harness_anomalies: RefCell::new(Vec::new()),
+        corruptions: RefCell::new(Vec::new()),
+        clients_running: Cell::new(0),
+        drain_done: Cell::new(false),
+    });
+    RUN.with(|run| *run.borrow_mut() = Some(state.clone()));
+    trace::begin(dump_trace);
+    // The subscriber must be in place before the runtime exists: madsim opens a span per node
+    // as it creates the node, and a span opened under another subscriber is unknown to this one.
+    let subscriber = tracing_subscriber::registry().with(TraceLayer { now_ns });
+    let simulated_ms = tracing::subscriber::with_default(subscriber, || {
+        let runtime = new_runtime(seed);
+        let simulated_ms = runtime.block_on(supervise(plan.clone()));
+        // Tasks still alive (clients, the broker) die with the runtime, inside the subscriber.
+        drop(runtime);
+        simulated_ms
+    });
+    let trace = trace::finish();
+    RUN.with(|run| *run.borrow_mut() = None);
+    let history = std::mem::take(&mut *state.history.borrow_mut());
+    let observations = Observations {
+        corruptions: state.corruptions.borrow().clone(),
+        harness_anomalies: state.harness_anomalies.borrow().clone(),
+    };
+    let report = checker::check(&history, &observations);
+    let mut latencies = std::mem::take(&mut *state.produce_latencies_ns.borrow_mut());
+    latencies.sort_unstable();
+    let percentile_ms = |fraction: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let index = ((latencies.len() - 1) as f64 * fraction).round() as usize;
+        latencies[index] as f64 / 1e6
+    };
+    SeedOutcome {
+        scenario,
+        seed,
+        committed_per_second: report.acknowledged as f64 / (plan.workload_ms as f64 / 1000.0),
+        latency_p50_ms: percentile_ms(0.50),
+        latency_p99_ms: percentile_ms(0.99),
+        history,
+        plan,
+        report,
+        trace,
+        simulated_ms,
+    }
+}
+
+/// Initialises, outside any simulation, the lazy per-thread state that would otherwise be
+/// initialised inside the first run of a process only: std's `HashMap` keys come from
+/// `getrandom`, which madsim answers from the simulation's generator, so the first run would
+/// draw one number more than every later run and a replayed seed would not match its batch run.
+fn warm_up_process_state() {
+    drop(std::collections::hash_map::RandomState::new());
+}
+
+fn new_runtime(seed: u64) -> Runtime {
+    let mut config = madsim::Config::default();
+    // madsim's default 1-10 ms link latency, stated: the network scenario changes it at run time.
+    config.net.send_latency = Duration::from_millis(1)..Duration::from_millis(10);
+    let mut runtime = Runtime::with_seed_and_config(seed, config);
+    SimDisk::install_node_disks(&runtime);
+    runtime.set_time_limit(Duration::from_secs(RUN_BOUND_S));
+    runtime
+}
+
+/// The supervisor: node 0's task. Returns the simulated milliseconds the run took.
+async fn supervise(plan: Plan) -> u64 {
+    let handle = Handle::current();
+    let broker = start_broker(&handle, &plan);
+    workload::start_clients(&handle, &plan);
+    let state = run_state();
+    madsim::time::sleep(Duration::from_millis(plan.fault_start_ms)).await;
+    let fault_window = Duration::from_millis(plan.fault_end_ms - plan.fault_start_ms);
+    nemesis::run(&handle, broker, &plan, fault_window).await;
+    nemesis::heal(&handle, broker, &plan).await;
+    let elapsed_ms = now_ns() / 1_000_000;
+    if elapsed_ms < plan.workload_ms {
+        madsim::time::sleep(Duration::from_millis(plan.workload_ms - elapsed_ms)).await;
+    }
+    state.stop_producing.set(true);
+    // Consumers keep polling a little so they see the producers' last writes.
+    madsim::time::sleep(Duration::from_millis(500)).await;
+    state.stop_consuming.set(true);
+    wait_until(|| state.clients_running.get() == 0, 30_000).await;
+    workload::start_final_checks(&handle);
+    let drained =
+        wait_until(|| state.drain_done.get(), LIVENESS_BOUND_MS * 2 + DRAIN_BOUND_MS).await;
+    if !drained {
+        state.flag("drain-incomplete", "the final drain did not finish in time".into());
+    }
+    now_ns() / 1_000_000
+}
+
+/// Polls `condition` every 10 ms of simulated time, at most `bound_ms`.
+async fn wait_until(condition: impl Fn() -> bool, bound_ms: u64) -> bool {
+    for _ in 0..bound_ms / 10 {
+        if condition() {
+            return true;
+        }
+        madsim::time::sleep(Duration::from_millis(10)).await;
+    }
+    condition()
+}
+
+fn broker_config(plan: &Plan) -> BrokerConfig {
+    let mut config = BrokerConfig::single_node(broker_address(), DATA_DIR.into());
+    config.shard_count = 2;
+    config.auto_create_topics = false;
+    // Small segments, so rolls, several segments and checkpoints happen within seconds.
+    config.log.segment_size_bytes = 64 << 10;
+    if plan.plant == Some(Plant::AckBeforeSync) {
+        config.log.flush = FlushPolicy::IntervalMs(500);
+    }
+    config
+}
+
+fn start_broker(handle: &Handle, plan: &Plan) -> NodeId {
+    let config = broker_config(plan);
+    let seed = plan.seed;
+    let node = handle
+        .create_node()
+        .name("broker")
+        .ip(broker_ip())
+        .init(move || {
+            let config = config.clone();
+            async move {
+                let disk = Disk::Simulated(SimDisk::of_current_node(seed));
+                match Broker::open(config, disk).await {
+                    Ok(broker) => {
+                        if let Err(error) = broker.serve().await {
+                            tracing::error!(%error, "broker stopped");
+                        }
+                    }
+                    Err(error) => tracing::error!(%error, "broker failed to start"),
+                }
+            }
+        })
+        .build();
+    SimDisk::set_torn_crash_percent(node.id(), seed, plan.torn_crash_percent);
+    node.id()
+}

@@ -1,0 +1,47 @@
+//! A fixed set of seeds of every scenario must pass the checker (CI's seed set; the nightly
+//! run uses the CLI with more seeds, see docs/simulation.md).
+#![cfg(madsim)]
+
+use tern_sim::plan::{Scenario, SCENARIOS};
+use tern_sim::run::run_seed;
+
+/// Seeds per scenario in `cargo test`: the whole sim suite stays within a few minutes on two
+/// cores in the dev profile.
+const SEEDS_PER_SCENARIO: u64 = 200;
+
+fn run_seeds(scenario: Scenario) {
+    let mut failures = Vec::new();
+    let mut acknowledged = 0;
+    for seed in 0..SEEDS_PER_SCENARIO {
+        let outcome = run_seed(scenario, seed, None);
+        println!("{}", outcome.line());
+        acknowledged += outcome.report.acknowledged;
+        if outcome.failed() {
+            failures.push(format!(
+                "{}\n  {:?}\n  replay: {}",
+                outcome.line(),
+                outcome.report.examples,
+                outcome.replay_command()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "failing seeds:\n{}", failures.join("\n"));
+    assert!(acknowledged > 0, "a workload that acknowledges nothing proves nothing");
+}
+
+#[test]
+fn single_broker_crash_seeds_pass_the_checker() {
+    run_seeds(Scenario::SingleBrokerCrash);
+}
+
+#[test]
+fn single_broker_network_seeds_pass_the_checker() {
+    run_seeds(Scenario::SingleBrokerNetwork);
+}
+
+#[test]
+fn every_listed_scenario_parses() {
+    for name in SCENARIOS {
+        assert_eq!(Scenario::parse(name).map(Scenario::name), Some(name));
+    }
+}
