@@ -10,7 +10,7 @@ use tern::protocol::fuzzing;
 #[path = "../../fuzz/src/index.rs"]
 mod index;
 #[path = "../../fuzz/src/segment_recovery.rs"]
-#[allow(dead_code)] // `Case::encode` serves the seed generator (fuzz_seeds.rs).
+#[allow(dead_code)] // `Case::encode` serves the seed generator, `run_persistent` the fuzzer.
 mod segment_recovery;
 
 /// Every file of `fuzz/<kind>/<target>/`, sorted; none when the directory does not exist.

@@ -14,6 +14,7 @@ use tern::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
 #[path = "../../fuzz/src/index.rs"]
 mod index;
 #[path = "../../fuzz/src/segment_recovery.rs"]
+#[allow(dead_code)] // `run_persistent` serves the fuzz target only.
 mod segment_recovery;
 
 use segment_recovery::{Case, CheckpointInput, IntentInput};

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    tern_fuzz::segment_recovery::run(data);
+    tern_fuzz::segment_recovery::run_persistent(data);
 });

@@ -22,6 +22,7 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Mutex, OnceLock};
 
 use tern::io::{block_on, Disk, OpenOptions, SimDisk};
 use tern::log::checkpoint::{self, Checkpoint};
@@ -446,58 +447,87 @@ fn vouches_for_intact(checkpoint: &Checkpoint, intact: &Expected) -> bool {
     })
 }
 
-/// The body of the `segment_recovery` fuzz target.
+/// One input, on a fresh runtime (the replay tests).
 pub fn run(data: &[u8]) {
     let case = Case::decode(data);
-    check(&case);
+    block_on(check(&case));
 }
 
-pub fn check(case: &Case) {
+/// Inputs to the worker thread, and a signal back when each is done.
+type Worker = (mpsc::Sender<Vec<u8>>, Mutex<mpsc::Receiver<()>>);
+
+/// One input, on a runtime that lives as long as the fuzzer: the fuzz target's body.
+/// `block_on` per input sets up an io_uring per input; the kernel frees rings
+/// asynchronously, and at a few thousand inputs a second setup fails with ENOMEM.
+/// A panic on the worker thread aborts the process (libfuzzer-sys's panic hook), so
+/// libFuzzer still records the input being run as the crash.
+pub fn run_persistent(data: &[u8]) {
+    static WORKER: OnceLock<Worker> = OnceLock::new();
+    let (inputs, done) = WORKER.get_or_init(|| {
+        let (input_sender, input_receiver) = mpsc::channel::<Vec<u8>>();
+        let (done_sender, done_receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            block_on(async {
+                // Each round runs one input; ends when the fuzzer (the sender) is gone.
+                while let Ok(data) = input_receiver.recv() {
+                    check(&Case::decode(&data)).await;
+                    if done_sender.send(()).is_err() {
+                        return;
+                    }
+                }
+            })
+        });
+        (input_sender, Mutex::new(done_receiver))
+    });
+    inputs.send(data.to_vec()).expect("the worker runs until the process ends");
+    let done = done.lock().expect("one fuzzing thread");
+    done.recv().expect("the worker finishes every input or aborts the process");
+}
+
+pub async fn check(case: &Case) {
     let probe = expected(&case.segment, None);
     let (checkpoint_bytes, intent_bytes, checkpoint_trustworthy) = side_files(case, &probe);
     let intent = intent_bytes.as_deref().and_then(intent::decode);
     let intact = expected(&case.segment, intent);
     let later_segment = case.later_segment.as_ref().filter(|(base_offset, _)| *base_offset > 0);
     let trustworthy = checkpoint_trustworthy && later_segment.is_none();
-    block_on(async {
-        let sim = SimDisk::new(0x5EED);
-        let disk = Disk::Simulated(sim.clone());
-        let dir = partition_dir();
-        disk.create_dir_all(&dir).expect("sim mkdir");
-        let mut files = vec![
-            (file_path("log"), Some(case.segment.clone())),
-            (file_path("index"), case.offset_index.clone()),
-            (file_path("timeindex"), case.time_index.clone()),
-            (dir.join("recovery-point"), checkpoint_bytes),
-            (dir.join(intent::INTENT_FILE_NAME), intent_bytes),
-        ];
-        if let Some((base_offset, bytes)) = later_segment {
-            files.push((segment_file_path(*base_offset, "log"), Some(bytes.clone())));
+    let sim = SimDisk::new(0x5EED);
+    let disk = Disk::Simulated(sim.clone());
+    let dir = partition_dir();
+    disk.create_dir_all(&dir).expect("sim mkdir");
+    let mut files = vec![
+        (file_path("log"), Some(case.segment.clone())),
+        (file_path("index"), case.offset_index.clone()),
+        (file_path("timeindex"), case.time_index.clone()),
+        (dir.join("recovery-point"), checkpoint_bytes),
+        (dir.join(intent::INTENT_FILE_NAME), intent_bytes),
+    ];
+    if let Some((base_offset, bytes)) = later_segment {
+        files.push((segment_file_path(*base_offset, "log"), Some(bytes.clone())));
+    }
+    for (path, bytes) in &files {
+        if let Some(bytes) = bytes {
+            write_file(&disk, path, bytes).await;
         }
-        for (path, bytes) in &files {
-            if let Some(bytes) = bytes {
-                write_file(&disk, path, bytes).await;
-            }
+    }
+    let first = match Log::open(disk.clone(), dir.clone(), config()).await {
+        Ok(log) => read_all(&log, 1).await,
+        Err(error) => {
+            assert!(!trustworthy, "recovery refused a log it can open: {error}");
+            return;
         }
-        let first = match Log::open(disk.clone(), dir.clone(), config()).await {
-            Ok(log) => read_all(&log, 1).await,
-            Err(error) => {
-                assert!(!trustworthy, "recovery refused a log it can open: {error}");
-                return;
-            }
-        };
-        let segments = [Some(&case.segment), later_segment.map(|(_, bytes)| bytes)];
-        served_only_file_bytes(&first, segments.iter().flatten());
-        if trustworthy {
-            check_policy(&sim, case, &intact, &first);
-        }
-        let log = Log::open(disk.clone(), dir, config()).await.expect("second open");
-        // The same reads as the first time for untrusted cases: only recovery may differ.
-        let second = read_all(&log, if trustworthy { 4096 } else { 1 }).await;
-        assert_eq!(first.batches, second.batches, "a second recovery serves the same log");
-        assert_eq!(first.corrupt_from, second.corrupt_from);
-        assert_eq!(first.high_watermark, second.high_watermark);
-    });
+    };
+    let segments = [Some(&case.segment), later_segment.map(|(_, bytes)| bytes)];
+    served_only_file_bytes(&first, segments.iter().flatten());
+    if trustworthy {
+        check_policy(&sim, case, &intact, &first);
+    }
+    let log = Log::open(disk.clone(), dir, config()).await.expect("second open");
+    // The same reads as the first time for untrusted cases: only recovery may differ.
+    let second = read_all(&log, if trustworthy { 4096 } else { 1 }).await;
+    assert_eq!(first.batches, second.batches, "a second recovery serves the same log");
+    assert_eq!(first.corrupt_from, second.corrupt_from);
+    assert_eq!(first.high_watermark, second.high_watermark);
 }
 
 /// Whatever recovery believed, it may only serve batches that are really in the file.
