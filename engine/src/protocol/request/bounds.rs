@@ -43,7 +43,7 @@ type Walk = Result<(), BoundsError>;
 /// lengths consistent with its size. Returns the number of bytes the body occupies.
 pub fn check(api_key: ApiKey, version: i16, body: &[u8]) -> Result<usize, BoundsError> {
     let flexible = api_key.request_header_version(version) >= 2;
-    let mut walker = Walker { bytes: body, position: 0, flexible };
+    let mut walker = Walker { bytes: body, position: 0, elements: 0, flexible };
     match api_key {
         ApiKey::ApiVersions => api_versions(&mut walker, version)?,
         ApiKey::Metadata => metadata(&mut walker, version)?,
@@ -255,10 +255,18 @@ fn no_known_tags(_tag: u32, _field: &mut Walker) -> Result<bool, BoundsError> {
     Ok(false)
 }
 
+/// Bound on the array elements of one request, all arrays together. The codec turns each
+/// element of a few wire bytes into a struct of up to ~150 bytes (33x for Metadata topics), so
+/// without this a 100 MiB frame could cost gigabytes; with it one request decodes into at most
+/// ~15 MB of structs. Real requests stay far below: a fetch of 10,000 partitions has ~10,000.
+pub const ARRAY_ELEMENTS_PER_REQUEST_MAX: usize = 100_000;
+
 /// A read-only cursor that understands Kafka's length encodings (classic or compact).
 struct Walker<'a> {
     bytes: &'a [u8],
     position: usize,
+    /// Array elements seen so far, against [`ARRAY_ELEMENTS_PER_REQUEST_MAX`].
+    elements: usize,
     /// Flexible versions use compact (varint) lengths and carry tagged fields.
     flexible: bool,
 }
@@ -349,6 +357,10 @@ impl Walker<'_> {
         if count > self.remaining() {
             return Err(self.error(field, "element count exceeds the remaining bytes"));
         }
+        self.elements += count;
+        if self.elements > ARRAY_ELEMENTS_PER_REQUEST_MAX {
+            return Err(self.error(field, "more array elements than one request may carry"));
+        }
         for _ in 0..count {
             element(self)?;
         }
@@ -378,9 +390,12 @@ impl Walker<'_> {
             let mut value = Walker {
                 bytes: &self.bytes[start..start + size_bytes],
                 position: 0,
+                elements: self.elements,
                 flexible: true,
             };
-            if known(tag, &mut value)? && value.remaining() != 0 {
+            let is_known = known(tag, &mut value)?;
+            self.elements = value.elements;
+            if is_known && value.remaining() != 0 {
                 return Err(self.error("tagged field", "value does not fill its declared size"));
             }
         }
@@ -398,6 +413,22 @@ mod tests {
         let body = i32::MAX.to_be_bytes();
         let error = check(ApiKey::Metadata, 1, &body).unwrap_err();
         assert_eq!(error.field, "topics");
+    }
+
+    /// Metadata v1 body with `count` topics of empty names (2 bytes each on the wire).
+    fn metadata_v1_with_topics(count: usize) -> Vec<u8> {
+        let mut body = (count as i32).to_be_bytes().to_vec();
+        body.resize(4 + 2 * count, 0);
+        body
+    }
+
+    #[test]
+    fn array_elements_per_request_are_bounded() {
+        let at_limit = metadata_v1_with_topics(ARRAY_ELEMENTS_PER_REQUEST_MAX);
+        assert_eq!(check(ApiKey::Metadata, 1, &at_limit), Ok(at_limit.len()));
+        let over = metadata_v1_with_topics(ARRAY_ELEMENTS_PER_REQUEST_MAX + 1);
+        let error = check(ApiKey::Metadata, 1, &over).unwrap_err();
+        assert_eq!(error.problem, "more array elements than one request may carry");
     }
 
     #[test]
