@@ -95,37 +95,16 @@ fn shape_of(batches: &[BytesMut], max_message_bytes: u32) -> Result<Shape, LogEr
 /// The header of one already-validated batch. A batch that fails here was not validated by
 /// the caller: that is a broker bug, but the bytes came from the network, so it is an error.
 fn info_of(batch: &[u8]) -> Result<record_batch::BatchInfo, LogError> {
-    let size_bytes =
-        record_batch::batch_size_from_prefix(batch).ok().filter(|&size| size == batch.len());
-    let header = record_batch::header(batch).ok().filter(|_| size_bytes.is_some());
-    let Some(header) = header else {
-        return Err(LogError::InvalidBatch { size_bytes: batch.len() });
-    };
+    let invalid = || LogError::InvalidBatch { size_bytes: batch.len() };
+    let info = record_batch::header_info(batch).map_err(|_| invalid())?;
     debug_assert!(
         record_batch::check_framing_and_crc(batch).is_ok(),
         "append of an unvalidated batch"
     );
-    let last_offset_delta = header.last_offset_delta.get();
-    if last_offset_delta < 0 || header.records_count.get() <= 0 {
-        return Err(LogError::InvalidBatch { size_bytes: batch.len() });
+    if info.size_bytes != batch.len() || info.records_count <= 0 {
+        return Err(invalid());
     }
-    let base_offset = header.base_offset.get();
-    Ok(record_batch::BatchInfo {
-        base_offset,
-        last_offset_delta,
-        records_count: header.records_count.get(),
-        size_bytes: batch.len(),
-        base_timestamp: header.base_timestamp.get(),
-        max_timestamp: header.max_timestamp.get(),
-        producer_id: header.producer_id.get(),
-        producer_epoch: header.producer_epoch.get(),
-        base_sequence: header.base_sequence.get(),
-        partition_leader_epoch: header.partition_leader_epoch.get(),
-        compression: record_batch::Compression::None,
-        log_append_time: false,
-        is_transactional: false,
-        is_control: false,
-    })
+    Ok(info)
 }
 
 /// Refuses appends the log cannot take now; leaves `NoSpace` once space is free again.

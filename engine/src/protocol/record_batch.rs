@@ -185,6 +185,17 @@ pub fn check_framing_and_crc(bytes: &[u8]) -> Result<BatchInfo, BatchError> {
     info_from_header(header, size_bytes)
 }
 
+/// What the header of the batch at the start of `bytes` says, without checking its CRC: for
+/// batches validated earlier (the log's append path). Checks that the length is plausible
+/// and present and that the attributes name a known codec.
+pub fn header_info(bytes: &[u8]) -> Result<BatchInfo, BatchError> {
+    let size_bytes = batch_size_from_prefix(bytes)?;
+    if bytes.len() < size_bytes {
+        return Err(BatchError::Truncated { claimed: size_bytes, available: bytes.len() });
+    }
+    info_from_header(header(&bytes[..size_bytes])?, size_bytes)
+}
+
 /// Full producer-side validation of one batch that must span exactly `bytes`: framing, CRC,
 /// and — for uncompressed batches — the framing of every record. Compressed batches are
 /// checked by header and CRC only; Tern never decompresses (a documented difference from Kafka).
