@@ -13,7 +13,7 @@ use madsim::task::NodeId;
 use tern::io::SimDisk;
 
 use crate::checker::CorruptionFault;
-use crate::plan::{FaultKind, Plan};
+use crate::plan::{FaultKind, Plan, Plant};
 use crate::run::{now_ns, run_state, DATA_DIR, TOPIC};
 use crate::workload::client_nodes;
 
@@ -282,11 +282,13 @@ fn corrupt_a_batch(disk: &SimDisk, plan: &Plan) {
     let Some((path, _)) = pick_segment(disk, plan) else { return };
     let Some(image) = disk.durable_bytes(&path) else { return };
     let batches = durable_batches(&image);
-    if batches.len() < 2 {
+    // Spare the final batch unless planted: see the function's comment.
+    let spared = usize::from(plan.plant != Some(Plant::CorruptTail));
+    if batches.len() <= spared {
         return;
     }
-    let (position, size, first_offset, last_offset) =
-        batches[random_between(0, batches.len() as u64 - 2) as usize];
+    let chosen = random_between(0, (batches.len() - 1 - spared) as u64) as usize;
+    let (position, size, first_offset, last_offset) = batches[chosen];
     let byte = position as u64 + random_between(0, size as u64 - 1);
     let bit = random_between(0, 7) as u8;
     let partition = partition_of(&path);

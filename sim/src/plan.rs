@@ -97,6 +97,9 @@ pub enum Plant {
     ReuseOffset,
     /// Producers start in `HashMap` iteration order: a run depends on hash seeds, not the seed.
     HashMapOrder,
+    /// Not a bug of ours but a fault the injector normally avoids: bit flips may hit the final
+    /// durable batch of a segment, which recovery cannot tell from a torn write.
+    CorruptTail,
 }
 
 impl Plant {
@@ -106,6 +109,7 @@ impl Plant {
             "drop-read" => Some(Plant::DropRead),
             "reuse-offset" => Some(Plant::ReuseOffset),
             "hashmap-order" => Some(Plant::HashMapOrder),
+            "corrupt-tail" => Some(Plant::CorruptTail),
             _ => None,
         }
     }
@@ -116,6 +120,7 @@ impl Plant {
             Plant::DropRead => "drop-read",
             Plant::ReuseOffset => "reuse-offset",
             Plant::HashMapOrder => "hashmap-order",
+            Plant::CorruptTail => "corrupt-tail",
         }
     }
 }
@@ -189,9 +194,14 @@ impl Plan {
                 fault_kinds.push(kinds[rng.between(0, kinds.len() as u64 - 1) as usize]);
             }
         }
-        if plant == Some(Plant::AckBeforeSync) && !fault_kinds.contains(&FaultKind::Crash) {
+        let needs = match plant {
             // The planted bug only shows through a power failure.
-            fault_kinds.push(FaultKind::Crash);
+            Some(Plant::AckBeforeSync) => Some(FaultKind::Crash),
+            Some(Plant::CorruptTail) => Some(FaultKind::Corrupt),
+            _ => None,
+        };
+        if let Some(kind) = needs.filter(|kind| !fault_kinds.contains(kind)) {
+            fault_kinds.push(kind);
         }
         Plan {
             scenario,
