@@ -113,10 +113,15 @@ async fn apply(handle: &Handle, broker: NodeId, plan: &Plan, kind: FaultKind) {
             handle.restart(broker);
             release_lifecycle();
         }
-        FaultKind::SyncEio => {
+        FaultKind::SyncEio | FaultKind::WriteEio => {
             let partition = random_between(0, plan.partitions as u64 - 1);
             let count = random_between(1, 3) as u32;
-            disk.fail_next_syncs(&partition_dir(partition as i32), count);
+            let directory = partition_dir(partition as i32);
+            if kind == FaultKind::SyncEio {
+                disk.fail_next_syncs(&directory, count);
+            } else {
+                disk.fail_next_writes(&directory, count);
+            }
             sleep_ms(random_between(100, 1_500)).await;
             // The policy keeps the partition offline until it is re-opened: restart.
             disk.clear_failing_syncs();
@@ -224,6 +229,7 @@ pub async fn heal(handle: &Handle, broker: NodeId, plan: &Plan) {
             kind,
             FaultKind::Crash
                 | FaultKind::SyncEio
+                | FaultKind::WriteEio
                 | FaultKind::ReadEio
                 | FaultKind::Enospc
                 | FaultKind::Corrupt

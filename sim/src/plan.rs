@@ -47,6 +47,9 @@ pub enum FaultKind {
     /// The next fdatasyncs of one partition fail with EIO; the broker is restarted later to
     /// recover that partition (the policy keeps it offline until re-opened).
     SyncEio,
+    /// The next writes of one partition fail with EIO (the broker is restarted later, as for
+    /// an fsync error).
+    WriteEio,
     /// The disk fills up for a while.
     Enospc,
     /// A bit flips in a durable batch that has intact batches behind it.
@@ -67,10 +70,11 @@ pub enum FaultKind {
     ConnectionReset,
 }
 
-const CRASH_KINDS: [FaultKind; 6] = [
+const CRASH_KINDS: [FaultKind; 7] = [
     FaultKind::Crash,
     FaultKind::ProcessCrash,
     FaultKind::SyncEio,
+    FaultKind::WriteEio,
     FaultKind::Enospc,
     FaultKind::Corrupt,
     FaultKind::ReadEio,
