@@ -171,7 +171,7 @@ pub fn run_seed_with(
     let simulated_ms = tracing::subscriber::with_default(subscriber, || {
         let runtime = new_runtime(seed);
         let simulated_ms = runtime.block_on(supervise(plan.clone()));
-        // Tasks still alive (clients, the broker) die with the runtime, inside the subscriber.
+        // Inside the subscriber: dropping the runtime closes the spans madsim opened in it.
         drop(runtime);
         simulated_ms
     });
