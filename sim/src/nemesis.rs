@@ -13,7 +13,7 @@ use madsim::task::NodeId;
 use tern::io::SimDisk;
 
 use crate::checker::CorruptionFault;
-use crate::plan::{FaultKind, Plan};
+use crate::plan::{FaultKind, Plan, Plant};
 use crate::run::{now_ns, run_state, DATA_DIR, TOPIC};
 use crate::workload::client_nodes;
 
@@ -113,10 +113,15 @@ async fn apply(handle: &Handle, broker: NodeId, plan: &Plan, kind: FaultKind) {
             handle.restart(broker);
             release_lifecycle();
         }
-        FaultKind::SyncEio => {
+        FaultKind::SyncEio | FaultKind::WriteEio => {
             let partition = random_between(0, plan.partitions as u64 - 1);
             let count = random_between(1, 3) as u32;
-            disk.fail_next_syncs(&partition_dir(partition as i32), count);
+            let directory = partition_dir(partition as i32);
+            if kind == FaultKind::SyncEio {
+                disk.fail_next_syncs(&directory, count);
+            } else {
+                disk.fail_next_writes(&directory, count);
+            }
             sleep_ms(random_between(100, 1_500)).await;
             // The policy keeps the partition offline until it is re-opened: restart.
             disk.clear_failing_syncs();
@@ -224,6 +229,7 @@ pub async fn heal(handle: &Handle, broker: NodeId, plan: &Plan) {
             kind,
             FaultKind::Crash
                 | FaultKind::SyncEio
+                | FaultKind::WriteEio
                 | FaultKind::ReadEio
                 | FaultKind::Enospc
                 | FaultKind::Corrupt
@@ -282,11 +288,13 @@ fn corrupt_a_batch(disk: &SimDisk, plan: &Plan) {
     let Some((path, _)) = pick_segment(disk, plan) else { return };
     let Some(image) = disk.durable_bytes(&path) else { return };
     let batches = durable_batches(&image);
-    if batches.len() < 2 {
+    // Spare the final batch unless planted: see the function's comment.
+    let spared = usize::from(plan.plant != Some(Plant::CorruptTail));
+    if batches.len() <= spared {
         return;
     }
-    let (position, size, first_offset, last_offset) =
-        batches[random_between(0, batches.len() as u64 - 2) as usize];
+    let chosen = random_between(0, (batches.len() - 1 - spared) as u64) as usize;
+    let (position, size, first_offset, last_offset) = batches[chosen];
     let byte = position as u64 + random_between(0, size as u64 - 1);
     let bit = random_between(0, 7) as u8;
     let partition = partition_of(&path);

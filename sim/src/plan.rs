@@ -47,6 +47,9 @@ pub enum FaultKind {
     /// The next fdatasyncs of one partition fail with EIO; the broker is restarted later to
     /// recover that partition (the policy keeps it offline until re-opened).
     SyncEio,
+    /// The next writes of one partition fail with EIO (the broker is restarted later, as for
+    /// an fsync error).
+    WriteEio,
     /// The disk fills up for a while.
     Enospc,
     /// A bit flips in a durable batch that has intact batches behind it.
@@ -67,10 +70,11 @@ pub enum FaultKind {
     ConnectionReset,
 }
 
-const CRASH_KINDS: [FaultKind; 6] = [
+const CRASH_KINDS: [FaultKind; 7] = [
     FaultKind::Crash,
     FaultKind::ProcessCrash,
     FaultKind::SyncEio,
+    FaultKind::WriteEio,
     FaultKind::Enospc,
     FaultKind::Corrupt,
     FaultKind::ReadEio,
@@ -97,6 +101,9 @@ pub enum Plant {
     ReuseOffset,
     /// Producers start in `HashMap` iteration order: a run depends on hash seeds, not the seed.
     HashMapOrder,
+    /// Not a bug of ours but a fault the injector normally avoids: bit flips may hit the final
+    /// durable batch of a segment, which recovery cannot tell from a torn write.
+    CorruptTail,
 }
 
 impl Plant {
@@ -106,6 +113,7 @@ impl Plant {
             "drop-read" => Some(Plant::DropRead),
             "reuse-offset" => Some(Plant::ReuseOffset),
             "hashmap-order" => Some(Plant::HashMapOrder),
+            "corrupt-tail" => Some(Plant::CorruptTail),
             _ => None,
         }
     }
@@ -116,6 +124,7 @@ impl Plant {
             Plant::DropRead => "drop-read",
             Plant::ReuseOffset => "reuse-offset",
             Plant::HashMapOrder => "hashmap-order",
+            Plant::CorruptTail => "corrupt-tail",
         }
     }
 }
@@ -189,9 +198,14 @@ impl Plan {
                 fault_kinds.push(kinds[rng.between(0, kinds.len() as u64 - 1) as usize]);
             }
         }
-        if plant == Some(Plant::AckBeforeSync) && !fault_kinds.contains(&FaultKind::Crash) {
+        let needs = match plant {
             // The planted bug only shows through a power failure.
-            fault_kinds.push(FaultKind::Crash);
+            Some(Plant::AckBeforeSync) => Some(FaultKind::Crash),
+            Some(Plant::CorruptTail) => Some(FaultKind::Corrupt),
+            _ => None,
+        };
+        if let Some(kind) = needs.filter(|kind| !fault_kinds.contains(kind)) {
+            fault_kinds.push(kind);
         }
         Plan {
             scenario,

@@ -84,6 +84,11 @@ fn dump_item(state: &mut State, item: impl FnOnce() -> String) {
     }
 }
 
+/// Stops adding to the trace (the run is over; what follows is teardown).
+pub fn pause() {
+    STATE.with(|state| state.borrow_mut().active = false);
+}
+
 /// Ends the trace and returns it.
 pub fn finish() -> Trace {
     STATE.with(|state| {

@@ -397,11 +397,32 @@ async fn probe_partition(partition: Partition, deadline_ns: u64) {
     }
 }
 
+/// The topic's partition count, as Metadata tells (the drain reads what the broker says exists).
+async fn partition_count(session: &mut Session, state: &RunState, deadline_ns: u64) -> Option<i32> {
+    while now_ns() < deadline_ns {
+        let Some(connection) = session.connection(state).await else { continue };
+        match client::topic_metadata(connection, TOPIC, FETCH_TIMEOUT).await {
+            Ok((0, count)) => return i32::try_from(count).ok(),
+            Ok(_) => madsim::time::sleep(RETRY_BACKOFF).await,
+            Err(_) => session.fail(),
+        }
+    }
+    None
+}
+
 /// The final drain: reads every partition from 0 to its high watermark.
 async fn drain() {
     let state: Rc<RunState> = run_state();
     let deadline_ns = now_ns() + DRAIN_BOUND_MS * 1_000_000;
     let mut session = Session::new("drain".to_string());
+    let partitions = partition_count(&mut session, &state, deadline_ns).await;
+    if partitions != Some(state.plan.partitions) {
+        let expected = state.plan.partitions;
+        state.flag(
+            "drain-incomplete",
+            format!("metadata: {partitions:?} partitions, not {expected}"),
+        );
+    }
     for partition in 0..state.plan.partitions {
         state.record(Op {
             process: DRAIN_PROCESS,

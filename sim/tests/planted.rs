@@ -46,3 +46,19 @@ fn planted_dropped_read_is_found_as_a_poll_skip() {
 fn planted_reused_offset_is_found_as_inconsistent_offsets() {
     find(Plant::ReuseOffset, Scenario::SingleBrokerNetwork, &["inconsistent-offsets", "duplicate"]);
 }
+
+#[test]
+fn a_failing_seed_prints_a_replay_command_that_reproduces_it() {
+    let seed = 3;
+    let outcome = run_seed(Scenario::SingleBrokerCrash, seed, Some(Plant::AckBeforeSync));
+    assert!(outcome.failed(), "{}", outcome.line());
+    let command = outcome.replay_command();
+    for part in
+        ["--scenario single-broker-crash", "--seeds 1", "--seed 3", "--plant ack-before-sync"]
+    {
+        assert!(command.contains(part), "{command} lacks {part}");
+    }
+    let replayed = run_seed(Scenario::SingleBrokerCrash, seed, Some(Plant::AckBeforeSync));
+    assert_eq!(replayed.trace.hash, outcome.trace.hash);
+    assert_eq!(replayed.report.counts, outcome.report.counts);
+}

@@ -68,6 +68,8 @@ struct State {
     capacity_bytes: Option<u64>,
     /// (path prefix, remaining failures) in insertion order.
     failing_syncs: Vec<(PathBuf, u32)>,
+    /// Same for writes.
+    failing_writes: Vec<(PathBuf, u32)>,
     rng_state: u64,
 }
 
@@ -133,6 +135,7 @@ impl SimDisk {
             crash_epoch: 0,
             capacity_bytes: None,
             failing_syncs: Vec::new(),
+            failing_writes: Vec::new(),
             rng_state: seed,
         })))
     }
@@ -162,9 +165,18 @@ impl SimDisk {
         self.0.borrow_mut().failing_syncs.push((path_prefix.to_path_buf(), count));
     }
 
-    /// Disarms every failure armed by [`SimDisk::fail_next_syncs`] that has not fired yet.
+    /// Disarms every failure armed by [`SimDisk::fail_next_syncs`] or
+    /// [`SimDisk::fail_next_writes`] that has not fired yet.
     pub fn clear_failing_syncs(&self) {
-        self.0.borrow_mut().failing_syncs.clear();
+        let mut state = self.0.borrow_mut();
+        state.failing_syncs.clear();
+        state.failing_writes.clear();
+    }
+
+    /// The next `count` writes to files under `path_prefix` fail with EIO and write nothing.
+    pub fn fail_next_writes(&self, path_prefix: &Path, count: u32) {
+        tracing::warn!(fault = "write_eio_armed", path = %path_prefix.display(), count, "sim disk");
+        self.0.borrow_mut().failing_writes.push((path_prefix.to_path_buf(), count));
     }
 
     /// Total bytes of all files; a write growing past it fails with ENOSPC and writes nothing.
@@ -420,6 +432,31 @@ impl SimDisk {
     }
 }
 
+/// Whether an armed failure covers inode `id`'s path; if so, one of its failures is used up.
+fn consume_armed_failure(
+    entries: &BTreeMap<PathBuf, u64>,
+    armed: &mut [(PathBuf, u32)],
+    id: u64,
+) -> bool {
+    // Finding the path walks every entry: only when a failure is armed.
+    if armed.iter().all(|(_, remaining)| *remaining == 0) {
+        return false;
+    }
+    let Some(path) = entries.iter().find(|(_, &entry)| entry == id).map(|(path, _)| path) else {
+        return false;
+    };
+    let failing = armed
+        .iter_mut()
+        .find(|(prefix, remaining)| *remaining > 0 && path.starts_with(prefix.as_path()));
+    match failing {
+        Some((_, remaining)) => {
+            *remaining -= 1;
+            true
+        }
+        None => false,
+    }
+}
+
 fn used_bytes(state: &State) -> u64 {
     state.inodes.values().filter(|inode| inode.linked).map(|inode| inode.cached.len() as u64).sum()
 }
@@ -473,6 +510,10 @@ impl SimFile {
         let end = offset.checked_add(data.len() as u64).ok_or_else(|| error(libc::EFBIG))?;
         self.grow_check(end)?;
         self.with_inode(|state, id| {
+            if consume_armed_failure(&state.entries, &mut state.failing_writes, id) {
+                tracing::warn!(fault = "write_eio", offset, "sim disk: failing write");
+                return Err(error(libc::EIO));
+            }
             let inode = state.inodes.get_mut(&id).ok_or_else(|| error(libc::EBADF))?;
             write_into(&mut inode.cached, offset, data);
             inode.unsynced.push(Unsynced::Write { offset, data: data.to_vec() });
@@ -502,18 +543,9 @@ impl SimFile {
 
     pub(crate) fn sync_data(&self) -> io::Result<()> {
         self.with_inode(|state, id| {
-            // Finding the path walks every entry: only when a failure is armed.
-            let armed = !state.failing_syncs.is_empty();
-            let entry = armed.then(|| state.entries.iter().find(|(_, &entry)| entry == id));
-            let path = entry.flatten().map(|(path, _)| path.clone());
-            let failing = path.and_then(|path| {
-                state.failing_syncs.iter_mut().find(|(prefix, remaining)| {
-                    *remaining > 0 && path.starts_with(prefix.as_path())
-                })
-            });
+            let failing = consume_armed_failure(&state.entries, &mut state.failing_syncs, id);
             let inode = state.inodes.get_mut(&id).ok_or_else(|| error(libc::EIO))?;
-            if let Some((_, remaining)) = failing {
-                *remaining -= 1;
+            if failing {
                 tracing::warn!(fault = "sync_eio", "sim disk: failing sync, dropping writes");
                 // The writes stay in `cached` (readable) but leave the unsynced list: a later sync
                 // will not persist them and a crash discards them.
