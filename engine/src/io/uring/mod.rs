@@ -163,26 +163,41 @@ where
     let cpus = allowed_cpus();
     let mut threads = Vec::with_capacity(shard_count);
     for shard in 0..shard_count {
-        let make = make.clone();
-        let cpu = cpus.get(shard % cpus.len().max(1)).copied();
-        let thread = std::thread::Builder::new().name(format!("tern-shard-{shard}")).spawn(
-            move || -> io::Result<Fut::Output> {
-                if let Some(cpu) = cpu {
-                    pin_to_cpu(cpu);
-                }
-                let runtime = Runtime::new(shard)?;
-                run_on(runtime, || make(shard))
-            },
-        )?;
+        let (make, cpu) = (make.clone(), shard_cpu(&cpus, shard));
+        let thread = std::thread::Builder::new()
+            .name(format!("tern-shard-{shard}"))
+            .spawn(move || shard_main(shard, cpu, &*make))?;
         threads.push(thread);
     }
-    let mut outputs = Vec::with_capacity(shard_count);
+    collect_outputs(threads.into_iter().map(|thread| thread.join().ok()))
+}
+
+/// The CPU shard `shard` is pinned to: the allowed CPUs in turn.
+fn shard_cpu(cpus: &[usize], shard: usize) -> Option<usize> {
+    cpus.get(shard % cpus.len().max(1)).copied()
+}
+
+/// A shard thread's whole life: pin, build its ring and executor, run `make(shard)`.
+fn shard_main<F, Fut>(shard: usize, cpu: Option<usize>, make: &F) -> io::Result<Fut::Output>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future + 'static,
+{
+    if let Some(cpu) = cpu {
+        pin_to_cpu(cpu);
+    }
+    Runtime::new(shard).and_then(|runtime| run_on(runtime, || make(shard)))
+}
+
+/// Outputs in shard order, or the first shard error; `None` is a shard that panicked.
+fn collect_outputs<T>(results: impl Iterator<Item = Option<io::Result<T>>>) -> io::Result<Vec<T>> {
+    let mut outputs = Vec::new();
     let mut first_error = None;
-    for thread in threads {
-        match thread.join() {
-            Ok(Ok(output)) => outputs.push(output),
-            Ok(Err(error)) => first_error = first_error.or(Some(error)),
-            Err(_) => super::bug("a shard thread panicked"),
+    for result in results {
+        match result {
+            Some(Ok(output)) => outputs.push(output),
+            Some(Err(error)) => first_error = first_error.or(Some(error)),
+            None => super::bug("a shard thread panicked"),
         }
     }
     match first_error {
@@ -204,33 +219,20 @@ where
     let cpus = allowed_cpus();
     let mut replies = Vec::with_capacity(shard_count);
     for shard in 0..shard_count {
-        let make = make.clone();
-        let cpu = cpus.get(shard % cpus.len().max(1)).copied();
+        let (make, cpu) = (make.clone(), shard_cpu(&cpus, shard));
         let (reply, replied) = super::mesh::reply_channel::<io::Result<Fut::Output>>();
         // Detached: the thread ends right after replying; the reply is what we wait for.
         drop(std::thread::Builder::new().name(format!("tern-shard-{shard}")).spawn(move || {
-            if let Some(cpu) = cpu {
-                pin_to_cpu(cpu);
-            }
-            let output = Runtime::new(shard).and_then(|runtime| run_on(runtime, || make(shard)));
             // The caller stopped waiting: nobody wants the output.
-            let _ = reply.send(output);
+            let _ = reply.send(shard_main(shard, cpu, &*make));
         })?);
         replies.push(replied);
     }
-    let mut outputs = Vec::with_capacity(shard_count);
-    let mut first_error = None;
+    let mut results = Vec::with_capacity(shard_count);
     for replied in replies {
-        match replied.await {
-            Ok(Ok(output)) => outputs.push(output),
-            Ok(Err(error)) => first_error = first_error.or(Some(error)),
-            Err(_) => super::bug("a shard thread panicked"),
-        }
+        results.push(replied.await.ok());
     }
-    match first_error {
-        Some(error) => Err(error),
-        None => Ok(outputs),
-    }
+    collect_outputs(results.into_iter())
 }
 
 /// The CPUs this process may run on (respects cgroup/taskset restrictions).
