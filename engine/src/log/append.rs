@@ -70,6 +70,7 @@ pub fn admit(
         size_bytes: shape.size_bytes,
         batches,
         max_timestamp,
+        admitted_at: crate::io::now(),
         done,
     });
     flush::ensure_flusher(shared, &mut state);

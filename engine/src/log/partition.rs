@@ -16,9 +16,10 @@ use super::flush;
 use super::intent::{self, Intent};
 use super::recovery;
 use super::segment::IndexWrite;
-use super::state::{AppendInfo, LogPosition, Shared, State};
+use super::state::{AppendInfo, LogLatency, LogPosition, Shared, State};
 use crate::io::local::Notify;
 use crate::io::Disk;
+use crate::metrics::LatencyHistogram;
 
 /// One partition's log. Cheap to clone (shared); lives on one shard (`!Send`).
 #[derive(Clone)]
@@ -70,6 +71,8 @@ impl Log {
             max_timestamp,
             last_sync_at: None,
             data_syncs: 0,
+            sync_latency: LatencyHistogram::new(),
+            append_latency: LatencyHistogram::new(),
             segments,
         };
         state.check_invariants();
@@ -293,6 +296,12 @@ impl Log {
     /// than the number of appends).
     pub fn data_sync_count(&self) -> u64 {
         self.shared.state.borrow().data_syncs
+    }
+
+    /// Latency histograms of this log since it was opened.
+    pub fn latency(&self) -> LogLatency {
+        let state = self.shared.state.borrow();
+        LogLatency { sync: state.sync_latency.clone(), append: state.append_latency.clone() }
     }
 
     pub fn flush_policy(&self) -> FlushPolicy {

@@ -13,6 +13,7 @@ use super::error::{LogError, LogStatus};
 use super::segment::Segment;
 use crate::io::local::{Notify, OneshotSender};
 use crate::io::{Disk, File, Instant};
+use crate::metrics::LatencyHistogram;
 
 /// At most this many appends wait for the flusher; beyond it appends fail with
 /// `LogError::Overloaded` (the broker bounds in-flight produce requests well below it).
@@ -36,6 +37,15 @@ pub struct ReadInfo {
     pub log_start_offset: i64,
 }
 
+/// Latency histograms of one log (see [`crate::metrics`]).
+#[derive(Clone, Default)]
+pub struct LogLatency {
+    /// Each fdatasync of a segment file.
+    pub sync: LatencyHistogram,
+    /// From `append` to its acknowledgement: waiting for the flusher, the write, the sync.
+    pub append: LatencyHistogram,
+}
+
 /// A point in the log: the next offset and where it would start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogPosition {
@@ -56,6 +66,8 @@ pub struct PendingAppend {
     pub batches: Vec<bytes::BytesMut>,
     /// (last offset of the batch, timestamp) of this append's largest timestamp.
     pub max_timestamp: Option<(i64, i64)>,
+    /// When `append` admitted it: the acknowledgement latency is measured from here.
+    pub admitted_at: Instant,
     pub done: OneshotSender<Result<AppendInfo, LogError>>,
 }
 
@@ -112,6 +124,10 @@ pub struct State {
     pub last_sync_at: Option<Instant>,
     /// fdatasync calls on segment files (group commit makes this smaller than appends).
     pub data_syncs: u64,
+    /// Duration of each fdatasync of a segment file.
+    pub sync_latency: LatencyHistogram,
+    /// From `append` to its acknowledgement (the log's share of a produce's latency).
+    pub append_latency: LatencyHistogram,
 }
 
 impl State {

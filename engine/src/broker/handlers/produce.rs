@@ -21,6 +21,14 @@ use super::str_bytes;
 type PartitionOutcome = Result<AppendInfo, (ErrorCode, Option<String>)>;
 
 pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest) -> Option<ProduceResponse> {
+    let started_at = crate::io::now();
+    let response = answer(shard, request).await;
+    let elapsed = crate::io::now().duration_since(started_at);
+    shard.produce_latency.borrow_mut().record(elapsed);
+    response
+}
+
+async fn answer(shard: &Rc<Shard>, request: ProduceRequest) -> Option<ProduceResponse> {
     let acks = request.acks;
     let acks_valid = matches!(acks, -1..=1);
     let mut pending = Vec::new();
