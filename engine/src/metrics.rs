@@ -16,8 +16,8 @@ const SUB_BUCKETS: u64 = 16;
 const SUB_BUCKET_BITS: u32 = SUB_BUCKETS.trailing_zeros();
 /// Values are clamped to 2^40 µs (about 12.7 days): more than any latency worth recording.
 const VALUE_BITS_MAX: u32 = 40;
-const BUCKET_COUNT: usize = (SUB_BUCKETS + (VALUE_BITS_MAX - SUB_BUCKET_BITS) as u64 * SUB_BUCKETS)
-    as usize;
+const BUCKET_COUNT: usize =
+    (SUB_BUCKETS + (VALUE_BITS_MAX - SUB_BUCKET_BITS) as u64 * SUB_BUCKETS) as usize;
 const VALUE_MAX_US: u64 = (1 << VALUE_BITS_MAX) - 1;
 
 /// A histogram of durations in microseconds.
