@@ -9,6 +9,7 @@ pub mod errors;
 pub mod handlers;
 pub mod server;
 pub mod shard;
+pub mod topic_configs;
 pub mod topics;
 
 pub use config::BrokerConfig;
