@@ -16,7 +16,9 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -91,6 +93,31 @@ impl Pair {
         F: Fn(&mut R::Response),
     {
         let (mut tern, mut kafka) = self.both(version, request);
+        normalize(&mut tern);
+        normalize(&mut kafka);
+        self.check_equal(&format!("{case} (v{version})"), &tern, &kafka);
+    }
+
+    /// Like `compare`, with a request built per broker (e.g. naming that broker's node id).
+    fn compare_each<R, F>(
+        &mut self,
+        case: &str,
+        version: i16,
+        build: impl Fn(i32) -> R,
+        normalize: F,
+    ) where
+        R: Request + Clone,
+        R::Response: Debug,
+        F: Fn(&mut R::Response),
+    {
+        let node_of = |connection: &mut Connection| {
+            let metadata: MetadataResponse =
+                connection.call(9, &metadata_request(Some(&[]), false));
+            metadata.brokers[0].node_id.0
+        };
+        let (tern_node, kafka_node) = (node_of(&mut self.tern), node_of(&mut self.kafka));
+        let mut tern = self.tern.call(version, &build(tern_node));
+        let mut kafka = self.kafka.call(version, &build(kafka_node));
         normalize(&mut tern);
         normalize(&mut kafka);
         self.check_equal(&format!("{case} (v{version})"), &tern, &kafka);
@@ -478,6 +505,52 @@ fn create_topics(pair: &mut Pair) {
         );
         wait_for_leaders(pair, &topic);
     }
+    manual_assignments(pair);
+}
+
+fn manual_assignments(pair: &mut Pair) {
+    let assigned = |topic: &str, partitions: &[i32], brokers: Vec<i32>, count: i32| {
+        let mut request = create_request(topic, count, &[]);
+        request.topics[0].replication_factor = if count == -1 { -1 } else { 1 };
+        for partition in partitions {
+            let mut assignment = CreatableReplicaAssignment::default();
+            assignment.partition_index = *partition;
+            assignment.broker_ids = brokers.iter().map(|id| BrokerId(*id)).collect();
+            request.topics[0].assignments.push(assignment);
+        }
+        request
+    };
+    pair.compare_each(
+        "CreateTopics manual assignment to this broker",
+        7,
+        |node| assigned("assigned-ok", &[0, 1, 2], vec![node], -1),
+        normalize_create,
+    );
+    pair.compare_each(
+        "CreateTopics manual assignment to an unknown broker",
+        7,
+        |node| assigned("assigned-unknown", &[0], vec![node + 100], -1),
+        normalize_create,
+    );
+    pair.compare_each(
+        "CreateTopics manual assignment with a gap",
+        7,
+        |node| assigned("assigned-gap", &[0, 2], vec![node], -1),
+        normalize_create,
+    );
+    pair.compare_each(
+        "CreateTopics manual assignment and a partition count",
+        7,
+        |node| assigned("assigned-both", &[0], vec![node], 1),
+        normalize_create,
+    );
+    pair.compare_each(
+        "CreateTopics manual assignment, a broker twice",
+        7,
+        |node| assigned("assigned-twice", &[0], vec![node, node], -1),
+        normalize_create,
+    );
+    wait_for_leaders(pair, "assigned-ok");
 }
 
 fn delete_topics(pair: &mut Pair) {

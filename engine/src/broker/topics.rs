@@ -103,6 +103,10 @@ pub enum TopicError {
     #[error("{0}")]
     InvalidReplicationFactor(String),
     #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
     InvalidConfig(String),
     #[error("{0}")]
     UnsupportedConfig(String),

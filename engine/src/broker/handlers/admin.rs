@@ -39,7 +39,8 @@ pub struct NewTopic {
     pub partition_count: i32,
     /// -1 means the broker default (1 on a single node).
     pub replication_factor: i16,
-    pub has_manual_assignment: bool,
+    /// Manual replica assignment: (partition index, broker ids), empty for none.
+    pub assignments: Vec<(i32, Vec<i32>)>,
     pub configs: Vec<(String, Option<String>)>,
 }
 
@@ -50,6 +51,8 @@ impl TopicError {
             TopicError::AlreadyExists(_) => ErrorCode::TopicAlreadyExists,
             TopicError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
             TopicError::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
+            TopicError::InvalidReplicaAssignment(_) => ErrorCode::InvalidReplicaAssignment,
+            TopicError::InvalidRequest(_) => ErrorCode::InvalidRequest,
             TopicError::InvalidConfig(_) | TopicError::UnsupportedConfig(_) => {
                 ErrorCode::InvalidConfig
             }
@@ -68,7 +71,14 @@ pub async fn create_topics(
             name: topic.name.to_string(),
             partition_count: topic.num_partitions,
             replication_factor: topic.replication_factor,
-            has_manual_assignment: !topic.assignments.is_empty(),
+            assignments: topic
+                .assignments
+                .iter()
+                .map(|assignment| {
+                    let brokers = assignment.broker_ids.iter().map(|id| id.0).collect();
+                    (assignment.partition_index, brokers)
+                })
+                .collect(),
             configs: topic
                 .configs
                 .iter()
@@ -141,7 +151,7 @@ pub async fn auto_create_topic(shard: &Rc<Shard>, name: &str) -> Result<TopicMet
         name: name.to_string(),
         partition_count: -1,
         replication_factor: -1,
-        has_manual_assignment: false,
+        assignments: Vec::new(),
         configs: Vec::new(),
     };
     let outcome = shard
@@ -199,6 +209,46 @@ pub async fn create_topics_on_controller(
     outcomes
 }
 
+/// Kafka's rules for a manual replica assignment (`ReplicationControlManager`): it replaces
+/// the partition count and replication factor, which must then be -1; partitions are numbered
+/// 0..n without gaps; every partition lists the same number of distinct, registered brokers.
+/// On a single node that means every replica list is exactly this broker. Returns n.
+fn check_assignments(new_topic: &NewTopic, node_id: i32) -> Result<i32, TopicError> {
+    if new_topic.partition_count != -1 || new_topic.replication_factor != -1 {
+        return Err(TopicError::InvalidRequest(
+            "Both numPartitions or replicationFactor and replicasAssignments were set. \
+             Both cannot be used at the same time."
+                .into(),
+        ));
+    }
+    let invalid = |message: String| Err(TopicError::InvalidReplicaAssignment(message));
+    for (expected_index, (partition, brokers)) in new_topic.assignments.iter().enumerate() {
+        if *partition != expected_index as i32 {
+            return invalid(format!(
+                "Partitions should be 0..{} without gaps; found {partition}",
+                new_topic.assignments.len()
+            ));
+        }
+        if brokers.is_empty() {
+            return invalid(format!("Partition {partition} has no replicas."));
+        }
+        if brokers.len() != new_topic.assignments[0].1.len() {
+            return invalid("All partitions should have the same number of replicas.".into());
+        }
+        if let Some(unknown) = brokers.iter().find(|broker| **broker != node_id) {
+            return invalid(format!(
+                "The manual partition assignment includes broker {unknown}, \
+                but no such broker is registered."
+            ));
+        }
+        if brokers.len() > 1 {
+            return invalid(format!("Duplicate replica assignment for partition {partition}."));
+        }
+    }
+    i32::try_from(new_topic.assignments.len())
+        .map_err(|_| TopicError::InvalidPartitions("too many partitions".into()))
+}
+
 fn check_new_topic(
     controller: &Shard,
     current: &TopicSnapshot,
@@ -209,14 +259,13 @@ fn check_new_topic(
     if current.get(&new_topic.name).is_some() || created.contains_key(&new_topic.name) {
         return Err(TopicError::AlreadyExists(new_topic.name.clone()));
     }
-    if new_topic.has_manual_assignment {
-        return Err(TopicError::InvalidReplicationFactor(
-            "manual replica assignment is not supported on a single-node broker".into(),
-        ));
-    }
-    let partition_count = match new_topic.partition_count {
-        -1 => controller.config.default_partitions,
-        count => count,
+    let partition_count = if new_topic.assignments.is_empty() {
+        match new_topic.partition_count {
+            -1 => controller.config.default_partitions,
+            count => count,
+        }
+    } else {
+        check_assignments(new_topic, controller.cluster.node_id)?
     };
     if partition_count <= 0 || partition_count > PARTITIONS_PER_TOPIC_MAX {
         return Err(TopicError::InvalidPartitions(format!(
