@@ -59,6 +59,8 @@ pub mod intent;
 pub mod layout;
 pub mod offset_index;
 mod partition;
+pub mod producer_snapshot;
+pub mod producers;
 mod read;
 mod reader;
 pub mod record_timestamps;
