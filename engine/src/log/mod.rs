@@ -55,6 +55,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 mod flush;
+mod idempotence;
 pub mod intent;
 pub mod layout;
 pub mod offset_index;

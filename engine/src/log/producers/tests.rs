@@ -44,9 +44,7 @@ impl Model {
                 current_epoch: epoch,
             });
         }
-        let expected_next = if batch.epoch > epoch {
-            0
-        } else if last.batch.last_sequence() == i32::MAX {
+        let expected_next = if batch.epoch > epoch || last.batch.last_sequence() == i32::MAX {
             0
         } else {
             last.batch.last_sequence() + 1
