@@ -8,6 +8,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::kafka::{batch_producers, Connection};
 use common::{python, run_checked, test_dir, TernServer};
 
 const RECORDS: &str = "100000";
@@ -32,11 +33,25 @@ fn roundtrip(server: &TernServer, client: &str, topic: &str, phase: &str) {
     );
 }
 
+/// Every stored batch of the topic's 3 partitions carries a producer id: the client really
+/// produced idempotently (InitProducerId served), and the consume phase saw no duplicates.
+fn assert_produced_idempotently(server: &TernServer, topic: &str) {
+    let mut connection = Connection::connect(&server.bootstrap());
+    for partition in 0..3 {
+        let batches = batch_producers(&mut connection, topic, partition);
+        assert!(!batches.is_empty(), "{topic}-{partition} is empty");
+        for (base_offset, producer_id) in batches {
+            assert!(producer_id >= 0, "{topic}-{partition} batch at {base_offset}: no producer id");
+        }
+    }
+}
+
 #[test]
 fn confluent_kafka_round_trip_survives_a_restart() {
     let directory = test_dir("confluent");
     let mut server = TernServer::start(&directory.join("data"), &["--shards", "2"]);
     roundtrip(&server, "confluent", "confluent-roundtrip", "create,produce,consume");
+    assert_produced_idempotently(&server, "confluent-roundtrip");
     server.stop();
     server.restart();
     roundtrip(&server, "confluent", "confluent-roundtrip", "consume");
@@ -48,6 +63,7 @@ fn kafka_python_round_trip_survives_a_restart() {
     let directory = test_dir("kafka-python");
     let mut server = TernServer::start(&directory.join("data"), &["--shards", "2"]);
     roundtrip(&server, "kafka-python", "kafka-python-roundtrip", "create,produce,consume");
+    assert_produced_idempotently(&server, "kafka-python-roundtrip");
     server.stop();
     server.restart();
     roundtrip(&server, "kafka-python", "kafka-python-roundtrip", "consume");
