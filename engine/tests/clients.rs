@@ -182,3 +182,21 @@ fn admin_client_creates_describes_refuses_and_deletes() {
 fn a_parked_fetch_returns_when_a_record_arrives() {
     features("longpoll");
 }
+
+#[test]
+fn idempotent_producer_survives_connections_cut_mid_flight_without_duplicates() {
+    let directory = test_dir("flaky-proxy");
+    let proxy_port =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let proxy = format!("127.0.0.1:{proxy_port}");
+    let mut server =
+        TernServer::start(&directory.join("data"), &["--shards", "2", "--advertise", &proxy]);
+    run_checked(
+        python("flaky_proxy.py")
+            .args(["--listen", &proxy, "--upstream", &server.bootstrap()])
+            .args(["--topic", "flaky", "--partitions", "3", "--records", RECORDS])
+            .args(["--cut-ms", "300"]),
+        "flaky_proxy.py",
+    );
+    server.stop();
+}

@@ -55,6 +55,12 @@ pub fn admit(
     }
     let producer_batch = match idempotence::check(&state, &shape.infos)? {
         Some(Decided::Duplicate(original)) => {
+            tracing::debug!(
+                dir = %shared.dir.display(),
+                first_offset = original.first_offset,
+                first_sequence = original.first_sequence,
+                "log: duplicate batch; answering with the original offsets",
+            );
             let rollbacks_seen = state.rollbacks;
             return Ok(Admitted::Duplicate { original, rollbacks_seen });
         }
