@@ -154,6 +154,10 @@ enum Op {
         back: usize,
     },
     Yield,
+    /// The disk fills up (ENOSPC): queued and written-but-unsynced appends roll back.
+    DiskFull,
+    /// Space is free again; producers resume from what the log kept.
+    DiskFree,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -162,6 +166,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(producer, records, wait)| Op::Next { producer, records, wait }),
         2 => (0..3i64, 0..7usize).prop_map(|(producer, back)| Op::Retry { producer, back }),
         1 => Just(Op::Yield),
+        1 => Just(Op::DiskFull),
+        1 => Just(Op::DiskFree),
     ]
 }
 
@@ -196,7 +202,19 @@ impl Producers {
     }
 }
 
-async fn run_epoch(log: &Log, producers: &mut Producers, ops: &[Op]) -> Vec<Pending> {
+fn free_disk(sim: &crate::io::SimDisk, log: &Log, producers: &mut Producers) {
+    sim.set_capacity_bytes(None);
+    log.shared.state.borrow_mut().no_space_checked_at = None;
+    let live = log.shared.state.borrow().producers.clone();
+    producers.resume_from(&live);
+}
+
+async fn run_epoch(
+    sim: &crate::io::SimDisk,
+    log: &Log,
+    producers: &mut Producers,
+    ops: &[Op],
+) -> Vec<Pending> {
     let mut unawaited: Vec<Pending> = Vec::new();
     for op in ops {
         match *op {
@@ -215,6 +233,8 @@ async fn run_epoch(log: &Log, producers: &mut Producers, ops: &[Op]) -> Vec<Pend
                 }
             }
             Op::Yield => crate::io::yield_now().await,
+            Op::DiskFull => sim.set_capacity_bytes(Some(0)),
+            Op::DiskFree => free_disk(sim, log, producers),
         }
     }
     unawaited
@@ -224,21 +244,33 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     /// After every crash, the recovered producer state is exactly what the durable log says,
-    /// and a retry of any producer's last durable batch is answered with its offsets.
+    /// and a retry of any producer's last durable batch is answered with its offsets. When
+    /// an epoch settles (every append answered) before its crash, the live state after any
+    /// ENOSPC rollbacks is exactly what the log holds too.
     #[test]
     fn producer_state_after_a_crash_matches_the_durable_log(
-        epochs in prop::collection::vec((prop::collection::vec(op(), 1..40), any::<bool>()), 1..4),
+        epochs in prop::collection::vec(
+            (prop::collection::vec(op(), 1..40), any::<bool>(), any::<bool>()),
+            1..4,
+        ),
         seed in any::<u64>(),
     ) {
         run_as_task(async move {
             let (sim, disk) = sim(seed);
             let config = small_config();
             let mut producers = Producers::default();
-            for (ops, torn) in epochs {
+            for (ops, torn, settle) in epochs {
                 let log = open(&disk, &config).await;
                 check_against_the_log(&log).await;
                 producers.resume_from(&log.shared.state.borrow().producers);
-                let unawaited = run_epoch(&log, &mut producers, &ops).await;
+                let mut unawaited = run_epoch(&sim, &log, &mut producers, &ops).await;
+                free_disk(&sim, &log, &mut producers);
+                if settle {
+                    for pending in unawaited.drain(..) {
+                        let _ = pending.await;
+                    }
+                    check_against_the_log(&log).await;
+                }
                 crate::log::flush::go_offline(&log.shared, "simulated crash".to_string());
                 drop(unawaited);
                 drop(log);
