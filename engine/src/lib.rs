@@ -7,6 +7,7 @@
 //! - [`protocol`]: Kafka wire format: framing, headers, API dispatch tables, record-batch v2 view.
 //! - [`log`]: the partition log: segments, indexes, recovery, retention, group commit.
 //! - [`replication`]: (later) sans-IO Raft replica per partition.
+//! - [`metrics`]: latency histograms (pure data), summarised in the log at shutdown.
 //! - [`broker`]: request handlers, topic registry, shard routing, connection handling.
 //!
 //! See `docs/architecture.md` for the code map and the invariants of each layer.
@@ -14,5 +15,6 @@
 pub mod broker;
 pub mod io;
 pub mod log;
+pub mod metrics;
 pub mod protocol;
 pub mod replication;

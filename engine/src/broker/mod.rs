@@ -10,6 +10,7 @@ pub mod handlers;
 pub mod producer_ids;
 pub mod server;
 pub mod shard;
+pub mod topic_configs;
 pub mod topics;
 
 pub use config::BrokerConfig;

@@ -15,7 +15,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::io::{self, local::Notify, mesh, Disk};
-use crate::log::Log;
+use crate::log::{Log, LogLatency};
+use crate::metrics::LatencyHistogram;
 
 use super::config::BrokerConfig;
 use super::producer_ids::ProducerIds;
@@ -52,6 +53,8 @@ pub struct Shard {
     pub producer_ids: ProducerIds,
     shutting_down: Cell<bool>,
     pub shutdown_requested: Notify,
+    /// Produce requests handled on this shard, from decode to response (acks=0 included).
+    pub produce_latency: RefCell<LatencyHistogram>,
 }
 
 /// The shard that owns `partition` of `topic`: FNV-1a over the name and index, so that it is
@@ -90,6 +93,7 @@ impl Shard {
             producer_ids: ProducerIds::default(),
             shutting_down: Cell::new(false),
             shutdown_requested: Notify::new(),
+            produce_latency: RefCell::new(LatencyHistogram::new()),
         })
     }
 
@@ -252,12 +256,41 @@ impl Shard {
         assert!(self.is_shutting_down(), "partitions close only during shutdown");
         let logs: Vec<(PartitionKey, Log)> =
             std::mem::take(&mut *self.partitions.borrow_mut()).into_iter().collect();
+        let mut latency = LogLatency::default();
         for ((topic, partition), log) in logs {
             if let Err(error) = log.close().await {
                 tracing::error!(%topic, partition, %error, "closing partition log failed");
             }
+            let log_latency = log.latency();
+            if log_latency.append.count() > 0 {
+                tracing::debug!(
+                    %topic,
+                    partition,
+                    fdatasync = %log_latency.sync.summary(),
+                    append = %log_latency.append.summary(),
+                    "partition latency",
+                );
+            }
+            latency.sync.merge(&log_latency.sync);
+            latency.append.merge(&log_latency.append);
         }
+        self.log_latency_summary(&latency);
         tracing::info!(shard = self.id, "shard stopped");
+    }
+
+    /// Where this shard's produce time went, for operators and benchmarks (`docs/benchmarks.md`).
+    fn log_latency_summary(&self, latency: &LogLatency) {
+        let produce = self.produce_latency.borrow();
+        if produce.count() == 0 && latency.append.count() == 0 {
+            return;
+        }
+        tracing::info!(
+            shard = self.id,
+            produce = %produce.summary(),
+            append = %latency.append.summary(),
+            fdatasync = %latency.sync.summary(),
+            "shard latency since start",
+        );
     }
 }
 

@@ -100,6 +100,7 @@ pub fn admit(
         batches,
         max_timestamp,
         producer_batch,
+        admitted_at: crate::io::now(),
         done,
     });
     flush::ensure_flusher(shared, &mut state);

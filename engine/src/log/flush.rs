@@ -247,12 +247,15 @@ pub async fn sync_all(shared: &Shared) -> Result<(), ()> {
         (std::mem::take(&mut state.unsynced_files), dir_dirty, state.written)
     };
     for (base_offset, file) in files {
+        let started_at = crate::io::now();
         if let Err(error) = file.sync_data().await {
             go_offline(shared, format!("fdatasync of segment {base_offset} failed: {error}"));
             discard_unsynced_tail(shared).await;
             return Err(());
         }
-        shared.state.borrow_mut().data_syncs += 1;
+        let mut state = shared.state.borrow_mut();
+        state.data_syncs += 1;
+        state.sync_latency.record(crate::io::now().duration_since(started_at));
     }
     if dir_dirty {
         if let Err(error) = shared.disk.sync_dir(&shared.dir) {
@@ -327,6 +330,7 @@ async fn clear_intent_after_sync(shared: &Shared, synced_offset: i64) {
 fn acknowledge(shared: &Shared, group: Vec<PendingAppend>) {
     let mut state = shared.state.borrow_mut();
     let every_append = shared.config.flush == FlushPolicy::EveryAppend;
+    let now = crate::io::now();
     for append in group {
         // THE durability invariant: no append is acknowledged above the synced offset.
         assert!(
@@ -346,6 +350,7 @@ fn acknowledge(shared: &Shared, group: Vec<PendingAppend>) {
         }
         assert!(append.next_offset > state.producers_durable_offset, "acks in offset order");
         state.producers_durable_offset = append.next_offset;
+        state.append_latency.record(now.duration_since(append.admitted_at));
         let info = AppendInfo {
             base_offset: append.base_offset,
             last_offset: append.next_offset - 1,

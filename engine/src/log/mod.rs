@@ -81,4 +81,4 @@ mod tests;
 pub use config::{FlushPolicy, LogConfig};
 pub use error::{LogError, LogHealth, LogStatus};
 pub use partition::Log;
-pub use state::{AppendInfo, ReadInfo};
+pub use state::{AppendInfo, LogLatency, ReadInfo};

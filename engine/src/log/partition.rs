@@ -19,9 +19,10 @@ use super::producers::ProducerStates;
 use super::recovery;
 use super::scan;
 use super::segment::IndexWrite;
-use super::state::{AppendInfo, LogPosition, Shared, State};
+use super::state::{AppendInfo, LogLatency, LogPosition, Shared, State};
 use crate::io::local::Notify;
 use crate::io::Disk;
+use crate::metrics::LatencyHistogram;
 
 /// One partition's log. Cheap to clone (shared); lives on one shard (`!Send`).
 #[derive(Clone)]
@@ -284,6 +285,12 @@ impl Log {
         self.shared.state.borrow().data_syncs
     }
 
+    /// Latency histograms of this log since it was opened.
+    pub fn latency(&self) -> LogLatency {
+        let state = self.shared.state.borrow();
+        LogLatency { sync: state.sync_latency.clone(), append: state.append_latency.clone() }
+    }
+
     pub fn flush_policy(&self) -> FlushPolicy {
         self.shared.config.flush
     }
@@ -335,6 +342,8 @@ fn recovered_state(
         rollbacks: 0,
         snapshot_offset: producers.snapshot_offset,
         snapshot_busy: false,
+        sync_latency: LatencyHistogram::new(),
+        append_latency: LatencyHistogram::new(),
         segments,
     }
 }

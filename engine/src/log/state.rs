@@ -14,6 +14,7 @@ use super::producers::{ProducerBatch, ProducerStates};
 use super::segment::Segment;
 use crate::io::local::{Notify, OneshotSender};
 use crate::io::{Disk, File, Instant};
+use crate::metrics::LatencyHistogram;
 
 /// At most this many appends wait for the flusher; beyond it appends fail with
 /// `LogError::Overloaded` (the broker bounds in-flight produce requests well below it).
@@ -35,6 +36,15 @@ pub struct ReadInfo {
     pub bytes: bytes::Bytes,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+}
+
+/// Latency histograms of one log (see [`crate::metrics`]).
+#[derive(Clone, Default)]
+pub struct LogLatency {
+    /// Each fdatasync of a segment file.
+    pub sync: LatencyHistogram,
+    /// From `append` to its acknowledgement: waiting for the flusher, the write, the sync.
+    pub append: LatencyHistogram,
 }
 
 /// A point in the log: the next offset and where it would start.
@@ -59,6 +69,8 @@ pub struct PendingAppend {
     pub max_timestamp: Option<(i64, i64)>,
     /// The producer fields of this append's (only) batch, when it is idempotent.
     pub producer_batch: Option<ProducerBatch>,
+    /// When `append` admitted it: the acknowledgement latency is measured from here.
+    pub admitted_at: Instant,
     pub done: OneshotSender<Result<AppendInfo, LogError>>,
 }
 
@@ -126,6 +138,10 @@ pub struct State {
     pub snapshot_offset: i64,
     /// A producer snapshot is being written (one at a time).
     pub snapshot_busy: bool,
+    /// Duration of each fdatasync of a segment file.
+    pub sync_latency: LatencyHistogram,
+    /// From `append` to its acknowledgement (the log's share of a produce's latency).
+    pub append_latency: LatencyHistogram,
 }
 
 impl State {

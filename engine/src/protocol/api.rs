@@ -34,6 +34,19 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeCluster, 0, 1),
 ];
 
+/// The lowest version ApiVersions *advertises* for an API: the served floor, except Produce,
+/// which Kafka 4 advertises from v0 although it serves v3+ only (KAFKA-18659): librdkafka
+/// checks "Produce v0 supported" before it compresses with gzip, snappy or lz4, and silently
+/// sends uncompressed batches to a broker that advertises Produce from v3. Clients pick the
+/// highest common version, so no client sends v0-2 because of this.
+pub fn advertised_min_version(api: &SupportedApi) -> i16 {
+    if api.key == ApiKey::Produce {
+        0
+    } else {
+        api.min_version
+    }
+}
+
 /// The version range Tern serves for the raw API key, or `None` if Tern does not implement it.
 pub fn supported_range(key: i16) -> Option<(i16, i16)> {
     SUPPORTED_APIS

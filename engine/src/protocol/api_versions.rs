@@ -41,7 +41,7 @@ pub fn api_versions_response(requested_version: i16) -> (ApiVersionsResponse, i1
         .map(|supported_api| {
             let mut entry = ApiVersion::default();
             entry.api_key = supported_api.key as i16;
-            entry.min_version = supported_api.min_version;
+            entry.min_version = api::advertised_min_version(supported_api);
             entry.max_version = supported_api.max_version;
             entry
         })

@@ -8,13 +8,16 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 
 use crate::broker::shard::Shard;
+use crate::broker::topic_configs::KAFKA_TOPIC_CONFIGS;
 use crate::broker::topics::{
     self, validate_topic_config, validate_topic_name, TopicError, TopicMeta, TopicSnapshot,
     PARTITIONS_PER_TOPIC_MAX,
@@ -23,6 +26,10 @@ use crate::io;
 use crate::protocol::error_code::ErrorCode;
 
 use super::str_bytes;
+
+/// Config sources as Kafka numbers them.
+const CONFIG_SOURCE_TOPIC: i8 = 1;
+const CONFIG_SOURCE_DEFAULT: i8 = 5;
 
 /// A topic to create, as asked by CreateTopics or by auto-creation.
 #[derive(Debug, Clone)]
@@ -95,8 +102,10 @@ fn creation_result(
     match outcome {
         Some(Ok(topic)) => result
             .with_topic_id(topic.id)
+            .with_error_message(None)
             .with_num_partitions(topic.partition_count)
-            .with_replication_factor(1),
+            .with_replication_factor(1)
+            .with_configs(Some(created_configs(&topic))),
         Some(Err(error)) => result
             .with_error_code(error.error_code().code())
             .with_error_message(Some(str_bytes(&error.to_string())))
@@ -106,6 +115,23 @@ fn creation_result(
             .with_error_code(ErrorCode::KafkaStorageError.code())
             .with_error_message(Some(str_bytes("broker is shutting down"))),
     }
+}
+
+/// The configs of a created topic as CreateTopics v5+ reports them (Kafka lists all of them).
+fn created_configs(topic: &TopicMeta) -> Vec<CreatableTopicConfigs> {
+    KAFKA_TOPIC_CONFIGS
+        .iter()
+        .map(|spec| {
+            let (value, source) = match topic.configs.get(spec.name) {
+                Some(value) => (value.as_str(), CONFIG_SOURCE_TOPIC),
+                None => (spec.default, CONFIG_SOURCE_DEFAULT),
+            };
+            CreatableTopicConfigs::default()
+                .with_name(str_bytes(spec.name))
+                .with_value(Some(str_bytes(value)))
+                .with_config_source(source)
+        })
+        .collect()
 }
 
 /// Creates the topic that a Metadata request named, with the broker's defaults. An existing

@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{
     BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
 };
 
 use crate::broker::shard::Shard;
-use crate::broker::topics::TOPIC_CONFIG_DEFAULTS;
+use crate::broker::topic_configs::{TopicConfigSpec, KAFKA_TOPIC_CONFIGS};
 use crate::protocol::error_code::ErrorCode;
 
 use super::str_bytes;
@@ -44,7 +44,8 @@ pub fn describe_configs(
             };
             match resource.resource_type {
                 RESOURCE_TYPE_TOPIC => {
-                    topic_configs(shard, resource.resource_name.as_str(), wanted, result)
+                    let name = resource.resource_name.as_str();
+                    topic_configs(shard, name, wanted, request.include_synonyms, result)
                 }
                 RESOURCE_TYPE_BROKER => {
                     broker_configs(shard, resource.resource_name.as_str(), wanted, result)
@@ -62,6 +63,7 @@ fn topic_configs(
     shard: &Shard,
     name: &str,
     wanted: impl Fn(&str) -> bool,
+    synonyms: bool,
     result: DescribeConfigsResult,
 ) -> DescribeConfigsResult {
     let snapshot = shard.topics();
@@ -70,14 +72,10 @@ fn topic_configs(
             .with_error_code(ErrorCode::UnknownTopicOrPartition.code())
             .with_error_message(Some(str_bytes(&format!("Topic '{name}' does not exist."))));
     };
-    let configs = TOPIC_CONFIG_DEFAULTS
+    let configs = KAFKA_TOPIC_CONFIGS
         .iter()
-        .filter(|(key, _)| wanted(key))
-        .filter_map(|(key, _)| {
-            let (value, explicit) = topic.config_value(key)?;
-            let source = if explicit { SOURCE_TOPIC_CONFIG } else { SOURCE_DEFAULT_CONFIG };
-            Some(config_entry(key, &value, source))
-        })
+        .filter(|spec| wanted(spec.name))
+        .map(|spec| topic_config_entry(spec, topic.configs.get(spec.name), synonyms))
         .collect();
     result.with_configs(configs)
 }
@@ -112,6 +110,32 @@ fn broker_configs(
         .map(|(key, value)| config_entry(key, value, SOURCE_STATIC_BROKER_CONFIG))
         .collect();
     result.with_configs(configs)
+}
+
+/// One topic config as Kafka 4.4 reports it: an explicit value is `TOPIC_CONFIG` and its only
+/// synonym; a default is `DEFAULT_CONFIG` with the broker config it comes from as synonym.
+fn topic_config_entry(
+    spec: &TopicConfigSpec,
+    explicit: Option<&String>,
+    include_synonyms: bool,
+) -> DescribeConfigsResourceResult {
+    let (value, source, synonym_name) = match explicit {
+        Some(value) => (value.as_str(), SOURCE_TOPIC_CONFIG, Some(spec.name)),
+        None => (spec.default, SOURCE_DEFAULT_CONFIG, spec.broker_synonym),
+    };
+    let synonyms = synonym_name
+        .filter(|_| include_synonyms)
+        .map(|name| {
+            DescribeConfigsSynonym::default()
+                .with_name(str_bytes(name))
+                .with_value(Some(str_bytes(value)))
+                .with_source(source)
+        })
+        .into_iter()
+        .collect();
+    config_entry(spec.name, value, source)
+        .with_synonyms(synonyms)
+        .with_config_type(spec.config_type as i8)
 }
 
 fn config_entry(key: &str, value: &str, source: i8) -> DescribeConfigsResourceResult {

@@ -220,14 +220,27 @@ fn build_response(
             }
         })
         .collect();
+    // Kafka sends null aborted transactions to read_uncommitted fetches, a list otherwise.
+    let aborted = (request.isolation_level != 0).then(Vec::new);
     for (target, read) in targets.iter().zip(reads) {
-        let partition = PartitionData::default()
+        let mut partition = PartitionData::default()
             .with_partition_index(target.partition)
             .with_error_code(read.error.code())
-            .with_high_watermark(read.high_watermark)
-            .with_last_stable_offset(read.high_watermark)
-            .with_log_start_offset(read.log_start_offset)
-            .with_records(Some(read.records));
+            .with_aborted_transactions(aborted.clone());
+        partition = if read.error == ErrorCode::None {
+            partition
+                .with_high_watermark(read.high_watermark)
+                .with_last_stable_offset(read.high_watermark)
+                .with_log_start_offset(read.log_start_offset)
+                .with_records(Some(read.records))
+        } else {
+            // As Kafka's `FetchResponse.partitionResponse(error)`: no watermarks with an error.
+            partition
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_records(Some(Bytes::new()))
+        };
         topics[target.topic_index].partitions.push(partition);
     }
     FetchResponse::default().with_session_id(0).with_responses(topics)

@@ -40,7 +40,7 @@ pub async fn handle(
                     .with_error_code(error.code())
                     .with_timestamp(timestamp)
                     .with_offset(offset)
-                    .with_leader_epoch(if error == ErrorCode::None { 0 } else { -1 })
+                    .with_leader_epoch(if error == ErrorCode::None && offset >= 0 { 0 } else { -1 })
             })
             .collect();
         topics.push(

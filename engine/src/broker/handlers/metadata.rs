@@ -23,7 +23,12 @@ const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -> MetadataResponse {
     let allow_auto_create =
         shard.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
-    let topics = match request.topics {
+    // Metadata v0 has no null list: there, an empty list means all topics.
+    let all_topics = match &request.topics {
+        None => true,
+        Some(requested) => version == 0 && requested.is_empty(),
+    };
+    let topics = match request.topics.filter(|_| !all_topics) {
         None => {
             let node_id = shard.cluster.node_id;
             shard.topics().by_name.values().map(|topic| topic_entry(topic, node_id)).collect()

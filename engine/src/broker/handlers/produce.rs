@@ -21,6 +21,14 @@ use super::str_bytes;
 type PartitionOutcome = Result<AppendInfo, (ErrorCode, Option<String>)>;
 
 pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest) -> Option<ProduceResponse> {
+    let started_at = crate::io::now();
+    let response = answer(shard, request).await;
+    let elapsed = crate::io::now().duration_since(started_at);
+    shard.produce_latency.borrow_mut().record(elapsed);
+    response
+}
+
+async fn answer(shard: &Rc<Shard>, request: ProduceRequest) -> Option<ProduceResponse> {
     let acks = request.acks;
     let acks_valid = matches!(acks, -1..=1);
     let mut pending = Vec::new();
@@ -70,13 +78,19 @@ fn prepare(
     else {
         return Err((ErrorCode::UnknownTopicOrPartition, None));
     };
+    // Kafka's `ProduceRequest.validateRecords`: exactly one batch per partition (v3+).
     let Some(records) = records.filter(|records| !records.is_empty()) else {
-        return Err((ErrorCode::CorruptMessage, Some("produce request carries no records".into())));
+        return Err((ErrorCode::InvalidRecord, Some("produce request carries no records".into())));
     };
     let batches = record_batch::split_produced_batches(records).map_err(|error| {
         tracing::warn!(topic, partition, %error, "rejected produced batch");
         (ErrorCode::from(&error), Some(error.to_string()))
     })?;
+    if batches.len() > 1 {
+        let message =
+            format!("{} record batches for one partition: Kafka allows one", batches.len());
+        return Err((ErrorCode::InvalidRecord, Some(message)));
+    }
     let max_message_bytes = meta.log_config(&shard.config.log).max_message_bytes as usize;
     let mut owned = Vec::with_capacity(batches.len());
     for (range, info) in batches {

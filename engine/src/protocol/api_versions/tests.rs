@@ -12,10 +12,20 @@ fn supported_versions_are_answered_at_their_version() {
         for (entry, api) in response.api_keys.iter().zip(SUPPORTED_APIS) {
             assert_eq!(
                 (entry.api_key, entry.min_version, entry.max_version),
-                (api.key as i16, api.min_version, api.max_version)
+                (api.key as i16, api::advertised_min_version(api), api.max_version)
             );
         }
     }
+}
+
+/// KAFKA-18659: librdkafka enables gzip/snappy/lz4 only if Produce v0 is advertised.
+#[test]
+fn produce_is_advertised_from_v0_like_kafka_4_but_served_from_v3() {
+    let (response, _) = api_versions_response(3);
+    let produce = response.api_keys.iter().find(|entry| entry.api_key == 0).unwrap();
+    assert_eq!((produce.min_version, produce.max_version), (0, 12));
+    assert!(!api::is_supported(ApiKey::Produce, 2));
+    assert!(api::is_supported(ApiKey::Produce, 3));
 }
 
 #[test]
@@ -59,7 +69,7 @@ fn api_versions_v3_bytes_are_exact() {
         0, 0, 0, 1,             // correlation id (response header v0: no tagged fields)
         0, 0,                   // error code NONE
         11,                     // compact array: 10 APIs + 1
-        0, 0,  0, 3,  0, 12, 0, // Produce 3..12, no tags
+        0, 0,  0, 0,  0, 12, 0, // Produce advertised 0..12 (served 3..12), no tags
         0, 1,  0, 4,  0, 17, 0, // Fetch 4..17
         0, 2,  0, 1,  0, 9,  0, // ListOffsets 1..9
         0, 3,  0, 0,  0, 12, 0, // Metadata 0..12
@@ -80,7 +90,7 @@ fn api_versions_v0_bytes_are_exact() {
     let bytes = unsupported_version_answer(1).unwrap();
     let mut expected = vec![0, 0, 0, 4 + 2 + 4 + 10 * 6, 0, 0, 0, 1, 0, 35, 0, 0, 0, 10];
     for api in SUPPORTED_APIS {
-        for value in [api.key as i16, api.min_version, api.max_version] {
+        for value in [api.key as i16, api::advertised_min_version(api), api.max_version] {
             expected.extend_from_slice(&value.to_be_bytes());
         }
     }

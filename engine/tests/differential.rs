@@ -1,0 +1,670 @@
+//! Differential tests: the same requests to Tern and to Apache Kafka 4.4.0 (single-node KRaft,
+//! started by `benches/peers/kafka.sh`), responses decoded and compared field by field.
+//!
+//! Fields allowed to differ are masked by `normalize` and listed in docs/compatibility.md:
+//! identities (cluster id, node ids, hosts, ports, topic ids), throttle times, free-text error
+//! messages, and what only a broker with features or replicas reports. Everything else — error
+//! codes above all, offsets, watermarks, the record bytes served — must be equal. A mismatch
+//! prints both responses side by side.
+
+mod common;
+
+use std::fmt::Debug;
+use std::path::Path;
+use std::process::Command;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Request, StrBytes};
+use kafka_protocol::records::*;
+
+use common::kafka::Connection;
+use common::{run_checked, test_dir, TernServer};
+use uuid::Uuid;
+
+/// Apache Kafka on a free port, stopped (and its data removed) on drop.
+struct KafkaPeer {
+    port: u16,
+}
+
+fn peer_script() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/peers/kafka.sh")
+}
+
+impl KafkaPeer {
+    fn start(data_dir: &Path) -> KafkaPeer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        run_checked(
+            Command::new("bash")
+                .arg(peer_script())
+                .args(["start", "--port", &port.to_string()])
+                .arg("--data-dir")
+                .arg(data_dir),
+            "benches/peers/kafka.sh start (Java 17 and Maven are installed by .ci/run)",
+        );
+        KafkaPeer { port }
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for KafkaPeer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(peer_script())
+            .args(["stop", "--port", &self.port.to_string()])
+            .output();
+    }
+}
+
+/// One connection to each broker; every request goes to both.
+struct Pair {
+    tern: Connection,
+    kafka: Connection,
+    mismatches: Vec<String>,
+}
+
+impl Pair {
+    fn both<R: Request + Clone>(
+        &mut self,
+        version: i16,
+        request: &R,
+    ) -> (R::Response, R::Response) {
+        (self.tern.call(version, request), self.kafka.call(version, request))
+    }
+
+    /// Sends to both, normalizes, and records a mismatch (with both sides) if they differ.
+    fn compare<R, F>(&mut self, case: &str, version: i16, request: &R, normalize: F)
+    where
+        R: Request + Clone,
+        R::Response: Debug,
+        F: Fn(&mut R::Response),
+    {
+        let (mut tern, mut kafka) = self.both(version, request);
+        normalize(&mut tern);
+        normalize(&mut kafka);
+        self.check_equal(&format!("{case} (v{version})"), &tern, &kafka);
+    }
+
+    fn check_equal<T: Debug>(&mut self, case: &str, tern: &T, kafka: &T) {
+        let tern = format!("{tern:#?}");
+        let kafka = format!("{kafka:#?}");
+        if tern != kafka {
+            self.mismatches.push(format!("{case}\n{}", side_by_side(&tern, &kafka)));
+        }
+    }
+}
+
+fn side_by_side(tern: &str, kafka: &str) -> String {
+    let (left, right): (Vec<&str>, Vec<&str>) = (tern.lines().collect(), kafka.lines().collect());
+    let mut out = format!("{:<60} | {}\n", "TERN", "KAFKA");
+    for index in 0..left.len().max(right.len()) {
+        let (l, r) = (left.get(index).unwrap_or(&""), right.get(index).unwrap_or(&""));
+        let mark = if l == r { ' ' } else { '*' };
+        out.push_str(&format!("{mark}{l:<59} | {r}\n"));
+    }
+    out
+}
+
+fn name(value: &str) -> TopicName {
+    TopicName(StrBytes::from_string(value.to_string()))
+}
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_string())
+}
+
+const NO_UUID: Uuid = Uuid::nil();
+const MASKED: i32 = -7;
+
+// ---- normalizers: the documented list of fields allowed to differ ----------------------------
+
+fn normalize_metadata(response: &mut MetadataResponse) {
+    response.throttle_time_ms = 0;
+    response.cluster_id = response.cluster_id.as_ref().map(|_| text("cluster"));
+    response.controller_id = BrokerId(MASKED);
+    for broker in &mut response.brokers {
+        broker.node_id = BrokerId(MASKED);
+        broker.host = text("host");
+        broker.port = 0;
+    }
+    // Kafka creates no internal topics until they are used; Tern may have some: not compared.
+    response.topics.retain(|topic| !topic.is_internal);
+    response.topics.sort_by(|a, b| a.name.cmp(&b.name));
+    for topic in &mut response.topics {
+        topic.topic_id = NO_UUID;
+        for partition in &mut topic.partitions {
+            partition.leader_id = BrokerId(if partition.leader_id.0 >= 0 { MASKED } else { -1 });
+            for node in partition.replica_nodes.iter_mut().chain(&mut partition.isr_nodes) {
+                *node = BrokerId(MASKED);
+            }
+        }
+    }
+}
+
+fn normalize_create(response: &mut CreateTopicsResponse) {
+    response.throttle_time_ms = 0;
+    for topic in &mut response.topics {
+        topic.topic_id = NO_UUID;
+        topic.error_message = topic.error_message.as_ref().map(|_| text("message"));
+        if let Some(configs) = &mut topic.configs {
+            configs.sort_by(|a, b| a.name.cmp(&b.name));
+            for config in configs.iter_mut() {
+                if config.name.as_str() == "min.insync.replicas" {
+                    config.config_source = 5; // see normalize_describe_configs
+                }
+            }
+        }
+    }
+}
+
+fn normalize_delete(response: &mut DeleteTopicsResponse) {
+    response.throttle_time_ms = 0;
+    for topic in &mut response.responses {
+        topic.topic_id = NO_UUID;
+        topic.error_message = topic.error_message.as_ref().map(|_| text("message"));
+    }
+}
+
+fn normalize_produce(response: &mut ProduceResponse) {
+    response.throttle_time_ms = 0;
+    response.node_endpoints.clear();
+    for topic in &mut response.responses {
+        topic.topic_id = NO_UUID;
+        for partition in &mut topic.partition_responses {
+            // Tern explains a refused batch (CRC, size, count); Kafka's validation sends none.
+            partition.error_message = None;
+            partition.current_leader.leader_id = BrokerId(MASKED);
+            for error in &mut partition.record_errors {
+                error.batch_index_error_message = None;
+            }
+        }
+    }
+}
+
+fn normalize_fetch(response: &mut FetchResponse) {
+    response.throttle_time_ms = 0;
+    response.node_endpoints.clear();
+    for topic in &mut response.responses {
+        topic.topic_id = NO_UUID;
+        for partition in &mut topic.partitions {
+            partition.current_leader.leader_id = BrokerId(MASKED);
+        }
+    }
+}
+
+fn normalize_list_offsets(response: &mut ListOffsetsResponse) {
+    response.throttle_time_ms = 0;
+}
+
+fn normalize_describe_configs(response: &mut DescribeConfigsResponse) {
+    response.throttle_time_ms = 0;
+    for result in &mut response.results {
+        result.error_message = result.error_message.as_ref().map(|_| text("message"));
+        result.configs.sort_by(|a, b| a.name.cmp(&b.name));
+        for config in &mut result.configs {
+            // Tern sends no documentation text; the peer script sets min.insync.replicas
+            // statically, so Kafka reports it as a static broker config.
+            config.documentation = None;
+            if config.name.as_str() == "min.insync.replicas" {
+                config.config_source = 5;
+                config.synonyms.retain(|synonym| synonym.source == 5);
+            }
+        }
+    }
+}
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+fn create_request(topic: &str, partitions: i32, configs: &[(&str, &str)]) -> CreateTopicsRequest {
+    let mut creatable = CreatableTopic::default();
+    creatable.name = name(topic);
+    creatable.num_partitions = partitions;
+    creatable.replication_factor = 1;
+    for (key, value) in configs {
+        let mut config = CreatableTopicConfig::default();
+        config.name = text(key);
+        config.value = Some(text(value));
+        creatable.configs.push(config);
+    }
+    let mut request = CreateTopicsRequest::default();
+    request.topics.push(creatable);
+    request.timeout_ms = 30_000;
+    request
+}
+
+fn metadata_request(topics: Option<&[&str]>, auto_create: bool) -> MetadataRequest {
+    let mut request = MetadataRequest::default();
+    request.topics = topics.map(|names| {
+        names
+            .iter()
+            .map(|topic| {
+                let mut entry = MetadataRequestTopic::default();
+                entry.name = Some(name(topic));
+                entry
+            })
+            .collect()
+    });
+    request.allow_auto_topic_creation = auto_create;
+    request
+}
+
+/// Waits until both brokers report a leader for every partition of `topic`.
+fn wait_for_leaders(pair: &mut Pair, topic: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let request = metadata_request(Some(&[topic]), false);
+    loop {
+        let (tern, kafka) = pair.both(9, &request);
+        let ready = |response: &MetadataResponse| {
+            response.topics.iter().all(|entry| {
+                entry.error_code == 0
+                    && !entry.partitions.is_empty()
+                    && entry.partitions.iter().all(|partition| partition.leader_id.0 >= 0)
+            })
+        };
+        if ready(&tern) && ready(&kafka) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{topic}: no leaders: {tern:?} / {kafka:?}");
+        sleep(Duration::from_millis(100));
+    }
+}
+
+fn batch(first_timestamp_ms: i64, values: &[&str]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            // kafka-protocol starts a new batch whenever offset - sequence changes: keep it
+            // constant so that all records form ONE batch (Kafka refuses more per partition).
+            sequence: index as i32,
+            timestamp: first_timestamp_ms + index as i64,
+            key: Some(Bytes::from(format!("key-{index}"))),
+            value: Some(Bytes::from(value.to_string())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buffer, &records, &options).expect("encode a batch");
+    buffer.freeze()
+}
+
+fn produce_request(topic: &str, partition: i32, acks: i16, records: Bytes) -> ProduceRequest {
+    let mut data = PartitionProduceData::default();
+    data.index = partition;
+    data.records = Some(records);
+    let mut topic_data = TopicProduceData::default();
+    topic_data.name = name(topic);
+    topic_data.partition_data.push(data);
+    let mut request = ProduceRequest::default();
+    request.acks = acks;
+    request.timeout_ms = 30_000;
+    request.topic_data.push(topic_data);
+    request
+}
+
+fn fetch_request(topic: &str, offset: i64, max_bytes: i32, wait: (i32, i32)) -> FetchRequest {
+    let mut partition = FetchPartition::default();
+    partition.partition = 0;
+    partition.fetch_offset = offset;
+    partition.partition_max_bytes = max_bytes;
+    partition.log_start_offset = -1;
+    partition.current_leader_epoch = -1;
+    let mut fetch_topic = FetchTopic::default();
+    fetch_topic.topic = name(topic);
+    fetch_topic.partitions.push(partition);
+    let mut request = FetchRequest::default();
+    request.replica_id = BrokerId(-1);
+    request.max_wait_ms = wait.0;
+    request.min_bytes = wait.1;
+    request.max_bytes = max_bytes;
+    request.session_epoch = -1;
+    request.topics.push(fetch_topic);
+    request
+}
+
+fn list_offsets_request(topic: &str, timestamp: i64) -> ListOffsetsRequest {
+    let mut partition = ListOffsetsPartition::default();
+    partition.partition_index = 0;
+    partition.timestamp = timestamp;
+    partition.current_leader_epoch = -1;
+    let mut list_topic = ListOffsetsTopic::default();
+    list_topic.name = name(topic);
+    list_topic.partitions.push(partition);
+    let mut request = ListOffsetsRequest::default();
+    request.replica_id = BrokerId(-1);
+    request.topics.push(list_topic);
+    request
+}
+
+// ---- the cases -------------------------------------------------------------------------------
+
+/// Tern's ranges may stop below Kafka's newest version but must start at Kafka's floor.
+fn api_versions(pair: &mut Pair) {
+    for version in 0..=4 {
+        let (tern, kafka) = pair.both(
+            version,
+            &ApiVersionsRequest::default()
+                .with_client_software_name(text("tern-differential"))
+                .with_client_software_version(text("1")),
+        );
+        pair.check_equal(
+            &format!("ApiVersions error (v{version})"),
+            &tern.error_code,
+            &kafka.error_code,
+        );
+        for ours in &tern.api_keys {
+            let theirs = kafka.api_keys.iter().find(|api| api.api_key == ours.api_key);
+            let shape = theirs.map(|api| (api.min_version, ours.max_version.min(api.max_version)));
+            pair.check_equal(
+                &format!("ApiVersions range of key {} (v{version})", ours.api_key),
+                &Some((ours.min_version, ours.max_version)),
+                &shape,
+            );
+        }
+    }
+}
+
+fn metadata(pair: &mut Pair) {
+    let created = create_request("metadata-a", 2, &[]);
+    pair.compare("CreateTopics metadata-a", 7, &created, normalize_create);
+    wait_for_leaders(pair, "metadata-a");
+    for version in [1, 4, 9, 12] {
+        // Before v4 the field does not exist (and means true).
+        let auto_create = version < 4;
+        pair.compare(
+            "Metadata all topics",
+            version,
+            &metadata_request(None, auto_create),
+            normalize_metadata,
+        );
+        pair.compare(
+            "Metadata no topics",
+            version,
+            &metadata_request(Some(&[]), auto_create),
+            normalize_metadata,
+        );
+        pair.compare(
+            "Metadata known topic",
+            version,
+            &metadata_request(Some(&["metadata-a"]), auto_create),
+            normalize_metadata,
+        );
+        if version >= 4 {
+            pair.compare(
+                "Metadata unknown topic, no auto-create",
+                version,
+                &metadata_request(Some(&["metadata-unknown"]), false),
+                normalize_metadata,
+            );
+        }
+    }
+    pair.compare(
+        "Metadata v0 empty list means all",
+        0,
+        &metadata_request(Some(&[]), true),
+        normalize_metadata,
+    );
+    // Auto-creation: Kafka's first answer is UNKNOWN_TOPIC_OR_PARTITION while its controller
+    // creates the topic; Tern creates it before answering and returns it (an accepted
+    // difference, docs/compatibility.md). Afterwards both must report the same topic.
+    let _ = pair.both(9, &metadata_request(Some(&["metadata-auto"]), true));
+    wait_for_leaders(pair, "metadata-auto");
+    pair.compare(
+        "Metadata after auto-create",
+        9,
+        &metadata_request(Some(&["metadata-auto"]), false),
+        normalize_metadata,
+    );
+}
+
+fn create_topics(pair: &mut Pair) {
+    for version in [2, 5, 7] {
+        let topic = format!("create-{version}");
+        pair.compare(
+            "CreateTopics valid",
+            version,
+            &create_request(&topic, 3, &[]),
+            normalize_create,
+        );
+        pair.compare(
+            "CreateTopics existing",
+            version,
+            &create_request(&topic, 3, &[]),
+            normalize_create,
+        );
+        pair.compare(
+            "CreateTopics invalid name",
+            version,
+            &create_request("bad/name", 1, &[]),
+            normalize_create,
+        );
+        let bad_value = create_request(&format!("{topic}-x"), 1, &[("retention.ms", "abc")]);
+        pair.compare("CreateTopics bad config value", version, &bad_value, normalize_create);
+        let unknown = create_request(&format!("{topic}-y"), 1, &[("no.such.config", "1")]);
+        pair.compare("CreateTopics unknown config", version, &unknown, normalize_create);
+        let zero = create_request(&format!("{topic}-z"), 0, &[]);
+        pair.compare("CreateTopics zero partitions", version, &zero, normalize_create);
+        let mut replicated = create_request(&format!("{topic}-r"), 1, &[]);
+        replicated.topics[0].replication_factor = 3;
+        pair.compare("CreateTopics replication factor 3", version, &replicated, normalize_create);
+        let mut validate = create_request(&format!("{topic}-v"), 1, &[]);
+        validate.validate_only = true;
+        pair.compare("CreateTopics validate_only", version, &validate, normalize_create);
+        pair.compare(
+            "Metadata after validate_only",
+            9,
+            &metadata_request(Some(&[&format!("{topic}-v")]), false),
+            normalize_metadata,
+        );
+        wait_for_leaders(pair, &topic);
+    }
+}
+
+fn delete_topics(pair: &mut Pair) {
+    pair.compare(
+        "CreateTopics delete-me",
+        7,
+        &create_request("delete-me", 1, &[]),
+        normalize_create,
+    );
+    wait_for_leaders(pair, "delete-me");
+    for (case, topic) in [("DeleteTopics existing", "delete-me"), ("DeleteTopics unknown", "nope")]
+    {
+        let mut request = DeleteTopicsRequest::default();
+        request.topic_names.push(name(topic));
+        request.timeout_ms = 30_000;
+        pair.compare(case, 4, &request, normalize_delete);
+    }
+}
+
+const TIMESTAMP_MS: i64 = 1_700_000_000_000;
+
+fn produce(pair: &mut Pair) {
+    pair.compare(
+        "CreateTopics produce-t",
+        7,
+        &create_request("produce-t", 1, &[]),
+        normalize_create,
+    );
+    wait_for_leaders(pair, "produce-t");
+    for (version, acks) in [(3, -1), (7, 1), (9, -1), (12, -1)] {
+        let request = produce_request("produce-t", 0, acks, batch(TIMESTAMP_MS, &["a", "b"]));
+        pair.compare(&format!("Produce acks={acks}"), version, &request, normalize_produce);
+    }
+    let mut corrupt = BytesMut::from(&batch(TIMESTAMP_MS, &["c"])[..]);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0x01;
+    let request = produce_request("produce-t", 0, -1, corrupt.freeze());
+    pair.compare("Produce wrong CRC", 9, &request, normalize_produce);
+    let request = produce_request("produce-t", 7, -1, batch(TIMESTAMP_MS, &["d"]));
+    pair.compare("Produce unknown partition", 9, &request, normalize_produce);
+    let request = produce_request("produce-unknown", 0, -1, batch(TIMESTAMP_MS, &["e"]));
+    pair.compare("Produce unknown topic", 9, &request, normalize_produce);
+    let request = produce_request("produce-t", 0, 2, batch(TIMESTAMP_MS, &["f"]));
+    pair.compare("Produce acks=2", 9, &request, normalize_produce);
+    let big = "x".repeat(1_100_000);
+    let request = produce_request("produce-t", 0, -1, batch(TIMESTAMP_MS, &[&big]));
+    pair.compare("Produce larger than max.message.bytes", 9, &request, normalize_produce);
+    // acks=0: no response at all; the next answer must be that of the next request.
+    let request = produce_request("produce-t", 0, 0, batch(TIMESTAMP_MS + 10, &["g"]));
+    let (tern, kafka) = (pair.tern.encode(9, &request), pair.kafka.encode(9, &request));
+    pair.tern.send_raw(&tern);
+    pair.kafka.send_raw(&kafka);
+    pair.compare(
+        "ListOffsets latest after acks=0",
+        7,
+        &list_offsets_request("produce-t", -1),
+        normalize_list_offsets,
+    );
+}
+
+fn fetch(pair: &mut Pair) {
+    pair.compare("CreateTopics fetch-t", 7, &create_request("fetch-t", 1, &[]), normalize_create);
+    wait_for_leaders(pair, "fetch-t");
+    for index in 0..3 {
+        let values: Vec<String> = (0..50).map(|record| format!("value-{index}-{record}")).collect();
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let request = produce_request("fetch-t", 0, -1, batch(TIMESTAMP_MS + index * 100, &values));
+        pair.compare("Produce to fetch-t", 9, &request, normalize_produce);
+    }
+    for version in [4, 11, 12] {
+        pair.compare(
+            "Fetch from 0",
+            version,
+            &fetch_request("fetch-t", 0, 1 << 20, (0, 1)),
+            normalize_fetch,
+        );
+        pair.compare(
+            "Fetch from the middle of a batch",
+            version,
+            &fetch_request("fetch-t", 75, 1 << 20, (0, 1)),
+            normalize_fetch,
+        );
+        pair.compare(
+            "Fetch out of range",
+            version,
+            &fetch_request("fetch-t", 1_000, 1 << 20, (0, 1)),
+            normalize_fetch,
+        );
+        pair.compare(
+            "Fetch max_bytes below one batch",
+            version,
+            &fetch_request("fetch-t", 0, 100, (0, 1)),
+            normalize_fetch,
+        );
+        pair.compare(
+            "Fetch at the end with min_bytes and a wait",
+            version,
+            &fetch_request("fetch-t", 150, 1 << 20, (200, 1)),
+            normalize_fetch,
+        );
+    }
+}
+
+fn list_offsets(pair: &mut Pair) {
+    // fetch-t holds three batches of 50 records, timestamps TIMESTAMP_MS + 0/100/200 + i.
+    let cases = [
+        ("earliest", -2),
+        ("latest", -1),
+        ("by timestamp inside the second batch", TIMESTAMP_MS + 110),
+        ("by timestamp before everything", 0),
+        ("by timestamp after everything", TIMESTAMP_MS + 1_000_000),
+    ];
+    for version in [1, 5, 7, 9] {
+        for (case, timestamp) in cases {
+            pair.compare(
+                &format!("ListOffsets {case}"),
+                version,
+                &list_offsets_request("fetch-t", timestamp),
+                normalize_list_offsets,
+            );
+        }
+        if version >= 7 {
+            pair.compare(
+                "ListOffsets max-timestamp",
+                version,
+                &list_offsets_request("fetch-t", -3),
+                normalize_list_offsets,
+            );
+        }
+    }
+    pair.compare(
+        "ListOffsets unknown topic",
+        7,
+        &list_offsets_request("nope", -1),
+        normalize_list_offsets,
+    );
+}
+
+fn describe_configs(pair: &mut Pair) {
+    let created = create_request("configs-t", 1, &[("retention.ms", "3600000")]);
+    pair.compare("CreateTopics configs-t", 7, &created, normalize_create);
+    wait_for_leaders(pair, "configs-t");
+    for (version, synonyms) in [(1, false), (1, true), (4, false)] {
+        for (topic, keys) in
+            [("configs-t", None), ("configs-t", Some(vec!["retention.ms"])), ("nope", None)]
+        {
+            let mut resource = DescribeConfigsResource::default();
+            resource.resource_type = 2;
+            resource.resource_name = text(topic);
+            resource.configuration_keys = keys.map(|keys| keys.into_iter().map(text).collect());
+            let mut request = DescribeConfigsRequest::default();
+            request.resources.push(resource);
+            request.include_synonyms = synonyms;
+            let case = format!(
+                "DescribeConfigs {topic} keys={:?} synonyms={synonyms}",
+                request.resources[0].configuration_keys
+            );
+            pair.compare(&case, version, &request, normalize_describe_configs);
+        }
+    }
+}
+
+/// One Kafka, one Tern, every case in sequence (Kafka takes seconds to start).
+#[test]
+fn tern_answers_like_apache_kafka() {
+    let directory = test_dir("differential");
+    let kafka = KafkaPeer::start(&directory.join("kafka"));
+    let mut tern = TernServer::start(&directory.join("tern"), &["--shards", "2"]);
+    let mut pair = Pair {
+        tern: Connection::connect(&tern.bootstrap()),
+        kafka: Connection::connect(&kafka.bootstrap()),
+        mismatches: Vec::new(),
+    };
+    api_versions(&mut pair);
+    metadata(&mut pair);
+    create_topics(&mut pair);
+    delete_topics(&mut pair);
+    produce(&mut pair);
+    fetch(&mut pair);
+    list_offsets(&mut pair);
+    describe_configs(&mut pair);
+    tern.stop();
+    drop(kafka);
+    assert!(
+        pair.mismatches.is_empty(),
+        "{} mismatches against Apache Kafka:\n\n{}",
+        pair.mismatches.len(),
+        pair.mismatches.join("\n")
+    );
+}
