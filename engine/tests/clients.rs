@@ -8,6 +8,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::kafka::{batch_producers, Connection};
 use common::{python, run_checked, test_dir, TernServer};
 
 const RECORDS: &str = "100000";
@@ -32,11 +33,25 @@ fn roundtrip(server: &TernServer, client: &str, topic: &str, phase: &str) {
     );
 }
 
+/// Every stored batch of the topic's 3 partitions carries a producer id: the client really
+/// produced idempotently (InitProducerId served), and the consume phase saw no duplicates.
+fn assert_produced_idempotently(server: &TernServer, topic: &str) {
+    let mut connection = Connection::connect(&server.bootstrap());
+    for partition in 0..3 {
+        let batches = batch_producers(&mut connection, topic, partition);
+        assert!(!batches.is_empty(), "{topic}-{partition} is empty");
+        for (base_offset, producer_id) in batches {
+            assert!(producer_id >= 0, "{topic}-{partition} batch at {base_offset}: no producer id");
+        }
+    }
+}
+
 #[test]
 fn confluent_kafka_round_trip_survives_a_restart() {
     let directory = test_dir("confluent");
     let mut server = TernServer::start(&directory.join("data"), &["--shards", "2"]);
     roundtrip(&server, "confluent", "confluent-roundtrip", "create,produce,consume");
+    assert_produced_idempotently(&server, "confluent-roundtrip");
     server.stop();
     server.restart();
     roundtrip(&server, "confluent", "confluent-roundtrip", "consume");
@@ -48,6 +63,7 @@ fn kafka_python_round_trip_survives_a_restart() {
     let directory = test_dir("kafka-python");
     let mut server = TernServer::start(&directory.join("data"), &["--shards", "2"]);
     roundtrip(&server, "kafka-python", "kafka-python-roundtrip", "create,produce,consume");
+    assert_produced_idempotently(&server, "kafka-python-roundtrip");
     server.stop();
     server.restart();
     roundtrip(&server, "kafka-python", "kafka-python-roundtrip", "consume");
@@ -177,4 +193,22 @@ fn admin_client_creates_describes_refuses_and_deletes() {
 #[test]
 fn a_parked_fetch_returns_when_a_record_arrives() {
     features("longpoll");
+}
+
+#[test]
+fn idempotent_producer_survives_connections_cut_mid_flight_without_duplicates() {
+    let directory = test_dir("flaky-proxy");
+    let proxy_port =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let proxy = format!("127.0.0.1:{proxy_port}");
+    let mut server =
+        TernServer::start(&directory.join("data"), &["--shards", "2", "--advertise", &proxy]);
+    run_checked(
+        python("flaky_proxy.py")
+            .args(["--listen", &proxy, "--upstream", &server.bootstrap()])
+            .args(["--topic", "flaky", "--partitions", "3", "--records", RECORDS])
+            .args(["--cut-ms", "300"]),
+        "flaky_proxy.py",
+    );
+    server.stop();
 }

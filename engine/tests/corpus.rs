@@ -68,6 +68,7 @@ fn reencode(decoded: &DecodedRequest, header_in_frame: &RequestHeader) -> Vec<u8
         Request::ListOffsets(body) => body.encode(&mut out, version),
         Request::CreateTopics(body) => body.encode(&mut out, version),
         Request::DeleteTopics(body) => body.encode(&mut out, version),
+        Request::InitProducerId(body) => body.encode(&mut out, version),
         Request::DescribeConfigs(body) => body.encode(&mut out, version),
         Request::DescribeCluster(body) => body.encode(&mut out, version),
     };

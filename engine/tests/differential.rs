@@ -654,6 +654,80 @@ fn fetch(pair: &mut Pair) {
     }
 }
 
+fn normalize_init_producer_id(response: &mut InitProducerIdResponse) {
+    response.throttle_time_ms = 0;
+    // Each broker hands out its own ids; that one is handed out is compared by the error.
+    if response.producer_id.0 >= 0 {
+        response.producer_id = ProducerId(i64::from(MASKED));
+    }
+}
+
+/// One batch of `values` from an idempotent producer, sequences from `first_sequence`.
+fn idempotent_batch(producer: (i64, i16), first_sequence: i32, values: &[&str]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            producer_id: producer.0,
+            producer_epoch: producer.1,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            sequence: first_sequence + index as i32,
+            timestamp: TIMESTAMP_MS + index as i64,
+            key: None,
+            value: Some(Bytes::from(value.to_string())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buffer, &records, &options).expect("encode a batch");
+    buffer.freeze()
+}
+
+/// InitProducerId, then duplicates, gaps, epoch bumps and fencing of an idempotent producer:
+/// same error codes and base offsets as Kafka (each broker with the id it handed out).
+fn idempotent_produce(pair: &mut Pair) {
+    let created = create_request("idempotent-t", 1, &[]);
+    pair.compare("CreateTopics idempotent-t", 7, &created, normalize_create);
+    wait_for_leaders(pair, "idempotent-t");
+    let init = InitProducerIdRequest::default().with_transaction_timeout_ms(60_000);
+    for version in 0..=5 {
+        pair.compare("InitProducerId", version, &init, normalize_init_producer_id);
+    }
+    let (tern_init, kafka_init) = pair.both(4, &init);
+    let ids = (tern_init.producer_id.0, kafka_init.producer_id.0);
+    let cases: [(&str, i16, i32, &[&str]); 9] = [
+        ("first batch", 0, 0, &["a", "b"]),
+        ("retry of the first batch", 0, 0, &["a", "b"]),
+        ("next batch", 0, 2, &["c"]),
+        ("retry of an older batch", 0, 0, &["a", "b"]),
+        ("sequence gap", 0, 5, &["d"]),
+        ("new epoch not at sequence 0", 1, 3, &["e"]),
+        ("new epoch at sequence 0", 1, 0, &["f"]),
+        ("stale epoch", 0, 3, &["g"]),
+        ("retry in the new epoch", 1, 0, &["f"]),
+    ];
+    for (case, epoch, sequence, values) in cases {
+        let request = |producer_id| {
+            let records = idempotent_batch((producer_id, epoch), sequence, values);
+            produce_request("idempotent-t", 0, -1, records)
+        };
+        let mut tern = pair.tern.call(9, &request(ids.0));
+        let mut kafka = pair.kafka.call(9, &request(ids.1));
+        normalize_produce(&mut tern);
+        normalize_produce(&mut kafka);
+        pair.check_equal(&format!("Idempotent produce: {case} (v9)"), &tern, &kafka);
+    }
+    // A producer neither broker has state for is accepted at any sequence.
+    let request = produce_request("idempotent-t", 0, -1, idempotent_batch((4242, 3), 17, &["h"]));
+    pair.compare("Idempotent produce: unknown producer", 9, &request, normalize_produce);
+}
+
 fn list_offsets(pair: &mut Pair) {
     // fetch-t holds three batches of 50 records, timestamps TIMESTAMP_MS + 0/100/200 + i.
     let cases = [
@@ -729,6 +803,7 @@ fn tern_answers_like_apache_kafka() {
     create_topics(&mut pair);
     delete_topics(&mut pair);
     produce(&mut pair);
+    idempotent_produce(&mut pair);
     fetch(&mut pair);
     list_offsets(&mut pair);
     describe_configs(&mut pair);

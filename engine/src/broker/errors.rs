@@ -1,6 +1,7 @@
 //! Mapping of engine errors to the Kafka error codes clients act on. This is the protocol
 //! edge: inside the engine errors are typed; here they become numbers.
 
+use crate::log::producers::ProducerError;
 use crate::log::LogError;
 use crate::protocol::error_code::ErrorCode;
 
@@ -16,6 +17,10 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
         LogError::InvalidBatch { .. } => ErrorCode::CorruptMessage,
         // The partition's bounded append queue is full: retriable, the client backs off.
         LogError::Overloaded { .. } => ErrorCode::RequestTimedOut,
+        // Idempotent producers: a fenced epoch, a sequence gap, or a batch the protocol forbids.
+        LogError::Producer(ProducerError::StaleEpoch { .. }) => ErrorCode::InvalidProducerEpoch,
+        LogError::Producer(ProducerError::OutOfOrder { .. }) => ErrorCode::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerBatch { .. } => ErrorCode::InvalidRecord,
         _ => ErrorCode::KafkaStorageError,
     }
 }

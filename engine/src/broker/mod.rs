@@ -7,6 +7,7 @@ pub mod config;
 pub mod connection;
 pub mod errors;
 pub mod handlers;
+pub mod producer_ids;
 pub mod server;
 pub mod shard;
 pub mod topic_configs;

@@ -19,6 +19,7 @@ use crate::log::{Log, LogLatency};
 use crate::metrics::LatencyHistogram;
 
 use super::config::BrokerConfig;
+use super::producer_ids::ProducerIds;
 use super::topics::{TopicMeta, TopicSnapshot};
 
 /// Work sent to another shard: a closure run there as a local task.
@@ -48,6 +49,8 @@ pub struct Shard {
     /// Shard 0 only: serialises registry changes (create/delete) across their awaits.
     registry_busy: Cell<bool>,
     registry_idle: Notify,
+    /// Shard 0 only: the producer-id allocator (see `producer_ids.rs`).
+    pub producer_ids: ProducerIds,
     shutting_down: Cell<bool>,
     pub shutdown_requested: Notify,
     /// Produce requests handled on this shard, from decode to response (acks=0 included).
@@ -87,6 +90,7 @@ impl Shard {
             partitions: RefCell::new(BTreeMap::new()),
             registry_busy: Cell::new(false),
             registry_idle: Notify::new(),
+            producer_ids: ProducerIds::default(),
             shutting_down: Cell::new(false),
             shutdown_requested: Notify::new(),
             produce_latency: RefCell::new(LatencyHistogram::new()),

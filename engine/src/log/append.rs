@@ -8,6 +8,8 @@ use bytes::BytesMut;
 
 use super::error::{is_no_space, LogError, LogStatus};
 use super::flush;
+use super::idempotence::{self, Decided};
+use super::producers::BatchMeta;
 use super::segment::Segment;
 use super::state::{
     AppendInfo, PendingAppend, Shared, State, PENDING_APPENDS_MAX, PENDING_BYTES_MAX,
@@ -26,13 +28,22 @@ struct Shape {
     offset_count: i64,
 }
 
-/// Assigns offsets and queues the batches; returns the receiver of the acknowledgement.
+/// What became of an admitted append.
+pub enum Admitted {
+    /// Queued for the flusher: the receiver gets the acknowledgement.
+    Queued(OneshotReceiver<Result<AppendInfo, LogError>>),
+    /// A retry of an idempotent batch already admitted: nothing is written; it is answered
+    /// with the original's offsets once those are durable.
+    Duplicate { original: BatchMeta, rollbacks_seen: u64 },
+}
+
+/// Assigns offsets and queues the batches, or recognises a duplicate.
 /// Runs synchronously: offsets are assigned in call order.
 pub fn admit(
     shared: &Rc<Shared>,
     mut batches: Vec<BytesMut>,
     leader_epoch: i32,
-) -> Result<OneshotReceiver<Result<AppendInfo, LogError>>, LogError> {
+) -> Result<Admitted, LogError> {
     assert!(!batches.is_empty(), "an append holds at least one batch");
     let shape = shape_of(&batches, shared.config.max_message_bytes)?;
     let mut state = shared.state.borrow_mut();
@@ -42,6 +53,20 @@ pub fn admit(
     {
         return Err(LogError::Overloaded { pending_appends: state.pending.len() });
     }
+    let producer_batch = match idempotence::check(&state, &shape.infos)? {
+        Some(Decided::Duplicate(original)) => {
+            tracing::debug!(
+                dir = %shared.dir.display(),
+                first_offset = original.first_offset,
+                first_sequence = original.first_sequence,
+                "log: duplicate batch; answering with the original offsets",
+            );
+            let rollbacks_seen = state.rollbacks;
+            return Ok(Admitted::Duplicate { original, rollbacks_seen });
+        }
+        Some(Decided::Append(batch)) => Some(batch),
+        None => None,
+    };
     roll_if_full(shared, &mut state, &shape)?;
     let base_offset = state.log_end_offset;
     let segment_base_offset = state.active().base_offset;
@@ -59,6 +84,10 @@ pub fn admit(
         }
     }
     assert_eq!(state.log_end_offset, base_offset + shape.offset_count);
+    if let Some(batch) = &producer_batch {
+        let last_offset = state.log_end_offset - 1;
+        state.producers.apply(batch, base_offset, last_offset);
+    }
     let (done, receiver) = oneshot();
     state.pending_bytes += shape.size_bytes;
     let next_offset = state.log_end_offset;
@@ -70,11 +99,12 @@ pub fn admit(
         size_bytes: shape.size_bytes,
         batches,
         max_timestamp,
+        producer_batch,
         admitted_at: crate::io::now(),
         done,
     });
     flush::ensure_flusher(shared, &mut state);
-    Ok(receiver)
+    Ok(Admitted::Queued(receiver))
 }
 
 /// Sizes from the headers; the broker validated the batches, we re-check what we rely on.

@@ -32,6 +32,13 @@ pub enum LogError {
     /// Too many appends are already waiting for the disk; retriable (REQUEST_TIMED_OUT).
     #[error("too many appends in flight ({pending_appends} waiting)")]
     Overloaded { pending_appends: usize },
+    /// An idempotent batch refused by the producer state: INVALID_PRODUCER_EPOCH or
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER; the client bumps its epoch or fails the batch.
+    #[error(transparent)]
+    Producer(#[from] super::producers::ProducerError),
+    /// An idempotent batch the protocol does not allow (INVALID_RECORD).
+    #[error("invalid idempotent batch: {reason}")]
+    InvalidProducerBatch { reason: &'static str },
     /// The log was closed or deleted; NOT_LEADER_OR_FOLLOWER / UNKNOWN_TOPIC_OR_PARTITION.
     #[error("the log is closed")]
     Closed,

@@ -345,6 +345,11 @@ fn acknowledge(shared: &Shared, group: Vec<PendingAppend>) {
             }
         }
         state.high_watermark = state.high_watermark.max(append.next_offset);
+        if let Some(batch) = &append.producer_batch {
+            state.producers_durable.apply(batch, append.base_offset, append.next_offset - 1);
+        }
+        assert!(append.next_offset > state.producers_durable_offset, "acks in offset order");
+        state.producers_durable_offset = append.next_offset;
         state.append_latency.record(now.duration_since(append.admitted_at));
         let info = AppendInfo {
             base_offset: append.base_offset,
@@ -374,6 +379,11 @@ async fn on_write_error(
     let (file, removed) = {
         let mut state = shared.state.borrow_mut();
         let rolled_back = rollback(&mut state, to);
+        // Everything below `to` was acknowledged: the durable producer state is exactly the
+        // state of the log that remains (see `idempotence.rs`).
+        assert_eq!(state.producers_durable_offset, to.offset);
+        state.producers = state.producers_durable.clone();
+        state.rollbacks += 1;
         let make_error = || if no_space { LogError::NoSpace } else { LogError::Offline };
         for append in group {
             let _ = append.done.send(Err(make_error()));
@@ -381,6 +391,8 @@ async fn on_write_error(
         fail_pending(&mut state, make_error);
         rolled_back
     };
+    // Duplicates waiting for a rolled-back original must fail now.
+    shared.high_watermark_changed.notify_waiters();
     if no_space {
         tracing::warn!(
             dir = %shared.dir.display(),
@@ -458,9 +470,14 @@ pub fn go_offline(shared: &Shared, reason: String) {
 
 /// Persists the indexes of sealed (fully durable) segments, and, when due, the active
 /// segment's durable index entries followed by the recovery checkpoint.
+/// A producer snapshot follows each checkpoint, so that opening the log replays about as
+/// much as recovery scans.
 pub async fn seal_and_checkpoint(shared: &Shared) {
     let Some((writes, synced)) = plan_persistence(shared, false) else { return };
     persist(shared, writes, synced, false).await;
+    if shared.state.borrow().unusable().is_none() {
+        super::idempotence::snapshot(shared).await;
+    }
 }
 
 /// What to persist: index writes and the checkpoint position; `None` when nothing is due.

@@ -26,6 +26,9 @@
 //! - `write-intent` — 28 bytes: magic `TRWI`, version u16 (1), reserved u16, start offset i64,
 //!   end offset i64, CRC32C u32 (all BE): the offset range of the multi-batch group being
 //!   written, fdatasync'd before its data, so recovery can tell a torn group from corruption.
+//! - `<offset:020>.snapshot` — idempotent-producer state as of `offset`, versioned and
+//!   CRC32C-protected, written atomically; the newest two are kept (format and rules in
+//!   `producer_snapshot.rs`; the state itself in `producers.rs`, its use in `idempotence.rs`).
 //!
 //! Indexes are caches of the log: written only for durable data (and synced before the
 //! checkpoint that vouches for them), validated on load (entries increasing, inside the
@@ -55,10 +58,13 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 mod flush;
+mod idempotence;
 pub mod intent;
 pub mod layout;
 pub mod offset_index;
 mod partition;
+pub mod producer_snapshot;
+pub mod producers;
 mod read;
 mod reader;
 pub mod record_timestamps;

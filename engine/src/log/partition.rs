@@ -8,13 +8,16 @@ use std::rc::Rc;
 
 use bytes::BytesMut;
 
-use super::append;
+use super::append::{self, Admitted};
 use super::checkpoint::PersistError;
 use super::config::{FlushPolicy, LogConfig};
 use super::error::{LogError, LogHealth, LogStatus};
 use super::flush;
+use super::idempotence;
 use super::intent::{self, Intent};
+use super::producers::ProducerStates;
 use super::recovery;
+use super::scan;
 use super::segment::IndexWrite;
 use super::state::{AppendInfo, LogLatency, LogPosition, Shared, State};
 use crate::io::local::Notify;
@@ -45,36 +48,12 @@ impl Log {
             segment_base_offset: last.base_offset,
             position_bytes: last.size_bytes,
         };
-        let max_timestamp = segments
-            .iter()
-            .filter_map(|segment| segment.max_timestamp())
-            .max_by_key(|&(_, timestamp_ms)| timestamp_ms);
-        let state = State {
-            log_start_offset: segments[0].base_offset,
-            log_end_offset: end.offset,
-            written: end,
-            synced: end,
-            high_watermark: end.offset,
-            status: LogStatus::Online,
-            corrupt_from: recovered.corrupt_from,
-            closing: false,
-            closed: false,
-            no_space_checked_at: None,
-            pending: VecDeque::new(),
-            pending_bytes: 0,
-            flusher_running: false,
-            unsynced_files: Vec::new(),
-            dir_dirty: false,
-            segments_to_seal: Vec::new(),
-            intent_outstanding: false,
-            checkpointed: LogPosition { offset: -1, segment_base_offset: -1, position_bytes: 0 },
-            max_timestamp,
-            last_sync_at: None,
-            data_syncs: 0,
-            sync_latency: LatencyHistogram::new(),
-            append_latency: LatencyHistogram::new(),
-            segments,
-        };
+        let max_batch_bytes = scan::max_batch_bytes(config.max_message_bytes);
+        let replay_end = recovered.corrupt_from.unwrap_or(end.offset);
+        let (producers, snapshot_offset) =
+            idempotence::rebuild(&disk, &dir, &segments, replay_end, max_batch_bytes).await?;
+        let producers = Producers { live: producers, snapshot_offset, replay_end };
+        let state = recovered_state(segments, end, recovered.corrupt_from, producers);
         state.check_invariants();
         let shared = Shared {
             disk,
@@ -142,9 +121,13 @@ impl Log {
         leader_epoch: i32,
     ) -> impl Future<Output = Result<AppendInfo, LogError>> + 'static {
         let admitted = append::admit(&self.shared, batches, leader_epoch);
+        let shared = Rc::clone(&self.shared);
         async move {
             match admitted {
-                Ok(receiver) => receiver.await.unwrap_or(Err(LogError::Closed)),
+                Ok(Admitted::Queued(receiver)) => receiver.await.unwrap_or(Err(LogError::Closed)),
+                Ok(Admitted::Duplicate { original, rollbacks_seen }) => {
+                    idempotence::wait_for_original(shared, original, rollbacks_seen).await
+                }
                 Err(error) => Err(error),
             }
         }
@@ -221,6 +204,10 @@ impl Log {
         let offline = matches!(self.shared.state.borrow().status, LogStatus::Offline { .. });
         let result =
             if offline { Err(LogError::Offline) } else { self.write_clean_checkpoint().await };
+        if result.is_ok() && self.shared.state.borrow().corrupt_from.is_none() {
+            // The next open then replays nothing.
+            idempotence::snapshot(&self.shared).await;
+        }
         self.shared.state.borrow_mut().closed = true;
         self.shared.high_watermark_changed.notify_waiters();
         result
@@ -306,5 +293,57 @@ impl Log {
 
     pub fn flush_policy(&self) -> FlushPolicy {
         self.shared.config.flush
+    }
+}
+
+/// What `Log::open` learned about producers (see `idempotence.rs`).
+struct Producers {
+    live: ProducerStates,
+    snapshot_offset: i64,
+    replay_end: i64,
+}
+
+/// The state of a freshly recovered log ending at `end`.
+fn recovered_state(
+    segments: Vec<super::segment::Segment>,
+    end: LogPosition,
+    corrupt_from: Option<i64>,
+    producers: Producers,
+) -> State {
+    let max_timestamp = segments
+        .iter()
+        .filter_map(|segment| segment.max_timestamp())
+        .max_by_key(|&(_, timestamp_ms)| timestamp_ms);
+    State {
+        log_start_offset: segments[0].base_offset,
+        log_end_offset: end.offset,
+        written: end,
+        synced: end,
+        high_watermark: end.offset,
+        status: LogStatus::Online,
+        corrupt_from,
+        closing: false,
+        closed: false,
+        no_space_checked_at: None,
+        pending: VecDeque::new(),
+        pending_bytes: 0,
+        flusher_running: false,
+        unsynced_files: Vec::new(),
+        dir_dirty: false,
+        segments_to_seal: Vec::new(),
+        intent_outstanding: false,
+        checkpointed: LogPosition { offset: -1, segment_base_offset: -1, position_bytes: 0 },
+        max_timestamp,
+        last_sync_at: None,
+        data_syncs: 0,
+        producers_durable: producers.live.clone(),
+        producers: producers.live,
+        producers_durable_offset: producers.replay_end.max(producers.snapshot_offset),
+        rollbacks: 0,
+        snapshot_offset: producers.snapshot_offset,
+        snapshot_busy: false,
+        sync_latency: LatencyHistogram::new(),
+        append_latency: LatencyHistogram::new(),
+        segments,
     }
 }

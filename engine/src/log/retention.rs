@@ -7,7 +7,9 @@
 //! holding offsets at or above the high watermark (not yet durable, or not yet visible).
 
 use super::error::LogError;
+use super::idempotence;
 use super::partition::Log;
+use super::producers::PRODUCER_EXPIRATION_MS_DEFAULT;
 use super::segment::{self, Segment};
 
 /// What retention needs to know about a segment.
@@ -79,20 +81,37 @@ fn expired(segment: &SegmentSummary, retention_age_ms: i64, now_ms: i64) -> bool
 impl Log {
     /// Deletes whole oldest segments by size and by age (never the active one, never data at
     /// or above the high watermark) and advances the log start offset. Returns how many.
+    /// Also expires idle producers. Producer state in the deleted segments survives: a
+    /// snapshot covering them is written first, and only segments it covers are deleted.
     pub async fn apply_retention(&self, now_ms: i64) -> Result<u32, LogError> {
         let shared = &self.shared;
         let limits = RetentionLimits {
             retention_size_bytes: shared.config.retention_size_bytes,
             retention_age_ms: shared.config.retention_age_ms,
         };
+        let deletable = |state: &super::state::State, covered_offset: i64| {
+            let summaries: Vec<SegmentSummary> =
+                state.segments.iter().map(Segment::summary).collect();
+            let count = deletable_prefix(&summaries, limits, now_ms, state.high_watermark);
+            summaries[..count].iter().take_while(|s| s.next_offset <= covered_offset).count()
+        };
+        {
+            let mut state = shared.state.borrow_mut();
+            if let Some(error) = state.unusable() {
+                return Err(error);
+            }
+            idempotence::expire(&mut state, now_ms, PRODUCER_EXPIRATION_MS_DEFAULT);
+            if deletable(&state, i64::MAX) == 0 {
+                return Ok(0);
+            }
+        }
+        let covered_offset = idempotence::snapshot(shared).await;
         let removed: Vec<i64> = {
             let mut state = shared.state.borrow_mut();
             if let Some(error) = state.unusable() {
                 return Err(error);
             }
-            let summaries: Vec<SegmentSummary> =
-                state.segments.iter().map(Segment::summary).collect();
-            let count = deletable_prefix(&summaries, limits, now_ms, state.high_watermark);
+            let count = deletable(&state, covered_offset);
             let removed: Vec<i64> =
                 state.segments.drain(..count).map(|segment| segment.base_offset).collect();
             state.log_start_offset = state.segments[0].base_offset;

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use super::config::LogConfig;
 use super::error::{LogError, LogStatus};
+use super::producers::{ProducerBatch, ProducerStates};
 use super::segment::Segment;
 use crate::io::local::{Notify, OneshotSender};
 use crate::io::{Disk, File, Instant};
@@ -66,6 +67,8 @@ pub struct PendingAppend {
     pub batches: Vec<bytes::BytesMut>,
     /// (last offset of the batch, timestamp) of this append's largest timestamp.
     pub max_timestamp: Option<(i64, i64)>,
+    /// The producer fields of this append's (only) batch, when it is idempotent.
+    pub producer_batch: Option<ProducerBatch>,
     /// When `append` admitted it: the acknowledgement latency is measured from here.
     pub admitted_at: Instant,
     pub done: OneshotSender<Result<AppendInfo, LogError>>,
@@ -124,6 +127,17 @@ pub struct State {
     pub last_sync_at: Option<Instant>,
     /// fdatasync calls on segment files (group commit makes this smaller than appends).
     pub data_syncs: u64,
+    /// Producer state of every admitted batch, durable or not (see `idempotence.rs`).
+    pub producers: ProducerStates,
+    /// Producer state of the acknowledged batches: the log below `producers_durable_offset`.
+    pub producers_durable: ProducerStates,
+    pub producers_durable_offset: i64,
+    /// Times appends were rolled back (ENOSPC): duplicates waiting for an original fail.
+    pub rollbacks: u64,
+    /// Offset of the newest producer snapshot written or loaded (-1: none).
+    pub snapshot_offset: i64,
+    /// A producer snapshot is being written (one at a time).
+    pub snapshot_busy: bool,
     /// Duration of each fdatasync of a segment file.
     pub sync_latency: LatencyHistogram,
     /// From `append` to its acknowledgement (the log's share of a produce's latency).
@@ -176,6 +190,8 @@ impl State {
                 && self.high_watermark >= self.log_start_offset
         );
         assert!(self.pending.len() <= PENDING_APPENDS_MAX);
+        assert!(self.producers_durable_offset <= self.log_end_offset);
+        assert!(self.snapshot_offset <= self.log_end_offset);
     }
 }
 

@@ -29,6 +29,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::DescribeCluster, 0, 1),
 ];
@@ -87,6 +88,7 @@ mod tests {
         check(ApiKey::ListOffsets, (1, 9));
         check(ApiKey::CreateTopics, (2, 7));
         check(ApiKey::DeleteTopics, (1, 6));
+        check(ApiKey::InitProducerId, (0, 5));
         check(ApiKey::DescribeConfigs, (1, 4));
         check(ApiKey::DescribeCluster, (0, 1));
         assert_eq!(supported_range(ApiKey::JoinGroup as i16), None);

@@ -13,8 +13,8 @@
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
-    RequestHeader,
+    DescribeConfigsRequest, FetchRequest, InitProducerIdRequest, ListOffsetsRequest,
+    MetadataRequest, ProduceRequest, RequestHeader,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -51,6 +51,7 @@ pub enum Request {
     ListOffsets(ListOffsetsRequest),
     CreateTopics(CreateTopicsRequest),
     DeleteTopics(DeleteTopicsRequest),
+    InitProducerId(InitProducerIdRequest),
     DescribeConfigs(DescribeConfigsRequest),
     DescribeCluster(DescribeClusterRequest),
 }
@@ -141,6 +142,7 @@ fn decode_body(api_key: ApiKey, version: i16, buffer: &mut Bytes) -> Result<Requ
         ApiKey::ListOffsets => Request::ListOffsets(body(buffer, version)?),
         ApiKey::CreateTopics => Request::CreateTopics(body(buffer, version)?),
         ApiKey::DeleteTopics => Request::DeleteTopics(body(buffer, version)?),
+        ApiKey::InitProducerId => Request::InitProducerId(body(buffer, version)?),
         ApiKey::DescribeConfigs => Request::DescribeConfigs(body(buffer, version)?),
         ApiKey::DescribeCluster => Request::DescribeCluster(body(buffer, version)?),
         other => return Err(format!("{other:?} is in the supported table but has no decoder")),

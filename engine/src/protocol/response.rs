@@ -12,8 +12,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, CreateTopicsResponse, DeleteTopicsResponse,
-    DescribeClusterResponse, DescribeConfigsResponse, FetchResponse, ListOffsetsResponse,
-    MetadataResponse, ProduceResponse, ResponseHeader,
+    DescribeClusterResponse, DescribeConfigsResponse, FetchResponse, InitProducerIdResponse,
+    ListOffsetsResponse, MetadataResponse, ProduceResponse, ResponseHeader,
 };
 use kafka_protocol::protocol::Encodable;
 
@@ -31,6 +31,7 @@ pub enum Response {
     ListOffsets(ListOffsetsResponse),
     CreateTopics(CreateTopicsResponse),
     DeleteTopics(DeleteTopicsResponse),
+    InitProducerId(InitProducerIdResponse),
     DescribeConfigs(DescribeConfigsResponse),
     DescribeCluster(DescribeClusterResponse),
 }
@@ -46,6 +47,7 @@ impl Response {
             Response::ListOffsets(_) => ApiKey::ListOffsets,
             Response::CreateTopics(_) => ApiKey::CreateTopics,
             Response::DeleteTopics(_) => ApiKey::DeleteTopics,
+            Response::InitProducerId(_) => ApiKey::InitProducerId,
             Response::DescribeConfigs(_) => ApiKey::DescribeConfigs,
             Response::DescribeCluster(_) => ApiKey::DescribeCluster,
         }
@@ -127,6 +129,7 @@ fn with_body<T>(
         Response::ListOffsets(message) => message,
         Response::CreateTopics(message) => message,
         Response::DeleteTopics(message) => message,
+        Response::InitProducerId(message) => message,
         Response::DescribeConfigs(message) => message,
         Response::DescribeCluster(message) => message,
     };

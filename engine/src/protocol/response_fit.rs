@@ -22,6 +22,8 @@ pub fn fit_to_version(response: &mut Response, version: i16) {
         Response::ListOffsets(body) => fit_list_offsets(body, version),
         Response::CreateTopics(body) => fit_create_topics(body, version),
         Response::DeleteTopics(body) => fit_delete_topics(body, version),
+        // Versions 0-5 share one layout; the handler sets only fields they all have.
+        Response::InitProducerId(_) => {}
         Response::DescribeConfigs(body) => fit_describe_configs(body, version),
         Response::DescribeCluster(body) => fit_describe_cluster(body, version),
     }

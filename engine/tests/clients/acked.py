@@ -23,6 +23,7 @@ def produce(args):
     from confluent_kafka import Producer
     producer = Producer({
         "bootstrap.servers": args.bootstrap, "acks": "all", "linger.ms": 2,
+        # No retries, so an acknowledgement names exactly one attempt (idempotence needs them).
         "enable.idempotence": False, "message.timeout.ms": 10000, "retries": 0,
     })
     out = open(args.acked, "a", buffering=1)

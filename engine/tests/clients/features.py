@@ -48,7 +48,7 @@ def check_compression(args, admin):
         create(admin, topic)
         producer = Producer({"bootstrap.servers": args.bootstrap, "acks": "all",
                              "compression.type": codec, "linger.ms": 20,
-                             "enable.idempotence": False})
+                             "enable.idempotence": True})
         values = [(b"%s-%d-" % (codec.encode(), i)) * (1 + i % 50) for i in range(5000)]
         for i, value in enumerate(values):
             producer.produce(topic, key=b"%d" % i, value=value, partition=0)
@@ -68,8 +68,7 @@ def check_compression(args, admin):
 def check_timestamps(args, admin):
     topic = "timestamps"
     create(admin, topic)
-    producer = Producer({"bootstrap.servers": args.bootstrap, "acks": "all", "linger.ms": 0,
-                         "enable.idempotence": False})
+    producer = Producer({"bootstrap.servers": args.bootstrap, "acks": "all", "linger.ms": 0})
     base = 1_700_000_000_000
     for i in range(100):
         producer.produce(topic, value=b"%d" % i, partition=0, timestamp=base + i * 1000)
@@ -130,8 +129,7 @@ def check_longpoll(args, admin):
                          "fetch.wait.max.ms": 10000, "fetch.min.bytes": 1})
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     consumer.consume(num_messages=1, timeout=1.0)  # the consumer is now parked in a fetch
-    producer = Producer({"bootstrap.servers": args.bootstrap, "acks": "all",
-                         "enable.idempotence": False})
+    producer = Producer({"bootstrap.servers": args.bootstrap, "acks": "all"})
     producer.produce(topic, value=b"wake up", partition=0)
     producer.flush(30)
     messages = consumer.consume(num_messages=1, timeout=30)

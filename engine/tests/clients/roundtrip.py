@@ -51,7 +51,7 @@ def confluent_produce(args):
     from confluent_kafka import Producer
     producer = Producer({
         "bootstrap.servers": args.bootstrap, "acks": "all", "linger.ms": 5,
-        "enable.idempotence": False, "message.timeout.ms": 60000,
+        "enable.idempotence": True, "message.timeout.ms": 60000,
     })
     failures = []
     delivered = [0]
@@ -111,9 +111,8 @@ def kafka_python_create(args):
 
 def kafka_python_produce(args):
     from kafka import KafkaProducer
-    # Idempotence needs InitProducerId, which arrives with the idempotence issue.
-    producer = KafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=5,
-                             enable_idempotence=False)
+    # kafka-python's default: idempotence on (KIP-679).
+    producer = KafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=5)
     futures = []
     for i in range(args.records):
         key, value, headers = record(i)

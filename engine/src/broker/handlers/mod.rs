@@ -8,6 +8,7 @@ mod admin;
 mod api_versions;
 mod describe;
 mod fetch;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -43,6 +44,9 @@ pub async fn handle(shard: Rc<Shard>, request: DecodedRequest) -> Option<Respons
         }
         Request::DeleteTopics(body) => {
             Response::DeleteTopics(admin::delete_topics(&shard, body, version).await)
+        }
+        Request::InitProducerId(body) => {
+            Response::InitProducerId(init_producer_id::handle(&shard, body).await)
         }
         Request::DescribeConfigs(body) => {
             Response::DescribeConfigs(describe::describe_configs(&shard, body))

@@ -52,6 +52,7 @@ pub fn check(api_key: ApiKey, version: i16, body: &[u8]) -> Result<usize, Bounds
         ApiKey::ListOffsets => list_offsets(&mut walker, version)?,
         ApiKey::CreateTopics => create_topics(&mut walker)?,
         ApiKey::DeleteTopics => delete_topics(&mut walker, version)?,
+        ApiKey::InitProducerId => init_producer_id(&mut walker, version)?,
         ApiKey::DescribeConfigs => describe_configs(&mut walker, version)?,
         ApiKey::DescribeCluster => describe_cluster(&mut walker, version)?,
         _ => return Err(walker.error("api key", "no bounds walk for this API")),
@@ -236,6 +237,20 @@ fn describe_configs(walker: &mut Walker, version: i16) -> Walk {
     walker.fixed(1, "include_synonyms")?;
     if version >= 3 {
         walker.fixed(1, "include_documentation")?;
+    }
+    walker.tagged_fields(no_known_tags)
+}
+
+fn init_producer_id(walker: &mut Walker, version: i16) -> Walk {
+    walker.string("transactional_id")?;
+    walker.fixed(4, "transaction_timeout_ms")?;
+    if version >= 3 {
+        walker.fixed(8, "producer_id")?;
+        walker.fixed(2, "producer_epoch")?;
+    }
+    if version >= 6 {
+        walker.fixed(1, "enable_2pc")?;
+        walker.fixed(1, "keep_prepared_txn")?;
     }
     walker.tagged_fields(no_known_tags)
 }

@@ -72,6 +72,16 @@ fn populated_request(api_key: ApiKey, version: i16) -> Request {
             body.resources = vec![resource];
             Request::DescribeConfigs(body)
         }
+        ApiKey::InitProducerId => {
+            let mut body = InitProducerIdRequest::default();
+            body.transactional_id = Some(StrBytes::from_static_str("txn").into());
+            body.transaction_timeout_ms = 60_000;
+            if version >= 3 {
+                body.producer_id = 42.into();
+                body.producer_epoch = 3;
+            }
+            Request::InitProducerId(body)
+        }
         ApiKey::DescribeCluster => Request::DescribeCluster(DescribeClusterRequest::default()),
         other => panic!("no populated request for {other:?}"),
     }
@@ -145,6 +155,7 @@ fn frame_of(request: &Request, api_key: ApiKey, version: i16) -> Bytes {
         Request::ListOffsets(body) => frame_with(api_key, version, body),
         Request::CreateTopics(body) => frame_with(api_key, version, body),
         Request::DeleteTopics(body) => frame_with(api_key, version, body),
+        Request::InitProducerId(body) => frame_with(api_key, version, body),
         Request::DescribeConfigs(body) => frame_with(api_key, version, body),
         Request::DescribeCluster(body) => frame_with(api_key, version, body),
     }
@@ -186,6 +197,7 @@ fn flexible_versions_use_request_header_v2() {
         (ApiKey::ApiVersions, 3),
         (ApiKey::CreateTopics, 5),
         (ApiKey::DeleteTopics, 4),
+        (ApiKey::InitProducerId, 2),
         (ApiKey::DescribeConfigs, 4),
         (ApiKey::DescribeCluster, 0),
     ];

@@ -60,6 +60,12 @@ fn populated_response(api_key: ApiKey) -> Response {
             body.responses = vec![result];
             Response::DeleteTopics(body)
         }
+        ApiKey::InitProducerId => {
+            let mut body = InitProducerIdResponse::default();
+            body.producer_id = 1000.into();
+            body.producer_epoch = 2;
+            Response::InitProducerId(body)
+        }
         ApiKey::DescribeConfigs => {
             let mut body = DescribeConfigsResponse::default();
             body.results = vec![describe_configs_response::DescribeConfigsResult::default()];
@@ -97,6 +103,9 @@ fn decode_encoded(api_key: ApiKey, version: i16, bytes: &Bytes) -> (i32, Respons
         }
         ApiKey::DeleteTopics => {
             Response::DeleteTopics(Decodable::decode(&mut buffer, version).unwrap())
+        }
+        ApiKey::InitProducerId => {
+            Response::InitProducerId(Decodable::decode(&mut buffer, version).unwrap())
         }
         ApiKey::DescribeConfigs => {
             Response::DescribeConfigs(Decodable::decode(&mut buffer, version).unwrap())
