@@ -18,6 +18,7 @@ use crate::io::{self, local::Notify, mesh, Disk};
 use crate::log::Log;
 
 use super::config::BrokerConfig;
+use super::groups::GroupService;
 use super::topics::{TopicMeta, TopicSnapshot};
 
 /// Work sent to another shard: a closure run there as a local task.
@@ -49,6 +50,8 @@ pub struct Shard {
     registry_idle: Notify,
     shutting_down: Cell<bool>,
     pub shutdown_requested: Notify,
+    /// The coordinator of the groups whose `__consumer_offsets` partitions this shard owns.
+    pub groups: GroupService,
 }
 
 /// The shard that owns `partition` of `topic`: FNV-1a over the name and index, so that it is
@@ -74,8 +77,10 @@ impl Shard {
     ) -> Rc<Shard> {
         assert_eq!(peers.len(), config.shard_count);
         assert!(id < config.shard_count);
+        let groups = GroupService::new(config.groups.clone());
         Rc::new(Shard {
             id,
+            groups,
             config,
             cluster,
             disk,

@@ -11,9 +11,11 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, CreateTopicsResponse, DeleteTopicsResponse,
-    DescribeClusterResponse, DescribeConfigsResponse, FetchResponse, ListOffsetsResponse,
-    MetadataResponse, ProduceResponse, ResponseHeader,
+    ApiKey, ApiVersionsResponse, CreateTopicsResponse, DeleteGroupsResponse, DeleteTopicsResponse,
+    DescribeClusterResponse, DescribeConfigsResponse, DescribeGroupsResponse, FetchResponse,
+    FindCoordinatorResponse, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse,
+    ListGroupsResponse, ListOffsetsResponse, MetadataResponse, OffsetCommitResponse,
+    OffsetDeleteResponse, OffsetFetchResponse, ProduceResponse, ResponseHeader, SyncGroupResponse,
 };
 use kafka_protocol::protocol::Encodable;
 
@@ -33,6 +35,17 @@ pub enum Response {
     DeleteTopics(DeleteTopicsResponse),
     DescribeConfigs(DescribeConfigsResponse),
     DescribeCluster(DescribeClusterResponse),
+    FindCoordinator(FindCoordinatorResponse),
+    JoinGroup(JoinGroupResponse),
+    SyncGroup(SyncGroupResponse),
+    Heartbeat(HeartbeatResponse),
+    LeaveGroup(LeaveGroupResponse),
+    OffsetCommit(OffsetCommitResponse),
+    OffsetFetch(OffsetFetchResponse),
+    ListGroups(ListGroupsResponse),
+    DescribeGroups(DescribeGroupsResponse),
+    DeleteGroups(DeleteGroupsResponse),
+    OffsetDelete(OffsetDeleteResponse),
 }
 
 impl Response {
@@ -48,6 +61,17 @@ impl Response {
             Response::DeleteTopics(_) => ApiKey::DeleteTopics,
             Response::DescribeConfigs(_) => ApiKey::DescribeConfigs,
             Response::DescribeCluster(_) => ApiKey::DescribeCluster,
+            Response::FindCoordinator(_) => ApiKey::FindCoordinator,
+            Response::JoinGroup(_) => ApiKey::JoinGroup,
+            Response::SyncGroup(_) => ApiKey::SyncGroup,
+            Response::Heartbeat(_) => ApiKey::Heartbeat,
+            Response::LeaveGroup(_) => ApiKey::LeaveGroup,
+            Response::OffsetCommit(_) => ApiKey::OffsetCommit,
+            Response::OffsetFetch(_) => ApiKey::OffsetFetch,
+            Response::ListGroups(_) => ApiKey::ListGroups,
+            Response::DescribeGroups(_) => ApiKey::DescribeGroups,
+            Response::DeleteGroups(_) => ApiKey::DeleteGroups,
+            Response::OffsetDelete(_) => ApiKey::OffsetDelete,
         }
     }
 }
@@ -129,6 +153,17 @@ fn with_body<T>(
         Response::DeleteTopics(message) => message,
         Response::DescribeConfigs(message) => message,
         Response::DescribeCluster(message) => message,
+        Response::FindCoordinator(message) => message,
+        Response::JoinGroup(message) => message,
+        Response::SyncGroup(message) => message,
+        Response::Heartbeat(message) => message,
+        Response::LeaveGroup(message) => message,
+        Response::OffsetCommit(message) => message,
+        Response::OffsetFetch(message) => message,
+        Response::ListGroups(message) => message,
+        Response::DescribeGroups(message) => message,
+        Response::DeleteGroups(message) => message,
+        Response::OffsetDelete(message) => message,
     };
     operation(message).map_err(|reason| EncodeError::Codec {
         api_key: body.api_key(),

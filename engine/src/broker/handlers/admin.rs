@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 
+use crate::broker::groups;
 use crate::broker::shard::Shard;
 use crate::broker::topics::{
     self, validate_topic_config, validate_topic_name, TopicError, TopicMeta, TopicSnapshot,
@@ -283,6 +284,10 @@ async fn delete_on_controller(
             None => remaining.values().find(|topic| topic.id == id).cloned(),
         };
         outcomes.push(match (found, name.is_some()) {
+            // Group state lives there: like Kafka, the internal topic cannot be deleted.
+            (Some(topic), _) if topic.name == groups::OFFSETS_TOPIC => {
+                Err(ErrorCode::InvalidRequest)
+            }
             (Some(topic), _) => {
                 remaining.remove(&topic.name);
                 Ok((topic.name, topic.id))
