@@ -36,6 +36,10 @@ pub type Ticket = u64;
 pub struct CoordinatorConfig {
     pub min_session_timeout_ms: i32,
     pub max_session_timeout_ms: i32,
+    /// The first rebalance of an Empty group waits this long (extended by each new join,
+    /// up to the rebalance timeout) so that members starting together share one generation
+    /// (Kafka's group.initial.rebalance.delay.ms).
+    pub initial_rebalance_delay_ms: i32,
     /// Offsets of a group that is Empty expire this long after it became empty (and after
     /// their commit), like Kafka's offsets.retention.minutes.
     pub offsets_retention_ms: i64,
@@ -52,6 +56,7 @@ impl Default for CoordinatorConfig {
         CoordinatorConfig {
             min_session_timeout_ms: 6_000,
             max_session_timeout_ms: 1_800_000,
+            initial_rebalance_delay_ms: 3_000,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             offsets_retention_check_interval_ms: 600_000,
             groups_max: 100_000,
@@ -274,6 +279,8 @@ struct Group {
     /// group.instance.id → member id.
     static_members: BTreeMap<String, String>,
     rebalance_deadline_ms: i64,
+    /// The first rebalance of an Empty group completes no earlier than this.
+    initial_join_not_before_ms: i64,
     state_since_ms: i64,
     offsets: BTreeMap<(String, i32), OffsetValue>,
 }
@@ -290,6 +297,7 @@ impl Group {
             pending_member_ids: BTreeMap::new(),
             static_members: BTreeMap::new(),
             rebalance_deadline_ms: 0,
+            initial_join_not_before_ms: 0,
             state_since_ms: now_ms,
             offsets: BTreeMap::new(),
         }
@@ -614,6 +622,14 @@ impl Coordinator {
             let failed = JoinResult::failed(GroupError::RebalanceInProgress, member_id.into());
             self.ready.push((previous, Ready::Join(failed)));
         }
+        let delay_ms = i64::from(self.config.initial_rebalance_delay_ms);
+        if group.state == GroupState::Empty {
+            group.initial_join_not_before_ms = now_ms + delay_ms;
+        } else if group.initial_join_not_before_ms > now_ms {
+            // Another member of the first generation: wait a little longer for more.
+            let extended_ms = (now_ms + delay_ms).min(group.rebalance_deadline_ms);
+            group.initial_join_not_before_ms = group.initial_join_not_before_ms.max(extended_ms);
+        }
         if group.state != GroupState::PreparingRebalance {
             prepare_rebalance(group, &mut self.ready, now_ms);
         }
@@ -662,7 +678,8 @@ impl Coordinator {
             return;
         }
         let all_joined = group.members.values().all(|member| member.join_waiter.is_some());
-        if all_joined && group.pending_member_ids.is_empty() {
+        let delayed = now_ms < group.initial_join_not_before_ms;
+        if all_joined && group.pending_member_ids.is_empty() && !delayed {
             self.complete_join(group_id, now_ms);
         }
     }

@@ -25,7 +25,13 @@ fn join_request(member_id: &str, instance: Option<&str>, protocols: &[&str]) -> 
 }
 
 fn coordinator() -> Coordinator {
-    Coordinator::new(CoordinatorConfig::default(), 7)
+    new_coordinator(7)
+}
+
+fn new_coordinator(nonce: u64) -> Coordinator {
+    let config =
+        CoordinatorConfig { initial_rebalance_delay_ms: 0, ..CoordinatorConfig::default() };
+    Coordinator::new(config, nonce)
 }
 
 /// The answer readied for `ticket`, if any.
@@ -305,6 +311,7 @@ fn commits_apply_fetch_and_expire_after_retention() {
     let config = CoordinatorConfig {
         offsets_retention_ms: 1_000,
         offsets_retention_check_interval_ms: 100,
+        initial_rebalance_delay_ms: 0,
         ..CoordinatorConfig::default()
     };
     let mut coordinator = Coordinator::new(config, 1);
@@ -364,7 +371,7 @@ fn rebuild_restores_offsets_and_a_stable_group() {
         let key = GroupKey::Offset { group: GROUP.into(), topic, partition };
         records.push(GroupRecord { key, value: Some(GroupValue::Offset(value.unwrap())) });
     }
-    let mut rebuilt = Coordinator::new(CoordinatorConfig::default(), 8);
+    let mut rebuilt = new_coordinator(8);
     for record in records {
         rebuilt.load(record, 1_000);
     }
@@ -372,4 +379,23 @@ fn rebuild_restores_offsets_and_a_stable_group() {
     assert_eq!(rebuilt.heartbeat(GROUP, 1, &member, None, 1_100), Ok(()));
     let fetched = rebuilt.fetch_offsets(GROUP, None);
     assert_eq!(fetched[0].1[0].1.as_ref().map(|value| value.offset), Some(99));
+}
+
+#[test]
+fn first_rebalance_waits_the_initial_delay_for_more_members() {
+    let config = CoordinatorConfig { initial_rebalance_delay_ms: 1_000, ..Default::default() };
+    let mut coordinator = Coordinator::new(config, 3);
+    let (_first, first_ticket) = new_member(&mut coordinator, 0);
+    coordinator.tick(500);
+    assert!(take(&mut coordinator, first_ticket).is_none(), "still waiting for others");
+    let (_second, second_ticket) = new_member(&mut coordinator, 600);
+    coordinator.tick(1_500);
+    assert!(coordinator.take_ready().is_empty(), "the delay was extended by the second join");
+    coordinator.tick(1_600);
+    let ready = coordinator.take_ready();
+    assert_eq!(ready.len(), 2, "one generation for both");
+    for (ticket, answer) in ready {
+        assert!(ticket == first_ticket || ticket == second_ticket);
+        assert_eq!(joined(Some(answer)).generation_id, 1);
+    }
 }
