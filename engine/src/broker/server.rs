@@ -239,7 +239,11 @@ async fn ensure_offsets_topic(
     if topics.get(groups::OFFSETS_TOPIC).is_some() {
         return Ok(topics);
     }
-    let configs = [("retention.ms", "-1"), ("segment.bytes", groups::OFFSETS_TOPIC_SEGMENT_BYTES)];
+    let configs = [
+        ("retention.ms", "-1"),
+        ("segment.bytes", groups::OFFSETS_TOPIC_SEGMENT_BYTES),
+        ("max.message.bytes", groups::OFFSETS_TOPIC_MAX_MESSAGE_BYTES),
+    ];
     let id_bits = (u128::from(io::random_u64()) << 64) | u128::from(io::random_u64());
     let offsets_topic = TopicMeta {
         name: groups::OFFSETS_TOPIC.to_string(),

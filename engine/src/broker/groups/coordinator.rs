@@ -714,6 +714,9 @@ impl Coordinator {
             group.leader_id = group.members.keys().next().cloned();
         }
         group.set_state(GroupState::CompletingRebalance, now_ms);
+        // Members must sync within a rebalance timeout, or the ones that did not are removed.
+        let timeout_ms = group.members.values().map(|member| member.rebalance_timeout_ms).max();
+        group.rebalance_deadline_ms = now_ms + i64::from(timeout_ms.unwrap_or(0).max(0));
         let leader = group.leader_id.clone().expect("chosen above");
         let waiting: Vec<(String, Ticket)> = group
             .members
@@ -878,10 +881,11 @@ impl Coordinator {
         for group_id in &group_ids {
             self.expire_sessions(group_id, now_ms);
             let group = &self.groups[group_id];
-            if group.state == GroupState::PreparingRebalance
-                && now_ms >= group.rebalance_deadline_ms
-            {
-                self.complete_join(group_id, now_ms);
+            let overdue = now_ms >= group.rebalance_deadline_ms;
+            match group.state {
+                GroupState::PreparingRebalance if overdue => self.complete_join(group_id, now_ms),
+                GroupState::CompletingRebalance if overdue => self.expire_sync(group_id, now_ms),
+                _ => {}
             }
         }
         let interval_ms = self.config.offsets_retention_check_interval_ms;
@@ -890,6 +894,24 @@ impl Coordinator {
             self.expire_offsets(now_ms);
         }
         self.groups.values().for_each(Group::check_invariants);
+    }
+
+    /// The sync barrier timed out (the leader never sent the assignment, or members never
+    /// synced): members that did not sync are removed and the group rebalances.
+    fn expire_sync(&mut self, group_id: &str, now_ms: i64) {
+        let group = self.groups.get_mut(group_id).expect("group exists");
+        assert_eq!(group.state, GroupState::CompletingRebalance);
+        let silent: Vec<String> = group
+            .members
+            .values()
+            .filter(|member| member.sync_waiter.is_none())
+            .map(|member| member.id.clone())
+            .collect();
+        for member_id in &silent {
+            tracing::info!(group = group_id, member = %member_id, "member did not sync in time");
+            remove_member_only(group, member_id, &mut self.ready);
+        }
+        self.after_removal(group_id, now_ms);
     }
 
     fn expire_sessions(&mut self, group_id: &str, now_ms: i64) {

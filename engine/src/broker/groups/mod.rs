@@ -23,6 +23,8 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub const OFFSETS_TOPIC_PARTITIONS: i32 = 50;
 /// Kafka's offsets.topic.segment.bytes: smaller segments than data topics.
 pub const OFFSETS_TOPIC_SEGMENT_BYTES: &str = "104857600";
+/// Room for the group record of a large group (members' subscriptions and assignments).
+pub const OFFSETS_TOPIC_MAX_MESSAGE_BYTES: &str = "10485760";
 
 /// Java's `String.hashCode`: `h = 31 * h + c` over the UTF-16 code units, wrapping.
 pub fn java_string_hash(value: &str) -> i32 {

@@ -35,9 +35,10 @@ use crate::protocol::record_batch::{self, build};
 
 /// How often sessions, rebalance timeouts and retention are checked.
 const TICK_INTERVAL_MS: u64 = 100;
-/// Records per batch appended to `__consumer_offsets` (one commit may span several batches
-/// of one append, which is written and synced as a unit).
-const RECORDS_PER_BATCH_MAX: usize = 500;
+/// Bytes of records per batch appended to `__consumer_offsets`, well below the topic's
+/// max.message.bytes (one commit may span several batches of one append, which is written
+/// and synced as a unit).
+const RECORD_BYTES_PER_BATCH_MAX: usize = 512 * 1024;
 /// Bytes read per step while rebuilding.
 const REBUILD_READ_BYTES: usize = 1 << 20;
 
@@ -357,21 +358,7 @@ fn append_records(
             missing = true;
             continue;
         };
-        let batches = records
-            .chunks(RECORDS_PER_BATCH_MAX)
-            .map(|chunk| {
-                let encoded: Vec<build::Record> = chunk
-                    .iter()
-                    .map(|record| {
-                        let (key, value) = record.encode();
-                        build::Record { key: Some(key), value, ..Default::default() }
-                    })
-                    .collect();
-                let batch = build::encode_batch(&encoded, now_ms, build::ProducerStamp::NONE);
-                BytesMut::from(&batch[..])
-            })
-            .collect();
-        appends.push(log.append(batches, 0));
+        appends.push(log.append(encode_batches(&records, now_ms), 0));
     }
     async move {
         if missing {
@@ -379,4 +366,33 @@ fn append_records(
         }
         join_all(appends).await.into_iter().try_for_each(|outcome| outcome.map(|_| ()))
     }
+}
+
+/// Uncompressed v2 batches of at most [`RECORD_BYTES_PER_BATCH_MAX`] bytes of records each
+/// (a single larger record gets a batch of its own).
+fn encode_batches(records: &[GroupRecord], now_ms: i64) -> Vec<BytesMut> {
+    let mut batches = Vec::new();
+    let mut pending: Vec<build::Record> = Vec::new();
+    let mut pending_bytes = 0;
+    for record in records {
+        let (key, value) = record.encode();
+        let size_bytes = key.len() + value.as_ref().map_or(0, Vec::len);
+        if !pending.is_empty() && pending_bytes + size_bytes > RECORD_BYTES_PER_BATCH_MAX {
+            batches.push(encode_batch(&pending, now_ms));
+            pending.clear();
+            pending_bytes = 0;
+        }
+        pending_bytes += size_bytes;
+        pending.push(build::Record { key: Some(key), value, ..Default::default() });
+    }
+    if !pending.is_empty() {
+        batches.push(encode_batch(&pending, now_ms));
+    }
+    assert_eq!(batches.is_empty(), records.is_empty());
+    batches
+}
+
+fn encode_batch(records: &[build::Record], now_ms: i64) -> BytesMut {
+    let batch = build::encode_batch(records, now_ms, build::ProducerStamp::NONE);
+    BytesMut::from(&batch[..])
 }

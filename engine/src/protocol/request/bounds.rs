@@ -626,6 +626,29 @@ mod tests {
     }
 
     #[test]
+    fn group_api_arrays_claiming_too_much_are_rejected() {
+        let huge = i32::MAX.to_be_bytes();
+        // OffsetCommit v2: group id "", generation, member id "", retention, topics.
+        let mut commit = vec![0, 0, 0, 0, 0, 1, 0, 0];
+        commit.extend_from_slice(&[0; 8]);
+        commit.extend_from_slice(&huge);
+        assert_eq!(check(ApiKey::OffsetCommit, 2, &commit).unwrap_err().field, "topics");
+        // LeaveGroup v3: group id "", members.
+        let mut leave = vec![0, 0];
+        leave.extend_from_slice(&huge);
+        assert_eq!(check(ApiKey::LeaveGroup, 3, &leave).unwrap_err().field, "members");
+        // JoinGroup v9 (compact): protocols with a varint count of 2^32 - 2.
+        let mut join = vec![1]; // group id ""
+        join.extend_from_slice(&[0; 8]); // session and rebalance timeouts
+        join.extend_from_slice(&[1, 0, 1]); // member id "", instance id null, protocol type ""
+        join.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert_eq!(check(ApiKey::JoinGroup, 9, &join).unwrap_err().field, "protocols");
+        // OffsetFetch v8: groups.
+        let groups = [0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert_eq!(check(ApiKey::OffsetFetch, 8, &groups).unwrap_err().field, "groups");
+    }
+
+    #[test]
     fn known_tag_must_fill_its_size() {
         // Fetch v17 partition tag 0 (replica_directory_id, 16 bytes) declared as 17 bytes.
         let mut body = Vec::new();

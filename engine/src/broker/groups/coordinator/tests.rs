@@ -399,3 +399,26 @@ fn first_rebalance_waits_the_initial_delay_for_more_members() {
         assert_eq!(joined(Some(answer)).generation_id, 1);
     }
 }
+
+#[test]
+fn members_that_never_sync_are_removed_after_the_rebalance_timeout() {
+    let mut coordinator = coordinator();
+    let first = stable_single(&mut coordinator);
+    let (second, ticket) = new_member(&mut coordinator, 0);
+    later(coordinator.join(join_request(&first, None, &["range"]), 0));
+    assert!(take(&mut coordinator, ticket).is_some());
+    // Only the follower syncs; the leader never sends the assignment.
+    let follower = later(coordinator.sync(sync_request(&second, 2, &[]), 10));
+    for now_ms in (1_000..i64::from(REBALANCE_MS)).step_by(1_000) {
+        let _ = coordinator.heartbeat(GROUP, 2, &first, None, now_ms);
+        let _ = coordinator.heartbeat(GROUP, 2, &second, None, now_ms);
+        coordinator.tick(now_ms);
+    }
+    assert!(take(&mut coordinator, follower).is_none(), "still waiting for the leader");
+    coordinator.tick(i64::from(REBALANCE_MS));
+    let answer = synced(take(&mut coordinator, follower));
+    assert_eq!(answer.error, Some(GroupError::RebalanceInProgress), "the follower rejoins");
+    let description = coordinator.describe(GROUP).unwrap();
+    assert_eq!(description.members.len(), 1, "the leader that never synced is gone");
+    assert_eq!(description.members[0].member_id, second);
+}
