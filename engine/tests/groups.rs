@@ -80,6 +80,9 @@ fn a_restarted_static_member_gets_its_partitions_back_without_a_rebalance() {
     let directory = test_dir("groups-static");
     let mut server = TernServer::start(&directory.join("data"), SERVER_ARGUMENTS);
     scenario(&server, "confluent", "range", "static", "static-members");
+    // The group's leader restarting: told it leads, it must not make the group rebalance.
+    scenario(&server, "confluent", "range", "static-leader", "static-leader");
+    scenario(&server, "kafka-python", "range", "static-leader", "static-leader-kafka-python");
     server.stop();
 }
 

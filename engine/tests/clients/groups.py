@@ -7,7 +7,7 @@ partition i % 6) and checks, per partition, that the group as a whole read every
 offset committed for it (it resumes from committed offsets). Used by engine/tests/groups.rs.
 
     groups.py --client confluent|kafka-python --bootstrap HOST:PORT --topic T --group G
-              --scenario share|kill|victim|static|resume-first|resume-second
+              --scenario share|kill|victim|static|static-leader|resume-first|resume-second
               [--assignor range|roundrobin|cooperative-sticky] [--records N]
 """
 import argparse
@@ -345,15 +345,20 @@ def scenario_kill(args):
     print("kill ok")
 
 
-def scenario_static(args):
+def scenario_static(args, restart_leader=False):
     """A static member restarts within its session: it gets its partitions back, resumes
     from its commits, and the other member never rebalances."""
     create_and_produce(args)
-    # Member ids start with the client id and the first generation's leader is the lowest id:
-    # "a-steady" leads. (A restarting static *leader* makes the group rebalance: see
-    # docs/compatibility.md.)
-    steady = new_consumer(args, "a-steady", "a")
-    leaving = new_consumer(args, "b-leaving", "b")
+    # The first member to join leads (as in Kafka); both join the first generation.
+    if restart_leader:
+        leaving = new_consumer(args, "b-leaving", "b")
+        time.sleep(0.3)
+        steady = new_consumer(args, "a-steady", "a")
+    else:
+        steady = new_consumer(args, "a-steady", "a")
+        time.sleep(0.3)
+        leaving = new_consumer(args, "b-leaving", "b")
+    leaving_name = "b"
     seen = Seen(args)
     poll_until([steady, leaving], seen, lambda: split_evenly([steady, leaving]), "an even split")
     poll_until([steady, leaving], seen,
@@ -362,7 +367,7 @@ def scenario_static(args):
     events = steady.assigned_events
     committed = {p: o for p, (o, _) in leaving.committed().items() if p in held}
     leaving.close()
-    back = new_consumer(args, "b-back", "b")
+    back = new_consumer(args, leaving_name + "-back", leaving_name)
     poll_until([steady, back], seen, lambda: back.assignment() == held, "the static return")
     poll_until([steady, back], seen, seen.complete, "every record")
     if steady.assigned_events != events:
@@ -419,6 +424,7 @@ def main():
     scenarios = {
         "share": scenario_share, "kill": scenario_kill, "victim": scenario_victim,
         "static": scenario_static, "resume-first": scenario_resume_first,
+        "static-leader": lambda args: scenario_static(args, restart_leader=True),
         "resume-second": scenario_resume_second,
     }
     scenarios[args.scenario](args)

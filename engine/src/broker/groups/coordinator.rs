@@ -8,10 +8,11 @@
 //! rejoin, bounded by the rebalance timeout) → CompletingRebalance (the join barrier
 //! completed: new generation, protocol chosen, leader told all members' subscriptions; every
 //! member must sync) → Stable (the leader's SyncGroup carried the assignment, which every
-//! member receives). Dead is a group being deleted. Members that stop heartbeating for their
-//! session timeout are removed, which starts a rebalance. Static members (group.instance.id)
-//! that come back with a new member id take over their old id's place and assignment without
-//! a rebalance; the old id is then fenced (FENCED_INSTANCE_ID).
+//! member receives). As in Kafka, the first member to join leads while it stays. Dead is a
+//! group being deleted. Members that stop heartbeating for their session timeout are removed,
+//! which starts a rebalance. Static members (group.instance.id) that come back with a new
+//! member id take over their old id's place and assignment without a rebalance; the old id is
+//! then fenced (FENCED_INSTANCE_ID).
 //!
 //! Invariants (asserted): a group in CompletingRebalance or Stable has members, a leader
 //! that is one of them and a chosen protocol; every static member maps to a present member.
@@ -150,6 +151,8 @@ pub struct JoinRequest {
     pub client_host: String,
     /// JoinGroup v4+: a new dynamic member first gets MEMBER_ID_REQUIRED and its id.
     pub require_known_member_id: bool,
+    /// JoinGroup v9+ (KIP-814): a returning static leader can be told to skip assigning.
+    pub supports_skip_assignment: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -592,6 +595,12 @@ impl Coordinator {
         if group.members.is_empty() {
             group.protocol_type = Some(request.protocol_type.clone());
         }
+        // Like Kafka, the first member to join leads (it keeps leading while it stays).
+        let leader_present =
+            group.leader_id.as_ref().is_some_and(|id| group.members.contains_key(id));
+        if !leader_present {
+            group.leader_id = Some(member_id.clone());
+        }
         if let Some(instance_id) = &request.group_instance_id {
             group.static_members.insert(instance_id.clone(), member_id.clone());
         }
@@ -637,8 +646,11 @@ impl Coordinator {
     }
 
     /// A static member rejoined with a new member id (it restarted): it takes the old id's
-    /// place. In a Stable group a follower keeps its assignment and nobody rebalances; the old
-    /// id is fenced from then on.
+    /// place. In a Stable group with unchanged subscriptions nobody rebalances and it keeps its
+    /// assignment; the old id is fenced from then on. A returning leader is told it leads,
+    /// as Kafka does: with every member and `skip_assignment` (v9+), or with no members (older
+    /// versions: its assignor computes nothing, and SyncGroup in a Stable group ignores the
+    /// assignment sent and returns the stored one).
     fn replace_static_member(&mut self, request: JoinRequest, now_ms: i64) -> Reply<JoinResult> {
         let instance_id = request.group_instance_id.clone().expect("a static member");
         let new_id = self.new_member_id(&request.client_id);
@@ -660,12 +672,14 @@ impl Coordinator {
         if was_leader {
             group.leader_id = Some(new_id.clone());
         }
-        if group.state == GroupState::Stable && unchanged && !was_leader {
+        if group.state == GroupState::Stable && unchanged {
             self.records.push(group.metadata_record(&request.group_id, now_ms));
-            return Reply::Now(group.join_result(&new_id, false));
+            let skip_assignment = was_leader && request.supports_skip_assignment;
+            let mut result = group.join_result(&new_id, skip_assignment);
+            result.skip_assignment = skip_assignment;
+            return Reply::Now(result);
         }
-        // The leader (which would recompute an assignment from nothing) or changed
-        // subscriptions, or a rebalance already under way: everyone rejoins.
+        // Changed subscriptions, or a rebalance already under way: everyone rejoins.
         let ticket = self.ticket();
         self.await_join(&request.group_id, &new_id, ticket, now_ms);
         Reply::Later(ticket)

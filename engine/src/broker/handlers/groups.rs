@@ -116,6 +116,7 @@ pub async fn join_group(
         client_id,
         client_host: format!("/{}", peer.ip()),
         require_known_member_id: version >= 4,
+        supports_skip_assignment: version >= 9,
     };
     let member_id = join.member_id.clone();
     let result = on_coordinator(shard, &group_id, move |target| async move {

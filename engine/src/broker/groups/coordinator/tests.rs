@@ -21,6 +21,7 @@ fn join_request(member_id: &str, instance: Option<&str>, protocols: &[&str]) -> 
         client_id: "client".into(),
         client_host: "/127.0.0.1".into(),
         require_known_member_id: true,
+        supports_skip_assignment: true,
     }
 }
 
@@ -421,4 +422,30 @@ fn members_that_never_sync_are_removed_after_the_rebalance_timeout() {
     let description = coordinator.describe(GROUP).unwrap();
     assert_eq!(description.members.len(), 1, "the leader that never synced is gone");
     assert_eq!(description.members[0].member_id, second);
+}
+
+#[test]
+fn restarted_static_leader_is_told_to_skip_the_assignment() {
+    let mut coordinator = coordinator();
+    let ticket = later(static_join(&mut coordinator, "a", 0));
+    let old_leader = joined(take(&mut coordinator, ticket)).member_id;
+    later(coordinator.sync(sync_request(&old_leader, 1, &[(&old_leader, "all")]), 10));
+    coordinator.take_ready();
+    let Reply::Now(rejoined) = static_join(&mut coordinator, "a", 20) else {
+        panic!("a known static leader is answered at once")
+    };
+    assert_eq!((rejoined.generation_id, rejoined.skip_assignment), (1, true));
+    assert_eq!(rejoined.leader, rejoined.member_id, "it still leads, under its new id");
+    assert_eq!(rejoined.members.len(), 1);
+    // It syncs with no assignment; the stored one stands.
+    let mut sync = sync_request(&rejoined.member_id, 1, &[]);
+    sync.group_instance_id = Some("a".into());
+    let Reply::Now(result) = coordinator.sync(sync, 30) else { panic!("stable: answered now") };
+    assert_eq!(result.assignment, Bytes::from("all"));
+    // An old client (before JoinGroup v9) is told it leads, with no members to assign.
+    let mut request = join_request("", Some("a"), &["range"]);
+    request.supports_skip_assignment = false;
+    let Reply::Now(old_client) = coordinator.join(request, 40) else { panic!() };
+    assert_eq!((old_client.skip_assignment, old_client.members.len()), (false, 0));
+    assert_eq!(old_client.leader, old_client.member_id);
 }
