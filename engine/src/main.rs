@@ -57,6 +57,17 @@ struct Arguments {
     /// Delete oldest segments while a partition is larger than this; -1: no limit.
     #[arg(long, default_value_t = -1)]
     retention_bytes: i64,
+    /// Smallest session.timeout.ms a group member may ask for (group.min.session.timeout.ms).
+    #[arg(long, default_value_t = 6000)]
+    group_min_session_timeout_ms: i32,
+    /// How long the first rebalance of a new group waits for more members
+    /// (group.initial.rebalance.delay.ms).
+    #[arg(long, default_value_t = 3000)]
+    group_initial_rebalance_delay_ms: i32,
+    /// Committed offsets of a group expire this long after it became empty
+    /// (offsets.retention.minutes).
+    #[arg(long, default_value_t = 7 * 24 * 60)]
+    offsets_retention_minutes: i64,
 }
 
 fn main() -> ExitCode {
@@ -130,6 +141,21 @@ fn build_config(arguments: &Arguments) -> Result<BrokerConfig, String> {
     if let Some(interval_ms) = arguments.flush_interval_ms {
         config.log.flush = FlushPolicy::IntervalMs(interval_ms);
     }
+    let groups = &mut config.groups;
+    if arguments.group_min_session_timeout_ms <= 0
+        || arguments.group_min_session_timeout_ms > groups.max_session_timeout_ms
+    {
+        return Err("--group-min-session-timeout-ms must be in 1..=1800000".into());
+    }
+    groups.min_session_timeout_ms = arguments.group_min_session_timeout_ms;
+    if arguments.group_initial_rebalance_delay_ms < 0 {
+        return Err("--group-initial-rebalance-delay-ms must not be negative".into());
+    }
+    groups.initial_rebalance_delay_ms = arguments.group_initial_rebalance_delay_ms;
+    if arguments.offsets_retention_minutes <= 0 {
+        return Err("--offsets-retention-minutes must be positive".into());
+    }
+    groups.offsets_retention_ms = arguments.offsets_retention_minutes * 60 * 1000;
     Ok(config)
 }
 

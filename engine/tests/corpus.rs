@@ -71,6 +71,17 @@ fn reencode(decoded: &DecodedRequest, header_in_frame: &RequestHeader) -> Vec<u8
         Request::InitProducerId(body) => body.encode(&mut out, version),
         Request::DescribeConfigs(body) => body.encode(&mut out, version),
         Request::DescribeCluster(body) => body.encode(&mut out, version),
+        Request::FindCoordinator(body) => body.encode(&mut out, version),
+        Request::JoinGroup(body) => body.encode(&mut out, version),
+        Request::SyncGroup(body) => body.encode(&mut out, version),
+        Request::Heartbeat(body) => body.encode(&mut out, version),
+        Request::LeaveGroup(body) => body.encode(&mut out, version),
+        Request::OffsetCommit(body) => body.encode(&mut out, version),
+        Request::OffsetFetch(body) => body.encode(&mut out, version),
+        Request::ListGroups(body) => body.encode(&mut out, version),
+        Request::DescribeGroups(body) => body.encode(&mut out, version),
+        Request::DeleteGroups(body) => body.encode(&mut out, version),
+        Request::OffsetDelete(body) => body.encode(&mut out, version),
     };
     result.expect("body re-encodes");
     out.to_vec()

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::groups::CoordinatorConfig;
 use crate::log::{FlushPolicy, LogConfig};
 
 /// Everything a broker needs to start. Built by the `tern` binary from its flags, or by tests.
@@ -32,6 +33,8 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// How often each shard applies retention and age-based segment rolls.
     pub retention_check_interval_ms: u64,
+    /// Consumer-group limits and timeouts (session bounds, offsets retention).
+    pub groups: CoordinatorConfig,
 }
 
 impl BrokerConfig {
@@ -51,6 +54,7 @@ impl BrokerConfig {
             max_in_flight_bytes_per_connection: 64 * 1024 * 1024,
             log: LogConfig::default(),
             retention_check_interval_ms: 5 * 60 * 1000,
+            groups: CoordinatorConfig::default(),
         }
     }
 

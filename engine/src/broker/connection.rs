@@ -154,7 +154,7 @@ fn dispatch(shard: &Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Option<Pending
     match decode_request(frame) {
         Ok(request) => {
             let meta = request.header.clone();
-            let handler = handlers::handle(shard.clone(), request);
+            let handler = handlers::handle(shard.clone(), request, peer);
             Some(Pending::Response(io::spawn_local(async move {
                 let Some(mut response) = handler.await else { return Outcome::Silent };
                 fit_to_version(&mut response, meta.api_version);

@@ -1,6 +1,7 @@
 //! Mapping of engine errors to the Kafka error codes clients act on. This is the protocol
 //! edge: inside the engine errors are typed; here they become numbers.
 
+use super::groups::GroupError;
 use crate::log::producers::ProducerError;
 use crate::log::LogError;
 use crate::protocol::error_code::ErrorCode;
@@ -22,5 +23,31 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
         LogError::Producer(ProducerError::OutOfOrder { .. }) => ErrorCode::OutOfOrderSequenceNumber,
         LogError::InvalidProducerBatch { .. } => ErrorCode::InvalidRecord,
         _ => ErrorCode::KafkaStorageError,
+    }
+}
+
+/// The Kafka code of each group-coordinator error: the codes clients act on (rejoin on
+/// UNKNOWN_MEMBER_ID and ILLEGAL_GENERATION, retry on REBALANCE_IN_PROGRESS and
+/// COORDINATOR_LOAD_IN_PROGRESS, give up on FENCED_INSTANCE_ID).
+pub fn group_error_code(error: GroupError) -> ErrorCode {
+    match error {
+        GroupError::LoadInProgress => ErrorCode::CoordinatorLoadInProgress,
+        GroupError::CoordinatorNotAvailable => ErrorCode::CoordinatorNotAvailable,
+        GroupError::NotCoordinator => ErrorCode::NotCoordinator,
+        GroupError::InvalidGroupId => ErrorCode::InvalidGroupId,
+        GroupError::UnknownMemberId => ErrorCode::UnknownMemberId,
+        GroupError::MemberIdRequired => ErrorCode::MemberIdRequired,
+        GroupError::IllegalGeneration => ErrorCode::IllegalGeneration,
+        GroupError::RebalanceInProgress => ErrorCode::RebalanceInProgress,
+        GroupError::InconsistentGroupProtocol => ErrorCode::InconsistentGroupProtocol,
+        GroupError::InvalidSessionTimeout => ErrorCode::InvalidSessionTimeout,
+        GroupError::FencedInstanceId => ErrorCode::FencedInstanceId,
+        GroupError::GroupIdNotFound => ErrorCode::GroupIdNotFound,
+        GroupError::NonEmptyGroup => ErrorCode::NonEmptyGroup,
+        GroupError::GroupMaxSizeReached => ErrorCode::GroupMaxSizeReached,
+        GroupError::OffsetMetadataTooLarge => ErrorCode::OffsetMetadataTooLarge,
+        // Kafka has no code for a bound it does not have; this one says "the commit's size".
+        GroupError::TooManyOffsets => ErrorCode::InvalidCommitOffsetSize,
+        GroupError::GroupSubscribedToTopic => ErrorCode::GroupSubscribedToTopic,
     }
 }

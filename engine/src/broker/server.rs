@@ -15,8 +15,9 @@ use crate::io::{self, mesh, Disk, Listener};
 
 use super::config::BrokerConfig;
 use super::connection;
+use super::groups::{self, GroupService};
 use super::shard::{ClusterIdentity, Job, Shard, JOB_QUEUE_CAPACITY};
-use super::topics::{self, TopicSnapshot};
+use super::topics::{self, TopicMeta, TopicSnapshot};
 
 const IDENTITY_FILE_NAME: &str = "meta.json";
 const IDENTITY_FORMAT_VERSION: u32 = 1;
@@ -85,6 +86,8 @@ impl Broker {
             .await
             .map_err(data_dir_error)?;
         let topics = topics::load_registry(&disk, &data_dir).await.map_err(data_dir_error)?;
+        let topics =
+            ensure_offsets_topic(&disk, &data_dir, topics).await.map_err(data_dir_error)?;
         if identity.node_id != config.node_id {
             return Err(StartError::NodeIdMismatch {
                 found: identity.node_id,
@@ -174,6 +177,8 @@ pub async fn run_shard(
 ) -> Result<(), StartError> {
     shard.apply_topics(topics).await;
     drop(io::spawn_local(shard.clone().serve_jobs(jobs)));
+    shard.groups.load(&shard).await;
+    drop(io::spawn_local(GroupService::run_timer(shard.clone())));
     drop(io::spawn_local(shard.clone().run_retention()));
     let listener = match Listener::bind(shard.config.listen) {
         Ok(listener) => listener,
@@ -222,6 +227,35 @@ async fn accept_until_shutdown(shard: &Rc<Shard>, listener: &Listener) {
             return;
         }
     }
+}
+
+/// Creates `__consumer_offsets` (50 partitions, as Kafka) in the registry if it is absent.
+/// Kept forever (retention.ms=-1): without compaction yet, retention would drop live offsets.
+async fn ensure_offsets_topic(
+    disk: &Disk,
+    data_dir: &Path,
+    topics: Arc<TopicSnapshot>,
+) -> std::io::Result<Arc<TopicSnapshot>> {
+    if topics.get(groups::OFFSETS_TOPIC).is_some() {
+        return Ok(topics);
+    }
+    let configs = [
+        ("retention.ms", "-1"),
+        ("segment.bytes", groups::OFFSETS_TOPIC_SEGMENT_BYTES),
+        ("max.message.bytes", groups::OFFSETS_TOPIC_MAX_MESSAGE_BYTES),
+    ];
+    let id_bits = (u128::from(io::random_u64()) << 64) | u128::from(io::random_u64());
+    let offsets_topic = TopicMeta {
+        name: groups::OFFSETS_TOPIC.to_string(),
+        id: uuid::Builder::from_random_bytes(id_bits.to_be_bytes()).into_uuid(),
+        partition_count: groups::OFFSETS_TOPIC_PARTITIONS,
+        configs: configs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect(),
+    };
+    let all = topics.by_name.values().cloned().chain(std::iter::once(offsets_topic));
+    let snapshot = Arc::new(TopicSnapshot::new(all));
+    topics::store_registry(disk, data_dir, &snapshot).await?;
+    tracing::info!(partitions = groups::OFFSETS_TOPIC_PARTITIONS, "created __consumer_offsets");
+    Ok(snapshot)
 }
 
 async fn load_or_create_identity(

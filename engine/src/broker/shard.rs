@@ -19,6 +19,7 @@ use crate::log::{Log, LogLatency};
 use crate::metrics::LatencyHistogram;
 
 use super::config::BrokerConfig;
+use super::groups::GroupService;
 use super::producer_ids::ProducerIds;
 use super::topics::{TopicMeta, TopicSnapshot};
 
@@ -55,6 +56,8 @@ pub struct Shard {
     pub shutdown_requested: Notify,
     /// Produce requests handled on this shard, from decode to response (acks=0 included).
     pub produce_latency: RefCell<LatencyHistogram>,
+    /// The coordinator of the groups whose `__consumer_offsets` partitions this shard owns.
+    pub groups: GroupService,
 }
 
 /// The shard that owns `partition` of `topic`: FNV-1a over the name and index, so that it is
@@ -80,8 +83,10 @@ impl Shard {
     ) -> Rc<Shard> {
         assert_eq!(peers.len(), config.shard_count);
         assert!(id < config.shard_count);
+        let groups = GroupService::new(config.groups.clone());
         Rc::new(Shard {
             id,
+            groups,
             config,
             cluster,
             disk,

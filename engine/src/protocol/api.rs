@@ -3,8 +3,10 @@
 //!
 //! Floors are Kafka 4.0's (KIP-896 removed everything older than Kafka 2.1's versions); each
 //! range is served without gaps, because clients pinned to an old Kafka release send exactly
-//! that release's versions. To add an API (groups, InitProducerId, ...), add a row here, a
-//! variant to `Request`/`Response` and its bounds walk in `request/bounds.rs`.
+//! that release's versions. To add an API (InitProducerId, ...), add a row here, a variant to
+//! `Request`/`Response`, its bounds walk in `request/bounds.rs` and its `response_fit.rs` case.
+//! The group APIs start at the `kafka-protocol` crate's floor, which follows Kafka 4.x's message
+//! JSON (OffsetCommit v2, OffsetFetch v1; the others were not cut by KIP-896).
 
 use kafka_protocol::messages::ApiKey;
 
@@ -26,11 +28,22 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::Fetch, 4, 17),
     api(ApiKey::ListOffsets, 1, 9),
     api(ApiKey::Metadata, 0, 12),
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
+    api(ApiKey::FindCoordinator, 0, 6),
+    api(ApiKey::JoinGroup, 0, 9),
+    api(ApiKey::Heartbeat, 0, 4),
+    api(ApiKey::LeaveGroup, 0, 5),
+    api(ApiKey::SyncGroup, 0, 5),
+    api(ApiKey::DescribeGroups, 0, 5),
+    api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::OffsetDelete, 0, 0),
     api(ApiKey::DescribeCluster, 0, 1),
 ];
 
@@ -91,7 +104,18 @@ mod tests {
         check(ApiKey::InitProducerId, (0, 5));
         check(ApiKey::DescribeConfigs, (1, 4));
         check(ApiKey::DescribeCluster, (0, 1));
-        assert_eq!(supported_range(ApiKey::JoinGroup as i16), None);
+        check(ApiKey::FindCoordinator, (0, 6));
+        check(ApiKey::JoinGroup, (0, 9));
+        check(ApiKey::SyncGroup, (0, 5));
+        check(ApiKey::Heartbeat, (0, 4));
+        check(ApiKey::LeaveGroup, (0, 5));
+        check(ApiKey::OffsetCommit, (2, 9));
+        check(ApiKey::OffsetFetch, (1, 9));
+        check(ApiKey::ListGroups, (0, 5));
+        check(ApiKey::DescribeGroups, (0, 5));
+        check(ApiKey::DeleteGroups, (0, 2));
+        check(ApiKey::OffsetDelete, (0, 0));
+        assert_eq!(supported_range(ApiKey::AddPartitionsToTxn as i16), None);
         assert_eq!(supported_range(-1), None);
         assert!(is_supported(ApiKey::Fetch, 4) && !is_supported(ApiKey::Fetch, 3));
     }

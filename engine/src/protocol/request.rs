@@ -12,9 +12,11 @@
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, FetchRequest, InitProducerIdRequest, ListOffsetsRequest,
-    MetadataRequest, ProduceRequest, RequestHeader,
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -54,6 +56,17 @@ pub enum Request {
     InitProducerId(InitProducerIdRequest),
     DescribeConfigs(DescribeConfigsRequest),
     DescribeCluster(DescribeClusterRequest),
+    FindCoordinator(FindCoordinatorRequest),
+    JoinGroup(JoinGroupRequest),
+    SyncGroup(SyncGroupRequest),
+    Heartbeat(HeartbeatRequest),
+    LeaveGroup(LeaveGroupRequest),
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+    ListGroups(ListGroupsRequest),
+    DescribeGroups(DescribeGroupsRequest),
+    DeleteGroups(DeleteGroupsRequest),
+    OffsetDelete(OffsetDeleteRequest),
 }
 
 /// Why a frame is not a request Tern can serve. Every variant but `TooShort` carries the
@@ -145,6 +158,17 @@ fn decode_body(api_key: ApiKey, version: i16, buffer: &mut Bytes) -> Result<Requ
         ApiKey::InitProducerId => Request::InitProducerId(body(buffer, version)?),
         ApiKey::DescribeConfigs => Request::DescribeConfigs(body(buffer, version)?),
         ApiKey::DescribeCluster => Request::DescribeCluster(body(buffer, version)?),
+        ApiKey::FindCoordinator => Request::FindCoordinator(body(buffer, version)?),
+        ApiKey::JoinGroup => Request::JoinGroup(body(buffer, version)?),
+        ApiKey::SyncGroup => Request::SyncGroup(body(buffer, version)?),
+        ApiKey::Heartbeat => Request::Heartbeat(body(buffer, version)?),
+        ApiKey::LeaveGroup => Request::LeaveGroup(body(buffer, version)?),
+        ApiKey::OffsetCommit => Request::OffsetCommit(body(buffer, version)?),
+        ApiKey::OffsetFetch => Request::OffsetFetch(body(buffer, version)?),
+        ApiKey::ListGroups => Request::ListGroups(body(buffer, version)?),
+        ApiKey::DescribeGroups => Request::DescribeGroups(body(buffer, version)?),
+        ApiKey::DeleteGroups => Request::DeleteGroups(body(buffer, version)?),
+        ApiKey::OffsetDelete => Request::OffsetDelete(body(buffer, version)?),
         other => return Err(format!("{other:?} is in the supported table but has no decoder")),
     })
 }

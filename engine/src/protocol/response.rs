@@ -11,9 +11,12 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, CreateTopicsResponse, DeleteTopicsResponse,
-    DescribeClusterResponse, DescribeConfigsResponse, FetchResponse, InitProducerIdResponse,
-    ListOffsetsResponse, MetadataResponse, ProduceResponse, ResponseHeader,
+    ApiKey, ApiVersionsResponse, CreateTopicsResponse, DeleteGroupsResponse, DeleteTopicsResponse,
+    DescribeClusterResponse, DescribeConfigsResponse, DescribeGroupsResponse, FetchResponse,
+    FindCoordinatorResponse, HeartbeatResponse, InitProducerIdResponse, JoinGroupResponse,
+    LeaveGroupResponse, ListGroupsResponse, ListOffsetsResponse, MetadataResponse,
+    OffsetCommitResponse, OffsetDeleteResponse, OffsetFetchResponse, ProduceResponse,
+    ResponseHeader, SyncGroupResponse,
 };
 use kafka_protocol::protocol::Encodable;
 
@@ -34,6 +37,17 @@ pub enum Response {
     InitProducerId(InitProducerIdResponse),
     DescribeConfigs(DescribeConfigsResponse),
     DescribeCluster(DescribeClusterResponse),
+    FindCoordinator(FindCoordinatorResponse),
+    JoinGroup(JoinGroupResponse),
+    SyncGroup(SyncGroupResponse),
+    Heartbeat(HeartbeatResponse),
+    LeaveGroup(LeaveGroupResponse),
+    OffsetCommit(OffsetCommitResponse),
+    OffsetFetch(OffsetFetchResponse),
+    ListGroups(ListGroupsResponse),
+    DescribeGroups(DescribeGroupsResponse),
+    DeleteGroups(DeleteGroupsResponse),
+    OffsetDelete(OffsetDeleteResponse),
 }
 
 impl Response {
@@ -50,6 +64,17 @@ impl Response {
             Response::InitProducerId(_) => ApiKey::InitProducerId,
             Response::DescribeConfigs(_) => ApiKey::DescribeConfigs,
             Response::DescribeCluster(_) => ApiKey::DescribeCluster,
+            Response::FindCoordinator(_) => ApiKey::FindCoordinator,
+            Response::JoinGroup(_) => ApiKey::JoinGroup,
+            Response::SyncGroup(_) => ApiKey::SyncGroup,
+            Response::Heartbeat(_) => ApiKey::Heartbeat,
+            Response::LeaveGroup(_) => ApiKey::LeaveGroup,
+            Response::OffsetCommit(_) => ApiKey::OffsetCommit,
+            Response::OffsetFetch(_) => ApiKey::OffsetFetch,
+            Response::ListGroups(_) => ApiKey::ListGroups,
+            Response::DescribeGroups(_) => ApiKey::DescribeGroups,
+            Response::DeleteGroups(_) => ApiKey::DeleteGroups,
+            Response::OffsetDelete(_) => ApiKey::OffsetDelete,
         }
     }
 }
@@ -132,6 +157,17 @@ fn with_body<T>(
         Response::InitProducerId(message) => message,
         Response::DescribeConfigs(message) => message,
         Response::DescribeCluster(message) => message,
+        Response::FindCoordinator(message) => message,
+        Response::JoinGroup(message) => message,
+        Response::SyncGroup(message) => message,
+        Response::Heartbeat(message) => message,
+        Response::LeaveGroup(message) => message,
+        Response::OffsetCommit(message) => message,
+        Response::OffsetFetch(message) => message,
+        Response::ListGroups(message) => message,
+        Response::DescribeGroups(message) => message,
+        Response::DeleteGroups(message) => message,
+        Response::OffsetDelete(message) => message,
     };
     operation(message).map_err(|reason| EncodeError::Codec {
         api_key: body.api_key(),

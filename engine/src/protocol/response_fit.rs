@@ -7,7 +7,9 @@
 
 use kafka_protocol::messages::{
     CreateTopicsResponse, DeleteTopicsResponse, DescribeClusterResponse, DescribeConfigsResponse,
-    FetchResponse, ListOffsetsResponse, MetadataResponse, ProduceResponse,
+    DescribeGroupsResponse, FetchResponse, FindCoordinatorResponse, JoinGroupResponse,
+    LeaveGroupResponse, ListGroupsResponse, ListOffsetsResponse, MetadataResponse,
+    OffsetFetchResponse, ProduceResponse, SyncGroupResponse,
 };
 
 use super::response::Response;
@@ -26,6 +28,102 @@ pub fn fit_to_version(response: &mut Response, version: i16) {
         Response::InitProducerId(_) => {}
         Response::DescribeConfigs(body) => fit_describe_configs(body, version),
         Response::DescribeCluster(body) => fit_describe_cluster(body, version),
+        Response::FindCoordinator(body) => fit_find_coordinator(body, version),
+        Response::JoinGroup(body) => fit_join_group(body, version),
+        Response::SyncGroup(body) => fit_sync_group(body, version),
+        Response::LeaveGroup(body) => fit_leave_group(body, version),
+        Response::OffsetFetch(body) => fit_offset_fetch(body, version),
+        Response::ListGroups(body) => fit_list_groups(body, version),
+        Response::DescribeGroups(body) => fit_describe_groups(body, version),
+        Response::Heartbeat(_)
+        | Response::OffsetCommit(_)
+        | Response::DeleteGroups(_)
+        | Response::OffsetDelete(_) => {}
+    }
+}
+
+/// Handlers fill both shapes: the single coordinator (v0-3) and the batched list (v4+).
+fn fit_find_coordinator(body: &mut FindCoordinatorResponse, version: i16) {
+    if version >= 4 {
+        let coordinators = std::mem::take(&mut body.coordinators);
+        *body = FindCoordinatorResponse::default()
+            .with_throttle_time_ms(body.throttle_time_ms)
+            .with_coordinators(coordinators);
+        return;
+    }
+    body.coordinators.clear();
+    if version < 1 {
+        body.error_message = None;
+    }
+}
+
+fn fit_join_group(body: &mut JoinGroupResponse, version: i16) {
+    if version < 7 {
+        body.protocol_type = None;
+        body.protocol_name.get_or_insert_with(Default::default);
+    }
+    if version < 9 {
+        body.skip_assignment = false;
+    }
+    if version < 5 {
+        body.members.iter_mut().for_each(|member| member.group_instance_id = None);
+    }
+}
+
+fn fit_sync_group(body: &mut SyncGroupResponse, version: i16) {
+    if version < 5 {
+        body.protocol_type = None;
+        body.protocol_name = None;
+    }
+}
+
+/// Handlers fill both shapes: the single member's error (v0-2) and the per-member list (v3+).
+fn fit_leave_group(body: &mut LeaveGroupResponse, version: i16) {
+    if version < 3 {
+        body.members.clear();
+    }
+}
+
+/// Handlers fill both shapes: one group at the top level (v1-7) and the groups list (v8+).
+fn fit_offset_fetch(body: &mut OffsetFetchResponse, version: i16) {
+    if version >= 8 {
+        body.topics.clear();
+        body.error_code = 0;
+        return;
+    }
+    body.groups.clear();
+    if version < 2 {
+        body.error_code = 0;
+    }
+    if version < 5 {
+        for topic in &mut body.topics {
+            topic.partitions.iter_mut().for_each(|partition| partition.committed_leader_epoch = -1);
+        }
+    }
+}
+
+fn fit_list_groups(body: &mut ListGroupsResponse, version: i16) {
+    for group in &mut body.groups {
+        if version < 4 {
+            group.group_state = Default::default();
+        }
+        if version < 5 {
+            group.group_type = Default::default();
+        }
+    }
+}
+
+fn fit_describe_groups(body: &mut DescribeGroupsResponse, version: i16) {
+    for group in &mut body.groups {
+        if version < 3 {
+            group.authorized_operations = i32::MIN;
+        }
+        if version < 4 {
+            group.members.iter_mut().for_each(|member| member.group_instance_id = None);
+        }
+        if version < 6 {
+            group.error_message = None;
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 
+use crate::broker::groups;
 use crate::broker::shard::Shard;
 use crate::broker::topic_configs::KAFKA_TOPIC_CONFIGS;
 use crate::broker::topics::{
@@ -358,6 +359,10 @@ async fn delete_on_controller(
             None => remaining.values().find(|topic| topic.id == id).cloned(),
         };
         outcomes.push(match (found, name.is_some()) {
+            // Group state lives there: like Kafka, the internal topic cannot be deleted.
+            (Some(topic), _) if topic.name == groups::OFFSETS_TOPIC => {
+                Err(ErrorCode::InvalidRequest)
+            }
             (Some(topic), _) => {
                 remaining.remove(&topic.name);
                 Ok((topic.name, topic.id))

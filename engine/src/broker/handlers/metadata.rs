@@ -11,6 +11,7 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 
+use crate::broker::groups;
 use crate::broker::shard::Shard;
 use crate::broker::topics::{validate_topic_name, TopicMeta};
 use crate::protocol::error_code::ErrorCode;
@@ -97,6 +98,7 @@ fn topic_entry(topic: &TopicMeta, node_id: i32) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(&topic.name))))
         .with_topic_id(topic.id)
+        .with_is_internal(topic.name == groups::OFFSETS_TOPIC)
         .with_partitions(partitions)
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }

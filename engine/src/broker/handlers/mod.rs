@@ -8,9 +8,11 @@ mod admin;
 mod api_versions;
 mod describe;
 mod fetch;
+mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offsets;
 mod produce;
 
 use std::rc::Rc;
@@ -25,7 +27,11 @@ use super::shard::Shard;
 pub use admin::{create_topics_on_controller, NewTopic};
 
 /// Answers one request. `None` means no response is sent (Produce with acks=0).
-pub async fn handle(shard: Rc<Shard>, request: DecodedRequest) -> Option<Response> {
+pub async fn handle(
+    shard: Rc<Shard>,
+    request: DecodedRequest,
+    peer: std::net::SocketAddr,
+) -> Option<Response> {
     let version = request.header.api_version;
     let response = match request.body {
         Request::ApiVersions(_) => Response::ApiVersions(api_versions::handle(version)),
@@ -53,6 +59,34 @@ pub async fn handle(shard: Rc<Shard>, request: DecodedRequest) -> Option<Respons
         }
         Request::DescribeCluster(body) => {
             Response::DescribeCluster(describe::describe_cluster(&shard, body))
+        }
+        Request::FindCoordinator(body) => {
+            Response::FindCoordinator(groups::find_coordinator(&shard, body))
+        }
+        Request::JoinGroup(body) => {
+            let client_id = request.header.client_id.unwrap_or_default();
+            Response::JoinGroup(groups::join_group(&shard, body, version, client_id, peer).await)
+        }
+        Request::SyncGroup(body) => Response::SyncGroup(groups::sync_group(&shard, body).await),
+        Request::Heartbeat(body) => Response::Heartbeat(groups::heartbeat(&shard, body).await),
+        Request::LeaveGroup(body) => {
+            Response::LeaveGroup(groups::leave_group(&shard, body, version).await)
+        }
+        Request::ListGroups(body) => Response::ListGroups(groups::list_groups(&shard, body).await),
+        Request::DescribeGroups(body) => {
+            Response::DescribeGroups(groups::describe_groups(&shard, body).await)
+        }
+        Request::DeleteGroups(body) => {
+            Response::DeleteGroups(groups::delete_groups(&shard, body).await)
+        }
+        Request::OffsetCommit(body) => {
+            Response::OffsetCommit(offsets::offset_commit(&shard, body).await)
+        }
+        Request::OffsetFetch(body) => {
+            Response::OffsetFetch(offsets::offset_fetch(&shard, body, version).await)
+        }
+        Request::OffsetDelete(body) => {
+            Response::OffsetDelete(offsets::offset_delete(&shard, body).await)
         }
     };
     Some(response)

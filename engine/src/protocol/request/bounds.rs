@@ -55,6 +55,17 @@ pub fn check(api_key: ApiKey, version: i16, body: &[u8]) -> Result<usize, Bounds
         ApiKey::InitProducerId => init_producer_id(&mut walker, version)?,
         ApiKey::DescribeConfigs => describe_configs(&mut walker, version)?,
         ApiKey::DescribeCluster => describe_cluster(&mut walker, version)?,
+        ApiKey::FindCoordinator => find_coordinator(&mut walker, version)?,
+        ApiKey::JoinGroup => join_group(&mut walker, version)?,
+        ApiKey::SyncGroup => sync_group(&mut walker, version)?,
+        ApiKey::Heartbeat => heartbeat(&mut walker, version)?,
+        ApiKey::LeaveGroup => leave_group(&mut walker, version)?,
+        ApiKey::OffsetCommit => offset_commit(&mut walker, version)?,
+        ApiKey::OffsetFetch => offset_fetch(&mut walker, version)?,
+        ApiKey::ListGroups => list_groups(&mut walker, version)?,
+        ApiKey::DescribeGroups => string_array_then(&mut walker, "groups", 3, version)?,
+        ApiKey::DeleteGroups => string_array_then(&mut walker, "groups_names", i16::MAX, 0)?,
+        ApiKey::OffsetDelete => offset_delete(&mut walker)?,
         _ => return Err(walker.error("api key", "no bounds walk for this API")),
     }
     Ok(walker.position)
@@ -266,6 +277,174 @@ fn describe_cluster(walker: &mut Walker, version: i16) -> Walk {
     walker.tagged_fields(no_known_tags)
 }
 
+fn find_coordinator(walker: &mut Walker, version: i16) -> Walk {
+    if version <= 3 {
+        walker.string("key")?;
+    }
+    if version >= 1 {
+        walker.fixed(1, "key_type")?;
+    }
+    if version >= 4 {
+        walker.array("coordinator_keys", |key| key.string("coordinator_key"))?;
+    }
+    walker.tagged_fields(no_known_tags)
+}
+
+fn join_group(walker: &mut Walker, version: i16) -> Walk {
+    walker.string("group_id")?;
+    walker.fixed(4, "session_timeout_ms")?;
+    if version >= 1 {
+        walker.fixed(4, "rebalance_timeout_ms")?;
+    }
+    walker.string("member_id")?;
+    if version >= 5 {
+        walker.string("group_instance_id")?;
+    }
+    walker.string("protocol_type")?;
+    walker.array("protocols", |protocol| {
+        protocol.string("name")?;
+        protocol.bytes("metadata")?;
+        protocol.tagged_fields(no_known_tags)
+    })?;
+    if version >= 8 {
+        walker.string("reason")?;
+    }
+    walker.tagged_fields(no_known_tags)
+}
+
+fn sync_group(walker: &mut Walker, version: i16) -> Walk {
+    walker.string("group_id")?;
+    walker.fixed(4, "generation_id")?;
+    walker.string("member_id")?;
+    if version >= 3 {
+        walker.string("group_instance_id")?;
+    }
+    if version >= 5 {
+        walker.string("protocol_type")?;
+        walker.string("protocol_name")?;
+    }
+    walker.array("assignments", |assignment| {
+        assignment.string("member_id")?;
+        assignment.bytes("assignment")?;
+        assignment.tagged_fields(no_known_tags)
+    })?;
+    walker.tagged_fields(no_known_tags)
+}
+
+fn heartbeat(walker: &mut Walker, version: i16) -> Walk {
+    walker.string("group_id")?;
+    walker.fixed(4, "generation_id")?;
+    walker.string("member_id")?;
+    if version >= 3 {
+        walker.string("group_instance_id")?;
+    }
+    walker.tagged_fields(no_known_tags)
+}
+
+fn leave_group(walker: &mut Walker, version: i16) -> Walk {
+    walker.string("group_id")?;
+    if version <= 2 {
+        walker.string("member_id")?;
+    } else {
+        walker.array("members", |member| {
+            member.string("member_id")?;
+            member.string("group_instance_id")?;
+            if version >= 5 {
+                member.string("reason")?;
+            }
+            member.tagged_fields(no_known_tags)
+        })?;
+    }
+    walker.tagged_fields(no_known_tags)
+}
+
+fn offset_commit(walker: &mut Walker, version: i16) -> Walk {
+    walker.string("group_id")?;
+    walker.fixed(4, "generation_id_or_member_epoch")?;
+    walker.string("member_id")?;
+    if version >= 7 {
+        walker.string("group_instance_id")?;
+    }
+    if version <= 4 {
+        walker.fixed(8, "retention_time_ms")?;
+    }
+    walker.array("topics", |topic| {
+        topic.string("name")?;
+        topic.array("partitions", |partition| {
+            partition.fixed(4 + 8, "partition_index, committed_offset")?;
+            if version >= 6 {
+                partition.fixed(4, "committed_leader_epoch")?;
+            }
+            partition.string("committed_metadata")?;
+            partition.tagged_fields(no_known_tags)
+        })?;
+        topic.tagged_fields(no_known_tags)
+    })?;
+    walker.tagged_fields(no_known_tags)
+}
+
+fn offset_fetch(walker: &mut Walker, version: i16) -> Walk {
+    let topics = |walker: &mut Walker| {
+        walker.array("topics", |topic| {
+            topic.string("name")?;
+            topic.array("partition_indexes", |index| index.fixed(4, "partition_index"))?;
+            topic.tagged_fields(no_known_tags)
+        })
+    };
+    if version <= 7 {
+        walker.string("group_id")?;
+        topics(walker)?;
+    } else {
+        walker.array("groups", |group| {
+            group.string("group_id")?;
+            if version >= 9 {
+                group.string("member_id")?;
+                group.fixed(4, "member_epoch")?;
+            }
+            topics(group)?;
+            group.tagged_fields(no_known_tags)
+        })?;
+    }
+    if version >= 7 {
+        walker.fixed(1, "require_stable")?;
+    }
+    walker.tagged_fields(no_known_tags)
+}
+
+fn list_groups(walker: &mut Walker, version: i16) -> Walk {
+    if version >= 4 {
+        walker.array("states_filter", |state| state.string("state"))?;
+    }
+    if version >= 5 {
+        walker.array("types_filter", |kind| kind.string("type"))?;
+    }
+    walker.tagged_fields(no_known_tags)
+}
+
+/// DescribeGroups and DeleteGroups: an array of group ids, then (DescribeGroups from
+/// `boolean_from`) include_authorized_operations.
+fn string_array_then(
+    walker: &mut Walker,
+    field: &'static str,
+    boolean_from: i16,
+    version: i16,
+) -> Walk {
+    walker.array(field, |group| group.string("group_id"))?;
+    if version >= boolean_from {
+        walker.fixed(1, "include_authorized_operations")?;
+    }
+    walker.tagged_fields(no_known_tags)
+}
+
+fn offset_delete(walker: &mut Walker) -> Walk {
+    walker.string("group_id")?;
+    walker.array("topics", |topic| {
+        topic.string("name")?;
+        topic.array("partitions", |partition| partition.fixed(4, "partition_index"))
+    })?;
+    walker.tagged_fields(no_known_tags)
+}
+
 fn no_known_tags(_tag: u32, _field: &mut Walker) -> Result<bool, BoundsError> {
     Ok(false)
 }
@@ -459,6 +638,29 @@ mod tests {
         assert_eq!(check(ApiKey::Metadata, 1, &(-1i32).to_be_bytes()), Ok(4));
         // Metadata v12: null compact array (0), three booleans... only two in v12, then tags.
         assert_eq!(check(ApiKey::Metadata, 12, &[0, 1, 0, 0]), Ok(4));
+    }
+
+    #[test]
+    fn group_api_arrays_claiming_too_much_are_rejected() {
+        let huge = i32::MAX.to_be_bytes();
+        // OffsetCommit v2: group id "", generation, member id "", retention, topics.
+        let mut commit = vec![0, 0, 0, 0, 0, 1, 0, 0];
+        commit.extend_from_slice(&[0; 8]);
+        commit.extend_from_slice(&huge);
+        assert_eq!(check(ApiKey::OffsetCommit, 2, &commit).unwrap_err().field, "topics");
+        // LeaveGroup v3: group id "", members.
+        let mut leave = vec![0, 0];
+        leave.extend_from_slice(&huge);
+        assert_eq!(check(ApiKey::LeaveGroup, 3, &leave).unwrap_err().field, "members");
+        // JoinGroup v9 (compact): protocols with a varint count of 2^32 - 2.
+        let mut join = vec![1]; // group id ""
+        join.extend_from_slice(&[0; 8]); // session and rebalance timeouts
+        join.extend_from_slice(&[1, 0, 1]); // member id "", instance id null, protocol type ""
+        join.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert_eq!(check(ApiKey::JoinGroup, 9, &join).unwrap_err().field, "protocols");
+        // OffsetFetch v8: groups.
+        let groups = [0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert_eq!(check(ApiKey::OffsetFetch, 8, &groups).unwrap_err().field, "groups");
     }
 
     #[test]

@@ -2,7 +2,9 @@ use super::*;
 use bytes::BytesMut;
 use kafka_protocol::messages::{
     create_topics_request, delete_topics_request, describe_configs_request, fetch_request,
-    list_offsets_request, metadata_request, produce_request,
+    join_group_request, leave_group_request, list_offsets_request, metadata_request,
+    offset_commit_request, offset_delete_request, offset_fetch_request, produce_request,
+    sync_group_request,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use proptest::prelude::*;
@@ -83,8 +85,166 @@ fn populated_request(api_key: ApiKey, version: i16) -> Request {
             Request::InitProducerId(body)
         }
         ApiKey::DescribeCluster => Request::DescribeCluster(DescribeClusterRequest::default()),
+        other => populated_group_request(other, version),
+    }
+}
+
+fn text(value: &'static str) -> StrBytes {
+    StrBytes::from_static_str(value)
+}
+
+/// The consumer-group APIs, every array and nullable field populated where the version has it.
+fn populated_group_request(api_key: ApiKey, version: i16) -> Request {
+    let group = || text("group-a").into();
+    let instance = |from: i16| (version >= from).then(|| text("instance-1"));
+    match api_key {
+        ApiKey::FindCoordinator => {
+            let mut body = FindCoordinatorRequest::default();
+            if version <= 3 {
+                body.key = text("group-a");
+            } else {
+                body.coordinator_keys = vec![text("group-a"), text("group-b")];
+            }
+            Request::FindCoordinator(body)
+        }
+        ApiKey::JoinGroup => {
+            let mut protocol = join_group_request::JoinGroupRequestProtocol::default();
+            protocol.name = text("range");
+            protocol.metadata = bytes::Bytes::from_static(b"subscription");
+            let mut body = JoinGroupRequest::default();
+            body.group_id = group();
+            body.session_timeout_ms = 6000;
+            body.rebalance_timeout_ms = if version >= 1 { 9000 } else { -1 };
+            body.member_id = text("member-1");
+            body.group_instance_id = instance(5);
+            body.protocol_type = text("consumer");
+            body.protocols = vec![protocol.clone(), protocol.with_name(text("roundrobin"))];
+            body.reason = (version >= 8).then(|| text("rejoin"));
+            Request::JoinGroup(body)
+        }
+        ApiKey::SyncGroup => {
+            let mut assignment = sync_group_request::SyncGroupRequestAssignment::default();
+            assignment.member_id = text("member-1");
+            assignment.assignment = bytes::Bytes::from_static(b"partitions");
+            let mut body = SyncGroupRequest::default();
+            body.group_id = group();
+            body.generation_id = 3;
+            body.member_id = text("member-1");
+            body.group_instance_id = instance(3);
+            body.protocol_type = (version >= 5).then(|| text("consumer"));
+            body.protocol_name = (version >= 5).then(|| text("range"));
+            body.assignments = vec![assignment.clone(), assignment];
+            Request::SyncGroup(body)
+        }
+        other => populated_group_request_more(other, version),
+    }
+}
+
+fn populated_group_request_more(api_key: ApiKey, version: i16) -> Request {
+    let group = || text("group-a").into();
+    let instance = |from: i16| (version >= from).then(|| text("instance-1"));
+    match api_key {
+        ApiKey::Heartbeat => {
+            let mut body = HeartbeatRequest::default();
+            body.group_id = group();
+            body.generation_id = 3;
+            body.member_id = text("member-1");
+            body.group_instance_id = instance(3);
+            Request::Heartbeat(body)
+        }
+        ApiKey::LeaveGroup => {
+            let mut body = LeaveGroupRequest::default();
+            body.group_id = group();
+            if version <= 2 {
+                body.member_id = text("member-1");
+            } else {
+                let mut member = leave_group_request::MemberIdentity::default();
+                member.member_id = text("member-1");
+                member.group_instance_id = instance(3);
+                member.reason = (version >= 5).then(|| text("closing"));
+                body.members = vec![member.clone(), member];
+            }
+            Request::LeaveGroup(body)
+        }
+        ApiKey::OffsetCommit => Request::OffsetCommit(populated_offset_commit(version)),
+        ApiKey::OffsetFetch => Request::OffsetFetch(populated_offset_fetch(version)),
+        ApiKey::ListGroups => {
+            let mut body = ListGroupsRequest::default();
+            if version >= 4 {
+                body.states_filter = vec![text("Stable"), text("Empty")];
+            }
+            if version >= 5 {
+                body.types_filter = vec![text("classic")];
+            }
+            Request::ListGroups(body)
+        }
+        ApiKey::DescribeGroups => {
+            let mut body = DescribeGroupsRequest::default();
+            body.groups = vec![group(), group()];
+            body.include_authorized_operations = version >= 3;
+            Request::DescribeGroups(body)
+        }
+        ApiKey::DeleteGroups => {
+            let mut body = DeleteGroupsRequest::default();
+            body.groups_names = vec![group(), group()];
+            Request::DeleteGroups(body)
+        }
+        ApiKey::OffsetDelete => {
+            let partition = offset_delete_request::OffsetDeleteRequestPartition::default();
+            let mut topic = offset_delete_request::OffsetDeleteRequestTopic::default();
+            topic.name = text("orders").into();
+            topic.partitions = vec![partition.clone(), partition.with_partition_index(4)];
+            let mut body = OffsetDeleteRequest::default();
+            body.group_id = group();
+            body.topics = vec![topic];
+            Request::OffsetDelete(body)
+        }
         other => panic!("no populated request for {other:?}"),
     }
+}
+
+fn populated_offset_commit(version: i16) -> OffsetCommitRequest {
+    let mut partition = offset_commit_request::OffsetCommitRequestPartition::default();
+    partition.partition_index = 2;
+    partition.committed_offset = 77;
+    partition.committed_leader_epoch = if version >= 6 { 4 } else { -1 };
+    partition.committed_metadata = Some(text("metadata"));
+    let mut topic = offset_commit_request::OffsetCommitRequestTopic::default();
+    topic.name = text("orders").into();
+    topic.partitions = vec![partition.clone(), partition];
+    let mut body = OffsetCommitRequest::default();
+    body.group_id = text("group-a").into();
+    body.generation_id_or_member_epoch = 3;
+    body.member_id = text("member-1");
+    body.group_instance_id = (version >= 7).then(|| text("instance-1"));
+    body.retention_time_ms = if version <= 4 { 1000 } else { -1 };
+    body.topics = vec![topic];
+    body
+}
+
+fn populated_offset_fetch(version: i16) -> OffsetFetchRequest {
+    let mut body = OffsetFetchRequest::default();
+    if version <= 7 {
+        let mut topic = offset_fetch_request::OffsetFetchRequestTopic::default();
+        topic.name = text("orders").into();
+        topic.partition_indexes = vec![0, 1, 2];
+        body.group_id = text("group-a").into();
+        body.topics = Some(vec![topic]);
+    } else {
+        let mut topic = offset_fetch_request::OffsetFetchRequestTopics::default();
+        topic.name = text("orders").into();
+        topic.partition_indexes = vec![0, 1, 2];
+        let mut group = offset_fetch_request::OffsetFetchRequestGroup::default();
+        group.group_id = text("group-a").into();
+        if version >= 9 {
+            group.member_id = Some(text("member-1"));
+            group.member_epoch = 5;
+        }
+        group.topics = Some(vec![topic]);
+        body.groups = vec![group.clone(), group.with_topics(None)];
+    }
+    body.require_stable = version >= 7;
+    body
 }
 
 fn populated_produce(version: i16) -> ProduceRequest {
@@ -158,6 +318,17 @@ fn frame_of(request: &Request, api_key: ApiKey, version: i16) -> Bytes {
         Request::InitProducerId(body) => frame_with(api_key, version, body),
         Request::DescribeConfigs(body) => frame_with(api_key, version, body),
         Request::DescribeCluster(body) => frame_with(api_key, version, body),
+        Request::FindCoordinator(body) => frame_with(api_key, version, body),
+        Request::JoinGroup(body) => frame_with(api_key, version, body),
+        Request::SyncGroup(body) => frame_with(api_key, version, body),
+        Request::Heartbeat(body) => frame_with(api_key, version, body),
+        Request::LeaveGroup(body) => frame_with(api_key, version, body),
+        Request::OffsetCommit(body) => frame_with(api_key, version, body),
+        Request::OffsetFetch(body) => frame_with(api_key, version, body),
+        Request::ListGroups(body) => frame_with(api_key, version, body),
+        Request::DescribeGroups(body) => frame_with(api_key, version, body),
+        Request::DeleteGroups(body) => frame_with(api_key, version, body),
+        Request::OffsetDelete(body) => frame_with(api_key, version, body),
     }
 }
 
@@ -200,6 +371,17 @@ fn flexible_versions_use_request_header_v2() {
         (ApiKey::InitProducerId, 2),
         (ApiKey::DescribeConfigs, 4),
         (ApiKey::DescribeCluster, 0),
+        (ApiKey::FindCoordinator, 3),
+        (ApiKey::JoinGroup, 6),
+        (ApiKey::SyncGroup, 4),
+        (ApiKey::Heartbeat, 4),
+        (ApiKey::LeaveGroup, 4),
+        (ApiKey::OffsetCommit, 8),
+        (ApiKey::OffsetFetch, 6),
+        (ApiKey::ListGroups, 3),
+        (ApiKey::DescribeGroups, 5),
+        (ApiKey::DeleteGroups, 2),
+        (ApiKey::OffsetDelete, i16::MAX),
     ];
     for (api_key, flexible_from) in first_flexible {
         let (min, max) = api::supported_range(api_key as i16).unwrap();
@@ -240,7 +422,7 @@ fn versions_below_the_floor_are_unsupported() {
 
 #[test]
 fn unknown_and_unimplemented_apis_are_refused_with_their_key() {
-    for api_key in [ApiKey::JoinGroup as i16, 999, -1] {
+    for api_key in [ApiKey::AddPartitionsToTxn as i16, 999, -1] {
         let mut frame = vec![0u8; 12];
         frame[0..2].copy_from_slice(&api_key.to_be_bytes());
         frame[4..8].copy_from_slice(&CORRELATION_ID.to_be_bytes());

@@ -77,6 +77,24 @@ fn populated_response(api_key: ApiKey) -> Response {
             body.brokers = vec![Default::default()];
             Response::DescribeCluster(body)
         }
+        other => group_response(other),
+    }
+}
+
+/// The group APIs: their default bodies are valid at every version.
+fn group_response(api_key: ApiKey) -> Response {
+    match api_key {
+        ApiKey::FindCoordinator => Response::FindCoordinator(Default::default()),
+        ApiKey::JoinGroup => Response::JoinGroup(Default::default()),
+        ApiKey::SyncGroup => Response::SyncGroup(Default::default()),
+        ApiKey::Heartbeat => Response::Heartbeat(Default::default()),
+        ApiKey::LeaveGroup => Response::LeaveGroup(Default::default()),
+        ApiKey::OffsetCommit => Response::OffsetCommit(Default::default()),
+        ApiKey::OffsetFetch => Response::OffsetFetch(Default::default()),
+        ApiKey::ListGroups => Response::ListGroups(Default::default()),
+        ApiKey::DescribeGroups => Response::DescribeGroups(Default::default()),
+        ApiKey::DeleteGroups => Response::DeleteGroups(Default::default()),
+        ApiKey::OffsetDelete => Response::OffsetDelete(Default::default()),
         other => panic!("no response for {other:?}"),
     }
 }
@@ -112,6 +130,33 @@ fn decode_encoded(api_key: ApiKey, version: i16, bytes: &Bytes) -> (i32, Respons
         }
         ApiKey::DescribeCluster => {
             Response::DescribeCluster(Decodable::decode(&mut buffer, version).unwrap())
+        }
+        ApiKey::FindCoordinator => {
+            Response::FindCoordinator(Decodable::decode(&mut buffer, version).unwrap())
+        }
+        ApiKey::JoinGroup => Response::JoinGroup(Decodable::decode(&mut buffer, version).unwrap()),
+        ApiKey::SyncGroup => Response::SyncGroup(Decodable::decode(&mut buffer, version).unwrap()),
+        ApiKey::Heartbeat => Response::Heartbeat(Decodable::decode(&mut buffer, version).unwrap()),
+        ApiKey::LeaveGroup => {
+            Response::LeaveGroup(Decodable::decode(&mut buffer, version).unwrap())
+        }
+        ApiKey::OffsetCommit => {
+            Response::OffsetCommit(Decodable::decode(&mut buffer, version).unwrap())
+        }
+        ApiKey::OffsetFetch => {
+            Response::OffsetFetch(Decodable::decode(&mut buffer, version).unwrap())
+        }
+        ApiKey::ListGroups => {
+            Response::ListGroups(Decodable::decode(&mut buffer, version).unwrap())
+        }
+        ApiKey::DescribeGroups => {
+            Response::DescribeGroups(Decodable::decode(&mut buffer, version).unwrap())
+        }
+        ApiKey::DeleteGroups => {
+            Response::DeleteGroups(Decodable::decode(&mut buffer, version).unwrap())
+        }
+        ApiKey::OffsetDelete => {
+            Response::OffsetDelete(Decodable::decode(&mut buffer, version).unwrap())
         }
         other => panic!("no decoder for {other:?}"),
     };
