@@ -52,6 +52,7 @@
 
 mod append;
 pub mod checkpoint;
+pub(crate) mod compaction;
 pub mod config;
 pub mod error;
 mod flush;
@@ -72,7 +73,8 @@ pub mod time_index;
 #[cfg(test)]
 mod tests;
 
-pub use config::{FlushPolicy, LogConfig};
+pub use compaction::CleanOutcome;
+pub use config::{CompactionConfig, FlushPolicy, LogConfig};
 pub use error::{LogError, LogHealth, LogStatus};
 pub use partition::Log;
 pub use state::{AppendInfo, LogLatency, ReadInfo};

@@ -63,9 +63,12 @@ pub fn judge(
         Expect::Exactly(offset) => info.base_offset == offset,
         Expect::AtLeast(offset) => info.base_offset >= offset,
     };
-    // A batch we stored always holds at least one record; the offsets must not overflow.
-    let shape_ok = info.records_count > 0
-        && info.base_offset.checked_add(i64::from(info.last_offset_delta)).is_some();
+    // A batch we stored holds at least one record, except compaction's fillers: zero records
+    // and no record bytes (both under the CRC). The offsets must not overflow.
+    let records_ok =
+        info.records_count > 0 || (info.records_count == 0 && info.size_bytes == HEADER_SIZE_BYTES);
+    let shape_ok =
+        records_ok && info.base_offset.checked_add(i64::from(info.last_offset_delta)).is_some();
     if offset_ok && shape_ok {
         Judgement::Valid(info)
     } else {

@@ -383,6 +383,7 @@ impl<'a> Cursor<'a> {
 }
 
 pub mod build;
+pub mod rewrite;
 
 #[cfg(test)]
 mod tests;
