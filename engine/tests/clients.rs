@@ -166,3 +166,22 @@ fn admin_client_creates_describes_refuses_and_deletes() {
 fn a_parked_fetch_returns_when_a_record_arrives() {
     features("longpoll");
 }
+
+#[test]
+fn a_compacted_topic_keeps_the_latest_value_per_key_across_a_restart() {
+    let directory = test_dir("compaction");
+    let arguments = ["--shards", "2", "--log-cleaner-interval-ms", "100"];
+    let mut server = TernServer::start(&directory.join("data"), &arguments);
+    let compaction = |server: &TernServer, phase: &str| {
+        let output = run_checked(
+            python("compaction.py").args(["--bootstrap", &server.bootstrap(), "--phase", phase]),
+            &format!("compaction.py {phase}"),
+        );
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+    };
+    compaction(&server, "create,produce,wait,verify");
+    server.stop();
+    server.restart();
+    compaction(&server, "verify");
+    server.stop();
+}

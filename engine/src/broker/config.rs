@@ -32,6 +32,9 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// How often each shard applies retention and age-based segment rolls.
     pub retention_check_interval_ms: u64,
+    /// How often each shard looks for a compacted log to clean (Kafka's
+    /// `log.cleaner.backoff.ms`).
+    pub log_cleaner_interval_ms: u64,
 }
 
 impl BrokerConfig {
@@ -51,6 +54,7 @@ impl BrokerConfig {
             max_in_flight_bytes_per_connection: 64 * 1024 * 1024,
             log: LogConfig::default(),
             retention_check_interval_ms: 5 * 60 * 1000,
+            log_cleaner_interval_ms: 15 * 1000,
         }
     }
 

@@ -175,6 +175,7 @@ pub async fn run_shard(
     shard.apply_topics(topics).await;
     drop(io::spawn_local(shard.clone().serve_jobs(jobs)));
     drop(io::spawn_local(shard.clone().run_retention()));
+    drop(io::spawn_local(shard.clone().run_cleaner()));
     let listener = match Listener::bind(shard.config.listen) {
         Ok(listener) => listener,
         Err(error) => {
