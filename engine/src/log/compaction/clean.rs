@@ -111,7 +111,8 @@ impl Writer {
     }
 }
 
-/// Rewrites `group` into `<base>.cleaned`, synced. `None` when a test hook stopped it.
+/// Rewrites `group` into `<base>.cleaned`, synced. `None` when a test hook stopped it. On
+/// error the `.cleaned` file is removed (recovery would remove it too).
 pub async fn clean_group(
     shared: &Rc<Shared>,
     group: &[Source],
@@ -119,9 +120,29 @@ pub async fn clean_group(
     horizon_ms: i64,
     hooks: &mut Hooks,
 ) -> Result<Option<Cleaned>, LogError> {
-    let base_offset = group[0].base_offset;
-    let path = shared.dir.join(super::swap::cleaned_name(base_offset));
+    let path = shared.dir.join(super::swap::cleaned_name(group[0].base_offset));
     let file = shared.disk.open(&path, OpenOptions { create: true, truncate: true })?;
+    let result = write_cleaned(shared, file, group, map, horizon_ms).await;
+    if result.is_err() {
+        if let Err(error) = shared.disk.remove_file(&path) {
+            tracing::warn!(path = %path.display(), %error, "log: cannot remove a .cleaned file");
+        }
+    }
+    let cleaned = result?;
+    if hooks.step() {
+        return Ok(None);
+    }
+    Ok(Some(cleaned))
+}
+
+async fn write_cleaned(
+    shared: &Rc<Shared>,
+    file: File,
+    group: &[Source],
+    map: &KeyMap,
+    horizon_ms: i64,
+) -> Result<Cleaned, LogError> {
+    let base_offset = group[0].base_offset;
     let interval_bytes = shared.config.index_interval_bytes;
     let mut writer = Writer {
         segment: Segment::empty(file.clone(), base_offset, interval_bytes),
@@ -153,10 +174,7 @@ pub async fn clean_group(
     if u32::try_from(writer.written_bytes).is_err() {
         return Err(LogError::Io(std::io::Error::other("cleaned segment beyond 4 GiB")));
     }
-    if hooks.step() {
-        return Ok(None);
-    }
-    Ok(Some(Cleaned { segment: writer.segment, changed: writer.changed }))
+    Ok(Cleaned { segment: writer.segment, changed: writer.changed })
 }
 
 fn clean_batch(

@@ -100,10 +100,26 @@ impl Log {
         if !shared.config.compaction.enabled || shared.cleaner.borrow().running {
             return Ok(CleanOutcome::default());
         }
-        shared.cleaner.borrow_mut().running = true;
-        let result = run(shared, now_ms, hooks).await;
-        shared.cleaner.borrow_mut().running = false;
-        result
+        let _running = Running::start(shared);
+        run(shared, now_ms, hooks).await
+    }
+}
+
+/// Marks a cleaning in progress until dropped, also when the cleaning's future is dropped.
+struct Running<'a>(&'a Shared);
+
+impl<'a> Running<'a> {
+    fn start(shared: &'a Shared) -> Running<'a> {
+        let mut cleaner = shared.cleaner.borrow_mut();
+        assert!(!cleaner.running, "one cleaning at a time per log");
+        cleaner.running = true;
+        Running(shared)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.cleaner.borrow_mut().running = false;
     }
 }
 

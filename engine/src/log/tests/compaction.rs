@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::io::{block_on, CrashMode};
 use crate::log::compaction::Hooks;
-use crate::log::{CleanOutcome, CompactionConfig};
+use crate::log::{CleanOutcome, CompactionConfig, LogError};
 use crate::protocol::record_batch::rewrite::{self, recompressed};
 use crate::protocol::record_batch::Compression;
 
@@ -229,5 +229,92 @@ fn compaction_frees_space_and_leaves_fillers_where_whole_batches_went() {
         let first = split(&read.bytes)[0].1.clone();
         let info = check_framing_and_crc(&first).expect("valid");
         assert!(info.base_offset <= 10 && info.last_offset() >= 10 && info.records_count == 0);
+    });
+}
+
+#[test]
+fn the_lag_and_the_dirty_ratio_decide_when_to_clean() {
+    block_on(async {
+        let (_sim, disk) = sim(10);
+        let mut config = config(0, 1 << 20);
+        config.compaction.min_compaction_lag_ms = NOW_MS;
+        let log = open(&disk, &config).await;
+        let batches: Vec<(Vec<Entry>, u8)> =
+            (0..40).map(|index| (vec![(Some(index % 2), Some(index as u16))], 4)).collect();
+        fill(&log, &batches).await;
+        // Every segment holds records newer than NOW_MS - lag: none is cleanable.
+        assert_eq!(compact(&log, &mut Hooks::default()).await, CleanOutcome::default());
+        log.close().await.expect("close");
+        config.compaction.min_compaction_lag_ms = 0;
+        config.compaction.min_cleanable_dirty_ratio_ppm = 1_000_000;
+        let log = open(&disk, &config).await;
+        let first = compact(&log, &mut Hooks::default()).await;
+        assert!(first.segments_swapped > 0);
+        // Everything cleanable is clean now: a ratio of 1 waits for new dirty segments.
+        assert_eq!(compact(&log, &mut Hooks::default()).await, CleanOutcome::default());
+    });
+}
+
+#[test]
+fn a_corrupt_batch_stops_the_cleaning_and_is_never_rewritten() {
+    block_on(async {
+        let (sim, disk) = sim(11);
+        let config = config(0, 1 << 20);
+        let log = open(&disk, &config).await;
+        let batches: Vec<(Vec<Entry>, u8)> =
+            (0..40).map(|index| (vec![(Some(index % 2), Some(index as u16))], 4)).collect();
+        fill(&log, &batches).await;
+        log.close().await.expect("close");
+        // A bit flip inside the first batch's records, behind a clean checkpoint.
+        sim.corrupt_durable(&segment_log_path(0), 70, 3);
+        let log = open(&disk, &config).await;
+        let error = log.compact_with(NOW_MS, &mut Hooks::default()).await;
+        assert!(matches!(error, Err(LogError::Corrupt { offset: 0 })), "{error:?}");
+        assert_eq!(segment_bases(&disk, &dir())[0], 0);
+        let leftovers = disk.list_dir(&dir()).expect("list");
+        assert!(leftovers.iter().all(|name| !name.ends_with(".cleaned")), "{leftovers:?}");
+    });
+}
+
+#[test]
+fn appends_and_reads_go_on_while_a_cleaning_runs() {
+    block_on(async {
+        let (_sim, disk) = sim(12);
+        let log = open(&disk, &config(0, 1 << 20)).await;
+        let batches: Vec<(Vec<Entry>, u8)> =
+            (0..80).map(|index| (vec![(Some(index % 4), Some(index as u16))], index)).collect();
+        fill(&log, &batches).await;
+        let before = records(&log).await;
+        let end_before = log.log_end_offset();
+        let done = std::cell::Cell::new(false);
+        let cleaner = async {
+            let outcome = compact(&log, &mut Hooks::default()).await;
+            done.set(true);
+            outcome
+        };
+        // Appends (each read back at once) until the cleaning ends.
+        let writer = async {
+            let (mut appended, mut saw_partial) = (0u16, false);
+            while !done.get() && appended < 1000 {
+                let entries = [(Some(9), Some(appended))];
+                let timestamp_ms = NOW_MS + i64::from(appended);
+                let batch = keyed_batch(&entries, timestamp_ms, Compression::Lz4);
+                let append = log.append(vec![batch], 1);
+                append.await.expect("append during a cleaning");
+                appended += 1;
+                let seen = records(&log).await;
+                saw_partial |= seen.len() != before.len() + usize::from(appended) && !done.get();
+            }
+            (appended, saw_partial)
+        };
+        let (outcome, (appended, saw_partial)) = futures_util::future::join(cleaner, writer).await;
+        assert!(outcome.segments_swapped > 1, "{outcome:?}");
+        assert!(appended > 1 && saw_partial, "{appended} appends, partial seen: {saw_partial}");
+        let mut expected = model(&before, outcome.cleaned_up_to_offset, NOW_MS);
+        let after = records(&log).await;
+        let tail: Vec<Seen> = after.iter().filter(|seen| seen.0 >= end_before).cloned().collect();
+        assert_eq!(tail.len(), usize::from(appended));
+        expected.extend(tail);
+        assert_eq!(after, expected);
     });
 }
