@@ -9,7 +9,9 @@
 //!   producer sent them except for the base offset and partitionLeaderEpoch, patched in place
 //!   (both lie outside the CRC32C range). `base_offset` is the offset of its first batch.
 //!   Offsets are contiguous within and across segments (a batch's base offset is the previous
-//!   batch's last offset + 1). A segment holds at most `segment_size_bytes` (unless one append
+//!   batch's last offset + 1), compacted logs included: compaction keeps every batch's offset
+//!   span and replaces a run of fully removed batches by one empty *filler* batch (zero
+//!   records, exactly the 61-byte header) spanning it (see `compaction/`). A segment holds at most `segment_size_bytes` (unless one append
 //!   alone is bigger) and less than 2^31 offsets; an append never spans two segments.
 //! - `<base_offset:020>.index` — sparse offset index: 8-byte entries `relative_offset: u32 BE,
 //!   position: u32 BE` (batch base offset minus segment base offset; byte position in the
@@ -26,6 +28,10 @@
 //! - `write-intent` — 28 bytes: magic `TRWI`, version u16 (1), reserved u16, start offset i64,
 //!   end offset i64, CRC32C u32 (all BE): the offset range of the multi-batch group being
 //!   written, fdatasync'd before its data, so recovery can tell a torn group from corruption.
+//!
+//! - `<base_offset:020>.cleaned`, `<base_offset:020>.<end_offset:020>.swap` — compaction's
+//!   output before and after its commit point; recovery deletes the first and completes the
+//!   second (`compaction/swap.rs`).
 //!
 //! Indexes are caches of the log: written only for durable data (and synced before the
 //! checkpoint that vouches for them), validated on load (entries increasing, inside the
