@@ -7,12 +7,14 @@
 //!
 //! - `<base_offset:020>.log` — a segment: record batches (v2) back to back, exactly as the
 //!   producer sent them except for the base offset and partitionLeaderEpoch, patched in place
-//!   (both lie outside the CRC32C range). `base_offset` is the offset of its first batch.
-//!   Offsets are contiguous within and across segments (a batch's base offset is the previous
-//!   batch's last offset + 1), compacted logs included: compaction keeps every batch's offset
-//!   span and replaces a run of fully removed batches by one empty *filler* batch (zero
-//!   records, exactly the 61-byte header) spanning it (see `compaction/`). A segment holds at most `segment_size_bytes` (unless one append
-//!   alone is bigger) and less than 2^31 offsets; an append never spans two segments.
+//!   (both lie outside the CRC32C range), until compaction rewrites a batch with fewer
+//!   records. `base_offset` is the offset of its first batch. Offsets are contiguous within
+//!   and across segments (a batch's base offset is the previous batch's last offset + 1),
+//!   compacted logs included: compaction keeps every batch's offset span and replaces a run
+//!   of fully removed batches by one empty *filler* batch (zero records, exactly the 61-byte
+//!   header) spanning it (see `compaction/`). A segment holds at most `segment_size_bytes`
+//!   (unless one append alone is bigger) and less than 2^31 offsets; an append never spans
+//!   two segments.
 //! - `<base_offset:020>.index` — sparse offset index: 8-byte entries `relative_offset: u32 BE,
 //!   position: u32 BE` (batch base offset minus segment base offset; byte position in the
 //!   `.log`), one per `index_interval_bytes` of log, both columns strictly increasing.
