@@ -383,6 +383,7 @@ impl<'a> Cursor<'a> {
 }
 
 pub mod build;
+pub mod decompress;
 pub mod rewrite;
 
 #[cfg(test)]

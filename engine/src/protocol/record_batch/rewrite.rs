@@ -8,8 +8,8 @@
 //! their offset and timestamp deltas byte for byte; only `batchLength`, `recordsCount` and the
 //! CRC32C change.
 
-use bytes::{Buf, BufMut, BytesMut};
-use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
 
 use super::{check_framing_and_crc, BatchError, BatchInfo, Compression, Cursor};
 use super::{CRC_START, HEADER_SIZE_BYTES, LOG_OVERHEAD_BYTES, MAGIC_V2};
@@ -120,27 +120,9 @@ fn locate_records(bytes: &[u8], records_count: i32) -> Result<Vec<RecordView>, B
     Ok(records)
 }
 
-/// Decompresses a records section (anyhow's errors of the codecs are reduced to one reason).
 fn decompress(compression: Compression, compressed: &[u8]) -> Result<Vec<u8>, BatchError> {
-    let mut input = compressed;
-    // Each codec hands over its own buffer type; all of them are `bytes::Buf`.
-    macro_rules! with {
-        ($codec:ty) => {
-            <$codec>::decompress(&mut input, |buffer| Ok(buffer.copy_to_bytes(buffer.remaining())))
-        };
-    }
-    let result = match compression {
-        Compression::None => return Ok(compressed.to_vec()),
-        Compression::Gzip => with!(Gzip),
-        Compression::Snappy => with!(Snappy),
-        Compression::Lz4 => with!(Lz4),
-        Compression::Zstd => with!(Zstd),
-    };
-    let bytes = result.map_err(|_| bad(-1, "records do not decompress"))?;
-    if bytes.len() > DECOMPRESSED_BYTES_MAX {
-        return Err(bad(-1, "records decompress beyond the bound"));
-    }
-    Ok(bytes.to_vec())
+    super::decompress::decompress_bounded(compression, compressed, DECOMPRESSED_BYTES_MAX)
+        .map_err(|reason| bad(-1, reason))
 }
 
 fn compress(compression: Compression, records: &[u8]) -> Result<Vec<u8>, BatchError> {
@@ -255,6 +237,19 @@ pub fn recompressed(batch: &[u8], compression: Compression) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decompression_bomb_is_refused_not_allocated() {
+        let zeros = vec![0u8; 4 << 20];
+        for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+            let compressed = compress(codec, &zeros).unwrap();
+            assert!(compressed.len() < zeros.len() / 16, "{codec:?}");
+            let bounded = super::super::decompress::decompress_bounded(codec, &compressed, 1 << 20);
+            assert_eq!(bounded, Err("records decompress beyond the bound"), "{codec:?}");
+            let whole = super::super::decompress::decompress_bounded(codec, &compressed, 4 << 20);
+            assert_eq!(whole.as_deref(), Ok(&zeros[..]), "{codec:?}");
+        }
+    }
     use crate::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
     use crate::protocol::record_batch::patch_base_offset;
 
