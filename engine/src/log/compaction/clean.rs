@@ -61,12 +61,10 @@ struct Writer {
     buffer: Vec<u8>,
     written_bytes: u64,
     filler: Option<FillerSpan>,
-    changed: bool,
 }
 
 impl Writer {
     fn remove(&mut self, info: &BatchInfo) {
-        self.changed = true;
         let filler = self.filler.get_or_insert(FillerSpan {
             base_offset: info.base_offset,
             last_offset: info.last_offset(),
@@ -150,7 +148,6 @@ async fn write_cleaned(
         buffer: Vec::with_capacity(WRITE_BUFFER_BYTES),
         written_bytes: 0,
         filler: None,
-        changed: group.len() > 1,
     };
     for source in group {
         let mut stream = BatchStream::new(shared, source);
@@ -174,7 +171,11 @@ async fn write_cleaned(
     if u32::try_from(writer.written_bytes).is_err() {
         return Err(LogError::Io(std::io::Error::other("cleaned segment beyond 4 GiB")));
     }
-    Ok(Cleaned { segment: writer.segment, changed: writer.changed })
+    // Removing records always shrinks a segment (a filler is never larger than what it
+    // replaces; rewritten fillers and emptied batches come out identical). A recompressed
+    // batch of exactly the old size is only a cleaning skipped, never a wrong one.
+    let changed = group.len() > 1 || writer.written_bytes != group[0].size_bytes;
+    Ok(Cleaned { segment: writer.segment, changed })
 }
 
 fn clean_batch(
@@ -192,12 +193,19 @@ fn clean_batch(
     };
     match judge(&decoded, map, horizon_ms) {
         Verdict::KeepAll => writer.push(bytes),
+        // Kafka keeps a producer's last batch, emptied, so its last sequence survives.
+        Verdict::RemoveAll if info.producer_id >= 0 => {
+            if map.producer_has_later_batch(info.producer_id, info.last_offset()) {
+                writer.remove(info);
+            } else {
+                writer.push(&rewrite::emptied(bytes));
+            }
+        }
         Verdict::RemoveAll => writer.remove(info),
         Verdict::KeepSome(keep) => {
             let rewritten = rewrite::encode_subset(bytes, &decoded, &keep).map_err(|error| {
                 LogError::Io(std::io::Error::other(format!("re-encoding a batch: {error}")))
             })?;
-            writer.changed = true;
             writer.push(&rewritten);
         }
     }

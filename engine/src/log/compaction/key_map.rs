@@ -20,6 +20,8 @@ pub const ENTRY_OVERHEAD_BYTES: usize = 64;
 
 pub struct KeyMap {
     latest: BTreeMap<Vec<u8>, i64>,
+    /// Producer id -> last offset of its latest batch seen (idempotent producers only).
+    producers: BTreeMap<i64, i64>,
     used_bytes: usize,
     budget_bytes: usize,
     /// Records below this offset (and at or above the first dirty offset) are in the map.
@@ -28,7 +30,37 @@ pub struct KeyMap {
 
 impl KeyMap {
     pub fn new(budget_bytes: usize, start_offset: i64) -> KeyMap {
-        KeyMap { latest: BTreeMap::new(), used_bytes: 0, budget_bytes, end_offset: start_offset }
+        KeyMap {
+            latest: BTreeMap::new(),
+            producers: BTreeMap::new(),
+            used_bytes: 0,
+            budget_bytes,
+            end_offset: start_offset,
+        }
+    }
+
+    /// True when the map saw a batch of `producer_id` ending after `last_offset`: a batch
+    /// that is not its producer's last may go entirely (Kafka keeps the last one).
+    pub fn producer_has_later_batch(&self, producer_id: i64, last_offset: i64) -> bool {
+        self.producers.get(&producer_id).is_some_and(|latest| *latest > last_offset)
+    }
+
+    /// Budget a batch's producer takes if it is new to the map.
+    fn producer_cost_bytes(&self, info: &BatchInfo) -> usize {
+        let new = info.producer_id >= 0 && !self.producers.contains_key(&info.producer_id);
+        if new {
+            ENTRY_OVERHEAD_BYTES
+        } else {
+            0
+        }
+    }
+
+    fn add_producer(&mut self, info: &BatchInfo) {
+        if info.producer_id < 0 {
+            return;
+        }
+        self.used_bytes += self.producer_cost_bytes(info);
+        self.producers.insert(info.producer_id, info.last_offset());
     }
 
     /// Offset of the latest record of `key` seen, if any.
@@ -47,9 +79,11 @@ impl KeyMap {
             .filter(|key| !self.latest.contains_key(*key))
             .collect();
         let cost_bytes: usize = new_keys.iter().map(|key| key.len() + ENTRY_OVERHEAD_BYTES).sum();
+        let cost_bytes = cost_bytes + self.producer_cost_bytes(&decoded.info);
         if self.used_bytes + cost_bytes > self.budget_bytes {
             return false;
         }
+        self.add_producer(&decoded.info);
         for record in records() {
             let Some(key) = decoded.key(record) else { continue };
             let offset = decoded.offset(record);
@@ -69,9 +103,15 @@ impl KeyMap {
         true
     }
 
-    /// A batch whose records cannot be decoded contributes no key (it is kept as it is).
-    pub fn skip(&mut self, info: &BatchInfo) {
+    /// A batch whose records cannot be decoded, or a control batch, contributes no key (it is
+    /// kept as it is), only its producer. False when that does not fit the budget.
+    pub fn skip(&mut self, info: &BatchInfo) -> bool {
+        if self.used_bytes + self.producer_cost_bytes(info) > self.budget_bytes {
+            return false;
+        }
+        self.add_producer(info);
         self.end_offset = self.end_offset.max(info.next_offset());
+        true
     }
 }
 
@@ -131,15 +171,10 @@ pub async fn build(
                 continue;
             }
             let added = match rewrite::decode(&bytes) {
-                Ok(decoded) if decoded.info.is_control => {
-                    map.skip(&info);
-                    true
+                Ok(decoded) if !decoded.info.is_control => {
+                    map.try_add(&decoded, first_dirty_offset)
                 }
-                Ok(decoded) => map.try_add(&decoded, first_dirty_offset),
-                Err(_) => {
-                    map.skip(&info);
-                    true
-                }
+                Ok(_) | Err(_) => map.skip(&info),
             };
             if !added {
                 return Ok(map);

@@ -318,3 +318,36 @@ fn appends_and_reads_go_on_while_a_cleaning_runs() {
         assert_eq!(after, expected);
     });
 }
+
+#[test]
+fn a_producers_last_batch_survives_emptied_as_kafka_keeps_it() {
+    block_on(async {
+        let (_sim, disk) = sim(13);
+        let log = open(&disk, &config(0, 1 << 20)).await;
+        // Producers 7 and 8 write keys 0..3 in turn; later plain batches supersede them all.
+        for sequence in 0..12 {
+            let producer_id = 7 + i64::from(sequence % 2);
+            let record = Record {
+                key: Some(key_bytes((sequence % 3) as u8)),
+                value: Some(vec![1; 100]),
+                ..Record::default()
+            };
+            let stamp = ProducerStamp { producer_id, producer_epoch: 0, base_sequence: sequence };
+            let batch = BytesMut::from(&encode_batch(&[record], 0, stamp)[..]);
+            log.append(vec![batch], 1).await.expect("append");
+        }
+        let batches: Vec<(Vec<Entry>, u8)> =
+            (0..30).map(|index| (vec![(Some(index % 3), Some(index as u16))], 4)).collect();
+        fill(&log, &batches).await;
+        compact(&log, &mut Hooks::default()).await;
+        let mut emptied = Vec::new();
+        for (_, batch) in read_all(&log, 0, 4096).await {
+            let info = check_framing_and_crc(&batch).expect("valid");
+            if info.producer_id >= 0 {
+                assert_eq!(info.records_count, 0, "superseded records are gone");
+                emptied.push((info.producer_id, info.base_sequence, info.base_offset));
+            }
+        }
+        assert_eq!(emptied, vec![(7, 10, 10), (8, 11, 11)]);
+    });
+}

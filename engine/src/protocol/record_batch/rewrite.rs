@@ -11,6 +11,7 @@
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
 
+use super::ATTRIBUTE_COMPRESSION_MASK;
 use super::{check_framing_and_crc, BatchError, BatchInfo, Compression, Cursor};
 use super::{CRC_START, HEADER_SIZE_BYTES, LOG_OVERHEAD_BYTES, MAGIC_V2};
 
@@ -209,6 +210,22 @@ pub fn filler(span: FillerSpan) -> Vec<u8> {
     batch
 }
 
+/// `original` with every record removed but its header kept (offset span, producer id, epoch,
+/// base sequence, timestamps), uncompressed: what Kafka's cleaner keeps of a producer's last
+/// batch so that the producer's last sequence survives compaction.
+pub fn emptied(original: &[u8]) -> Vec<u8> {
+    let mut batch = original[..HEADER_SIZE_BYTES].to_vec();
+    let batch_length = (HEADER_SIZE_BYTES - LOG_OVERHEAD_BYTES) as i32;
+    batch[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    let attributes = i16::from_be_bytes([batch[21], batch[22]]) & !ATTRIBUTE_COMPRESSION_MASK;
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    batch[57..61].copy_from_slice(&0i32.to_be_bytes());
+    seal(&mut batch);
+    let info = check_framing_and_crc(&batch).expect("a batch just encoded is valid");
+    assert_eq!((info.records_count, info.compression), (0, Compression::None));
+    batch
+}
+
 fn seal(batch: &mut [u8]) {
     let crc = crc32c::crc32c(&batch[CRC_START..]);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
@@ -289,6 +306,18 @@ mod tests {
             assert_eq!(again.offset(&again.records[0]), 101);
             assert_eq!(again.key(&again.records[0]), Some(&b"b"[..]));
         }
+    }
+
+    #[test]
+    fn an_emptied_batch_keeps_its_producer_and_its_span() {
+        let stamp = ProducerStamp { producer_id: 3, producer_epoch: 1, base_sequence: 17 };
+        let mut plain = encode_batch(&[keyed("a", Some("1")), keyed("b", None)], 9, stamp);
+        patch_base_offset(&mut plain, 40, 2);
+        let batch = emptied(&recompressed(&plain, Compression::Gzip));
+        let info = check_framing_and_crc(&batch).unwrap();
+        assert_eq!((info.base_offset, info.last_offset(), info.records_count), (40, 41, 0));
+        assert_eq!((info.producer_id, info.producer_epoch, info.base_sequence), (3, 1, 17));
+        assert_eq!((info.size_bytes, info.partition_leader_epoch), (HEADER_SIZE_BYTES, 2));
     }
 
     #[test]
