@@ -108,6 +108,28 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_record_batch_is_valid_only_without_record_bytes() {
+        use crate::protocol::record_batch::rewrite::{filler, FillerSpan};
+        let span = FillerSpan {
+            base_offset: 5,
+            last_offset: 9,
+            max_timestamp_ms: 0,
+            partition_leader_epoch: 0,
+        };
+        let batch = filler(span);
+        let judged = judge(&batch, batch.len() as u64, Expect::Exactly(5), 1 << 20);
+        let Judgement::Valid(info) = judged else { panic!("{judged:?}") };
+        assert_eq!((info.records_count, info.next_offset()), (0, 10));
+        // The same header claiming zero records over a record's bytes is not one we wrote.
+        let mut batch = batch_at(5, 1);
+        batch[57..61].copy_from_slice(&0i32.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        let judged = judge(&batch, batch.len() as u64, Expect::Exactly(5), 1 << 20);
+        assert_eq!(judged, Judgement::Invalid);
+    }
+
+    #[test]
     fn short_windows_ask_for_more_and_short_files_are_invalid() {
         let batch = batch_at(0, 2);
         let size = batch.len();
