@@ -7,8 +7,10 @@
             a record without a key is refused with INVALID_RECORD
   wait      polls until the partition holds fewer records than were produced (the cleaner ran)
   verify    consuming from the beginning gives the latest value per key, offsets increasing
+  verify-kafka-python   the same with kafka-python (use --codecs none,gzip: it has no other
+            codec installed here)
 
-    compaction.py --bootstrap HOST:PORT --phase create,produce,wait,verify
+    compaction.py --bootstrap HOST:PORT [--topic T] [--codecs C,..] --phase create,produce,...
 """
 import argparse
 import sys
@@ -17,7 +19,6 @@ import time
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition, OFFSET_BEGINNING
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-TOPIC = "compacted"
 KEYS = 8
 UPDATES = 400
 TOMBSTONED_KEY = 7
@@ -38,8 +39,9 @@ def expected_latest():
 def create(args, admin):
     config = {"cleanup.policy": "compact", "segment.bytes": "4096",
               "min.cleanable.dirty.ratio": "0.01"}
-    admin.create_topics([NewTopic(TOPIC, 1, 1, config=config)])[TOPIC].result(timeout=30)
-    resource = ConfigResource(ConfigResource.Type.TOPIC, TOPIC)
+    futures = admin.create_topics([NewTopic(args.topic, 1, 1, config=config)])
+    futures[args.topic].result(timeout=30)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, args.topic)
     configs = admin.describe_configs([resource])[resource].result(timeout=30)
     expectations = {"cleanup.policy": ("compact", False),
                     "min.cleanable.dirty.ratio": ("0.01", False),
@@ -55,7 +57,7 @@ def create(args, admin):
 
 def produce(args, admin):
     # One producer per codec, all interleaved, so that every segment mixes codecs.
-    codecs = ["none", "gzip", "snappy", "lz4", "zstd"]
+    codecs = args.codecs.split(",")
     failures = []
     producers = []
     for index, codec in enumerate(codecs):
@@ -67,7 +69,7 @@ def produce(args, admin):
         for producer, keys in producers:
             for key in keys:
                 value = b"key-%d-update-%d" % (key, update)
-                producer.produce(TOPIC, key=b"key-%d" % key, value=value, partition=0,
+                producer.produce(args.topic, key=b"key-%d" % key, value=value, partition=0,
                                  on_delivery=lambda error, message: error and failures.append(error))
             producer.poll(0)
     for producer, _ in producers:
@@ -78,12 +80,12 @@ def produce(args, admin):
     errors = []
     producer = Producer({"bootstrap.servers": args.bootstrap, "acks": "all",
                          "enable.idempotence": False, "retries": 0})
-    producer.produce(TOPIC, key=b"key-%d" % TOMBSTONED_KEY, value=None, partition=0,
+    producer.produce(args.topic, key=b"key-%d" % TOMBSTONED_KEY, value=None, partition=0,
                      on_delivery=lambda error, message: error and fail("tombstone: %s" % error))
     # Flushed alone: a refused record fails its whole batch.
     if producer.flush(30):
         fail("tombstone not answered")
-    producer.produce(TOPIC, key=None, value=b"no key", partition=0,
+    producer.produce(args.topic, key=None, value=b"no key", partition=0,
                      on_delivery=lambda error, message: errors.append(error))
     if producer.flush(30):
         fail("tombstone or keyless record not answered")
@@ -93,11 +95,11 @@ def produce(args, admin):
           % (UPDATES * KEYS, KEYS, errors[0].name()))
 
 
-def read_all(bootstrap):
+def read_all(args):
     """Every record of partition 0, from the beginning to the high watermark."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "compaction-unused",
+    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": "compaction-unused",
                          "enable.auto.commit": False})
-    partition = TopicPartition(TOPIC, 0, OFFSET_BEGINNING)
+    partition = TopicPartition(args.topic, 0, OFFSET_BEGINNING)
     _, high = consumer.get_watermark_offsets(partition, timeout=10)
     consumer.assign([partition])
     messages = []
@@ -117,7 +119,7 @@ def wait(args, admin):
     produced = UPDATES * KEYS + 1
     deadline = time.time() + 60
     while True:
-        count = len(read_all(args.bootstrap))
+        count = len(read_all(args))
         if count < produced:
             print("wait: %d records left of %d produced" % (count, produced))
             return
@@ -127,32 +129,58 @@ def wait(args, admin):
 
 
 def verify(args, admin):
-    messages = read_all(args.bootstrap)
-    offsets = [message.offset() for message in messages]
+    records = [(m.offset(), m.key(), m.value()) for m in read_all(args)]
+    check(records)
+
+
+def verify_kafka_python(args, admin):
+    from kafka import KafkaConsumer, TopicPartition as Partition
+    consumer = KafkaConsumer(bootstrap_servers=args.bootstrap, group_id=None,
+                             enable_auto_commit=False, auto_offset_reset="earliest")
+    partition = Partition(args.topic, 0)
+    high = consumer.end_offsets([partition])[partition]
+    consumer.assign([partition])
+    consumer.seek_to_beginning(partition)
+    records = []
+    deadline = time.time() + 60
+    while (not records or records[-1][0] < high - 1) and time.time() < deadline:
+        for messages in consumer.poll(timeout_ms=500, max_records=1000).values():
+            records.extend((m.offset, m.key, m.value) for m in messages)
+    consumer.close()
+    if not records or records[-1][0] != high - 1:
+        fail("kafka-python did not read up to the high watermark %d" % high)
+    check(records, "kafka-python ")
+
+
+def check(records, client=""):
+    offsets = [offset for offset, _, _ in records]
     if any(later <= earlier for earlier, later in zip(offsets, offsets[1:])):
         fail("offsets do not increase")
     latest = {}
-    for message in messages:
-        latest[message.key()] = message.value()
+    for _, key, value in records:
+        latest[key] = value
     if latest != expected_latest():
         fail("latest values differ: %r" % latest)
     # Records of every key, whatever its codec, were compacted (only the active segment and
     # what was produced after the last cleaning keep older updates).
     for key in range(KEYS):
-        count = sum(1 for message in messages if message.key() == b"key-%d" % key)
+        count = sum(1 for _, record_key, _ in records if record_key == b"key-%d" % key)
         if count > UPDATES // 2:
             fail("key-%d still has %d records: not compacted" % (key, count))
-    print("verify: %d records, latest value per key, offsets increasing (last %d)"
-          % (len(messages), offsets[-1]))
+    print("%sverify: %d records, latest value per key, offsets increasing (last %d)"
+          % (client, len(records), offsets[-1]))
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--phase", required=True)
+    parser.add_argument("--topic", default="compacted")
+    parser.add_argument("--codecs", default="none,gzip,snappy,lz4,zstd")
     args = parser.parse_args()
     admin = AdminClient({"bootstrap.servers": args.bootstrap})
-    phases = {"create": create, "produce": produce, "wait": wait, "verify": verify}
+    phases = {"create": create, "produce": produce, "wait": wait, "verify": verify,
+              "verify-kafka-python": verify_kafka_python}
     for name in args.phase.split(","):
         phases[name](args, admin)
 
