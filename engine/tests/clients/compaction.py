@@ -59,6 +59,11 @@ def produce(args, admin):
     # One producer per codec, all interleaved, so that every segment mixes codecs.
     codecs = args.codecs.split(",")
     failures = []
+
+    def on_delivery(error, message):
+        if error:
+            failures.append(error)
+
     producers = []
     for index, codec in enumerate(codecs):
         producer = Producer({"bootstrap.servers": args.bootstrap, "acks": "all",
@@ -70,7 +75,7 @@ def produce(args, admin):
             for key in keys:
                 value = b"key-%d-update-%d" % (key, update)
                 producer.produce(args.topic, key=b"key-%d" % key, value=value, partition=0,
-                                 on_delivery=lambda error, message: error and failures.append(error))
+                                 on_delivery=on_delivery)
             producer.poll(0)
     for producer, _ in producers:
         if producer.flush(60):
