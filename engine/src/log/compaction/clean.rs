@@ -6,8 +6,10 @@
 use std::rc::Rc;
 
 use super::super::error::LogError;
+use super::super::layout::{OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX};
 use super::super::segment::Segment;
 use super::super::state::Shared;
+use super::super::{offset_index, time_index};
 use super::key_map::{BatchStream, KeyMap};
 use super::{Cleaned, Hooks, Source};
 use crate::io::{File, OpenOptions};
@@ -120,10 +122,16 @@ pub async fn clean_group(
 ) -> Result<Option<Cleaned>, LogError> {
     let path = shared.dir.join(super::swap::cleaned_name(group[0].base_offset));
     let file = shared.disk.open(&path, OpenOptions { create: true, truncate: true })?;
-    let result = write_cleaned(shared, file, group, map, horizon_ms).await;
+    let mut result = write_cleaned(shared, file, group, map, horizon_ms).await;
+    if let Ok(cleaned) = &result {
+        if let Err(error) = write_indexes(shared, &cleaned.segment).await {
+            result = Err(error);
+        }
+    }
     if result.is_err() {
-        if let Err(error) = shared.disk.remove_file(&path) {
-            tracing::warn!(path = %path.display(), %error, "log: cannot remove a .cleaned file");
+        let base_offset = group[0].base_offset;
+        if let Err(error) = super::swap::remove_cleaned(&shared.disk, &shared.dir, base_offset) {
+            tracing::warn!(path = %path.display(), %error, "log: cannot remove .cleaned files");
         }
     }
     let cleaned = result?;
@@ -176,6 +184,25 @@ async fn write_cleaned(
     // batch of exactly the old size is only a cleaning skipped, never a wrong one.
     let changed = group.len() > 1 || writer.written_bytes != group[0].size_bytes;
     Ok(Cleaned { segment: writer.segment, changed })
+}
+
+/// Writes the cleaned segment's whole indexes to their `.cleaned` names, synced.
+async fn write_indexes(shared: &Shared, segment: &Segment) -> Result<(), LogError> {
+    let pieces = [
+        (OFFSET_INDEX_SUFFIX, offset_index::encode(segment.offset_index.entries())),
+        (TIME_INDEX_SUFFIX, time_index::encode(segment.time_index.entries())),
+    ];
+    for (suffix, bytes) in pieces {
+        let name = super::swap::cleaned_index_name(segment.base_offset, suffix);
+        let options = OpenOptions { create: true, truncate: true };
+        let file = shared.disk.open(&shared.dir.join(name), options)?;
+        if !bytes.is_empty() {
+            let (result, _) = file.write_all_at(bytes, 0).await;
+            result?;
+        }
+        file.sync_data().await?;
+    }
+    Ok(())
 }
 
 fn clean_batch(

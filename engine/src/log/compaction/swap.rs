@@ -2,29 +2,31 @@
 //! `.cleaned` / `.swap` scheme). File names, for a group of segments `B..E` (first base offset
 //! `B`, end offset `E`):
 //!
-//! 1. `<B:020>.cleaned` — written and fdatasync'd (`clean.rs`). Not yet part of the log.
+//! 1. `<B:020>.cleaned` and its indexes `<B>.index.cleaned`, `<B>.timeindex.cleaned` —
+//!    written and fdatasync'd (`clean.rs`). Not yet part of the log.
 //! 2. The group's `.index` / `.timeindex` files are removed (caches; they would describe the
 //!    old bytes of `<B>.log`, and a missing index is rebuilt by a validating scan).
 //! 3. `<B>.cleaned` is renamed to `<B:020>.<E:020>.swap`, directory fsync'd. **Commit point.**
 //! 4. The group's `.log` files other than `<B>.log` are removed.
-//! 5. `<B>.<E>.swap` is renamed over `<B>.log`, directory fsync'd. The in-memory segments are
-//!    replaced in the same synchronous step (no await between 2 and here), then the new
-//!    indexes are written.
+//! 5. `<B>.<E>.swap` is renamed over `<B>.log`, then `<B>.index.cleaned` and
+//!    `<B>.timeindex.cleaned` (written and synced in step 1) over `<B>.index` and
+//!    `<B>.timeindex`; directory fsync'd. The in-memory segments are replaced in the same
+//!    synchronous step (no await between 2 and here).
 //!
-//! Recovery ([`finish_interrupted_swap`], before segments are listed): a `.cleaned` file is
-//! deleted (the old segments are intact: before the commit point); a `.swap` file is completed
-//! (steps 4–5 again, idempotent: every segment file with a base in `B..E` but `<B>.log` and all
-//! their indexes removed, then the rename). A crash at any point thus leaves either the old
-//! group or the new segment, each a complete, CRC-valid, contiguous span `B..E`.
+//! Recovery ([`finish_interrupted_swap`], before segments are listed): `.cleaned` files are
+//! deleted (before the commit point the old segments are intact; after it, a missing index
+//! is rebuilt, while a partly written one could pass validation and be trusted); a `.swap`
+//! file is completed (steps 4–5 again, idempotent: every segment file with a base in `B..E`
+//! but `<B>.log` and all their indexes removed, then the rename). A crash at any point thus
+//! leaves either the old group or the new segment, each a complete, CRC-valid, contiguous
+//! span `B..E`, with whole index files or none.
 
 use std::path::Path;
 use std::rc::Rc;
 
-use super::super::checkpoint::PersistError;
 use super::super::error::LogError;
 use super::super::flush;
 use super::super::layout::{self, EntryKind, LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX};
-use super::super::segment::IndexWrite;
 use super::super::state::Shared;
 use super::{Cleaned, Hooks, Source};
 use crate::io::Disk;
@@ -34,6 +36,21 @@ const SWAP_SUFFIX: &str = ".swap";
 
 pub fn cleaned_name(base_offset: i64) -> String {
     format!("{base_offset:020}{CLEANED_SUFFIX}")
+}
+
+/// The cleaned segment's index file with `suffix`, before it is renamed into place.
+pub fn cleaned_index_name(base_offset: i64, suffix: &str) -> String {
+    assert!(suffix == OFFSET_INDEX_SUFFIX || suffix == TIME_INDEX_SUFFIX);
+    format!("{base_offset:020}.{suffix}{CLEANED_SUFFIX}")
+}
+
+/// Removes a cleaning's `.cleaned` files (segment and indexes), if present.
+pub fn remove_cleaned(disk: &Disk, dir: &Path, base_offset: i64) -> std::io::Result<()> {
+    remove_if_present(disk, &dir.join(cleaned_name(base_offset)))?;
+    for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        remove_if_present(disk, &dir.join(cleaned_index_name(base_offset, suffix)))?;
+    }
+    Ok(())
 }
 
 pub fn swap_name(base_offset: i64, end_offset: i64) -> String {
@@ -54,7 +71,11 @@ fn leftover(name: &str) -> Option<Leftover> {
         all_digits.then(|| digits.parse::<i64>().ok()).flatten()
     };
     if let Some(stem) = name.strip_suffix(CLEANED_SUFFIX) {
-        return offset(stem).map(|_| Leftover::Cleaned);
+        let base = [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX]
+            .iter()
+            .find_map(|suffix| stem.strip_suffix(suffix).and_then(|base| base.strip_suffix('.')))
+            .unwrap_or(stem);
+        return offset(base).map(|_| Leftover::Cleaned);
     }
     let stem = name.strip_suffix(SWAP_SUFFIX)?;
     let (base, end) = stem.split_once('.')?;
@@ -81,9 +102,8 @@ pub async fn swap_in(
 ) -> Result<Swapped, LogError> {
     let base_offset = group[0].base_offset;
     let end_offset = group[group.len() - 1].next_offset;
-    let cleaned_path = shared.dir.join(cleaned_name(base_offset));
     if !cleaned.changed || !still_in_log(shared, group) {
-        remove_if_present(&shared.disk, &cleaned_path)?;
+        remove_cleaned(&shared.disk, &shared.dir, base_offset)?;
         return Ok(if cleaned.changed { Swapped::Abandoned } else { Swapped::Unchanged });
     }
     // From here to the in-memory replacement every call is synchronous: nothing else runs on
@@ -98,41 +118,21 @@ pub async fn swap_in(
             return Err(LogError::Offline);
         }
     }
-    let write = {
-        let mut state = shared.state.borrow_mut();
-        let Some(first) = state.segment_by_base(base_offset) else {
-            unreachable!("checked synchronously above")
-        };
-        let segment = cleaned.segment;
-        let write = IndexWrite::below(&segment, segment.next_offset, segment.size_bytes);
-        state.segments.splice(first..first + group.len(), [segment]);
-        state.check_invariants();
-        write
+    let mut state = shared.state.borrow_mut();
+    let Some(first) = state.segment_by_base(base_offset) else {
+        unreachable!("checked synchronously above")
     };
+    let mut segment = cleaned.segment;
+    // Its index files were written (synced) with it and renamed into place with it.
+    segment.offset_index.mark_persisted(segment.offset_index.entries().len());
+    segment.time_index.mark_persisted(segment.time_index.entries().len());
+    state.segments.splice(first..first + group.len(), [segment]);
+    state.check_invariants();
+    drop(state);
     if hooks.step() {
         return Ok(Swapped::Stopped);
     }
-    persist_index(shared, write).await;
     Ok(Swapped::Yes)
-}
-
-/// Writes the new segment's indexes. A failed write only leaves them to the next attempt
-/// (close) or to recovery's rebuild; a failed fdatasync takes the log offline (fsyncgate).
-async fn persist_index(shared: &Shared, write: IndexWrite) {
-    match write.write(&shared.disk, &shared.dir).await {
-        Ok(written) => {
-            let mut state = shared.state.borrow_mut();
-            if let Some(index) = state.segment_by_base(written.base_offset) {
-                written.mark_persisted(&mut state.segments[index]);
-            }
-        }
-        Err(PersistError::Write(error)) => {
-            tracing::warn!(dir = %shared.dir.display(), %error, "log: cleaned index not written");
-        }
-        Err(PersistError::Sync(error)) => {
-            flush::go_offline(shared, format!("fdatasync of a cleaned index failed: {error}"));
-        }
-    }
 }
 
 /// True when the log is usable and still holds exactly the group's segments, as planned.
@@ -185,6 +185,12 @@ fn rename_into_place(
         return Ok(false);
     }
     disk.rename(&swap_path, &layout::segment_path(dir, base_offset, LOG_SUFFIX))?;
+    // Whole index files only: a crash before these renames leaves them to recovery's rebuild
+    // (it deletes `.cleaned` files), never a partly written index it would trust.
+    for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        let from = dir.join(cleaned_index_name(base_offset, suffix));
+        disk.rename(&from, &layout::segment_path(dir, base_offset, suffix))?;
+    }
     disk.sync_dir(dir)?;
     if hooks.step() {
         return Ok(false);
@@ -244,6 +250,10 @@ mod tests {
         assert_eq!(leftover(&swap), Some(Leftover::Swap { base_offset: 42, end_offset: 90 }));
         assert_eq!(layout::classify(&swap), EntryKind::Other);
         assert_eq!(layout::classify(&cleaned_name(42)), EntryKind::Other);
+        let index = cleaned_index_name(42, TIME_INDEX_SUFFIX);
+        assert_eq!(index, "00000000000000000042.timeindex.cleaned");
+        assert_eq!(leftover(&index), Some(Leftover::Cleaned));
+        assert_eq!(layout::classify(&index), EntryKind::Other);
         for name in ["42.cleaned", "00000000000000000090.00000000000000000042.swap", "x.swap"] {
             assert_eq!(leftover(name), None, "{name}");
         }
