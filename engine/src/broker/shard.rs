@@ -251,7 +251,14 @@ impl Shard {
                 if self.is_shutting_down() {
                     return;
                 }
-                if let Err(error) = log.compact(io::unix_time_ms()).await {
+                if !log.is_compacted() {
+                    continue;
+                }
+                // Only sealed segments are cleaned: roll by segment.ms here too (not only every
+                // retention check), so that a quiet compacted topic becomes cleanable.
+                let now_ms = io::unix_time_ms();
+                let rolled = log.maybe_roll(now_ms).await;
+                if let Err(error) = rolled.and(log.compact(now_ms).await) {
                     tracing::warn!(?log, %error, "log compaction failed");
                 }
             }

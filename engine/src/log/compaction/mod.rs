@@ -85,6 +85,11 @@ pub struct Source {
 }
 
 impl Log {
+    /// True when this log is compacted (`cleanup.policy` includes `compact`).
+    pub fn is_compacted(&self) -> bool {
+        self.shared.config.compaction.enabled
+    }
+
     /// Cleans this log if it is compacted and dirty enough (see the module docs). `now_ms` is
     /// wall-clock time: it judges `min.compaction.lag.ms` and `delete.retention.ms`.
     pub async fn compact(&self, now_ms: i64) -> Result<CleanOutcome, LogError> {
