@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use super::super::error::LogError;
 use super::super::layout::{OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX};
+use super::super::scan;
 use super::super::segment::Segment;
 use super::super::state::Shared;
 use super::super::{offset_index, time_index};
@@ -63,6 +64,8 @@ struct Writer {
     buffer: Vec<u8>,
     written_bytes: u64,
     filler: Option<FillerSpan>,
+    /// Largest batch recovery and reads accept (see `scan::max_batch_bytes`).
+    max_batch_bytes: usize,
 }
 
 impl Writer {
@@ -156,12 +159,13 @@ async fn write_cleaned(
         buffer: Vec::with_capacity(WRITE_BUFFER_BYTES),
         written_bytes: 0,
         filler: None,
+        max_batch_bytes: scan::max_batch_bytes(shared.config.max_message_bytes),
     };
     for source in group {
         let mut stream = BatchStream::new(shared, source);
         // Each round consumes one batch of a segment of bounded size.
         while let Some((bytes, info)) = stream.next().await? {
-            clean_batch(&mut writer, &bytes, &info, map, horizon_ms)?;
+            clean_batch(&mut writer, &bytes, &info, map, horizon_ms);
             if writer.buffer.len() >= WRITE_BUFFER_BYTES {
                 writer.flush().await?;
             }
@@ -205,18 +209,12 @@ async fn write_indexes(shared: &Shared, segment: &Segment) -> Result<(), LogErro
     Ok(())
 }
 
-fn clean_batch(
-    writer: &mut Writer,
-    bytes: &[u8],
-    info: &BatchInfo,
-    map: &KeyMap,
-    horizon_ms: i64,
-) -> Result<(), LogError> {
+fn clean_batch(writer: &mut Writer, bytes: &[u8], info: &BatchInfo, map: &KeyMap, horizon_ms: i64) {
     // A CRC-valid batch whose records do not decode (a producer's malformed compressed batch:
     // Tern does not decompress on produce) is kept as it is: never remove what is not understood.
     let Ok(decoded) = rewrite::decode(bytes) else {
         writer.push(bytes);
-        return Ok(());
+        return;
     };
     match judge(&decoded, map, horizon_ms) {
         Verdict::KeepAll => writer.push(bytes),
@@ -229,12 +227,12 @@ fn clean_batch(
             }
         }
         Verdict::RemoveAll => writer.remove(info),
-        Verdict::KeepSome(keep) => {
-            let rewritten = rewrite::encode_subset(bytes, &decoded, &keep).map_err(|error| {
-                LogError::Io(std::io::Error::other(format!("re-encoding a batch: {error}")))
-            })?;
-            writer.push(&rewritten);
-        }
+        Verdict::KeepSome(keep) => match rewrite::encode_subset(bytes, &decoded, &keep) {
+            // Recompressed with another level than the producer's, a subset could come out
+            // larger than recovery and reads accept: keeping the batch as it was is always safe
+            // (compaction promises the latest record per key, not the absence of older ones).
+            Ok(rewritten) if rewritten.len() <= writer.max_batch_bytes => writer.push(&rewritten),
+            Ok(_) | Err(_) => writer.push(bytes),
+        },
     }
-    Ok(())
 }
