@@ -66,6 +66,8 @@ struct Writer {
     filler: Option<FillerSpan>,
     /// Largest batch recovery and reads accept (see `scan::max_batch_bytes`).
     max_batch_bytes: usize,
+    /// The output outgrew u32 positions: nothing more is appended, the group is not swapped.
+    overflow: bool,
 }
 
 impl Writer {
@@ -95,6 +97,12 @@ impl Writer {
         let info = check_framing_and_crc(batch).expect("the cleaner writes valid batches");
         assert_eq!(info.size_bytes, batch.len());
         let position = self.segment.size_bytes;
+        // Index positions are u32. Only recompression could grow a group past them (its input
+        // is a segment's worth); then the cleaning of this group is given up.
+        if self.overflow || position + batch.len() as u64 > u64::from(u32::MAX) {
+            self.overflow = true;
+            return;
+        }
         self.segment.on_batch(position, &info);
         self.buffer.extend_from_slice(batch);
     }
@@ -160,6 +168,7 @@ async fn write_cleaned(
         written_bytes: 0,
         filler: None,
         max_batch_bytes: scan::max_batch_bytes(shared.config.max_message_bytes),
+        overflow: false,
     };
     for source in group {
         let mut stream = BatchStream::new(shared, source);
@@ -175,14 +184,14 @@ async fn write_cleaned(
     if let Some(span) = writer.filler.take() {
         writer.append(&rewrite::filler(span));
     }
+    if writer.overflow {
+        return Err(LogError::Io(std::io::Error::other("cleaned segment beyond 4 GiB")));
+    }
     writer.flush().await?;
     writer.file.sync_data().await?;
     let last = &group[group.len() - 1];
     assert_eq!(writer.segment.next_offset, last.next_offset, "a group keeps its offset span");
     assert_eq!(writer.segment.size_bytes, writer.written_bytes);
-    if u32::try_from(writer.written_bytes).is_err() {
-        return Err(LogError::Io(std::io::Error::other("cleaned segment beyond 4 GiB")));
-    }
     // Removing records always shrinks a segment (a filler is never larger than what it
     // replaces; rewritten fillers and emptied batches come out identical). A recompressed
     // batch of exactly the old size is only a cleaning skipped, never a wrong one.
