@@ -7,7 +7,7 @@
 //! 2. The group's `.index` / `.timeindex` files are removed (caches; they would describe the
 //!    old bytes of `<B>.log`, and a missing index is rebuilt by a validating scan).
 //! 3. `<B>.cleaned` is renamed to `<B:020>.<E:020>.swap`, directory fsync'd. **Commit point.**
-//! 4. The group's `.log` files other than `<B>.log` are removed.
+//! 4. The group's `.log` files other than `<B>.log` are removed, directory fsync'd.
 //! 5. `<B>.<E>.swap` is renamed over `<B>.log`, then `<B>.index.cleaned` and
 //!    `<B>.timeindex.cleaned` (written and synced in step 1) over `<B>.index` and
 //!    `<B>.timeindex`; directory fsync'd. The in-memory segments are replaced in the same
@@ -181,6 +181,9 @@ fn rename_into_place(
     for source in &group[1..] {
         remove_if_present(disk, &layout::segment_path(dir, source.base_offset, LOG_SUFFIX))?;
     }
+    // Durable before the rename below: old segments reappearing behind the new `<B>.log`,
+    // with no `.swap` left to say they are replaced, would overlap it.
+    disk.sync_dir(dir)?;
     if hooks.step() {
         return Ok(false);
     }
