@@ -233,6 +233,8 @@ pub fn finish_interrupted_swap(disk: &Disk, dir: &Path) -> Result<(), LogError> 
                 remove_if_present(disk, &dir.join(other))?;
             }
         }
+        // As in `rename_into_place`: removals durable before the `.swap` disappears.
+        disk.sync_dir(dir)?;
         disk.rename(&dir.join(name), &layout::segment_path(dir, base_offset, LOG_SUFFIX))?;
     }
     if changed {
