@@ -68,6 +68,10 @@ struct Arguments {
     /// (offsets.retention.minutes).
     #[arg(long, default_value_t = 7 * 24 * 60)]
     offsets_retention_minutes: i64,
+    /// How often each shard looks for a compacted topic's partition to clean
+    /// (Kafka's log.cleaner.backoff.ms).
+    #[arg(long, default_value_t = 15_000)]
+    log_cleaner_interval_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -138,6 +142,10 @@ fn build_config(arguments: &Arguments) -> Result<BrokerConfig, String> {
     config.log.segment_size_bytes = arguments.segment_bytes;
     config.log.retention_age_ms = arguments.retention_ms;
     config.log.retention_size_bytes = arguments.retention_bytes;
+    if arguments.log_cleaner_interval_ms == 0 {
+        return Err("--log-cleaner-interval-ms must be positive".into());
+    }
+    config.log_cleaner_interval_ms = arguments.log_cleaner_interval_ms;
     if let Some(interval_ms) = arguments.flush_interval_ms {
         config.log.flush = FlushPolicy::IntervalMs(interval_ms);
     }

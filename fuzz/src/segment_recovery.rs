@@ -259,11 +259,13 @@ pub enum Tail {
 }
 
 /// The batch at `bytes[0..]` if it is one the log could have written there: framed, magic 2,
-/// CRC32C-valid, at least one record, offsets increasing and inside one segment's span.
+/// CRC32C-valid, at least one record (or none and no record bytes: compaction's filler),
+/// offsets increasing and inside one segment's span.
 fn intact_at(bytes: &[u8]) -> Option<BatchInfo> {
     let info = record_batch::check_framing_and_crc(bytes).ok()?;
     let last_offset = info.base_offset.checked_add(i64::from(info.last_offset_delta))?;
-    let plausible = info.records_count > 0
+    let filler = info.records_count == 0 && info.size_bytes == HEADER_SIZE_BYTES;
+    let plausible = (info.records_count > 0 || filler)
         && info.last_offset_delta >= 0
         && info.base_offset >= 0
         && last_offset < SEGMENT_OFFSET_SPAN_MAX;
@@ -368,7 +370,7 @@ async fn read_all(log: &Log, max_bytes: usize) -> Served {
             let info = record_batch::check_framing_and_crc(rest)
                 .unwrap_or_else(|failure| panic!("served a bad batch at {offset}: {failure}"));
             assert_eq!(info.base_offset, offset, "served offsets must be contiguous");
-            assert!(info.last_offset_delta >= 0 && info.records_count > 0);
+            assert!(info.last_offset_delta >= 0 && info.records_count >= 0);
             batches.push((info.base_offset, rest[..info.size_bytes].to_vec()));
             position += info.size_bytes;
             offset = info.next_offset();

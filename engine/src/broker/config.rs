@@ -35,6 +35,9 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// Consumer-group limits and timeouts (session bounds, offsets retention).
     pub groups: CoordinatorConfig,
+    /// How often each shard looks for a compacted log to clean (Kafka's
+    /// `log.cleaner.backoff.ms`).
+    pub log_cleaner_interval_ms: u64,
 }
 
 impl BrokerConfig {
@@ -55,6 +58,7 @@ impl BrokerConfig {
             log: LogConfig::default(),
             retention_check_interval_ms: 5 * 60 * 1000,
             groups: CoordinatorConfig::default(),
+            log_cleaner_interval_ms: 15 * 1000,
         }
     }
 

@@ -180,6 +180,7 @@ pub async fn run_shard(
     shard.groups.load(&shard).await;
     drop(io::spawn_local(GroupService::run_timer(shard.clone())));
     drop(io::spawn_local(shard.clone().run_retention()));
+    drop(io::spawn_local(shard.clone().run_cleaner()));
     let listener = match Listener::bind(shard.config.listen) {
         Ok(listener) => listener,
         Err(error) => {
@@ -229,17 +230,35 @@ async fn accept_until_shutdown(shard: &Rc<Shard>, listener: &Listener) {
     }
 }
 
-/// Creates `__consumer_offsets` (50 partitions, as Kafka) in the registry if it is absent.
-/// Kept forever (retention.ms=-1): without compaction yet, retention would drop live offsets.
+/// Creates `__consumer_offsets` (50 partitions, compacted, as Kafka) in the registry if it is
+/// absent, and makes an existing one (created before compaction existed) compacted.
 async fn ensure_offsets_topic(
     disk: &Disk,
     data_dir: &Path,
     topics: Arc<TopicSnapshot>,
 ) -> std::io::Result<Arc<TopicSnapshot>> {
-    if topics.get(groups::OFFSETS_TOPIC).is_some() {
-        return Ok(topics);
+    if let Some(existing) = topics.get(groups::OFFSETS_TOPIC) {
+        if existing.configs.get("cleanup.policy").map(String::as_str) == Some("compact") {
+            return Ok(topics);
+        }
+        let mut upgraded = existing.clone();
+        upgraded.configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        let others: Vec<TopicMeta> = topics
+            .by_name
+            .values()
+            .filter(|topic| topic.name != groups::OFFSETS_TOPIC)
+            .cloned()
+            .collect();
+        let snapshot =
+            Arc::new(TopicSnapshot::new(others.into_iter().chain(std::iter::once(upgraded))));
+        topics::store_registry(disk, data_dir, &snapshot).await?;
+        tracing::info!("__consumer_offsets is now compacted");
+        return Ok(snapshot);
     }
+    // Compacted like Kafka's; retention.ms=-1 also keeps it from time retention under a
+    // broker-wide --retention-ms.
     let configs = [
+        ("cleanup.policy", "compact"),
         ("retention.ms", "-1"),
         ("segment.bytes", groups::OFFSETS_TOPIC_SEGMENT_BYTES),
         ("max.message.bytes", groups::OFFSETS_TOPIC_MAX_MESSAGE_BYTES),

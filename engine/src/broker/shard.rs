@@ -249,6 +249,31 @@ impl Shard {
         }
     }
 
+    /// Log compaction: every interval, cleans this shard's compacted logs one at a time (each
+    /// cleaning yields between batches, so appends and reads go on meanwhile).
+    pub async fn run_cleaner(self: Rc<Self>) {
+        let interval = std::time::Duration::from_millis(self.config.log_cleaner_interval_ms);
+        while !self.is_shutting_down() {
+            io::sleep(interval).await;
+            let logs: Vec<Log> = self.partitions.borrow().values().cloned().collect();
+            for log in logs {
+                if self.is_shutting_down() {
+                    return;
+                }
+                if !log.is_compacted() {
+                    continue;
+                }
+                // Only sealed segments are cleaned: roll by segment.ms here too (not only every
+                // retention check), so that a quiet compacted topic becomes cleanable.
+                let now_ms = io::unix_time_ms();
+                let rolled = log.maybe_roll(now_ms).await;
+                if let Err(error) = rolled.and(log.compact(now_ms).await) {
+                    tracing::warn!(?log, %error, "log compaction failed");
+                }
+            }
+        }
+    }
+
     /// Asks the shard to stop: it stops accepting, then closes its logs (see `server`).
     pub fn request_shutdown(&self) {
         if !self.shutting_down.replace(true) {

@@ -53,7 +53,32 @@ impl TopicMeta {
         if let Some(value) = number("max.message.bytes") {
             config.max_message_bytes = value as u32;
         }
+        self.apply_cleanup_policy(&mut config);
         config
+    }
+
+    /// `cleanup.policy` and the compaction configs: `compact` alone turns time and size
+    /// retention off (as in Kafka); `compact,delete` keeps both.
+    fn apply_cleanup_policy(&self, config: &mut LogConfig) {
+        let policy = self.configs.get("cleanup.policy").map_or("delete", String::as_str);
+        let (compact, delete) = cleanup_policy(policy);
+        config.compaction.enabled = compact;
+        if !delete {
+            config.retention_age_ms = -1;
+            config.retention_size_bytes = -1;
+        }
+        let number = |key: &str| self.configs.get(key).and_then(|value| value.parse::<i64>().ok());
+        if let Some(value) = number("delete.retention.ms") {
+            config.compaction.delete_retention_ms = value;
+        }
+        if let Some(value) = number("min.compaction.lag.ms") {
+            config.compaction.min_compaction_lag_ms = value;
+        }
+        let ratio = self.configs.get("min.cleanable.dirty.ratio");
+        if let Some(ratio) = ratio.and_then(|value| value.parse::<f64>().ok()) {
+            let ppm = (ratio.clamp(0.0, 1.0) * 1_000_000.0).round() as u32;
+            config.compaction.min_cleanable_dirty_ratio_ppm = ppm;
+        }
     }
 
     /// The value a topic reports for `key`, and whether it was set on the topic.
@@ -147,12 +172,9 @@ pub fn validate_topic_config(key: &str, value: Option<&str>) -> Result<(), Topic
     let invalid =
         || TopicError::InvalidConfig(format!("Invalid value {value} for configuration {key}"));
     match key {
-        "cleanup.policy" => match value {
-            "delete" => Ok(()),
-            "compact" | "compact,delete" | "delete,compact" => Err(TopicError::UnsupportedConfig(
-                "cleanup.policy=compact is not supported yet by Tern".into(),
-            )),
-            _ => Err(invalid()),
+        "cleanup.policy" => match cleanup_policy(value) {
+            (false, false) => Err(invalid()),
+            _ => Ok(()),
         },
         "message.timestamp.type" => match value {
             "CreateTime" => Ok(()),
@@ -167,7 +189,10 @@ pub fn validate_topic_config(key: &str, value: Option<&str>) -> Result<(), Topic
                 "compression.type={value} is not supported: Tern stores batches as produced"
             ))),
         },
-        "min.cleanable.dirty.ratio" => value.parse::<f64>().map(|_| ()).map_err(|_| invalid()),
+        "min.cleanable.dirty.ratio" => match value.parse::<f64>() {
+            Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(()),
+            _ => Err(invalid()),
+        },
         "unclean.leader.election.enable" => match value {
             "true" | "false" => Ok(()),
             _ => Err(invalid()),
@@ -187,6 +212,23 @@ pub fn validate_topic_config(key: &str, value: Option<&str>) -> Result<(), Topic
             _ => Err(invalid()),
         },
     }
+}
+
+/// (compact, delete) of a `cleanup.policy` value: a comma-separated list of `compact` and
+/// `delete`; `(false, false)` for anything else (refused, as is the empty list).
+pub fn cleanup_policy(value: &str) -> (bool, bool) {
+    if value.trim().is_empty() {
+        return (false, false);
+    }
+    let mut policy = (false, false);
+    for item in value.split(',') {
+        match item.trim() {
+            "compact" => policy.0 = true,
+            "delete" => policy.1 = true,
+            _ => return (false, false),
+        }
+    }
+    policy
 }
 
 /// Immutable view of all topics, shared by every request handler of a shard.
@@ -308,9 +350,37 @@ mod tests {
         assert!(validate_topic_config("retention.ms", Some("-1")).is_ok());
         assert!(validate_topic_config("retention.ms", Some("soon")).is_err());
         assert!(validate_topic_config("no.such.config", Some("1")).is_err());
-        assert!(validate_topic_config("cleanup.policy", Some("compact")).is_err());
+        assert!(validate_topic_config("cleanup.policy", Some("compact")).is_ok());
+        assert!(validate_topic_config("cleanup.policy", Some("delete,compact")).is_ok());
+        assert!(validate_topic_config("cleanup.policy", Some("compact,nope")).is_err());
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", Some("1.5")).is_err());
         assert!(validate_topic_config("segment.bytes", Some("1")).is_err());
         assert!(validate_topic_config("retention.ms", None).is_err());
+    }
+
+    #[test]
+    fn cleanup_policy_maps_to_compaction_and_retention() {
+        let topic = |policy: &str| TopicMeta {
+            name: "t".into(),
+            id: uuid::Uuid::nil(),
+            partition_count: 1,
+            configs: [
+                ("cleanup.policy".to_string(), policy.to_string()),
+                ("min.cleanable.dirty.ratio".to_string(), "0.01".to_string()),
+                ("delete.retention.ms".to_string(), "5".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let defaults = LogConfig::default();
+        let compact = topic("compact").log_config(&defaults);
+        assert!(compact.compaction.enabled && compact.retention_age_ms == -1);
+        assert_eq!(compact.compaction.min_cleanable_dirty_ratio_ppm, 10_000);
+        assert_eq!(compact.compaction.delete_retention_ms, 5);
+        let both = topic("delete,compact").log_config(&defaults);
+        assert!(both.compaction.enabled);
+        assert_eq!(both.retention_age_ms, defaults.retention_age_ms);
+        assert!(!topic("delete").log_config(&defaults).compaction.enabled);
     }
 
     #[test]

@@ -34,6 +34,37 @@ pub struct LogConfig {
     /// Write the recovery checkpoint after at least this many newly durable bytes (it is also
     /// written at every roll and on close), bounding how much a crash recovery must scan.
     pub checkpoint_interval_bytes: u64,
+    /// Log compaction (`cleanup.policy` containing `compact`); see `compaction.rs`.
+    pub compaction: CompactionConfig,
+}
+
+/// Kafka's compaction settings for one log. Disabled by default (`cleanup.policy=delete`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactionConfig {
+    pub enabled: bool,
+    /// Tombstones (null values) older than this are removed (`delete.retention.ms`).
+    pub delete_retention_ms: i64,
+    /// Only segments whose newest record is older than this are cleaned
+    /// (`min.compaction.lag.ms`).
+    pub min_compaction_lag_ms: i64,
+    /// Clean once dirty bytes / cleanable bytes reach this, in parts per million
+    /// (`min.cleanable.dirty.ratio` × 10^6).
+    pub min_cleanable_dirty_ratio_ppm: u32,
+    /// Memory the key map of one cleaning may use (Kafka's dedupe buffer); when full, only
+    /// the offsets it covers are cleaned.
+    pub key_map_budget_bytes: usize,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            enabled: false,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_compaction_lag_ms: 0,
+            min_cleanable_dirty_ratio_ppm: 500_000,
+            key_map_budget_bytes: 16 << 20,
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -48,6 +79,7 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             flush: FlushPolicy::EveryAppend,
             checkpoint_interval_bytes: 64 << 20,
+            compaction: CompactionConfig::default(),
         }
     }
 }
@@ -64,6 +96,8 @@ impl LogConfig {
             self.max_message_bytes as usize >= crate::protocol::record_batch::HEADER_SIZE_BYTES
         );
         assert!(self.checkpoint_interval_bytes > 0);
+        assert!(self.compaction.min_cleanable_dirty_ratio_ppm <= 1_000_000);
+        assert!(self.compaction.key_map_budget_bytes > 0);
         if let FlushPolicy::IntervalMs(interval_ms) = self.flush {
             assert!(interval_ms > 0);
         }

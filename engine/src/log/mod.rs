@@ -7,10 +7,14 @@
 //!
 //! - `<base_offset:020>.log` — a segment: record batches (v2) back to back, exactly as the
 //!   producer sent them except for the base offset and partitionLeaderEpoch, patched in place
-//!   (both lie outside the CRC32C range). `base_offset` is the offset of its first batch.
-//!   Offsets are contiguous within and across segments (a batch's base offset is the previous
-//!   batch's last offset + 1). A segment holds at most `segment_size_bytes` (unless one append
-//!   alone is bigger) and less than 2^31 offsets; an append never spans two segments.
+//!   (both lie outside the CRC32C range), until compaction rewrites a batch with fewer
+//!   records. `base_offset` is the offset of its first batch. Offsets are contiguous within
+//!   and across segments (a batch's base offset is the previous batch's last offset + 1),
+//!   compacted logs included: compaction keeps every batch's offset span and replaces a run
+//!   of fully removed batches by one empty *filler* batch (zero records, exactly the 61-byte
+//!   header) spanning it (see `compaction/`). A segment holds at most `segment_size_bytes`
+//!   (unless one append alone is bigger) and less than 2^31 offsets; an append never spans
+//!   two segments.
 //! - `<base_offset:020>.index` — sparse offset index: 8-byte entries `relative_offset: u32 BE,
 //!   position: u32 BE` (batch base offset minus segment base offset; byte position in the
 //!   `.log`), one per `index_interval_bytes` of log, both columns strictly increasing.
@@ -29,6 +33,10 @@
 //! - `<offset:020>.snapshot` — idempotent-producer state as of `offset`, versioned and
 //!   CRC32C-protected, written atomically; the newest two are kept (format and rules in
 //!   `producer_snapshot.rs`; the state itself in `producers.rs`, its use in `idempotence.rs`).
+//!
+//! - `<base_offset:020>.cleaned`, `<base_offset:020>.<end_offset:020>.swap` — compaction's
+//!   output before and after its commit point; recovery deletes the first and completes the
+//!   second (`compaction/swap.rs`).
 //!
 //! Indexes are caches of the log: written only for durable data (and synced before the
 //! checkpoint that vouches for them), validated on load (entries increasing, inside the
@@ -55,6 +63,7 @@
 
 mod append;
 pub mod checkpoint;
+pub(crate) mod compaction;
 pub mod config;
 pub mod error;
 mod flush;
@@ -78,7 +87,8 @@ pub mod time_index;
 #[cfg(test)]
 mod tests;
 
-pub use config::{FlushPolicy, LogConfig};
+pub use compaction::CleanOutcome;
+pub use config::{CompactionConfig, FlushPolicy, LogConfig};
 pub use error::{LogError, LogHealth, LogStatus};
 pub use partition::Log;
 pub use state::{AppendInfo, LogLatency, ReadInfo};

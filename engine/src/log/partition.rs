@@ -64,6 +64,7 @@ impl Log {
             flusher_idle: Notify::new(),
             flusher_wake: Notify::new(),
             intent_file: RefCell::new(None),
+            cleaner: RefCell::default(),
         };
         let log = Log { shared: Rc::new(shared) };
         // After detected loss the intent stays, like the old checkpoint, so that the next

@@ -42,6 +42,7 @@ pub struct Recovered {
 
 pub async fn recover(disk: &Disk, dir: &Path, config: &LogConfig) -> Result<Recovered, LogError> {
     disk.create_dir_all(dir)?;
+    super::compaction::finish_interrupted_swap(disk, dir)?;
     let bases = list_segments(disk, dir)?;
     let checkpoint = checkpoint::read(disk, dir)
         .await

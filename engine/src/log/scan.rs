@@ -63,9 +63,12 @@ pub fn judge(
         Expect::Exactly(offset) => info.base_offset == offset,
         Expect::AtLeast(offset) => info.base_offset >= offset,
     };
-    // A batch we stored always holds at least one record; the offsets must not overflow.
-    let shape_ok = info.records_count > 0
-        && info.base_offset.checked_add(i64::from(info.last_offset_delta)).is_some();
+    // A batch we stored holds at least one record, except compaction's fillers: zero records
+    // and no record bytes (both under the CRC). The offsets must not overflow.
+    let records_ok =
+        info.records_count > 0 || (info.records_count == 0 && info.size_bytes == HEADER_SIZE_BYTES);
+    let shape_ok =
+        records_ok && info.base_offset.checked_add(i64::from(info.last_offset_delta)).is_some();
     if offset_ok && shape_ok {
         Judgement::Valid(info)
     } else {
@@ -102,6 +105,28 @@ mod tests {
             Judgement::Invalid
         );
         assert!(matches!(judge(&batch, 1 << 20, Expect::AtLeast(5), 1 << 20), Judgement::Valid(_)));
+    }
+
+    #[test]
+    fn a_zero_record_batch_is_valid_only_without_record_bytes() {
+        use crate::protocol::record_batch::rewrite::{filler, FillerSpan};
+        let span = FillerSpan {
+            base_offset: 5,
+            last_offset: 9,
+            max_timestamp_ms: 0,
+            partition_leader_epoch: 0,
+        };
+        let batch = filler(span);
+        let judged = judge(&batch, batch.len() as u64, Expect::Exactly(5), 1 << 20);
+        let Judgement::Valid(info) = judged else { panic!("{judged:?}") };
+        assert_eq!((info.records_count, info.next_offset()), (0, 10));
+        // The same header claiming zero records over a record's bytes is not one we wrote.
+        let mut batch = batch_at(5, 1);
+        batch[57..61].copy_from_slice(&0i32.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        let judged = judge(&batch, batch.len() as u64, Expect::Exactly(5), 1 << 20);
+        assert_eq!(judged, Judgement::Invalid);
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub struct Shared {
     pub intent_file: RefCell<Option<File>>,
     /// Notified to cut the flusher's interval sleep short (on close).
     pub flusher_wake: Notify,
+    /// Log compaction's memory of this log (see `compaction`).
+    pub cleaner: RefCell<super::compaction::CleanerState>,
 }
 
 pub struct State {

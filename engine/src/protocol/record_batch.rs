@@ -37,7 +37,7 @@ pub const CRC_START: usize = 21;
 /// The only record-batch format Tern accepts (KIP-724 removed v0/v1).
 pub const MAGIC_V2: i8 = 2;
 
-const ATTRIBUTE_COMPRESSION_MASK: i16 = 0x07;
+pub(crate) const ATTRIBUTE_COMPRESSION_MASK: i16 = 0x07;
 const ATTRIBUTE_TIMESTAMP_TYPE: i16 = 0x08;
 const ATTRIBUTE_TRANSACTIONAL: i16 = 0x10;
 const ATTRIBUTE_CONTROL: i16 = 0x20;
@@ -383,6 +383,8 @@ impl<'a> Cursor<'a> {
 }
 
 pub mod build;
+pub mod decompress;
+pub mod rewrite;
 
 #[cfg(test)]
 mod tests;

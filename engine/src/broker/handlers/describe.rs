@@ -95,6 +95,7 @@ fn broker_configs(
     let values = [
         ("auto.create.topics.enable", config.auto_create_topics.to_string()),
         ("broker.id", shard.cluster.node_id.to_string()),
+        ("log.cleaner.backoff.ms", config.log_cleaner_interval_ms.to_string()),
         ("log.dirs", config.data_dir.display().to_string()),
         ("log.retention.bytes", config.log.retention_size_bytes.to_string()),
         ("log.retention.ms", config.log.retention_age_ms.to_string()),

@@ -91,7 +91,8 @@ fn prepare(
             format!("{} record batches for one partition: Kafka allows one", batches.len());
         return Err((ErrorCode::InvalidRecord, Some(message)));
     }
-    let max_message_bytes = meta.log_config(&shard.config.log).max_message_bytes as usize;
+    let log_config = meta.log_config(&shard.config.log);
+    let max_message_bytes = log_config.max_message_bytes as usize;
     let mut owned = Vec::with_capacity(batches.len());
     for (range, info) in batches {
         if info.size_bytes > max_message_bytes {
@@ -101,9 +102,32 @@ fn prepare(
             );
             return Err((ErrorCode::MessageTooLarge, Some(message)));
         }
+        if log_config.compaction.enabled {
+            refuse_keyless(&records[range.clone()], topic, partition)?;
+        }
         owned.push(BytesMut::from(&records[range]));
     }
     Ok(owned)
+}
+
+/// Kafka's `LogValidator.validateKey`: a compacted topic refuses records without a key
+/// (INVALID_RECORD). Compressed batches are decompressed for this check only.
+fn refuse_keyless(
+    batch: &[u8],
+    topic: &str,
+    partition: i32,
+) -> Result<(), (ErrorCode, Option<String>)> {
+    match record_batch::rewrite::first_keyless_record(batch) {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) => Err((
+            ErrorCode::InvalidRecord,
+            Some(format!(
+                "Compacted topic cannot accept message without key in topic partition \
+                 {topic}-{partition}."
+            )),
+        )),
+        Err(error) => Err((ErrorCode::from(&error), Some(error.to_string()))),
+    }
 }
 
 async fn submit(

@@ -11,6 +11,7 @@ use crate::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
 use crate::protocol::record_batch::check_framing_and_crc;
 
 mod basic;
+mod compaction;
 mod corruption;
 mod crash;
 mod faults;
