@@ -166,7 +166,10 @@ fn normalize_metadata(response: &mut MetadataResponse) {
         broker.port = 0;
     }
     // Kafka creates no internal topics until they are used; Tern may have some: not compared.
-    response.topics.retain(|topic| !topic.is_internal);
+    // (Metadata v0 has no is_internal field: the name tells there.)
+    response.topics.retain(|topic| {
+        !topic.is_internal && topic.name.as_ref().is_none_or(|name| !name.0.starts_with("__"))
+    });
     response.topics.sort_by(|a, b| a.name.cmp(&b.name));
     for topic in &mut response.topics {
         topic.topic_id = NO_UUID;
