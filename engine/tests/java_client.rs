@@ -56,7 +56,7 @@ fn java_admin_client_creates_describes_and_deletes_topics() {
 /// 20,000 records with keys, null keys and values, headers and explicit timestamps, through
 /// five producers (none, gzip, snappy, lz4, zstd), acks=all; read back by assignment and
 /// compared field by field; then beginning/end offsets, offsetsForTimes and seek. The same
-/// after a restart proves the data is durable, not just cached.
+/// after a restart proves the data is durable, not just cached; then a consumer group.
 #[test]
 fn java_producer_and_consumer_round_trip_every_codec_and_survive_a_restart() {
     let directory = test_dir("java-data");
@@ -66,5 +66,7 @@ fn java_producer_and_consumer_round_trip_every_codec_and_survive_a_restart() {
     server.stop();
     server.restart();
     java_check(&server, "consume", "java", true);
+    // A cooperative-sticky group reads it all, commits, and a second member resumes there.
+    java_check(&server, "group", "java", true);
     server.stop();
 }

@@ -47,6 +47,10 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *
  * Usage: JavaClientChecks (admin | produce-consume | consume) BOOTSTRAP [PREFIX] [IDEMPOTENCE]
  *
+ * "group" consumes the data topic of an earlier "produce-consume" through a consumer group
+ * (cooperative-sticky), commits, and checks that a second member of the group resumes at the
+ * committed offsets and reads exactly the records produced after them.
+ *
  * "consume" reads back what an earlier "produce-consume" with the same prefix wrote (the
  * records are generated from a fixed seed), e.g. after a broker restart.
  */
@@ -72,6 +76,7 @@ public final class JavaClientChecks {
             case "admin" -> admin(bootstrap, prefix);
             case "produce-consume" -> produceConsume(bootstrap, prefix, idempotence, true);
             case "consume" -> produceConsume(bootstrap, prefix, idempotence, false);
+            case "group" -> group(bootstrap, prefix);
             default -> fail("unknown check " + arguments[0]);
         }
         System.out.println("OK " + arguments[0]);
@@ -290,6 +295,61 @@ public final class JavaClientChecks {
             check(headers.get(i).key().equals(sent.headers().get(i).key())
                 && Arrays.equals(headers.get(i).value(), sent.headers().get(i).value()),
                 where + ": header " + i + " differs");
+        }
+    }
+
+    static KafkaConsumer<byte[], byte[]> groupConsumer(String bootstrap, String group) {
+        Properties properties = common(bootstrap);
+        properties.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        properties.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        properties.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        properties.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG,
+            "org.apache.kafka.clients.consumer.CooperativeStickyAssignor");
+        return new KafkaConsumer<>(properties, new ByteArrayDeserializer(),
+            new ByteArrayDeserializer());
+    }
+
+    /** Polls until `count` records arrived (or fails after 60 s); returns them. */
+    static List<ConsumerRecord<byte[], byte[]>> pollExactly(KafkaConsumer<byte[], byte[]> consumer,
+            int count) {
+        List<ConsumerRecord<byte[], byte[]>> records = new ArrayList<>();
+        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+        while (records.size() < count) {
+            check(System.nanoTime() < deadline, "group: " + records.size() + " of " + count);
+            consumer.poll(Duration.ofMillis(200)).forEach(records::add);
+        }
+        return records;
+    }
+
+    static void group(String bootstrap, String prefix) throws Exception {
+        String topic = prefix + "-data";
+        String group = prefix + "-group";
+        try (KafkaConsumer<byte[], byte[]> first = groupConsumer(bootstrap, group)) {
+            first.subscribe(List.of(topic));
+            List<ConsumerRecord<byte[], byte[]>> all = pollExactly(first, RECORDS);
+            check(all.size() == RECORDS, "group: read " + all.size() + ", expected " + RECORDS);
+            first.commitSync(TIMEOUT);
+        }
+        int extra = 100;
+        Properties properties = common(bootstrap);
+        properties.put(ProducerConfig.ACKS_CONFIG, "all");
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(properties,
+                new ByteArraySerializer(), new ByteArraySerializer())) {
+            for (int i = 0; i < extra; i++) {
+                producer.send(new ProducerRecord<>(topic, i % DATA_PARTITIONS, null,
+                    ("after-commit-" + i).getBytes(StandardCharsets.UTF_8))).get();
+            }
+        }
+        try (KafkaConsumer<byte[], byte[]> second = groupConsumer(bootstrap, group)) {
+            second.subscribe(List.of(topic));
+            List<ConsumerRecord<byte[], byte[]>> rest = pollExactly(second, extra);
+            for (ConsumerRecord<byte[], byte[]> record : rest) {
+                String value = new String(record.value(), StandardCharsets.UTF_8);
+                check(value.startsWith("after-commit-"),
+                    "group: the second member re-read " + record.topic() + "-"
+                        + record.partition() + "@" + record.offset() + " below the commit");
+            }
+            check(second.poll(Duration.ofSeconds(1)).isEmpty(), "group: more than expected");
         }
     }
 
