@@ -10,12 +10,12 @@ Usage:
 
 Every command prints one JSON object on stdout (errors go to stderr, exit status 1).
 
-produce: acks=all, enable.idempotence=false (Tern has no InitProducerId yet), TCP_NODELAY as
+produce: acks=all, librdkafka's default idempotence (off), TCP_NODELAY as
   the Java client (librdkafka leaves Nagle on by default), flat out unless
   --rate (records/s) is given. Records produced during the first W seconds are the warm-up and
   are not measured. Latency is per record, from produce() to its delivery report; a flat-out
   run therefore measures client-side queueing as much as the broker.
-consume: assign()s every partition from the beginning (no consumer group: Tern has none yet)
+consume: assign()s every partition from the beginning (no group: the figure is the fetch path)
   and reads until it reaches the end offsets taken at start, or D seconds pass. MiB/s counts
   value bytes over the time from the first record to the last.
 Units: MiB = 2^20 bytes, as Kafka's perf tools print "MB".
@@ -102,7 +102,6 @@ def produce(arguments):
     producer = Producer({
         "bootstrap.servers": arguments.bootstrap,
         "acks": "all",
-        "enable.idempotence": False,
         "linger.ms": arguments.linger_ms,
         "queue.buffering.max.kbytes": 32768,  # the Java producer's buffer.memory (32 MiB)
         "socket.nagle.disable": True,  # as the Java client (TCP_NODELAY): no 40 ms stalls

@@ -25,14 +25,14 @@
 #   --no-fixed-rate               skip the fixed-rate latency runs
 #
 # For every (repeat, size, partitions) a fresh broker on a fresh data dir gets a fresh topic;
-# then, all with acks=all and enable.idempotence=false:
+# then, all with acks=all and each client's default idempotence (Java: on; librdkafka: off):
 #   1. Java ProducerPerformance flat out (--throughput -1): a short calibration run finds the
 #      rate, then a run of rate x (warmup + seconds) records with the first rate x warmup
 #      records excluded (--warmup-records): MiB/s and latency p50/p99/p99.9 (steady state).
 #   2. confluent_bench.py produce flat out (librdkafka): MiB/s and latency percentiles.
 #   3. confluent_bench.py consume: assign()-based, reads the topic from the start for at most
 #      --seconds: MiB/s.
-#   4. Java ConsumerPerformance (Kafka targets only: it needs consumer groups): fetch MiB/s.
+#   4. Java ConsumerPerformance (it joins a consumer group): fetch MiB/s.
 # Then, per partition count, the fixed-rate run (1 KiB at --rate/s, linger.ms=0) with both
 # producers: latency at a moderate load (Kafka fsyncing every append may not keep up). Then
 # the machine limits: fio sequential 1 MiB writes with fdatasync after each, and 4 KiB ones
@@ -195,7 +195,7 @@ java_producer() {  # log topic size records warmup_records throughput linger_ms 
     timeout -s TERM "$8" "$KAFKA_SH" tool org.apache.kafka.tools.ProducerPerformance \
         --topic "$2" --record-size "$3" --num-records "$4" --warmup-records "$5" \
         --throughput "$6" --reporting-interval 1000 \
-        --command-property "bootstrap.servers=$(bootstrap)" acks=all enable.idempotence=false \
+        --command-property "bootstrap.servers=$(bootstrap)" acks=all \
         "linger.ms=$7" > "$1" 2>&1
 }
 
@@ -291,7 +291,7 @@ run_confluent_consumer() {  # topic size partitions repeat
     say "confluent-consumer size=$size partitions=$partitions: $out"
 }
 
-# ConsumerPerformance joins a consumer group (it has no assign mode), so Kafka targets only.
+# ConsumerPerformance joins a consumer group (it has no assign mode).
 # Its CSV line: start, end, MB, MB.sec, nMsg, nMsg.sec, rebalance.ms, fetch.ms, fetch.MB.sec,
 # fetch.nMsg.sec; fetch.* leave out the group join, like the confluent consumer's figure.
 run_java_consumer() {  # topic size partitions repeat
@@ -330,9 +330,7 @@ run_flat_out() {  # size partitions repeat
         run_java_producer produce-max "$topic" "$size" "$partitions" "$repeat" -1 5
         run_confluent_producer produce-max "$topic" "$size" "$partitions" "$repeat" -1 5
         run_confluent_consumer "$topic" "$size" "$partitions" "$repeat"
-        if [[ "$target" == kafka* ]]; then
-            run_java_consumer "$topic" "$size" "$partitions" "$repeat"
-        fi
+        run_java_consumer "$topic" "$size" "$partitions" "$repeat"
     else
         failed_row produce-max create-topic "$size" "$partitions" -1 "$repeat" \
             "could not create $topic"
