@@ -23,6 +23,9 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Request, StrBytes};
@@ -790,6 +793,83 @@ fn describe_configs(pair: &mut Pair) {
     }
 }
 
+/// Waits until both brokers name a coordinator for `group` (Kafka creates its offsets topic on
+/// the first FindCoordinator and answers COORDINATOR_NOT_AVAILABLE meanwhile).
+fn wait_for_coordinator(pair: &mut Pair, group: &str) {
+    let mut request = FindCoordinatorRequest::default();
+    request.key = text(group);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (tern, kafka) = pair.both(3, &request);
+        if tern.error_code == 0 && kafka.error_code == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no coordinator: {tern:?} / {kafka:?}");
+        sleep(Duration::from_millis(200));
+    }
+}
+
+fn normalize_offset_commit(response: &mut OffsetCommitResponse) {
+    response.throttle_time_ms = 0;
+    // Kafka lists the partitions it refused before the coordinator's answers; clients match
+    // partitions by index, so the order is not compared.
+    for topic in &mut response.topics {
+        topic.partitions.sort_by_key(|partition| partition.partition_index);
+    }
+}
+
+/// Commits of a group with no members (generation -1, as admin tools and simple consumers do).
+fn offset_commit(pair: &mut Pair) {
+    let group = "differential-group";
+    wait_for_coordinator(pair, group);
+    let commit = |topic: &str, partitions: &[i32]| {
+        let mut request = OffsetCommitRequest::default();
+        request.group_id = GroupId(text(group));
+        request.generation_id_or_member_epoch = -1;
+        let mut entry = OffsetCommitRequestTopic::default();
+        entry.name = name(topic);
+        for partition in partitions {
+            let mut committed = OffsetCommitRequestPartition::default();
+            committed.partition_index = *partition;
+            committed.committed_offset = 5;
+            committed.committed_metadata = Some(text("meta"));
+            entry.partitions.push(committed);
+        }
+        request.topics.push(entry);
+        request
+    };
+    // Kafka's coordinator answers NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS until the
+    // group's offsets partition is loaded, even after FindCoordinator named it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = pair.kafka.call(8, &commit("fetch-t", &[0]));
+        let code = response.topics[0].partitions[0].error_code;
+        if code != 14 && code != 16 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Kafka's coordinator never loaded: {code}");
+        sleep(Duration::from_millis(200));
+    }
+    pair.compare(
+        "OffsetCommit known partition",
+        8,
+        &commit("fetch-t", &[0]),
+        normalize_offset_commit,
+    );
+    pair.compare(
+        "OffsetCommit unknown topic",
+        8,
+        &commit("no-such-topic", &[0]),
+        normalize_offset_commit,
+    );
+    pair.compare(
+        "OffsetCommit known topic, unknown partition",
+        8,
+        &commit("fetch-t", &[0, 9]),
+        normalize_offset_commit,
+    );
+}
+
 /// One Kafka, one Tern, every case in sequence (Kafka takes seconds to start).
 #[test]
 fn tern_answers_like_apache_kafka() {
@@ -810,6 +890,7 @@ fn tern_answers_like_apache_kafka() {
     fetch(&mut pair);
     list_offsets(&mut pair);
     describe_configs(&mut pair);
+    offset_commit(&mut pair);
     tern.stop();
     drop(kafka);
     assert!(

@@ -30,37 +30,66 @@ use crate::protocol::error_code::ErrorCode;
 use super::groups::on_coordinator;
 use super::str_bytes;
 
+/// As Kafka's `handleOffsetCommitRequest`: partitions of unknown topics, or unknown partitions
+/// of known ones, are answered UNKNOWN_TOPIC_OR_PARTITION and never reach the coordinator.
 pub async fn offset_commit(
     shard: &Rc<Shard>,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let group_id = request.group_id.to_string();
+    let snapshot = shard.topics();
+    let known: Vec<Vec<bool>> = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = topic.name.as_str();
+            let exists = |index: i32| snapshot.has_partition(name, index);
+            topic.partitions.iter().map(|partition| exists(partition.partition_index)).collect()
+        })
+        .collect();
     let commit = CommitRequest {
         group_id: group_id.clone(),
         generation_id: request.generation_id_or_member_epoch,
         member_id: request.member_id.to_string(),
-        group_instance_id: request.group_instance_id.map(|id| id.to_string()),
+        group_instance_id: request.group_instance_id.clone().map(|id| id.to_string()),
         offsets: request
             .topics
             .iter()
-            .flat_map(|topic| {
-                topic.partitions.iter().map(|partition| {
-                    (
-                        topic.name.to_string(),
-                        partition.partition_index,
-                        partition.committed_offset,
-                        partition.committed_leader_epoch,
-                        partition.committed_metadata.as_ref().map(|text| text.to_string()),
-                    )
-                })
+            .zip(&known)
+            .flat_map(|(topic, known)| {
+                topic.partitions.iter().zip(known).filter(|(_, known)| **known).map(
+                    |(partition, _)| {
+                        (
+                            topic.name.to_string(),
+                            partition.partition_index,
+                            partition.committed_offset,
+                            partition.committed_leader_epoch,
+                            partition.committed_metadata.as_ref().map(|text| text.to_string()),
+                        )
+                    },
+                )
             })
             .collect(),
     };
-    let outcome = on_coordinator(shard, &group_id, move |target| async move {
-        target.groups.commit(&target, commit).await
-    })
-    .await;
-    let outcome = outcome.unwrap_or(Err(GroupError::CoordinatorNotAvailable));
+    let outcome = if commit.offsets.is_empty() && known.iter().flatten().any(|known| !known) {
+        Ok(Vec::new()) // nothing for the coordinator: only unknown partitions
+    } else {
+        let outcome = on_coordinator(shard, &group_id, move |target| async move {
+            target.groups.commit(&target, commit).await
+        })
+        .await;
+        outcome.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
+    };
+    commit_response(request, &known, outcome)
+}
+
+type CommitOutcome = Result<Vec<((String, i32), Result<OffsetValue, CommitError>)>, GroupError>;
+
+fn commit_response(
+    request: OffsetCommitRequest,
+    known: &[Vec<bool>],
+    outcome: CommitOutcome,
+) -> OffsetCommitResponse {
     let mut per_partition = match &outcome {
         Ok(outcomes) => outcomes.iter().map(|(_, result)| commit_code(result)).collect(),
         Err(_) => Vec::new(),
@@ -70,12 +99,18 @@ pub async fn offset_commit(
     let topics = request
         .topics
         .into_iter()
-        .map(|topic| {
+        .zip(known)
+        .map(|(topic, known)| {
             let partitions = topic
                 .partitions
                 .iter()
-                .map(|partition| {
-                    let error = group_error.or_else(|| per_partition.next());
+                .zip(known)
+                .map(|(partition, known)| {
+                    let error = if !known {
+                        Some(ErrorCode::UnknownTopicOrPartition)
+                    } else {
+                        group_error.or_else(|| per_partition.next())
+                    };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(partition.partition_index)
                         .with_error_code(error.unwrap_or(ErrorCode::UnknownServerError).code())
