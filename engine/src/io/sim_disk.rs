@@ -87,6 +87,8 @@ struct State {
     failing_writes: Vec<(PathBuf, u32)>,
     /// Same for reads that return the bytes of a wrong offset (misdirected reads).
     misdirected_reads: Vec<(PathBuf, u32)>,
+    /// Inode of the latest read that was misdirected, until the next read.
+    misdirected_last: Option<u64>,
     latency: DiskLatency,
     rng_state: u64,
 }
@@ -155,6 +157,7 @@ impl SimDisk {
             failing_syncs: Vec::new(),
             failing_writes: Vec::new(),
             misdirected_reads: Vec::new(),
+            misdirected_last: None,
             latency: DiskLatency::default(),
             rng_state: seed,
         })))

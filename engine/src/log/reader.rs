@@ -47,6 +47,25 @@ impl SegmentReader {
         self.len_bytes
     }
 
+    /// Forgets the buffered bytes, so the next judgement reads the file again (a misdirected
+    /// read returned the bytes of a wrong offset; a second read is right).
+    pub fn invalidate(&mut self) {
+        self.buffer.clear();
+        self.buffer_start = 0;
+    }
+
+    /// [`SegmentReader::judge_at`], and when the bytes are not a valid batch, once more from
+    /// the file: recovery truncates or reports loss on this answer, so one misdirected read
+    /// must not decide it.
+    pub async fn judge_at_twice(&mut self, position: u64, expect: Expect) -> io::Result<Judgement> {
+        let judgement = self.judge_at(position, expect).await?;
+        if let Judgement::Valid(_) = judgement {
+            return Ok(judgement);
+        }
+        self.invalidate();
+        self.judge_at(position, expect).await
+    }
+
     /// The bytes from `position` on: at least `min_bytes` of them unless the file ends first.
     pub async fn window(&mut self, position: u64, min_bytes: usize) -> io::Result<&[u8]> {
         assert!(position <= self.len_bytes);
@@ -102,7 +121,11 @@ impl SegmentReader {
                 {
                     // `judge` rules out overflow, and base offsets are never negative.
                     let span = info.last_offset() - segment_base_offset;
-                    if span < SEGMENT_OFFSET_SPAN_MAX {
+                    // A misdirected read can show a real batch at a wrong position: read the
+                    // find again before it makes recovery report loss.
+                    self.invalidate();
+                    let again = self.judge_at(position, Expect::AtLeast(min_offset)).await?;
+                    if span < SEGMENT_OFFSET_SPAN_MAX && again == Judgement::Valid(info) {
                         return Ok(Some((position, info)));
                     }
                 }

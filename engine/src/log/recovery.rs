@@ -11,6 +11,8 @@
 //!   expected, found by scanning forward byte by byte, then through later segments.)
 //! - Exception: a bad batch inside the range of the write intent (`intent.rs`) with intact
 //!   batches behind it only *within* that range is a torn, never-synced group: truncated too.
+//! - Every judgement that leads to truncation or to reported loss is made on bytes read twice
+//!   (a misdirected read returns the bytes of a wrong offset once; see `reader.rs`).
 //! - Segments before the checkpoint are trusted; their index files are loaded and validated,
 //!   and a segment whose indexes are missing or invalid is re-scanned to rebuild them.
 
@@ -276,7 +278,7 @@ async fn scan_segment(
             return Ok(Stop::End);
         }
         let judgement =
-            reader.judge_at(cursor.position, Expect::Exactly(cursor.expected_offset)).await?;
+            reader.judge_at_twice(cursor.position, Expect::Exactly(cursor.expected_offset)).await?;
         let Judgement::Valid(info) = judgement else { return Ok(Stop::Bad) };
         if !segment.can_hold_offset(info.last_offset()) {
             return Ok(Stop::Bad);
@@ -327,7 +329,14 @@ async fn scan_tail(
                 continue;
             }
         }
-        match find_intact_behind(config, recovered, &mut reader, cursor).await? {
+        let mut behind = find_intact_behind(config, recovered, &mut reader, cursor).await?;
+        if behind.is_none() {
+            // Truncating destroys bytes: a misdirected read must not have hidden an intact
+            // batch from the search, so search once more with fresh reads.
+            reader.invalidate();
+            behind = find_intact_behind(config, recovered, &mut reader, cursor).await?;
+        }
+        match behind {
             Some(resume) => {
                 mark_corrupt(dir, recovered, cursor.expected_offset);
                 skip_corrupt_region(recovered, cursor, resume)?;

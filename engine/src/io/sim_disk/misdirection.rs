@@ -63,26 +63,45 @@ pub(super) fn remember_synced(inode: &mut Inode, operation: &Unsynced) {
     }
 }
 
-/// The range to serve a read of `start..end` from: a wrong one if a misdirected read is armed
-/// for this file (and the file is long enough to be wrong in), else the same.
+/// The range to serve a read of `start..end` from: a wrong one of the same length, 1-8
+/// sectors away, if a misdirected read is armed for this file and the file has room for one;
+/// else the same. Same length, so one misdirected read is one wrong answer, not a short read
+/// whose continuation reads right.
 pub(super) fn maybe_misdirect_read(state: &mut State, id: u64, start: u64, end: u64) -> (u64, u64) {
-    if start == end || !consume_armed_failure(&state.entries, &mut state.misdirected_reads, id) {
+    // The fault is transient: the read right after a misdirected one, of the same file, is
+    // served right (what the broker's single re-read relies on; two in a row would be a
+    // failing device, not a transient misdirection).
+    if state.misdirected_last == Some(id) {
+        state.misdirected_last = None;
         return (start, end);
     }
     let length = state.inodes.get(&id).map_or(0, |inode| inode.cached.len() as u64);
+    let size = end - start;
+    let fits = |wrong_start: u64| wrong_start + size <= length;
+    let possible = start >= SECTOR_SIZE_BYTES || fits(start + SECTOR_SIZE_BYTES);
+    if size == 0 || !possible {
+        return (start, end);
+    }
+    if !consume_armed_failure(&state.entries, &mut state.misdirected_reads, id) {
+        return (start, end);
+    }
     let sectors = 1 + next_random(&mut state.rng_state) % MISDIRECTED_READ_SECTORS_MAX;
-    let shift = sectors * SECTOR_SIZE_BYTES;
     let upward = next_random(&mut state.rng_state) % 2 == 0;
-    let wrong_start = match (upward, start.checked_sub(shift)) {
-        (false, Some(below)) => below,
-        _ if start + shift < length => start + shift,
-        (_, Some(below)) => below,
-        // The file is too short to read anywhere else: the read is served right.
-        (_, None) => return (start, end),
+    let candidates = [sectors * SECTOR_SIZE_BYTES, SECTOR_SIZE_BYTES].map(|shift| {
+        let above = Some(start + shift).filter(|above| fits(*above));
+        let below = start.checked_sub(shift);
+        if upward {
+            above.or(below)
+        } else {
+            below.or(above)
+        }
+    });
+    let Some(wrong_start) = candidates.into_iter().flatten().next() else {
+        unreachable!("checked above that one sector away fits")
     };
-    let wrong_end = (wrong_start + (end - start)).min(length);
+    state.misdirected_last = Some(id);
     tracing::warn!(fault = "misdirected_read", offset = start, wrong_start, "sim disk");
-    (wrong_start, wrong_end)
+    (wrong_start, wrong_start + size)
 }
 
 impl SimDisk {

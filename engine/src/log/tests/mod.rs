@@ -14,6 +14,7 @@ mod basic;
 mod corruption;
 mod crash;
 mod faults;
+mod misdirection;
 mod model;
 mod os_disk;
 
