@@ -17,6 +17,8 @@ use crate::plan::{FaultKind, Plan, Plant};
 use crate::run::{now_ns, run_state, DATA_DIR, TOPIC};
 use crate::workload::client_nodes;
 
+mod disk_lies;
+
 /// Size of a record batch v2 header; `lastOffsetDelta` is at byte 23, the length at 8.
 const BATCH_HEADER_BYTES: usize = 61;
 /// Upper bound on faults in one window (the mean interval keeps far below it).
@@ -146,6 +148,13 @@ async fn apply(handle: &Handle, broker: NodeId, plan: &Plan, kind: FaultKind) {
                 disk.clear_failing_reads();
             }
         }
+        FaultKind::PhantomWrite => disk_lies::phantom_write(&disk, plan),
+        FaultKind::MisdirectedWrite => disk_lies::misdirected_write(&disk, plan),
+        FaultKind::MisdirectedRead => {
+            let partition = random_between(0, plan.partitions as u64 - 1) as i32;
+            disk.misdirect_next_reads(&partition_dir(partition), random_between(1, 4) as u32);
+        }
+        FaultKind::DiskLatency => disk_lies::slow_disk(&disk).await,
         FaultKind::Loss => {
             let rate = random_between(5, 40) as f64 / 100.0;
             tracing::warn!(fault = "packet_loss", rate, "network");
@@ -216,6 +225,9 @@ pub async fn heal(handle: &Handle, broker: NodeId, plan: &Plan) {
     disk.clear_failing_syncs();
     disk.clear_failing_reads();
     disk.set_capacity_bytes(None);
+    if plan.fault_kinds.contains(&FaultKind::DiskLatency) {
+        disk.set_latency(tern::io::DiskLatency::default());
+    }
     let net = NetSim::current();
     net.update_config(|config| config.packet_loss_rate = 0.0);
     restore_latency();
@@ -233,6 +245,10 @@ pub async fn heal(handle: &Handle, broker: NodeId, plan: &Plan) {
                 | FaultKind::ReadEio
                 | FaultKind::Enospc
                 | FaultKind::Corrupt
+                | FaultKind::PhantomWrite
+                | FaultKind::MisdirectedWrite
+                | FaultKind::MisdirectedRead
+                | FaultKind::DiskLatency
         )
     });
     if disk_faults {

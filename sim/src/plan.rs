@@ -56,6 +56,15 @@ pub enum FaultKind {
     Corrupt,
     /// A sector of a segment fails reads with EIO for a while.
     ReadEio,
+    /// A synced write of a partition's segment, index or checkpoint never reached the media
+    /// (seen after the next crash, or at once when the page cache is evicted too).
+    PhantomWrite,
+    /// A synced write of a segment or index landed at a wrong offset of its file.
+    MisdirectedWrite,
+    /// The next reads of a partition's files return the bytes of a wrong offset, once each.
+    MisdirectedRead,
+    /// Writes and fdatasyncs take milliseconds of simulated time for a while.
+    DiskLatency,
     /// Packet loss on every link for a while (madsim's TCP retransmits: delays).
     Loss,
     /// Latency spike on every link for a while.
@@ -70,7 +79,7 @@ pub enum FaultKind {
     ConnectionReset,
 }
 
-const CRASH_KINDS: [FaultKind; 7] = [
+const CRASH_KINDS: [FaultKind; 11] = [
     FaultKind::Crash,
     FaultKind::ProcessCrash,
     FaultKind::SyncEio,
@@ -78,6 +87,10 @@ const CRASH_KINDS: [FaultKind; 7] = [
     FaultKind::Enospc,
     FaultKind::Corrupt,
     FaultKind::ReadEio,
+    FaultKind::PhantomWrite,
+    FaultKind::MisdirectedWrite,
+    FaultKind::MisdirectedRead,
+    FaultKind::DiskLatency,
 ];
 const NETWORK_KINDS: [FaultKind; 6] = [
     FaultKind::Loss,

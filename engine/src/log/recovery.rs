@@ -77,6 +77,13 @@ pub async fn recover(disk: &Disk, dir: &Path, config: &LogConfig) -> Result<Reco
     let start = start_of_scan(disk, dir, config, &mut recovered, first_scanned).await?;
     scan_tail(disk, dir, config, &mut recovered, start).await?;
     check_checkpoint_reached(dir, &mut recovered);
+    // After a process crash (not a power failure) the page cache still holds what the dead
+    // process wrote and never synced, and the scan read it as log. It is served from now on
+    // and counted as synced, so make it durable first: else a later power failure could take
+    // back records consumers saw, or tear them in front of newer durable ones.
+    for segment in &recovered.segments[first_scanned.min(recovered.segments.len())..] {
+        segment.file.sync_data().await?;
+    }
     Ok(recovered)
 }
 

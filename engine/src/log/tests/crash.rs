@@ -197,3 +197,35 @@ fn a_torn_multi_batch_group_is_truncated_not_reported_as_loss() {
     }
     assert!(truncated > 32, "only {truncated} of 64 crashes tore the group");
 }
+
+/// Found by the simulator (`single-broker-crash` seed 208, with disk latency): a process
+/// crash left a written, never-synced append in the page cache; the restarted broker
+/// recovered it as log, served it and counted it as synced, and a later power failure took it
+/// back (and tore it in front of newer durable batches: detected loss, partition blocked).
+#[test]
+fn a_tail_recovered_from_the_page_cache_is_made_durable_before_it_is_served() {
+    run_as_task(async {
+        let (sim, disk) = sim(7);
+        let config = small_config();
+        sim.set_latency(DiskLatency { write_us_max: 0, sync_us_max: 10_000 });
+        let log = open(&disk, &config).await;
+        log.append(vec![batch(1, 100, 0)], 0).await.unwrap();
+        let unacked = log.append(vec![batch(2, 300, 0)], 0);
+        wait_until_written_not_synced(&sim).await;
+        // The process dies; the machine does not: no crash of the disk.
+        crate::log::flush::go_offline(&log.shared, "simulated process crash".to_string());
+        drop(unacked);
+        drop(log);
+        sim.set_latency(DiskLatency::default());
+        let log = open(&disk, &config).await;
+        let served = read_all(&log, 0, 1 << 20).await;
+        assert_eq!(served.len(), 2, "the page cache still held the second append");
+        drop(log);
+        sim.crash(CrashMode::DropUnsynced);
+        let log = open(&disk, &config).await;
+        let offsets = |batches: &[(i64, Vec<u8>)]| batches.iter().map(|b| b.0).collect::<Vec<_>>();
+        let after = read_all(&log, 0, 1 << 20).await;
+        assert_eq!(offsets(&after), offsets(&served), "served, so durable");
+        assert!(after == served);
+    });
+}
