@@ -6,7 +6,7 @@ use std::io;
 use super::scan::{self, Expect, Judgement};
 use super::segment::SEGMENT_OFFSET_SPAN_MAX;
 use crate::io::File;
-use crate::protocol::record_batch::HEADER_SIZE_BYTES;
+use crate::protocol::record_batch::{BatchInfo, HEADER_SIZE_BYTES};
 
 /// Bytes read at a time (more when one batch is larger).
 const CHUNK_BYTES: usize = 1 << 20;
@@ -99,6 +99,26 @@ impl SegmentReader {
         unreachable!("judge_at did not converge")
     }
 
+    /// Whether the batch `info` found at `position` is there when read again. A misdirected
+    /// read can show a real batch at a wrong position (then recovery would report loss that is
+    /// not there), but a misdirected confirmation must not hide a real one either (then
+    /// recovery would truncate it): only two fresh reads that both disagree reject the find.
+    async fn confirm(
+        &mut self,
+        position: u64,
+        min_offset: i64,
+        info: BatchInfo,
+    ) -> io::Result<bool> {
+        for _ in 0..2 {
+            self.invalidate();
+            if self.judge_at(position, Expect::AtLeast(min_offset)).await? == Judgement::Valid(info)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The first intact batch at or after `from` whose base offset is at least `min_offset`:
     /// what decides whether a bad batch is a torn tail (none) or corruption (some). Bounded by
     /// the file length; a cheap magic-byte filter runs before each CRC. A batch whose offsets
@@ -110,7 +130,7 @@ impl SegmentReader {
         from: u64,
         min_offset: i64,
         segment_base_offset: i64,
-    ) -> io::Result<Option<(u64, crate::protocol::record_batch::BatchInfo)>> {
+    ) -> io::Result<Option<(u64, BatchInfo)>> {
         const MAGIC_POSITION: usize = 16;
         let mut position = from;
         while position + HEADER_SIZE_BYTES as u64 <= self.len_bytes {
@@ -121,11 +141,9 @@ impl SegmentReader {
                 {
                     // `judge` rules out overflow, and base offsets are never negative.
                     let span = info.last_offset() - segment_base_offset;
-                    // A misdirected read can show a real batch at a wrong position: read the
-                    // find again before it makes recovery report loss.
-                    self.invalidate();
-                    let again = self.judge_at(position, Expect::AtLeast(min_offset)).await?;
-                    if span < SEGMENT_OFFSET_SPAN_MAX && again == Judgement::Valid(info) {
+                    if span < SEGMENT_OFFSET_SPAN_MAX
+                        && self.confirm(position, min_offset, info).await?
+                    {
                         return Ok(Some((position, info)));
                     }
                 }
