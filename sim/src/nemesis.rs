@@ -153,6 +153,10 @@ async fn apply(handle: &Handle, broker: NodeId, plan: &Plan, kind: FaultKind) {
         FaultKind::MisdirectedRead => {
             let partition = random_between(0, plan.partitions as u64 - 1) as i32;
             disk.misdirect_next_reads(&partition_dir(partition), random_between(1, 4) as u32);
+            // Half the time the reads that meet them are recovery's: power-cycle now.
+            if random_between(0, 1) == 0 {
+                crash_and_restart(handle, broker, random_between(10, 300)).await;
+            }
         }
         FaultKind::DiskLatency => disk_lies::slow_disk(&disk).await,
         FaultKind::Loss => {
