@@ -57,15 +57,31 @@ pub async fn run(handle: &Handle, broker: NodeId, plan: &Plan, window: Duration)
         return;
     }
     let end_ns = now_ns() + window.as_nanos() as u64;
-    for _ in 0..FAULTS_PER_RUN_MAX {
-        sleep_ms(random_between(0, 2 * plan.fault_interval_mean_ms)).await;
+    // A fuzzer-chosen schedule, or random pauses and kinds (swarm testing), drawn in this
+    // order so that a seed's run does not depend on whether schedules exist.
+    let scheduled = plan.schedule.as_deref();
+    for index in 0..FAULTS_PER_RUN_MAX as usize {
+        let delay_ms = match scheduled {
+            Some(faults) => match faults.get(index) {
+                Some(fault) => fault.delay_ms,
+                None => break,
+            },
+            None => random_between(0, 2 * plan.fault_interval_mean_ms),
+        };
+        sleep_ms(delay_ms).await;
         if now_ns() >= end_ns {
             break;
         }
         if ACTIVE_FAULTS.with(Cell::get) >= FAULTS_CONCURRENT_MAX {
             continue;
         }
-        let kind = plan.fault_kinds[random_between(0, plan.fault_kinds.len() as u64 - 1) as usize];
+        let kind = match scheduled {
+            Some(faults) => faults[index].kind,
+            None => {
+                let kinds = &plan.fault_kinds;
+                kinds[random_between(0, kinds.len() as u64 - 1) as usize]
+            }
+        };
         ACTIVE_FAULTS.with(|active| active.set(active.get() + 1));
         let (handle, plan) = (handle.clone(), plan.clone());
         drop(tern::io::spawn_local(async move {
