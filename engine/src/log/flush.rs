@@ -298,12 +298,19 @@ async fn discard_unsynced_tail(shared: &Shared) {
     for (base_offset, file) in files {
         let keep_bytes =
             if base_offset == synced.segment_base_offset { synced.position_bytes } else { 0 };
-        if let Err(error) = file.set_len(keep_bytes).await {
+        // The cut is synced too (best effort): when the failed sync was another file's, this
+        // segment's unsynced writes are still queued for the disk, and a power failure that
+        // persisted them but not the cut would bring back appends already failed.
+        let cut = match file.set_len(keep_bytes).await {
+            Ok(()) => file.sync_data().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = cut {
             tracing::error!(
                 dir = %shared.dir.display(),
                 base_offset,
                 %error,
-                "log: could not cut the unsynced tail; a process restart may see unsynced bytes",
+                "log: could not cut the unsynced tail durably; its bytes may come back",
             );
         }
     }
