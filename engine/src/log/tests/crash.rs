@@ -229,3 +229,30 @@ fn a_tail_recovered_from_the_page_cache_is_made_durable_before_it_is_served() {
         assert!(after == served);
     });
 }
+
+/// Found by the simulator (`single-broker-crash` seed 103791, as `inconsistent-offsets`):
+/// the reset of the write intent after a synced group was not synced, a power failure kept
+/// the stale range over acknowledged batches, bit rot then hit the first of them, and with
+/// nothing intact beyond the range recovery truncated both as a torn group: acknowledged
+/// data lost and its offsets reused. The reset is now synced.
+#[test]
+fn a_stale_write_intent_never_turns_rot_in_acknowledged_batches_into_a_torn_tail() {
+    block_on(async {
+        let (sim, disk) = sim(9);
+        let config = small_config();
+        let log = open(&disk, &config).await;
+        log.append(vec![batch(1, 100, 0)], 0).await.unwrap();
+        let group = log.append(vec![batch(2, 100, 1)], 0);
+        let also = log.append(vec![batch(2, 100, 2)], 0);
+        let (first, second) = (group.await.unwrap(), also.await.unwrap());
+        assert_eq!((first.base_offset, second.base_offset), (1, 3), "one group of two");
+        crate::log::flush::go_offline(&log.shared, "simulated power failure".to_string());
+        drop(log);
+        sim.crash(CrashMode::DropUnsynced);
+        let position = batch(1, 100, 0).len() as u64;
+        sim.corrupt_durable(&segment_log_path(0), position + 70, 3);
+        let log = open(&disk, &config).await;
+        assert_eq!(log.health().corrupt_from, Some(1), "detected loss, not a torn tail");
+        assert_eq!(log.high_watermark(), 5, "nothing truncated");
+    });
+}
