@@ -17,6 +17,8 @@ use crate::plan::{FaultKind, Plan, Plant};
 use crate::run::{now_ns, run_state, DATA_DIR, TOPIC};
 use crate::workload::client_nodes;
 
+mod disk_lies;
+
 /// Size of a record batch v2 header; `lastOffsetDelta` is at byte 23, the length at 8.
 const BATCH_HEADER_BYTES: usize = 61;
 /// Upper bound on faults in one window (the mean interval keeps far below it).
@@ -55,15 +57,31 @@ pub async fn run(handle: &Handle, broker: NodeId, plan: &Plan, window: Duration)
         return;
     }
     let end_ns = now_ns() + window.as_nanos() as u64;
-    for _ in 0..FAULTS_PER_RUN_MAX {
-        sleep_ms(random_between(0, 2 * plan.fault_interval_mean_ms)).await;
+    // A fuzzer-chosen schedule, or random pauses and kinds (swarm testing), drawn in this
+    // order so that a seed's run does not depend on whether schedules exist.
+    let scheduled = plan.schedule.as_deref();
+    for index in 0..FAULTS_PER_RUN_MAX as usize {
+        let delay_ms = match scheduled {
+            Some(faults) => match faults.get(index) {
+                Some(fault) => fault.delay_ms,
+                None => break,
+            },
+            None => random_between(0, 2 * plan.fault_interval_mean_ms),
+        };
+        sleep_ms(delay_ms).await;
         if now_ns() >= end_ns {
             break;
         }
         if ACTIVE_FAULTS.with(Cell::get) >= FAULTS_CONCURRENT_MAX {
             continue;
         }
-        let kind = plan.fault_kinds[random_between(0, plan.fault_kinds.len() as u64 - 1) as usize];
+        let kind = match scheduled {
+            Some(faults) => faults[index].kind,
+            None => {
+                let kinds = &plan.fault_kinds;
+                kinds[random_between(0, kinds.len() as u64 - 1) as usize]
+            }
+        };
         ACTIVE_FAULTS.with(|active| active.set(active.get() + 1));
         let (handle, plan) = (handle.clone(), plan.clone());
         drop(tern::io::spawn_local(async move {
@@ -146,6 +164,17 @@ async fn apply(handle: &Handle, broker: NodeId, plan: &Plan, kind: FaultKind) {
                 disk.clear_failing_reads();
             }
         }
+        FaultKind::PhantomWrite => disk_lies::phantom_write(&disk, plan),
+        FaultKind::MisdirectedWrite => disk_lies::misdirected_write(&disk, plan),
+        FaultKind::MisdirectedRead => {
+            let partition = random_between(0, plan.partitions as u64 - 1) as i32;
+            disk.misdirect_next_reads(&partition_dir(partition), random_between(1, 4) as u32);
+            // Half the time the reads that meet them are recovery's: power-cycle now.
+            if random_between(0, 1) == 0 {
+                crash_and_restart(handle, broker, random_between(10, 300)).await;
+            }
+        }
+        FaultKind::DiskLatency => disk_lies::slow_disk(&disk).await,
         FaultKind::Loss => {
             let rate = random_between(5, 40) as f64 / 100.0;
             tracing::warn!(fault = "packet_loss", rate, "network");
@@ -216,6 +245,9 @@ pub async fn heal(handle: &Handle, broker: NodeId, plan: &Plan) {
     disk.clear_failing_syncs();
     disk.clear_failing_reads();
     disk.set_capacity_bytes(None);
+    if plan.fault_kinds.contains(&FaultKind::DiskLatency) {
+        disk.set_latency(tern::io::DiskLatency::default());
+    }
     let net = NetSim::current();
     net.update_config(|config| config.packet_loss_rate = 0.0);
     restore_latency();
@@ -233,6 +265,10 @@ pub async fn heal(handle: &Handle, broker: NodeId, plan: &Plan) {
                 | FaultKind::ReadEio
                 | FaultKind::Enospc
                 | FaultKind::Corrupt
+                | FaultKind::PhantomWrite
+                | FaultKind::MisdirectedWrite
+                | FaultKind::MisdirectedRead
+                | FaultKind::DiskLatency
         )
     });
     if disk_faults {

@@ -56,6 +56,15 @@ pub enum FaultKind {
     Corrupt,
     /// A sector of a segment fails reads with EIO for a while.
     ReadEio,
+    /// A synced write of a partition's segment, index or checkpoint never reached the media
+    /// (seen after the next crash, or at once when the page cache is evicted too).
+    PhantomWrite,
+    /// A synced write of a segment or index landed at a wrong offset of its file.
+    MisdirectedWrite,
+    /// The next reads of a partition's files return the bytes of a wrong offset, once each.
+    MisdirectedRead,
+    /// Writes and fdatasyncs take milliseconds of simulated time for a while.
+    DiskLatency,
     /// Packet loss on every link for a while (madsim's TCP retransmits: delays).
     Loss,
     /// Latency spike on every link for a while.
@@ -70,7 +79,7 @@ pub enum FaultKind {
     ConnectionReset,
 }
 
-const CRASH_KINDS: [FaultKind; 7] = [
+const CRASH_KINDS: [FaultKind; 11] = [
     FaultKind::Crash,
     FaultKind::ProcessCrash,
     FaultKind::SyncEio,
@@ -78,6 +87,10 @@ const CRASH_KINDS: [FaultKind; 7] = [
     FaultKind::Enospc,
     FaultKind::Corrupt,
     FaultKind::ReadEio,
+    FaultKind::PhantomWrite,
+    FaultKind::MisdirectedWrite,
+    FaultKind::MisdirectedRead,
+    FaultKind::DiskLatency,
 ];
 const NETWORK_KINDS: [FaultKind; 6] = [
     FaultKind::Loss,
@@ -152,7 +165,20 @@ pub struct Plan {
     pub fault_interval_mean_ms: u64,
     pub torn_crash_percent: u8,
     pub plant: Option<Plant>,
+    /// Faults chosen by a fuzzer instead of drawn by the nemesis (`Plan::scheduled`).
+    pub schedule: Option<Vec<ScheduledFault>>,
 }
+
+/// One fault of a fuzzer-chosen schedule: after `delay_ms` (from the previous one), `kind`.
+/// Its parameters (which partition, how long, which sector) still come from the seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduledFault {
+    pub delay_ms: u64,
+    pub kind: FaultKind,
+}
+
+/// Faults in one schedule, at most (the fault window is 4 s).
+pub const SCHEDULE_FAULTS_MAX: usize = 64;
 
 /// SplitMix64 over the seed: the plan's own stream, apart from madsim's.
 pub struct PlanRng(u64);
@@ -224,6 +250,7 @@ impl Plan {
             fault_interval_mean_ms: rng.between(150, 1_500),
             torn_crash_percent: rng.between(0, 100) as u8,
             plant,
+            schedule: None,
         }
     }
 
@@ -247,7 +274,36 @@ impl Plan {
             fault_interval_mean_ms: 1_000,
             torn_crash_percent: 0,
             plant,
+            schedule: None,
         }
+    }
+
+    /// A crash-scenario plan whose seed, torn-crash percentage and fault schedule come from
+    /// `bytes` (the `sim_schedule` fuzz target): 8 bytes of seed, 1 of torn percentage, then
+    /// pairs (delay in units of 16 ms, kind index into the crash scenario's kinds). Missing
+    /// bytes read as zero; at most `SCHEDULE_FAULTS_MAX` faults.
+    pub fn scheduled(bytes: &[u8]) -> Plan {
+        let byte = |index: usize| bytes.get(index).copied().unwrap_or(0);
+        let seed = u64::from_le_bytes(std::array::from_fn(byte));
+        let mut plan = Plan::new(Scenario::SingleBrokerCrash, seed, None);
+        plan.torn_crash_percent = byte(8) % 101;
+        let schedule: Vec<ScheduledFault> = bytes
+            .get(9..)
+            .unwrap_or(&[])
+            .chunks_exact(2)
+            .take(SCHEDULE_FAULTS_MAX)
+            .map(|pair| ScheduledFault {
+                delay_ms: u64::from(pair[0]) * 16,
+                kind: CRASH_KINDS[usize::from(pair[1]) % CRASH_KINDS.len()],
+            })
+            .collect();
+        plan.fault_kinds = CRASH_KINDS
+            .iter()
+            .copied()
+            .filter(|kind| schedule.iter().any(|fault| fault.kind == *kind))
+            .collect();
+        plan.schedule = Some(schedule);
+        plan
     }
 
     pub fn faults_summary(&self) -> String {

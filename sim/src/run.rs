@@ -149,8 +149,13 @@ pub fn run_seed_with(
     plant: Option<Plant>,
     dump_trace: bool,
 ) -> SeedOutcome {
+    run_plan(Plan::new(scenario, seed, plant), dump_trace)
+}
+
+/// Runs `plan` (a seed's, or a fuzzer's schedule) in a fresh simulation on this thread.
+pub fn run_plan(plan: Plan, dump_trace: bool) -> SeedOutcome {
     warm_up_process_state();
-    let plan = Plan::new(scenario, seed, plant);
+    let (scenario, seed) = (plan.scenario, plan.seed);
     let state = Rc::new(RunState {
         plan: plan.clone(),
         history: RefCell::new(History::default()),

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::backend::file::OsFile;
 use super::buf::{IoBuf, IoBufMut};
-use super::sim_disk::{SimDisk, SimFile};
+use super::sim_disk::{Delayed, SimDisk, SimFile};
 
 /// A file system: the real one (io_uring file operations) or a simulated one.
 #[derive(Clone, Debug)]
@@ -172,6 +172,9 @@ impl File {
             match inner {
                 FileInner::Os(file) => file.write_from(buf, start, offset).await,
                 FileInner::Simulated(file) => {
+                    if let Err(error) = file.delay(Delayed::Write).await {
+                        return (Err(error), buf);
+                    }
                     let result = file.write_from(&buf, start, offset);
                     (result, buf)
                 }
@@ -203,7 +206,10 @@ impl File {
     pub async fn sync_data(&self) -> io::Result<()> {
         match &self.inner {
             FileInner::Os(file) => file.sync_data().await,
-            FileInner::Simulated(file) => file.sync_data(),
+            FileInner::Simulated(file) => {
+                file.delay(Delayed::Sync).await?;
+                file.sync_data()
+            }
         }
     }
 

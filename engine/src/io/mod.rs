@@ -47,7 +47,7 @@ use uring as backend;
 pub use buf::{IoBuf, IoBufMut};
 pub use fs::{Disk, File, OpenOptions};
 pub use net::{Listener, Stream};
-pub use sim_disk::{CrashMode, SimDisk, SECTOR_SIZE_BYTES};
+pub use sim_disk::{CrashMode, DiskLatency, SimDisk, SECTOR_SIZE_BYTES};
 pub use time::{timeout, yield_now, Elapsed, Instant};
 
 pub use backend::{

@@ -10,8 +10,14 @@
 //!   the crash fail afterwards (`EBADF`), as the process that owned them is gone.
 //! - A failed sync (see [`SimDisk::fail_next_syncs`]) keeps the data readable but it will never
 //!   become durable: "fsyncgate" semantics, the page cache is marked clean while the disk lost it.
+//! - Misdirected and phantom writes, misdirected reads and disk latency
+//!   (`sim_disk/misdirection.rs`): a synced write can be made to have never reached the media
+//!   (phantom) or to have landed at another offset (misdirected); the page cache keeps the
+//!   right bytes until a crash or [`SimDisk::evict_cache`]. Armed reads return the bytes of a
+//!   wrong offset once.
 //!
-//! All operations complete immediately; the `io::File` API still wraps them in futures.
+//! Operations complete immediately unless a latency is set ([`SimDisk::set_latency`]): then a
+//! write or sync completes after a seeded delay in the backend's time (simulated under madsim).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,6 +27,12 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::buf::{copy_into_spare, init_slice, IoBuf, IoBufMut};
+
+mod misdirection;
+
+pub(crate) use misdirection::Delayed;
+pub use misdirection::DiskLatency;
+use misdirection::{SyncedWrite, SYNCED_WRITES_KEPT_MAX};
 
 /// Torn writes are decided per sector of this size.
 pub const SECTOR_SIZE_BYTES: u64 = 512;
@@ -55,6 +67,9 @@ struct Inode {
     failing_reads: Vec<Range<u64>>,
     /// False once unlinked; open handles keep working, but the bytes no longer count as used.
     linked: bool,
+    /// The latest writes made durable by a sync, oldest first (bounded): what a phantom or
+    /// misdirected write fault can undo. Cleared by a durable `set_len` and by a crash.
+    synced_writes: std::collections::VecDeque<SyncedWrite>,
 }
 
 struct State {
@@ -70,6 +85,11 @@ struct State {
     failing_syncs: Vec<(PathBuf, u32)>,
     /// Same for writes.
     failing_writes: Vec<(PathBuf, u32)>,
+    /// Same for reads that return the bytes of a wrong offset (misdirected reads).
+    misdirected_reads: Vec<(PathBuf, u32)>,
+    /// Inode of the latest read that was misdirected, until the next read.
+    misdirected_last: Option<u64>,
+    latency: DiskLatency,
     rng_state: u64,
 }
 
@@ -136,6 +156,9 @@ impl SimDisk {
             capacity_bytes: None,
             failing_syncs: Vec::new(),
             failing_writes: Vec::new(),
+            misdirected_reads: Vec::new(),
+            misdirected_last: None,
+            latency: DiskLatency::default(),
             rng_state: seed,
         })))
     }
@@ -150,6 +173,9 @@ impl SimDisk {
         state.inodes.retain(|_, inode| inode.linked);
         for inode in state.inodes.values_mut() {
             let unsynced = std::mem::take(&mut inode.unsynced);
+            // A phantom must show through this crash or never: what recovery read back from
+            // the media afterwards was really there.
+            inode.synced_writes.clear();
             if mode == CrashMode::Torn {
                 tear_into(&mut inode.durable, &unsynced, &mut rng_state);
             }
@@ -165,12 +191,13 @@ impl SimDisk {
         self.0.borrow_mut().failing_syncs.push((path_prefix.to_path_buf(), count));
     }
 
-    /// Disarms every failure armed by [`SimDisk::fail_next_syncs`] or
-    /// [`SimDisk::fail_next_writes`] that has not fired yet.
+    /// Disarms every failure armed by [`SimDisk::fail_next_syncs`],
+    /// [`SimDisk::fail_next_writes`] or [`SimDisk::misdirect_next_reads`] that has not fired.
     pub fn clear_failing_syncs(&self) {
         let mut state = self.0.borrow_mut();
         state.failing_syncs.clear();
         state.failing_writes.clear();
+        state.misdirected_reads.clear();
     }
 
     /// The next `count` writes to files under `path_prefix` fail with EIO and write nothing.
@@ -495,6 +522,8 @@ impl SimFile {
                 tracing::warn!(fault = "read_eio", offset, "sim disk: failing read");
                 return Err(error(libc::EIO));
             }
+            let (start, end) = misdirection::maybe_misdirect_read(state, id, start, end);
+            let Some(inode) = state.inodes.get(&id) else { return Err(error(libc::EBADF)) };
             Ok(copy_into_spare(buf, &inode.cached[to_usize(start)..to_usize(end)]))
         })
     }
@@ -553,8 +582,10 @@ impl SimFile {
                 return Err(error(libc::EIO));
             }
             for operation in std::mem::take(&mut inode.unsynced) {
+                misdirection::remember_synced(inode, &operation);
                 apply(&mut inode.durable, &operation);
             }
+            debug_assert!(inode.synced_writes.len() <= SYNCED_WRITES_KEPT_MAX);
             Ok(())
         })
     }

@@ -131,6 +131,95 @@ fn sim_disk_read_faults_and_corruption() {
     });
 }
 
+/// Writes `a` then `b` (each 512 bytes) to a new file and syncs each.
+async fn two_synced_writes(disk: &Disk, path: &Path) -> File {
+    let file = disk.open(path, CREATE).unwrap();
+    for (index, byte) in [b'a', b'b'].into_iter().enumerate() {
+        file.write_all_at(vec![byte; 512], index as u64 * 512).await.0.unwrap();
+        file.sync_data().await.unwrap();
+    }
+    file
+}
+
+#[test]
+fn sim_disk_phantom_write_shows_old_content_after_a_crash_or_eviction() {
+    block_on(async {
+        let (sim, disk) = sim_disk_with_dir();
+        let path = Path::new("/data/t-0/0.log");
+        let file = two_synced_writes(&disk, path).await;
+        assert_eq!(sim.synced_writes(path), vec![0..512, 512..1024]);
+        assert!(sim.phantom_synced_write(path, 0..512));
+        assert!(!sim.phantom_synced_write(path, 0..512), "undone once");
+        // The page cache still holds the write; the media does not.
+        let (result, buf) = file.read_exact_at(Vec::with_capacity(1), 0).await;
+        result.unwrap();
+        assert_eq!(buf, b"a");
+        sim.evict_cache(path);
+        let (result, buf) = file.read_exact_at(Vec::with_capacity(1), 0).await;
+        result.unwrap();
+        assert_eq!(buf, [0]);
+        sim.crash(CrashMode::DropUnsynced);
+        let durable = sim.durable_bytes(path).unwrap();
+        assert_eq!((durable.len(), durable[0], durable[512]), (1024, 0, b'b'));
+        assert!(sim.synced_writes(path).is_empty(), "a crash forgets the synced writes");
+    });
+}
+
+#[test]
+fn sim_disk_misdirected_write_lands_elsewhere_and_keeps_the_old_content() {
+    block_on(async {
+        let (sim, disk) = sim_disk_with_dir();
+        let path = Path::new("/data/t-0/0.log");
+        let file = two_synced_writes(&disk, path).await;
+        file.write_all_at(vec![b'c'; 512], 0).await.0.unwrap();
+        file.sync_data().await.unwrap();
+        // The first write is overwritten by the third: only the last two can be undone.
+        assert_eq!(sim.synced_writes(path), vec![512..1024, 0..512]);
+        assert!(!sim.misdirect_synced_write(path, 0..512, 1000), "target beyond the end");
+        assert!(sim.misdirect_synced_write(path, 0..512, 512));
+        sim.crash(CrashMode::DropUnsynced);
+        let durable = sim.durable_bytes(path).unwrap();
+        assert_eq!((durable[0], durable[511], durable[512]), (b'a', b'a', b'c'));
+    });
+}
+
+#[test]
+fn sim_disk_misdirected_read_returns_another_offset_once() {
+    block_on(async {
+        let (sim, disk) = sim_disk_with_dir();
+        let path = Path::new("/data/t-0/0.log");
+        let file = disk.open(path, CREATE).unwrap();
+        let bytes: Vec<u8> = (0..8192u32).map(|index| (index / 512) as u8).collect();
+        file.write_all_at(bytes, 0).await.0.unwrap();
+        sim.misdirect_next_reads(Path::new("/data"), 1);
+        let (result, wrong) = file.read_exact_at(Vec::with_capacity(16), 2048).await;
+        result.unwrap();
+        assert_ne!(wrong[0], 4, "the armed read came from another sector");
+        let (result, right) = file.read_exact_at(Vec::with_capacity(16), 2048).await;
+        result.unwrap();
+        assert_eq!(right, [4; 16], "a retry reads right");
+    });
+}
+
+#[test]
+fn sim_disk_latency_delays_writes_and_syncs_in_backend_time() {
+    block_on(async {
+        let (sim, disk) = sim_disk_with_dir();
+        let path = Path::new("/data/t-0/0.log");
+        let file = disk.open(path, CREATE).unwrap();
+        sim.set_latency(DiskLatency { write_us_max: 0, sync_us_max: 20_000 });
+        file.write_all_at(vec![1u8; 10], 0).await.0.unwrap();
+        let syncing = {
+            let file = file.clone();
+            spawn_local(async move { file.sync_data().await })
+        };
+        yield_now().await;
+        assert!(sim.has_unsynced(path) || syncing.is_finished());
+        syncing.await.unwrap();
+        assert!(!sim.has_unsynced(path));
+    });
+}
+
 #[test]
 fn sim_disk_rename_and_remove() {
     let (sim, disk) = sim_disk_with_dir();

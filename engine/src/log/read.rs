@@ -1,5 +1,10 @@
 //! Reads for fetch and ListOffsets: whole batches from one segment, only below the high
 //! watermark (and below detected loss), each CRC-checked before it is served.
+//!
+//! A batch that fails its check (CRC32C, framing, or a base offset other than the one the
+//! walk expects) is re-read once before it is declared detected loss: a misdirected read (the
+//! bytes of a wrong offset) is transient and a second read gets the right bytes, while
+//! corruption on the media fails both. Bytes that failed are never served either way.
 
 use std::rc::Rc;
 
@@ -18,6 +23,61 @@ use crate::protocol::record_batch::{self, HEADER_SIZE_BYTES};
 const LOCATE_WINDOW_BYTES: usize = 64 << 10;
 /// Most bytes read per step: the first step also tries to cover the whole answer.
 const LOCATE_WINDOW_BYTES_MAX: usize = 16 << 20;
+/// Reads of a batch that fails its check before it counts as detected loss: the first
+/// failure may be a misdirected read, two in a row are the media.
+const READ_ATTEMPTS_MAX: u32 = 2;
+
+/// Why one attempt at a read failed.
+enum Failure {
+    Log(LogError),
+    /// The bytes read at `offset` failed their check: corruption, or a misdirected read.
+    Suspect {
+        offset: i64,
+    },
+}
+
+impl From<LogError> for Failure {
+    fn from(error: LogError) -> Failure {
+        Failure::Log(error)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(error: std::io::Error) -> Failure {
+        Failure::Log(error.into())
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for another reason, or has found the same kind of
+/// bad bytes `READ_ATTEMPTS_MAX` times (then: detected loss at the last offset found).
+async fn with_reread<T, Fut>(
+    shared: &Rc<Shared>,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, LogError>
+where
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    let mut suspect_offset = None;
+    for _ in 0..READ_ATTEMPTS_MAX {
+        match attempt().await {
+            Ok(value) => {
+                if let Some(offset) = suspect_offset {
+                    tracing::warn!(
+                        dir = %shared.dir.display(),
+                        offset,
+                        "log: a batch failed its check once and read right again \
+                         (a misdirected read?)",
+                    );
+                }
+                return Ok(value);
+            }
+            Err(Failure::Log(error)) => return Err(error),
+            Err(Failure::Suspect { offset }) => suspect_offset = Some(offset),
+        }
+    }
+    let Some(offset) = suspect_offset else { unreachable!("READ_ATTEMPTS_MAX > 0") };
+    Err(corrupt_at(shared, offset))
+}
 
 struct ReadPlan {
     file: File,
@@ -60,6 +120,15 @@ impl Log {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadInfo, LogError> {
+        with_reread(&self.shared, || self.read_once(offset, max_bytes, min_one_batch)).await
+    }
+
+    async fn read_once(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadInfo, Failure> {
         let plan = match plan_read(&self.shared, offset, max_bytes)? {
             Planned::Empty(info) => return Ok(info),
             Planned::Read(plan) => plan,
@@ -81,6 +150,13 @@ impl Log {
         &self,
         timestamp_ms: i64,
     ) -> Result<Option<(i64, i64)>, LogError> {
+        with_reread(&self.shared, || self.offset_for_timestamp_once(timestamp_ms)).await
+    }
+
+    async fn offset_for_timestamp_once(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>, Failure> {
         let Some(offset) = offset_by_time_index(&self.shared, timestamp_ms)? else {
             return Ok(None);
         };
@@ -186,13 +262,13 @@ enum Walk {
 /// The batch containing the target offset, found from the index entry. The offset index is a
 /// cache: an entry that does not lead to its batch (a flipped bit in the `.index` file) is no
 /// loss of data, so the walk is retried from the segment start before loss is reported.
-async fn locate(shared: &Rc<Shared>, plan: &ReadPlan) -> Result<Located, LogError> {
+async fn locate(shared: &Rc<Shared>, plan: &ReadPlan) -> Result<Located, Failure> {
     let offset = match walk(plan, plan.start_position, plan.start_offset).await? {
         Walk::Found(located) => return Ok(located),
         Walk::Broken { offset } => offset,
     };
     if plan.start_position == 0 {
-        return Err(corrupt_at(shared, offset));
+        return Err(Failure::Suspect { offset });
     }
     tracing::warn!(
         dir = %shared.dir.display(),
@@ -201,7 +277,7 @@ async fn locate(shared: &Rc<Shared>, plan: &ReadPlan) -> Result<Located, LogErro
     );
     match walk(plan, 0, plan.segment_base_offset).await? {
         Walk::Found(located) => Ok(located),
-        Walk::Broken { offset } => Err(corrupt_at(shared, offset)),
+        Walk::Broken { offset } => Err(Failure::Suspect { offset }),
     }
 }
 
@@ -260,7 +336,7 @@ async fn walk(
 
 /// Reads `size_bytes` from `position`; on an I/O error falls back to the first batch's header
 /// alone (a latent sector error further on must not fail what can be served).
-async fn read_answer(plan: &ReadPlan, position: u64, size_bytes: usize) -> Result<Bytes, LogError> {
+async fn read_answer(plan: &ReadPlan, position: u64, size_bytes: usize) -> Result<Bytes, Failure> {
     match read_exactly(&plan.file, position, size_bytes).await {
         Ok(buffer) => Ok(Bytes::from(buffer)),
         Err(_) if size_bytes > HEADER_SIZE_BYTES => {
@@ -272,14 +348,15 @@ async fn read_answer(plan: &ReadPlan, position: u64, size_bytes: usize) -> Resul
 
 /// Reads whole batches from `position`, CRC-checking each; stops at the visible end, at
 /// `max_bytes` (unless the first batch alone is bigger and `min_one_batch`), or before a bad
-/// batch (serving the good prefix and remembering the loss).
+/// batch (serving the good prefix, and remembering the loss once a re-read of the bad batch
+/// fails too: one misdirected read never marks intact data as lost).
 async fn collect(
     shared: &Rc<Shared>,
     plan: &ReadPlan,
     located: Located,
     max_bytes: usize,
     min_one_batch: bool,
-) -> Result<Bytes, LogError> {
+) -> Result<Bytes, Failure> {
     let Located { position, base_offset, window } = located;
     if base_offset >= plan.visible_end_offset {
         return Ok(Bytes::new());
@@ -294,7 +371,7 @@ async fn collect(
     let first_size = record_batch::batch_size_from_prefix(&buffer)
         .ok()
         .filter(|size| *size <= plan.max_batch_bytes && *size as u64 <= available);
-    let Some(first_size) = first_size else { return Err(corrupt_at(shared, base_offset)) };
+    let Some(first_size) = first_size else { return Err(Failure::Suspect { offset: base_offset }) };
     if first_size > max_bytes && !min_one_batch {
         return Ok(Bytes::new());
     }
@@ -320,12 +397,43 @@ async fn collect(
                 expected_offset = info.next_offset();
             }
             Judgement::NeedBytes(_) => break,
-            Judgement::Invalid if cursor == 0 => return Err(corrupt_at(shared, expected_offset)),
+            Judgement::Invalid if cursor == 0 => {
+                return Err(Failure::Suspect { offset: expected_offset })
+            }
             Judgement::Invalid => {
-                let _ = corrupt_at(shared, expected_offset);
+                let bad_position = position + cursor as u64;
+                if still_bad(plan, bad_position, expected_offset, available - cursor as u64).await {
+                    let _ = corrupt_at(shared, expected_offset);
+                }
                 break;
             }
         }
     }
     Ok(buffer.slice(..cursor))
+}
+
+/// Reads the batch at `position` again (header, then the whole batch) and judges it: true if
+/// it is still not the batch expected there. An I/O error proves nothing: false.
+async fn still_bad(
+    plan: &ReadPlan,
+    position: u64,
+    expected_offset: i64,
+    bytes_to_end: u64,
+) -> bool {
+    let header_bytes = (HEADER_SIZE_BYTES as u64).min(bytes_to_end) as usize;
+    let Ok(header) = read_exactly(&plan.file, position, header_bytes).await else { return false };
+    let expect = Expect::Exactly(expected_offset);
+    match scan::judge(&header, bytes_to_end, expect, plan.max_batch_bytes) {
+        Judgement::NeedBytes(size_bytes) => {
+            let Ok(whole) = read_exactly(&plan.file, position, size_bytes).await else {
+                return false;
+            };
+            !matches!(
+                scan::judge(&whole, bytes_to_end, expect, plan.max_batch_bytes),
+                Judgement::Valid(_)
+            )
+        }
+        Judgement::Valid(_) => false,
+        Judgement::Invalid => true,
+    }
 }

@@ -6,7 +6,7 @@ use std::io;
 use super::scan::{self, Expect, Judgement};
 use super::segment::SEGMENT_OFFSET_SPAN_MAX;
 use crate::io::File;
-use crate::protocol::record_batch::HEADER_SIZE_BYTES;
+use crate::protocol::record_batch::{BatchInfo, HEADER_SIZE_BYTES};
 
 /// Bytes read at a time (more when one batch is larger).
 const CHUNK_BYTES: usize = 1 << 20;
@@ -47,6 +47,25 @@ impl SegmentReader {
         self.len_bytes
     }
 
+    /// Forgets the buffered bytes, so the next judgement reads the file again (a misdirected
+    /// read returned the bytes of a wrong offset; a second read is right).
+    pub fn invalidate(&mut self) {
+        self.buffer.clear();
+        self.buffer_start = 0;
+    }
+
+    /// [`SegmentReader::judge_at`], and when the bytes are not a valid batch, once more from
+    /// the file: recovery truncates or reports loss on this answer, so one misdirected read
+    /// must not decide it.
+    pub async fn judge_at_twice(&mut self, position: u64, expect: Expect) -> io::Result<Judgement> {
+        let judgement = self.judge_at(position, expect).await?;
+        if let Judgement::Valid(_) = judgement {
+            return Ok(judgement);
+        }
+        self.invalidate();
+        self.judge_at(position, expect).await
+    }
+
     /// The bytes from `position` on: at least `min_bytes` of them unless the file ends first.
     pub async fn window(&mut self, position: u64, min_bytes: usize) -> io::Result<&[u8]> {
         assert!(position <= self.len_bytes);
@@ -80,6 +99,26 @@ impl SegmentReader {
         unreachable!("judge_at did not converge")
     }
 
+    /// Whether the batch `info` found at `position` is there when read again. A misdirected
+    /// read can show a real batch at a wrong position (then recovery would report loss that is
+    /// not there), but a misdirected confirmation must not hide a real one either (then
+    /// recovery would truncate it): only two fresh reads that both disagree reject the find.
+    async fn confirm(
+        &mut self,
+        position: u64,
+        min_offset: i64,
+        info: BatchInfo,
+    ) -> io::Result<bool> {
+        for _ in 0..2 {
+            self.invalidate();
+            if self.judge_at(position, Expect::AtLeast(min_offset)).await? == Judgement::Valid(info)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The first intact batch at or after `from` whose base offset is at least `min_offset`:
     /// what decides whether a bad batch is a torn tail (none) or corruption (some). Bounded by
     /// the file length; a cheap magic-byte filter runs before each CRC. A batch whose offsets
@@ -91,7 +130,7 @@ impl SegmentReader {
         from: u64,
         min_offset: i64,
         segment_base_offset: i64,
-    ) -> io::Result<Option<(u64, crate::protocol::record_batch::BatchInfo)>> {
+    ) -> io::Result<Option<(u64, BatchInfo)>> {
         const MAGIC_POSITION: usize = 16;
         let mut position = from;
         while position + HEADER_SIZE_BYTES as u64 <= self.len_bytes {
@@ -102,7 +141,9 @@ impl SegmentReader {
                 {
                     // `judge` rules out overflow, and base offsets are never negative.
                     let span = info.last_offset() - segment_base_offset;
-                    if span < SEGMENT_OFFSET_SPAN_MAX {
+                    if span < SEGMENT_OFFSET_SPAN_MAX
+                        && self.confirm(position, min_offset, info).await?
+                    {
                         return Ok(Some((position, info)));
                     }
                 }

@@ -11,6 +11,8 @@
 //!   expected, found by scanning forward byte by byte, then through later segments.)
 //! - Exception: a bad batch inside the range of the write intent (`intent.rs`) with intact
 //!   batches behind it only *within* that range is a torn, never-synced group: truncated too.
+//! - Every judgement that leads to truncation or to reported loss is made on bytes read twice
+//!   (a misdirected read returns the bytes of a wrong offset once; see `reader.rs`).
 //! - Segments before the checkpoint are trusted; their index files are loaded and validated,
 //!   and a segment whose indexes are missing or invalid is re-scanned to rebuild them.
 
@@ -76,6 +78,13 @@ pub async fn recover(disk: &Disk, dir: &Path, config: &LogConfig) -> Result<Reco
     let start = start_of_scan(disk, dir, config, &mut recovered, first_scanned).await?;
     scan_tail(disk, dir, config, &mut recovered, start).await?;
     check_checkpoint_reached(dir, &mut recovered);
+    // After a process crash (not a power failure) the page cache still holds what the dead
+    // process wrote and never synced, and the scan read it as log. It is served from now on
+    // and counted as synced, so make it durable first: else a later power failure could take
+    // back records consumers saw, or tear them in front of newer durable ones.
+    for segment in &recovered.segments[first_scanned.min(recovered.segments.len())..] {
+        segment.file.sync_data().await?;
+    }
     Ok(recovered)
 }
 
@@ -277,7 +286,7 @@ async fn scan_segment(
             return Ok(Stop::End);
         }
         let judgement =
-            reader.judge_at(cursor.position, Expect::Exactly(cursor.expected_offset)).await?;
+            reader.judge_at_twice(cursor.position, Expect::Exactly(cursor.expected_offset)).await?;
         let Judgement::Valid(info) = judgement else { return Ok(Stop::Bad) };
         if !segment.can_hold_offset(info.last_offset()) {
             return Ok(Stop::Bad);
@@ -328,7 +337,14 @@ async fn scan_tail(
                 continue;
             }
         }
-        match find_intact_behind(config, recovered, &mut reader, cursor).await? {
+        let mut behind = find_intact_behind(config, recovered, &mut reader, cursor).await?;
+        if behind.is_none() {
+            // Truncating destroys bytes: a misdirected read must not have hidden an intact
+            // batch from the search, so search once more with fresh reads.
+            reader.invalidate();
+            behind = find_intact_behind(config, recovered, &mut reader, cursor).await?;
+        }
+        match behind {
             Some(resume) => {
                 mark_corrupt(dir, recovered, cursor.expected_offset);
                 skip_corrupt_region(recovered, cursor, resume)?;

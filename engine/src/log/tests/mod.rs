@@ -16,6 +16,7 @@ mod corruption;
 mod crash;
 mod faults;
 mod idempotence;
+mod misdirection;
 mod model;
 mod os_disk;
 
