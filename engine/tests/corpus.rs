@@ -71,6 +71,7 @@ fn reencode(decoded: &DecodedRequest, header_in_frame: &RequestHeader) -> Vec<u8
         Request::InitProducerId(body) => body.encode(&mut out, version),
         Request::DescribeConfigs(body) => body.encode(&mut out, version),
         Request::DescribeCluster(body) => body.encode(&mut out, version),
+        Request::CreatePartitions(body) => body.encode(&mut out, version),
         Request::FindCoordinator(body) => body.encode(&mut out, version),
         Request::JoinGroup(body) => body.encode(&mut out, version),
         Request::SyncGroup(body) => body.encode(&mut out, version),

@@ -16,6 +16,9 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_partitions_request::{
+    CreatePartitionsAssignment, CreatePartitionsTopic,
+};
 use kafka_protocol::messages::create_topics_request::{
     CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
 };
@@ -198,6 +201,15 @@ fn normalize_create(response: &mut CreateTopicsResponse) {
                 }
             }
         }
+    }
+}
+
+/// Kafka answers in hash-set order (duplicates first): compare by name.
+fn normalize_create_partitions(response: &mut CreatePartitionsResponse) {
+    response.throttle_time_ms = 0;
+    response.results.sort_by(|a, b| a.name.cmp(&b.name).then(a.error_code.cmp(&b.error_code)));
+    for result in &mut response.results {
+        result.error_message = result.error_message.as_ref().map(|_| text("message"));
     }
 }
 
@@ -559,6 +571,109 @@ fn manual_assignments(pair: &mut Pair) {
     wait_for_leaders(pair, "assigned-ok");
 }
 
+/// `(topic, count, assignments)` per topic; `None` assignments are sent as null.
+fn partitions_request(
+    topics: &[(&str, i32, Option<Vec<i32>>)],
+    validate_only: bool,
+) -> CreatePartitionsRequest {
+    let topic = |(topic, count, assignments): &(&str, i32, Option<Vec<i32>>)| {
+        let assignment = |brokers: &Vec<i32>| {
+            let broker_ids = brokers.iter().map(|id| BrokerId(*id)).collect();
+            CreatePartitionsAssignment::default().with_broker_ids(broker_ids)
+        };
+        CreatePartitionsTopic::default()
+            .with_name(name(topic))
+            .with_count(*count)
+            .with_assignments(assignments.as_ref().map(|brokers| vec![assignment(brokers)]))
+    };
+    CreatePartitionsRequest::default()
+        .with_topics(topics.iter().map(topic).collect())
+        .with_timeout_ms(30_000)
+        .with_validate_only(validate_only)
+}
+
+/// Waits until both brokers report `count` partitions of `topic`, each with a leader.
+fn wait_for_partitions(pair: &mut Pair, topic: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let request = metadata_request(Some(&[topic]), false);
+    loop {
+        let (tern, kafka) = pair.both(9, &request);
+        let ready = |response: &MetadataResponse| {
+            response.topics.iter().all(|entry| {
+                entry.partitions.len() == count
+                    && entry.partitions.iter().all(|partition| partition.leader_id.0 >= 0)
+            })
+        };
+        if ready(&tern) && ready(&kafka) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{topic}: not {count} partitions: {tern:?} / {kafka:?}");
+        sleep(Duration::from_millis(100));
+    }
+}
+
+fn create_partitions(pair: &mut Pair) {
+    for version in [0, 1, 2, 3] {
+        let topic = format!("partitions-{version}");
+        let topic = topic.as_str();
+        pair.compare(
+            "CreateTopics for CreatePartitions",
+            7,
+            &create_request(topic, 1, &[]),
+            normalize_create,
+        );
+        wait_for_leaders(pair, topic);
+        let case = |what: &str| format!("CreatePartitions {what}");
+        let check = |pair: &mut Pair, what: &str, request: &CreatePartitionsRequest| {
+            pair.compare(&case(what), version, request, normalize_create_partitions);
+        };
+        check(pair, "validate_only", &partitions_request(&[(topic, 3, None)], true));
+        wait_for_partitions(pair, topic, 1);
+        check(pair, "grow", &partitions_request(&[(topic, 3, None)], false));
+        wait_for_partitions(pair, topic, 3);
+        let metadata = metadata_request(Some(&[topic]), false);
+        pair.compare("Metadata after CreatePartitions", 9, &metadata, normalize_metadata);
+        check(pair, "same count", &partitions_request(&[(topic, 3, None)], false));
+        check(pair, "shrink", &partitions_request(&[(topic, 2, None)], false));
+        check(pair, "unknown topic", &partitions_request(&[("partitions-none", 2, None)], false));
+        let twice = partitions_request(&[(topic, 4, None), (topic, 5, None)], false);
+        check(pair, "duplicate names", &twice);
+        let mixed = partitions_request(&[("partitions-none", 2, None), (topic, 1, None)], false);
+        check(pair, "two refusals", &mixed);
+    }
+    manual_partition_assignments(pair);
+}
+
+fn manual_partition_assignments(pair: &mut Pair) {
+    let topic = "partitions-assigned";
+    pair.compare(
+        "CreateTopics for CreatePartitions",
+        7,
+        &create_request(topic, 1, &[]),
+        normalize_create,
+    );
+    wait_for_leaders(pair, topic);
+    let assigned = |brokers: Vec<i32>, count: i32| {
+        move |node: i32| {
+            let brokers = brokers.iter().map(|id| id + node).collect();
+            partitions_request(&[(topic, count, Some(brokers))], false)
+        }
+    };
+    let cases = [
+        ("an unknown broker", assigned(vec![100], 2)),
+        ("this broker twice", assigned(vec![0, 0], 2)),
+        ("too few assignments", assigned(vec![0], 3)),
+        ("this broker", assigned(vec![0], 2)),
+    ];
+    for (what, build) in cases {
+        let case = format!("CreatePartitions manual assignment to {what}");
+        pair.compare_each(&case, 3, build, normalize_create_partitions);
+    }
+    wait_for_partitions(pair, topic, 2);
+    let metadata = metadata_request(Some(&[topic]), false);
+    pair.compare("Metadata after a manual assignment", 9, &metadata, normalize_metadata);
+}
+
 fn delete_topics(pair: &mut Pair) {
     pair.compare(
         "CreateTopics delete-me",
@@ -884,6 +999,7 @@ fn tern_answers_like_apache_kafka() {
     api_versions(&mut pair);
     metadata(&mut pair);
     create_topics(&mut pair);
+    create_partitions(&mut pair);
     delete_topics(&mut pair);
     produce(&mut pair);
     idempotent_produce(&mut pair);

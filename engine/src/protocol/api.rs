@@ -42,6 +42,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DeleteTopics, 1, 6),
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
     api(ApiKey::DescribeCluster, 0, 1),
@@ -103,6 +104,7 @@ mod tests {
         check(ApiKey::DeleteTopics, (1, 6));
         check(ApiKey::InitProducerId, (0, 5));
         check(ApiKey::DescribeConfigs, (1, 4));
+        check(ApiKey::CreatePartitions, (0, 3));
         check(ApiKey::DescribeCluster, (0, 1));
         check(ApiKey::FindCoordinator, (0, 6));
         check(ApiKey::JoinGroup, (0, 9));

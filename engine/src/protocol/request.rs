@@ -12,11 +12,12 @@
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, SyncGroupRequest,
+    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -55,6 +56,7 @@ pub enum Request {
     DeleteTopics(DeleteTopicsRequest),
     InitProducerId(InitProducerIdRequest),
     DescribeConfigs(DescribeConfigsRequest),
+    CreatePartitions(CreatePartitionsRequest),
     DescribeCluster(DescribeClusterRequest),
     FindCoordinator(FindCoordinatorRequest),
     JoinGroup(JoinGroupRequest),
@@ -157,6 +159,7 @@ fn decode_body(api_key: ApiKey, version: i16, buffer: &mut Bytes) -> Result<Requ
         ApiKey::DeleteTopics => Request::DeleteTopics(body(buffer, version)?),
         ApiKey::InitProducerId => Request::InitProducerId(body(buffer, version)?),
         ApiKey::DescribeConfigs => Request::DescribeConfigs(body(buffer, version)?),
+        ApiKey::CreatePartitions => Request::CreatePartitions(body(buffer, version)?),
         ApiKey::DescribeCluster => Request::DescribeCluster(body(buffer, version)?),
         ApiKey::FindCoordinator => Request::FindCoordinator(body(buffer, version)?),
         ApiKey::JoinGroup => Request::JoinGroup(body(buffer, version)?),

@@ -11,12 +11,12 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, CreateTopicsResponse, DeleteGroupsResponse, DeleteTopicsResponse,
-    DescribeClusterResponse, DescribeConfigsResponse, DescribeGroupsResponse, FetchResponse,
-    FindCoordinatorResponse, HeartbeatResponse, InitProducerIdResponse, JoinGroupResponse,
-    LeaveGroupResponse, ListGroupsResponse, ListOffsetsResponse, MetadataResponse,
-    OffsetCommitResponse, OffsetDeleteResponse, OffsetFetchResponse, ProduceResponse,
-    ResponseHeader, SyncGroupResponse,
+    ApiKey, ApiVersionsResponse, CreatePartitionsResponse, CreateTopicsResponse,
+    DeleteGroupsResponse, DeleteTopicsResponse, DescribeClusterResponse, DescribeConfigsResponse,
+    DescribeGroupsResponse, FetchResponse, FindCoordinatorResponse, HeartbeatResponse,
+    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
+    ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetDeleteResponse,
+    OffsetFetchResponse, ProduceResponse, ResponseHeader, SyncGroupResponse,
 };
 use kafka_protocol::protocol::Encodable;
 
@@ -36,6 +36,7 @@ pub enum Response {
     DeleteTopics(DeleteTopicsResponse),
     InitProducerId(InitProducerIdResponse),
     DescribeConfigs(DescribeConfigsResponse),
+    CreatePartitions(CreatePartitionsResponse),
     DescribeCluster(DescribeClusterResponse),
     FindCoordinator(FindCoordinatorResponse),
     JoinGroup(JoinGroupResponse),
@@ -63,6 +64,7 @@ impl Response {
             Response::DeleteTopics(_) => ApiKey::DeleteTopics,
             Response::InitProducerId(_) => ApiKey::InitProducerId,
             Response::DescribeConfigs(_) => ApiKey::DescribeConfigs,
+            Response::CreatePartitions(_) => ApiKey::CreatePartitions,
             Response::DescribeCluster(_) => ApiKey::DescribeCluster,
             Response::FindCoordinator(_) => ApiKey::FindCoordinator,
             Response::JoinGroup(_) => ApiKey::JoinGroup,
@@ -156,6 +158,7 @@ fn with_body<T>(
         Response::DeleteTopics(message) => message,
         Response::InitProducerId(message) => message,
         Response::DescribeConfigs(message) => message,
+        Response::CreatePartitions(message) => message,
         Response::DescribeCluster(message) => message,
         Response::FindCoordinator(message) => message,
         Response::JoinGroup(message) => message,

@@ -27,6 +27,8 @@ pub fn fit_to_version(response: &mut Response, version: i16) {
         // Versions 0-5 share one layout; the handler sets only fields they all have.
         Response::InitProducerId(_) => {}
         Response::DescribeConfigs(body) => fit_describe_configs(body, version),
+        // Versions 0-3 share one layout (v2 made it flexible).
+        Response::CreatePartitions(_) => {}
         Response::DescribeCluster(body) => fit_describe_cluster(body, version),
         Response::FindCoordinator(body) => fit_find_coordinator(body, version),
         Response::JoinGroup(body) => fit_join_group(body, version),
@@ -272,6 +274,7 @@ mod tests {
     use crate::protocol::api::supported_range;
     use crate::protocol::request::RequestMeta;
     use crate::protocol::response::encode_response;
+    use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
     use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
     use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
     use kafka_protocol::messages::describe_configs_response::{
@@ -287,6 +290,7 @@ mod tests {
     use kafka_protocol::messages::produce_response::{
         PartitionProduceResponse, TopicProduceResponse,
     };
+    use kafka_protocol::messages::CreatePartitionsResponse;
     use kafka_protocol::messages::{ApiKey, BrokerId, TopicName};
     use kafka_protocol::protocol::StrBytes;
 
@@ -372,6 +376,12 @@ mod tests {
                         .with_value(text())
                         .with_config_source(5),
                 ]),
+            ])),
+            Response::CreatePartitions(CreatePartitionsResponse::default().with_results(vec![
+                CreatePartitionsTopicResult::default()
+                    .with_name(name())
+                    .with_error_code(37)
+                    .with_error_message(text()),
             ])),
             Response::DescribeCluster(
                 DescribeClusterResponse::default()

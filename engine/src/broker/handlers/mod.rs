@@ -13,6 +13,7 @@ mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod offsets;
+mod partitions;
 mod produce;
 
 use std::rc::Rc;
@@ -56,6 +57,9 @@ pub async fn handle(
         }
         Request::DescribeConfigs(body) => {
             Response::DescribeConfigs(describe::describe_configs(&shard, body))
+        }
+        Request::CreatePartitions(body) => {
+            Response::CreatePartitions(partitions::create_partitions(&shard, body).await)
         }
         Request::DescribeCluster(body) => {
             Response::DescribeCluster(describe::describe_cluster(&shard, body))

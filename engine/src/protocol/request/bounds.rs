@@ -54,6 +54,7 @@ pub fn check(api_key: ApiKey, version: i16, body: &[u8]) -> Result<usize, Bounds
         ApiKey::DeleteTopics => delete_topics(&mut walker, version)?,
         ApiKey::InitProducerId => init_producer_id(&mut walker, version)?,
         ApiKey::DescribeConfigs => describe_configs(&mut walker, version)?,
+        ApiKey::CreatePartitions => create_partitions(&mut walker)?,
         ApiKey::DescribeCluster => describe_cluster(&mut walker, version)?,
         ApiKey::FindCoordinator => find_coordinator(&mut walker, version)?,
         ApiKey::JoinGroup => join_group(&mut walker, version)?,
@@ -217,6 +218,21 @@ fn create_topics(walker: &mut Walker) -> Walk {
             config.string("name")?;
             config.string("value")?;
             config.tagged_fields(no_known_tags)
+        })?;
+        topic.tagged_fields(no_known_tags)
+    })?;
+    walker.fixed(4 + 1, "timeout_ms, validate_only")?;
+    walker.tagged_fields(no_known_tags)
+}
+
+fn create_partitions(walker: &mut Walker) -> Walk {
+    walker.array("topics", |topic| {
+        topic.string("name")?;
+        topic.fixed(4, "count")?;
+        // Nullable: null (-1, or 0 when compact) keeps the broker's placement.
+        topic.array("assignments", |assignment| {
+            assignment.array("broker_ids", |broker| broker.fixed(4, "broker_id"))?;
+            assignment.tagged_fields(no_known_tags)
         })?;
         topic.tagged_fields(no_known_tags)
     })?;

@@ -1,10 +1,10 @@
 use super::*;
 use bytes::BytesMut;
 use kafka_protocol::messages::{
-    create_topics_request, delete_topics_request, describe_configs_request, fetch_request,
-    join_group_request, leave_group_request, list_offsets_request, metadata_request,
-    offset_commit_request, offset_delete_request, offset_fetch_request, produce_request,
-    sync_group_request,
+    create_partitions_request, create_topics_request, delete_topics_request,
+    describe_configs_request, fetch_request, join_group_request, leave_group_request,
+    list_offsets_request, metadata_request, offset_commit_request, offset_delete_request,
+    offset_fetch_request, produce_request, sync_group_request,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use proptest::prelude::*;
@@ -85,6 +85,7 @@ fn populated_request(api_key: ApiKey, version: i16) -> Request {
             Request::InitProducerId(body)
         }
         ApiKey::DescribeCluster => Request::DescribeCluster(DescribeClusterRequest::default()),
+        ApiKey::CreatePartitions => Request::CreatePartitions(populated_create_partitions()),
         other => populated_group_request(other, version),
     }
 }
@@ -306,6 +307,24 @@ fn populated_create_topics() -> CreateTopicsRequest {
     body
 }
 
+/// Two topics: one with a manual assignment, one with a null assignment list.
+fn populated_create_partitions() -> CreatePartitionsRequest {
+    let mut assignment = create_partitions_request::CreatePartitionsAssignment::default();
+    assignment.broker_ids = vec![1.into(), 2.into()];
+    let mut manual = create_partitions_request::CreatePartitionsTopic::default();
+    manual.name = StrBytes::from_static_str("orders").into();
+    manual.count = 3;
+    manual.assignments = Some(vec![assignment.clone(), assignment]);
+    let mut placed = manual.clone();
+    placed.name = StrBytes::from_static_str("events").into();
+    placed.assignments = None;
+    let mut body = CreatePartitionsRequest::default();
+    body.topics = vec![manual, placed];
+    body.timeout_ms = 30_000;
+    body.validate_only = true;
+    body
+}
+
 fn frame_of(request: &Request, api_key: ApiKey, version: i16) -> Bytes {
     match request {
         Request::ApiVersions(body) => frame_with(api_key, version, body),
@@ -318,6 +337,7 @@ fn frame_of(request: &Request, api_key: ApiKey, version: i16) -> Bytes {
         Request::InitProducerId(body) => frame_with(api_key, version, body),
         Request::DescribeConfigs(body) => frame_with(api_key, version, body),
         Request::DescribeCluster(body) => frame_with(api_key, version, body),
+        Request::CreatePartitions(body) => frame_with(api_key, version, body),
         Request::FindCoordinator(body) => frame_with(api_key, version, body),
         Request::JoinGroup(body) => frame_with(api_key, version, body),
         Request::SyncGroup(body) => frame_with(api_key, version, body),
@@ -371,6 +391,7 @@ fn flexible_versions_use_request_header_v2() {
         (ApiKey::InitProducerId, 2),
         (ApiKey::DescribeConfigs, 4),
         (ApiKey::DescribeCluster, 0),
+        (ApiKey::CreatePartitions, 2),
         (ApiKey::FindCoordinator, 3),
         (ApiKey::JoinGroup, 6),
         (ApiKey::SyncGroup, 4),

@@ -1,7 +1,8 @@
 use super::*;
 use kafka_protocol::messages::{
-    create_topics_response, delete_topics_response, describe_configs_response, fetch_response,
-    list_offsets_response, metadata_response, produce_response,
+    create_partitions_response, create_topics_response, delete_topics_response,
+    describe_configs_response, fetch_response, list_offsets_response, metadata_response,
+    produce_response,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -81,9 +82,18 @@ fn populated_response(api_key: ApiKey) -> Response {
     }
 }
 
-/// The group APIs: their default bodies are valid at every version.
+/// The group APIs (their default bodies are valid at every version), and CreatePartitions.
 fn group_response(api_key: ApiKey) -> Response {
     match api_key {
+        ApiKey::CreatePartitions => {
+            let mut result = create_partitions_response::CreatePartitionsTopicResult::default();
+            result.name = StrBytes::from_static_str("orders").into();
+            result.error_code = 37;
+            result.error_message = Some(StrBytes::from_static_str("would not be an increase"));
+            let mut body = CreatePartitionsResponse::default();
+            body.results = vec![result];
+            Response::CreatePartitions(body)
+        }
         ApiKey::FindCoordinator => Response::FindCoordinator(Default::default()),
         ApiKey::JoinGroup => Response::JoinGroup(Default::default()),
         ApiKey::SyncGroup => Response::SyncGroup(Default::default()),
@@ -130,6 +140,9 @@ fn decode_encoded(api_key: ApiKey, version: i16, bytes: &Bytes) -> (i32, Respons
         }
         ApiKey::DescribeCluster => {
             Response::DescribeCluster(Decodable::decode(&mut buffer, version).unwrap())
+        }
+        ApiKey::CreatePartitions => {
+            Response::CreatePartitions(Decodable::decode(&mut buffer, version).unwrap())
         }
         ApiKey::FindCoordinator => {
             Response::FindCoordinator(Decodable::decode(&mut buffer, version).unwrap())
