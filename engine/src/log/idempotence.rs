@@ -153,7 +153,11 @@ async fn replay_segment(
             break;
         }
         if info.base_offset >= from_offset {
-            if let Some(batch) = producer_batch_of(&info) {
+            // Produce refuses negative sequences, but the disk is not trusted: a CRC-valid
+            // batch with impossible producer fields (found by fuzzing) is skipped, not applied.
+            let valid =
+                |batch: &ProducerBatch| batch.first_sequence >= 0 && batch.records_delta >= 0;
+            if let Some(batch) = producer_batch_of(&info).filter(valid) {
                 states.apply(&batch, info.base_offset, info.last_offset());
             }
         }
