@@ -10,8 +10,6 @@
 mod common;
 
 use std::fmt::Debug;
-use std::path::Path;
-use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -35,45 +33,9 @@ use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::records::*;
 
 use common::kafka::Connection;
-use common::{run_checked, test_dir, TernServer};
+use common::kafka_peer::KafkaPeer;
+use common::{test_dir, TernServer};
 use uuid::Uuid;
-
-/// Apache Kafka on a free port, stopped (and its data removed) on drop.
-struct KafkaPeer {
-    port: u16,
-}
-
-fn peer_script() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/peers/kafka.sh")
-}
-
-impl KafkaPeer {
-    fn start(data_dir: &Path) -> KafkaPeer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        run_checked(
-            Command::new("bash")
-                .arg(peer_script())
-                .args(["start", "--port", &port.to_string()])
-                .arg("--data-dir")
-                .arg(data_dir),
-            "benches/peers/kafka.sh start (Java 17 and Maven are installed by .ci/run)",
-        );
-        KafkaPeer { port }
-    }
-
-    fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for KafkaPeer {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(peer_script())
-            .args(["stop", "--port", &self.port.to_string()])
-            .output();
-    }
-}
 
 /// One connection to each broker; every request goes to both.
 struct Pair {

@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::kafka_peer::KafkaPeer;
 use common::{run_checked, test_dir, TernServer};
 
 fn maven_build(module: &str) -> PathBuf {
@@ -39,42 +40,6 @@ fn checks_classpath() -> &'static str {
         let dependencies = std::fs::read_to_string(build.join("classpath.txt")).unwrap();
         format!("{}:{}", build.join("tern-java-client-checks-1.jar").display(), dependencies.trim())
     })
-}
-
-/// Apache Kafka on a free port, stopped on drop.
-struct KafkaPeer {
-    port: u16,
-}
-
-impl KafkaPeer {
-    fn script() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/peers/kafka.sh")
-    }
-
-    fn start(data_dir: &Path) -> KafkaPeer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        run_checked(
-            Command::new("bash")
-                .arg(Self::script())
-                .args(["start", "--port", &port.to_string(), "--data-dir"])
-                .arg(data_dir),
-            "benches/peers/kafka.sh start",
-        );
-        KafkaPeer { port }
-    }
-
-    fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for KafkaPeer {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(Self::script())
-            .args(["stop", "--port", &self.port.to_string()])
-            .output();
-    }
 }
 
 fn word_count(bootstrap: &str, prefix: &str, state_dir: &Path) -> String {

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod kafka;
+pub mod kafka_peer;
 
 pub struct TernServer {
     child: Option<Child>,
