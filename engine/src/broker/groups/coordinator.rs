@@ -177,7 +177,8 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
-    fn failed(error: GroupError, member_id: String) -> JoinResult {
+    /// A JoinGroup answer carrying only `error` (no generation, no members).
+    pub fn failed(error: GroupError, member_id: String) -> JoinResult {
         JoinResult {
             error: Some(error),
             generation_id: -1,

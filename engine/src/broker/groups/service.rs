@@ -121,7 +121,7 @@ impl GroupService {
         match answer.await {
             Ok(Ready::Join(result)) => result,
             Ok(Ready::Sync(_)) => unreachable!("a join ticket is answered by a join result"),
-            Err(error) => JoinResult { error: Some(error), ..empty_join(member_id) },
+            Err(error) => JoinResult::failed(error, member_id),
         }
     }
 
@@ -315,19 +315,6 @@ impl From<JoinResult> for Ready {
 impl From<SyncResult> for Ready {
     fn from(result: SyncResult) -> Ready {
         Ready::Sync(result)
-    }
-}
-
-fn empty_join(member_id: String) -> JoinResult {
-    JoinResult {
-        error: None,
-        generation_id: -1,
-        protocol_type: None,
-        protocol_name: None,
-        leader: String::new(),
-        member_id,
-        skip_assignment: false,
-        members: Vec::new(),
     }
 }
 

@@ -123,16 +123,8 @@ pub async fn join_group(
         target.groups.join(&target, join).await
     })
     .await;
-    let result = result.unwrap_or_else(|| JoinResult {
-        error: Some(GroupError::CoordinatorNotAvailable),
-        generation_id: -1,
-        protocol_type: None,
-        protocol_name: None,
-        leader: String::new(),
-        member_id,
-        skip_assignment: false,
-        members: Vec::new(),
-    });
+    let result = result
+        .unwrap_or_else(|| JoinResult::failed(GroupError::CoordinatorNotAvailable, member_id));
     join_response(result)
 }
 
