@@ -249,3 +249,70 @@ fn segment_recovery_seeds_are_generated() {
 fn index_seeds_are_generated() {
     write_or_check("index", index_seeds(), index::run);
 }
+
+/// What the `segment_recovery` oracle must conclude about a two-segment log: pins the oracle
+/// to verdicts derived by hand from the storage-fault policy (so the fuzz target's strong
+/// properties are not vacuous), then runs the target's check, which holds the engine to it.
+#[derive(Debug, PartialEq, Eq)]
+enum TwoSegmentOutcome {
+    Opens { served: usize, corrupt_from: Option<i64>, log_end: i64, kept: [Option<usize>; 2] },
+    Refuses,
+}
+
+fn check_two_segments(first: &[u8], later_base: u32, later: Vec<u8>, expected: TwoSegmentOutcome) {
+    use segment_recovery::{expected_log, SegmentFile, Verdict};
+    let segments = [
+        SegmentFile { base_offset: 0, bytes: first },
+        SegmentFile { base_offset: i64::from(later_base), bytes: &later },
+    ];
+    let outcome = match expected_log(&segments, None) {
+        Verdict::Refuses => TwoSegmentOutcome::Refuses,
+        Verdict::Opens(log) => TwoSegmentOutcome::Opens {
+            served: log.served.len(),
+            corrupt_from: log.corrupt_from,
+            log_end: log.log_end_offset,
+            kept: [log.kept_bytes[0], log.kept_bytes[1]],
+        },
+    };
+    assert_eq!(outcome, expected);
+    let case = Case { later_segment: Some((later_base, later)), ..bare(first.to_vec()) };
+    segment_recovery::run(&case.encode());
+}
+
+/// `later` holds one 3-record batch rebased to `batch_base`.
+fn later_segment(batch_base: i64) -> Vec<u8> {
+    let mut later = write_log(&[&[(3, 20)]]).segment;
+    later[..8].copy_from_slice(&batch_base.to_be_bytes());
+    later
+}
+
+#[test]
+fn recovery_across_two_segments_follows_the_storage_fault_policy() {
+    use TwoSegmentOutcome::{Opens, Refuses};
+    // Five batches, offsets 0..13; the last batch (offset 12) is 1 record.
+    let first = write_log(&[&[(1, 0)], &[(5, 40)], &[(2, 300)], &[(4, 10)], &[(1, 90)]]).segment;
+    let (length, later_length) = (first.len(), later_segment(13).len());
+    let torn = &first[..length - 9];
+    let full = [Some(length), Some(later_length)];
+    // A roll: the offsets continue across the boundary; both segments are served.
+    let clean = Opens { served: 6, corrupt_from: None, log_end: 16, kept: full };
+    check_two_segments(&first, 13, later_segment(13), clean);
+    // The first segment's last batch torn, yet the next segment is intact: that batch was
+    // synced before the roll, so this is detected loss, and nothing is truncated.
+    let lost = Opens {
+        served: 4,
+        corrupt_from: Some(12),
+        log_end: 16,
+        kept: [Some(length - 9), Some(later_length)],
+    };
+    check_two_segments(torn, 13, later_segment(13), lost);
+    // A gap between the segments (13..20 missing) with an intact batch behind it: loss at 13.
+    let gap = Opens { served: 5, corrupt_from: Some(13), log_end: 23, kept: full };
+    check_two_segments(&first, 20, later_segment(20), gap);
+    // A later segment holding nothing at or above the log end: never durable, deleted.
+    let deleted = Opens { served: 5, corrupt_from: None, log_end: 13, kept: [Some(length), None] };
+    check_two_segments(&first, 10, later_segment(10), deleted);
+    // A later segment named below the log end but holding the next batch: the segments
+    // overlap, no order can be trusted, recovery refuses to open.
+    check_two_segments(&first, 10, later_segment(13), Refuses);
+}
