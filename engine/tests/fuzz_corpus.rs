@@ -12,6 +12,9 @@ mod index;
 #[path = "../../fuzz/src/segment_recovery.rs"]
 #[allow(dead_code)] // `Case::encode` serves the seed generator, `run_persistent` the fuzzer.
 mod segment_recovery;
+#[path = "../../fuzz/src/state_files.rs"]
+#[allow(dead_code)] // The seed generator joins group-record inputs.
+mod state_files;
 
 /// Every file of `fuzz/<kind>/<target>/`, sorted; none when the directory does not exist.
 fn files_in(kind: &str, target: &str) -> Vec<PathBuf> {
@@ -57,4 +60,9 @@ fn segment_recovery_seeds_pass() {
 #[test]
 fn index_seeds_pass() {
     replay("index", index::run);
+}
+
+#[test]
+fn state_files_seeds_pass() {
+    replay("state_files", state_files::run);
 }

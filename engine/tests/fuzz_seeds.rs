@@ -16,6 +16,8 @@ mod index;
 #[path = "../../fuzz/src/segment_recovery.rs"]
 #[allow(dead_code)] // `run_persistent` serves the fuzz target only.
 mod segment_recovery;
+#[path = "../../fuzz/src/state_files.rs"]
+mod state_files;
 
 use segment_recovery::{Case, CheckpointInput, IntentInput};
 
@@ -238,6 +240,102 @@ fn write_or_check(target: &str, seeds: Vec<(String, Vec<u8>)>, run: fn(&[u8])) {
             path.display()
         );
     }
+}
+
+/// One seed per state file kind, as the broker writes it, plus a torn and a flipped copy.
+fn state_files_seeds() -> Vec<(String, Vec<u8>)> {
+    use tern::broker::groups::records::{
+        GroupKey, GroupRecord, GroupValue, MemberValue, MetadataValue, OffsetValue,
+    };
+    use tern::broker::producer_ids;
+    use tern::log::checkpoint::{self, Checkpoint};
+    use tern::log::intent::{self, Intent};
+    use tern::log::producer_snapshot;
+    use tern::log::producers::{ProducerBatch, ProducerStates};
+
+    let checkpoint = Checkpoint {
+        segment_base_offset: 100,
+        recovery_offset: 150,
+        position_bytes: 4096,
+        clean_shutdown: true,
+    };
+    let mut producers = ProducerStates::default();
+    for (sequence, offset) in [(0, 10), (5, 20), (10, 31)] {
+        let batch = ProducerBatch {
+            producer_id: 7,
+            epoch: 2,
+            first_sequence: sequence,
+            records_delta: 4,
+            max_timestamp_ms: 1_700_000_000_000 + i64::from(sequence),
+        };
+        producers.apply(&batch, offset, offset + 4);
+    }
+    let offset_commit = GroupRecord {
+        key: GroupKey::Offset { group: "g".into(), topic: "orders".into(), partition: 3 },
+        value: Some(GroupValue::Offset(OffsetValue {
+            offset: 42,
+            leader_epoch: 0,
+            metadata: "checkpoint".into(),
+            commit_timestamp_ms: 1_700_000_000_000,
+            expire_timestamp_ms: -1,
+        })),
+    };
+    let member = MemberValue {
+        member_id: "consumer-1-abc".into(),
+        group_instance_id: Some("static-1".into()),
+        client_id: "consumer-1".into(),
+        client_host: "/127.0.0.1".into(),
+        rebalance_timeout_ms: 300_000,
+        session_timeout_ms: 45_000,
+        subscription: bytes::Bytes::from_static(b"\0\x01subscription"),
+        assignment: bytes::Bytes::from_static(b"\0\x01assignment"),
+    };
+    let metadata = GroupRecord {
+        key: GroupKey::Metadata { group: "g".into() },
+        value: Some(GroupValue::Metadata(MetadataValue {
+            protocol_type: "consumer".into(),
+            generation: 5,
+            protocol: Some("range".into()),
+            leader: Some("consumer-1-abc".into()),
+            current_state_timestamp_ms: 1_700_000_000_000,
+            members: vec![member],
+        })),
+    };
+    let tombstone = GroupRecord { value: None, ..offset_commit.clone() };
+    let record = |record: &GroupRecord| {
+        let (key, value) = record.encode();
+        state_files::join_group_record(&key, value.as_deref())
+    };
+    let files = [
+        ("checkpoint", state_files::KIND_CHECKPOINT, checkpoint::encode(&checkpoint)),
+        (
+            "intent",
+            state_files::KIND_INTENT,
+            intent::encode(&Intent { start_offset: 10, end_offset: 25 }),
+        ),
+        (
+            "producer-snapshot",
+            state_files::KIND_PRODUCER_SNAPSHOT,
+            producer_snapshot::encode(&producers, 40),
+        ),
+        ("producer-ids", state_files::KIND_PRODUCER_IDS, producer_ids::encode(123_000)),
+        ("offset-commit", state_files::KIND_GROUP_RECORD, record(&offset_commit)),
+        ("group-metadata", state_files::KIND_GROUP_RECORD, record(&metadata)),
+        ("offset-tombstone", state_files::KIND_GROUP_RECORD, record(&tombstone)),
+    ];
+    let mut seeds = Vec::new();
+    for (name, kind, file) in files {
+        let input = |file: &[u8]| [&[kind][..], file].concat();
+        seeds.push((format!("{name}-torn"), input(&file[..file.len() / 2])));
+        seeds.push((format!("{name}-flipped"), input(&flipped(&file, file.len() / 3, 5))));
+        seeds.push((name.to_string(), input(&file)));
+    }
+    seeds
+}
+
+#[test]
+fn state_files_seeds_are_generated() {
+    write_or_check("state_files", state_files_seeds(), state_files::run);
 }
 
 #[test]

@@ -5,3 +5,4 @@
 
 pub mod index;
 pub mod segment_recovery;
+pub mod state_files;

@@ -1,0 +1,102 @@
+//! `state_files` target: the small files and internal records the broker reads back from its
+//! own disk, each a parser of bytes that a torn write, bit rot or a misdirected write can
+//! hand it: the recovery checkpoint (`recovery-point`), the write intent (`write-intent`), a
+//! producer-state snapshot (`<offset>.snapshot`), the producer-id block file (`producer-ids`)
+//! and the `__consumer_offsets` records the group coordinator rebuilds its state from.
+//!
+//! Input: the first byte picks the decoder (modulo 5); the rest is the file. For a group
+//! record the rest is a u16-BE-length-prefixed key, a byte whose low bit says whether a value
+//! follows, then the value.
+//!
+//! Properties: decoding never panics (a count or length field must not make it allocate what
+//! it claims: `.ci/fuzz` runs this target with `-malloc_limit_mb=128`); whatever decodes is a
+//! value the broker could have written: re-encoding it must not trip the encoder's assertions
+//! (else the broker would crash on its next write of that state) and must decode to the same
+//! value; a group record re-encoded in the versions Tern writes reads back unchanged after at
+//! most one normalisation (older value versions carry fields the current ones drop).
+//!
+//! Shared by the cargo-fuzz target and `engine/tests/fuzz_corpus.rs` (included by path).
+
+use tern::broker::groups::records::GroupRecord;
+use tern::broker::producer_ids;
+use tern::log::{checkpoint, intent, producer_snapshot};
+
+pub const KIND_CHECKPOINT: u8 = 0;
+pub const KIND_INTENT: u8 = 1;
+pub const KIND_PRODUCER_SNAPSHOT: u8 = 2;
+pub const KIND_PRODUCER_IDS: u8 = 3;
+pub const KIND_GROUP_RECORD: u8 = 4;
+const KINDS: u8 = 5;
+
+pub fn run(data: &[u8]) {
+    let Some((&kind, file)) = data.split_first() else { return };
+    match kind % KINDS {
+        KIND_CHECKPOINT => {
+            if let Some(decoded) = checkpoint::decode(file) {
+                assert_eq!(checkpoint::decode(&checkpoint::encode(&decoded)), Some(decoded));
+            }
+        }
+        KIND_INTENT => {
+            if let Some(decoded) = intent::decode(file) {
+                assert_eq!(intent::decode(&intent::encode(&decoded)), Some(decoded));
+            }
+        }
+        KIND_PRODUCER_SNAPSHOT => {
+            if let Some((offset, states)) = producer_snapshot::decode(file) {
+                let encoded = producer_snapshot::encode(&states, offset);
+                assert_eq!(producer_snapshot::decode(&encoded), Some((offset, states)));
+            }
+        }
+        KIND_PRODUCER_IDS => {
+            if let Some(high_water_mark) = producer_ids::decode(file) {
+                let encoded = producer_ids::encode(high_water_mark);
+                assert_eq!(producer_ids::decode(&encoded), Some(high_water_mark));
+            }
+        }
+        _ => group_record(file),
+    }
+}
+
+/// Splits a group-record input into key and optional value (see the module doc).
+pub fn split_group_record(file: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let (length, rest) = match file {
+        [high, low, rest @ ..] => (usize::from(u16::from_be_bytes([*high, *low])), rest),
+        _ => (0, &[][..]),
+    };
+    let (key, rest) = rest.split_at(length.min(rest.len()));
+    match rest.split_first() {
+        Some((flag, value)) if flag & 1 == 1 => (key, Some(value)),
+        _ => (key, None),
+    }
+}
+
+/// The group-record input for `key` and `value` (the inverse of [`split_group_record`]).
+pub fn join_group_record(key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
+    let length = u16::try_from(key.len()).expect("keys in seeds are short");
+    let mut bytes = length.to_be_bytes().to_vec();
+    bytes.extend_from_slice(key);
+    match value {
+        Some(value) => {
+            bytes.push(1);
+            bytes.extend_from_slice(value);
+        }
+        None => bytes.push(0),
+    }
+    bytes
+}
+
+fn group_record(file: &[u8]) {
+    let (key, value) = split_group_record(file);
+    let Ok(Some(decoded)) = GroupRecord::decode(key, value) else { return };
+    let normalised = reencoded(&decoded);
+    assert_eq!(reencoded(&normalised), normalised, "a written group record reads back as is");
+    assert_eq!(normalised.key, decoded.key, "keys have no version-dependent fields");
+}
+
+fn reencoded(record: &GroupRecord) -> GroupRecord {
+    let (key, value) = record.encode();
+    match GroupRecord::decode(&key, value.as_deref()) {
+        Ok(Some(read)) => read,
+        other => panic!("a record Tern writes must read back: {record:?} gave {other:?}"),
+    }
+}
