@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::fmt::Debug;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -23,213 +22,17 @@ use kafka_protocol::messages::create_topics_request::{
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::records::*;
 
+use common::differential::*;
 use common::kafka::Connection;
 use common::kafka_peer::KafkaPeer;
 use common::{test_dir, TernServer};
-use uuid::Uuid;
-
-/// One connection to each broker; every request goes to both.
-struct Pair {
-    tern: Connection,
-    kafka: Connection,
-    mismatches: Vec<String>,
-}
-
-impl Pair {
-    fn both<R: Request + Clone>(
-        &mut self,
-        version: i16,
-        request: &R,
-    ) -> (R::Response, R::Response) {
-        (self.tern.call(version, request), self.kafka.call(version, request))
-    }
-
-    /// Sends to both, normalizes, and records a mismatch (with both sides) if they differ.
-    fn compare<R, F>(&mut self, case: &str, version: i16, request: &R, normalize: F)
-    where
-        R: Request + Clone,
-        R::Response: Debug,
-        F: Fn(&mut R::Response),
-    {
-        let (mut tern, mut kafka) = self.both(version, request);
-        normalize(&mut tern);
-        normalize(&mut kafka);
-        self.check_equal(&format!("{case} (v{version})"), &tern, &kafka);
-    }
-
-    /// Like `compare`, with a request built per broker (e.g. naming that broker's node id).
-    fn compare_each<R, F>(
-        &mut self,
-        case: &str,
-        version: i16,
-        build: impl Fn(i32) -> R,
-        normalize: F,
-    ) where
-        R: Request + Clone,
-        R::Response: Debug,
-        F: Fn(&mut R::Response),
-    {
-        let node_of = |connection: &mut Connection| {
-            let metadata: MetadataResponse =
-                connection.call(9, &metadata_request(Some(&[]), false));
-            metadata.brokers[0].node_id.0
-        };
-        let (tern_node, kafka_node) = (node_of(&mut self.tern), node_of(&mut self.kafka));
-        let mut tern = self.tern.call(version, &build(tern_node));
-        let mut kafka = self.kafka.call(version, &build(kafka_node));
-        normalize(&mut tern);
-        normalize(&mut kafka);
-        self.check_equal(&format!("{case} (v{version})"), &tern, &kafka);
-    }
-
-    fn check_equal<T: Debug>(&mut self, case: &str, tern: &T, kafka: &T) {
-        let tern = format!("{tern:#?}");
-        let kafka = format!("{kafka:#?}");
-        if tern != kafka {
-            self.mismatches.push(format!("{case}\n{}", side_by_side(&tern, &kafka)));
-        }
-    }
-}
-
-fn side_by_side(tern: &str, kafka: &str) -> String {
-    let (left, right): (Vec<&str>, Vec<&str>) = (tern.lines().collect(), kafka.lines().collect());
-    let mut out = format!("{:<60} | {}\n", "TERN", "KAFKA");
-    for index in 0..left.len().max(right.len()) {
-        let (l, r) = (left.get(index).unwrap_or(&""), right.get(index).unwrap_or(&""));
-        let mark = if l == r { ' ' } else { '*' };
-        out.push_str(&format!("{mark}{l:<59} | {r}\n"));
-    }
-    out
-}
-
-fn name(value: &str) -> TopicName {
-    TopicName(StrBytes::from_string(value.to_string()))
-}
-
-fn text(value: &str) -> StrBytes {
-    StrBytes::from_string(value.to_string())
-}
-
-const NO_UUID: Uuid = Uuid::nil();
-const MASKED: i32 = -7;
-
-// ---- normalizers: the documented list of fields allowed to differ ----------------------------
-
-fn normalize_metadata(response: &mut MetadataResponse) {
-    response.throttle_time_ms = 0;
-    response.cluster_id = response.cluster_id.as_ref().map(|_| text("cluster"));
-    response.controller_id = BrokerId(MASKED);
-    for broker in &mut response.brokers {
-        broker.node_id = BrokerId(MASKED);
-        broker.host = text("host");
-        broker.port = 0;
-    }
-    // Kafka creates no internal topics until they are used; Tern may have some: not compared.
-    // (Metadata v0 has no is_internal field: the name tells there.)
-    response.topics.retain(|topic| {
-        !topic.is_internal && topic.name.as_ref().is_none_or(|name| !name.0.starts_with("__"))
-    });
-    response.topics.sort_by(|a, b| a.name.cmp(&b.name));
-    for topic in &mut response.topics {
-        topic.topic_id = NO_UUID;
-        for partition in &mut topic.partitions {
-            partition.leader_id = BrokerId(if partition.leader_id.0 >= 0 { MASKED } else { -1 });
-            for node in partition.replica_nodes.iter_mut().chain(&mut partition.isr_nodes) {
-                *node = BrokerId(MASKED);
-            }
-        }
-    }
-}
-
-fn normalize_create(response: &mut CreateTopicsResponse) {
-    response.throttle_time_ms = 0;
-    for topic in &mut response.topics {
-        topic.topic_id = NO_UUID;
-        topic.error_message = topic.error_message.as_ref().map(|_| text("message"));
-        if let Some(configs) = &mut topic.configs {
-            configs.sort_by(|a, b| a.name.cmp(&b.name));
-            for config in configs.iter_mut() {
-                if config.name.as_str() == "min.insync.replicas" {
-                    config.config_source = 5; // see normalize_describe_configs
-                }
-            }
-        }
-    }
-}
-
-/// Kafka answers in hash-set order (duplicates first): compare by name.
-fn normalize_create_partitions(response: &mut CreatePartitionsResponse) {
-    response.throttle_time_ms = 0;
-    response.results.sort_by(|a, b| a.name.cmp(&b.name).then(a.error_code.cmp(&b.error_code)));
-    for result in &mut response.results {
-        result.error_message = result.error_message.as_ref().map(|_| text("message"));
-    }
-}
-
-fn normalize_delete(response: &mut DeleteTopicsResponse) {
-    response.throttle_time_ms = 0;
-    for topic in &mut response.responses {
-        topic.topic_id = NO_UUID;
-        topic.error_message = topic.error_message.as_ref().map(|_| text("message"));
-    }
-}
-
-fn normalize_produce(response: &mut ProduceResponse) {
-    response.throttle_time_ms = 0;
-    response.node_endpoints.clear();
-    for topic in &mut response.responses {
-        topic.topic_id = NO_UUID;
-        for partition in &mut topic.partition_responses {
-            // Tern explains a refused batch (CRC, size, count); Kafka's validation sends none.
-            partition.error_message = None;
-            partition.current_leader.leader_id = BrokerId(MASKED);
-            for error in &mut partition.record_errors {
-                error.batch_index_error_message = None;
-            }
-        }
-    }
-}
-
-fn normalize_fetch(response: &mut FetchResponse) {
-    response.throttle_time_ms = 0;
-    response.node_endpoints.clear();
-    for topic in &mut response.responses {
-        topic.topic_id = NO_UUID;
-        for partition in &mut topic.partitions {
-            partition.current_leader.leader_id = BrokerId(MASKED);
-        }
-    }
-}
-
-fn normalize_list_offsets(response: &mut ListOffsetsResponse) {
-    response.throttle_time_ms = 0;
-}
-
-fn normalize_describe_configs(response: &mut DescribeConfigsResponse) {
-    response.throttle_time_ms = 0;
-    for result in &mut response.results {
-        result.error_message = result.error_message.as_ref().map(|_| text("message"));
-        result.configs.sort_by(|a, b| a.name.cmp(&b.name));
-        for config in &mut result.configs {
-            // Tern sends no documentation text; the peer script sets min.insync.replicas
-            // statically, so Kafka reports it as a static broker config.
-            config.documentation = None;
-            if config.name.as_str() == "min.insync.replicas" {
-                config.config_source = 5;
-                config.synonyms.retain(|synonym| synonym.source == 5);
-            }
-        }
-    }
-}
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -248,43 +51,6 @@ fn create_request(topic: &str, partitions: i32, configs: &[(&str, &str)]) -> Cre
     request.topics.push(creatable);
     request.timeout_ms = 30_000;
     request
-}
-
-fn metadata_request(topics: Option<&[&str]>, auto_create: bool) -> MetadataRequest {
-    let mut request = MetadataRequest::default();
-    request.topics = topics.map(|names| {
-        names
-            .iter()
-            .map(|topic| {
-                let mut entry = MetadataRequestTopic::default();
-                entry.name = Some(name(topic));
-                entry
-            })
-            .collect()
-    });
-    request.allow_auto_topic_creation = auto_create;
-    request
-}
-
-/// Waits until both brokers report a leader for every partition of `topic`.
-fn wait_for_leaders(pair: &mut Pair, topic: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let request = metadata_request(Some(&[topic]), false);
-    loop {
-        let (tern, kafka) = pair.both(9, &request);
-        let ready = |response: &MetadataResponse| {
-            response.topics.iter().all(|entry| {
-                entry.error_code == 0
-                    && !entry.partitions.is_empty()
-                    && entry.partitions.iter().all(|partition| partition.leader_id.0 >= 0)
-            })
-        };
-        if ready(&tern) && ready(&kafka) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{topic}: no leaders: {tern:?} / {kafka:?}");
-        sleep(Duration::from_millis(100));
-    }
 }
 
 fn batch(first_timestamp_ms: i64, values: &[&str]) -> Bytes {
@@ -737,14 +503,6 @@ fn fetch(pair: &mut Pair) {
     }
 }
 
-fn normalize_init_producer_id(response: &mut InitProducerIdResponse) {
-    response.throttle_time_ms = 0;
-    // Each broker hands out its own ids; that one is handed out is compared by the error.
-    if response.producer_id.0 >= 0 {
-        response.producer_id = ProducerId(i64::from(MASKED));
-    }
-}
-
 /// One batch of `values` from an idempotent producer, sequences from `first_sequence`.
 fn idempotent_batch(producer: (i64, i16), first_sequence: i32, values: &[&str]) -> Bytes {
     let records: Vec<Record> = values
@@ -867,31 +625,6 @@ fn describe_configs(pair: &mut Pair) {
             );
             pair.compare(&case, version, &request, normalize_describe_configs);
         }
-    }
-}
-
-/// Waits until both brokers name a coordinator for `group` (Kafka creates its offsets topic on
-/// the first FindCoordinator and answers COORDINATOR_NOT_AVAILABLE meanwhile).
-fn wait_for_coordinator(pair: &mut Pair, group: &str) {
-    let mut request = FindCoordinatorRequest::default();
-    request.key = text(group);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (tern, kafka) = pair.both(3, &request);
-        if tern.error_code == 0 && kafka.error_code == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no coordinator: {tern:?} / {kafka:?}");
-        sleep(Duration::from_millis(200));
-    }
-}
-
-fn normalize_offset_commit(response: &mut OffsetCommitResponse) {
-    response.throttle_time_ms = 0;
-    // Kafka lists the partitions it refused before the coordinator's answers; clients match
-    // partitions by index, so the order is not compared.
-    for topic in &mut response.topics {
-        topic.partitions.sort_by_key(|partition| partition.partition_index);
     }
 }
 
