@@ -30,7 +30,6 @@ use kafka_protocol::messages::*;
 use kafka_protocol::records::*;
 
 use common::differential::*;
-use common::kafka::Connection;
 use common::kafka_peer::KafkaPeer;
 use common::{test_dir, TernServer};
 
@@ -686,11 +685,7 @@ fn tern_answers_like_apache_kafka() {
     let directory = test_dir("differential");
     let kafka = KafkaPeer::start(&directory.join("kafka"));
     let mut tern = TernServer::start(&directory.join("tern"), &["--shards", "2"]);
-    let mut pair = Pair {
-        tern: Connection::connect(&tern.bootstrap()),
-        kafka: Connection::connect(&kafka.bootstrap()),
-        mismatches: Vec::new(),
-    };
+    let mut pair = Pair::connect(&tern.bootstrap(), &kafka.bootstrap());
     api_versions(&mut pair);
     metadata(&mut pair);
     create_topics(&mut pair);

@@ -23,10 +23,22 @@ use super::kafka::Connection;
 pub struct Pair {
     pub tern: Connection,
     pub kafka: Connection,
+    pub tern_bootstrap: String,
+    pub kafka_bootstrap: String,
     pub mismatches: Vec<String>,
 }
 
 impl Pair {
+    pub fn connect(tern_bootstrap: &str, kafka_bootstrap: &str) -> Pair {
+        Pair {
+            tern: Connection::connect(tern_bootstrap),
+            kafka: Connection::connect(kafka_bootstrap),
+            tern_bootstrap: tern_bootstrap.to_string(),
+            kafka_bootstrap: kafka_bootstrap.to_string(),
+            mismatches: Vec::new(),
+        }
+    }
+
     pub fn both<R: Request + Clone>(
         &mut self,
         version: i16,
@@ -170,6 +182,9 @@ pub fn normalize_produce(response: &mut ProduceResponse) {
     response.node_endpoints.clear();
     for topic in &mut response.responses {
         topic.topic_id = NO_UUID;
+        // Kafka answers in its internal map's order, Tern in the request's (clients match
+        // partitions by index): compared by index.
+        topic.partition_responses.sort_by_key(|partition| partition.index);
         for partition in &mut topic.partition_responses {
             // Tern explains a refused batch (CRC, size, count); Kafka's validation sends none.
             partition.error_message = None;
@@ -183,9 +198,14 @@ pub fn normalize_produce(response: &mut ProduceResponse) {
 
 pub fn normalize_fetch(response: &mut FetchResponse) {
     response.throttle_time_ms = 0;
+    // Tern declines incremental fetch sessions (session id 0: clients then send full fetches
+    // each time), which the protocol allows; Kafka opens one.
+    response.session_id = 0;
     response.node_endpoints.clear();
     for topic in &mut response.responses {
         topic.topic_id = NO_UUID;
+        // Kafka lists refused partitions after the others (clients match by index): by index.
+        topic.partitions.sort_by_key(|partition| partition.partition_index);
         for partition in &mut topic.partitions {
             partition.current_leader.leader_id = BrokerId(MASKED);
         }
@@ -194,6 +214,10 @@ pub fn normalize_fetch(response: &mut FetchResponse) {
 
 pub fn normalize_list_offsets(response: &mut ListOffsetsResponse) {
     response.throttle_time_ms = 0;
+    // Kafka lists refused partitions before the others (clients match by index): by index.
+    for topic in &mut response.topics {
+        topic.partitions.sort_by_key(|partition| partition.partition_index);
+    }
 }
 
 pub fn normalize_describe_configs(response: &mut DescribeConfigsResponse) {
@@ -227,6 +251,102 @@ pub fn normalize_offset_commit(response: &mut OffsetCommitResponse) {
     // partitions by index, so the order is not compared.
     for topic in &mut response.topics {
         topic.partitions.sort_by_key(|partition| partition.partition_index);
+    }
+}
+
+/// Normalizes any response (the corpus replay decodes whatever API a frame names).
+pub fn normalize_response(response: &mut ResponseKind) {
+    match response {
+        ResponseKind::ApiVersions(response) => normalize_api_versions(response),
+        ResponseKind::Metadata(response) => normalize_metadata(response),
+        ResponseKind::CreateTopics(response) => normalize_create(response),
+        ResponseKind::CreatePartitions(response) => normalize_create_partitions(response),
+        ResponseKind::DeleteTopics(response) => normalize_delete(response),
+        ResponseKind::Produce(response) => normalize_produce(response),
+        ResponseKind::Fetch(response) => normalize_fetch(response),
+        ResponseKind::ListOffsets(response) => normalize_list_offsets(response),
+        ResponseKind::DescribeConfigs(response) => normalize_describe_configs(response),
+        ResponseKind::InitProducerId(response) => normalize_init_producer_id(response),
+        ResponseKind::OffsetCommit(response) => normalize_offset_commit(response),
+        ResponseKind::DescribeCluster(response) => normalize_describe_cluster(response),
+        ResponseKind::FindCoordinator(response) => normalize_find_coordinator(response),
+        ResponseKind::JoinGroup(response) => normalize_join_group(response),
+        ResponseKind::DescribeGroups(response) => normalize_describe_groups(response),
+        ResponseKind::OffsetFetch(response) => response.throttle_time_ms = 0,
+        ResponseKind::SyncGroup(response) => response.throttle_time_ms = 0,
+        ResponseKind::Heartbeat(response) => response.throttle_time_ms = 0,
+        ResponseKind::LeaveGroup(response) => {
+            response.throttle_time_ms = 0;
+            response.members.iter_mut().for_each(|member| member.member_id = text("member"));
+        }
+        ResponseKind::ListGroups(response) => {
+            response.throttle_time_ms = 0;
+            response.groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        }
+        ResponseKind::DeleteGroups(response) => {
+            response.throttle_time_ms = 0;
+            response.results.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        }
+        _ => {}
+    }
+}
+
+/// The ranges are compared by the dedicated ApiVersions case (Tern's may stop below Kafka's);
+/// here only the answer's error and shape count.
+fn normalize_api_versions(response: &mut ApiVersionsResponse) {
+    response.throttle_time_ms = 0;
+    response.api_keys.clear();
+    response.supported_features.clear();
+    response.finalized_features.clear();
+    response.finalized_features_epoch = -1;
+    response.zk_migration_ready = false;
+}
+
+fn normalize_describe_cluster(response: &mut DescribeClusterResponse) {
+    response.throttle_time_ms = 0;
+    response.cluster_id = text("cluster");
+    response.controller_id = BrokerId(MASKED);
+    for broker in &mut response.brokers {
+        broker.broker_id = BrokerId(MASKED);
+        broker.host = text("host");
+        broker.port = 0;
+    }
+}
+
+fn normalize_find_coordinator(response: &mut FindCoordinatorResponse) {
+    response.throttle_time_ms = 0;
+    response.error_message = response.error_message.as_ref().map(|_| text("message"));
+    if response.node_id.0 >= 0 {
+        (response.node_id, response.host, response.port) = (BrokerId(MASKED), text("host"), 0);
+    }
+    for coordinator in &mut response.coordinators {
+        coordinator.error_message = coordinator.error_message.as_ref().map(|_| text("message"));
+        if coordinator.node_id.0 >= 0 {
+            coordinator.node_id = BrokerId(MASKED);
+            (coordinator.host, coordinator.port) = (text("host"), 0);
+        }
+    }
+}
+
+/// Member ids are generated by each broker: compared by presence only.
+fn normalize_join_group(response: &mut JoinGroupResponse) {
+    response.throttle_time_ms = 0;
+    let mask = |id: &mut StrBytes| {
+        if !id.is_empty() {
+            *id = text("member");
+        }
+    };
+    mask(&mut response.member_id);
+    mask(&mut response.leader);
+    response.members.iter_mut().for_each(|member| mask(&mut member.member_id));
+}
+
+fn normalize_describe_groups(response: &mut DescribeGroupsResponse) {
+    response.throttle_time_ms = 0;
+    for group in &mut response.groups {
+        for member in &mut group.members {
+            (member.member_id, member.client_host) = (text("member"), text("host"));
+        }
     }
 }
 
