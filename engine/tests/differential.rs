@@ -16,16 +16,11 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsTopic,
 };
-use kafka_protocol::messages::create_topics_request::{
-    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
-};
+use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::records::*;
 
@@ -34,99 +29,6 @@ use common::kafka_peer::KafkaPeer;
 use common::{test_dir, TernServer};
 
 // ---- helpers ---------------------------------------------------------------------------------
-
-fn create_request(topic: &str, partitions: i32, configs: &[(&str, &str)]) -> CreateTopicsRequest {
-    let mut creatable = CreatableTopic::default();
-    creatable.name = name(topic);
-    creatable.num_partitions = partitions;
-    creatable.replication_factor = 1;
-    for (key, value) in configs {
-        let mut config = CreatableTopicConfig::default();
-        config.name = text(key);
-        config.value = Some(text(value));
-        creatable.configs.push(config);
-    }
-    let mut request = CreateTopicsRequest::default();
-    request.topics.push(creatable);
-    request.timeout_ms = 30_000;
-    request
-}
-
-fn batch(first_timestamp_ms: i64, values: &[&str]) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(index, value)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
-            timestamp_type: TimestampType::Creation,
-            offset: index as i64,
-            // kafka-protocol starts a new batch whenever offset - sequence changes: keep it
-            // constant so that all records form ONE batch (Kafka refuses more per partition).
-            sequence: index as i32,
-            timestamp: first_timestamp_ms + index as i64,
-            key: Some(Bytes::from(format!("key-{index}"))),
-            value: Some(Bytes::from(value.to_string())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buffer = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut buffer, &records, &options).expect("encode a batch");
-    buffer.freeze()
-}
-
-fn produce_request(topic: &str, partition: i32, acks: i16, records: Bytes) -> ProduceRequest {
-    let mut data = PartitionProduceData::default();
-    data.index = partition;
-    data.records = Some(records);
-    let mut topic_data = TopicProduceData::default();
-    topic_data.name = name(topic);
-    topic_data.partition_data.push(data);
-    let mut request = ProduceRequest::default();
-    request.acks = acks;
-    request.timeout_ms = 30_000;
-    request.topic_data.push(topic_data);
-    request
-}
-
-fn fetch_request(topic: &str, offset: i64, max_bytes: i32, wait: (i32, i32)) -> FetchRequest {
-    let mut partition = FetchPartition::default();
-    partition.partition = 0;
-    partition.fetch_offset = offset;
-    partition.partition_max_bytes = max_bytes;
-    partition.log_start_offset = -1;
-    partition.current_leader_epoch = -1;
-    let mut fetch_topic = FetchTopic::default();
-    fetch_topic.topic = name(topic);
-    fetch_topic.partitions.push(partition);
-    let mut request = FetchRequest::default();
-    request.replica_id = BrokerId(-1);
-    request.max_wait_ms = wait.0;
-    request.min_bytes = wait.1;
-    request.max_bytes = max_bytes;
-    request.session_epoch = -1;
-    request.topics.push(fetch_topic);
-    request
-}
-
-fn list_offsets_request(topic: &str, timestamp: i64) -> ListOffsetsRequest {
-    let mut partition = ListOffsetsPartition::default();
-    partition.partition_index = 0;
-    partition.timestamp = timestamp;
-    partition.current_leader_epoch = -1;
-    let mut list_topic = ListOffsetsTopic::default();
-    list_topic.name = name(topic);
-    list_topic.partitions.push(partition);
-    let mut request = ListOffsetsRequest::default();
-    request.replica_id = BrokerId(-1);
-    request.topics.push(list_topic);
-    request
-}
 
 // ---- the cases -------------------------------------------------------------------------------
 

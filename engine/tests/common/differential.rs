@@ -12,9 +12,15 @@ use std::fmt::Debug;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Request, StrBytes};
+use kafka_protocol::records::*;
 use uuid::Uuid;
 
 use super::kafka::Connection;
@@ -366,7 +372,9 @@ pub fn metadata_request(topics: Option<&[&str]>, auto_create: bool) -> MetadataR
     request
 }
 
-/// Waits until both brokers report a leader for every partition of `topic`.
+/// Waits until both brokers report a leader for every partition of `topic` and serve it:
+/// Kafka's Metadata can name a leader a moment before its replica manager answers for the
+/// partition (NOT_LEADER_OR_FOLLOWER meanwhile), so each partition is probed with ListOffsets.
 pub fn wait_for_leaders(pair: &mut Pair, topic: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let request = metadata_request(Some(&[topic]), false);
@@ -379,12 +387,24 @@ pub fn wait_for_leaders(pair: &mut Pair, topic: &str) {
                     && entry.partitions.iter().all(|partition| partition.leader_id.0 >= 0)
             })
         };
-        if ready(&tern) && ready(&kafka) {
+        if ready(&tern) && ready(&kafka) && serving(pair, topic, &kafka) {
             return;
         }
         assert!(Instant::now() < deadline, "{topic}: no leaders: {tern:?} / {kafka:?}");
         sleep(Duration::from_millis(100));
     }
+}
+
+/// True when both brokers answer ListOffsets (latest) without error for every partition.
+fn serving(pair: &mut Pair, topic: &str, metadata: &MetadataResponse) -> bool {
+    let partitions = metadata.topics.iter().flat_map(|entry| &entry.partitions);
+    let indexes: Vec<i32> = partitions.map(|partition| partition.partition_index).collect();
+    indexes.iter().all(|&partition| {
+        let (tern, kafka) = pair.both(5, &list_offsets_partition_request(topic, partition, -1));
+        [tern, kafka].iter().all(|response| {
+            response.topics.iter().flat_map(|entry| &entry.partitions).all(|p| p.error_code == 0)
+        })
+    })
 }
 
 /// Waits until both brokers name a coordinator for `group` (Kafka creates its offsets topic on
@@ -401,4 +421,121 @@ pub fn wait_for_coordinator(pair: &mut Pair, group: &str) {
         assert!(Instant::now() < deadline, "no coordinator: {tern:?} / {kafka:?}");
         sleep(Duration::from_millis(200));
     }
+}
+
+// ---- request builders ----------------------------------------------------------------------
+
+pub fn create_request(
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> CreateTopicsRequest {
+    let mut creatable = CreatableTopic::default();
+    creatable.name = name(topic);
+    creatable.num_partitions = partitions;
+    creatable.replication_factor = 1;
+    for (key, value) in configs {
+        let mut config = CreatableTopicConfig::default();
+        config.name = text(key);
+        config.value = Some(text(value));
+        creatable.configs.push(config);
+    }
+    let mut request = CreateTopicsRequest::default();
+    request.topics.push(creatable);
+    request.timeout_ms = 30_000;
+    request
+}
+
+pub fn batch(first_timestamp_ms: i64, values: &[&str]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            // kafka-protocol starts a new batch whenever offset - sequence changes: keep it
+            // constant so that all records form ONE batch (Kafka refuses more per partition).
+            sequence: index as i32,
+            timestamp: first_timestamp_ms + index as i64,
+            key: Some(Bytes::from(format!("key-{index}"))),
+            value: Some(Bytes::from(value.to_string())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buffer, &records, &options).expect("encode a batch");
+    buffer.freeze()
+}
+
+pub fn produce_request(topic: &str, partition: i32, acks: i16, records: Bytes) -> ProduceRequest {
+    let mut data = PartitionProduceData::default();
+    data.index = partition;
+    data.records = Some(records);
+    let mut topic_data = TopicProduceData::default();
+    topic_data.name = name(topic);
+    topic_data.partition_data.push(data);
+    let mut request = ProduceRequest::default();
+    request.acks = acks;
+    request.timeout_ms = 30_000;
+    request.topic_data.push(topic_data);
+    request
+}
+
+pub fn fetch_request(topic: &str, offset: i64, max_bytes: i32, wait: (i32, i32)) -> FetchRequest {
+    fetch_partition_request(topic, 0, offset, max_bytes, wait)
+}
+
+pub fn fetch_partition_request(
+    topic: &str,
+    partition_index: i32,
+    offset: i64,
+    max_bytes: i32,
+    wait: (i32, i32),
+) -> FetchRequest {
+    let mut partition = FetchPartition::default();
+    partition.partition = partition_index;
+    partition.fetch_offset = offset;
+    partition.partition_max_bytes = max_bytes;
+    partition.log_start_offset = -1;
+    partition.current_leader_epoch = -1;
+    let mut fetch_topic = FetchTopic::default();
+    fetch_topic.topic = name(topic);
+    fetch_topic.partitions.push(partition);
+    let mut request = FetchRequest::default();
+    request.replica_id = BrokerId(-1);
+    request.max_wait_ms = wait.0;
+    request.min_bytes = wait.1;
+    request.max_bytes = max_bytes;
+    request.session_epoch = -1;
+    request.topics.push(fetch_topic);
+    request
+}
+
+pub fn list_offsets_request(topic: &str, timestamp: i64) -> ListOffsetsRequest {
+    list_offsets_partition_request(topic, 0, timestamp)
+}
+
+pub fn list_offsets_partition_request(
+    topic: &str,
+    partition_index: i32,
+    timestamp: i64,
+) -> ListOffsetsRequest {
+    let mut partition = ListOffsetsPartition::default();
+    partition.partition_index = partition_index;
+    partition.timestamp = timestamp;
+    partition.current_leader_epoch = -1;
+    let mut list_topic = ListOffsetsTopic::default();
+    list_topic.name = name(topic);
+    list_topic.partitions.push(partition);
+    let mut request = ListOffsetsRequest::default();
+    request.replica_id = BrokerId(-1);
+    request.topics.push(list_topic);
+    request
 }

@@ -220,13 +220,18 @@ fn build_response(
             }
         })
         .collect();
-    // Kafka sends null aborted transactions to read_uncommitted fetches, a list otherwise.
+    // Kafka sends null aborted transactions to read_uncommitted fetches, a list otherwise,
+    // and an empty list for partitions it refuses before reading (unknown topic or partition:
+    // `FetchResponse.partitionResponse`, measured on 4.4.0).
     let aborted = (request.isolation_level != 0).then(Vec::new);
     for (target, read) in targets.iter().zip(reads) {
+        let refused_before_reading =
+            matches!(read.error, ErrorCode::UnknownTopicOrPartition | ErrorCode::UnknownTopicId);
+        let aborted = if refused_before_reading { Some(Vec::new()) } else { aborted.clone() };
         let mut partition = PartitionData::default()
             .with_partition_index(target.partition)
             .with_error_code(read.error.code())
-            .with_aborted_transactions(aborted.clone());
+            .with_aborted_transactions(aborted);
         partition = if read.error == ErrorCode::None {
             partition
                 .with_high_watermark(read.high_watermark)

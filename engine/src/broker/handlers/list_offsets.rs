@@ -15,6 +15,24 @@ use crate::protocol::error_code::ErrorCode;
 pub const LATEST_TIMESTAMP: i64 = -1;
 pub const EARLIEST_TIMESTAMP: i64 = -2;
 pub const MAX_TIMESTAMP: i64 = -3;
+/// KIP-405: the earliest offset still in local storage (without tiered storage: the log start).
+pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+/// KIP-1005: the latest offset in tiered storage.
+pub const LATEST_TIERED_TIMESTAMP: i64 = -5;
+
+/// Whether `version` may ask for `timestamp`: a special (negative) timestamp needs the version
+/// that introduced it, and one this broker does not know is refused alike. Kafka checks this
+/// before it looks the partition up, answering UNSUPPORTED_VERSION for the partition
+/// (measured on 4.4.0: -3 at v1, -4 at v1, -7 at v7 → 35, whether the partition exists or not).
+fn version_allows(timestamp: i64, version: i16) -> bool {
+    match timestamp {
+        LATEST_TIMESTAMP | EARLIEST_TIMESTAMP => true,
+        MAX_TIMESTAMP => version >= 7,
+        EARLIEST_LOCAL_TIMESTAMP => version >= 8,
+        LATEST_TIERED_TIMESTAMP => version >= 9,
+        timestamp => timestamp >= 0,
+    }
+}
 
 /// (error, timestamp, offset) for one partition.
 type Lookup = (ErrorCode, i64, i64);
@@ -22,12 +40,19 @@ type Lookup = (ErrorCode, i64, i64);
 pub async fn handle(
     shard: &Rc<Shard>,
     request: ListOffsetsRequest,
-    _version: i16,
+    version: i16,
 ) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
+        let topic_name = topic.name.to_string();
         let lookups = topic.partitions.iter().map(|partition| {
-            lookup(shard, topic.name.to_string(), partition.partition_index, partition.timestamp)
+            let topic_name = topic_name.clone();
+            async move {
+                if !version_allows(partition.timestamp, version) {
+                    return (ErrorCode::UnsupportedVersion, -1, -1);
+                }
+                lookup(shard, topic_name, partition.partition_index, partition.timestamp).await
+            }
         });
         let answers = futures_util::future::join_all(lookups).await;
         let partitions = topic
@@ -62,12 +87,17 @@ async fn lookup(shard: &Rc<Shard>, topic: String, partition: i32, timestamp: i64
             };
             match timestamp {
                 LATEST_TIMESTAMP => (ErrorCode::None, -1, log.high_watermark()),
-                EARLIEST_TIMESTAMP => (ErrorCode::None, -1, log.log_start_offset()),
+                // Without tiered storage the whole log is local.
+                EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {
+                    (ErrorCode::None, -1, log.log_start_offset())
+                }
                 MAX_TIMESTAMP => match log.max_timestamp() {
                     Some((offset, max_timestamp)) => (ErrorCode::None, max_timestamp, offset),
                     None => (ErrorCode::None, -1, -1),
                 },
-                timestamp if timestamp < 0 => (ErrorCode::InvalidRequest, -1, -1),
+                // Nothing is tiered: no offset, no error (as Kafka without remote storage).
+                LATEST_TIERED_TIMESTAMP => (ErrorCode::None, -1, -1),
+                timestamp if timestamp < 0 => (ErrorCode::UnsupportedVersion, -1, -1),
                 timestamp => match log.offset_for_timestamp(timestamp).await {
                     Ok(Some((offset, found))) => (ErrorCode::None, found, offset),
                     Ok(None) => (ErrorCode::None, -1, -1),

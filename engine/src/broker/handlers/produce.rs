@@ -82,6 +82,18 @@ fn prepare(
     let Some(records) = records.filter(|records| !records.is_empty()) else {
         return Err((ErrorCode::InvalidRecord, Some("produce request carries no records".into())));
     };
+    let log_config = meta.log_config(&shard.config.log);
+    let max_message_bytes = log_config.max_message_bytes as usize;
+    // Kafka's `analyzeAndValidateRecords` checks a batch's size before its CRC: a too large
+    // batch with a bad CRC is MESSAGE_TOO_LARGE there (measured on 4.4.0), so here too.
+    if let Some(declared_bytes) = declared_first_batch_bytes(records) {
+        if declared_bytes <= records.len() && declared_bytes > max_message_bytes {
+            let message = format!(
+                "batch of {declared_bytes} bytes exceeds max.message.bytes {max_message_bytes}"
+            );
+            return Err((ErrorCode::MessageTooLarge, Some(message)));
+        }
+    }
     let batches = record_batch::split_produced_batches(records).map_err(|error| {
         tracing::warn!(topic, partition, %error, "rejected produced batch");
         (ErrorCode::from(&error), Some(error.to_string()))
@@ -91,8 +103,6 @@ fn prepare(
             format!("{} record batches for one partition: Kafka allows one", batches.len());
         return Err((ErrorCode::InvalidRecord, Some(message)));
     }
-    let log_config = meta.log_config(&shard.config.log);
-    let max_message_bytes = log_config.max_message_bytes as usize;
     let mut owned = Vec::with_capacity(batches.len());
     for (range, info) in batches {
         if info.size_bytes > max_message_bytes {
@@ -108,6 +118,12 @@ fn prepare(
         owned.push(BytesMut::from(&records[range]));
     }
     Ok(owned)
+}
+
+/// The size the first batch's header declares (base offset and length fields included).
+fn declared_first_batch_bytes(records: &[u8]) -> Option<usize> {
+    let length = i32::from_be_bytes(records.get(8..12)?.try_into().ok()?);
+    usize::try_from(length).ok()?.checked_add(12)
 }
 
 /// Kafka's `LogValidator.validateKey`: a compacted topic refuses records without a key
