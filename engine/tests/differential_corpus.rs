@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreateTopicsRequest, FindCoordinatorRequest, InitProducerIdRequest,
-    MetadataRequest, OffsetFetchRequest, ProducerId, RequestHeader, RequestKind, ResponseKind,
+    MetadataRequest, ProducerId, RequestHeader, RequestKind, ResponseKind,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -220,24 +220,6 @@ fn coordinators_ready(pair: &mut Pair, request: &FindCoordinatorRequest) {
         if request.key_type == 0 {
             wait_for_coordinator(pair, key.as_str());
         }
-    }
-}
-
-/// Kafka's coordinator answers COORDINATOR_LOAD_IN_PROGRESS / NOT_COORDINATOR until the
-/// group's offsets partition is loaded, even after FindCoordinator named it.
-fn wait_for_group_load(pair: &mut Pair, group: &str) {
-    wait_for_coordinator(pair, group);
-    let request = OffsetFetchRequest::default()
-        .with_group_id(kafka_protocol::messages::GroupId(text(group)))
-        .with_topics(None);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let response = pair.kafka.call(5, &request);
-        if response.error_code != 14 && response.error_code != 16 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{group}: Kafka never loaded the group");
-        sleep(Duration::from_millis(200));
     }
 }
 
