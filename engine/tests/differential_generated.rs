@@ -8,6 +8,8 @@
 
 mod common;
 
+use bytes::Bytes;
+use kafka_protocol::records::Compression;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 
@@ -25,12 +27,22 @@ const CRC_POSITION: usize = 17;
 
 #[derive(Debug, Clone)]
 enum Operation {
-    Produce { partition: i32, version: i16, acks: i16, records: usize, corrupt_crc: bool },
-    Fetch { partition: i32, version: i16, offset: i64, max_bytes: i32 },
+    Produce { partition: i32, version: i16, acks: i16, records: usize, damage: Damage, codec: u8 },
+    Fetch { partition: i32, version: i16, offset: i64, max_bytes: i32, read_committed: bool },
     ListOffsets { partition: i32, version: i16, timestamp: i64 },
     Metadata { version: i16, with_unknown: bool },
     DescribeConfigs { version: i16 },
     CreatePartitions { version: i16, count: i32 },
+}
+
+/// What a produced batch carries besides its records.
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    None,
+    /// A flipped bit inside the CRC32C.
+    Crc,
+    /// A non-zero base offset (outside the CRC: clients always send 0).
+    BaseOffset,
 }
 
 #[derive(Debug, Clone)]
@@ -44,14 +56,14 @@ fn operation() -> impl Strategy<Value = Operation> {
     let partition = 0..4i32;
     prop_oneof![
         4 => (partition.clone(), prop::sample::select(vec![3i16, 7, 9, 11]),
-              prop::sample::select(vec![-1i16, 1]), 1..6usize, prop::bool::weighted(0.15))
-            .prop_map(|(partition, version, acks, records, corrupt_crc)| Operation::Produce {
-                partition, version, acks, records, corrupt_crc,
+              prop::sample::select(vec![-1i16, 1]), 1..6usize, damage(), 0..5u8)
+            .prop_map(|(partition, version, acks, records, damage, codec)| Operation::Produce {
+                partition, version, acks, records, damage, codec,
             }),
         3 => (partition.clone(), prop::sample::select(vec![4i16, 11, 12]), -2..14i64,
-              prop::sample::select(vec![1i32, 100, 1 << 20]))
-            .prop_map(|(partition, version, offset, max_bytes)| Operation::Fetch {
-                partition, version, offset, max_bytes,
+              prop::sample::select(vec![1i32, 100, 1 << 20]), any::<bool>())
+            .prop_map(|(partition, version, offset, max_bytes, read_committed)| Operation::Fetch {
+                partition, version, offset, max_bytes, read_committed,
             }),
         2 => (partition, prop::sample::select(vec![1i16, 5, 7, 8, 9]),
               prop_oneof![Just(-1i64), Just(-2), Just(-3), Just(-4), Just(-5), Just(-6), Just(-7),
@@ -65,6 +77,10 @@ fn operation() -> impl Strategy<Value = Operation> {
         1 => (prop::sample::select(vec![0i16, 3]), 1..5i32)
             .prop_map(|(version, count)| Operation::CreatePartitions { version, count }),
     ]
+}
+
+fn damage() -> impl Strategy<Value = Damage> {
+    prop_oneof![8 => Just(Damage::None), 1 => Just(Damage::Crc), 1 => Just(Damage::BaseOffset)]
 }
 
 fn sequence() -> impl Strategy<Value = Sequence> {
@@ -81,31 +97,39 @@ fn sequence() -> impl Strategy<Value = Sequence> {
         .prop_map(|(partitions, configs, operations)| Sequence { partitions, configs, operations })
 }
 
-/// A batch of `records` records with timestamps from `first_timestamp_ms`, optionally with
-/// its CRC broken.
-fn produced_batch(first_timestamp_ms: i64, records: usize, corrupt_crc: bool) -> bytes::Bytes {
+/// A batch of `records` records with timestamps from `first_timestamp_ms`, compressed with
+/// codec `codec` (0 none, then gzip, snappy, lz4, zstd), damaged as `damage` says.
+fn produced_batch(first_timestamp_ms: i64, records: usize, damage: Damage, codec: u8) -> Bytes {
     let values: Vec<String> = (0..records).map(|index| format!("value-{index}")).collect();
     let values: Vec<&str> = values.iter().map(String::as_str).collect();
-    let batch = batch(first_timestamp_ms, &values);
-    if !corrupt_crc {
-        return batch;
+    let compression = match codec {
+        1 => Compression::Gzip,
+        2 => Compression::Snappy,
+        3 => Compression::Lz4,
+        4 => Compression::Zstd,
+        _ => Compression::None,
+    };
+    let mut bytes = compressed_batch(first_timestamp_ms, &values, compression).to_vec();
+    match damage {
+        Damage::None => {}
+        Damage::Crc => bytes[CRC_POSITION] ^= 0x40,
+        Damage::BaseOffset => bytes[..8].copy_from_slice(&5i64.to_be_bytes()),
     }
-    let mut bytes = batch.to_vec();
-    bytes[CRC_POSITION] ^= 0x40;
-    bytes::Bytes::from(bytes)
+    Bytes::from(bytes)
 }
 
 fn run_operation(pair: &mut Pair, topic: &str, index: usize, operation: &Operation) {
     let case = format!("operation {index}: {operation:?}");
     match *operation {
-        Operation::Produce { partition, version, acks, records, corrupt_crc } => {
+        Operation::Produce { partition, version, acks, records, damage, codec } => {
             let first_timestamp_ms = TIMESTAMP_MS + index as i64;
-            let records = produced_batch(first_timestamp_ms, records, corrupt_crc);
+            let records = produced_batch(first_timestamp_ms, records, damage, codec);
             let request = produce_request(topic, partition, acks, records);
             pair.compare(&case, version, &request, normalize_produce);
         }
-        Operation::Fetch { partition, version, offset, max_bytes } => {
-            let request = fetch_partition_request(topic, partition, offset, max_bytes, (0, 1));
+        Operation::Fetch { partition, version, offset, max_bytes, read_committed } => {
+            let request = fetch_partition_request(topic, partition, offset, max_bytes, (0, 1))
+                .with_isolation_level(i8::from(read_committed));
             pair.compare(&case, version, &request, normalize_fetch);
         }
         Operation::ListOffsets { partition, version, timestamp } => {

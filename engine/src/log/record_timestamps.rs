@@ -1,29 +1,46 @@
-//! Finding the first record at or after a timestamp inside one uncompressed batch, for
-//! ListOffsets. Only the record prefix (length, attributes, timestamp delta, offset delta) is
-//! decoded; keys, values and headers are skipped by length.
+//! Finding the first record at or after a timestamp inside one batch, for ListOffsets. Only
+//! the record prefix (length, attributes, timestamp delta, offset delta) is decoded; keys,
+//! values and headers are skipped by length. A compressed batch is decompressed for this
+//! (bounded, like the compaction path): Kafka answers the record, not the batch, and a lookup
+//! by time is rare next to produce and fetch, which never decompress.
 
+use crate::protocol::record_batch::decompress::decompress_bounded;
+use crate::protocol::record_batch::rewrite::DECOMPRESSED_BYTES_MAX;
 use crate::protocol::record_batch::{BatchInfo, Compression, HEADER_SIZE_BYTES};
 
 /// `(offset, timestamp_ms)` of the first record of `batch` whose timestamp is at least
-/// `timestamp_ms`. For compressed batches (never decompressed by Tern) and for batches whose
-/// records do not parse, the documented approximation: the batch's base offset and max
+/// `timestamp_ms`. For LogAppendTime batches (every record has the batch's time) and for
+/// batches whose records do not parse or decompress: the batch's base offset and max
 /// timestamp.
 pub fn first_record_at_or_after(batch: &[u8], info: &BatchInfo, timestamp_ms: i64) -> (i64, i64) {
     let approximation = (info.base_offset, info.max_timestamp);
-    if info.compression != Compression::None || info.log_append_time {
+    if info.log_append_time {
         return approximation;
     }
     let Some(records) = batch.get(HEADER_SIZE_BYTES..info.size_bytes) else { return approximation };
+    let found = if info.compression == Compression::None {
+        first_in_records(records, info, timestamp_ms)
+    } else {
+        decompress_bounded(info.compression, records, DECOMPRESSED_BYTES_MAX)
+            .ok()
+            .and_then(|records| first_in_records(&records, info, timestamp_ms))
+    };
+    found.unwrap_or(approximation)
+}
+
+/// Walks the (uncompressed) records section; `None` if no record reaches the timestamp or a
+/// record does not parse.
+fn first_in_records(records: &[u8], info: &BatchInfo, timestamp_ms: i64) -> Option<(i64, i64)> {
     let mut position = 0usize;
     // Bounded by records_count and by the batch length (every record consumes >= 1 byte).
     for _ in 0..info.records_count {
-        let Some(record) = record_prefix(records, &mut position) else { return approximation };
+        let record = record_prefix(records, &mut position)?;
         let record_timestamp_ms = info.base_timestamp.saturating_add(record.timestamp_delta);
         if record_timestamp_ms >= timestamp_ms {
-            return (info.base_offset + i64::from(record.offset_delta), record_timestamp_ms);
+            return Some((info.base_offset + i64::from(record.offset_delta), record_timestamp_ms));
         }
     }
-    approximation
+    None
 }
 
 struct RecordPrefix {

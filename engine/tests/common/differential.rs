@@ -449,6 +449,15 @@ pub fn create_request(
 }
 
 pub fn batch(first_timestamp_ms: i64, values: &[&str]) -> Bytes {
+    compressed_batch(first_timestamp_ms, values, Compression::None)
+}
+
+/// One batch of `values` compressed with `compression`.
+pub fn compressed_batch(
+    first_timestamp_ms: i64,
+    values: &[&str],
+    compression: Compression,
+) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -471,7 +480,7 @@ pub fn batch(first_timestamp_ms: i64, values: &[&str]) -> Bytes {
         })
         .collect();
     let mut buffer = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    let options = RecordEncodeOptions { version: 2, compression };
     RecordBatchEncoder::encode(&mut buffer, &records, &options).expect("encode a batch");
     buffer.freeze()
 }

@@ -220,14 +220,16 @@ fn build_response(
             }
         })
         .collect();
-    // Kafka sends null aborted transactions to read_uncommitted fetches, a list otherwise,
-    // and an empty list for partitions it refuses before reading (unknown topic or partition:
-    // `FetchResponse.partitionResponse`, measured on 4.4.0).
-    let aborted = (request.isolation_level != 0).then(Vec::new);
+    // Aborted transactions, as Kafka 4.4 (measured): a list (empty here) for a successful
+    // read_committed read, null for a read_uncommitted one and for an error the read itself
+    // met (offset out of range, storage); an empty list for a partition refused before any
+    // read (unknown topic or partition: `FetchResponse.partitionResponse`).
+    let read_committed = request.isolation_level != 0;
     for (target, read) in targets.iter().zip(reads) {
         let refused_before_reading =
             matches!(read.error, ErrorCode::UnknownTopicOrPartition | ErrorCode::UnknownTopicId);
-        let aborted = if refused_before_reading { Some(Vec::new()) } else { aborted.clone() };
+        let listed = refused_before_reading || (read_committed && read.error == ErrorCode::None);
+        let aborted = listed.then(Vec::new);
         let mut partition = PartitionData::default()
             .with_partition_index(target.partition)
             .with_error_code(read.error.code())

@@ -40,7 +40,7 @@ pub async fn handle(
             Response::Metadata(metadata::handle(&shard, body, version).await)
         }
         Request::Produce(body) => {
-            return produce::handle(&shard, body).await.map(Response::Produce)
+            return produce::handle(&shard, body, version).await.map(Response::Produce)
         }
         Request::Fetch(body) => Response::Fetch(fetch::handle(&shard, body, version).await),
         Request::ListOffsets(body) => {

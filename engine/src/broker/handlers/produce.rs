@@ -18,17 +18,48 @@ use crate::protocol::record_batch;
 
 use super::str_bytes;
 
-type PartitionOutcome = Result<AppendInfo, (ErrorCode, Option<String>)>;
+type PartitionOutcome = Result<AppendInfo, Refused>;
 
-pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest) -> Option<ProduceResponse> {
+/// Why a partition's batch was not appended.
+#[derive(Debug)]
+struct Refused {
+    code: ErrorCode,
+    message: Option<String>,
+    /// Kafka reports the log start offset with errors its log validation raises (a record
+    /// validation error inside the append), -1 with errors found before (measured on 4.4.0).
+    from_log_validation: bool,
+    log_start_offset: i64,
+}
+
+impl From<(ErrorCode, Option<String>)> for Refused {
+    fn from((code, message): (ErrorCode, Option<String>)) -> Refused {
+        Refused { code, message, from_log_validation: false, log_start_offset: -1 }
+    }
+}
+
+impl Refused {
+    fn by_log_validation(code: ErrorCode, message: String) -> Refused {
+        Refused { code, message: Some(message), from_log_validation: true, log_start_offset: -1 }
+    }
+}
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    request: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
     let started_at = crate::io::now();
-    let response = answer(shard, request).await;
+    let response = answer(shard, request, version).await;
     let elapsed = crate::io::now().duration_since(started_at);
     shard.produce_latency.borrow_mut().record(elapsed);
     response
 }
 
-async fn answer(shard: &Rc<Shard>, request: ProduceRequest) -> Option<ProduceResponse> {
+async fn answer(
+    shard: &Rc<Shard>,
+    request: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
     let acks = request.acks;
     let acks_valid = matches!(acks, -1..=1);
     let mut pending = Vec::new();
@@ -39,9 +70,9 @@ async fn answer(shard: &Rc<Shard>, request: ProduceRequest) -> Option<ProduceRes
         for partition in topic.partition_data {
             indexes.push(partition.index);
             let outcome = if acks_valid {
-                prepare(shard, &name, partition.index, partition.records.as_deref())
+                prepare(shard, &name, partition.index, partition.records.as_deref(), version)
             } else {
-                Err((ErrorCode::InvalidRequiredAcks, None))
+                Err(Refused::from((ErrorCode::InvalidRequiredAcks, None)))
             };
             pending.push(submit(shard, name.clone(), partition.index, outcome));
         }
@@ -66,42 +97,72 @@ async fn answer(shard: &Rc<Shard>, request: ProduceRequest) -> Option<ProduceRes
     Some(ProduceResponse::default().with_responses(responses))
 }
 
+/// First produce version that may carry zstd batches (KIP-110).
+const FIRST_ZSTD_VERSION: i16 = 7;
+/// Byte offsets inside a v2 batch header.
+const MAGIC_POSITION: usize = 16;
+const ATTRIBUTES_POSITION: usize = 21;
+const CODEC_MASK: u8 = 0x07;
+const CODEC_ZSTD: u8 = 4;
+
+/// Kafka's `ProduceRequest.validateRecords`: a zstd batch in a Produce older than v7 is
+/// UNSUPPORTED_COMPRESSION_TYPE, checked before the batch's size and CRC (measured on 4.4.0).
+fn refuse_zstd_below_v7(version: i16, records: &[u8]) -> Result<(), (ErrorCode, Option<String>)> {
+    if version >= FIRST_ZSTD_VERSION {
+        return Ok(());
+    }
+    let magic = records.get(MAGIC_POSITION).copied();
+    let codec = records.get(ATTRIBUTES_POSITION + 1).map(|low_byte| low_byte & CODEC_MASK);
+    if magic == Some(2) && codec == Some(CODEC_ZSTD) {
+        let message = format!("zstd batches need Produce v{FIRST_ZSTD_VERSION} or newer");
+        return Err((ErrorCode::UnsupportedCompressionType, Some(message)));
+    }
+    Ok(())
+}
+
 /// Validates one partition's records and copies each batch into its own buffer for the log.
 fn prepare(
     shard: &Shard,
     topic: &str,
     partition: i32,
     records: Option<&[u8]>,
-) -> Result<Vec<BytesMut>, (ErrorCode, Option<String>)> {
+    version: i16,
+) -> Result<Vec<BytesMut>, Refused> {
     let snapshot = shard.topics();
     let Some(meta) = snapshot.get(topic).filter(|_| snapshot.has_partition(topic, partition))
     else {
-        return Err((ErrorCode::UnknownTopicOrPartition, None));
+        return Err(Refused::from((ErrorCode::UnknownTopicOrPartition, None)));
     };
     // Kafka's `ProduceRequest.validateRecords`: exactly one batch per partition (v3+).
     let Some(records) = records.filter(|records| !records.is_empty()) else {
-        return Err((ErrorCode::InvalidRecord, Some("produce request carries no records".into())));
+        let message = "produce request carries no records".to_string();
+        return Err(Refused::from((ErrorCode::InvalidRecord, Some(message))));
     };
+    refuse_zstd_below_v7(version, records).map_err(Refused::from)?;
+    // Kafka's `analyzeAndValidateRecords` checks, in this order, a client batch's base offset
+    // (always 0: the broker assigns offsets), its size, then its CRC (measured on 4.4.0).
+    if records.get(..8).is_some_and(|base_offset| base_offset != [0; 8]) {
+        let message = "the base offset of a produced batch must be 0".to_string();
+        return Err(Refused::by_log_validation(ErrorCode::InvalidRecord, message));
+    }
     let log_config = meta.log_config(&shard.config.log);
     let max_message_bytes = log_config.max_message_bytes as usize;
-    // Kafka's `analyzeAndValidateRecords` checks a batch's size before its CRC: a too large
-    // batch with a bad CRC is MESSAGE_TOO_LARGE there (measured on 4.4.0), so here too.
     if let Some(declared_bytes) = declared_first_batch_bytes(records) {
         if declared_bytes <= records.len() && declared_bytes > max_message_bytes {
             let message = format!(
                 "batch of {declared_bytes} bytes exceeds max.message.bytes {max_message_bytes}"
             );
-            return Err((ErrorCode::MessageTooLarge, Some(message)));
+            return Err(Refused::from((ErrorCode::MessageTooLarge, Some(message))));
         }
     }
     let batches = record_batch::split_produced_batches(records).map_err(|error| {
         tracing::warn!(topic, partition, %error, "rejected produced batch");
-        (ErrorCode::from(&error), Some(error.to_string()))
+        Refused::from((ErrorCode::from(&error), Some(error.to_string())))
     })?;
     if batches.len() > 1 {
         let message =
             format!("{} record batches for one partition: Kafka allows one", batches.len());
-        return Err((ErrorCode::InvalidRecord, Some(message)));
+        return Err(Refused::from((ErrorCode::InvalidRecord, Some(message))));
     }
     let mut owned = Vec::with_capacity(batches.len());
     for (range, info) in batches {
@@ -110,10 +171,10 @@ fn prepare(
                 "batch of {} bytes exceeds max.message.bytes {max_message_bytes}",
                 info.size_bytes
             );
-            return Err((ErrorCode::MessageTooLarge, Some(message)));
+            return Err(Refused::from((ErrorCode::MessageTooLarge, Some(message))));
         }
         if log_config.compaction.enabled {
-            refuse_keyless(&records[range.clone()], topic, partition)?;
+            refuse_keyless(&records[range.clone()], topic, partition).map_err(Refused::from)?;
         }
         owned.push(BytesMut::from(&records[range]));
     }
@@ -150,22 +211,44 @@ async fn submit(
     shard: &Rc<Shard>,
     topic: String,
     partition: i32,
-    prepared: Result<Vec<BytesMut>, (ErrorCode, Option<String>)>,
+    prepared: Result<Vec<BytesMut>, Refused>,
 ) -> PartitionOutcome {
-    let batches = prepared?;
+    let batches = match prepared {
+        Ok(batches) => batches,
+        Err(refused) if refused.from_log_validation => {
+            return Err(with_log_start(shard, topic, partition, refused).await)
+        }
+        Err(refused) => return Err(refused),
+    };
     let owner = shard.owner_of(&topic, partition);
     let outcome = shard
         .call_on(owner, move |target| async move {
             let Some(log) = target.local_log(&topic, partition) else {
-                return Err((ErrorCode::UnknownTopicOrPartition, None));
+                return Err(Refused::from((ErrorCode::UnknownTopicOrPartition, None)));
             };
             log.append(batches, 0).await.map_err(|error| {
                 tracing::warn!(%topic, partition, %error, "append failed");
-                (log_error_code(&error), Some(error.to_string()))
+                Refused::from((log_error_code(&error), Some(error.to_string())))
             })
         })
         .await;
-    outcome.unwrap_or(Err((ErrorCode::NotLeaderOrFollower, None)))
+    outcome.unwrap_or(Err(Refused::from((ErrorCode::NotLeaderOrFollower, None))))
+}
+
+/// Fills in the partition's log start offset, as Kafka reports it with validation errors.
+async fn with_log_start(
+    shard: &Rc<Shard>,
+    topic: String,
+    partition: i32,
+    refused: Refused,
+) -> Refused {
+    let owner = shard.owner_of(&topic, partition);
+    let start = shard
+        .call_on(owner, move |target| async move {
+            target.local_log(&topic, partition).map(|log| log.log_start_offset())
+        })
+        .await;
+    Refused { log_start_offset: start.flatten().unwrap_or(-1), ..refused }
 }
 
 fn partition_response(index: i32, outcome: PartitionOutcome) -> PartitionProduceResponse {
@@ -175,10 +258,10 @@ fn partition_response(index: i32, outcome: PartitionOutcome) -> PartitionProduce
         Ok(info) => {
             response.with_base_offset(info.base_offset).with_log_start_offset(info.log_start_offset)
         }
-        Err((code, message)) => response
-            .with_error_code(code.code())
+        Err(refused) => response
+            .with_error_code(refused.code.code())
             .with_base_offset(-1)
-            .with_log_start_offset(-1)
-            .with_error_message(message.map(|message| str_bytes(&message))),
+            .with_log_start_offset(refused.log_start_offset)
+            .with_error_message(refused.message.map(|message| str_bytes(&message))),
     }
 }
