@@ -9,7 +9,18 @@ use crate::protocol::record_batch::{BatchInfo, Compression, HEADER_SIZE_BYTES};
 /// records do not parse, the documented approximation: the batch's base offset and max
 /// timestamp.
 pub fn first_record_at_or_after(batch: &[u8], info: &BatchInfo, timestamp_ms: i64) -> (i64, i64) {
-    let approximation = (info.base_offset, info.max_timestamp);
+    first_record_at_or_after_from(batch, info, timestamp_ms, i64::MIN)
+}
+
+/// Like [`first_record_at_or_after`], among the records at or after `offset_min` only (the
+/// log start offset, which DeleteRecords may move inside a batch).
+pub fn first_record_at_or_after_from(
+    batch: &[u8],
+    info: &BatchInfo,
+    timestamp_ms: i64,
+    offset_min: i64,
+) -> (i64, i64) {
+    let approximation = (info.base_offset.max(offset_min), info.max_timestamp);
     if info.compression != Compression::None || info.log_append_time {
         return approximation;
     }
@@ -19,8 +30,9 @@ pub fn first_record_at_or_after(batch: &[u8], info: &BatchInfo, timestamp_ms: i6
     for _ in 0..info.records_count {
         let Some(record) = record_prefix(records, &mut position) else { return approximation };
         let record_timestamp_ms = info.base_timestamp.saturating_add(record.timestamp_delta);
-        if record_timestamp_ms >= timestamp_ms {
-            return (info.base_offset + i64::from(record.offset_delta), record_timestamp_ms);
+        let offset = info.base_offset + i64::from(record.offset_delta);
+        if record_timestamp_ms >= timestamp_ms && offset >= offset_min {
+            return (offset, record_timestamp_ms);
         }
     }
     approximation
@@ -84,5 +96,6 @@ mod tests {
         assert_eq!(first_record_at_or_after(&batch, &info, 1_004), (51, 1_005));
         assert_eq!(first_record_at_or_after(&batch, &info, 1_006), (53, 1_020));
         assert_eq!(first_record_at_or_after(&batch, &info, 1_020), (53, 1_020));
+        assert_eq!(first_record_at_or_after_from(&batch, &info, 0, 52), (52, 1_003));
     }
 }
