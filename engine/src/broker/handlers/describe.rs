@@ -38,9 +38,10 @@ pub fn describe_configs(
                 .with_resource_name(resource.resource_name.clone());
             // Null or empty: every config (Kafka's `ConfigHelper`, measured on 4.4.0).
             let wanted = |key: &str| {
-                resource.configuration_keys.as_ref().is_none_or(|keys| {
-                    keys.is_empty() || keys.iter().any(|k| k.as_str() == key)
-                })
+                resource
+                    .configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == key))
             };
             match resource.resource_type {
                 RESOURCE_TYPE_TOPIC => {
