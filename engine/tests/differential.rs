@@ -1023,12 +1023,14 @@ fn normalize_alter(response: &mut AlterConfigsResponse) {
 /// answered the alteration, so Kafka is asked again (up to 10 s) until it agrees; Tern
 /// applies the change before it answers.
 fn compare_topic_configs(pair: &mut Pair, case: &str, topic: &str) {
-    for keys in [None, Some(Vec::new())] {
+    for (keys, synonyms) in [(None, false), (Some(Vec::new()), false), (None, true)] {
         let mut resource = DescribeConfigsResource::default();
         resource.resource_type = TOPIC;
         resource.resource_name = text(topic);
         resource.configuration_keys = keys;
-        let request = DescribeConfigsRequest::default().with_resources(vec![resource]);
+        let request = DescribeConfigsRequest::default()
+            .with_resources(vec![resource])
+            .with_include_synonyms(synonyms);
         let mut tern = pair.tern.call(4, &request);
         normalize_describe_configs(&mut tern);
         let deadline = Instant::now() + Duration::from_secs(10);

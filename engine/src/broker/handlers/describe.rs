@@ -114,27 +114,34 @@ fn broker_configs(
     result.with_configs(configs)
 }
 
-/// One topic config as Kafka 4.4 reports it: an explicit value is `TOPIC_CONFIG` and its only
-/// synonym; a default is `DEFAULT_CONFIG` with the broker config it comes from as synonym.
+/// One topic config as Kafka 4.4 reports it: an explicit value is `TOPIC_CONFIG`, and its
+/// synonyms are itself then the broker config the default would come from; a default is
+/// `DEFAULT_CONFIG` with that broker config as its only synonym (measured on 4.4.0).
 fn topic_config_entry(
     spec: &TopicConfigSpec,
     explicit: Option<&String>,
     include_synonyms: bool,
 ) -> DescribeConfigsResourceResult {
-    let (value, source, synonym_name) = match explicit {
-        Some(value) => (value.as_str(), SOURCE_TOPIC_CONFIG, Some(spec.name)),
-        None => (spec.default, SOURCE_DEFAULT_CONFIG, spec.broker_synonym),
+    let synonym = |name: &str, value: &str, source: i8| {
+        DescribeConfigsSynonym::default()
+            .with_name(str_bytes(name))
+            .with_value(Some(str_bytes(value)))
+            .with_source(source)
     };
-    let synonyms = synonym_name
-        .filter(|_| include_synonyms)
-        .map(|name| {
-            DescribeConfigsSynonym::default()
-                .with_name(str_bytes(name))
-                .with_value(Some(str_bytes(value)))
-                .with_source(source)
-        })
-        .into_iter()
-        .collect();
+    let broker_default =
+        spec.broker_synonym.map(|name| synonym(name, spec.default, SOURCE_DEFAULT_CONFIG));
+    let (value, source, synonyms) = match explicit {
+        Some(value) => {
+            let own = synonym(spec.name, value, SOURCE_TOPIC_CONFIG);
+            (
+                value.as_str(),
+                SOURCE_TOPIC_CONFIG,
+                [Some(own), broker_default].into_iter().flatten().collect(),
+            )
+        }
+        None => (spec.default, SOURCE_DEFAULT_CONFIG, broker_default.into_iter().collect()),
+    };
+    let synonyms = if include_synonyms { synonyms } else { Vec::new() };
     config_entry(spec.name, value, source)
         .with_synonyms(synonyms)
         .with_config_type(spec.config_type as i8)
