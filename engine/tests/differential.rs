@@ -1198,6 +1198,9 @@ fn delete_records(pair: &mut Pair) {
     pair.compare("ListOffsets earliest at the end", 7, &earliest, normalize_list_offsets);
     let at_end = delete_records_request("records-t", &[(0, 15)]);
     pair.compare("DeleteRecords at the high watermark", 1, &at_end, normalize_delete_records);
+    // Exists on both since offset_commit: the groups' state lives there.
+    let internal = delete_records_request("__consumer_offsets", &[(0, -1)]);
+    pair.compare("DeleteRecords on __consumer_offsets", 2, &internal, normalize_delete_records);
 }
 
 /// One Kafka, one Tern, every case in sequence (Kafka takes seconds to start).
