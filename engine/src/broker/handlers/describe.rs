@@ -99,6 +99,7 @@ fn broker_configs(
         ("log.cleaner.backoff.ms", config.log_cleaner_interval_ms.to_string()),
         ("log.dirs", config.data_dir.display().to_string()),
         ("log.retention.bytes", config.log.retention_size_bytes.to_string()),
+        ("log.retention.check.interval.ms", config.retention_check_interval_ms.to_string()),
         ("log.retention.ms", config.log.retention_age_ms.to_string()),
         ("log.segment.bytes", config.log.segment_size_bytes.to_string()),
         ("message.max.bytes", config.log.max_message_bytes.to_string()),
