@@ -72,6 +72,10 @@ struct Arguments {
     /// (Kafka's log.cleaner.backoff.ms).
     #[arg(long, default_value_t = 15_000)]
     log_cleaner_interval_ms: u64,
+    /// How often each shard applies retention and age-based rolls to its partitions
+    /// (Kafka's log.retention.check.interval.ms).
+    #[arg(long, default_value_t = 300_000)]
+    retention_check_interval_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -146,6 +150,10 @@ fn build_config(arguments: &Arguments) -> Result<BrokerConfig, String> {
         return Err("--log-cleaner-interval-ms must be positive".into());
     }
     config.log_cleaner_interval_ms = arguments.log_cleaner_interval_ms;
+    if arguments.retention_check_interval_ms == 0 {
+        return Err("--retention-check-interval-ms must be positive".into());
+    }
+    config.retention_check_interval_ms = arguments.retention_check_interval_ms;
     if let Some(interval_ms) = arguments.flush_interval_ms {
         config.log.flush = FlushPolicy::IntervalMs(interval_ms);
     }

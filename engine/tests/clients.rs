@@ -238,3 +238,32 @@ fn a_compacted_topic_keeps_the_latest_value_per_key_across_a_restart() {
     compaction(&server, "compacted-plain", plain, "verify-kafka-python");
     server.stop();
 }
+
+/// AlterConfigs, IncrementalAlterConfigs and DeleteRecords through confluent-kafka's admin
+/// client (records_admin.py: configs reported with their source, applied to a live topic's
+/// segments and retention, records deleted and consumed from the new start). The process is
+/// then killed (no clean shutdown): the deletion and the configs must still be there.
+#[test]
+fn admin_client_alters_configs_and_deletes_records_durably() {
+    let directory = test_dir("records-admin");
+    let arguments = ["--shards", "2", "--retention-check-interval-ms", "200"];
+    let mut server = TernServer::start(&directory.join("data"), &arguments);
+    let records_admin = |server: &TernServer, phases: &str| {
+        let output = run_checked(
+            python("records_admin.py").args([
+                "--bootstrap",
+                &server.bootstrap(),
+                "--topic",
+                "records-admin",
+                phases,
+            ]),
+            &format!("records_admin.py {phases}"),
+        );
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+    };
+    records_admin(&server, "alter,retention,delete");
+    server.kill9();
+    server.restart();
+    records_admin(&server, "verify");
+    server.stop();
+}

@@ -83,6 +83,9 @@ fn reencode(decoded: &DecodedRequest, header_in_frame: &RequestHeader) -> Vec<u8
         Request::DescribeGroups(body) => body.encode(&mut out, version),
         Request::DeleteGroups(body) => body.encode(&mut out, version),
         Request::OffsetDelete(body) => body.encode(&mut out, version),
+        Request::DeleteRecords(body) => body.encode(&mut out, version),
+        Request::AlterConfigs(body) => body.encode(&mut out, version),
+        Request::IncrementalAlterConfigs(body) => body.encode(&mut out, version),
     };
     result.expect("body re-encodes");
     out.to_vec()

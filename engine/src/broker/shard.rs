@@ -157,7 +157,8 @@ impl Shard {
         }
     }
 
-    /// Replaces this shard's topic view and opens/closes the partitions it owns to match.
+    /// Replaces this shard's topic view, opens/closes the partitions it owns to match, and
+    /// hands changed topic configs to the logs already open.
     pub async fn apply_topics(self: &Rc<Self>, snapshot: Arc<TopicSnapshot>) {
         let previous = std::mem::replace(&mut *self.topics.borrow_mut(), snapshot.clone());
         for topic in previous.by_name.values() {
@@ -177,11 +178,13 @@ impl Shard {
                 continue;
             }
             let key = (topic.name.clone(), partition);
-            if self.partitions.borrow().contains_key(&key) {
+            let config = topic.log_config(&self.config.log);
+            if let Some(log) = self.partitions.borrow().get(&key) {
+                // AlterConfigs: the open log takes the topic's new settings.
+                log.set_config(config);
                 continue;
             }
             let directory = self.config.data_dir.join(format!("{}-{}", topic.name, partition));
-            let config = topic.log_config(&self.config.log);
             match Log::open(self.disk.clone(), directory, config).await {
                 Ok(log) => {
                     self.partitions.borrow_mut().insert(key, log);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::topic_configs::{ConfigType, KAFKA_TOPIC_CONFIGS};
 use crate::io::{Disk, OpenOptions};
 use crate::log::LogConfig;
 
@@ -39,7 +40,7 @@ impl TopicMeta {
             config.segment_size_bytes = value as u64;
         }
         if let Some(value) = number("segment.ms") {
-            config.segment_age_ms = value;
+            config.segment_age_ms = value.max(1);
         }
         if let Some(value) = number("retention.bytes") {
             config.retention_size_bytes = value;
@@ -47,11 +48,14 @@ impl TopicMeta {
         if let Some(value) = number("retention.ms") {
             config.retention_age_ms = value;
         }
+        // Kafka allows 0 for both; the log needs an index interval and room for one batch
+        // header (the produce handler still refuses batches above the topic's own value).
         if let Some(value) = number("index.interval.bytes") {
-            config.index_interval_bytes = value as u32;
+            config.index_interval_bytes = (value as u32).max(1);
         }
         if let Some(value) = number("max.message.bytes") {
-            config.max_message_bytes = value as u32;
+            let floor_bytes = crate::protocol::record_batch::HEADER_SIZE_BYTES as u32;
+            config.max_message_bytes = (value as u32).max(floor_bytes);
         }
         self.apply_cleanup_policy(&mut config);
         config
@@ -61,7 +65,7 @@ impl TopicMeta {
     /// retention off (as in Kafka); `compact,delete` keeps both.
     fn apply_cleanup_policy(&self, config: &mut LogConfig) {
         let policy = self.configs.get("cleanup.policy").map_or("delete", String::as_str);
-        let (compact, delete) = cleanup_policy(policy);
+        let (compact, delete) = cleanup_policy(policy).unwrap_or((false, true));
         config.compaction.enabled = compact;
         if !delete {
             config.retention_age_ms = -1;
@@ -161,21 +165,33 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
-/// Checks one topic config against what Tern implements.
+/// Checks one topic config against what Tern implements. Kafka's whole catalogue is known
+/// (`topic_configs.rs`): a config Tern does not implement accepts Kafka's default only (so a
+/// client that writes back what DescribeConfigs reported succeeds), anything else is refused
+/// rather than silently ignored.
 pub fn validate_topic_config(key: &str, value: Option<&str>) -> Result<(), TopicError> {
     let Some(value) = value else {
         return Err(TopicError::InvalidConfig(format!("Null value not supported for {key}")));
     };
-    if !TOPIC_CONFIG_DEFAULTS.iter().any(|(name, _)| *name == key) {
+    let Some(spec) = KAFKA_TOPIC_CONFIGS.iter().find(|spec| spec.name == key) else {
         return Err(TopicError::InvalidConfig(format!("Unknown topic config name: {key}")));
-    }
+    };
     let invalid =
         || TopicError::InvalidConfig(format!("Invalid value {value} for configuration {key}"));
+    if !TOPIC_CONFIG_DEFAULTS.iter().any(|(name, _)| *name == key) {
+        if !value_has_type(value, spec.config_type) {
+            return Err(invalid());
+        }
+        if value == spec.default {
+            return Ok(());
+        }
+        return Err(TopicError::UnsupportedConfig(format!(
+            "{key}={value} is not supported by Tern (only Kafka's default, {:?})",
+            spec.default
+        )));
+    }
     match key {
-        "cleanup.policy" => match cleanup_policy(value) {
-            (false, false) => Err(invalid()),
-            _ => Ok(()),
-        },
+        "cleanup.policy" => cleanup_policy(value).map(|_| ()).ok_or_else(invalid),
         "message.timestamp.type" => match value {
             "CreateTime" => Ok(()),
             "LogAppendTime" => Err(TopicError::UnsupportedConfig(
@@ -185,9 +201,12 @@ pub fn validate_topic_config(key: &str, value: Option<&str>) -> Result<(), Topic
         },
         "compression.type" => match value {
             "producer" => Ok(()),
-            _ => Err(TopicError::UnsupportedConfig(format!(
-                "compression.type={value} is not supported: Tern stores batches as produced"
-            ))),
+            "uncompressed" | "zstd" | "lz4" | "snappy" | "gzip" => {
+                Err(TopicError::UnsupportedConfig(format!(
+                    "compression.type={value} is not supported: Tern stores batches as produced"
+                )))
+            }
+            _ => Err(invalid()),
         },
         "min.cleanable.dirty.ratio" => match value.parse::<f64>() {
             Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(()),
@@ -199,6 +218,11 @@ pub fn validate_topic_config(key: &str, value: Option<&str>) -> Result<(), Topic
         },
         "segment.bytes" => match value.parse::<i64>() {
             Ok(bytes) if bytes >= 14 && bytes <= i64::from(i32::MAX) => Ok(()),
+            _ => Err(invalid()),
+        },
+        // Kafka: at least 1 (a segment age of 0 or less would roll on every check).
+        "segment.ms" => match value.parse::<i64>() {
+            Ok(age_ms) if age_ms >= 1 => Ok(()),
             _ => Err(invalid()),
         },
         "max.message.bytes" | "index.interval.bytes" | "min.insync.replicas" => {
@@ -214,21 +238,33 @@ pub fn validate_topic_config(key: &str, value: Option<&str>) -> Result<(), Topic
     }
 }
 
-/// (compact, delete) of a `cleanup.policy` value: a comma-separated list of `compact` and
-/// `delete`; `(false, false)` for anything else (refused, as is the empty list).
-pub fn cleanup_policy(value: &str) -> (bool, bool) {
-    if value.trim().is_empty() {
-        return (false, false);
+/// Whether `value` parses as Kafka's `ConfigDef` type (no range checks).
+fn value_has_type(value: &str, config_type: ConfigType) -> bool {
+    match config_type {
+        ConfigType::Boolean => matches!(value.to_ascii_lowercase().as_str(), "true" | "false"),
+        ConfigType::Int => value.trim().parse::<i32>().is_ok(),
+        ConfigType::Long => value.trim().parse::<i64>().is_ok(),
+        ConfigType::Double => value.trim().parse::<f64>().is_ok(),
+        ConfigType::String | ConfigType::List => true,
     }
+}
+
+/// (compact, delete) of a `cleanup.policy` value: a comma-separated list of `compact` and
+/// `delete`; the empty list (allowed since Kafka 4.x) is neither: segments are never deleted
+/// nor compacted. `None` for anything else.
+pub fn cleanup_policy(value: &str) -> Option<(bool, bool)> {
     let mut policy = (false, false);
+    if value.trim().is_empty() {
+        return Some(policy);
+    }
     for item in value.split(',') {
         match item.trim() {
             "compact" => policy.0 = true,
             "delete" => policy.1 = true,
-            _ => return (false, false),
+            _ => return None,
         }
     }
-    policy
+    Some(policy)
 }
 
 /// Immutable view of all topics, shared by every request handler of a shard.
@@ -356,6 +392,13 @@ mod tests {
         assert!(validate_topic_config("min.cleanable.dirty.ratio", Some("1.5")).is_err());
         assert!(validate_topic_config("segment.bytes", Some("1")).is_err());
         assert!(validate_topic_config("retention.ms", None).is_err());
+        assert!(validate_topic_config("cleanup.policy", Some("")).is_ok());
+        assert!(validate_topic_config("segment.ms", Some("0")).is_err());
+        // Known to Kafka, not implemented by Tern: its default only.
+        assert!(validate_topic_config("preallocate", Some("false")).is_ok());
+        assert!(validate_topic_config("preallocate", Some("true")).is_err());
+        assert!(validate_topic_config("compression.gzip.level", Some("-1")).is_ok());
+        assert!(validate_topic_config("message.format.version", Some("3.0")).is_err());
     }
 
     #[test]

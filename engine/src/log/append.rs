@@ -45,7 +45,7 @@ pub fn admit(
     leader_epoch: i32,
 ) -> Result<Admitted, LogError> {
     assert!(!batches.is_empty(), "an append holds at least one batch");
-    let shape = shape_of(&batches, shared.config.max_message_bytes)?;
+    let shape = shape_of(&batches, shared.config().max_message_bytes)?;
     let mut state = shared.state.borrow_mut();
     check_accepting(shared, &mut state, shape.size_bytes)?;
     if state.pending.len() >= PENDING_APPENDS_MAX
@@ -181,7 +181,7 @@ fn check_accepting(shared: &Shared, state: &mut State, size_bytes: u64) -> Resul
 fn roll_if_full(shared: &Shared, state: &mut State, shape: &Shape) -> Result<(), LogError> {
     let active = state.active();
     let last_offset = state.log_end_offset + shape.offset_count - 1;
-    let too_big = active.size_bytes + shape.size_bytes > shared.config.segment_size_bytes;
+    let too_big = active.size_bytes + shape.size_bytes > shared.config().segment_size_bytes;
     if active.is_empty() || (!too_big && active.can_hold_offset(last_offset)) {
         return Ok(());
     }
@@ -192,7 +192,7 @@ fn roll_if_full(shared: &Shared, state: &mut State, shape: &Shape) -> Result<(),
 pub fn roll(shared: &Shared, state: &mut State) -> Result<(), LogError> {
     let base_offset = state.log_end_offset;
     assert!(!state.active().is_empty() && state.active().next_offset == base_offset);
-    let interval_bytes = shared.config.index_interval_bytes;
+    let interval_bytes = shared.config().index_interval_bytes;
     let segment = match Segment::create(&shared.disk, &shared.dir, base_offset, interval_bytes) {
         Ok(segment) => segment,
         Err(error) if is_no_space(&error) => return Err(LogError::NoSpace),

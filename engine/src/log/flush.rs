@@ -89,7 +89,7 @@ async fn turn(shared: &Rc<Shared>) {
             position_bytes: last.position_bytes + last.size_bytes,
         };
     }
-    match shared.config.flush {
+    match shared.config().flush {
         FlushPolicy::EveryAppend => {
             if group.is_empty() {
             } else if sync_all(shared).await.is_ok() {
@@ -116,7 +116,7 @@ fn next(shared: &Shared) -> Next {
         fail_pending(&mut state, || LogError::Offline);
     } else if !state.pending.is_empty() {
         return Next::Turn;
-    } else if let FlushPolicy::IntervalMs(interval_ms) = shared.config.flush {
+    } else if let FlushPolicy::IntervalMs(interval_ms) = shared.config().flush {
         if state.written.offset > state.synced.offset {
             let since_sync = state.last_sync_at.map_or(Duration::MAX, |at| at.elapsed());
             let interval = Duration::from_millis(interval_ms);
@@ -268,7 +268,7 @@ pub async fn sync_all(shared: &Shared) -> Result<(), ()> {
     assert!(target.offset >= state.synced.offset);
     state.synced = target;
     state.last_sync_at = Some(crate::io::now());
-    if shared.config.flush == FlushPolicy::EveryAppend && target.offset > state.high_watermark {
+    if shared.config().flush == FlushPolicy::EveryAppend && target.offset > state.high_watermark {
         state.high_watermark = target.offset;
         drop(state);
         shared.high_watermark_changed.notify_waiters();
@@ -339,7 +339,7 @@ async fn clear_intent_after_sync(shared: &Shared, synced_offset: i64) {
 
 fn acknowledge(shared: &Shared, group: Vec<PendingAppend>) {
     let mut state = shared.state.borrow_mut();
-    let every_append = shared.config.flush == FlushPolicy::EveryAppend;
+    let every_append = shared.config().flush == FlushPolicy::EveryAppend;
     let now = crate::io::now();
     for append in group {
         // THE durability invariant: no append is acknowledged above the synced offset.
@@ -508,8 +508,9 @@ pub fn plan_persistence(shared: &Shared, force: bool) -> Option<(Vec<IndexWrite>
         }
     }
     let since_checkpoint = bytes_between(&state, state.checkpointed, synced);
-    let due =
-        force || !writes.is_empty() || since_checkpoint >= shared.config.checkpoint_interval_bytes;
+    let due = force
+        || !writes.is_empty()
+        || since_checkpoint >= shared.config().checkpoint_interval_bytes;
     if !due || state.checkpointed == synced && writes.is_empty() {
         return None;
     }

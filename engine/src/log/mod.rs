@@ -34,6 +34,10 @@
 //!   CRC32C-protected, written atomically; the newest two are kept (format and rules in
 //!   `producer_snapshot.rs`; the state itself in `producers.rs`, its use in `idempotence.rs`).
 //!
+//! - `log-start-offset` — 20 bytes: magic `TRLS`, version u16 (1), reserved u16, offset i64,
+//!   CRC32C u32 (all BE): the log start offset DeleteRecords set, replaced atomically before
+//!   the request is answered (`start_offset.rs`). The start is the larger of it and the first
+//!   segment's base offset.
 //! - `<base_offset:020>.cleaned`, `<base_offset:020>.<end_offset:020>.swap` — compaction's
 //!   output before and after its commit point; recovery deletes the first and completes the
 //!   second (`compaction/swap.rs`).
@@ -81,6 +85,7 @@ mod recovery;
 pub mod retention;
 pub mod scan;
 mod segment;
+pub mod start_offset;
 mod state;
 pub mod time_index;
 

@@ -19,6 +19,7 @@ use super::producers::ProducerStates;
 use super::recovery;
 use super::scan;
 use super::segment::IndexWrite;
+use super::start_offset;
 use super::state::{AppendInfo, LogLatency, LogPosition, Shared, State};
 use crate::io::local::Notify;
 use crate::io::Disk;
@@ -53,18 +54,25 @@ impl Log {
         let (producers, snapshot_offset) =
             idempotence::rebuild(&disk, &dir, &segments, replay_end, max_batch_bytes).await?;
         let producers = Producers { live: producers, snapshot_offset, replay_end };
-        let state = recovered_state(segments, end, recovered.corrupt_from, producers);
+        let mut state = recovered_state(segments, end, recovered.corrupt_from, producers);
+        if let Some(recorded) = start_offset::read(&disk, &dir).await {
+            // Never above the recovered end: the recorded start was at most the (durable)
+            // high watermark, so only a damaged log could end below it.
+            state.log_start_offset = state.log_start_offset.max(recorded.min(end.offset));
+        }
         state.check_invariants();
         let shared = Shared {
             disk,
             dir,
-            config,
+            config_current: RefCell::new(config),
             state: RefCell::new(state),
             high_watermark_changed: Notify::new(),
             flusher_idle: Notify::new(),
             flusher_wake: Notify::new(),
             intent_file: RefCell::new(None),
             cleaner: RefCell::default(),
+            start_offset_busy: std::cell::Cell::new(false),
+            start_offset_idle: Notify::new(),
         };
         let log = Log { shared: Rc::new(shared) };
         // After detected loss the intent stays, like the old checkpoint, so that the next
@@ -187,7 +195,7 @@ impl Log {
         }
         let active = state.active();
         let due = active.first_timestamp_ms.is_some_and(|first_ms| {
-            now_ms.saturating_sub(first_ms) > self.shared.config.segment_age_ms
+            now_ms.saturating_sub(first_ms) > self.shared.config().segment_age_ms
         });
         if !due || active.is_empty() {
             return Ok(());
@@ -292,8 +300,20 @@ impl Log {
         LogLatency { sync: state.sync_latency.clone(), append: state.append_latency.clone() }
     }
 
+    /// Applies a changed topic config (AlterConfigs) to the open log. Each setting is read
+    /// where it is used, so the change takes effect at the next append (max message size,
+    /// segment size, index interval), roll (segment age), retention check or cleaning.
+    pub fn set_config(&self, config: LogConfig) {
+        config.assert_valid();
+        let mut current = self.shared.config_current.borrow_mut();
+        if *current != config {
+            tracing::info!(dir = %self.shared.dir.display(), "log: configuration changed");
+            *current = config;
+        }
+    }
+
     pub fn flush_policy(&self) -> FlushPolicy {
-        self.shared.config.flush
+        self.shared.config().flush
     }
 }
 

@@ -169,7 +169,13 @@ impl Log {
         let Ok(info) = record_batch::check_framing_and_crc(&bytes) else {
             unreachable!("collect serves only CRC-valid batches")
         };
-        Ok(Some(record_timestamps::first_record_at_or_after(&bytes, &info, timestamp_ms)))
+        let log_start_offset = plan.log_start_offset;
+        Ok(Some(record_timestamps::first_record_at_or_after_from(
+            &bytes,
+            &info,
+            timestamp_ms,
+            log_start_offset,
+        )))
     }
 }
 
@@ -181,7 +187,9 @@ fn offset_by_time_index(shared: &Shared, timestamp_ms: i64) -> Result<Option<i64
     let visible_end = state.high_watermark.min(state.corrupt_from.unwrap_or(i64::MAX));
     for segment in &state.segments {
         if let Some(entry) = segment.time_index.first_at_or_after(timestamp_ms) {
-            let offset = segment.base_offset + i64::from(entry.relative_offset);
+            // Never below the log start offset, which DeleteRecords may move into a batch.
+            let offset = (segment.base_offset + i64::from(entry.relative_offset))
+                .max(state.log_start_offset);
             return Ok((offset < visible_end).then_some(offset));
         }
     }
@@ -230,8 +238,8 @@ fn plan_read(shared: &Shared, offset: i64, max_bytes: usize) -> Result<Planned, 
         visible_end_offset: high_watermark.min(state.corrupt_from.unwrap_or(i64::MAX)),
         high_watermark,
         log_start_offset,
-        max_batch_bytes: scan::max_batch_bytes(shared.config.max_message_bytes),
-        window_bytes: (2 * shared.config.index_interval_bytes as usize)
+        max_batch_bytes: scan::max_batch_bytes(shared.config().max_message_bytes),
+        window_bytes: (2 * shared.config().index_interval_bytes as usize)
             .saturating_add(max_bytes)
             .clamp(LOCATE_WINDOW_BYTES, LOCATE_WINDOW_BYTES_MAX),
     }))

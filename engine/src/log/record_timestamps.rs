@@ -13,31 +13,48 @@ use crate::protocol::record_batch::{BatchInfo, Compression, HEADER_SIZE_BYTES};
 /// batches whose records do not parse or decompress: the batch's base offset and max
 /// timestamp.
 pub fn first_record_at_or_after(batch: &[u8], info: &BatchInfo, timestamp_ms: i64) -> (i64, i64) {
-    let approximation = (info.base_offset, info.max_timestamp);
+    first_record_at_or_after_from(batch, info, timestamp_ms, i64::MIN)
+}
+
+/// Like [`first_record_at_or_after`], among the records at or after `offset_min` only (the
+/// log start offset, which DeleteRecords may move inside a batch).
+pub fn first_record_at_or_after_from(
+    batch: &[u8],
+    info: &BatchInfo,
+    timestamp_ms: i64,
+    offset_min: i64,
+) -> (i64, i64) {
+    let approximation = (info.base_offset.max(offset_min), info.max_timestamp);
     if info.log_append_time {
         return approximation;
     }
     let Some(records) = batch.get(HEADER_SIZE_BYTES..info.size_bytes) else { return approximation };
     let found = if info.compression == Compression::None {
-        first_in_records(records, info, timestamp_ms)
+        first_in_records(records, info, timestamp_ms, offset_min)
     } else {
         decompress_bounded(info.compression, records, DECOMPRESSED_BYTES_MAX)
             .ok()
-            .and_then(|records| first_in_records(&records, info, timestamp_ms))
+            .and_then(|records| first_in_records(&records, info, timestamp_ms, offset_min))
     };
     found.unwrap_or(approximation)
 }
 
-/// Walks the (uncompressed) records section; `None` if no record reaches the timestamp or a
-/// record does not parse.
-fn first_in_records(records: &[u8], info: &BatchInfo, timestamp_ms: i64) -> Option<(i64, i64)> {
+/// Walks the (uncompressed) records section; `None` if no record at or after `offset_min`
+/// reaches the timestamp or a record does not parse.
+fn first_in_records(
+    records: &[u8],
+    info: &BatchInfo,
+    timestamp_ms: i64,
+    offset_min: i64,
+) -> Option<(i64, i64)> {
     let mut position = 0usize;
     // Bounded by records_count and by the batch length (every record consumes >= 1 byte).
     for _ in 0..info.records_count {
         let record = record_prefix(records, &mut position)?;
         let record_timestamp_ms = info.base_timestamp.saturating_add(record.timestamp_delta);
-        if record_timestamp_ms >= timestamp_ms {
-            return Some((info.base_offset + i64::from(record.offset_delta), record_timestamp_ms));
+        let offset = info.base_offset + i64::from(record.offset_delta);
+        if record_timestamp_ms >= timestamp_ms && offset >= offset_min {
+            return Some((offset, record_timestamp_ms));
         }
     }
     None
@@ -101,5 +118,6 @@ mod tests {
         assert_eq!(first_record_at_or_after(&batch, &info, 1_004), (51, 1_005));
         assert_eq!(first_record_at_or_after(&batch, &info, 1_006), (53, 1_020));
         assert_eq!(first_record_at_or_after(&batch, &info, 1_020), (53, 1_020));
+        assert_eq!(first_record_at_or_after_from(&batch, &info, 0, 52), (52, 1_003));
     }
 }

@@ -77,7 +77,9 @@ pub struct PendingAppend {
 pub struct Shared {
     pub disk: Disk,
     pub dir: PathBuf,
-    pub config: LogConfig,
+    /// Replaced whole when the topic's configs change (`Log::set_config`); read through
+    /// [`Shared::config`] where each setting is used, so a change applies from the next use.
+    pub config_current: RefCell<LogConfig>,
     pub state: RefCell<State>,
     /// Notified when the high watermark moves, and when the log closes or goes offline.
     pub high_watermark_changed: Notify,
@@ -89,6 +91,16 @@ pub struct Shared {
     pub flusher_wake: Notify,
     /// Log compaction's memory of this log (see `compaction`).
     pub cleaner: RefCell<super::compaction::CleanerState>,
+    /// Set while a new log start offset is being persisted (`start_offset.rs`): one at a time.
+    pub start_offset_busy: std::cell::Cell<bool>,
+    pub start_offset_idle: Notify,
+}
+
+impl Shared {
+    /// The current configuration (a copy: a config change never lands mid-operation).
+    pub fn config(&self) -> LogConfig {
+        self.config_current.borrow().clone()
+    }
 }
 
 pub struct State {
@@ -183,7 +195,9 @@ impl State {
             assert_eq!(pair[0].next_offset, pair[1].base_offset, "segments are contiguous");
         }
         assert_eq!(self.active().next_offset, self.log_end_offset);
-        assert!(self.log_start_offset == self.segments[0].base_offset);
+        // DeleteRecords may move the start inside (or past) the first segment until retention
+        // deletes it.
+        assert!(self.log_start_offset >= self.segments[0].base_offset);
         assert!(
             self.synced.offset <= self.written.offset && self.written.offset <= self.log_end_offset
         );

@@ -40,10 +40,13 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::OffsetDelete, 0, 0),
     api(ApiKey::DescribeCluster, 0, 1),
 ];
@@ -117,6 +120,9 @@ mod tests {
         check(ApiKey::DescribeGroups, (0, 5));
         check(ApiKey::DeleteGroups, (0, 2));
         check(ApiKey::OffsetDelete, (0, 0));
+        check(ApiKey::DeleteRecords, (0, 2));
+        check(ApiKey::AlterConfigs, (0, 2));
+        check(ApiKey::IncrementalAlterConfigs, (0, 1));
         assert_eq!(supported_range(ApiKey::AddPartitionsToTxn as i16), None);
         assert_eq!(supported_range(-1), None);
         assert!(is_supported(ApiKey::Fetch, 4) && !is_supported(ApiKey::Fetch, 3));

@@ -12,12 +12,12 @@
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest,
-    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader,
-    SyncGroupRequest,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -69,6 +69,9 @@ pub enum Request {
     DescribeGroups(DescribeGroupsRequest),
     DeleteGroups(DeleteGroupsRequest),
     OffsetDelete(OffsetDeleteRequest),
+    DeleteRecords(DeleteRecordsRequest),
+    AlterConfigs(AlterConfigsRequest),
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
 }
 
 /// Why a frame is not a request Tern can serve. Every variant but `TooShort` carries the
@@ -172,6 +175,9 @@ fn decode_body(api_key: ApiKey, version: i16, buffer: &mut Bytes) -> Result<Requ
         ApiKey::DescribeGroups => Request::DescribeGroups(body(buffer, version)?),
         ApiKey::DeleteGroups => Request::DeleteGroups(body(buffer, version)?),
         ApiKey::OffsetDelete => Request::OffsetDelete(body(buffer, version)?),
+        ApiKey::DeleteRecords => Request::DeleteRecords(body(buffer, version)?),
+        ApiKey::AlterConfigs => Request::AlterConfigs(body(buffer, version)?),
+        ApiKey::IncrementalAlterConfigs => Request::IncrementalAlterConfigs(body(buffer, version)?),
         other => return Err(format!("{other:?} is in the supported table but has no decoder")),
     })
 }

@@ -11,9 +11,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, CreatePartitionsResponse, CreateTopicsResponse,
-    DeleteGroupsResponse, DeleteTopicsResponse, DescribeClusterResponse, DescribeConfigsResponse,
-    DescribeGroupsResponse, FetchResponse, FindCoordinatorResponse, HeartbeatResponse,
+    AlterConfigsResponse, ApiKey, ApiVersionsResponse, CreatePartitionsResponse,
+    CreateTopicsResponse, DeleteGroupsResponse, DeleteRecordsResponse, DeleteTopicsResponse,
+    DescribeClusterResponse, DescribeConfigsResponse, DescribeGroupsResponse, FetchResponse,
+    FindCoordinatorResponse, HeartbeatResponse, IncrementalAlterConfigsResponse,
     InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
     ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetDeleteResponse,
     OffsetFetchResponse, ProduceResponse, ResponseHeader, SyncGroupResponse,
@@ -49,6 +50,9 @@ pub enum Response {
     DescribeGroups(DescribeGroupsResponse),
     DeleteGroups(DeleteGroupsResponse),
     OffsetDelete(OffsetDeleteResponse),
+    DeleteRecords(DeleteRecordsResponse),
+    AlterConfigs(AlterConfigsResponse),
+    IncrementalAlterConfigs(IncrementalAlterConfigsResponse),
 }
 
 impl Response {
@@ -77,6 +81,9 @@ impl Response {
             Response::DescribeGroups(_) => ApiKey::DescribeGroups,
             Response::DeleteGroups(_) => ApiKey::DeleteGroups,
             Response::OffsetDelete(_) => ApiKey::OffsetDelete,
+            Response::DeleteRecords(_) => ApiKey::DeleteRecords,
+            Response::AlterConfigs(_) => ApiKey::AlterConfigs,
+            Response::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
         }
     }
 }
@@ -171,6 +178,9 @@ fn with_body<T>(
         Response::DescribeGroups(message) => message,
         Response::DeleteGroups(message) => message,
         Response::OffsetDelete(message) => message,
+        Response::DeleteRecords(message) => message,
+        Response::AlterConfigs(message) => message,
+        Response::IncrementalAlterConfigs(message) => message,
     };
     operation(message).map_err(|reason| EncodeError::Codec {
         api_key: body.api_key(),

@@ -37,10 +37,14 @@ pub fn fit_to_version(response: &mut Response, version: i16) {
         Response::OffsetFetch(body) => fit_offset_fetch(body, version),
         Response::ListGroups(body) => fit_list_groups(body, version),
         Response::DescribeGroups(body) => fit_describe_groups(body, version),
+        // Every version of these has every field (later versions only became flexible).
         Response::Heartbeat(_)
         | Response::OffsetCommit(_)
         | Response::DeleteGroups(_)
-        | Response::OffsetDelete(_) => {}
+        | Response::OffsetDelete(_)
+        | Response::DeleteRecords(_)
+        | Response::AlterConfigs(_)
+        | Response::IncrementalAlterConfigs(_) => {}
     }
 }
 

@@ -36,7 +36,7 @@ pub fn describe_configs(
             let result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
-            // Null or empty both mean every config (Kafka's `ConfigHelper`, measured on 4.4.0).
+            // Null or empty: every config (Kafka's `ConfigHelper`, measured on 4.4.0).
             let wanted = |key: &str| {
                 resource
                     .configuration_keys
@@ -99,6 +99,7 @@ fn broker_configs(
         ("log.cleaner.backoff.ms", config.log_cleaner_interval_ms.to_string()),
         ("log.dirs", config.data_dir.display().to_string()),
         ("log.retention.bytes", config.log.retention_size_bytes.to_string()),
+        ("log.retention.check.interval.ms", config.retention_check_interval_ms.to_string()),
         ("log.retention.ms", config.log.retention_age_ms.to_string()),
         ("log.segment.bytes", config.log.segment_size_bytes.to_string()),
         ("message.max.bytes", config.log.max_message_bytes.to_string()),
@@ -114,27 +115,34 @@ fn broker_configs(
     result.with_configs(configs)
 }
 
-/// One topic config as Kafka 4.4 reports it: an explicit value is `TOPIC_CONFIG` and its only
-/// synonym; a default is `DEFAULT_CONFIG` with the broker config it comes from as synonym.
+/// One topic config as Kafka 4.4 reports it: an explicit value is `TOPIC_CONFIG`, and its
+/// synonyms are itself then the broker config the default would come from; a default is
+/// `DEFAULT_CONFIG` with that broker config as its only synonym (measured on 4.4.0).
 fn topic_config_entry(
     spec: &TopicConfigSpec,
     explicit: Option<&String>,
     include_synonyms: bool,
 ) -> DescribeConfigsResourceResult {
-    let (value, source, synonym_name) = match explicit {
-        Some(value) => (value.as_str(), SOURCE_TOPIC_CONFIG, Some(spec.name)),
-        None => (spec.default, SOURCE_DEFAULT_CONFIG, spec.broker_synonym),
+    let synonym = |name: &str, value: &str, source: i8| {
+        DescribeConfigsSynonym::default()
+            .with_name(str_bytes(name))
+            .with_value(Some(str_bytes(value)))
+            .with_source(source)
     };
-    let synonyms = synonym_name
-        .filter(|_| include_synonyms)
-        .map(|name| {
-            DescribeConfigsSynonym::default()
-                .with_name(str_bytes(name))
-                .with_value(Some(str_bytes(value)))
-                .with_source(source)
-        })
-        .into_iter()
-        .collect();
+    let broker_default =
+        spec.broker_synonym.map(|name| synonym(name, spec.default, SOURCE_DEFAULT_CONFIG));
+    let (value, source, synonyms) = match explicit {
+        Some(value) => {
+            let own = synonym(spec.name, value, SOURCE_TOPIC_CONFIG);
+            (
+                value.as_str(),
+                SOURCE_TOPIC_CONFIG,
+                [Some(own), broker_default].into_iter().flatten().collect(),
+            )
+        }
+        None => (spec.default, SOURCE_DEFAULT_CONFIG, broker_default.into_iter().collect()),
+    };
+    let synonyms = if include_synonyms { synonyms } else { Vec::new() };
     config_entry(spec.name, value, source)
         .with_synonyms(synonyms)
         .with_config_type(spec.config_type as i8)

@@ -6,6 +6,8 @@
 
 mod admin;
 mod api_versions;
+mod configs;
+mod delete_records;
 mod describe;
 mod fetch;
 mod groups;
@@ -92,8 +94,27 @@ pub async fn handle(
         Request::OffsetDelete(body) => {
             Response::OffsetDelete(offsets::offset_delete(&shard, body).await)
         }
+        admin @ (Request::DeleteRecords(_)
+        | Request::AlterConfigs(_)
+        | Request::IncrementalAlterConfigs(_)) => admin_response(&shard, admin).await,
     };
     Some(response)
+}
+
+/// DeleteRecords and the config changes (kept apart so `handle` stays one screen long).
+async fn admin_response(shard: &Rc<Shard>, request: Request) -> Response {
+    match request {
+        Request::DeleteRecords(body) => {
+            Response::DeleteRecords(delete_records::handle(shard, body).await)
+        }
+        Request::AlterConfigs(body) => {
+            Response::AlterConfigs(configs::alter_configs(shard, body).await)
+        }
+        Request::IncrementalAlterConfigs(body) => {
+            Response::IncrementalAlterConfigs(configs::incremental_alter_configs(shard, body).await)
+        }
+        other => unreachable!("not an admin request: {other:?}"),
+    }
 }
 
 pub(crate) fn str_bytes(value: &str) -> StrBytes {

@@ -160,14 +160,14 @@ async fn write_cleaned(
     horizon_ms: i64,
 ) -> Result<Cleaned, LogError> {
     let base_offset = group[0].base_offset;
-    let interval_bytes = shared.config.index_interval_bytes;
+    let interval_bytes = shared.config().index_interval_bytes;
     let mut writer = Writer {
         segment: Segment::empty(file.clone(), base_offset, interval_bytes),
         file,
         buffer: Vec::with_capacity(WRITE_BUFFER_BYTES),
         written_bytes: 0,
         filler: None,
-        max_batch_bytes: scan::max_batch_bytes(shared.config.max_message_bytes),
+        max_batch_bytes: scan::max_batch_bytes(shared.config().max_message_bytes),
         overflow: false,
     };
     for source in group {

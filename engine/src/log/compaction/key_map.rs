@@ -125,7 +125,7 @@ pub struct BatchStream {
 
 impl BatchStream {
     pub fn new(shared: &Shared, source: &Source) -> BatchStream {
-        let max_batch_bytes = scan::max_batch_bytes(shared.config.max_message_bytes);
+        let max_batch_bytes = scan::max_batch_bytes(shared.config().max_message_bytes);
         BatchStream {
             reader: SegmentReader::new(source.file.clone(), source.size_bytes, max_batch_bytes),
             position: 0,

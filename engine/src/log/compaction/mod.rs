@@ -87,7 +87,7 @@ pub struct Source {
 impl Log {
     /// True when this log is compacted (`cleanup.policy` includes `compact`).
     pub fn is_compacted(&self) -> bool {
-        self.shared.config.compaction.enabled
+        self.shared.config().compaction.enabled
     }
 
     /// Cleans this log if it is compacted and dirty enough (see the module docs). `now_ms` is
@@ -102,7 +102,7 @@ impl Log {
         hooks: &mut Hooks,
     ) -> Result<CleanOutcome, LogError> {
         let shared = &self.shared;
-        if !shared.config.compaction.enabled || shared.cleaner.borrow().running {
+        if !shared.config().compaction.enabled || shared.cleaner.borrow().running {
             return Ok(CleanOutcome::default());
         }
         let _running = Running::start(shared);
@@ -136,7 +136,7 @@ async fn run(
     let Some((sources, first_dirty_offset)) = plan(shared, now_ms)? else {
         return Ok(CleanOutcome::default());
     };
-    let budget_bytes = shared.config.compaction.key_map_budget_bytes;
+    let budget_bytes = shared.config().compaction.key_map_budget_bytes;
     let map = key_map::build(shared, &sources, first_dirty_offset, budget_bytes).await?;
     if map.end_offset <= first_dirty_offset {
         tracing::warn!(
@@ -149,9 +149,9 @@ async fn run(
     }
     let covered: Vec<Source> =
         sources.into_iter().filter(|source| source.base_offset < map.end_offset).collect();
-    let horizon_ms = now_ms.saturating_sub(shared.config.compaction.delete_retention_ms);
+    let horizon_ms = now_ms.saturating_sub(shared.config().compaction.delete_retention_ms);
     let mut outcome = CleanOutcome { cleaned_up_to_offset: map.end_offset, ..Default::default() };
-    for group in groups(&covered, shared.config.segment_size_bytes) {
+    for group in groups(&covered, shared.config().segment_size_bytes) {
         let cleaned = clean::clean_group(shared, group, &map, horizon_ms, hooks).await?;
         let Some(cleaned) = cleaned else { return Ok(outcome) };
         let before: u64 = group.iter().map(|source| source.size_bytes).sum();
@@ -189,7 +189,7 @@ fn plan(shared: &Shared, now_ms: i64) -> Result<Option<(Vec<Source>, i64)>, LogE
     if state.closing || state.corrupt_from.is_some() {
         return Ok(None);
     }
-    let config = &shared.config.compaction;
+    let config = shared.config().compaction;
     let lag_horizon_ms = now_ms.saturating_sub(config.min_compaction_lag_ms);
     let count = cleanable_count(&state, lag_horizon_ms);
     let sources: Vec<Source> = state.segments[..count]

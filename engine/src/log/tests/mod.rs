@@ -14,6 +14,7 @@ mod basic;
 mod compaction;
 mod corruption;
 mod crash;
+mod delete_records;
 mod faults;
 mod idempotence;
 mod misdirection;

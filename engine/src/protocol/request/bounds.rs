@@ -67,6 +67,10 @@ pub fn check(api_key: ApiKey, version: i16, body: &[u8]) -> Result<usize, Bounds
         ApiKey::DescribeGroups => string_array_then(&mut walker, "groups", 3, version)?,
         ApiKey::DeleteGroups => string_array_then(&mut walker, "groups_names", i16::MAX, 0)?,
         ApiKey::OffsetDelete => offset_delete(&mut walker)?,
+        ApiKey::DeleteRecords => delete_records(&mut walker)?,
+        ApiKey::AlterConfigs | ApiKey::IncrementalAlterConfigs => {
+            alter_configs(&mut walker, api_key == ApiKey::IncrementalAlterConfigs)?
+        }
         _ => return Err(walker.error("api key", "no bounds walk for this API")),
     }
     Ok(walker.position)
@@ -458,6 +462,39 @@ fn offset_delete(walker: &mut Walker) -> Walk {
         topic.string("name")?;
         topic.array("partitions", |partition| partition.fixed(4, "partition_index"))
     })?;
+    walker.tagged_fields(no_known_tags)
+}
+
+fn delete_records(walker: &mut Walker) -> Walk {
+    walker.array("topics", |topic| {
+        topic.string("name")?;
+        topic.array("partitions", |partition| {
+            partition.fixed(4 + 8, "partition_index, offset")?;
+            partition.tagged_fields(no_known_tags)
+        })?;
+        topic.tagged_fields(no_known_tags)
+    })?;
+    walker.fixed(4, "timeout_ms")?;
+    walker.tagged_fields(no_known_tags)
+}
+
+/// AlterConfigs and IncrementalAlterConfigs: the same layout, except that each config of the
+/// incremental one carries its operation between name and value.
+fn alter_configs(walker: &mut Walker, incremental: bool) -> Walk {
+    walker.array("resources", |resource| {
+        resource.fixed(1, "resource_type")?;
+        resource.string("resource_name")?;
+        resource.array("configs", |config| {
+            config.string("name")?;
+            if incremental {
+                config.fixed(1, "config_operation")?;
+            }
+            config.string("value")?;
+            config.tagged_fields(no_known_tags)
+        })?;
+        resource.tagged_fields(no_known_tags)
+    })?;
+    walker.fixed(1, "validate_only")?;
     walker.tagged_fields(no_known_tags)
 }
 

@@ -1,8 +1,9 @@
 use super::*;
 use bytes::BytesMut;
 use kafka_protocol::messages::{
-    create_partitions_request, create_topics_request, delete_topics_request,
-    describe_configs_request, fetch_request, join_group_request, leave_group_request,
+    alter_configs_request, create_partitions_request, create_topics_request,
+    delete_records_request, delete_topics_request, describe_configs_request, fetch_request,
+    incremental_alter_configs_request, join_group_request, leave_group_request,
     list_offsets_request, metadata_request, offset_commit_request, offset_delete_request,
     offset_fetch_request, produce_request, sync_group_request,
 };
@@ -200,8 +201,46 @@ fn populated_group_request_more(api_key: ApiKey, version: i16) -> Request {
             body.topics = vec![topic];
             Request::OffsetDelete(body)
         }
+        ApiKey::DeleteRecords => Request::DeleteRecords(populated_delete_records()),
+        ApiKey::AlterConfigs => Request::AlterConfigs(populated_alter_configs()),
+        ApiKey::IncrementalAlterConfigs => {
+            Request::IncrementalAlterConfigs(populated_incremental_alter_configs())
+        }
         other => panic!("no populated request for {other:?}"),
     }
+}
+
+fn populated_delete_records() -> DeleteRecordsRequest {
+    let partition = delete_records_request::DeleteRecordsPartition::default().with_offset(-1);
+    let mut topic = delete_records_request::DeleteRecordsTopic::default();
+    topic.name = text("orders").into();
+    topic.partitions = vec![partition.clone(), partition.with_partition_index(3).with_offset(9)];
+    DeleteRecordsRequest::default().with_topics(vec![topic.clone(), topic]).with_timeout_ms(500)
+}
+
+fn populated_alter_configs() -> AlterConfigsRequest {
+    let config = alter_configs_request::AlterableConfig::default()
+        .with_name(text("retention.ms"))
+        .with_value(Some(text("1000")));
+    let resource = alter_configs_request::AlterConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(text("orders"))
+        .with_configs(vec![config.clone(), config.with_value(None)]);
+    AlterConfigsRequest::default().with_resources(vec![resource.clone(), resource])
+}
+
+fn populated_incremental_alter_configs() -> IncrementalAlterConfigsRequest {
+    let config = incremental_alter_configs_request::AlterableConfig::default()
+        .with_name(text("cleanup.policy"))
+        .with_config_operation(2)
+        .with_value(Some(text("compact")));
+    let resource = incremental_alter_configs_request::AlterConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(text("orders"))
+        .with_configs(vec![config.clone(), config.with_value(None)]);
+    IncrementalAlterConfigsRequest::default()
+        .with_resources(vec![resource.clone(), resource])
+        .with_validate_only(true)
 }
 
 fn populated_offset_commit(version: i16) -> OffsetCommitRequest {
@@ -349,6 +388,9 @@ fn frame_of(request: &Request, api_key: ApiKey, version: i16) -> Bytes {
         Request::DescribeGroups(body) => frame_with(api_key, version, body),
         Request::DeleteGroups(body) => frame_with(api_key, version, body),
         Request::OffsetDelete(body) => frame_with(api_key, version, body),
+        Request::DeleteRecords(body) => frame_with(api_key, version, body),
+        Request::AlterConfigs(body) => frame_with(api_key, version, body),
+        Request::IncrementalAlterConfigs(body) => frame_with(api_key, version, body),
     }
 }
 
@@ -403,6 +445,9 @@ fn flexible_versions_use_request_header_v2() {
         (ApiKey::DescribeGroups, 5),
         (ApiKey::DeleteGroups, 2),
         (ApiKey::OffsetDelete, i16::MAX),
+        (ApiKey::DeleteRecords, 2),
+        (ApiKey::AlterConfigs, 2),
+        (ApiKey::IncrementalAlterConfigs, 1),
     ];
     for (api_key, flexible_from) in first_flexible {
         let (min, max) = api::supported_range(api_key as i16).unwrap();

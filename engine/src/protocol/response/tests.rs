@@ -105,6 +105,9 @@ fn group_response(api_key: ApiKey) -> Response {
         ApiKey::DescribeGroups => Response::DescribeGroups(Default::default()),
         ApiKey::DeleteGroups => Response::DeleteGroups(Default::default()),
         ApiKey::OffsetDelete => Response::OffsetDelete(Default::default()),
+        ApiKey::DeleteRecords => Response::DeleteRecords(Default::default()),
+        ApiKey::AlterConfigs => Response::AlterConfigs(Default::default()),
+        ApiKey::IncrementalAlterConfigs => Response::IncrementalAlterConfigs(Default::default()),
         other => panic!("no response for {other:?}"),
     }
 }
@@ -116,61 +119,36 @@ fn decode_encoded(api_key: ApiKey, version: i16, bytes: &Bytes) -> (i32, Respons
     let mut buffer = bytes.slice(SIZE_PREFIX_BYTES..);
     let header_version = api_key.response_header_version(version);
     let header = ResponseHeader::decode(&mut buffer, header_version).unwrap();
+    fn body<T: Decodable>(buffer: &mut Bytes, version: i16) -> T {
+        T::decode(buffer, version).unwrap()
+    }
+    let buffer = &mut buffer;
     let body = match api_key {
-        ApiKey::ApiVersions => {
-            Response::ApiVersions(Decodable::decode(&mut buffer, version).unwrap())
-        }
-        ApiKey::Metadata => Response::Metadata(Decodable::decode(&mut buffer, version).unwrap()),
-        ApiKey::Produce => Response::Produce(Decodable::decode(&mut buffer, version).unwrap()),
-        ApiKey::Fetch => Response::Fetch(Decodable::decode(&mut buffer, version).unwrap()),
-        ApiKey::ListOffsets => {
-            Response::ListOffsets(Decodable::decode(&mut buffer, version).unwrap())
-        }
-        ApiKey::CreateTopics => {
-            Response::CreateTopics(Decodable::decode(&mut buffer, version).unwrap())
-        }
-        ApiKey::DeleteTopics => {
-            Response::DeleteTopics(Decodable::decode(&mut buffer, version).unwrap())
-        }
-        ApiKey::InitProducerId => {
-            Response::InitProducerId(Decodable::decode(&mut buffer, version).unwrap())
-        }
-        ApiKey::DescribeConfigs => {
-            Response::DescribeConfigs(Decodable::decode(&mut buffer, version).unwrap())
-        }
-        ApiKey::DescribeCluster => {
-            Response::DescribeCluster(Decodable::decode(&mut buffer, version).unwrap())
-        }
-        ApiKey::CreatePartitions => {
-            Response::CreatePartitions(Decodable::decode(&mut buffer, version).unwrap())
-        }
-        ApiKey::FindCoordinator => {
-            Response::FindCoordinator(Decodable::decode(&mut buffer, version).unwrap())
-        }
-        ApiKey::JoinGroup => Response::JoinGroup(Decodable::decode(&mut buffer, version).unwrap()),
-        ApiKey::SyncGroup => Response::SyncGroup(Decodable::decode(&mut buffer, version).unwrap()),
-        ApiKey::Heartbeat => Response::Heartbeat(Decodable::decode(&mut buffer, version).unwrap()),
-        ApiKey::LeaveGroup => {
-            Response::LeaveGroup(Decodable::decode(&mut buffer, version).unwrap())
-        }
-        ApiKey::OffsetCommit => {
-            Response::OffsetCommit(Decodable::decode(&mut buffer, version).unwrap())
-        }
-        ApiKey::OffsetFetch => {
-            Response::OffsetFetch(Decodable::decode(&mut buffer, version).unwrap())
-        }
-        ApiKey::ListGroups => {
-            Response::ListGroups(Decodable::decode(&mut buffer, version).unwrap())
-        }
-        ApiKey::DescribeGroups => {
-            Response::DescribeGroups(Decodable::decode(&mut buffer, version).unwrap())
-        }
-        ApiKey::DeleteGroups => {
-            Response::DeleteGroups(Decodable::decode(&mut buffer, version).unwrap())
-        }
-        ApiKey::OffsetDelete => {
-            Response::OffsetDelete(Decodable::decode(&mut buffer, version).unwrap())
-        }
+        ApiKey::ApiVersions => Response::ApiVersions(body(buffer, version)),
+        ApiKey::Metadata => Response::Metadata(body(buffer, version)),
+        ApiKey::Produce => Response::Produce(body(buffer, version)),
+        ApiKey::Fetch => Response::Fetch(body(buffer, version)),
+        ApiKey::ListOffsets => Response::ListOffsets(body(buffer, version)),
+        ApiKey::CreateTopics => Response::CreateTopics(body(buffer, version)),
+        ApiKey::DeleteTopics => Response::DeleteTopics(body(buffer, version)),
+        ApiKey::InitProducerId => Response::InitProducerId(body(buffer, version)),
+        ApiKey::DescribeConfigs => Response::DescribeConfigs(body(buffer, version)),
+        ApiKey::DescribeCluster => Response::DescribeCluster(body(buffer, version)),
+        ApiKey::CreatePartitions => Response::CreatePartitions(body(buffer, version)),
+        ApiKey::FindCoordinator => Response::FindCoordinator(body(buffer, version)),
+        ApiKey::JoinGroup => Response::JoinGroup(body(buffer, version)),
+        ApiKey::SyncGroup => Response::SyncGroup(body(buffer, version)),
+        ApiKey::Heartbeat => Response::Heartbeat(body(buffer, version)),
+        ApiKey::LeaveGroup => Response::LeaveGroup(body(buffer, version)),
+        ApiKey::OffsetCommit => Response::OffsetCommit(body(buffer, version)),
+        ApiKey::OffsetFetch => Response::OffsetFetch(body(buffer, version)),
+        ApiKey::ListGroups => Response::ListGroups(body(buffer, version)),
+        ApiKey::DescribeGroups => Response::DescribeGroups(body(buffer, version)),
+        ApiKey::DeleteGroups => Response::DeleteGroups(body(buffer, version)),
+        ApiKey::OffsetDelete => Response::OffsetDelete(body(buffer, version)),
+        ApiKey::DeleteRecords => Response::DeleteRecords(body(buffer, version)),
+        ApiKey::AlterConfigs => Response::AlterConfigs(body(buffer, version)),
+        ApiKey::IncrementalAlterConfigs => Response::IncrementalAlterConfigs(body(buffer, version)),
         other => panic!("no decoder for {other:?}"),
     };
     assert!(buffer.is_empty(), "{api_key:?} v{version}: bytes after the body");
