@@ -6,7 +6,8 @@
 //! segments and indexes (the checkpoint and the write intent are smaller than a sector, so no
 //! other offset of theirs exists). Never the write intent (its phantom can make a torn,
 //! unacknowledged group look like detected loss: an availability cost, see the docs), never
-//! `topics.json` or `meta.json` (not checksummed: the broker would refuse to start).
+//! `topics.json` or `meta.json` (checksummed: damage makes the broker refuse to start, and a
+//! single node would then stay down for good).
 //!
 //! In a segment, only a write with an intact durable batch behind it is undone, and a
 //! misdirected write lands only on batches with one behind them: on a single node a lost final
