@@ -193,12 +193,27 @@ async fn apply(handle: &Handle, broker: NodeId, plan: &Plan, kind: FaultKind) {
         FaultKind::PartitionBoth | FaultKind::PartitionRequests | FaultKind::PartitionResponses => {
             partition_a_client(kind, broker).await;
         }
+        FaultKind::Pause => pause_and_resume(handle, broker).await,
         FaultKind::ConnectionReset => {
             tracing::warn!(fault = "connection_reset", "every client drops its connection");
             let state = run_state();
             state.reset_epoch.set(state.reset_epoch.get() + 1);
         }
     }
+}
+
+/// Stops every task of the broker node for 50 ms to 3 s (madsim's `Handle::pause`: tasks
+/// woken meanwhile wait; packets still arrive), then resumes it. Holds the lifecycle: a kill
+/// of a paused node would drop its parked tasks, and a restart would un-pause it early.
+async fn pause_and_resume(handle: &Handle, broker: NodeId) {
+    claim_lifecycle().await;
+    let paused_ms = random_between(50, 3_000);
+    tracing::warn!(fault = "pause", paused_ms, "broker process paused");
+    handle.pause(broker);
+    sleep_ms(paused_ms).await;
+    handle.resume(broker);
+    tracing::warn!(fault = "resume", "broker process resumed");
+    release_lifecycle();
 }
 
 fn restore_latency() {
