@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 
 use tern::io::{DiskLatency, SimDisk};
 
-use super::{durable_batches, partition_dir, partition_of, random_between, sleep_ms};
+use super::{
+    durable_batches, last_intact_batch, partition_dir, partition_of, random_between, sleep_ms,
+};
 use crate::checker::CorruptionFault;
 use crate::plan::Plan;
 use crate::run::run_state;
@@ -64,9 +66,11 @@ fn batches_in(image: &[u8], range: &Range<u64>) -> Option<(i64, i64)> {
     Some((hit.first()?.0, hit.last()?.1))
 }
 
-/// Where a segment's final durable batch starts: nothing at or beyond it may be destroyed.
+/// Where a segment's final intact durable batch starts: nothing at or beyond it may be
+/// destroyed (a batch that only frames right may be torn: see `last_intact_batch`).
 fn final_batch_start(image: &[u8]) -> Option<u64> {
-    durable_batches(image).last().map(|(position, _, _, _)| *position as u64)
+    let batches = durable_batches(image);
+    last_intact_batch(image, &batches).map(|index| batches[index].0 as u64)
 }
 
 /// A synced write of `path` that may be undone, chosen at random.
