@@ -77,6 +77,9 @@ pub enum FaultKind {
     PartitionResponses,
     /// Every client drops its connection and reconnects.
     ConnectionReset,
+    /// The broker process stops for a while (SIGSTOP, a long GC or VM pause), then resumes:
+    /// its sockets stay open, its timers fire late, clients time out and reconnect.
+    Pause,
 }
 
 const CRASH_KINDS: [FaultKind; 11] = [
@@ -92,13 +95,16 @@ const CRASH_KINDS: [FaultKind; 11] = [
     FaultKind::MisdirectedRead,
     FaultKind::DiskLatency,
 ];
-const NETWORK_KINDS: [FaultKind; 6] = [
+// `Pause` is a process fault but lives here: to clients a paused broker is a network that
+// stopped answering, and the crash scenario's kinds index the fuzz corpus (`scheduled`).
+const NETWORK_KINDS: [FaultKind; 7] = [
     FaultKind::Loss,
     FaultKind::Latency,
     FaultKind::PartitionBoth,
     FaultKind::PartitionRequests,
     FaultKind::PartitionResponses,
     FaultKind::ConnectionReset,
+    FaultKind::Pause,
 ];
 
 /// Known bugs planted on purpose (test-only switches) to prove the checker and the determinism

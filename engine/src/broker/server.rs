@@ -16,6 +16,7 @@ use crate::io::{self, mesh, Disk, Listener};
 use super::config::BrokerConfig;
 use super::connection;
 use super::groups::{self, GroupService};
+use super::metadata_file;
 use super::shard::{ClusterIdentity, Job, Shard, JOB_QUEUE_CAPACITY};
 use super::topics::{self, TopicMeta, TopicSnapshot};
 
@@ -284,21 +285,30 @@ async fn load_or_create_identity(
 ) -> std::io::Result<IdentityFile> {
     let path = data_dir.join(IDENTITY_FILE_NAME);
     if disk.exists(&path) {
-        let bytes = topics::read_whole_file(disk, &path).await?;
-        let identity: IdentityFile = serde_json::from_slice(&bytes)
-            .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))?;
+        let (bytes, legacy) = metadata_file::read(disk, &path).await?;
+        let identity: IdentityFile = serde_json::from_slice(&bytes).map_err(|error| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} is not a valid identity file: {error}", path.display()),
+            )
+        })?;
         if identity.version != IDENTITY_FORMAT_VERSION {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("{} has unknown format version {}", path.display(), identity.version),
             ));
         }
+        if legacy {
+            // Written before metadata files had checksums: seal it (same content).
+            metadata_file::write(disk, &path, &bytes).await?;
+            tracing::info!(path = %path.display(), "identity upgraded to the checksummed format");
+        }
         return Ok(identity);
     }
     let identity =
         IdentityFile { version: IDENTITY_FORMAT_VERSION, cluster_id: new_cluster_id(), node_id };
     let bytes = serde_json::to_vec_pretty(&identity).map_err(std::io::Error::other)?;
-    topics::write_file_atomically(disk, &path, bytes).await?;
+    metadata_file::write(disk, &path, &bytes).await?;
     tracing::info!(cluster_id = %identity.cluster_id, "new data directory initialised");
     Ok(identity)
 }
@@ -308,4 +318,35 @@ fn new_cluster_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bits = (u128::from(io::random_u64()) << 64) | u128::from(io::random_u64());
     (0..22).map(|index| ALPHABET[((bits >> (index * 6)) & 0x3f) as usize] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{block_on, SimDisk};
+
+    #[test]
+    fn the_identity_is_sealed_a_legacy_one_is_upgraded_and_damage_refuses_to_start() {
+        block_on(async {
+            let disk = Disk::Simulated(SimDisk::new(3));
+            let data_dir = Path::new("/data");
+            disk.create_dir_all(data_dir).unwrap();
+            let path = data_dir.join(IDENTITY_FILE_NAME);
+            let legacy = IdentityFile { version: 1, cluster_id: "abc".to_string(), node_id: 4 };
+            let json = serde_json::to_vec_pretty(&legacy).unwrap();
+            topics::write_file_atomically(&disk, &path, json.clone()).await.unwrap();
+            let loaded = load_or_create_identity(&disk, data_dir, 4).await.expect("legacy loads");
+            assert_eq!((loaded.cluster_id.as_str(), loaded.node_id), ("abc", 4));
+            let sealed = topics::read_whole_file(&disk, &path).await.unwrap();
+            assert_eq!(sealed, metadata_file::seal(&json), "sealed at start, same content");
+            let mut damaged = sealed.clone();
+            let last = damaged.len() - 3;
+            damaged[last] ^= 0x04;
+            topics::write_file_atomically(&disk, &path, damaged).await.unwrap();
+            let Err(error) = load_or_create_identity(&disk, data_dir, 4).await else {
+                panic!("damage went undetected");
+            };
+            assert!(error.to_string().contains("/data/meta.json is damaged"), "{error}");
+        });
+    }
 }

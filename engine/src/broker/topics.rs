@@ -1,9 +1,9 @@
 //! The topic registry: which topics exist, their ids, partition counts and configs.
 //!
-//! Shard 0 owns the durable copy (`<data_dir>/topics.json`, replaced atomically by
-//! write-temp + fdatasync + rename + directory sync) and is the only writer. Every shard holds an
-//! immutable [`TopicSnapshot`] that shard 0 replaces on each change, so request handlers read
-//! metadata without locks or cross-shard calls.
+//! Shard 0 owns the durable copy (`<data_dir>/topics.json`, checksummed by `metadata_file`
+//! and replaced atomically by write-temp + fdatasync + rename + directory sync) and is the
+//! only writer. Every shard holds an immutable [`TopicSnapshot`] that shard 0 replaces on each
+//! change, so request handlers read metadata without locks or cross-shard calls.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::metadata_file;
 use super::topic_configs::{ConfigType, KAFKA_TOPIC_CONFIGS};
 use crate::io::{Disk, OpenOptions};
 use crate::log::LogConfig;
@@ -309,7 +310,7 @@ pub async fn load_registry(disk: &Disk, data_dir: &Path) -> std::io::Result<Arc<
     if !disk.exists(&path) {
         return Ok(Arc::new(TopicSnapshot::default()));
     }
-    let bytes = read_whole_file(disk, &path).await?;
+    let (bytes, legacy) = metadata_file::read(disk, &path).await?;
     let file: RegistryFile = serde_json::from_slice(&bytes).map_err(|error| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -322,7 +323,13 @@ pub async fn load_registry(disk: &Disk, data_dir: &Path) -> std::io::Result<Arc<
             format!("{} has unknown format version {}", path.display(), file.version),
         ));
     }
-    Ok(Arc::new(TopicSnapshot::new(file.topics)))
+    let snapshot = Arc::new(TopicSnapshot::new(file.topics));
+    if legacy {
+        // Written before metadata files had checksums: seal it now, not at the next change.
+        store_registry(disk, data_dir, &snapshot).await?;
+        tracing::info!(path = %path.display(), "topic registry upgraded to the checksummed format");
+    }
+    Ok(snapshot)
 }
 
 /// Durably replaces the registry file with `snapshot`'s topics.
@@ -336,7 +343,7 @@ pub async fn store_registry(
         topics: snapshot.by_name.values().cloned().collect(),
     };
     let bytes = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-    write_file_atomically(disk, &data_dir.join(REGISTRY_FILE_NAME), bytes).await
+    metadata_file::write(disk, &data_dir.join(REGISTRY_FILE_NAME), &bytes).await
 }
 
 /// Reads a small metadata file whole.
@@ -369,6 +376,65 @@ pub async fn write_file_atomically(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::{block_on, SimDisk};
+
+    fn one_topic() -> TopicSnapshot {
+        TopicSnapshot::new([TopicMeta {
+            name: "orders".to_string(),
+            id: uuid::Uuid::from_u128(7),
+            partition_count: 3,
+            configs: BTreeMap::new(),
+        }])
+    }
+
+    async fn write_raw(disk: &Disk, path: &Path, bytes: Vec<u8>) {
+        write_file_atomically(disk, path, bytes).await.expect("write");
+    }
+
+    #[test]
+    fn a_pre_checksum_registry_loads_and_is_sealed_at_load() {
+        block_on(async {
+            let disk = Disk::Simulated(SimDisk::new(1));
+            let data_dir = Path::new("/data");
+            disk.create_dir_all(data_dir).unwrap();
+            let path = data_dir.join(REGISTRY_FILE_NAME);
+            let topics: Vec<TopicMeta> = one_topic().by_name.values().cloned().collect();
+            let legacy = RegistryFile { version: REGISTRY_FORMAT_VERSION, topics };
+            write_raw(&disk, &path, serde_json::to_vec_pretty(&legacy).unwrap()).await;
+            let loaded = load_registry(&disk, data_dir).await.expect("a legacy file loads");
+            assert_eq!(loaded.by_name, one_topic().by_name);
+            let stored = read_whole_file(&disk, &path).await.unwrap();
+            assert!(stored.starts_with(b"tern-crc32c v1 "), "sealed at load");
+            let reloaded = load_registry(&disk, data_dir).await.expect("the sealed file loads");
+            assert_eq!(reloaded.by_name, one_topic().by_name);
+        });
+    }
+
+    #[test]
+    fn a_damaged_registry_refuses_to_load_naming_the_file() {
+        block_on(async {
+            let disk = Disk::Simulated(SimDisk::new(2));
+            let data_dir = Path::new("/data");
+            disk.create_dir_all(data_dir).unwrap();
+            store_registry(&disk, data_dir, &one_topic()).await.unwrap();
+            let path = data_dir.join(REGISTRY_FILE_NAME);
+            let sealed = read_whole_file(&disk, &path).await.unwrap();
+            // A flip that keeps the JSON valid: "orders" becomes "ordess".
+            let at = sealed.windows(6).position(|window| window == b"orders").unwrap() + 4;
+            let mut damaged = sealed.clone();
+            damaged[at] ^= 0x01;
+            write_raw(&disk, &path, damaged).await;
+            let error = load_registry(&disk, data_dir).await.expect_err("damage is detected");
+            assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+            let message = error.to_string();
+            assert!(message.contains("/data/topics.json is damaged"), "{message}");
+            // The operator's repair: check the JSON, drop the header line.
+            let newline = sealed.iter().position(|byte| *byte == b'\n').unwrap();
+            write_raw(&disk, &path, sealed[newline + 1..].to_vec()).await;
+            let loaded = load_registry(&disk, data_dir).await.expect("repaired");
+            assert_eq!(loaded.by_name, one_topic().by_name);
+        });
+    }
 
     #[test]
     fn topic_names_follow_kafka_rules() {

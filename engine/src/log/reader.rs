@@ -9,7 +9,7 @@ use crate::io::File;
 use crate::protocol::record_batch::{BatchInfo, HEADER_SIZE_BYTES};
 
 /// Bytes read at a time (more when one batch is larger).
-const CHUNK_BYTES: usize = 1 << 20;
+pub const CHUNK_BYTES: usize = 1 << 20;
 
 /// Reads exactly `size_bytes` at `position` (fewer only if the file ends: then an error).
 pub async fn read_exactly(file: &File, position: u64, size_bytes: usize) -> io::Result<Vec<u8>> {
@@ -78,6 +78,15 @@ impl SegmentReader {
             self.buffer_start = position;
         }
         Ok(&self.buffer[(position - self.buffer_start) as usize..])
+    }
+
+    /// The `size_bytes` bytes at `position` exactly as the last judgement saw them (no new
+    /// read: a fresh read could be misdirected). Only for a batch just judged valid there.
+    pub fn judged_bytes(&self, position: u64, size_bytes: usize) -> &[u8] {
+        let start = position.checked_sub(self.buffer_start).map(|start| start as usize);
+        let start = start.filter(|start| start + size_bytes <= self.buffer.len());
+        let Some(start) = start else { unreachable!("batch at {position} not in the buffer") };
+        &self.buffer[start..start + size_bytes]
     }
 
     /// Judges the batch at `position` (see [`scan::judge`]), reading as much as it needs.

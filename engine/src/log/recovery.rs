@@ -15,6 +15,8 @@
 //!   (a misdirected read returns the bytes of a wrong offset once; see `reader.rs`).
 //! - Segments before the checkpoint are trusted; their index files are loaded and validated,
 //!   and a segment whose indexes are missing or invalid is re-scanned to rebuild them.
+//! - Everything scanned after the checkpoint is written back in place and fdatasync'd before
+//!   the log serves it (`TailRewrite`): it may be a dead process's unsynced tail.
 
 use std::path::Path;
 
@@ -24,11 +26,11 @@ use super::error::LogError;
 use super::intent::{self, Intent};
 use super::layout::{self, EntryKind, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX};
 use super::offset_index::{self, OffsetIndex};
-use super::reader::{read_exactly, SegmentReader};
+use super::reader::{read_exactly, SegmentReader, CHUNK_BYTES};
 use super::scan::{self, Expect, Judgement};
 use super::segment::{self, Segment};
 use super::time_index::{self, TimeIndex};
-use crate::io::{Disk, OpenOptions};
+use crate::io::{Disk, File, OpenOptions};
 use crate::protocol::record_batch;
 
 pub struct Recovered {
@@ -81,7 +83,9 @@ pub async fn recover(disk: &Disk, dir: &Path, config: &LogConfig) -> Result<Reco
     // After a process crash (not a power failure) the page cache still holds what the dead
     // process wrote and never synced, and the scan read it as log. It is served from now on
     // and counted as synced, so make it durable first: else a later power failure could take
-    // back records consumers saw, or tear them in front of newer durable ones.
+    // back records consumers saw, or tear them in front of newer durable ones. The scan wrote
+    // every batch it accepted back in place (see `TailRewrite`), so this sync has them all to
+    // persist, even pages a failed sync of an earlier recovery left clean but not durable.
     for segment in &recovered.segments[first_scanned.min(recovered.segments.len())..] {
         segment.file.sync_data().await?;
     }
@@ -185,7 +189,8 @@ async fn load_trusted(
     let mut cursor = Cursor { index, position: 0, expected_offset: segment.base_offset };
     loop {
         let segment = &mut recovered.segments[index];
-        if let Stop::End = scan_segment(&mut reader, segment, &mut cursor).await? {
+        // Trusted data is durable: nothing to rewrite.
+        if let Stop::End = scan_segment(&mut reader, segment, &mut cursor, None).await? {
             if segment.next_offset == next_base {
                 return Ok(());
             }
@@ -274,26 +279,98 @@ enum Stop {
     Bad,
 }
 
-/// Accepts valid contiguous batches from the cursor on, feeding the segment's indexes.
+/// Accepts valid contiguous batches from the cursor on, feeding the segment's indexes, and
+/// hands each accepted batch's bytes to `rewrite` when given.
 async fn scan_segment(
     reader: &mut SegmentReader,
     segment: &mut Segment,
     cursor: &mut Cursor,
+    mut rewrite: Option<&mut TailRewrite>,
 ) -> Result<Stop, LogError> {
     // Each round consumes one batch (>= 61 bytes) or stops: bounded by the file length.
-    loop {
+    let stop = loop {
         if cursor.position == reader.len_bytes() {
-            return Ok(Stop::End);
+            break Stop::End;
         }
         let judgement =
             reader.judge_at_twice(cursor.position, Expect::Exactly(cursor.expected_offset)).await?;
-        let Judgement::Valid(info) = judgement else { return Ok(Stop::Bad) };
+        let Judgement::Valid(info) = judgement else { break Stop::Bad };
         if !segment.can_hold_offset(info.last_offset()) {
-            return Ok(Stop::Bad);
+            break Stop::Bad;
+        }
+        if let Some(rewrite) = rewrite.as_deref_mut() {
+            let bytes = reader.judged_bytes(cursor.position, info.size_bytes);
+            rewrite.push(cursor.position, bytes).await?;
         }
         segment.on_batch(cursor.position, &info);
         cursor.position += info.size_bytes as u64;
         cursor.expected_offset = info.next_offset();
+    };
+    if let Some(rewrite) = rewrite {
+        rewrite.flush().await?;
+    }
+    Ok(stop)
+}
+
+/// Writes the batches the scan accepted back where it read them, so that recovery's fdatasync
+/// persists them whatever state their pages are in.
+///
+/// Why (the simulator's seed 102017): when recovery's fdatasync of a tail left in the page
+/// cache by a crashed process fails, the kernel marks those pages clean although they never
+/// reached the disk ("fsyncgate"). The next *process* restart reads them again, and its own
+/// fdatasync succeeds having nothing dirty to write: the tail would be served, and appends
+/// acknowledged behind it, while a power failure can still take it back (a hole below the
+/// checkpoint). Rewriting makes the pages dirty again, so a successful sync means durable.
+///
+/// Why not the alternatives: cutting the tail on a failed recovery sync (as the flusher cuts
+/// its own unsynced tail) cannot work here, because recovery does not know where the durable
+/// part ends: the checkpoint lags the last acknowledged append, and everything between them
+/// may be acknowledged data. A durable "tail untrusted" marker would need the same rewrite at
+/// the next open, and its own write can fail like the sync did. So every open rewrites what it
+/// scanned: after a crash about the bytes since the checkpoint (`checkpoint_interval_bytes`),
+/// the whole log only if the checkpoint is lost; after a clean shutdown nothing.
+///
+/// The bytes written are exactly the ones the scan judged valid (CRC32C, framing, the expected
+/// base offset at that position), taken from the buffer it judged, never from a fresh read:
+/// a misdirected read during a separate rewrite pass would write the wrong place's bytes back
+/// over acknowledged data (tried once: seed 2771 lost data that way).
+struct TailRewrite {
+    file: File,
+    /// File position of `bytes[0]`.
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+impl TailRewrite {
+    fn new(file: File) -> TailRewrite {
+        TailRewrite { file, start: 0, bytes: Vec::new() }
+    }
+
+    /// Queues `batch`, read at `position`; writes the queue first when it would not stay one
+    /// contiguous run of at most a chunk.
+    async fn push(&mut self, position: u64, batch: &[u8]) -> Result<(), LogError> {
+        let contiguous = self.start + self.bytes.len() as u64 == position;
+        if !contiguous || self.bytes.len() + batch.len() > CHUNK_BYTES {
+            self.flush().await?;
+            self.start = position;
+        }
+        self.bytes.extend_from_slice(batch);
+        Ok(())
+    }
+
+    /// Writes the queued bytes in place (not synced: `recover` syncs every scanned segment).
+    async fn flush(&mut self) -> Result<(), LogError> {
+        if self.bytes.is_empty() {
+            return Ok(());
+        }
+        let bytes = std::mem::take(&mut self.bytes);
+        let size_bytes = bytes.len() as u64;
+        let (result, mut bytes) = self.file.write_all_at(bytes, self.start).await;
+        result?;
+        self.start += size_bytes;
+        bytes.clear();
+        self.bytes = bytes;
+        Ok(())
     }
 }
 
@@ -324,7 +401,8 @@ async fn scan_tail(
         let segment = &mut recovered.segments[cursor.index];
         let len_bytes = segment.file.len()?;
         let mut reader = SegmentReader::new(segment.file.clone(), len_bytes, max_batch_bytes);
-        let stop = scan_segment(&mut reader, segment, &mut cursor).await?;
+        let mut rewrite = TailRewrite::new(segment.file.clone());
+        let stop = scan_segment(&mut reader, segment, &mut cursor, Some(&mut rewrite)).await?;
         let next = cursor.index + 1;
         if let Stop::End = stop {
             if next == recovered.segments.len() {

@@ -6,7 +6,8 @@
 //! segments and indexes (the checkpoint and the write intent are smaller than a sector, so no
 //! other offset of theirs exists). Never the write intent (its phantom can make a torn,
 //! unacknowledged group look like detected loss: an availability cost, see the docs), never
-//! `topics.json` or `meta.json` (not checksummed: the broker would refuse to start).
+//! `topics.json` or `meta.json` (checksummed: damage makes the broker refuse to start, and a
+//! single node would then stay down for good).
 //!
 //! In a segment, only a write with an intact durable batch behind it is undone, and a
 //! misdirected write lands only on batches with one behind them: on a single node a lost final
@@ -18,7 +19,9 @@ use std::path::{Path, PathBuf};
 
 use tern::io::{DiskLatency, SimDisk};
 
-use super::{durable_batches, partition_dir, partition_of, random_between, sleep_ms};
+use super::{
+    durable_batches, last_intact_batch, partition_dir, partition_of, random_between, sleep_ms,
+};
 use crate::checker::CorruptionFault;
 use crate::plan::Plan;
 use crate::run::run_state;
@@ -63,9 +66,11 @@ fn batches_in(image: &[u8], range: &Range<u64>) -> Option<(i64, i64)> {
     Some((hit.first()?.0, hit.last()?.1))
 }
 
-/// Where a segment's final durable batch starts: nothing at or beyond it may be destroyed.
+/// Where a segment's final intact durable batch starts: nothing at or beyond it may be
+/// destroyed (a batch that only frames right may be torn: see `last_intact_batch`).
 fn final_batch_start(image: &[u8]) -> Option<u64> {
-    durable_batches(image).last().map(|(position, _, _, _)| *position as u64)
+    let batches = durable_batches(image);
+    last_intact_batch(image, &batches).map(|index| batches[index].0 as u64)
 }
 
 /// A synced write of `path` that may be undone, chosen at random.

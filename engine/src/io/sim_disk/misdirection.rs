@@ -54,6 +54,12 @@ pub(super) fn remember_synced(inode: &mut Inode, operation: &Unsynced) {
             let start = to_usize(*offset).min(inode.durable.len());
             let end = (to_usize(*offset) + data.len()).min(inode.durable.len());
             let overwritten = inode.durable[start..end].to_vec();
+            // A write of the bytes already there (recovery writes its scanned tail back) has
+            // nothing to lose: undoing it would change nothing, yet the fault log would call
+            // its batches destroyed.
+            if overwritten.len() == data.len() && overwritten == *data {
+                return;
+            }
             if inode.synced_writes.len() == SYNCED_WRITES_KEPT_MAX {
                 inode.synced_writes.pop_front();
             }

@@ -256,3 +256,72 @@ fn a_stale_write_intent_never_turns_rot_in_acknowledged_batches_into_a_torn_tail
         assert_eq!(log.high_watermark(), 5, "nothing truncated");
     });
 }
+
+/// A log holding one acknowledged batch, then a process crash that leaves a written, never
+/// synced batch in the page cache, then a restarted process whose recovery fdatasync fails
+/// (EIO): it must refuse to open. Returns the acknowledged batch and the never-synced one.
+async fn tail_whose_recovery_sync_failed(
+    sim: &SimDisk,
+    disk: &Disk,
+    config: &LogConfig,
+) -> ((i64, Vec<u8>), (i64, Vec<u8>)) {
+    let log = open(disk, config).await;
+    let first = vec![batch(1, 100, 0)];
+    log.append(first.clone(), 0).await.unwrap();
+    crate::log::flush::go_offline(&log.shared, "simulated process crash".to_string());
+    drop(log);
+    // The dead process's last group: written to the page cache, never synced.
+    let first = (0, patched(&first[0], 0, 0));
+    let tail = (1, patched(&batch(2, 300, 0), 1, 0));
+    let file = disk.open(&segment_log_path(0), crate::io::OpenOptions::default()).unwrap();
+    let (written, _) = file.write_all_at(tail.1.clone(), first.1.len() as u64).await;
+    written.unwrap();
+    assert!(sim.has_unsynced(&segment_log_path(0)));
+    sim.fail_next_syncs(&dir(), 1);
+    let reopened = Log::open(disk.clone(), dir(), config.clone()).await;
+    assert!(reopened.is_err(), "recovery's fdatasync failed: the log must stay offline");
+    // fsyncgate: the tail's pages are clean now, and still not on the media.
+    assert!(!sim.has_unsynced(&segment_log_path(0)));
+    (first, tail)
+}
+
+/// Found by the simulator (`single-broker-crash` seed 102017, before fix 7 changed its run):
+/// after recovery's fdatasync of a dead process's tail failed, the next *process* restart
+/// read the tail again from the page cache (clean, not durable), served it, synced nothing,
+/// and acknowledged appends behind it; a power failure then left a hole below the checkpoint.
+#[test]
+fn a_tail_whose_recovery_sync_failed_is_durable_before_the_next_process_serves_it() {
+    block_on(async {
+        let (sim, disk) = sim(11);
+        let config = small_config();
+        let (first, tail) = tail_whose_recovery_sync_failed(&sim, &disk, &config).await;
+        // Another process restart, on the same page cache.
+        let log = open(&disk, &config).await;
+        let mut served = read_all(&log, 0, 1 << 20).await;
+        assert_eq!(served, vec![first, tail], "the page cache still held the tail");
+        let behind = vec![batch(1, 100, 1)];
+        let info = log.append(behind.clone(), 0).await.unwrap();
+        served.push((info.base_offset, patched(&behind[0], info.base_offset, 0)));
+        drop(log);
+        sim.crash(CrashMode::DropUnsynced);
+        let log = open(&disk, &config).await;
+        assert_eq!(log.health().corrupt_from, None, "a hole below what was served");
+        assert!(read_all(&log, 0, 1 << 20).await == served, "served or acknowledged: durable");
+    });
+}
+
+/// The same story ending in a power failure instead: the tail was never durable nor served,
+/// so it is gone, and nothing reports loss.
+#[test]
+fn a_tail_whose_recovery_sync_failed_vanishes_cleanly_in_a_power_failure() {
+    block_on(async {
+        let (sim, disk) = sim(12);
+        let config = small_config();
+        let (first, _) = tail_whose_recovery_sync_failed(&sim, &disk, &config).await;
+        sim.crash(CrashMode::Torn);
+        let log = open(&disk, &config).await;
+        assert_eq!(log.health().corrupt_from, None);
+        assert_eq!(read_all(&log, 0, 1 << 20).await, vec![first]);
+        assert_eq!(log.append(vec![batch(1, 1, 0)], 0).await.unwrap().base_offset, 1);
+    });
+}
