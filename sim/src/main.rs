@@ -21,7 +21,8 @@ mod cli {
 
     const USAGE: &str = "usage:
   tern-sim run --scenario NAME --seeds N [--seed S] [--check-determinism] [--verbose]
-               [--plant ack-before-sync|drop-read|reuse-offset|hashmap-order]
+               [--plant ack-before-sync|drop-read|reuse-offset|hashmap-order|corrupt-tail
+                        |no-dedup|commit-before-sync]
   tern-sim list
 environment: TERN_SIM_HISTORY=1 prints every client operation of each seed";
 

@@ -16,6 +16,7 @@
 use std::path::Path;
 use std::rc::Rc;
 
+use super::config::LogConfig;
 use super::error::LogError;
 use super::producer_snapshot;
 use super::producers::{BatchMeta, Decision, ProducerBatch, ProducerStates};
@@ -52,6 +53,17 @@ pub fn check(state: &State, infos: &[BatchInfo]) -> Result<Option<Decided>, LogE
     match state.producers.check(&batch)? {
         Decision::Append => Ok(Some(Decided::Append(batch))),
         Decision::Duplicate(meta) => Ok(Some(Decided::Duplicate(meta))),
+    }
+}
+
+/// `decided`, unless the simulator planted `LogConfig::planted_no_duplicate_detection`: then
+/// a retry is appended as if it were new.
+pub fn planted(decided: Option<Decided>, infos: &[BatchInfo], config: &LogConfig) -> Option<Decided> {
+    match decided {
+        Some(Decided::Duplicate(_)) if config.planted_no_duplicate_detection => {
+            infos.iter().find_map(producer_batch_of).map(Decided::Append)
+        }
+        other => other,
     }
 }
 

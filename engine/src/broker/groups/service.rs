@@ -177,8 +177,13 @@ impl GroupService {
                 Some(offset_record(&group_id, topic, *partition, value))
             })
             .collect();
+        let planted = self.coordinator.borrow().config().planted_commit_before_sync;
         let written = match records.is_empty() {
             true => Ok(()),
+            false if planted => {
+                drop(io::spawn_local(append_records(shard, records)));
+                Ok(())
+            }
             false => append_records(shard, records).await.map_err(|error| {
                 tracing::warn!(group = %group_id, %error, "offset commit not written");
                 log_error_code(&error)
