@@ -8,18 +8,11 @@ use tern_sim::run::run_seed;
 /// Seeds per scenario in `cargo test`: the whole sim suite stays within a few minutes on two
 /// cores in the dev profile.
 const SEEDS_PER_SCENARIO: u64 = 200;
-/// The newer scenarios' CI seeds: each set runs in under a minute in the dev profile.
-const IDEMPOTENT_SEEDS: u64 = 100;
-const COORDINATOR_CRASH_SEEDS: u64 = 100;
 
 fn run_seeds(scenario: Scenario) {
-    run_seed_count(scenario, SEEDS_PER_SCENARIO);
-}
-
-fn run_seed_count(scenario: Scenario, seeds: u64) {
     let mut failures = Vec::new();
     let mut acknowledged = 0;
-    for seed in 0..seeds {
+    for seed in 0..SEEDS_PER_SCENARIO {
         let outcome = run_seed(scenario, seed, None);
         println!("{}", outcome.line());
         acknowledged += outcome.report.acknowledged;
@@ -48,12 +41,12 @@ fn single_broker_network_seeds_pass_the_checker() {
 
 #[test]
 fn single_broker_idempotent_seeds_pass_the_checker() {
-    run_seed_count(Scenario::SingleBrokerIdempotent, IDEMPOTENT_SEEDS);
+    run_seeds(Scenario::SingleBrokerIdempotent);
 }
 
 #[test]
 fn coordinator_crash_seeds_pass_the_checker() {
-    run_seed_count(Scenario::CoordinatorCrash, COORDINATOR_CRASH_SEEDS);
+    run_seeds(Scenario::CoordinatorCrash);
 }
 
 /// Seeds that caught two pipelined OffsetCommits of one connection applied out of order
