@@ -59,7 +59,11 @@ pub fn check(state: &State, infos: &[BatchInfo]) -> Result<Option<Decided>, LogE
 
 /// `decided`, unless the simulator planted `LogConfig::planted_no_duplicate_detection`: then
 /// a retry is appended as if it were new.
-pub fn planted(decided: Option<Decided>, infos: &[BatchInfo], config: &LogConfig) -> Option<Decided> {
+pub fn planted(
+    decided: Option<Decided>,
+    infos: &[BatchInfo],
+    config: &LogConfig,
+) -> Option<Decided> {
     match decided {
         Some(Decided::Duplicate(_)) if config.planted_no_duplicate_detection => {
             infos.iter().find_map(producer_batch_of).map(Decided::Append)

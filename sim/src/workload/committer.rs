@@ -64,7 +64,7 @@ pub(super) async fn commit_loop(index: u32) {
             continue;
         }
         committer.commit(&state).await;
-        if madsim::rand::random::<u32>() % 2 == 0 {
+        if madsim::rand::random::<u32>().is_multiple_of(2) {
             committer.fetch(&state).await;
         }
         madsim::time::sleep(COMMIT_INTERVAL).await;
@@ -80,7 +80,10 @@ pub(super) async fn commit_loop(index: u32) {
     }
     if !answered {
         let bound_ms = FINAL_FETCH_BOUND.as_millis();
-        state.flag("liveness", format!("group {index}: no OffsetFetch answered within {bound_ms} ms after healing"));
+        state.flag(
+            "liveness",
+            format!("group {index}: no OffsetFetch answered within {bound_ms} ms after healing"),
+        );
     }
     state.clients_running.set(state.clients_running.get() - 1);
 }
@@ -164,7 +167,7 @@ impl Committer {
     fn next_offsets(&mut self) -> Vec<(Partition, Offset)> {
         let mut offsets = Vec::new();
         for (partition, next) in &mut self.next {
-            if madsim::rand::random::<u32>() % 2 == 0 || offsets.is_empty() {
+            if madsim::rand::random::<u32>().is_multiple_of(2) || offsets.is_empty() {
                 offsets.push((*partition, *next));
                 *next += 1 + (madsim::rand::random::<u64>() % OFFSET_STEP_MAX) as Offset;
             }
@@ -185,7 +188,10 @@ impl Committer {
             None => None,
             Some(connection) => {
                 let group = group_name(self.group);
-                Some(client::offset_fetch(connection, &group, TOPIC, &partitions, FETCH_TIMEOUT).await)
+                Some(
+                    client::offset_fetch(connection, &group, TOPIC, &partitions, FETCH_TIMEOUT)
+                        .await,
+                )
             }
         };
         let Some(Ok((group_error, mut offsets))) = answer else {

@@ -171,7 +171,12 @@ async fn send(
         error_code,
     };
     let invoked_ns = now_ns();
-    state.record(Op { process, op_type: OpType::Invoke, time_ns: invoked_ns, body: body(vec![], 0) });
+    state.record(Op {
+        process,
+        op_type: OpType::Invoke,
+        time_ns: invoked_ns,
+        body: body(vec![], 0),
+    });
     // Encoded once: every attempt sends the same bytes, as a retrying client does.
     let batch = client::encode_values(
         &values,
@@ -187,7 +192,8 @@ async fn send(
             // Not connected: this attempt never left, nothing to count.
             None => Err(None),
             Some(connection) => {
-                let call = client::produce(connection, TOPIC, partition, batch.clone(), PRODUCE_TIMEOUT);
+                let call =
+                    client::produce(connection, TOPIC, partition, batch.clone(), PRODUCE_TIMEOUT);
                 call.await.map_err(Some)
             }
         };
@@ -196,13 +202,22 @@ async fn send(
             Ok((0, base_offset)) => {
                 let offsets = (0..values.len() as i64).map(|index| base_offset + index).collect();
                 state.produce_latencies_ns.borrow_mut().push(now_ns() - invoked_ns);
-                state.record(Op { process, op_type: OpType::Ok, time_ns: now_ns(), body: body(offsets, 0) });
+                state.record(Op {
+                    process,
+                    op_type: OpType::Ok,
+                    time_ns: now_ns(),
+                    body: body(offsets, 0),
+                });
                 return Delivery::Acknowledged;
             }
             Ok((code, _)) => {
                 error_code = code;
                 maybe_appended |= !attempt_not_appended(code);
-                if retriable(code) { Answer::Retry } else { Answer::GiveUp }
+                if retriable(code) {
+                    Answer::Retry
+                } else {
+                    Answer::GiveUp
+                }
             }
             Err(Some(_)) => {
                 // Sent, and no answer: it may have been appended.
