@@ -19,6 +19,10 @@
 //!   or jump over an observed position).
 //! - `liveness`: after healing, a partition accepted no write within the bound (the harness
 //!   probes and reports it); `corrupt-served`: a fetched batch failed CRC32C at the client.
+//! - `committed-offset-lost` / `committed-offset-regressed`: an OffsetFetch of (group, p),
+//!   invoked after an OffsetCommit of o for it was acknowledged, or after an earlier fetch
+//!   returned o, answers no offset / an offset below o (`offsets.rs`; committers commit
+//!   increasing offsets, and a commit is visible only once durable).
 //! - `detected-loss`: an acknowledged, never-polled value at (p, a) where the fault log shows
 //!   at-rest corruption of the batch holding a, and the broker answered KAFKA_STORAGE_ERROR to a
 //!   fetch of p at an offset in [corrupt batch start, a]. Values behind the corrupt batch, which
@@ -30,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::history::{Body, History, Offset, OpType, Partition, PartitionRead, Process, Value};
 
 /// Every anomaly the checker can report, in report order.
-pub const PROPERTIES: [&str; 15] = [
+pub const PROPERTIES: [&str; 17] = [
     "lost-write",
     "unseen",
     "duplicate",
@@ -43,6 +47,8 @@ pub const PROPERTIES: [&str; 15] = [
     "int-poll-skip",
     "int-nonmonotonic-send",
     "int-send-skip",
+    "committed-offset-lost",
+    "committed-offset-regressed",
     "liveness",
     "corrupt-served",
     "drain-incomplete",
@@ -79,6 +85,9 @@ pub struct Report {
     pub examples: BTreeMap<&'static str, Vec<String>>,
     pub detected_loss: usize,
     pub detected_loss_blocked: usize,
+    /// (group, partition) offsets acknowledged by OffsetCommit, and answered by OffsetFetch.
+    pub offsets_committed: usize,
+    pub offsets_fetched: usize,
 }
 
 impl Report {
@@ -199,6 +208,7 @@ pub fn check(history: &History, observations: &Observations) -> Report {
     check_missing(&index, observations, &mut report);
     check_polls(history, &index, &mut report);
     check_sends(history, &index, &mut report);
+    offsets::check(history, &mut report);
     for (property, example) in &observations.harness_anomalies {
         report.flag(property, example.clone());
     }
@@ -340,5 +350,6 @@ fn check_sends(history: &History, index: &Index, report: &mut Report) {
     }
 }
 
+mod offsets;
 #[cfg(test)]
 mod tests;

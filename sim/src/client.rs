@@ -15,7 +15,8 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tern::io::{self, Stream};
-use tern::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
+pub use tern::protocol::record_batch::build::ProducerStamp;
+use tern::protocol::record_batch::build::{encode_batch, Record};
 use tern::protocol::record_batch::check_framing_and_crc;
 
 use crate::history::{Offset, Partition, Value};
@@ -25,6 +26,10 @@ const PRODUCE_VERSION: i16 = 9;
 const FETCH_VERSION: i16 = 11;
 const METADATA_VERSION: i16 = 12;
 const CREATE_TOPICS_VERSION: i16 = 7;
+const INIT_PRODUCER_ID_VERSION: i16 = 4;
+const FIND_COORDINATOR_VERSION: i16 = 3;
+const OFFSET_COMMIT_VERSION: i16 = 8;
+const OFFSET_FETCH_VERSION: i16 = 7;
 /// Largest response a client accepts; a bigger length prefix means a broken stream.
 const RESPONSE_BYTES_MAX: usize = 64 << 20;
 /// Bytes of a record value that carry the unique value; the rest is padding.
@@ -79,12 +84,50 @@ impl Connection {
         }
     }
 
+    /// Sends `requests` back to back on this connection, then reads their responses in
+    /// order (Kafka answers a connection's requests in order): pipelining, as the Java
+    /// consumer's `commitAsync` does. Waits at most `timeout` for all of them.
+    pub async fn call_pipelined<R: Request>(
+        &mut self,
+        version: i16,
+        requests: &[R],
+        timeout: Duration,
+    ) -> Result<Vec<R::Response>, ClientError> {
+        let first = self.correlation_id_next;
+        self.correlation_id_next = first.wrapping_add(requests.len() as i32);
+        let exchange = async {
+            for (index, request) in requests.iter().enumerate() {
+                self.send(first.wrapping_add(index as i32), version, request).await?;
+            }
+            let mut responses = Vec::with_capacity(requests.len());
+            for index in 0..requests.len() {
+                let correlation_id = first.wrapping_add(index as i32);
+                responses.push(self.receive::<R>(correlation_id, version).await?);
+            }
+            Ok(responses)
+        };
+        match io::timeout(timeout, exchange).await {
+            Err(_) => Err(ClientError::Timeout),
+            Ok(result) => result,
+        }
+    }
+
     async fn exchange<R: Request>(
         &self,
         correlation_id: i32,
         version: i16,
         request: &R,
     ) -> Result<R::Response, ClientError> {
+        self.send(correlation_id, version, request).await?;
+        self.receive::<R>(correlation_id, version).await
+    }
+
+    async fn send<R: Request>(
+        &self,
+        correlation_id: i32,
+        version: i16,
+        request: &R,
+    ) -> Result<(), ClientError> {
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY)
             .with_request_api_version(version)
@@ -102,6 +145,14 @@ impl Connection {
         let (result, frame) = self.stream.write_all(frame).await;
         result.map_err(ClientError::Connection)?;
         trace::record(&self.owner, &frame);
+        Ok(())
+    }
+
+    async fn receive<R: Request>(
+        &self,
+        correlation_id: i32,
+        version: i16,
+    ) -> Result<R::Response, ClientError> {
         let size = self.read_exact(4).await?.get_i32();
         let size = usize::try_from(size).ok().filter(|size| *size <= RESPONSE_BYTES_MAX);
         let size = size.ok_or_else(|| ClientError::Protocol("bad response length".into()))?;
@@ -176,8 +227,14 @@ pub async fn topic_metadata(
     Ok((topic.error_code, topic.partitions.len()))
 }
 
-/// Encodes `values` as one batch; each record's value is the 8-byte id then padding.
-pub fn encode_values(values: &[Value], record_bytes: usize, timestamp_ms: i64) -> Bytes {
+/// Encodes `values` as one batch (stamped with `producer` for an idempotent producer); each
+/// record's value is the 8-byte id then padding.
+pub fn encode_values(
+    values: &[Value],
+    record_bytes: usize,
+    timestamp_ms: i64,
+    producer: ProducerStamp,
+) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .map(|value| {
@@ -186,7 +243,7 @@ pub fn encode_values(values: &[Value], record_bytes: usize, timestamp_ms: i64) -
             Record { value: Some(bytes), ..Record::default() }
         })
         .collect();
-    Bytes::from(encode_batch(&records, timestamp_ms, ProducerStamp::NONE))
+    Bytes::from(encode_batch(&records, timestamp_ms, producer))
 }
 
 /// Produce with acks=-1 of one batch to one partition: `Ok((error_code, base_offset))`.
@@ -212,6 +269,110 @@ pub async fn produce(
         .and_then(|topic| topic.partition_responses.first())
         .ok_or_else(|| ClientError::Protocol("empty produce response".into()))?;
     Ok((partition_response.error_code, partition_response.base_offset))
+}
+
+/// InitProducerId without a transactional id: `Ok((error_code, producer_id, epoch))`.
+pub async fn init_producer_id(
+    connection: &mut Connection,
+    timeout: Duration,
+) -> Result<(i16, i64, i16), ClientError> {
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let response = connection.call(INIT_PRODUCER_ID_VERSION, &request, timeout).await?;
+    Ok((response.error_code, response.producer_id.0, response.producer_epoch))
+}
+
+/// FindCoordinator of a group: `Ok((error_code, host, port))`.
+pub async fn find_coordinator(
+    connection: &mut Connection,
+    group: &str,
+    timeout: Duration,
+) -> Result<(i16, String, i32), ClientError> {
+    let request = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_string(group.to_string()))
+        .with_key_type(0);
+    let response = connection.call(FIND_COORDINATOR_VERSION, &request, timeout).await?;
+    Ok((response.error_code, response.host.to_string(), response.port))
+}
+
+/// OffsetCommits from outside the group protocol (generation -1, no member id), each of
+/// (partition, offset) pairs of `topic`, pipelined on one connection: `Ok` with each
+/// commit's per-partition error codes.
+pub async fn offset_commits(
+    connection: &mut Connection,
+    group: &str,
+    topic: &str,
+    commits: &[Vec<(Partition, Offset)>],
+    timeout: Duration,
+) -> Result<Vec<Vec<(Partition, i16)>>, ClientError> {
+    let requests: Vec<OffsetCommitRequest> =
+        commits.iter().map(|offsets| offset_commit_request(group, topic, offsets)).collect();
+    let responses = connection.call_pipelined(OFFSET_COMMIT_VERSION, &requests, timeout).await?;
+    let answers = responses
+        .iter()
+        .map(|response| {
+            response
+                .topics
+                .iter()
+                .flat_map(|topic| topic.partitions.iter())
+                .map(|partition| (partition.partition_index, partition.error_code))
+                .collect()
+        })
+        .collect();
+    Ok(answers)
+}
+
+fn offset_commit_request(
+    group: &str,
+    topic: &str,
+    offsets: &[(Partition, Offset)],
+) -> OffsetCommitRequest {
+    let partitions = offsets
+        .iter()
+        .map(|(partition, offset)| {
+            offset_commit_request::OffsetCommitRequestPartition::default()
+                .with_partition_index(*partition)
+                .with_committed_offset(*offset)
+                .with_committed_leader_epoch(-1)
+                .with_committed_metadata(Some(StrBytes::from_static_str("")))
+        })
+        .collect();
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(StrBytes::from_static_str(""))
+        .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(partitions)])
+}
+
+/// OffsetFetch of `partitions` of `topic`: `Ok((group error code, [(partition, committed
+/// offset or -1, error code)]))`.
+pub async fn offset_fetch(
+    connection: &mut Connection,
+    group: &str,
+    topic: &str,
+    partitions: &[Partition],
+    timeout: Duration,
+) -> Result<(i16, Vec<(Partition, Offset, i16)>), ClientError> {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopic::default()
+            .with_name(topic_name(topic))
+            .with_partition_indexes(partitions.to_vec())]));
+    let response = connection.call(OFFSET_FETCH_VERSION, &request, timeout).await?;
+    let answers = response
+        .topics
+        .iter()
+        .flat_map(|topic| topic.partitions.iter())
+        .map(|partition| {
+            (partition.partition_index, partition.committed_offset, partition.error_code)
+        })
+        .collect();
+    Ok((response.error_code, answers))
 }
 
 /// One partition's answer to a fetch.

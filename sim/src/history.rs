@@ -12,6 +12,8 @@ pub type Partition = i32;
 pub type Offset = i64;
 /// A unique value: no two sends in a run ever carry the same one.
 pub type Value = u64;
+/// A consumer group, by index (`group-N` on the wire).
+pub type Group = u32;
 
 /// Jepsen's completion types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,6 +50,13 @@ pub enum Body {
     /// The consumer moved its position explicitly (start, or a deliberate reset): the
     /// monotonicity properties start afresh for that partition.
     Seek { partition: Partition, offset: Offset },
+    /// An OffsetCommit of `group` (outside the group protocol: generation -1), one entry per
+    /// partition: (partition, committed offset, error code). A commit is `Ok` when the request
+    /// was answered (each partition's error code says whether it was stored), `Info` when no
+    /// answer came.
+    Commit { group: Group, offsets: Vec<(Partition, Offset, i16)> },
+    /// An OffsetFetch of `group`: (partition, committed offset or -1 for none, error code).
+    FetchOffsets { group: Group, offsets: Vec<(Partition, Offset, i16)> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +109,12 @@ impl Op {
             }
             Body::Seek { partition, offset } => {
                 let _ = write!(text, "seek p={partition} to={offset}");
+            }
+            Body::Commit { group, offsets } => {
+                let _ = write!(text, "commit group={group} {offsets:?}");
+            }
+            Body::FetchOffsets { group, offsets } => {
+                let _ = write!(text, "fetch-offsets group={group} {offsets:?}");
             }
         }
         text

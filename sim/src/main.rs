@@ -21,9 +21,11 @@ mod cli {
 
     const USAGE: &str = "usage:
   tern-sim run --scenario NAME --seeds N [--seed S] [--check-determinism] [--verbose]
-               [--plant ack-before-sync|drop-read|reuse-offset|hashmap-order]
+               [--plant ack-before-sync|drop-read|reuse-offset|hashmap-order|corrupt-tail
+                        |no-dedup|commit-before-sync]
   tern-sim list
-environment: TERN_SIM_HISTORY=1 prints every client operation of each seed";
+environment: TERN_SIM_HISTORY=1 prints every client operation of each seed,
+             TERN_SIM_LOG=1 every traced event (faults, broker log lines) to stderr";
 
     struct Arguments {
         scenario: Scenario,

@@ -16,7 +16,7 @@ use tern::protocol::record_batch::check_framing_and_crc;
 use crate::checker::CorruptionFault;
 use crate::plan::{FaultKind, Plan, Plant};
 use crate::run::{now_ns, run_state, DATA_DIR, TOPIC};
-use crate::workload::client_nodes;
+use crate::workload::{client_nodes, group_name};
 
 mod disk_lies;
 
@@ -133,9 +133,8 @@ async fn apply(handle: &Handle, broker: NodeId, plan: &Plan, kind: FaultKind) {
             release_lifecycle();
         }
         FaultKind::SyncEio | FaultKind::WriteEio => {
-            let partition = random_between(0, plan.partitions as u64 - 1);
+            let directory = random_partition_dir(plan);
             let count = random_between(1, 3) as u32;
-            let directory = partition_dir(partition as i32);
             if kind == FaultKind::SyncEio {
                 disk.fail_next_syncs(&directory, count);
             } else {
@@ -168,8 +167,8 @@ async fn apply(handle: &Handle, broker: NodeId, plan: &Plan, kind: FaultKind) {
         FaultKind::PhantomWrite => disk_lies::phantom_write(&disk, plan),
         FaultKind::MisdirectedWrite => disk_lies::misdirected_write(&disk, plan),
         FaultKind::MisdirectedRead => {
-            let partition = random_between(0, plan.partitions as u64 - 1) as i32;
-            disk.misdirect_next_reads(&partition_dir(partition), random_between(1, 4) as u32);
+            let directory = random_partition_dir(plan);
+            disk.misdirect_next_reads(&directory, random_between(1, 4) as u32);
             // Half the time the reads that meet them are recovery's: power-cycle now.
             if random_between(0, 1) == 0 {
                 crash_and_restart(handle, broker, random_between(10, 300)).await;
@@ -296,10 +295,23 @@ fn partition_dir(partition: i32) -> PathBuf {
     Path::new(DATA_DIR).join(format!("{TOPIC}-{partition}"))
 }
 
+/// The directory of a random partition of the topic or, when the plan has committers, of the
+/// `__consumer_offsets` partition of one of their groups (one draw either way, so plans
+/// without committers draw as they always did).
+fn random_partition_dir(plan: &Plan) -> PathBuf {
+    let choices = plan.partitions as u64 + u64::from(plan.committers);
+    let choice = random_between(0, choices - 1);
+    if choice < plan.partitions as u64 {
+        return partition_dir(choice as i32);
+    }
+    let group = group_name((choice - plan.partitions as u64) as u32);
+    let partition = tern::broker::groups::group_partition(&group);
+    Path::new(DATA_DIR).join(format!("{}-{partition}", tern::broker::groups::OFFSETS_TOPIC))
+}
+
 /// A random segment of a random partition: (path, cached length).
 fn pick_segment(disk: &SimDisk, plan: &Plan) -> Option<(PathBuf, u64)> {
-    let partition = random_between(0, plan.partitions as u64 - 1) as i32;
-    let directory = partition_dir(partition);
+    let directory = random_partition_dir(plan);
     let segments: Vec<PathBuf> = disk
         .file_paths()
         .into_iter()

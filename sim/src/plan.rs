@@ -3,8 +3,13 @@
 //! same plan, independent of how the simulation later consumes madsim's randomness.
 
 /// The scenarios `tern-sim list` prints, in that order.
-pub const SCENARIOS: [&str; 3] =
-    ["single-broker-crash", "single-broker-network", "single-broker-reference"];
+pub const SCENARIOS: [&str; 5] = [
+    "single-broker-crash",
+    "single-broker-network",
+    "single-broker-reference",
+    "single-broker-idempotent",
+    "coordinator-crash",
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
@@ -16,6 +21,14 @@ pub enum Scenario {
     /// The speed reference: 3 producers of about 1,000 records of 1 KiB per simulated
     /// second each, 2 consumers, no faults, 20 simulated seconds plus the final drain.
     SingleBrokerReference,
+    /// Idempotent producers (InitProducerId, sequence numbers) that retry a send whose
+    /// outcome is unknown with the same producer id, epoch and sequence, as the Java client
+    /// does, while the broker crashes, its disk fails and the network drops, delays and cuts.
+    SingleBrokerIdempotent,
+    /// Committers store offsets through FindCoordinator and OffsetCommit and read them back
+    /// with OffsetFetch while the coordinator's broker crashes and restarts and its disk fails
+    /// (the faults that are not detected loss), beside the usual producers and consumers.
+    CoordinatorCrash,
 }
 
 impl Scenario {
@@ -24,6 +37,8 @@ impl Scenario {
             "single-broker-crash" => Some(Scenario::SingleBrokerCrash),
             "single-broker-network" => Some(Scenario::SingleBrokerNetwork),
             "single-broker-reference" => Some(Scenario::SingleBrokerReference),
+            "single-broker-idempotent" => Some(Scenario::SingleBrokerIdempotent),
+            "coordinator-crash" => Some(Scenario::CoordinatorCrash),
             _ => None,
         }
     }
@@ -33,6 +48,8 @@ impl Scenario {
             Scenario::SingleBrokerCrash => SCENARIOS[0],
             Scenario::SingleBrokerNetwork => SCENARIOS[1],
             Scenario::SingleBrokerReference => SCENARIOS[2],
+            Scenario::SingleBrokerIdempotent => SCENARIOS[3],
+            Scenario::CoordinatorCrash => SCENARIOS[4],
         }
     }
 }
@@ -106,6 +123,41 @@ const NETWORK_KINDS: [FaultKind; 7] = [
     FaultKind::ConnectionReset,
     FaultKind::Pause,
 ];
+/// Every disk and network fault: idempotent retries meet crashes, lost responses and both.
+const IDEMPOTENT_KINDS: [FaultKind; 17] = [
+    FaultKind::Crash,
+    FaultKind::ProcessCrash,
+    FaultKind::SyncEio,
+    FaultKind::WriteEio,
+    FaultKind::Enospc,
+    FaultKind::Corrupt,
+    FaultKind::ReadEio,
+    FaultKind::PhantomWrite,
+    FaultKind::MisdirectedWrite,
+    FaultKind::MisdirectedRead,
+    FaultKind::DiskLatency,
+    FaultKind::Loss,
+    FaultKind::Latency,
+    FaultKind::PartitionBoth,
+    FaultKind::PartitionRequests,
+    FaultKind::PartitionResponses,
+    FaultKind::ConnectionReset,
+];
+/// The disk faults that never destroy acknowledged data (no detected loss: a committed offset
+/// must then survive everything), plus latency and resets so commits time out and overlap.
+/// The partition-directed ones may hit the committers' `__consumer_offsets` partitions.
+const COORDINATOR_KINDS: [FaultKind; 10] = [
+    FaultKind::Crash,
+    FaultKind::ProcessCrash,
+    FaultKind::SyncEio,
+    FaultKind::WriteEio,
+    FaultKind::Enospc,
+    FaultKind::ReadEio,
+    FaultKind::MisdirectedRead,
+    FaultKind::DiskLatency,
+    FaultKind::Latency,
+    FaultKind::ConnectionReset,
+];
 
 /// Known bugs planted on purpose (test-only switches) to prove the checker and the determinism
 /// check can fail.
@@ -123,6 +175,11 @@ pub enum Plant {
     /// Not a bug of ours but a fault the injector normally avoids: bit flips may hit the final
     /// durable batch of a segment, which recovery cannot tell from a torn write.
     CorruptTail,
+    /// The broker's duplicate detection is off: every idempotent batch counts as new, so a
+    /// retried send whose first attempt was appended is appended again.
+    NoDedup,
+    /// The coordinator answers OffsetCommit (and applies it) before its records are durable.
+    CommitBeforeSync,
 }
 
 impl Plant {
@@ -133,6 +190,8 @@ impl Plant {
             "reuse-offset" => Some(Plant::ReuseOffset),
             "hashmap-order" => Some(Plant::HashMapOrder),
             "corrupt-tail" => Some(Plant::CorruptTail),
+            "no-dedup" => Some(Plant::NoDedup),
+            "commit-before-sync" => Some(Plant::CommitBeforeSync),
             _ => None,
         }
     }
@@ -144,6 +203,8 @@ impl Plant {
             Plant::ReuseOffset => "reuse-offset",
             Plant::HashMapOrder => "hashmap-order",
             Plant::CorruptTail => "corrupt-tail",
+            Plant::NoDedup => "no-dedup",
+            Plant::CommitBeforeSync => "commit-before-sync",
         }
     }
 }
@@ -154,6 +215,10 @@ pub struct Plan {
     pub seed: u64,
     pub producers: u32,
     pub consumers: u32,
+    /// Producers are idempotent and retry sends whose outcome is unknown.
+    pub idempotent: bool,
+    /// Processes committing offsets, each for its own group (0: none).
+    pub committers: u32,
     pub partitions: i32,
     pub record_bytes: usize,
     /// Pause between a producer's sends (each producer has one send in flight).
@@ -209,6 +274,31 @@ impl PlanRng {
     }
 }
 
+/// Swarm testing: one seed in eight runs fault-free; the others enable each kind with
+/// probability 1/2 (at least one). A planted bug that only shows through some fault gets it.
+fn swarm(rng: &mut PlanRng, kinds: &[FaultKind], plant: Option<Plant>) -> Vec<FaultKind> {
+    let fault_free = rng.between(0, 7) == 0;
+    let mut fault_kinds: Vec<FaultKind> = Vec::new();
+    if !fault_free {
+        fault_kinds = kinds.iter().copied().filter(|_| rng.between(0, 1) == 1).collect();
+        if fault_kinds.is_empty() {
+            fault_kinds.push(kinds[rng.between(0, kinds.len() as u64 - 1) as usize]);
+        }
+    }
+    let needs = match plant {
+        // These planted bugs only show through a power failure.
+        Some(Plant::AckBeforeSync | Plant::CommitBeforeSync) => Some(FaultKind::Crash),
+        Some(Plant::CorruptTail) => Some(FaultKind::Corrupt),
+        // A retry of an appended batch needs a lost answer.
+        Some(Plant::NoDedup) => Some(FaultKind::PartitionResponses),
+        _ => None,
+    };
+    if let Some(kind) = needs.filter(|kind| !fault_kinds.contains(kind)) {
+        fault_kinds.push(kind);
+    }
+    fault_kinds
+}
+
 impl Plan {
     pub fn new(scenario: Scenario, seed: u64, plant: Option<Plant>) -> Plan {
         if scenario == Scenario::SingleBrokerReference {
@@ -218,32 +308,18 @@ impl Plan {
         let kinds: &[FaultKind] = match scenario {
             Scenario::SingleBrokerCrash => &CRASH_KINDS,
             Scenario::SingleBrokerNetwork => &NETWORK_KINDS,
+            Scenario::SingleBrokerIdempotent => &IDEMPOTENT_KINDS,
+            Scenario::CoordinatorCrash => &COORDINATOR_KINDS,
             Scenario::SingleBrokerReference => unreachable!("handled above"),
         };
-        // Swarm testing: one seed in eight runs fault-free; the others enable each kind with
-        // probability 1/2 (at least one), at a per-seed rate from rare to heavy.
-        let fault_free = rng.between(0, 7) == 0;
-        let mut fault_kinds: Vec<FaultKind> = Vec::new();
-        if !fault_free {
-            fault_kinds = kinds.iter().copied().filter(|_| rng.between(0, 1) == 1).collect();
-            if fault_kinds.is_empty() {
-                fault_kinds.push(kinds[rng.between(0, kinds.len() as u64 - 1) as usize]);
-            }
-        }
-        let needs = match plant {
-            // The planted bug only shows through a power failure.
-            Some(Plant::AckBeforeSync) => Some(FaultKind::Crash),
-            Some(Plant::CorruptTail) => Some(FaultKind::Corrupt),
-            _ => None,
-        };
-        if let Some(kind) = needs.filter(|kind| !fault_kinds.contains(kind)) {
-            fault_kinds.push(kind);
-        }
-        Plan {
+        let fault_kinds = swarm(&mut rng, kinds, plant);
+        let mut plan = Plan {
             scenario,
             seed,
             producers: rng.between(2, 5) as u32,
             consumers: rng.between(1, 3) as u32,
+            idempotent: false,
+            committers: 0,
             partitions: rng.between(1, 6) as i32,
             record_bytes: [16, 100, 1_000][rng.between(0, 2) as usize],
             produce_interval_ms: rng.between(0, 5),
@@ -257,7 +333,14 @@ impl Plan {
             torn_crash_percent: rng.between(0, 100) as u8,
             plant,
             schedule: None,
+        };
+        // Drawn after everything else, so the older scenarios' plans stay as they were.
+        match scenario {
+            Scenario::SingleBrokerIdempotent => plan.idempotent = true,
+            Scenario::CoordinatorCrash => plan.committers = rng.between(1, 3) as u32,
+            _ => {}
         }
+        plan
     }
 
     /// One send of 12 records at a time per producer: with the ~11 ms round trip of madsim's
@@ -268,6 +351,8 @@ impl Plan {
             seed,
             producers: 3,
             consumers: 2,
+            idempotent: false,
+            committers: 0,
             partitions: 4,
             record_bytes: 1_024,
             produce_interval_ms: 0,

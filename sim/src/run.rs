@@ -55,6 +55,9 @@ pub struct RunState {
     /// Client tasks still running (producers and consumers).
     pub clients_running: Cell<u32>,
     pub drain_done: Cell<bool>,
+    /// Idempotent producers: attempts after the first, and local epoch bumps.
+    pub produce_retries: Cell<u64>,
+    pub epoch_bumps: Cell<u64>,
 }
 
 thread_local! {
@@ -96,6 +99,8 @@ pub struct SeedOutcome {
     pub latency_p99_ms: f64,
     pub history: History,
     pub simulated_ms: u64,
+    pub produce_retries: u64,
+    pub epoch_bumps: u64,
 }
 
 impl SeedOutcome {
@@ -103,8 +108,23 @@ impl SeedOutcome {
         !self.report.is_valid()
     }
 
-    /// The one line per seed that scripts read.
+    /// The one line per seed that scripts read (the newer scenarios add their own counts).
     pub fn line(&self) -> String {
+        let mut line = self.common_line();
+        if self.plan.idempotent {
+            line += &format!(" retries={} epoch-bumps={}", self.produce_retries, self.epoch_bumps);
+        }
+        if self.plan.committers > 0 {
+            let report = &self.report;
+            line += &format!(
+                " offsets-committed={} offsets-fetched={}",
+                report.offsets_committed, report.offsets_fetched
+            );
+        }
+        line
+    }
+
+    fn common_line(&self) -> String {
         format!(
             "seed={} scenario={} acked={} anomalies={} [{}] detected-loss={}+{} faults={} \
              ({}) committed/s={:.0} p50={:.1}ms p99={:.1}ms sim={:.1}s trace-hash={:016x}",
@@ -167,6 +187,8 @@ pub fn run_plan(plan: Plan, dump_trace: bool) -> SeedOutcome {
         corruptions: RefCell::new(Vec::new()),
         clients_running: Cell::new(0),
         drain_done: Cell::new(false),
+        produce_retries: Cell::new(0),
+        epoch_bumps: Cell::new(0),
     });
     RUN.with(|run| *run.borrow_mut() = Some(state.clone()));
     trace::begin(dump_trace);
@@ -208,6 +230,8 @@ pub fn run_plan(plan: Plan, dump_trace: bool) -> SeedOutcome {
         report,
         trace,
         simulated_ms,
+        produce_retries: state.produce_retries.get(),
+        epoch_bumps: state.epoch_bumps.get(),
     }
 }
 
@@ -290,8 +314,11 @@ fn broker_config(plan: &Plan) -> BrokerConfig {
     config.auto_create_topics = false;
     // Small segments, so rolls, several segments and checkpoints happen within seconds.
     config.log.segment_size_bytes = 64 << 10;
-    if plan.plant == Some(Plant::AckBeforeSync) {
-        config.log.flush = FlushPolicy::IntervalMs(500);
+    match plan.plant {
+        Some(Plant::AckBeforeSync) => config.log.flush = FlushPolicy::IntervalMs(500),
+        Some(Plant::NoDedup) => config.log.planted_no_duplicate_detection = true,
+        Some(Plant::CommitBeforeSync) => config.groups.planted_commit_before_sync = true,
+        _ => {}
     }
     config
 }

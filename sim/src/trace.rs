@@ -27,6 +27,8 @@ struct State {
     fault_counts: BTreeMap<String, u64>,
     /// Items as hashed, when dumping (to find where two runs of one seed diverge).
     dump: Option<Vec<String>>,
+    /// `TERN_SIM_LOG` is set: every event (the broker's log lines too) goes to stderr.
+    print_events: bool,
 }
 
 /// Items kept when dumping: enough to reach the first divergence of a short run.
@@ -71,8 +73,13 @@ fn mix(hash: &mut u64, bytes: &[u8]) {
 /// Starts a fresh trace on this thread; `dump` keeps every hashed item too.
 pub fn begin(dump: bool) {
     STATE.with(|state| {
-        *state.borrow_mut() =
-            State { active: true, hash: HASH_SEED, dump: dump.then(Vec::new), ..State::default() };
+        *state.borrow_mut() = State {
+            active: true,
+            hash: HASH_SEED,
+            dump: dump.then(Vec::new),
+            print_events: std::env::var_os("TERN_SIM_LOG").is_some(),
+            ..State::default()
+        };
     });
 }
 
@@ -126,6 +133,9 @@ fn record_event(line: &str, fault: Option<&str>, time_ns: u64) {
         state.events += 1;
         mix(&mut state.hash, line.as_bytes());
         dump_item(&mut state, || format!("{time_ns} {line}"));
+        if state.print_events {
+            eprintln!("{:>10.6}s {line}", time_ns as f64 / 1e9);
+        }
         if let Some(fault) = fault {
             *state.fault_counts.entry(fault.to_string()).or_insert(0) += 1;
             if state.fault_lines.len() < FAULT_LINES_MAX {

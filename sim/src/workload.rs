@@ -1,10 +1,12 @@
 //! The clients: producers sending unique values with acks=-1, consumers polling their assigned
 //! partitions from offset 0, and after healing the liveness probe and the final drain. Each is
 //! its own madsim node (so the network can cut one off) and records every operation.
+//! Idempotent producers (`idempotent.rs`) and offset committers (`committer.rs`) are the
+//! clients of the scenarios that need them.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -18,6 +20,11 @@ use crate::plan::{Plan, Plant};
 use crate::run::{
     broker_address, now_ns, run_state, RunState, DRAIN_BOUND_MS, LIVENESS_BOUND_MS, TOPIC,
 };
+
+mod committer;
+mod idempotent;
+
+pub use committer::group_name;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1_000);
 const PRODUCE_TIMEOUT: Duration = Duration::from_millis(2_000);
@@ -64,12 +71,19 @@ pub fn start_clients(handle: &Handle, plan: &Plan) {
         let index = plan.producers + consumer;
         spawn_client(handle, index, format!("consumer-{consumer}"), move || consume_loop(consumer));
     }
+    for committer in 0..plan.committers {
+        state.clients_running.set(state.clients_running.get() + 1);
+        let index = plan.producers + plan.consumers + committer;
+        spawn_client(handle, index, format!("committer-{committer}"), move || {
+            committer::commit_loop(committer)
+        });
+    }
 }
 
 /// Starts the node that probes liveness, then drains every partition.
 pub fn start_final_checks(handle: &Handle) {
     let plan = &run_state().plan;
-    let index = plan.producers + plan.consumers;
+    let index = plan.producers + plan.consumers + plan.committers;
     spawn_client(handle, index, "drain".to_string(), || async {
         probe_liveness().await;
         drain().await;
@@ -89,13 +103,19 @@ where
 /// A connection that reconnects on demand and drops itself after a failure or a reset.
 struct Session {
     name: String,
+    address: SocketAddr,
     connection: Option<Connection>,
     reset_epoch: u64,
 }
 
 impl Session {
     fn new(name: String) -> Session {
-        Session { name, connection: None, reset_epoch: 0 }
+        Session::to(name, broker_address())
+    }
+
+    /// A session with the broker at `address` (a group's coordinator, as FindCoordinator says).
+    fn to(name: String, address: SocketAddr) -> Session {
+        Session { name, address, connection: None, reset_epoch: 0 }
     }
 
     /// The live connection, connecting first if needed; `None` after a failed connect.
@@ -105,7 +125,7 @@ impl Session {
             self.connection = None;
         }
         if self.connection.is_none() {
-            match Connection::connect(broker_address(), &self.name, CONNECT_TIMEOUT).await {
+            match Connection::connect(self.address, &self.name, CONNECT_TIMEOUT).await {
                 Ok(connection) => self.connection = Some(connection),
                 Err(_) => {
                     madsim::time::sleep(RETRY_BACKOFF).await;
@@ -156,6 +176,9 @@ fn start_delay(producer: u32, plan: &Plan) -> Duration {
 }
 
 async fn produce_loop(producer: u32) {
+    if run_state().plan.idempotent {
+        return idempotent::produce_loop(producer).await;
+    }
     let state = run_state();
     madsim::time::sleep(start_delay(producer, &state.plan)).await;
     let mut session = Session::new(format!("producer-{producer}"));
@@ -167,18 +190,24 @@ async fn produce_loop(producer: u32) {
     let mut sequence: u64 = 0;
     while !state.stop_producing.get() {
         assert!(sequence < SENDS_PER_PRODUCER_MAX, "producer {producer} runaway");
-        let partition = (madsim::rand::random::<u32>() % state.plan.partitions as u32) as Partition;
-        let spread = state.plan.records_per_send_max - state.plan.records_per_send_min;
-        let count = state.plan.records_per_send_min + madsim::rand::random::<u32>() % (spread + 1);
-        let values: Vec<Value> =
-            (0..u64::from(count)).map(|index| value_id(producer, sequence + index)).collect();
-        sequence += u64::from(count);
+        let (partition, values) = next_send(&state.plan, producer, &mut sequence);
         // The history holds the outcome; the producer just moves on to its next value.
         let _ = send(&mut session, &state, producer, partition, values).await;
         madsim::time::sleep(Duration::from_millis(state.plan.produce_interval_ms)).await;
     }
     drop(session);
     state.clients_running.set(state.clients_running.get() - 1);
+}
+
+/// The next send of a producer: a random partition and 1..=max fresh values.
+fn next_send(plan: &Plan, producer: u32, sequence: &mut u64) -> (Partition, Vec<Value>) {
+    let partition = (madsim::rand::random::<u32>() % plan.partitions as u32) as Partition;
+    let spread = plan.records_per_send_max - plan.records_per_send_min;
+    let count = plan.records_per_send_min + madsim::rand::random::<u32>() % (spread + 1);
+    let values: Vec<Value> =
+        (0..u64::from(count)).map(|index| value_id(producer, *sequence + index)).collect();
+    *sequence += u64::from(count);
+    (partition, values)
 }
 
 fn value_id(process: Process, sequence: u64) -> Value {
@@ -205,7 +234,12 @@ async fn send(
     let invoke =
         Op { process, op_type: OpType::Invoke, time_ns: invoked_ns, body: body(vec![], 0) };
     state.record(invoke);
-    let batch = client::encode_values(&values, state.plan.record_bytes, tern::io::unix_time_ms());
+    let batch = client::encode_values(
+        &values,
+        state.plan.record_bytes,
+        tern::io::unix_time_ms(),
+        client::ProducerStamp::NONE,
+    );
     let result = match session.connection(state).await {
         None => Err(ClientError::Timeout),
         Some(connection) => {

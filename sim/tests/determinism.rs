@@ -19,7 +19,13 @@ fn first_divergence(scenario: Scenario, seed: u64, plant: Option<Plant>) -> Stri
 
 #[test]
 fn the_same_seed_gives_the_same_trace_hash() {
-    for scenario in [Scenario::SingleBrokerCrash, Scenario::SingleBrokerNetwork] {
+    let scenarios = [
+        Scenario::SingleBrokerCrash,
+        Scenario::SingleBrokerNetwork,
+        Scenario::SingleBrokerIdempotent,
+        Scenario::CoordinatorCrash,
+    ];
+    for scenario in scenarios {
         for seed in [3, 11] {
             let first = run_seed(scenario, seed, None);
             let second = run_seed(scenario, seed, None);

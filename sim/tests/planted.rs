@@ -48,6 +48,20 @@ fn planted_reused_offset_is_found_as_inconsistent_offsets() {
 }
 
 #[test]
+fn planted_missing_duplicate_detection_is_found_as_a_duplicate() {
+    find(Plant::NoDedup, Scenario::SingleBrokerIdempotent, &["duplicate"]);
+}
+
+#[test]
+fn planted_commit_before_sync_is_found_as_a_lost_or_regressed_committed_offset() {
+    find(
+        Plant::CommitBeforeSync,
+        Scenario::CoordinatorCrash,
+        &["committed-offset-regressed", "committed-offset-lost"],
+    );
+}
+
+#[test]
 fn a_failing_seed_prints_a_replay_command_that_reproduces_it() {
     let seed = 3;
     let outcome = run_seed(Scenario::SingleBrokerCrash, seed, Some(Plant::AckBeforeSync));

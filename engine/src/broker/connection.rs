@@ -5,6 +5,12 @@
 //! in-flight requests), but their handlers are *started* in arrival order, which keeps appends
 //! to a partition in request order. The number of requests in flight per connection is
 //! bounded; when the bound is reached the reader stops reading (TCP backpressure).
+//!
+//! OffsetCommits are the exception: a connection's commits run one after another
+//! ([`CommitChain`]), as Kafka runs all of a connection's requests. Started in order is not
+//! enough for them: each is applied to the coordinator's state when its append is durable,
+//! and two commits made durable by one fsync wake in any order, so a pipelined older commit
+//! (`commitAsync`) could win over a newer one.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -13,10 +19,11 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::io::{self, local::Notify, JoinHandle, Stream};
+use crate::io::local::{self, Notify, OneshotReceiver, OneshotSender};
+use crate::io::{self, JoinHandle, Stream};
 use crate::protocol::api_versions::api_versions_response;
 use crate::protocol::frame::FrameDecoder;
-use crate::protocol::request::{decode_request, RequestError, RequestMeta};
+use crate::protocol::request::{decode_request, Request, RequestError, RequestMeta};
 use crate::protocol::response::{encode_response, Response};
 use crate::protocol::response_fit::fit_to_version;
 
@@ -88,6 +95,22 @@ impl ResponseQueue {
     }
 }
 
+/// The OffsetCommits of one connection, chained: each waits until the previous one has been
+/// answered (made durable and applied, or failed) before it starts.
+#[derive(Default)]
+struct CommitChain {
+    /// Resolves (or is cancelled) when the connection's latest commit has finished.
+    latest: RefCell<Option<OneshotReceiver<()>>>,
+}
+
+impl CommitChain {
+    /// Links a new commit: what it must wait for, and what it drops when done.
+    fn link(&self) -> (Option<OneshotReceiver<()>>, OneshotSender<()>) {
+        let (done, finished) = local::oneshot();
+        (self.latest.replace(Some(finished)), done)
+    }
+}
+
 pub async fn serve(shard: Rc<Shard>, stream: Stream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     tracing::debug!(%peer, shard = shard.id, "connection accepted");
@@ -113,13 +136,16 @@ async fn read_requests(
     peer: SocketAddr,
 ) {
     let mut decoder = FrameDecoder::new(shard.config.max_request_bytes);
+    let commits = CommitChain::default();
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     loop {
         loop {
             match decoder.decode(&mut buffer) {
                 Ok(Some(frame)) => {
                     let size_bytes = frame.len();
-                    let Some(pending) = dispatch(shard, frame.freeze(), peer) else { return };
+                    let Some(pending) = dispatch(shard, frame.freeze(), peer, &commits) else {
+                        return;
+                    };
                     queue.push(pending, size_bytes).await;
                     if queue.writer_gone.get() {
                         return;
@@ -150,12 +176,28 @@ async fn read_requests(
 }
 
 /// Decodes one frame and starts its handler. `None` closes the connection.
-fn dispatch(shard: &Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Option<Pending> {
+fn dispatch(
+    shard: &Rc<Shard>,
+    frame: Bytes,
+    peer: SocketAddr,
+    commits: &CommitChain,
+) -> Option<Pending> {
     match decode_request(frame) {
         Ok(request) => {
             let meta = request.header.clone();
+            let link = matches!(request.body, Request::OffsetCommit(_)).then(|| commits.link());
             let handler = handlers::handle(shard.clone(), request, peer);
             Some(Pending::Response(io::spawn_local(async move {
+                // Held until this request is answered: dropping it releases the next commit.
+                let _done = match link {
+                    Some((previous, done)) => {
+                        if let Some(previous) = previous {
+                            let _ = previous.await;
+                        }
+                        Some(done)
+                    }
+                    None => None,
+                };
                 let Some(mut response) = handler.await else { return Outcome::Silent };
                 fit_to_version(&mut response, meta.api_version);
                 match encode_or_log(&meta, &response, peer) {

@@ -53,7 +53,8 @@ pub fn admit(
     {
         return Err(LogError::Overloaded { pending_appends: state.pending.len() });
     }
-    let producer_batch = match idempotence::check(&state, &shape.infos)? {
+    let decided = idempotence::check(&state, &shape.infos)?;
+    let producer_batch = match idempotence::planted(decided, &shape.infos, &shared.config()) {
         Some(Decided::Duplicate(original)) => {
             tracing::debug!(
                 dir = %shared.dir.display(),

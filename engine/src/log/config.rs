@@ -36,6 +36,10 @@ pub struct LogConfig {
     pub checkpoint_interval_bytes: u64,
     /// Log compaction (`cleanup.policy` containing `compact`); see `compaction.rs`.
     pub compaction: CompactionConfig,
+    /// A planted bug, for the simulator only (`tern-sim --plant no-dedup`): idempotent
+    /// batches are never recognised as retries, so a retried batch is appended twice. It
+    /// proves that the simulator's checker sees a broken duplicate detection. Never set it.
+    pub planted_no_duplicate_detection: bool,
 }
 
 /// Kafka's compaction settings for one log. Disabled by default (`cleanup.policy=delete`).
@@ -80,6 +84,7 @@ impl Default for LogConfig {
             flush: FlushPolicy::EveryAppend,
             checkpoint_interval_bytes: 64 << 20,
             compaction: CompactionConfig::default(),
+            planted_no_duplicate_detection: false,
         }
     }
 }

@@ -16,14 +16,16 @@
 use std::path::Path;
 use std::rc::Rc;
 
+use super::config::LogConfig;
 use super::error::LogError;
 use super::producer_snapshot;
 use super::producers::{BatchMeta, Decision, ProducerBatch, ProducerStates};
 use super::reader::SegmentReader;
+use super::scan::{Expect, Judgement};
 use super::segment::Segment;
 use super::state::{AppendInfo, Shared, State};
 use crate::io::Disk;
-use crate::protocol::record_batch::{self, BatchInfo, HEADER_SIZE_BYTES};
+use crate::protocol::record_batch::{BatchInfo, HEADER_SIZE_BYTES};
 
 /// The producer fields of an appended batch, `None` for a non-idempotent one.
 pub fn producer_batch_of(info: &BatchInfo) -> Option<ProducerBatch> {
@@ -52,6 +54,21 @@ pub fn check(state: &State, infos: &[BatchInfo]) -> Result<Option<Decided>, LogE
     match state.producers.check(&batch)? {
         Decision::Append => Ok(Some(Decided::Append(batch))),
         Decision::Duplicate(meta) => Ok(Some(Decided::Duplicate(meta))),
+    }
+}
+
+/// `decided`, unless the simulator planted `LogConfig::planted_no_duplicate_detection`: then
+/// a retry is appended as if it were new.
+pub fn planted(
+    decided: Option<Decided>,
+    infos: &[BatchInfo],
+    config: &LogConfig,
+) -> Option<Decided> {
+    match decided {
+        Some(Decided::Duplicate(_)) if config.planted_no_duplicate_detection => {
+            infos.iter().find_map(producer_batch_of).map(Decided::Append)
+        }
+        other => other,
     }
 }
 
@@ -129,7 +146,12 @@ pub async fn rebuild(
     Ok((states, snapshot_offset))
 }
 
-/// Applies the headers of `segment`'s batches in `[from_offset, end_offset)`.
+/// Applies the producer fields of `segment`'s batches in `[from_offset, end_offset)`. Each
+/// batch is judged whole (framing, CRC, offsets after the previous batch's) and read again
+/// before it is refused (a misdirected read): a header alone is not evidence. A bit flip in a
+/// corrupt batch's base offset once made it look like a batch below `end_offset`, and an
+/// older batch became a producer's latest. The first batch that is not valid ends the replay:
+/// recovery validated everything below `end_offset`, so that is where the log ends.
 async fn replay_segment(
     segment: &Segment,
     from_offset: i64,
@@ -144,12 +166,12 @@ async fn replay_segment(
         0
     };
     let mut reader = SegmentReader::new(segment.file.clone(), segment.size_bytes, max_batch_bytes);
+    let mut next_offset = segment.base_offset;
     // Each round advances by a whole batch (at least the header size): bounded by the file.
     while position + HEADER_SIZE_BYTES as u64 <= segment.size_bytes {
-        let window = reader.window(position, HEADER_SIZE_BYTES).await?;
-        // Recovery validated everything below the end; anything else ends the replay.
-        let Ok(info) = record_batch::header_info(window) else { break };
-        if info.base_offset >= end_offset || info.size_bytes < HEADER_SIZE_BYTES {
+        let judgement = reader.judge_at_twice(position, Expect::AtLeast(next_offset)).await?;
+        let Judgement::Valid(info) = judgement else { break };
+        if info.base_offset >= end_offset {
             break;
         }
         if info.base_offset >= from_offset {
@@ -161,6 +183,7 @@ async fn replay_segment(
                 states.apply(&batch, info.base_offset, info.last_offset());
             }
         }
+        next_offset = info.next_offset();
         position += info.size_bytes as u64;
     }
     Ok(())

@@ -2,7 +2,7 @@
 //! by name (and only the anomalies the history really holds).
 
 use super::*;
-use crate::history::{Op, PartitionRead};
+use crate::history::{Group, Op, PartitionRead};
 
 /// Builds histories tersely: `send(process, partition, values, first_offset)` etc.
 #[derive(Default)]
@@ -88,6 +88,32 @@ impl Builder {
 
     fn seek(&mut self, process: Process, partition: Partition, offset: Offset) -> &mut Builder {
         self.op(process, OpType::Ok, Body::Seek { partition, offset })
+    }
+
+    /// A commit of (partition, offset) pairs for `group`, answered with error 0, or with
+    /// `op_type` Info (no answer).
+    fn commit(
+        &mut self,
+        process: Process,
+        group: Group,
+        offsets: &[(Partition, Offset)],
+        op_type: OpType,
+    ) -> &mut Builder {
+        let offsets: Vec<(Partition, Offset, i16)> =
+            offsets.iter().map(|(partition, offset)| (*partition, *offset, 0)).collect();
+        self.op(process, OpType::Invoke, Body::Commit { group, offsets: offsets.clone() });
+        self.op(process, op_type, Body::Commit { group, offsets })
+    }
+
+    /// An answered OffsetFetch: (partition, offset or -1, error code).
+    fn fetch_offsets(
+        &mut self,
+        process: Process,
+        group: Group,
+        offsets: &[(Partition, Offset, i16)],
+    ) -> &mut Builder {
+        self.op(process, OpType::Invoke, Body::FetchOffsets { group, offsets: Vec::new() });
+        self.op(process, OpType::Ok, Body::FetchOffsets { group, offsets: offsets.to_vec() })
     }
 
     fn check(&self) -> Report {
@@ -313,4 +339,61 @@ fn skipping_a_corrupt_batch_silently_is_a_lost_write() {
     builder.poll(100, 0, &[(3, 13)]);
     let report = check(&builder.history, &corruption(0, 1, 2));
     assert_fired(&report, &["lost-write", "poll-skip"]);
+}
+
+#[test]
+fn fetched_offsets_at_or_above_every_acknowledged_commit_pass() {
+    let mut builder = clean();
+    builder
+        .commit(200, 0, &[(0, 5), (1, 7)], OpType::Ok)
+        .fetch_offsets(200, 0, &[(0, 5, 0), (1, 7, 0)])
+        // An unanswered commit may or may not have happened: 9 or 5 are both fine for p0.
+        .commit(200, 0, &[(0, 9)], OpType::Info)
+        .fetch_offsets(200, 0, &[(0, 9, 0), (1, 7, 0)])
+        .commit(200, 0, &[(0, 12)], OpType::Ok)
+        .fetch_offsets(200, 0, &[(0, 12, 0), (1, 7, 0)])
+        // Another group's offsets are its own; an error answers nothing.
+        .fetch_offsets(201, 1, &[(0, -1, 0)])
+        .fetch_offsets(200, 0, &[(0, -1, 15)]);
+    assert_fired(&builder.check(), &[]);
+}
+
+#[test]
+fn committed_offset_lost_is_a_fetch_without_an_acknowledged_commit() {
+    let mut builder = clean();
+    builder.commit(200, 0, &[(2, 30)], OpType::Ok).fetch_offsets(200, 0, &[(2, -1, 0)]);
+    assert_fired(&builder.check(), &["committed-offset-lost"]);
+}
+
+#[test]
+fn committed_offset_regressed_is_a_fetch_below_an_acknowledged_commit() {
+    let mut builder = clean();
+    builder
+        .commit(200, 0, &[(2, 30)], OpType::Ok)
+        .commit(200, 0, &[(2, 40)], OpType::Ok)
+        .fetch_offsets(200, 0, &[(2, 30, 0)]);
+    assert_fired(&builder.check(), &["committed-offset-regressed"]);
+}
+
+#[test]
+fn committed_offset_regressed_is_also_a_fetch_below_an_earlier_fetch() {
+    let mut builder = clean();
+    builder
+        .commit(200, 0, &[(2, 30)], OpType::Ok)
+        .commit(200, 0, &[(2, 40)], OpType::Info)
+        .fetch_offsets(200, 0, &[(2, 40, 0)])
+        .fetch_offsets(200, 0, &[(2, 30, 0)]);
+    assert_fired(&builder.check(), &["committed-offset-regressed"]);
+}
+
+#[test]
+fn a_fetch_concurrent_with_a_commit_may_miss_it() {
+    let mut builder = clean();
+    let body = |offsets: Vec<(Partition, Offset, i16)>| Body::Commit { group: 0, offsets };
+    builder
+        .op(201, OpType::Invoke, Body::FetchOffsets { group: 0, offsets: Vec::new() })
+        .op(200, OpType::Invoke, body(vec![(2, 30, 0)]))
+        .op(200, OpType::Ok, body(vec![(2, 30, 0)]))
+        .op(201, OpType::Ok, Body::FetchOffsets { group: 0, offsets: vec![(2, -1, 0)] });
+    assert_fired(&builder.check(), &[]);
 }

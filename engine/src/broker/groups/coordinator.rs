@@ -50,6 +50,10 @@ pub struct CoordinatorConfig {
     pub members_per_group_max: usize,
     pub offsets_per_group_max: usize,
     pub metadata_bytes_max: usize,
+    /// A planted bug, for the simulator only (`tern-sim --plant commit-before-sync`): an
+    /// OffsetCommit is applied and answered before its records are durable, so a crash can
+    /// lose an acknowledged commit. It proves the simulator sees it. Never set it.
+    pub planted_commit_before_sync: bool,
 }
 
 impl Default for CoordinatorConfig {
@@ -64,6 +68,7 @@ impl Default for CoordinatorConfig {
             members_per_group_max: 1_000,
             offsets_per_group_max: 100_000,
             metadata_bytes_max: 4096,
+            planted_commit_before_sync: false,
         }
     }
 }
@@ -438,6 +443,10 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
     pub fn new(config: CoordinatorConfig, member_id_nonce: u64) -> Coordinator {
         assert!(config.min_session_timeout_ms <= config.max_session_timeout_ms);
         assert!(config.members_per_group_max > 0 && config.groups_max > 0);

@@ -10,10 +10,14 @@
 //!
 //! Rebuild reads every owned partition from its start (there is no compaction yet, so this
 //! is the whole history) before the coordinator answers anything but
-//! COORDINATOR_LOAD_IN_PROGRESS.
+//! COORDINATOR_LOAD_IN_PROGRESS. A partition that could not be rebuilt (its log stayed
+//! offline at open, or a read failed) is *unavailable*: its groups are answered
+//! COORDINATOR_NOT_AVAILABLE, never from the partial state — an OffsetFetch would otherwise
+//! answer "no committed offset" and the consumer would reset to `auto.offset.reset`. The
+//! timer retries a failed rebuild while the log is open; an offline log waits for a restart.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -46,6 +50,8 @@ pub struct GroupService {
     coordinator: RefCell<Coordinator>,
     waiters: RefCell<BTreeMap<Ticket, local::OneshotSender<Ready>>>,
     loaded: Cell<bool>,
+    /// Owned `__consumer_offsets` partitions whose groups could not be rebuilt.
+    unavailable: RefCell<BTreeSet<i32>>,
 }
 
 /// What a commit's partitions end up as: the stored value, or why not.
@@ -65,11 +71,18 @@ impl GroupService {
             coordinator: RefCell::new(Coordinator::new(config, io::random_u64())),
             waiters: RefCell::new(BTreeMap::new()),
             loaded: Cell::new(false),
+            unavailable: RefCell::new(BTreeSet::new()),
         }
     }
 
     pub fn is_loaded(&self) -> bool {
         self.loaded.get()
+    }
+
+    /// Whether the groups of `__consumer_offsets` partition `partition` were rebuilt (or are
+    /// still loading, which `with` answers). `false`: answer COORDINATOR_NOT_AVAILABLE.
+    pub fn serves(&self, partition: i32) -> bool {
+        !self.unavailable.borrow().contains(&partition)
     }
 
     /// Runs `operation` on the coordinator (not while loading), then delivers what it readied.
@@ -177,8 +190,13 @@ impl GroupService {
                 Some(offset_record(&group_id, topic, *partition, value))
             })
             .collect();
+        let planted = self.coordinator.borrow().config().planted_commit_before_sync;
         let written = match records.is_empty() {
             true => Ok(()),
+            false if planted => {
+                drop(io::spawn_local(append_records(shard, records)));
+                Ok(())
+            }
             false => append_records(shard, records).await.map_err(|error| {
                 tracing::warn!(group = %group_id, %error, "offset commit not written");
                 log_error_code(&error)
@@ -225,9 +243,24 @@ impl GroupService {
             if !service.is_loaded() {
                 continue;
             }
+            service.retry_unavailable(&shard).await;
             service.coordinator.borrow_mut().tick(io::unix_time_ms());
             service.flush(&shard);
             service.waiters.borrow_mut().retain(|_, sender| !sender.is_closed());
+        }
+    }
+
+    /// Rebuilds again the partitions whose rebuild failed while their log is open (a read
+    /// error that has passed). Replaying from the start over a partial rebuild gives the
+    /// full state: every record sets or removes its key, the last one wins.
+    async fn retry_unavailable(&self, shard: &Rc<Shard>) {
+        let partitions: Vec<i32> = self.unavailable.borrow().iter().copied().collect();
+        for partition in partitions {
+            let Some(log) = shard.local_log(OFFSETS_TOPIC, partition) else { continue };
+            if self.load_partition(&log).await.is_ok() {
+                tracing::info!(partition, "__consumer_offsets partition rebuilt after a failure");
+                self.unavailable.borrow_mut().remove(&partition);
+            }
         }
     }
 
@@ -241,11 +274,15 @@ impl GroupService {
             }
             let Some(log) = shard.local_log(OFFSETS_TOPIC, partition) else {
                 tracing::error!(partition, "__consumer_offsets partition is offline");
+                self.unavailable.borrow_mut().insert(partition);
                 continue;
             };
             match self.load_partition(&log).await {
                 Ok(count) => records_loaded += count,
-                Err(error) => tracing::error!(partition, %error, "rebuilding groups failed"),
+                Err(error) => {
+                    tracing::error!(partition, %error, "rebuilding groups failed");
+                    self.unavailable.borrow_mut().insert(partition);
+                }
             }
         }
         let groups = self.coordinator.borrow().group_count();
@@ -383,3 +420,6 @@ fn encode_batch(records: &[build::Record], now_ms: i64) -> BytesMut {
     let batch = build::encode_batch(records, now_ms, build::ProducerStamp::NONE);
     BytesMut::from(&batch[..])
 }
+
+#[cfg(test)]
+mod tests;

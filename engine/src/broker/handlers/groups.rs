@@ -34,7 +34,9 @@ const KEY_TYPE_GROUP: i8 = 0;
 /// Kafka's "authorized operations not requested" sentinel.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
-/// Runs `work` on the shard that coordinates `group_id`. `None`: that shard is gone.
+/// Runs `work` on the shard that coordinates `group_id`. `None`: that shard is gone, or it
+/// could not rebuild the group's `__consumer_offsets` partition (both are
+/// COORDINATOR_NOT_AVAILABLE: the client looks the coordinator up again and retries).
 pub(super) async fn on_coordinator<T, F, Fut>(
     shard: &Rc<Shard>,
     group_id: &str,
@@ -45,8 +47,19 @@ where
     F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
     Fut: Future<Output = T> + 'static,
 {
-    let owner = shard.owner_of(OFFSETS_TOPIC, group_partition(group_id));
-    shard.call_on(owner, work).await
+    let partition = group_partition(group_id);
+    let owner = shard.owner_of(OFFSETS_TOPIC, partition);
+    let outcome = shard
+        .call_on(owner, move |target| async move {
+            // A partition whose groups could not be rebuilt must not answer from what is
+            // missing: `None` is COORDINATOR_NOT_AVAILABLE to every caller.
+            if !target.groups.serves(partition) {
+                return None;
+            }
+            Some(work(target).await)
+        })
+        .await;
+    outcome.flatten()
 }
 
 fn code(error: Option<GroupError>) -> i16 {

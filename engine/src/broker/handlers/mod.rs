@@ -14,7 +14,7 @@ mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
-mod offsets;
+pub(crate) mod offsets;
 mod partitions;
 mod produce;
 

@@ -293,3 +293,48 @@ async fn check_against_the_log(log: &Log) {
         assert_eq!((info.base_offset, info.last_offset), (last.first_offset, last.last_offset));
     }
 }
+
+/// Found by the simulator (`single-broker-idempotent`, seed 8, as a failed debug assertion
+/// in `ProducerStates::apply`): bit rot flipped a bit of a batch's base offset (19 became 3);
+/// recovery reported the loss at 19, but the producer-state replay read only batch headers,
+/// took the corrupt one for a batch below 19 and applied it — in a release build an older
+/// batch silently became its producer's latest (its next batch refused as out of order, or
+/// a retry of its real latest appended twice). The replay now judges each batch whole.
+#[test]
+fn a_corrupt_base_offset_never_enters_the_replayed_producer_state() {
+    run_as_task(async {
+        let (sim, disk) = sim(8);
+        let config = LogConfig {
+            segment_size_bytes: 1 << 20,
+            checkpoint_interval_bytes: 1 << 30,
+            ..small_config()
+        };
+        let log = open(&disk, &config).await;
+        let (mut expected, mut position_bytes, mut corrupt_at) = (ProducerStates::default(), 0, 0);
+        for index in 0..90i32 {
+            let batch = idempotent(i64::from(index % 3), 0, index / 3, 1);
+            let info = log.append(vec![batch.clone()], 0).await.unwrap();
+            assert_eq!(info.base_offset, i64::from(index));
+            if index < 60 {
+                let header = check_framing_and_crc(&batch).expect("a valid batch");
+                let batch = idempotence::producer_batch_of(&header).expect("idempotent");
+                expected.apply(&batch, info.base_offset, info.last_offset);
+            } else if index == 60 {
+                corrupt_at = position_bytes;
+            }
+            position_bytes += batch.len() as u64;
+        }
+        // No close: the checkpoint stays at the start, so recovery scans (and finds the rot).
+        drop(log);
+        sim.crash(CrashMode::DropUnsynced);
+        // No snapshot: the replay reads the log. Offset 60 (0b111100) becomes 28.
+        for offset in producer_snapshot::list(&disk, &dir()).unwrap() {
+            disk.remove_file(&producer_snapshot::path(&dir(), offset)).unwrap();
+        }
+        sim.corrupt_durable(&segment_log_path(0), corrupt_at + 7, 5);
+        let log = open(&disk, &config).await;
+        assert_eq!(log.health().corrupt_from, Some(60), "reported as detected loss");
+        let live = log.shared.state.borrow().producers.clone();
+        assert_eq!(live, expected, "only the batches below the corruption");
+    });
+}
