@@ -322,6 +322,16 @@ fn state_files_seeds() -> Vec<(String, Vec<u8>)> {
         ("offset-commit", state_files::KIND_GROUP_RECORD, record(&offset_commit)),
         ("group-metadata", state_files::KIND_GROUP_RECORD, record(&metadata)),
         ("offset-tombstone", state_files::KIND_GROUP_RECORD, record(&tombstone)),
+        (
+            "topics-json",
+            state_files::KIND_METADATA_FILE,
+            tern::broker::metadata_file::seal(br#"{"version":1,"topics":[]}"#),
+        ),
+        (
+            "log-start-offset",
+            state_files::KIND_LOG_START_OFFSET,
+            tern::log::start_offset::encode(40),
+        ),
     ];
     let mut seeds = Vec::new();
     for (name, kind, file) in files {

@@ -1,10 +1,11 @@
 //! `state_files` target: the small files and internal records the broker reads back from its
 //! own disk, each a parser of bytes that a torn write, bit rot or a misdirected write can
 //! hand it: the recovery checkpoint (`recovery-point`), the write intent (`write-intent`), a
-//! producer-state snapshot (`<offset>.snapshot`), the producer-id block file (`producer-ids`)
-//! and the `__consumer_offsets` records the group coordinator rebuilds its state from.
+//! producer-state snapshot (`<offset>.snapshot`), the producer-id block file (`producer-ids`),
+//! the `__consumer_offsets` records the group coordinator rebuilds its state from, the
+//! checksum header of `meta.json` and `topics.json`, and the `log-start-offset` file.
 //!
-//! Input: the first byte picks the decoder (modulo 5); the rest is the file. For a group
+//! Input: the first byte picks the decoder (modulo 7); the rest is the file. For a group
 //! record the rest is a u16-BE-length-prefixed key, a byte whose low bit says whether a value
 //! follows, then the value.
 //!
@@ -13,20 +14,24 @@
 //! value the broker could have written: re-encoding it must not trip the encoder's assertions
 //! (else the broker would crash on its next write of that state) and must decode to the same
 //! value; a group record re-encoded in the versions Tern writes reads back unchanged after at
-//! most one normalisation (older value versions carry fields the current ones drop).
+//! most one normalisation (older value versions carry fields the current ones drop); a
+//! metadata file whose checksum header checks out is exactly what sealing its body gives.
 //!
 //! Shared by the cargo-fuzz target and `engine/tests/fuzz_corpus.rs` (included by path).
 
 use tern::broker::groups::records::GroupRecord;
+use tern::broker::metadata_file::{self, Unsealed};
 use tern::broker::producer_ids;
-use tern::log::{checkpoint, intent, producer_snapshot};
+use tern::log::{checkpoint, intent, producer_snapshot, start_offset};
 
 pub const KIND_CHECKPOINT: u8 = 0;
 pub const KIND_INTENT: u8 = 1;
 pub const KIND_PRODUCER_SNAPSHOT: u8 = 2;
 pub const KIND_PRODUCER_IDS: u8 = 3;
 pub const KIND_GROUP_RECORD: u8 = 4;
-const KINDS: u8 = 5;
+pub const KIND_METADATA_FILE: u8 = 5;
+pub const KIND_LOG_START_OFFSET: u8 = 6;
+const KINDS: u8 = 7;
 
 pub fn run(data: &[u8]) {
     let Some((&kind, file)) = data.split_first() else { return };
@@ -51,6 +56,16 @@ pub fn run(data: &[u8]) {
             if let Some(high_water_mark) = producer_ids::decode(file) {
                 let encoded = producer_ids::encode(high_water_mark);
                 assert_eq!(producer_ids::decode(&encoded), Some(high_water_mark));
+            }
+        }
+        KIND_METADATA_FILE => {
+            if let Ok(Unsealed::Checked(body)) = metadata_file::unseal(file) {
+                assert_eq!(metadata_file::seal(body), file, "one sealing per body");
+            }
+        }
+        KIND_LOG_START_OFFSET => {
+            if let Some(offset) = start_offset::decode(file) {
+                assert_eq!(start_offset::decode(&start_offset::encode(offset)), Some(offset));
             }
         }
         _ => group_record(file),
