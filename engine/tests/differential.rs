@@ -406,29 +406,8 @@ fn fetch(pair: &mut Pair) {
 
 /// One batch of `values` from an idempotent producer, sequences from `first_sequence`.
 fn idempotent_batch(producer: (i64, i16), first_sequence: i32, values: &[&str]) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(index, value)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-            producer_id: producer.0,
-            producer_epoch: producer.1,
-            timestamp_type: TimestampType::Creation,
-            offset: index as i64,
-            sequence: first_sequence + index as i32,
-            timestamp: TIMESTAMP_MS + index as i64,
-            key: None,
-            value: Some(Bytes::from(value.to_string())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buffer = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut buffer, &records, &options).expect("encode a batch");
-    buffer.freeze()
+    let producer = Producer { id: producer.0, epoch: producer.1, first_sequence };
+    encode_batch(TIMESTAMP_MS, values, Compression::None, producer, false)
 }
 
 /// InitProducerId, then duplicates, gaps, epoch bumps and fencing of an idempotent producer:
@@ -861,10 +840,5 @@ fn tern_answers_like_apache_kafka() {
     delete_records(&mut pair);
     tern.stop();
     drop(kafka);
-    assert!(
-        pair.mismatches.is_empty(),
-        "{} mismatches against Apache Kafka:\n\n{}",
-        pair.mismatches.len(),
-        pair.mismatches.join("\n")
-    );
+    pair.assert_agreed();
 }

@@ -275,10 +275,5 @@ fn recorded_client_frames_are_answered_like_apache_kafka() {
     }
     tern.stop();
     drop(kafka);
-    assert!(
-        pair.mismatches.is_empty(),
-        "{} mismatches against Apache Kafka:\n\n{}",
-        pair.mismatches.len(),
-        pair.mismatches.join("\n")
-    );
+    pair.assert_agreed();
 }

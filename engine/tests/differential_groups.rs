@@ -291,10 +291,5 @@ fn the_classic_group_protocol_is_answered_like_apache_kafka() {
     lifecycle(&mut pair, "lifecycle-new", newest);
     tern.stop();
     drop(kafka);
-    assert!(
-        pair.mismatches.is_empty(),
-        "{} mismatches against Apache Kafka:\n\n{}",
-        pair.mismatches.len(),
-        pair.mismatches.join("\n")
-    );
+    pair.assert_agreed();
 }

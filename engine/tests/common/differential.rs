@@ -91,6 +91,16 @@ impl Pair {
         self.check_equal(&format!("{case} (v{version})"), &tern, &kafka);
     }
 
+    /// Fails the test with every recorded mismatch, both sides side by side.
+    pub fn assert_agreed(&self) {
+        assert!(
+            self.mismatches.is_empty(),
+            "{} mismatches against Apache Kafka:\n\n{}",
+            self.mismatches.len(),
+            self.mismatches.join("\n")
+        );
+    }
+
     pub fn check_equal<T: Debug>(&mut self, case: &str, tern: &T, kafka: &T) {
         let tern = format!("{tern:#?}");
         let kafka = format!("{kafka:#?}");
@@ -458,6 +468,31 @@ pub fn compressed_batch(
     values: &[&str],
     compression: Compression,
 ) -> Bytes {
+    encode_batch(first_timestamp_ms, values, compression, Producer::PLAIN, true)
+}
+
+/// Who produces a batch: a plain producer, or an idempotent one from `first_sequence` on.
+#[derive(Debug, Clone, Copy)]
+pub struct Producer {
+    pub id: i64,
+    pub epoch: i16,
+    pub first_sequence: i32,
+}
+
+impl Producer {
+    pub const PLAIN: Producer =
+        Producer { id: NO_PRODUCER_ID, epoch: NO_PRODUCER_EPOCH, first_sequence: 0 };
+}
+
+/// One batch of `values` (keyed `key-<index>` if `keyed`), timestamps from
+/// `first_timestamp_ms`, encoded by kafka-protocol (not by Tern's code).
+pub fn encode_batch(
+    first_timestamp_ms: i64,
+    values: &[&str],
+    compression: Compression,
+    producer: Producer,
+    keyed: bool,
+) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -466,15 +501,15 @@ pub fn compressed_batch(
             control: false,
             delete_horizon: false,
             partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
+            producer_id: producer.id,
+            producer_epoch: producer.epoch,
             timestamp_type: TimestampType::Creation,
             offset: index as i64,
             // kafka-protocol starts a new batch whenever offset - sequence changes: keep it
             // constant so that all records form ONE batch (Kafka refuses more per partition).
-            sequence: index as i32,
+            sequence: producer.first_sequence + index as i32,
             timestamp: first_timestamp_ms + index as i64,
-            key: Some(Bytes::from(format!("key-{index}"))),
+            key: keyed.then(|| Bytes::from(format!("key-{index}"))),
             value: Some(Bytes::from(value.to_string())),
             headers: Default::default(),
         })
