@@ -84,6 +84,7 @@ fn reencode(decoded: &DecodedRequest, header_in_frame: &RequestHeader) -> Vec<u8
         Request::DeleteGroups(body) => body.encode(&mut out, version),
         Request::OffsetDelete(body) => body.encode(&mut out, version),
         Request::DeleteRecords(body) => body.encode(&mut out, version),
+        Request::OffsetForLeaderEpoch(body) => body.encode(&mut out, version),
         Request::AlterConfigs(body) => body.encode(&mut out, version),
         Request::IncrementalAlterConfigs(body) => body.encode(&mut out, version),
     };

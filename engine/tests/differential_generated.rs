@@ -15,6 +15,9 @@ use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::*;
 
 use common::differential::*;
@@ -33,6 +36,7 @@ enum Operation {
     Metadata { version: i16, with_unknown: bool },
     DescribeConfigs { version: i16 },
     CreatePartitions { version: i16, count: i32 },
+    OffsetForLeaderEpoch { partition: i32, version: i16, current_epoch: i32, epoch: i32 },
 }
 
 /// What a produced batch carries besides its records.
@@ -76,6 +80,11 @@ fn operation() -> impl Strategy<Value = Operation> {
         1 => prop::sample::select(vec![1i16, 4]).prop_map(|version| Operation::DescribeConfigs { version }),
         1 => (prop::sample::select(vec![0i16, 3]), 1..5i32)
             .prop_map(|(version, count)| Operation::CreatePartitions { version, count }),
+        2 => (0..4i32, 2..5i16, prop::sample::select(vec![-2i32, -1, 0, 1]),
+              prop::sample::select(vec![-1i32, 0, 1, 5]))
+            .prop_map(|(partition, version, current_epoch, epoch)| {
+                Operation::OffsetForLeaderEpoch { partition, version, current_epoch, epoch }
+            }),
     ]
 }
 
@@ -149,6 +158,19 @@ fn run_operation(pair: &mut Pair, topic: &str, index: usize, operation: &Operati
                 .with_resource_name(text(topic));
             let request = DescribeConfigsRequest::default().with_resources(vec![resource]);
             pair.compare(&case, version, &request, normalize_describe_configs);
+        }
+        Operation::OffsetForLeaderEpoch { partition, version, current_epoch, epoch } => {
+            let asked = OffsetForLeaderPartition::default()
+                .with_partition(partition)
+                .with_current_leader_epoch(current_epoch)
+                .with_leader_epoch(epoch);
+            let topic = OffsetForLeaderTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![asked]);
+            let request = OffsetForLeaderEpochRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![topic]);
+            pair.compare(&case, version, &request, |response| response.throttle_time_ms = 0);
         }
         Operation::CreatePartitions { version, count } => {
             let growth = CreatePartitionsTopic::default().with_name(name(topic)).with_count(count);

@@ -42,6 +42,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DeleteTopics, 1, 6),
     api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::InitProducerId, 0, 5),
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::CreatePartitions, 0, 3),
@@ -109,6 +110,7 @@ mod tests {
         check(ApiKey::DescribeConfigs, (1, 4));
         check(ApiKey::CreatePartitions, (0, 3));
         check(ApiKey::DescribeCluster, (0, 1));
+        check(ApiKey::OffsetForLeaderEpoch, (2, 4));
         check(ApiKey::FindCoordinator, (0, 6));
         check(ApiKey::JoinGroup, (0, 9));
         check(ApiKey::SyncGroup, (0, 5));

@@ -17,7 +17,8 @@ use kafka_protocol::messages::{
     DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
     HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
     LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, SyncGroupRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    RequestHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -70,6 +71,7 @@ pub enum Request {
     DeleteGroups(DeleteGroupsRequest),
     OffsetDelete(OffsetDeleteRequest),
     DeleteRecords(DeleteRecordsRequest),
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
     AlterConfigs(AlterConfigsRequest),
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
 }
@@ -176,6 +178,7 @@ fn decode_body(api_key: ApiKey, version: i16, buffer: &mut Bytes) -> Result<Requ
         ApiKey::DeleteGroups => Request::DeleteGroups(body(buffer, version)?),
         ApiKey::OffsetDelete => Request::OffsetDelete(body(buffer, version)?),
         ApiKey::DeleteRecords => Request::DeleteRecords(body(buffer, version)?),
+        ApiKey::OffsetForLeaderEpoch => Request::OffsetForLeaderEpoch(body(buffer, version)?),
         ApiKey::AlterConfigs => Request::AlterConfigs(body(buffer, version)?),
         ApiKey::IncrementalAlterConfigs => Request::IncrementalAlterConfigs(body(buffer, version)?),
         other => return Err(format!("{other:?} is in the supported table but has no decoder")),

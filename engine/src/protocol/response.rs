@@ -17,7 +17,8 @@ use kafka_protocol::messages::{
     FindCoordinatorResponse, HeartbeatResponse, IncrementalAlterConfigsResponse,
     InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
     ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetDeleteResponse,
-    OffsetFetchResponse, ProduceResponse, ResponseHeader, SyncGroupResponse,
+    OffsetFetchResponse, OffsetForLeaderEpochResponse, ProduceResponse, ResponseHeader,
+    SyncGroupResponse,
 };
 use kafka_protocol::protocol::Encodable;
 
@@ -51,6 +52,7 @@ pub enum Response {
     DeleteGroups(DeleteGroupsResponse),
     OffsetDelete(OffsetDeleteResponse),
     DeleteRecords(DeleteRecordsResponse),
+    OffsetForLeaderEpoch(OffsetForLeaderEpochResponse),
     AlterConfigs(AlterConfigsResponse),
     IncrementalAlterConfigs(IncrementalAlterConfigsResponse),
 }
@@ -82,6 +84,7 @@ impl Response {
             Response::DeleteGroups(_) => ApiKey::DeleteGroups,
             Response::OffsetDelete(_) => ApiKey::OffsetDelete,
             Response::DeleteRecords(_) => ApiKey::DeleteRecords,
+            Response::OffsetForLeaderEpoch(_) => ApiKey::OffsetForLeaderEpoch,
             Response::AlterConfigs(_) => ApiKey::AlterConfigs,
             Response::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
         }
@@ -179,6 +182,7 @@ fn with_body<T>(
         Response::DeleteGroups(message) => message,
         Response::OffsetDelete(message) => message,
         Response::DeleteRecords(message) => message,
+        Response::OffsetForLeaderEpoch(message) => message,
         Response::AlterConfigs(message) => message,
         Response::IncrementalAlterConfigs(message) => message,
     };

@@ -43,6 +43,7 @@ pub fn fit_to_version(response: &mut Response, version: i16) {
         | Response::DeleteGroups(_)
         | Response::OffsetDelete(_)
         | Response::DeleteRecords(_)
+        | Response::OffsetForLeaderEpoch(_)
         | Response::AlterConfigs(_)
         | Response::IncrementalAlterConfigs(_) => {}
     }

@@ -289,6 +289,7 @@ pub fn normalize_response(response: &mut ResponseKind) {
         ResponseKind::JoinGroup(response) => normalize_join_group(response),
         ResponseKind::DescribeGroups(response) => normalize_describe_groups(response),
         ResponseKind::OffsetFetch(response) => response.throttle_time_ms = 0,
+        ResponseKind::OffsetForLeaderEpoch(response) => response.throttle_time_ms = 0,
         ResponseKind::SyncGroup(response) => response.throttle_time_ms = 0,
         ResponseKind::Heartbeat(response) => response.throttle_time_ms = 0,
         ResponseKind::LeaveGroup(response) => normalize_leave_group(response),

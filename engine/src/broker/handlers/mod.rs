@@ -12,6 +12,7 @@ mod describe;
 mod fetch;
 mod groups;
 mod init_producer_id;
+mod leader_epoch;
 mod list_offsets;
 mod metadata;
 pub(crate) mod offsets;
@@ -93,6 +94,9 @@ pub async fn handle(
         }
         Request::OffsetDelete(body) => {
             Response::OffsetDelete(offsets::offset_delete(&shard, body).await)
+        }
+        Request::OffsetForLeaderEpoch(body) => {
+            Response::OffsetForLeaderEpoch(leader_epoch::handle(&shard, body).await)
         }
         admin @ (Request::DeleteRecords(_)
         | Request::AlterConfigs(_)

@@ -50,6 +50,7 @@ pub fn check(api_key: ApiKey, version: i16, body: &[u8]) -> Result<usize, Bounds
         ApiKey::Produce => produce(&mut walker, version)?,
         ApiKey::Fetch => fetch(&mut walker, version)?,
         ApiKey::ListOffsets => list_offsets(&mut walker, version)?,
+        ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch(&mut walker, version)?,
         ApiKey::CreateTopics => create_topics(&mut walker)?,
         ApiKey::DeleteTopics => delete_topics(&mut walker, version)?,
         ApiKey::InitProducerId => init_producer_id(&mut walker, version)?,
@@ -184,6 +185,21 @@ fn fetch_partition(partition: &mut Walker, version: i16) -> Walk {
         0 | 1 => Err(field.error("partition tagged field", "tag not valid for this version")),
         _ => Ok(false),
     })
+}
+
+fn offset_for_leader_epoch(walker: &mut Walker, version: i16) -> Walk {
+    if version >= 3 {
+        walker.fixed(4, "replica_id")?;
+    }
+    walker.array("topics", |topic| {
+        topic.string("topic")?;
+        topic.array("partitions", |partition| {
+            partition.fixed(4 + 4 + 4, "partition, current_leader_epoch, leader_epoch")?;
+            partition.tagged_fields(no_known_tags)
+        })?;
+        topic.tagged_fields(no_known_tags)
+    })?;
+    walker.tagged_fields(no_known_tags)
 }
 
 fn list_offsets(walker: &mut Walker, version: i16) -> Walk {

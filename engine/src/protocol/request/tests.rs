@@ -5,7 +5,7 @@ use kafka_protocol::messages::{
     delete_records_request, delete_topics_request, describe_configs_request, fetch_request,
     incremental_alter_configs_request, join_group_request, leave_group_request,
     list_offsets_request, metadata_request, offset_commit_request, offset_delete_request,
-    offset_fetch_request, produce_request, sync_group_request,
+    offset_fetch_request, offset_for_leader_epoch_request, produce_request, sync_group_request,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use proptest::prelude::*;
@@ -202,6 +202,19 @@ fn populated_group_request_more(api_key: ApiKey, version: i16) -> Request {
             Request::OffsetDelete(body)
         }
         ApiKey::DeleteRecords => Request::DeleteRecords(populated_delete_records()),
+        ApiKey::OffsetForLeaderEpoch => {
+            let partition = offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                .with_current_leader_epoch(-1);
+            let topic = offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                .with_topic(text("orders").into())
+                .with_partitions(vec![
+                    partition.clone(),
+                    partition.with_partition(2).with_leader_epoch(3),
+                ]);
+            Request::OffsetForLeaderEpoch(
+                OffsetForLeaderEpochRequest::default().with_topics(vec![topic]),
+            )
+        }
         ApiKey::AlterConfigs => Request::AlterConfigs(populated_alter_configs()),
         ApiKey::IncrementalAlterConfigs => {
             Request::IncrementalAlterConfigs(populated_incremental_alter_configs())
@@ -389,6 +402,7 @@ fn frame_of(request: &Request, api_key: ApiKey, version: i16) -> Bytes {
         Request::DeleteGroups(body) => frame_with(api_key, version, body),
         Request::OffsetDelete(body) => frame_with(api_key, version, body),
         Request::DeleteRecords(body) => frame_with(api_key, version, body),
+        Request::OffsetForLeaderEpoch(body) => frame_with(api_key, version, body),
         Request::AlterConfigs(body) => frame_with(api_key, version, body),
         Request::IncrementalAlterConfigs(body) => frame_with(api_key, version, body),
     }
@@ -446,6 +460,7 @@ fn flexible_versions_use_request_header_v2() {
         (ApiKey::DeleteGroups, 2),
         (ApiKey::OffsetDelete, i16::MAX),
         (ApiKey::DeleteRecords, 2),
+        (ApiKey::OffsetForLeaderEpoch, 4),
         (ApiKey::AlterConfigs, 2),
         (ApiKey::IncrementalAlterConfigs, 1),
     ];
