@@ -49,20 +49,11 @@ pub async fn handle(
         Request::ListOffsets(body) => {
             Response::ListOffsets(list_offsets::handle(&shard, body, version).await)
         }
-        Request::CreateTopics(body) => {
-            Response::CreateTopics(admin::create_topics(&shard, body).await)
-        }
-        Request::DeleteTopics(body) => {
-            Response::DeleteTopics(admin::delete_topics(&shard, body, version).await)
-        }
         Request::InitProducerId(body) => {
             Response::InitProducerId(init_producer_id::handle(&shard, body).await)
         }
         Request::DescribeConfigs(body) => {
             Response::DescribeConfigs(describe::describe_configs(&shard, body))
-        }
-        Request::CreatePartitions(body) => {
-            Response::CreatePartitions(partitions::create_partitions(&shard, body).await)
         }
         Request::DescribeCluster(body) => {
             Response::DescribeCluster(describe::describe_cluster(&shard, body))
@@ -98,16 +89,29 @@ pub async fn handle(
         Request::OffsetForLeaderEpoch(body) => {
             Response::OffsetForLeaderEpoch(leader_epoch::handle(&shard, body).await)
         }
-        admin @ (Request::DeleteRecords(_)
+        admin @ (Request::CreateTopics(_)
+        | Request::DeleteTopics(_)
+        | Request::CreatePartitions(_)
+        | Request::DeleteRecords(_)
         | Request::AlterConfigs(_)
-        | Request::IncrementalAlterConfigs(_)) => admin_response(&shard, admin).await,
+        | Request::IncrementalAlterConfigs(_)) => admin_response(&shard, admin, version).await,
     };
     Some(response)
 }
 
-/// DeleteRecords and the config changes (kept apart so `handle` stays one screen long).
-async fn admin_response(shard: &Rc<Shard>, request: Request) -> Response {
+/// Topic administration: creation, deletion, growth, record deletion and config changes
+/// (kept apart so `handle` stays one screen long).
+async fn admin_response(shard: &Rc<Shard>, request: Request, version: i16) -> Response {
     match request {
+        Request::CreateTopics(body) => {
+            Response::CreateTopics(admin::create_topics(shard, body).await)
+        }
+        Request::DeleteTopics(body) => {
+            Response::DeleteTopics(admin::delete_topics(shard, body, version).await)
+        }
+        Request::CreatePartitions(body) => {
+            Response::CreatePartitions(partitions::create_partitions(shard, body).await)
+        }
         Request::DeleteRecords(body) => {
             Response::DeleteRecords(delete_records::handle(shard, body).await)
         }

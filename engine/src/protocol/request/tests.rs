@@ -203,17 +203,7 @@ fn populated_group_request_more(api_key: ApiKey, version: i16) -> Request {
         }
         ApiKey::DeleteRecords => Request::DeleteRecords(populated_delete_records()),
         ApiKey::OffsetForLeaderEpoch => {
-            let partition = offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
-                .with_current_leader_epoch(-1);
-            let topic = offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
-                .with_topic(text("orders").into())
-                .with_partitions(vec![
-                    partition.clone(),
-                    partition.with_partition(2).with_leader_epoch(3),
-                ]);
-            Request::OffsetForLeaderEpoch(
-                OffsetForLeaderEpochRequest::default().with_topics(vec![topic]),
-            )
+            Request::OffsetForLeaderEpoch(populated_offset_for_leader_epoch())
         }
         ApiKey::AlterConfigs => Request::AlterConfigs(populated_alter_configs()),
         ApiKey::IncrementalAlterConfigs => {
@@ -221,6 +211,16 @@ fn populated_group_request_more(api_key: ApiKey, version: i16) -> Request {
         }
         other => panic!("no populated request for {other:?}"),
     }
+}
+
+fn populated_offset_for_leader_epoch() -> OffsetForLeaderEpochRequest {
+    let partition = offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+        .with_current_leader_epoch(-1);
+    let later = partition.clone().with_partition(2).with_leader_epoch(3);
+    let topic = offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+        .with_topic(text("orders").into())
+        .with_partitions(vec![partition, later]);
+    OffsetForLeaderEpochRequest::default().with_topics(vec![topic])
 }
 
 fn populated_delete_records() -> DeleteRecordsRequest {
