@@ -221,26 +221,6 @@ fn partitions_request(
         .with_validate_only(validate_only)
 }
 
-/// Waits until both brokers report `count` partitions of `topic`, each with a leader.
-fn wait_for_partitions(pair: &mut Pair, topic: &str, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let request = metadata_request(Some(&[topic]), false);
-    loop {
-        let (tern, kafka) = pair.both(9, &request);
-        let ready = |response: &MetadataResponse| {
-            response.topics.iter().all(|entry| {
-                entry.partitions.len() == count
-                    && entry.partitions.iter().all(|partition| partition.leader_id.0 >= 0)
-            })
-        };
-        if ready(&tern) && ready(&kafka) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{topic}: not {count} partitions: {tern:?} / {kafka:?}");
-        sleep(Duration::from_millis(100));
-    }
-}
-
 fn create_partitions(pair: &mut Pair) {
     for version in [0, 1, 2, 3] {
         let topic = format!("partitions-{version}");

@@ -389,6 +389,15 @@ pub fn metadata_request(topics: Option<&[&str]>, auto_create: bool) -> MetadataR
 /// Kafka's Metadata can name a leader a moment before its replica manager answers for the
 /// partition (NOT_LEADER_OR_FOLLOWER meanwhile), so each partition is probed with ListOffsets.
 pub fn wait_for_leaders(pair: &mut Pair, topic: &str) {
+    wait_for_serving(pair, topic, None);
+}
+
+/// Like [`wait_for_leaders`], once both report exactly `count` partitions (after growth).
+pub fn wait_for_partitions(pair: &mut Pair, topic: &str, count: usize) {
+    wait_for_serving(pair, topic, Some(count));
+}
+
+fn wait_for_serving(pair: &mut Pair, topic: &str, count: Option<usize>) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let request = metadata_request(Some(&[topic]), false);
     loop {
@@ -397,13 +406,14 @@ pub fn wait_for_leaders(pair: &mut Pair, topic: &str) {
             response.topics.iter().all(|entry| {
                 entry.error_code == 0
                     && !entry.partitions.is_empty()
+                    && count.is_none_or(|count| entry.partitions.len() == count)
                     && entry.partitions.iter().all(|partition| partition.leader_id.0 >= 0)
             })
         };
         if ready(&tern) && ready(&kafka) && serving(pair, topic, &kafka) {
             return;
         }
-        assert!(Instant::now() < deadline, "{topic}: no leaders: {tern:?} / {kafka:?}");
+        assert!(Instant::now() < deadline, "{topic}: not served: {tern:?} / {kafka:?}");
         sleep(Duration::from_millis(100));
     }
 }
