@@ -180,6 +180,30 @@ fn every_compression_codec_round_trips_as_stored() {
     }
 }
 
+/// The broker converts batches of topics that ask for it (Kafka's `LogValidator`): the
+/// stored batches carry the topic's codec and the LogAppendTime bit, and clients read every
+/// record back as produced.
+#[test]
+fn topics_with_compression_type_or_log_append_time_store_converted_batches() {
+    let data_dir = features("conversion");
+    let expected = [
+        ("converted-zstd-from-none", 4, false),
+        ("converted-gzip-from-lz4", 1, false),
+        ("converted-uncompressed-from-snappy", 0, false),
+        ("converted-appendtime", 0, true),
+        ("converted-appendtime-lz4-from-zstd", 3, true),
+    ];
+    for (topic, codec_id, log_append_time) in expected {
+        let segment = data_dir.join(format!("{topic}-0/00000000000000000000.log"));
+        let bytes = std::fs::read(&segment).expect("the topic's first segment");
+        // Record batch v2: attributes (int16) at byte 21: codec in the low three bits,
+        // timestamp type in bit 3.
+        let attributes = i16::from_be_bytes([bytes[21], bytes[22]]);
+        assert_eq!(attributes & 0x7, codec_id, "{topic}: stored codec");
+        assert_eq!(attributes & 0x8 != 0, log_append_time, "{topic}: timestamp type");
+    }
+}
+
 #[test]
 fn offsets_for_times_and_watermarks_match_what_was_produced() {
     features("timestamps");

@@ -464,6 +464,55 @@ fn list_offsets(pair: &mut Pair) {
     );
 }
 
+/// One uncompressed batch whose records carry the given timestamps, in that order.
+fn batch_with_timestamps(timestamps_ms: &[i64]) -> Bytes {
+    let records: Vec<Record> = timestamps_ms
+        .iter()
+        .enumerate()
+        .map(|(index, &timestamp)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            sequence: -1,
+            timestamp,
+            key: None,
+            value: Some(Bytes::from(format!("at-{timestamp}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buffer, &records, &options).expect("encode a batch");
+    buffer.freeze()
+}
+
+/// KIP-734's max timestamp when the newest record is not a batch's last, and when two
+/// batches share it: the first record that carries it.
+fn max_timestamp_out_of_order(pair: &mut Pair) {
+    let create = create_request("maxts-t", 1, &[]);
+    pair.compare("CreateTopics maxts-t", 7, &create, normalize_create);
+    wait_for_leaders(pair, "maxts-t");
+    let newest_ms = TIMESTAMP_MS + 50;
+    let batches = [
+        vec![TIMESTAMP_MS + 5, newest_ms, TIMESTAMP_MS + 10, newest_ms, TIMESTAMP_MS + 20],
+        vec![TIMESTAMP_MS + 30, newest_ms],
+    ];
+    for timestamps in batches {
+        let request = produce_request("maxts-t", 0, -1, batch_with_timestamps(&timestamps));
+        pair.compare("Produce out-of-order timestamps", 9, &request, normalize_produce);
+    }
+    for timestamp in [-3, newest_ms, TIMESTAMP_MS + 7] {
+        let request = list_offsets_request("maxts-t", timestamp);
+        let case = format!("ListOffsets {timestamp} among out-of-order timestamps");
+        pair.compare(&case, 9, &request, normalize_list_offsets);
+    }
+}
+
 fn describe_configs(pair: &mut Pair) {
     let created = create_request("configs-t", 1, &[("retention.ms", "3600000")]);
     pair.compare("CreateTopics configs-t", 7, &created, normalize_create);
@@ -796,6 +845,87 @@ fn delete_records(pair: &mut Pair) {
     pair.compare("DeleteRecords on __consumer_offsets", 2, &internal, normalize_delete_records);
 }
 
+/// Produce answers to converting topics: a LogAppendTime topic reports each broker's clock.
+fn normalize_converted_produce(response: &mut ProduceResponse) {
+    normalize_produce(response);
+    for topic in &mut response.responses {
+        for partition in &mut topic.partition_responses {
+            if partition.log_append_time_ms > TIMESTAMP_MS {
+                partition.log_append_time_ms = i64::from(MASKED);
+            }
+        }
+    }
+}
+
+/// Fetched batches of converting topics differ in their bytes by design (each broker's
+/// compressor, each broker's clock), so they are compared decoded: codec, and for every
+/// record its offset, producer fields, timestamp type, key, value and headers — and its
+/// timestamp unless the broker assigned it (LogAppendTime).
+fn normalize_converted_fetch(response: &mut FetchResponse) {
+    normalize_fetch(response);
+    for topic in &mut response.responses {
+        for partition in &mut topic.partitions {
+            let Some(mut records) = partition.records.take() else { continue };
+            let Ok(mut batches) = RecordBatchDecoder::decode_all(&mut records) else {
+                partition.records = Some(Bytes::from_static(b"undecodable batches"));
+                continue;
+            };
+            for record in batches.iter_mut().flat_map(|batch| batch.records.iter_mut()) {
+                if record.timestamp_type == TimestampType::LogAppend {
+                    record.timestamp = i64::from(MASKED);
+                }
+            }
+            partition.records = Some(Bytes::from(format!("{batches:?}")));
+        }
+    }
+}
+
+fn normalize_converted_list_offsets(response: &mut ListOffsetsResponse) {
+    normalize_list_offsets(response);
+    for partition in response.topics.iter_mut().flat_map(|topic| topic.partitions.iter_mut()) {
+        if partition.timestamp > TIMESTAMP_MS + 1_000_000 {
+            partition.timestamp = i64::from(MASKED);
+        }
+    }
+}
+
+/// Topics with `compression.type` or LogAppendTime: the broker converts produced batches.
+fn converted_batches(pair: &mut Pair) {
+    let topics: [(&str, &[(&str, &str)]); 3] = [
+        ("convert-zstd", &[("compression.type", "zstd")]),
+        ("convert-uncompressed", &[("compression.type", "uncompressed")]),
+        (
+            "convert-appendtime",
+            &[("message.timestamp.type", "LogAppendTime"), ("compression.type", "gzip")],
+        ),
+    ];
+    for (topic, configs) in topics {
+        let create = create_request(topic, 1, configs);
+        pair.compare(&format!("CreateTopics {topic}"), 7, &create, normalize_create);
+        wait_for_leaders(pair, topic);
+        let codecs = [Compression::None, Compression::Lz4, Compression::Snappy, Compression::Gzip];
+        for (index, codec) in codecs.into_iter().enumerate() {
+            let values: Vec<String> = (0..20).map(|record| format!("{codec:?}-{record}")).collect();
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            let first_timestamp_ms = TIMESTAMP_MS + index as i64 * 100;
+            let batch = compressed_batch(first_timestamp_ms, &values, codec);
+            let request = produce_request(topic, 0, -1, batch);
+            let case = format!("Produce {codec:?} to {topic}");
+            pair.compare(&case, 9, &request, normalize_converted_produce);
+        }
+        for version in [4, 9, 12] {
+            let request = fetch_request(topic, 0, 1 << 20, (0, 1));
+            let case = format!("Fetch {topic}");
+            pair.compare(&case, version, &request, normalize_converted_fetch);
+        }
+        for timestamp in [-3, TIMESTAMP_MS + 150] {
+            let request = list_offsets_request(topic, timestamp);
+            let case = format!("ListOffsets {timestamp} on {topic}");
+            pair.compare(&case, 8, &request, normalize_converted_list_offsets);
+        }
+    }
+}
+
 /// One Kafka, one Tern, every case in sequence (Kafka takes seconds to start).
 #[test]
 fn tern_answers_like_apache_kafka() {
@@ -812,12 +942,14 @@ fn tern_answers_like_apache_kafka() {
     idempotent_produce(&mut pair);
     fetch(&mut pair);
     list_offsets(&mut pair);
+    max_timestamp_out_of_order(&mut pair);
     describe_configs(&mut pair);
     offset_commit(&mut pair);
     incremental_alter_configs(&mut pair);
     broker_resources(&mut pair);
     alter_configs(&mut pair);
     delete_records(&mut pair);
+    converted_batches(&mut pair);
     tern.stop();
     drop(kafka);
     pair.assert_agreed();

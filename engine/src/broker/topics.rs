@@ -15,6 +15,8 @@ use super::metadata_file;
 use super::topic_configs::{ConfigType, KAFKA_TOPIC_CONFIGS};
 use crate::io::{Disk, OpenOptions};
 use crate::log::LogConfig;
+use crate::protocol::record_batch::convert::Conversion;
+use crate::protocol::record_batch::Compression;
 
 pub const REGISTRY_FILE_NAME: &str = "topics.json";
 const REGISTRY_FORMAT_VERSION: u32 = 1;
@@ -60,6 +62,22 @@ impl TopicMeta {
         }
         self.apply_cleanup_policy(&mut config);
         config
+    }
+
+    /// What `compression.type` and `message.timestamp.type` ask of produced batches; a
+    /// LogAppendTime topic stamps them with `append_time_ms`, the broker's clock.
+    pub fn batch_conversion(&self, append_time_ms: i64) -> Conversion {
+        let value = |key: &str| self.configs.get(key).map(String::as_str);
+        let compression = match value("compression.type") {
+            Some("uncompressed") => Some(Compression::None),
+            Some("gzip") => Some(Compression::Gzip),
+            Some("snappy") => Some(Compression::Snappy),
+            Some("lz4") => Some(Compression::Lz4),
+            Some("zstd") => Some(Compression::Zstd),
+            _ => None,
+        };
+        let log_append_time = value("message.timestamp.type") == Some("LogAppendTime");
+        Conversion { compression, log_append_time_ms: log_append_time.then_some(append_time_ms) }
     }
 
     /// `cleanup.policy` and the compaction configs: `compact` alone turns time and size
@@ -194,19 +212,11 @@ pub fn validate_topic_config(key: &str, value: Option<&str>) -> Result<(), Topic
     match key {
         "cleanup.policy" => cleanup_policy(value).map(|_| ()).ok_or_else(invalid),
         "message.timestamp.type" => match value {
-            "CreateTime" => Ok(()),
-            "LogAppendTime" => Err(TopicError::UnsupportedConfig(
-                "message.timestamp.type=LogAppendTime is not supported yet by Tern".into(),
-            )),
+            "CreateTime" | "LogAppendTime" => Ok(()),
             _ => Err(invalid()),
         },
         "compression.type" => match value {
-            "producer" => Ok(()),
-            "uncompressed" | "zstd" | "lz4" | "snappy" | "gzip" => {
-                Err(TopicError::UnsupportedConfig(format!(
-                    "compression.type={value} is not supported: Tern stores batches as produced"
-                )))
-            }
+            "producer" | "uncompressed" | "zstd" | "lz4" | "snappy" | "gzip" => Ok(()),
             _ => Err(invalid()),
         },
         "min.cleanable.dirty.ratio" => match value.parse::<f64>() {

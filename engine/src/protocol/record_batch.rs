@@ -74,6 +74,17 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// The low three attribute bits that name this codec.
+    pub fn attribute(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
     fn from_attributes(attributes: i16) -> Option<Compression> {
         match attributes & ATTRIBUTE_COMPRESSION_MASK {
             0 => Some(Compression::None),
@@ -383,6 +394,7 @@ impl<'a> Cursor<'a> {
 }
 
 pub mod build;
+pub mod convert;
 pub mod decompress;
 pub mod rewrite;
 

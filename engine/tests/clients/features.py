@@ -6,6 +6,9 @@
   admin         describe_configs reports Kafka's defaults and explicit topic configs;
                 invalid configs and names are refused; delete_topics removes the topic
   longpoll      a consumer waiting on an empty partition gets a record produced later
+  conversion    topics with compression.type and message.timestamp.type=LogAppendTime: the
+                broker recompresses and stamps; records read back as produced, with the
+                broker's append time (in the delivery report too)
 
     features.py --bootstrap HOST:PORT CHECK [CHECK...]
 """
@@ -119,6 +122,69 @@ def check_admin(args, admin):
     print("admin: configs described, bad topics refused, topic deleted")
 
 
+# (topic, producer codec, topic configs): every conversion the broker makes.
+CONVERSIONS = [
+    ("converted-zstd-from-none", "none", {"compression.type": "zstd"}),
+    ("converted-gzip-from-lz4", "lz4", {"compression.type": "gzip"}),
+    ("converted-uncompressed-from-snappy", "snappy", {"compression.type": "uncompressed"}),
+    ("converted-appendtime", "none", {"message.timestamp.type": "LogAppendTime"}),
+    ("converted-appendtime-lz4-from-zstd", "zstd",
+     {"message.timestamp.type": "LogAppendTime", "compression.type": "lz4"}),
+]
+
+
+def check_conversion(args, admin):
+    from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME
+    for topic, codec, config in CONVERSIONS:
+        create(admin, topic, config=config)
+        append_time = config.get("message.timestamp.type") == "LogAppendTime"
+        expected_type = TIMESTAMP_LOG_APPEND_TIME if append_time else TIMESTAMP_CREATE_TIME
+        producer = Producer({"bootstrap.servers": args.bootstrap, "acks": "all",
+                             "compression.type": codec, "linger.ms": 20,
+                             "enable.idempotence": True})
+        reports = []
+        values = [(b"%s-%d-" % (topic.encode(), i)) * (1 + i % 40) for i in range(3000)]
+        created_ms = 1_600_000_000_000  # far from now: an append time cannot be mistaken for it
+        before_ms = int(time.time() * 1000)
+        for i, value in enumerate(values):
+            producer.produce(topic, key=b"%d" % i, value=value, partition=0,
+                             headers=[("h", b"%d" % i)], timestamp=created_ms + i,
+                             on_delivery=lambda error, message: reports.append((error, message)))
+            producer.poll(0)
+        if producer.flush(30):
+            fail("%s: not all records delivered" % topic)
+        after_ms = int(time.time() * 1000)
+        if any(error for error, _ in reports):
+            fail("%s: delivery errors: %s" % (topic, [e for e, _ in reports if e][:3]))
+        for _, message in reports[:1] + reports[-1:]:
+            if message.timestamp()[0] != expected_type:
+                fail("%s: delivery report timestamp %s" % (topic, message.timestamp()))
+            if append_time and not before_ms <= message.timestamp()[1] <= after_ms:
+                fail("%s: delivery report append time %s outside [%d, %d]"
+                     % (topic, message.timestamp(), before_ms, after_ms))
+        messages = consume_all(args.bootstrap, topic, 0, len(values))
+        if [m.value() for m in messages] != values:
+            fail("%s: %d records read, %d expected, or contents differ"
+                 % (topic, len(messages), len(values)))
+        if [m.key() for m in messages] != [b"%d" % i for i in range(len(values))]:
+            fail("%s: keys differ" % topic)
+        if [m.headers() for m in messages] != [[("h", b"%d" % i)] for i in range(len(values))]:
+            fail("%s: headers differ" % topic)
+        if [m.offset() for m in messages] != list(range(len(values))):
+            fail("%s: offsets are not 0..n-1" % topic)
+        for i, message in enumerate(messages):
+            kind, timestamp_ms = message.timestamp()
+            if kind != expected_type:
+                fail("%s: record %d has timestamp type %d" % (topic, i, kind))
+            if append_time and not before_ms <= timestamp_ms <= after_ms:
+                fail("%s: record %d append time %d outside [%d, %d]"
+                     % (topic, i, timestamp_ms, before_ms, after_ms))
+            if not append_time and timestamp_ms != created_ms + i:
+                fail("%s: record %d create time %d, %d expected"
+                     % (topic, i, timestamp_ms, created_ms + i))
+        print("conversion %s (%s producer): %d records as produced" % (topic, codec, len(values)))
+
+
 def check_longpoll(args, admin):
     topic = "longpoll"
     create(admin, topic)
@@ -143,11 +209,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("checks", nargs="+",
-                        choices=["compression", "timestamps", "admin", "longpoll"])
+                        choices=["compression", "timestamps", "admin", "longpoll",
+                                 "conversion"])
     args = parser.parse_args()
     admin = AdminClient({"bootstrap.servers": args.bootstrap})
     checks = {"compression": check_compression, "timestamps": check_timestamps,
-              "admin": check_admin, "longpoll": check_longpoll}
+              "admin": check_admin, "longpoll": check_longpoll,
+              "conversion": check_conversion}
     for name in args.checks:
         checks[name](args, admin)
 

@@ -10,6 +10,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::broker::errors::log_error_code;
 use crate::broker::shard::Shard;
+use crate::log::Log;
 use crate::protocol::error_code::ErrorCode;
 
 pub const LATEST_TIMESTAMP: i64 = -1;
@@ -91,10 +92,7 @@ async fn lookup(shard: &Rc<Shard>, topic: String, partition: i32, timestamp: i64
                 EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {
                     (ErrorCode::None, -1, log.log_start_offset())
                 }
-                MAX_TIMESTAMP => match log.max_timestamp() {
-                    Some((offset, max_timestamp)) => (ErrorCode::None, max_timestamp, offset),
-                    None => (ErrorCode::None, -1, -1),
-                },
+                MAX_TIMESTAMP => max_timestamp_lookup(&log).await,
                 // Nothing is tiered: no offset, no error (as Kafka without remote storage).
                 LATEST_TIERED_TIMESTAMP => (ErrorCode::None, -1, -1),
                 timestamp if timestamp < 0 => (ErrorCode::UnsupportedVersion, -1, -1),
@@ -107,4 +105,19 @@ async fn lookup(shard: &Rc<Shard>, topic: String, partition: i32, timestamp: i64
         })
         .await;
     answer.unwrap_or((ErrorCode::NotLeaderOrFollower, -1, -1))
+}
+
+/// KIP-734's max timestamp: the first record that carries the log's largest timestamp, as
+/// Kafka answers (`RecordBatch.offsetOfMaxTimestamp`). Every record of a LogAppendTime batch
+/// carries the batch's time: the answer is then the batch's first offset.
+async fn max_timestamp_lookup(log: &Log) -> Lookup {
+    let Some((_, max_timestamp)) = log.max_timestamp() else {
+        return (ErrorCode::None, -1, -1);
+    };
+    match log.offset_for_timestamp(max_timestamp).await {
+        Ok(Some((offset, found))) => (ErrorCode::None, found, offset),
+        // Removed since (retention, DeleteRecords): as Kafka, no offset.
+        Ok(None) => (ErrorCode::None, -1, -1),
+        Err(error) => (log_error_code(&error), -1, -1),
+    }
 }

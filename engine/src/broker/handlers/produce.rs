@@ -2,7 +2,9 @@
 //! once the bytes are durable (acks=1/-1) — or not at all (acks=0).
 //!
 //! Batches are stored as received; only base offset and leader epoch are patched (inside the
-//! log). Validation is header + CRC32C, plus record framing for uncompressed batches.
+//! log). Validation is header + CRC32C, plus record framing for uncompressed batches. Topics
+//! with a `compression.type` or LogAppendTime are the exception: their batches are converted
+//! here, on the connection's shard, before they go to the log (`record_batch::convert`).
 
 use std::rc::Rc;
 
@@ -15,10 +17,24 @@ use crate::broker::shard::Shard;
 use crate::log::AppendInfo;
 use crate::protocol::error_code::ErrorCode;
 use crate::protocol::record_batch;
+use crate::protocol::record_batch::convert::Conversion;
 
 use super::str_bytes;
 
-type PartitionOutcome = Result<AppendInfo, Refused>;
+type PartitionOutcome = Result<Appended, Refused>;
+
+/// A partition's batch, validated (and converted, if its topic asks for it) on the
+/// connection's shard, ready for the owning shard's log.
+struct Prepared {
+    batches: Vec<BytesMut>,
+    /// The time a LogAppendTime topic stamped the batch with; -1 for CreateTime topics.
+    log_append_time_ms: i64,
+}
+
+struct Appended {
+    info: AppendInfo,
+    log_append_time_ms: i64,
+}
 
 /// Why a partition's batch was not appended.
 #[derive(Debug)]
@@ -127,7 +143,7 @@ fn prepare(
     partition: i32,
     records: Option<&[u8]>,
     version: i16,
-) -> Result<Vec<BytesMut>, Refused> {
+) -> Result<Prepared, Refused> {
     let snapshot = shard.topics();
     let Some(meta) = snapshot.get(topic).filter(|_| snapshot.has_partition(topic, partition))
     else {
@@ -164,6 +180,7 @@ fn prepare(
             format!("{} record batches for one partition: Kafka allows one", batches.len());
         return Err(Refused::from((ErrorCode::InvalidRecord, Some(message))));
     }
+    let conversion = meta.batch_conversion(crate::io::unix_time_ms());
     let mut owned = Vec::with_capacity(batches.len());
     for (range, info) in batches {
         if info.size_bytes > max_message_bytes {
@@ -176,9 +193,37 @@ fn prepare(
         if log_config.compaction.enabled {
             refuse_keyless(&records[range.clone()], topic, partition).map_err(Refused::from)?;
         }
-        owned.push(BytesMut::from(&records[range]));
+        let mut batch = BytesMut::from(&records[range]);
+        if conversion.changes(&info) {
+            convert(&mut batch, conversion, max_message_bytes, (topic, partition))?;
+        }
+        owned.push(batch);
     }
-    Ok(owned)
+    let log_append_time_ms = conversion.log_append_time_ms.unwrap_or(-1);
+    Ok(Prepared { batches: owned, log_append_time_ms })
+}
+
+/// Kafka's `LogValidator` for topics with a `compression.type` or LogAppendTime: recompress
+/// and/or stamp the batch; a recompressed batch must still fit `max.message.bytes`.
+fn convert(
+    batch: &mut BytesMut,
+    conversion: Conversion,
+    max_message_bytes: usize,
+    (topic, partition): (&str, i32),
+) -> Result<(), Refused> {
+    record_batch::convert::convert(batch, conversion).map_err(|error| {
+        tracing::warn!(topic, partition, %error, "produced batch cannot be converted");
+        Refused::from((ErrorCode::from(&error), Some(error.to_string())))
+    })?;
+    if batch.len() > max_message_bytes {
+        let message = format!(
+            "Message batch size is {} bytes in append to partition {topic}-{partition} which \
+             exceeds the maximum configured size of {max_message_bytes}.",
+            batch.len()
+        );
+        return Err(Refused::from((ErrorCode::MessageTooLarge, Some(message))));
+    }
+    Ok(())
 }
 
 /// The size the first batch's header declares (base offset and length fields included).
@@ -211,10 +256,10 @@ async fn submit(
     shard: &Rc<Shard>,
     topic: String,
     partition: i32,
-    prepared: Result<Vec<BytesMut>, Refused>,
+    prepared: Result<Prepared, Refused>,
 ) -> PartitionOutcome {
-    let batches = match prepared {
-        Ok(batches) => batches,
+    let Prepared { batches, log_append_time_ms } = match prepared {
+        Ok(prepared) => prepared,
         Err(refused) if refused.from_log_validation => {
             return Err(with_log_start(shard, topic, partition, refused).await)
         }
@@ -232,7 +277,8 @@ async fn submit(
             })
         })
         .await;
-    outcome.unwrap_or(Err(Refused::from((ErrorCode::NotLeaderOrFollower, None))))
+    let outcome = outcome.unwrap_or(Err(Refused::from((ErrorCode::NotLeaderOrFollower, None))));
+    outcome.map(|info| Appended { info, log_append_time_ms })
 }
 
 /// Fills in the partition's log start offset, as Kafka reports it with validation errors.
@@ -255,9 +301,10 @@ fn partition_response(index: i32, outcome: PartitionOutcome) -> PartitionProduce
     let response =
         PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
     match outcome {
-        Ok(info) => {
-            response.with_base_offset(info.base_offset).with_log_start_offset(info.log_start_offset)
-        }
+        Ok(Appended { info, log_append_time_ms }) => response
+            .with_base_offset(info.base_offset)
+            .with_log_start_offset(info.log_start_offset)
+            .with_log_append_time_ms(log_append_time_ms),
         Err(refused) => response
             .with_error_code(refused.code.code())
             .with_base_offset(-1)

@@ -1,6 +1,7 @@
 //! Decoding a stored batch's records (decompressing them when needed) and re-encoding the batch
 //! with some records left out: what log compaction and the compacted-topic key check need.
-//! The produce and fetch paths never come here (they never decompress).
+//! The fetch path never comes here; the produce path only for topics that ask for a
+//! conversion (`convert.rs`) or refuse keyless records (compacted topics).
 //!
 //! A rewritten batch keeps everything Kafka's cleaner keeps: base offset, `lastOffsetDelta`
 //! (so the batch still spans the same offsets), partitionLeaderEpoch, attributes (codec,
@@ -126,7 +127,7 @@ fn decompress(compression: Compression, compressed: &[u8]) -> Result<Vec<u8>, Ba
         .map_err(|reason| bad(-1, reason))
 }
 
-fn compress(compression: Compression, records: &[u8]) -> Result<Vec<u8>, BatchError> {
+pub(super) fn compress(compression: Compression, records: &[u8]) -> Result<Vec<u8>, BatchError> {
     let mut output: Vec<u8> = Vec::with_capacity(records.len() / 2 + 64);
     macro_rules! with {
         ($codec:ty) => {
@@ -226,7 +227,7 @@ pub fn emptied(original: &[u8]) -> Vec<u8> {
     batch
 }
 
-fn seal(batch: &mut [u8]) {
+pub(super) fn seal(batch: &mut [u8]) {
     let crc = crc32c::crc32c(&batch[CRC_START..]);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
@@ -239,14 +240,7 @@ pub fn recompressed(batch: &[u8], compression: Compression) -> Vec<u8> {
     out.extend_from_slice(&body);
     let batch_length = (out.len() - LOG_OVERHEAD_BYTES) as i32;
     out[8..12].copy_from_slice(&batch_length.to_be_bytes());
-    let codec: i16 = match compression {
-        Compression::None => 0,
-        Compression::Gzip => 1,
-        Compression::Snappy => 2,
-        Compression::Lz4 => 3,
-        Compression::Zstd => 4,
-    };
-    out[21..23].copy_from_slice(&codec.to_be_bytes());
+    out[21..23].copy_from_slice(&compression.attribute().to_be_bytes());
     seal(&mut out);
     out
 }
