@@ -702,6 +702,7 @@ fn incremental_alter_configs(pair: &mut Pair) {
         ("removed in Kafka 4", "alter-t", &[("message.format.version", SET, Some("3.0"))], false),
         ("unknown topic", "alter-nope", &[("retention.ms", SET, Some("1000"))], false),
         ("unknown topic, bad value", "alter-nope", &[("retention.ms", SET, Some("x"))], false),
+        ("unknown topic, unknown name", "alter-nope", &[("no.such", SET, Some("1"))], false),
         ("invalid topic name", "bad name!", &[("retention.ms", SET, Some("1000"))], false),
         ("delete an unset config", "alter-t", &[("segment.ms", DELETE, None)], false),
     ];
@@ -755,6 +756,14 @@ fn alter_configs(pair: &mut Pair) {
         ("unknown name", "alter-t", &[("no.such.config", Some("1"))], false),
         ("removed in Kafka 4", "alter-t", &[("message.format.version", Some("0.10.0.0"))], false),
         ("unknown topic", "alter-nope", &[("retention.ms", Some("1000"))], false),
+        // librdkafka's 0081 expects the topic checked first (UNKNOWN_TOPIC_OR_PARTITION).
+        (
+            "unknown topic, unknown name",
+            "alter-nope",
+            &[("offset.metadata.max.bytes", Some("1"))],
+            false,
+        ),
+        ("unknown topic, bad value", "alter-nope", &[("retention.ms", Some("x"))], false),
     ];
     for version in [0, 1, 2] {
         for (case, topic, configs, validate_only) in cases {

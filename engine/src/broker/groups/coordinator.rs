@@ -903,14 +903,7 @@ impl Coordinator {
     pub fn tick(&mut self, now_ms: i64) {
         let group_ids: Vec<String> = self.groups.keys().cloned().collect();
         for group_id in &group_ids {
-            self.expire_sessions(group_id, now_ms);
-            let group = &self.groups[group_id];
-            let overdue = now_ms >= group.rebalance_deadline_ms;
-            match group.state {
-                GroupState::PreparingRebalance if overdue => self.complete_join(group_id, now_ms),
-                GroupState::CompletingRebalance if overdue => self.expire_sync(group_id, now_ms),
-                _ => {}
-            }
+            self.advance_group(group_id, now_ms);
         }
         let interval_ms = self.config.offsets_retention_check_interval_ms;
         if now_ms - self.last_retention_check_ms >= interval_ms {
@@ -936,6 +929,27 @@ impl Coordinator {
             remove_member_only(group, member_id, &mut self.ready);
         }
         self.after_removal(group_id, now_ms);
+    }
+
+    /// Brings one group up to `now_ms` before an administrative request reads or changes it:
+    /// a member whose session ran out is gone now, not at the next tick. Kafka's timers fire
+    /// to the millisecond, and clients count on it (librdkafka's 0081 deletes a group of
+    /// static members the moment their session has run out).
+    pub fn catch_up(&mut self, group_id: &str, now_ms: i64) {
+        if self.groups.contains_key(group_id) {
+            self.advance_group(group_id, now_ms);
+        }
+    }
+
+    fn advance_group(&mut self, group_id: &str, now_ms: i64) {
+        self.expire_sessions(group_id, now_ms);
+        let group = &self.groups[group_id];
+        let overdue = now_ms >= group.rebalance_deadline_ms;
+        match group.state {
+            GroupState::PreparingRebalance if overdue => self.complete_join(group_id, now_ms),
+            GroupState::CompletingRebalance if overdue => self.expire_sync(group_id, now_ms),
+            _ => {}
+        }
     }
 
     fn expire_sessions(&mut self, group_id: &str, now_ms: i64) {

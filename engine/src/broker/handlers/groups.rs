@@ -261,7 +261,10 @@ pub async fn list_groups(shard: &Rc<Shard>, request: ListGroupsRequest) -> ListG
     for target in 0..shard.shard_count() {
         let groups = shard
             .call_on(target, |target| async move {
-                target.groups.with(&target, |coordinator, _| coordinator.list())
+                target.groups.with(&target, |coordinator, now_ms| {
+                    coordinator.tick(now_ms);
+                    coordinator.list()
+                })
             })
             .await;
         match groups {
@@ -298,7 +301,10 @@ pub async fn describe_groups(
     for group_id in request.groups {
         let id = group_id.to_string();
         let outcome = on_coordinator(shard, &id.clone(), move |target| async move {
-            target.groups.with(&target, |coordinator, _| coordinator.describe(&id))
+            target.groups.with(&target, |coordinator, now_ms| {
+                coordinator.catch_up(&id, now_ms);
+                coordinator.describe(&id)
+            })
         })
         .await;
         let entry = DescribedGroup::default()
@@ -344,8 +350,10 @@ pub async fn delete_groups(
     for group_id in request.groups_names {
         let id = group_id.to_string();
         let outcome = on_coordinator(shard, &id.clone(), move |target| async move {
-            let records =
-                target.groups.with(&target, |coordinator, _| coordinator.delete_group(&id));
+            let records = target.groups.with(&target, |coordinator, now_ms| {
+                coordinator.catch_up(&id, now_ms);
+                coordinator.delete_group(&id)
+            });
             match records {
                 Ok(Ok(records)) => target.groups.write(&target, records).await.map_err(|error| {
                     tracing::warn!(group = %id, %error, "group tombstones not written");

@@ -257,9 +257,10 @@ pub async fn offset_delete(
         })
         .collect();
     let outcome = on_coordinator(shard, &group_id.clone(), move |target| async move {
-        let deleted = target
-            .groups
-            .with(&target, |coordinator, _| coordinator.delete_offsets(&group_id, partitions));
+        let deleted = target.groups.with(&target, |coordinator, now_ms| {
+            coordinator.catch_up(&group_id, now_ms);
+            coordinator.delete_offsets(&group_id, partitions)
+        });
         let (outcomes, records) = match deleted {
             Ok(Ok(deleted)) => deleted,
             Ok(Err(error)) | Err(error) => return Err(group_error_code(error)),

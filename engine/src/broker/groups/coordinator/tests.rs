@@ -356,6 +356,21 @@ fn delete_group_requires_an_empty_group_and_writes_tombstones() {
 }
 
 #[test]
+fn an_expired_session_is_gone_for_admin_requests_before_the_next_tick() {
+    let mut coordinator = coordinator();
+    stable_single(&mut coordinator);
+    let expired_ms = i64::from(SESSION_MS);
+    coordinator.catch_up(GROUP, expired_ms - 1);
+    assert_eq!(coordinator.delete_group(GROUP), Err(GroupError::NonEmptyGroup), "still alive");
+    // No tick since the deadline passed: catching up must expire the member on its own.
+    coordinator.catch_up(GROUP, expired_ms);
+    assert!(coordinator.describe(GROUP).unwrap().members.is_empty());
+    assert!(coordinator.delete_group(GROUP).is_ok());
+    coordinator.catch_up(GROUP, expired_ms + 1); // a deleted group: nothing to do
+    assert_eq!(coordinator.group_count(), 0);
+}
+
+#[test]
 fn rebuild_restores_offsets_and_a_stable_group() {
     let mut coordinator = coordinator();
     let member = stable_single(&mut coordinator);
