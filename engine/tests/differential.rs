@@ -466,29 +466,9 @@ fn list_offsets(pair: &mut Pair) {
 
 /// One uncompressed batch whose records carry the given timestamps, in that order.
 fn batch_with_timestamps(timestamps_ms: &[i64]) -> Bytes {
-    let records: Vec<Record> = timestamps_ms
-        .iter()
-        .enumerate()
-        .map(|(index, &timestamp)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: index as i64,
-            sequence: -1,
-            timestamp,
-            key: None,
-            value: Some(Bytes::from(format!("at-{timestamp}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buffer = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut buffer, &records, &options).expect("encode a batch");
-    buffer.freeze()
+    let values: Vec<String> = timestamps_ms.iter().map(|time_ms| format!("at-{time_ms}")).collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    encode_batch_at(timestamps_ms, &values, Compression::None, Producer::PLAIN, false)
 }
 
 /// KIP-734's max timestamp when the newest record is not a batch's last, and when two

@@ -504,10 +504,26 @@ pub fn encode_batch(
     producer: Producer,
     keyed: bool,
 ) -> Bytes {
+    let timestamps_ms: Vec<i64> =
+        (0..values.len() as i64).map(|index| first_timestamp_ms + index).collect();
+    encode_batch_at(&timestamps_ms, values, compression, producer, keyed)
+}
+
+/// Like [`encode_batch`], each record with its own timestamp (`timestamps_ms[i]` for
+/// `values[i]`), in any order.
+pub fn encode_batch_at(
+    timestamps_ms: &[i64],
+    values: &[&str],
+    compression: Compression,
+    producer: Producer,
+    keyed: bool,
+) -> Bytes {
+    assert_eq!(timestamps_ms.len(), values.len(), "one timestamp per value");
     let records: Vec<Record> = values
         .iter()
+        .zip(timestamps_ms)
         .enumerate()
-        .map(|(index, value)| Record {
+        .map(|(index, (value, &timestamp))| Record {
             transactional: false,
             control: false,
             delete_horizon: false,
@@ -519,7 +535,7 @@ pub fn encode_batch(
             // kafka-protocol starts a new batch whenever offset - sequence changes: keep it
             // constant so that all records form ONE batch (Kafka refuses more per partition).
             sequence: producer.first_sequence + index as i32,
-            timestamp: first_timestamp_ms + index as i64,
+            timestamp,
             key: keyed.then(|| Bytes::from(format!("key-{index}"))),
             value: Some(Bytes::from(value.to_string())),
             headers: Default::default(),
