@@ -19,7 +19,9 @@ use crate::log::{Log, LogLatency};
 use crate::metrics::LatencyHistogram;
 
 use super::config::BrokerConfig;
+use super::connection::ConnectionCount;
 use super::groups::GroupService;
+use super::memory::MemoryBudget;
 use super::producer_ids::ProducerIds;
 use super::topics::{TopicMeta, TopicSnapshot};
 
@@ -58,6 +60,10 @@ pub struct Shard {
     pub produce_latency: RefCell<LatencyHistogram>,
     /// The coordinator of the groups whose `__consumer_offsets` partitions this shard owns.
     pub groups: GroupService,
+    /// Request and response bytes this shard holds and has not sent (`memory.rs`).
+    pub memory: Rc<MemoryBudget>,
+    /// Open client connections of the whole broker (shared by every shard).
+    pub connections: Arc<ConnectionCount>,
 }
 
 /// The shard that owns `partition` of `topic`: FNV-1a over the name and index, so that it is
@@ -80,10 +86,12 @@ impl Shard {
         disk: Disk,
         peers: Vec<mesh::Sender<Job>>,
         topics: Arc<TopicSnapshot>,
+        connections: Arc<ConnectionCount>,
     ) -> Rc<Shard> {
         assert_eq!(peers.len(), config.shard_count);
         assert!(id < config.shard_count);
         let groups = GroupService::new(config.groups.clone());
+        let memory = MemoryBudget::new(config.memory_budget_bytes_per_shard);
         Rc::new(Shard {
             id,
             groups,
@@ -99,6 +107,8 @@ impl Shard {
             shutting_down: Cell::new(false),
             shutdown_requested: Notify::new(),
             produce_latency: RefCell::new(LatencyHistogram::new()),
+            memory,
+            connections,
         })
     }
 
