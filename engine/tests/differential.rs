@@ -382,6 +382,52 @@ fn fetch(pair: &mut Pair) {
             normalize_fetch,
         );
     }
+    fetch_sessions(pair);
+    fetch_limits_across_partitions(pair);
+}
+
+/// KIP-227 as Kafka's FetchManager reads it: epoch 0 (a new session) and -1 (sessionless)
+/// are full fetches whatever the session id; any other epoch names a session, which Tern
+/// never has (kafka-go sends id -1 with epoch -1, issue 13).
+fn fetch_sessions(pair: &mut Pair) {
+    let cases = [(0, -1), (0, 0), (-1, -1), (123, -1), (123, 0), (0, 1), (123, 1), (0, -2)];
+    for version in [7, 11, 12] {
+        for (session_id, session_epoch) in cases {
+            let mut request = fetch_request("fetch-t", 0, 1 << 20, (0, 1));
+            request.session_id = session_id;
+            request.session_epoch = session_epoch;
+            let case = format!("Fetch session id {session_id} epoch {session_epoch}");
+            pair.compare(&case, version, &request, normalize_fetch);
+        }
+    }
+}
+
+/// KIP-74 across partitions, as Kafka's `readFromLog`: only until the first non-empty
+/// partition may a batch exceed the limits; after it, a partition whose first batch is
+/// larger than what is left gets nothing.
+fn fetch_limits_across_partitions(pair: &mut Pair) {
+    let create = create_request("fetch-two", 2, &[]);
+    pair.compare("CreateTopics fetch-two", 7, &create, normalize_create);
+    wait_for_partitions(pair, "fetch-two", 2);
+    let small: Vec<String> = (0..3).map(|record| format!("small-{record}")).collect();
+    let large: Vec<String> =
+        (0..40).map(|record| format!("large-{record}-{}", "x".repeat(50))).collect();
+    for (partition, values) in [(0, &small), (1, &large)] {
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let request = produce_request("fetch-two", partition, -1, batch(TIMESTAMP_MS, &values));
+        pair.compare("Produce to fetch-two", 9, &request, normalize_produce);
+    }
+    for (first, second, max_bytes) in [(0, 1, 1 << 20), (0, 1, 600), (1, 0, 600), (0, 1, 150)] {
+        let mut request = fetch_request("fetch-two", 0, 500, (0, 1));
+        request.max_bytes = max_bytes;
+        let template = request.topics[0].partitions[0].clone();
+        request.topics[0].partitions =
+            vec![template.clone().with_partition(first), template.with_partition(second)];
+        for version in [4, 12] {
+            let case = format!("Fetch partitions {first},{second} (500 each, {max_bytes} in all)");
+            pair.compare(&case, version, &request, normalize_fetch);
+        }
+    }
 }
 
 /// One batch of `values` from an idempotent producer, sequences from `first_sequence`.
