@@ -333,6 +333,17 @@ pub async fn load_registry(disk: &Disk, data_dir: &Path) -> std::io::Result<Arc<
             format!("{} has unknown format version {}", path.display(), file.version),
         ));
     }
+    // Names become directory names (`Shard::open_local_partitions`): a registry that breaks
+    // the rules CreateTopics enforces is refused whole, as a damaged file.
+    for topic in &file.topics {
+        let partitions_valid = (1..=PARTITIONS_PER_TOPIC_MAX).contains(&topic.partition_count);
+        if validate_topic_name(&topic.name).is_err() || !partitions_valid {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} holds an invalid topic {:?}", path.display(), topic.name),
+            ));
+        }
+    }
     let snapshot = Arc::new(TopicSnapshot::new(file.topics));
     if legacy {
         // Written before metadata files had checksums: seal it now, not at the next change.
@@ -399,6 +410,26 @@ mod tests {
 
     async fn write_raw(disk: &Disk, path: &Path, bytes: Vec<u8>) {
         write_file_atomically(disk, path, bytes).await.expect("write");
+    }
+
+    #[test]
+    fn a_registry_naming_a_path_or_too_many_partitions_is_refused() {
+        block_on(async {
+            let disk = Disk::Simulated(SimDisk::new(1));
+            let data_dir = Path::new("/data");
+            disk.create_dir_all(data_dir).unwrap();
+            let path = data_dir.join(REGISTRY_FILE_NAME);
+            let good = one_topic().by_name.values().next().unwrap().clone();
+            let escaping = TopicMeta { name: "../escape".into(), ..good.clone() };
+            let too_many = TopicMeta { partition_count: PARTITIONS_PER_TOPIC_MAX + 1, ..good };
+            for topic in [escaping, too_many] {
+                let file = RegistryFile { version: REGISTRY_FORMAT_VERSION, topics: vec![topic] };
+                let body = serde_json::to_vec_pretty(&file).unwrap();
+                metadata_file::write(&disk, &path, &body).await.unwrap();
+                let error = load_registry(&disk, data_dir).await.unwrap_err();
+                assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+            }
+        });
     }
 
     #[test]
