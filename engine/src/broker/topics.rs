@@ -38,9 +38,13 @@ impl TopicMeta {
     /// The log settings for this topic's partitions: broker defaults overridden by topic configs.
     pub fn log_config(&self, defaults: &LogConfig) -> LogConfig {
         let mut config = defaults.clone();
+        // Values come from CreateTopics/AlterConfigs, range-checked by `validate_topic_config`
+        // (segment.bytes 14..=i32::MAX; the byte sizes below 0..=i32::MAX); the conversions
+        // are checked anyway, so a registry edited by hand keeps the default instead.
         let number = |key: &str| self.configs.get(key).and_then(|value| value.parse::<i64>().ok());
-        if let Some(value) = number("segment.bytes") {
-            config.segment_size_bytes = value as u64;
+        let unsigned = |key: &str| number(key).and_then(|value| u32::try_from(value).ok());
+        if let Some(value) = number("segment.bytes").and_then(|value| u64::try_from(value).ok()) {
+            config.segment_size_bytes = value;
         }
         if let Some(value) = number("segment.ms") {
             config.segment_age_ms = value.max(1);
@@ -53,12 +57,13 @@ impl TopicMeta {
         }
         // Kafka allows 0 for both; the log needs an index interval and room for one batch
         // header (the produce handler still refuses batches above the topic's own value).
-        if let Some(value) = number("index.interval.bytes") {
-            config.index_interval_bytes = (value as u32).max(1);
+        if let Some(value) = unsigned("index.interval.bytes") {
+            config.index_interval_bytes = value.max(1);
         }
-        if let Some(value) = number("max.message.bytes") {
+        if let Some(value) = unsigned("max.message.bytes") {
+            // A constant: 61 bytes.
             let floor_bytes = crate::protocol::record_batch::HEADER_SIZE_BYTES as u32;
-            config.max_message_bytes = (value as u32).max(floor_bytes);
+            config.max_message_bytes = value.max(floor_bytes);
         }
         self.apply_cleanup_policy(&mut config);
         config
@@ -410,6 +415,23 @@ mod tests {
 
     async fn write_raw(disk: &Disk, path: &Path, bytes: Vec<u8>) {
         write_file_atomically(disk, path, bytes).await.expect("write");
+    }
+
+    #[test]
+    fn out_of_range_size_configs_keep_the_defaults() {
+        let defaults = LogConfig::default();
+        let mut topic = one_topic().by_name.values().next().unwrap().clone();
+        for (key, value) in [
+            ("segment.bytes", "-5"),
+            ("index.interval.bytes", "-1"),
+            ("max.message.bytes", "4294967296"),
+        ] {
+            topic.configs.insert(key.to_string(), value.to_string());
+        }
+        let config = topic.log_config(&defaults);
+        assert_eq!(config.segment_size_bytes, defaults.segment_size_bytes);
+        assert_eq!(config.index_interval_bytes, defaults.index_interval_bytes);
+        assert_eq!(config.max_message_bytes, defaults.max_message_bytes);
     }
 
     #[test]

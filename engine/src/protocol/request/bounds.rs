@@ -529,6 +529,9 @@ pub const ARRAY_ELEMENTS_PER_REQUEST_MAX: usize = 100_000;
 /// records, JoinGroup metadata, SyncGroup assignment) are not strings and have no such cap.
 pub const STRING_BYTES_MAX: usize = i16::MAX as usize;
 
+// Lengths are read as u32 (compact) or non-negative i32 (classic) and used as usize.
+const _: () = assert!(usize::BITS >= 32, "lengths from the wire fit a usize");
+
 /// A read-only cursor that understands Kafka's length encodings (classic or compact).
 struct Walker<'a> {
     bytes: &'a [u8],
