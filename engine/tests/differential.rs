@@ -615,6 +615,68 @@ fn offset_commit(pair: &mut Pair) {
     );
 }
 
+/// Strings past 32,767 bytes: Kafka's generated readers refuse them, compact ones too
+/// ("string field groupId had invalid length"), and close the connection; so must Tern (it
+/// once aborted on the first one). At 32,767 bytes both answer, with the same codes.
+fn string_length_limit(pair: &mut Pair) {
+    let commit = |group: &str| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(text(group)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(name("fetch-t"))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(5)])])
+    };
+    let find = |key: &str| FindCoordinatorRequest::default().with_coordinator_keys(vec![text(key)]);
+    let metadata = |topic: &str| metadata_request(Some(&[topic]), false);
+    let refused = [
+        pair.compare_on_new_connections(
+            "OffsetCommit 40,000-byte compact group id",
+            8,
+            &commit(&"g".repeat(40_000)),
+            normalize_offset_commit,
+        ),
+        pair.compare_on_new_connections(
+            "Metadata 32,768-byte compact topic name",
+            12,
+            &metadata(&"t".repeat(32_768)),
+            normalize_metadata,
+        ),
+        pair.compare_on_new_connections(
+            "FindCoordinator 32,768-byte compact key",
+            4,
+            &find(&"k".repeat(32_768)),
+            normalize_find_coordinator,
+        ),
+    ];
+    assert_eq!(refused, [(true, true); 3], "both brokers close the connection");
+    let longest = "g".repeat(32_767);
+    wait_for_group_load(pair, &longest);
+    let accepted = [
+        pair.compare_on_new_connections(
+            "OffsetCommit 32,767-byte group id",
+            8,
+            &commit(&longest),
+            normalize_offset_commit,
+        ),
+        pair.compare_on_new_connections(
+            "Metadata 32,767-byte topic name",
+            12,
+            &metadata(&"t".repeat(32_767)),
+            normalize_metadata,
+        ),
+        pair.compare_on_new_connections(
+            "FindCoordinator 32,767-byte key",
+            4,
+            &find(&"k".repeat(32_767)),
+            normalize_find_coordinator,
+        ),
+    ];
+    assert_eq!(accepted, [(false, false); 3], "both brokers answer");
+}
+
 // ---- AlterConfigs, IncrementalAlterConfigs, DeleteRecords ------------------------------------
 
 const SET: i8 = 0;
@@ -980,6 +1042,7 @@ fn tern_answers_like_apache_kafka() {
     max_timestamp_out_of_order(&mut pair);
     describe_configs(&mut pair);
     offset_commit(&mut pair);
+    string_length_limit(&mut pair);
     incremental_alter_configs(&mut pair);
     broker_resources(&mut pair);
     alter_configs(&mut pair);

@@ -23,7 +23,7 @@ use super::connection::ConnectionCount;
 use super::groups::GroupService;
 use super::memory::MemoryBudget;
 use super::producer_ids::ProducerIds;
-use super::topics::{TopicMeta, TopicSnapshot};
+use super::topics::{self, TopicMeta, TopicSnapshot};
 
 /// Work sent to another shard: a closure run there as a local task.
 pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -194,6 +194,12 @@ impl Shard {
                 log.set_config(config);
                 continue;
             }
+            // A file name: every registry topic passed `validate_topic_name` (CreateTopics,
+            // and `load_registry` again) — at most 249 ASCII characters of [a-zA-Z0-9._-],
+            // not "." or "..", as Kafka — and partitions are below PARTITIONS_PER_TOPIC_MAX,
+            // so the name fits NAME_MAX (255) and cannot climb out of the data directory.
+            assert!(topics::validate_topic_name(&topic.name).is_ok(), "registry topic name");
+            assert!((0..topics::PARTITIONS_PER_TOPIC_MAX).contains(&partition));
             let directory = self.config.data_dir.join(format!("{}-{}", topic.name, partition));
             match Log::open(self.disk.clone(), directory, config).await {
                 Ok(log) => {
