@@ -129,33 +129,69 @@ fn resolve_targets(shard: &Shard, request: &FetchRequest, version: i16) -> Vec<T
     targets
 }
 
-/// Reads every target in request order within `limit_bytes` (KIP-74, see the module doc).
+/// Reads every target in request order within `limit_bytes` (KIP-74, see the module doc), in
+/// two phases: every owner shard at once reports its partitions' watermarks (no I/O); then
+/// only the partitions with data behind the fetch offset are read, in order, until the
+/// limit is spent. An idle consumer of thousands of partitions costs one job per shard.
 async fn read_all(shard: &Rc<Shard>, targets: &[Target], limit_bytes: usize) -> Vec<PartitionRead> {
     let snapshot = shard.topics();
-    let mut reads = Vec::with_capacity(targets.len());
+    let owners: Vec<Option<usize>> =
+        targets.iter().map(|target| owner_of(shard, &snapshot, target)).collect();
+    let mut reads = probe_all(shard, targets, &owners).await;
+    let with_data: Vec<usize> = (0..targets.len())
+        .filter(|index| {
+            let read = &reads[*index];
+            read.error == ErrorCode::None && targets[*index].fetch_offset < read.high_watermark
+        })
+        .collect();
     let mut limit = Limit { remaining_bytes: limit_bytes, min_one_batch: limit_bytes > 0 };
     let mut next = 0;
-    // Each round answers at least one target.
-    while next < targets.len() {
-        let Some(owner) = owner_of(shard, &snapshot, &targets[next]) else {
-            let error = match targets[next].name {
-                Some(_) => ErrorCode::UnknownTopicOrPartition,
-                None => ErrorCode::UnknownTopicId,
-            };
-            reads.push(PartitionRead::refused(error));
-            next += 1;
-            continue;
-        };
-        let run_end = next
-            + targets[next..]
-                .iter()
-                .take_while(|target| owner_of(shard, &snapshot, target) == Some(owner))
-                .count();
-        let run: Vec<Target> = targets[next..run_end].to_vec();
-        let (run_reads, after) = read_run_on(shard, owner, run, limit).await;
-        reads.extend(run_reads);
+    // Each round reads at least one partition with data, or ends.
+    while next < with_data.len() && (limit.remaining_bytes > 0 || limit.min_one_batch) {
+        // Only partitions a shard answered for have data: they all have an owner.
+        let Some(owner) = owners[with_data[next]] else { break };
+        let run_length =
+            with_data[next..].iter().take_while(|index| owners[**index] == Some(owner)).count();
+        let run: Vec<usize> = with_data[next..next + run_length].to_vec();
+        let run_targets = run.iter().map(|index| targets[*index].clone()).collect();
+        let (run_reads, after) = read_run_on(shard, owner, run_targets, limit).await;
+        for (index, read) in run.into_iter().zip(run_reads) {
+            reads[index] = read;
+        }
         limit = after;
-        next = run_end;
+        next += run_length;
+    }
+    reads
+}
+
+/// Every target's watermarks (or error), one job per owner shard, all shards at once.
+async fn probe_all(
+    shard: &Rc<Shard>,
+    targets: &[Target],
+    owners: &[Option<usize>],
+) -> Vec<PartitionRead> {
+    let mut reads: Vec<PartitionRead> = targets
+        .iter()
+        .map(|target| match target.name {
+            Some(_) => PartitionRead::refused(ErrorCode::UnknownTopicOrPartition),
+            None => PartitionRead::refused(ErrorCode::UnknownTopicId),
+        })
+        .collect();
+    let mut by_owner: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (index, owner) in owners.iter().enumerate() {
+        if let Some(owner) = owner {
+            by_owner.entry(*owner).or_default().push(index);
+        }
+    }
+    let nothing = Limit { remaining_bytes: 0, min_one_batch: false };
+    let probes = by_owner.into_iter().map(|(owner, indexes)| {
+        let probe_targets = indexes.iter().map(|index| targets[*index].clone()).collect();
+        read_run_on(shard, owner, probe_targets, nothing).map(move |(probed, _)| (indexes, probed))
+    });
+    for (indexes, probed) in futures_util::future::join_all(probes).await {
+        for (index, read) in indexes.into_iter().zip(probed) {
+            reads[index] = read;
+        }
     }
     reads
 }
