@@ -424,22 +424,7 @@ impl Runtime {
     /// let go of the memory; whatever it still holds after that is leaked, never freed.
     fn shutdown(&self) {
         self.shutting_down.set(true);
-        // Dropping a task may drop JoinHandles or wake others, never spawn a new task for long:
-        // a few rounds suffice, bounded anyway.
-        for _ in 0..16 {
-            let futures: Vec<_> = {
-                let mut tasks = self.tasks.borrow_mut();
-                let futures = tasks.slots.iter_mut().flatten().filter_map(|t| t.future.take());
-                let futures: Vec<_> = futures.collect();
-                tasks.slots.clear();
-                tasks.free.clear();
-                futures
-            };
-            if futures.is_empty() {
-                break;
-            }
-            drop(futures);
-        }
+        self.drop_tasks();
         self.cancel_in_flight();
         let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX);
         while self.ops.borrow().in_flight() > 0 || self.eventfd_read_pending.get() {
@@ -450,6 +435,31 @@ impl Runtime {
             }
             let _ = self.submit(1, Some(Duration::from_millis(10)));
             let _ = self.reap();
+        }
+    }
+
+    /// Drops every spawned task. Stale wake-ups of their slots are ignored (`poll_task` checks
+    /// the generation), so the runtime goes on with whatever is spawned afterwards.
+    pub(crate) fn drop_tasks(&self) {
+        // Dropping a task may drop JoinHandles or wake others, never spawn a new task for long:
+        // a few rounds suffice, bounded anyway.
+        for _ in 0..16 {
+            let futures: Vec<_> = {
+                let mut tasks = self.tasks.borrow_mut();
+                if tasks.slots.iter().flatten().any(|task| task.future.is_none()) {
+                    // Only the main future may do this: a task would drop itself mid-poll.
+                    crate::io::bug("tasks dropped from inside a spawned task");
+                }
+                let futures = tasks.slots.iter_mut().flatten().filter_map(|t| t.future.take());
+                let futures: Vec<_> = futures.collect();
+                tasks.slots.clear();
+                tasks.free.clear();
+                futures
+            };
+            if futures.is_empty() {
+                break;
+            }
+            drop(futures);
         }
     }
 
