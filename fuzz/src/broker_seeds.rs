@@ -66,6 +66,7 @@ fn single_requests(topic_id: TopicId) -> Vec<(String, Vec<Frame>)> {
     requests.extend(data_requests(topic_id));
     requests.extend(group_requests());
     requests.extend(admin_requests());
+    requests.extend(config_requests());
     requests.into_iter().map(|(name, frame)| (name, vec![frame])).collect()
 }
 
@@ -214,10 +215,6 @@ fn admin_requests() -> Vec<(String, Frame)> {
         DeleteRecordsPartition, DeleteRecordsTopic,
     };
     use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
-    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-    use kafka_protocol::messages::{alter_configs_request, incremental_alter_configs_request};
-    const TOPIC_RESOURCE: i8 = 2;
-    const BROKER_RESOURCE: i8 = 4;
     let create = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![
         CreatableTopic::default()
             .with_name(TopicName(text("fuzz-topic-new")))
@@ -237,31 +234,6 @@ fn admin_requests() -> Vec<(String, Frame)> {
             DeleteRecordsPartition::default().with_partition_index(0).with_offset(1),
         ]),
     ]);
-    let describe_configs = DescribeConfigsRequest::default().with_resources(vec![
-        DescribeConfigsResource::default()
-            .with_resource_type(TOPIC_RESOURCE)
-            .with_resource_name(text(TOPIC)),
-        DescribeConfigsResource::default()
-            .with_resource_type(BROKER_RESOURCE)
-            .with_resource_name(text("0")),
-    ]);
-    let alter = AlterConfigsRequest::default().with_resources(vec![
-        alter_configs_request::AlterConfigsResource::default()
-            .with_resource_type(TOPIC_RESOURCE)
-            .with_resource_name(text(TOPIC))
-            .with_configs(vec![alter_configs_request::AlterableConfig::default()
-                .with_name(text("retention.ms"))
-                .with_value(Some(text("3600000")))]),
-    ]);
-    let incremental = IncrementalAlterConfigsRequest::default().with_resources(vec![
-        incremental_alter_configs_request::AlterConfigsResource::default()
-            .with_resource_type(TOPIC_RESOURCE)
-            .with_resource_name(text(TOPIC))
-            .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
-                .with_name(text("message.timestamp.type"))
-                .with_config_operation(0)
-                .with_value(Some(text("LogAppendTime")))]),
-    ]);
     let partitions = CreatePartitionsRequest::default().with_timeout_ms(30_000).with_topics(vec![
         CreatePartitionsTopic::default().with_name(topic_name()).with_count(PARTITIONS + 1),
     ]);
@@ -271,12 +243,6 @@ fn admin_requests() -> Vec<(String, Frame)> {
         ("delete-topics-v6".into(), Frame::new(ApiKey::DeleteTopics, 6, &delete_topics)),
         ("delete-topics-v1".into(), Frame::new(ApiKey::DeleteTopics, 1, &delete_topic_names)),
         ("delete-records-v2".into(), Frame::new(ApiKey::DeleteRecords, 2, &delete_records)),
-        ("describe-configs-v4".into(), Frame::new(ApiKey::DescribeConfigs, 4, &describe_configs)),
-        ("alter-configs-v2".into(), Frame::new(ApiKey::AlterConfigs, 2, &alter)),
-        (
-            "incremental-alter-configs-v1".into(),
-            Frame::new(ApiKey::IncrementalAlterConfigs, 1, &incremental),
-        ),
         ("create-partitions-v3".into(), Frame::new(ApiKey::CreatePartitions, 3, &partitions)),
         (
             "describe-cluster-v1".into(),
@@ -352,21 +318,7 @@ fn group_life() -> Vec<Frame> {
         .with_group_id(group_id())
         .with_generation_id(generation)
         .with_member_id(member.clone());
-    let commit = {
-        use kafka_protocol::messages::offset_commit_request::{
-            OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-        };
-        OffsetCommitRequest::default()
-            .with_group_id(group_id())
-            .with_generation_id_or_member_epoch(generation)
-            .with_member_id(member.clone())
-            .with_topics(vec![OffsetCommitRequestTopic::default()
-                .with_name(topic_name())
-                .with_partitions(vec![OffsetCommitRequestPartition::default()
-                    .with_partition_index(1)
-                    .with_committed_offset(3)
-                    .with_committed_leader_epoch(0)])])
-    };
+    let commit = member_commit(&member, generation);
     let fetch = OffsetFetchRequest::default().with_group_id(group_id()).with_topics(None);
     let describe = DescribeGroupsRequest::default().with_groups(vec![group_id()]);
     let leave = LeaveGroupRequest::default().with_group_id(group_id()).with_members(vec![
@@ -384,5 +336,63 @@ fn group_life() -> Vec<Frame> {
         Frame::new(ApiKey::DescribeGroups, 5, &describe),
         Frame::new(ApiKey::ListGroups, 5, &ListGroupsRequest::default()),
         Frame::new(ApiKey::LeaveGroup, 5, &leave),
+    ]
+}
+
+/// OffsetCommit of partition 1 by `member` in `generation`.
+fn member_commit(member: &StrBytes, generation: i32) -> OffsetCommitRequest {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    OffsetCommitRequest::default()
+        .with_group_id(group_id())
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(member.clone())
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(topic_name())
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(1)
+                .with_committed_offset(3)
+                .with_committed_leader_epoch(0)])])
+}
+
+/// DescribeConfigs, AlterConfigs and IncrementalAlterConfigs of the topic (and the broker).
+fn config_requests() -> Vec<(String, Frame)> {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::{alter_configs_request, incremental_alter_configs_request};
+    const TOPIC_RESOURCE: i8 = 2;
+    const BROKER_RESOURCE: i8 = 4;
+    let describe_configs = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(TOPIC_RESOURCE)
+            .with_resource_name(text(TOPIC)),
+        DescribeConfigsResource::default()
+            .with_resource_type(BROKER_RESOURCE)
+            .with_resource_name(text("0")),
+    ]);
+    let alter = AlterConfigsRequest::default().with_resources(vec![
+        alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(TOPIC_RESOURCE)
+            .with_resource_name(text(TOPIC))
+            .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                .with_name(text("retention.ms"))
+                .with_value(Some(text("3600000")))]),
+    ]);
+    let incremental = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(TOPIC_RESOURCE)
+            .with_resource_name(text(TOPIC))
+            .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(text("message.timestamp.type"))
+                .with_config_operation(0)
+                .with_value(Some(text("LogAppendTime")))]),
+    ]);
+    vec![
+        ("describe-configs-v4".into(), Frame::new(ApiKey::DescribeConfigs, 4, &describe_configs)),
+        ("alter-configs-v2".into(), Frame::new(ApiKey::AlterConfigs, 2, &alter)),
+        (
+            "incremental-alter-configs-v1".into(),
+            Frame::new(ApiKey::IncrementalAlterConfigs, 1, &incremental),
+        ),
     ]
 }
