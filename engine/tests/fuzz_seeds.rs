@@ -453,3 +453,14 @@ fn broker_known_crash_reproducer_is_committed() {
         std::fs::read(pending.join(name)).or_else(|_| std::fs::read(regressions.join(name)));
     assert_eq!(committed.ok(), Some(bytes), "{name} differs from its generator");
 }
+
+/// The `broker` target is deterministic: every seed gets the same answers on every run
+/// (member ids and topic ids included), which is what lets the fuzzer learn them.
+#[test]
+fn broker_target_answers_every_seed_the_same_way_twice() {
+    for (name, bytes) in broker_seeds::seeds() {
+        let frames = broker::decode(&bytes);
+        let answers = || format!("{:?}", block_on(broker::check(&frames)).responses);
+        assert_eq!(answers(), answers(), "seed {name} answered differently");
+    }
+}
