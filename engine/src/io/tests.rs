@@ -725,3 +725,17 @@ fn drop_spawned_tasks_drops_parked_tasks_and_the_runtime_goes_on() {
         assert_eq!(after.await, 7, "tasks spawned afterwards run");
     });
 }
+
+/// The replay tests of the fuzz corpora rely on it: a panic in a spawned task unwinds out of
+/// `block_on` (tearing the runtime down) rather than aborting the process.
+#[test]
+fn a_panic_in_a_spawned_task_unwinds_out_of_block_on() {
+    let outcome = std::panic::catch_unwind(|| {
+        block_on(async {
+            let _parked = spawn_local(std::future::pending::<()>());
+            spawn_local(async { panic!("planted") }).await;
+        })
+    });
+    assert!(outcome.is_err());
+    assert_eq!(block_on(async { spawn_local(async { 1 }).await }), 1, "a new runtime works");
+}

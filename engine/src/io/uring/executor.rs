@@ -446,10 +446,6 @@ impl Runtime {
         for _ in 0..16 {
             let futures: Vec<_> = {
                 let mut tasks = self.tasks.borrow_mut();
-                if tasks.slots.iter().flatten().any(|task| task.future.is_none()) {
-                    // Only the main future may do this: a task would drop itself mid-poll.
-                    crate::io::bug("tasks dropped from inside a spawned task");
-                }
                 let futures = tasks.slots.iter_mut().flatten().filter_map(|t| t.future.take());
                 let futures: Vec<_> = futures.collect();
                 tasks.slots.clear();
@@ -461,6 +457,12 @@ impl Runtime {
             }
             drop(futures);
         }
+    }
+
+    /// True while a spawned task is being polled (its slot's future is out), or after one
+    /// panicked out of its poll.
+    pub(crate) fn is_polling_task(&self) -> bool {
+        self.tasks.borrow().slots.iter().flatten().any(|task| task.future.is_none())
     }
 
     /// Asks the kernel to cancel the op with `user_data` (its completion still arrives).

@@ -65,7 +65,13 @@ pub fn seed_random(seed: u64) {
 /// without leaving its parked tasks (and the state they hold) behind. Call it only from the
 /// future given to [`block_on`]; from a spawned task it is a bug (the task would drop itself).
 pub fn drop_spawned_tasks() {
-    with_runtime(|runtime| runtime.drop_tasks());
+    with_runtime(|runtime| {
+        if runtime.is_polling_task() {
+            // Only the main future may do this: a task would drop itself mid-poll.
+            super::bug("io::drop_spawned_tasks called from a spawned task");
+        }
+        runtime.drop_tasks()
+    });
 }
 
 /// A fast, non-cryptographic random number (per-thread SplitMix64 seeded from the OS).
