@@ -65,7 +65,8 @@ pub const LONG_POLL_MS_MIN: i32 = 60_000;
 const RANDOM_SEED: u64 = 0x7E2A_F022;
 const DATA_DIR: &str = "/data";
 /// Executor turns given to a request (and what it set off) before the next is dispatched:
-/// at least the minimum, then until every request in flight has answered, up to the maximum.
+/// at least the minimum, then until the requests dispatched since the last turns (the
+/// pipelined ones and this one) have answered, up to the maximum.
 const SETTLE_TURNS_MIN: usize = 8;
 const SETTLE_TURNS_MAX: usize = 256;
 const RECORD_HEADER_BYTES: usize = 4;
