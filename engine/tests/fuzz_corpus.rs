@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 
 use tern::protocol::fuzzing;
 
-// The log-level targets' bodies live in the fuzz crate (they use only `tern`'s public API).
+// The log-level targets' and the broker target's bodies live in the fuzz crate (they use only
+// `tern`'s public API).
+#[path = "../../fuzz/src/broker.rs"]
+#[allow(dead_code)] // `run_persistent` serves the fuzzer, the rest the seed generator.
+mod broker;
 #[path = "../../fuzz/src/index.rs"]
 mod index;
 #[path = "../../fuzz/src/segment_recovery.rs"]
@@ -65,4 +69,9 @@ fn index_seeds_pass() {
 #[test]
 fn state_files_seeds_pass() {
     replay("state_files", state_files::run);
+}
+
+#[test]
+fn broker_seeds_pass() {
+    replay("broker", broker::run);
 }

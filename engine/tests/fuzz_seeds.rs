@@ -11,6 +11,11 @@ use tern::io::{block_on, Disk, SimDisk};
 use tern::log::Log;
 use tern::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
 
+#[path = "../../fuzz/src/broker.rs"]
+#[allow(dead_code)] // `run_persistent` serves the fuzz target only.
+mod broker;
+#[path = "../../fuzz/src/broker_seeds.rs"]
+mod broker_seeds;
 #[path = "../../fuzz/src/index.rs"]
 mod index;
 #[path = "../../fuzz/src/segment_recovery.rs"]
@@ -423,4 +428,39 @@ fn recovery_across_two_segments_follows_the_storage_fault_policy() {
     // A later segment named below the log end but holding the next batch: the segments
     // overlap, no order can be trusted, recovery refuses to open.
     check_two_segments(&first, 10, later_segment(13), Refuses);
+}
+
+#[test]
+fn broker_seeds_are_generated() {
+    write_or_check("broker", broker_seeds::seeds(), broker::run);
+}
+
+/// The reproducer of issue 12's abort (a 40,000-byte group id in OffsetCommit v8) waits in
+/// `fuzz/pending-regressions/broker/` until the parser refuses such strings; then it moves
+/// to `fuzz/regressions/broker/`, which `fuzz_corpus.rs` replays.
+#[test]
+fn broker_known_crash_reproducer_is_committed() {
+    let name = "offset-commit-v8-group-id-40000-bytes.bin";
+    let pending = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/pending-regressions/broker");
+    let regressions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/broker");
+    let bytes = broker_seeds::offset_commit_huge_group_id();
+    if std::env::var_os("TERN_WRITE_FUZZ_SEEDS").is_some() {
+        std::fs::create_dir_all(&pending).expect("pending directory");
+        std::fs::write(pending.join(name), &bytes).expect("write reproducer");
+        return;
+    }
+    let committed =
+        std::fs::read(pending.join(name)).or_else(|_| std::fs::read(regressions.join(name)));
+    assert_eq!(committed.ok(), Some(bytes), "{name} differs from its generator");
+}
+
+/// The `broker` target is deterministic: every seed gets the same answers on every run
+/// (member ids and topic ids included), which is what lets the fuzzer learn them.
+#[test]
+fn broker_target_answers_every_seed_the_same_way_twice() {
+    for (name, bytes) in broker_seeds::seeds() {
+        let frames = broker::decode(&bytes);
+        let answers = || format!("{:?}", block_on(broker::check(&frames)).responses);
+        assert_eq!(answers(), answers(), "seed {name} answered differently");
+    }
 }

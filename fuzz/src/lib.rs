@@ -3,6 +3,8 @@
 //! corpora on stable Rust (the protocol targets' bodies live in `tern::protocol::fuzzing`; these
 //! stay out of the engine because `protocol` must not depend on `log` or `io`).
 
+pub mod broker;
+pub mod broker_seeds;
 pub mod index;
 pub mod segment_recovery;
 pub mod state_files;

@@ -54,6 +54,9 @@ pub use backend::{
     block_on, current_shard, now, random_u64, run_shards, run_shards_async, set_pin_shards, sleep,
     sleep_until, spawn_local, unix_time_ms, JoinHandle,
 };
+/// Test and fuzzing hooks of the io_uring backend (madsim seeds and tears down by itself).
+#[cfg(not(madsim))]
+pub use backend::{drop_spawned_tasks, seed_random};
 
 /// Reports a broken internal invariant and exits the process (thread-per-core rule).
 #[cold]

@@ -22,7 +22,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::ops::Range;
+use std::ops::{Bound, Range};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -363,9 +363,14 @@ impl SimDisk {
         if !state.directories.contains(path) {
             return Err(error(libc::ENOENT));
         }
-        let children = state.directories.iter().filter(|candidate| *candidate != path);
-        let mut names: Vec<String> = children
-            .chain(state.entries.keys())
+        // Paths order component by component, so a directory's descendants are the keys
+        // right after it: listing one partition of many touches only its own files.
+        let after = (Bound::Excluded(path), Bound::Unbounded);
+        let directories = state.directories.range::<Path, _>(after);
+        let files = state.entries.range::<Path, _>(after).map(|(candidate, _)| candidate);
+        let mut names: Vec<String> = directories
+            .take_while(|candidate| candidate.starts_with(path))
+            .chain(files.take_while(|candidate| candidate.starts_with(path)))
             .filter(|candidate| candidate.parent() == Some(path))
             .filter_map(|candidate| candidate.file_name())
             .map(|name| name.to_string_lossy().into_owned())

@@ -42,6 +42,24 @@ fn sim_disk_reads_back_writes_and_lists_sorted() {
     });
 }
 
+/// Listing reads a range of paths: a sibling whose name extends this one ("t-0" and
+/// "t-0x", "t-01"), a nested directory's files and the parent itself stay out of it.
+#[test]
+fn sim_disk_lists_only_direct_children_beside_similar_names() {
+    let (_sim, disk) = sim_disk_with_dir();
+    for directory in ["/data/t-0x", "/data/t-01", "/data/t-0/nested", "/datb"] {
+        disk.create_dir_all(Path::new(directory)).unwrap();
+    }
+    for file in ["/data/t-0/a.log", "/data/t-0/nested/n.log", "/data/t-01/c.log", "/data/z"] {
+        disk.open(Path::new(file), CREATE).unwrap();
+    }
+    assert_eq!(disk.list_dir(Path::new("/data/t-0")).unwrap(), vec!["a.log", "nested"]);
+    assert_eq!(disk.list_dir(Path::new("/data/t-01")).unwrap(), vec!["c.log"]);
+    assert_eq!(disk.list_dir(Path::new("/data")).unwrap(), vec!["t-0", "t-01", "t-0x", "z"]);
+    assert!(disk.list_dir(Path::new("/data/t-0x")).unwrap().is_empty());
+    assert!(disk.list_dir(Path::new("/none")).is_err());
+}
+
 #[test]
 fn sim_disk_crash_drops_unsynced_keeps_synced() {
     block_on(async {
@@ -668,4 +686,56 @@ proptest::proptest! {
             }
         });
     }
+}
+
+#[test]
+fn seed_random_repeats_the_sequence() {
+    seed_random(42);
+    let first: Vec<u64> = (0..4).map(|_| random_u64()).collect();
+    seed_random(42);
+    let again: Vec<u64> = (0..4).map(|_| random_u64()).collect();
+    assert_eq!(first, again);
+    seed_random(43);
+    assert_ne!(random_u64(), first[0]);
+}
+
+/// Sets its flag when dropped.
+struct DropFlag(Rc<std::cell::Cell<bool>>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
+#[test]
+fn drop_spawned_tasks_drops_parked_tasks_and_the_runtime_goes_on() {
+    block_on(async {
+        let dropped = Rc::new(std::cell::Cell::new(false));
+        let flag = DropFlag(dropped.clone());
+        let parked = spawn_local(async move {
+            let _flag = flag;
+            std::future::pending::<()>().await;
+        });
+        yield_now().await;
+        assert!(!dropped.get() && !parked.is_finished());
+        drop_spawned_tasks();
+        assert!(dropped.get(), "the parked task's future was dropped");
+        let after = spawn_local(async { 7 });
+        assert_eq!(after.await, 7, "tasks spawned afterwards run");
+    });
+}
+
+/// The replay tests of the fuzz corpora rely on it: a panic in a spawned task unwinds out of
+/// `block_on` (tearing the runtime down) rather than aborting the process.
+#[test]
+fn a_panic_in_a_spawned_task_unwinds_out_of_block_on() {
+    let outcome = std::panic::catch_unwind(|| {
+        block_on(async {
+            let _parked = spawn_local(std::future::pending::<()>());
+            spawn_local(async { panic!("planted") }).await;
+        })
+    });
+    assert!(outcome.is_err());
+    assert_eq!(block_on(async { spawn_local(async { 1 }).await }), 1, "a new runtime works");
 }

@@ -424,6 +424,23 @@ impl Runtime {
     /// let go of the memory; whatever it still holds after that is leaked, never freed.
     fn shutdown(&self) {
         self.shutting_down.set(true);
+        self.drop_tasks();
+        self.cancel_in_flight();
+        let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX);
+        while self.ops.borrow().in_flight() > 0 || self.eventfd_read_pending.get() {
+            if Instant::now() >= deadline {
+                tracing::error!("io ops still in flight at shard shutdown; leaking their memory");
+                self.ops.borrow_mut().leak_pending();
+                return;
+            }
+            let _ = self.submit(1, Some(Duration::from_millis(10)));
+            let _ = self.reap();
+        }
+    }
+
+    /// Drops every spawned task. Stale wake-ups of their slots are ignored (`poll_task` checks
+    /// the generation), so the runtime goes on with whatever is spawned afterwards.
+    pub(crate) fn drop_tasks(&self) {
         // Dropping a task may drop JoinHandles or wake others, never spawn a new task for long:
         // a few rounds suffice, bounded anyway.
         for _ in 0..16 {
@@ -440,17 +457,12 @@ impl Runtime {
             }
             drop(futures);
         }
-        self.cancel_in_flight();
-        let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX);
-        while self.ops.borrow().in_flight() > 0 || self.eventfd_read_pending.get() {
-            if Instant::now() >= deadline {
-                tracing::error!("io ops still in flight at shard shutdown; leaking their memory");
-                self.ops.borrow_mut().leak_pending();
-                return;
-            }
-            let _ = self.submit(1, Some(Duration::from_millis(10)));
-            let _ = self.reap();
-        }
+    }
+
+    /// True while a spawned task is being polled (its slot's future is out), or after one
+    /// panicked out of its poll.
+    pub(crate) fn is_polling_task(&self) -> bool {
+        self.tasks.borrow().slots.iter().flatten().any(|task| task.future.is_none())
     }
 
     /// Asks the kernel to cancel the op with `user_data` (its completion still arrives).

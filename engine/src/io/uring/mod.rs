@@ -54,6 +54,26 @@ fn random_seed() -> u64 {
     seed
 }
 
+/// Restarts this thread's [`random_u64`] sequence from `seed`, so that what the broker draws
+/// (member ids, topic ids, cluster ids) is the same on every run of a test or fuzz input.
+pub fn seed_random(seed: u64) {
+    RANDOM_STATE.with(|state| state.set(seed));
+}
+
+/// Drops every task spawned on this thread's runtime, as shutdown does, and lets the runtime
+/// go on: a test or fuzz input that runs many short-lived brokers on one runtime ends each
+/// without leaving its parked tasks (and the state they hold) behind. Call it only from the
+/// future given to [`block_on`]; from a spawned task it is a bug (the task would drop itself).
+pub fn drop_spawned_tasks() {
+    with_runtime(|runtime| {
+        if runtime.is_polling_task() {
+            // Only the main future may do this: a task would drop itself mid-poll.
+            super::bug("io::drop_spawned_tasks called from a spawned task");
+        }
+        runtime.drop_tasks()
+    });
+}
+
 /// A fast, non-cryptographic random number (per-thread SplitMix64 seeded from the OS).
 pub fn random_u64() -> u64 {
     RANDOM_STATE.with(|state| {
