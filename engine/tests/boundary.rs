@@ -46,6 +46,8 @@ const GROUP: &str = "boundary-group";
 /// Named only by the deleting APIs (DeleteTopics, DeleteGroups), so the others keep theirs.
 const VICTIM_TOPIC: &str = "boundary-victim";
 const VICTIM_GROUP: &str = "boundary-victim-group";
+/// JoinGroup cases each name a fresh group: this prefix and the case's number.
+const JOIN_GROUP_PREFIX: &str = "boundary-join-";
 
 // ---- Kafka's schemas, from the jar Maven resolved -------------------------------------------
 
@@ -198,6 +200,12 @@ fn base_string(slot: &Slot) -> Option<Vec<u8>> {
         Some("topicName") if slot.api == "DeleteTopicsRequest" => VICTIM_TOPIC,
         Some("topicName") => TOPIC,
         Some("groupId") if slot.api == "DeleteGroupsRequest" => VICTIM_GROUP,
+        // Each join gets its own group: a join that made a member, or left a pending one
+        // (MEMBER_ID_REQUIRED), would hold the next join of the group at its barrier for a
+        // whole session timeout, in Kafka as in Tern.
+        Some("groupId") if slot.api == "JoinGroupRequest" => {
+            return Some(format!("{JOIN_GROUP_PREFIX}{}", slot.salt).into_bytes())
+        }
         Some("groupId") => GROUP,
         Some("transactionalId") if nullable => return None,
         _ => match slot.field.default.as_deref() {
@@ -276,8 +284,9 @@ impl Case {
         }
     }
 
-    /// The request body for a broker with these fixtures.
-    fn body(&self, schemas: &[Schema], fixtures: &Fixtures) -> Vec<u8> {
+    /// The request body for a broker with these fixtures; `salt` makes per-request names
+    /// unique (0 when requests are compared for duplicates).
+    fn body(&self, schemas: &[Schema], fixtures: &Fixtures, salt: usize) -> Vec<u8> {
         let schema = &schemas[self.schema];
         let base = |slot: &Slot| base_value(slot, fixtures);
         let encoder = Encoder {
@@ -286,6 +295,7 @@ impl Case {
             flexible: schema.flexible.contains(self.version),
             base: &base,
             change: self.change.as_ref(),
+            salt,
         };
         encoder.body(schema)
     }
@@ -305,7 +315,7 @@ fn plan(schemas: &[Schema], advertised: &[(i16, i16, i16)], fixtures: &Fixtures)
             for change in std::iter::once(None).chain(changes.into_iter().map(Some)) {
                 let case = Case { api_key, schema, version, change };
                 let mut hasher = DefaultHasher::new();
-                case.body(schemas, fixtures).hash(&mut hasher);
+                case.body(schemas, fixtures, 0).hash(&mut hasher);
                 if seen.insert(hasher.finish()) {
                     cases.push(case);
                 }
@@ -482,10 +492,12 @@ impl Runner<'_> {
     fn run(&mut self, schemas: &[Schema], fixtures: &Fixtures, cases: &[Case]) -> Vec<Result> {
         cases
             .iter()
-            .map(|case| {
+            .enumerate()
+            .map(|(index, case)| {
                 let started = Instant::now();
-                let (outcome, response) = self.exchange(case, &case.body(schemas, fixtures));
-                let outcome = self.after(case, outcome, response);
+                let body = case.body(schemas, fixtures, index + 1);
+                let (outcome, response) = self.exchange(case, &body);
+                let outcome = self.after(case, index + 1, outcome, response);
                 let elapsed = started.elapsed();
                 if elapsed > SLOW || outcome.is_failure() {
                     let label = case.label(schemas);
@@ -520,11 +532,17 @@ impl Runner<'_> {
 
     /// After anything but an answer: drop the connection and check that the broker is alive
     /// and answers a fresh ApiVersions; a dead or wedged Tern is restarted for the next case.
-    fn after(&mut self, case: &Case, outcome: Outcome, response: Option<ResponseKind>) -> Outcome {
+    fn after(
+        &mut self,
+        case: &Case,
+        salt: usize,
+        outcome: Outcome,
+        response: Option<ResponseKind>,
+    ) -> Outcome {
         if matches!(outcome, Outcome::Answered(_) | Outcome::Silent) {
             if let Some(ResponseKind::JoinGroup(joined)) = response {
                 if joined.error_code == 0 {
-                    self.leave(&joined_group(case), joined.member_id.as_str());
+                    self.leave(&joined_group(case, salt), joined.member_id.as_str());
                 }
             }
             return outcome;
@@ -565,12 +583,12 @@ impl Runner<'_> {
 }
 
 /// The group a JoinGroup case named: the fixture group unless the case changed it.
-fn joined_group(case: &Case) -> Vec<u8> {
+fn joined_group(case: &Case, salt: usize) -> Vec<u8> {
     match &case.change {
         Some(Change { path, value: Value::Bytes(Some(group)) }) if path == "GroupId" => {
             group.clone()
         }
-        _ => GROUP.as_bytes().to_vec(),
+        _ => format!("{JOIN_GROUP_PREFIX}{salt}").into_bytes(),
     }
 }
 

@@ -227,6 +227,9 @@ pub struct Slot<'a> {
     pub siblings: &'a [Field],
     /// True for the element of an array of primitives.
     pub element: bool,
+    /// Distinguishes one request from another where a base value must be unique per request
+    /// (0 while requests are compared for duplicates).
+    pub salt: usize,
 }
 
 /// The one field changed in a request, and its value there.
@@ -242,6 +245,7 @@ pub struct Encoder<'a> {
     pub flexible: bool,
     pub base: &'a dyn Fn(&Slot) -> Value,
     pub change: Option<&'a Change>,
+    pub salt: usize,
 }
 
 impl Encoder<'_> {
@@ -252,7 +256,7 @@ impl Encoder<'_> {
         out
     }
 
-    fn present<'f>(&self, fields: &'f [Field]) -> Vec<Field> {
+    fn present(&self, fields: &[Field]) -> Vec<Field> {
         fields.iter().filter(|field| field.versions.contains(self.version)).cloned().collect()
     }
 
@@ -291,8 +295,15 @@ impl Encoder<'_> {
     }
 
     fn encode_field(&self, field: &Field, path: &str, siblings: &[Field], out: &mut Vec<u8>) {
-        let slot =
-            Slot { api: self.api, version: self.version, path, field, siblings, element: false };
+        let slot = Slot {
+            api: self.api,
+            version: self.version,
+            path,
+            field,
+            siblings,
+            element: false,
+            salt: self.salt,
+        };
         let value = self.value(&slot);
         match &field.kind {
             Kind::Primitive(primitive) => self.put_primitive(*primitive, &value, out),
@@ -330,6 +341,7 @@ impl Encoder<'_> {
                     field,
                     siblings: &[],
                     element: true,
+                    salt: self.salt,
                 };
                 let value = self.value(&slot);
                 self.put_primitive(*primitive, &value, out);
