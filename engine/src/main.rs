@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tern::broker::{Broker, BrokerConfig};
+use tern::broker::{config, Broker, BrokerConfig};
 use tern::log::FlushPolicy;
 
 /// Tern: a Kafka-compatible log broker (thread-per-core, io_uring, fdatasync before ack).
@@ -44,6 +44,24 @@ struct Arguments {
     /// Requests larger than this close the connection (Kafka's socket.request.max.bytes).
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     max_request_bytes: usize,
+    /// Upper bound on the record bytes of one Fetch answer, whatever the client asks
+    /// (Kafka's fetch.max.bytes).
+    #[arg(long, default_value_t = config::FETCH_MAX_BYTES)]
+    fetch_max_bytes: usize,
+    /// Client connections accepted at once; more are closed at accept (Kafka's
+    /// max.connections). The soft open-files limit is raised at start to fit them.
+    #[arg(long, default_value_t = config::MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Close a connection that moved no bytes for this long (Kafka's connections.max.idle.ms).
+    #[arg(long, default_value_t = config::CONNECTIONS_MAX_IDLE_MS)]
+    connections_max_idle_ms: u64,
+    /// Each shard's budget for request and response bytes held and not yet sent: past it,
+    /// sockets are not read and fetches answer with less data.
+    #[arg(long, default_value_t = config::MEMORY_BUDGET_BYTES_PER_SHARD)]
+    memory_budget_bytes_per_shard: usize,
+    /// Answers a connection may leave unread before its requests stop being read.
+    #[arg(long, default_value_t = config::MAX_UNSENT_RESPONSE_BYTES_PER_CONNECTION)]
+    max_unsent_response_bytes_per_connection: usize,
     /// Relax durability: acknowledge after the write and fdatasync at most every N ms.
     /// Without it (the default) every acknowledged record has been fdatasync'd.
     #[arg(long)]
@@ -89,6 +107,7 @@ fn main() -> ExitCode {
         }
     };
     tern::io::set_pin_shards(arguments.pin_shards);
+    raise_open_files_limit(config.max_connections);
     block_shutdown_signals();
     let broker = match Broker::prepare(config.clone()) {
         Ok(broker) => broker,
@@ -143,6 +162,7 @@ fn build_config(arguments: &Arguments) -> Result<BrokerConfig, String> {
     config.auto_create_topics = arguments.auto_create_topics;
     config.default_partitions = arguments.default_partitions;
     config.max_request_bytes = arguments.max_request_bytes;
+    connection_limits(arguments, &mut config)?;
     config.log.segment_size_bytes = arguments.segment_bytes;
     config.log.retention_age_ms = arguments.retention_ms;
     config.log.retention_size_bytes = arguments.retention_bytes;
@@ -173,6 +193,55 @@ fn build_config(arguments: &Arguments) -> Result<BrokerConfig, String> {
     }
     groups.offsets_retention_ms = arguments.offsets_retention_minutes * 60 * 1000;
     Ok(config)
+}
+
+fn connection_limits(arguments: &Arguments, config: &mut BrokerConfig) -> Result<(), String> {
+    if arguments.fetch_max_bytes == 0 {
+        return Err("--fetch-max-bytes must be positive".into());
+    }
+    if arguments.max_connections == 0 {
+        return Err("--max-connections must be positive".into());
+    }
+    if arguments.connections_max_idle_ms == 0 {
+        return Err("--connections-max-idle-ms must be positive".into());
+    }
+    if arguments.memory_budget_bytes_per_shard < 1024 * 1024 {
+        return Err("--memory-budget-bytes-per-shard must be at least 1 MiB".into());
+    }
+    config.fetch_max_bytes = arguments.fetch_max_bytes;
+    config.max_connections = arguments.max_connections;
+    config.connections_max_idle_ms = arguments.connections_max_idle_ms;
+    config.memory_budget_bytes_per_shard = arguments.memory_budget_bytes_per_shard;
+    config.max_unsent_response_bytes_per_connection =
+        arguments.max_unsent_response_bytes_per_connection;
+    Ok(())
+}
+
+/// Raises the soft open-files limit to the hard one: every connection, segment and index is a
+/// descriptor, and the common soft default (1024) would refuse clients long before
+/// `--max-connections`. Says so when even the hard limit is too low.
+fn raise_open_files_limit(max_connections: usize) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    let raised = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let wanted = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0
+    };
+    let open_files_max = if raised { limit.rlim_max } else { limit.rlim_cur };
+    tracing::info!(open_files_max, "open-files limit");
+    // Room for the connections plus segments, indexes and the process's own files.
+    let needed = (max_connections as u64).saturating_add(1024);
+    if open_files_max < needed {
+        tracing::warn!(
+            open_files_max,
+            max_connections,
+            "the open-files limit is below --max-connections plus room for logs: \
+             connections will be refused with EMFILE first (raise `ulimit -n`)"
+        );
+    }
 }
 
 fn init_tracing(default_filter: &str) {

@@ -8,6 +8,9 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -199,5 +202,34 @@ fn produce_to_unknown_or_deleted_topic_is_refused_and_creates_nothing() {
     let answer = produce(&mut connection, "doomed", Bytes::from(one_batch()));
     assert_eq!(answer.error_code, UNKNOWN_TOPIC_OR_PARTITION);
     assert!(!directory.join("data").join("doomed-0").exists(), "partition directory removed");
+    server.stop();
+}
+
+/// Kafka's generated readers refuse any string longer than 32,767 bytes, compact ones too
+/// ("string field groupId had invalid length"), and close the connection. Tern once let a
+/// 40,000-byte compact group id through to the `__consumer_offsets` record encoder, whose
+/// int16 length assertion aborted the process.
+#[test]
+fn offset_commit_with_a_40000_byte_group_id_closes_the_connection_only() {
+    let directory = test_dir("long-group-id");
+    let mut server = TernServer::start(&directory.join("data"), &[]);
+    let mut connection = Connection::connect(&server.bootstrap());
+    create_topic(&mut connection, "committed", 1);
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string("g".repeat(40_000))))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(topic_name("committed"))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(0)])]);
+    let frame = connection.encode(8, &request);
+    connection.send_raw(&frame);
+    assert!(connection.is_closed_by_broker(), "Kafka closes the connection");
+    broker_still_answers(&server);
+    // The broker still serves the topic the commit named, on a new connection.
+    let mut connection = Connection::connect(&server.bootstrap());
+    assert_eq!(produce(&mut connection, "committed", Bytes::from(one_batch())).error_code, 0);
+    assert!(server.is_running());
     server.stop();
 }

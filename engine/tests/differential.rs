@@ -382,6 +382,52 @@ fn fetch(pair: &mut Pair) {
             normalize_fetch,
         );
     }
+    fetch_sessions(pair);
+    fetch_limits_across_partitions(pair);
+}
+
+/// KIP-227 as Kafka's FetchManager reads it: epoch 0 (a new session) and -1 (sessionless)
+/// are full fetches whatever the session id; any other epoch names a session, which Tern
+/// never has (kafka-go sends id -1 with epoch -1, issue 13).
+fn fetch_sessions(pair: &mut Pair) {
+    let cases = [(0, -1), (0, 0), (-1, -1), (123, -1), (123, 0), (0, 1), (123, 1), (0, -2)];
+    for version in [7, 11, 12] {
+        for (session_id, session_epoch) in cases {
+            let mut request = fetch_request("fetch-t", 0, 1 << 20, (0, 1));
+            request.session_id = session_id;
+            request.session_epoch = session_epoch;
+            let case = format!("Fetch session id {session_id} epoch {session_epoch}");
+            pair.compare(&case, version, &request, normalize_fetch);
+        }
+    }
+}
+
+/// KIP-74 across partitions, as Kafka's `readFromLog`: only until the first non-empty
+/// partition may a batch exceed the limits; after it, a partition whose first batch is
+/// larger than what is left gets nothing.
+fn fetch_limits_across_partitions(pair: &mut Pair) {
+    let create = create_request("fetch-two", 2, &[]);
+    pair.compare("CreateTopics fetch-two", 7, &create, normalize_create);
+    wait_for_partitions(pair, "fetch-two", 2);
+    let small: Vec<String> = (0..3).map(|record| format!("small-{record}")).collect();
+    let large: Vec<String> =
+        (0..40).map(|record| format!("large-{record}-{}", "x".repeat(50))).collect();
+    for (partition, values) in [(0, &small), (1, &large)] {
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let request = produce_request("fetch-two", partition, -1, batch(TIMESTAMP_MS, &values));
+        pair.compare("Produce to fetch-two", 9, &request, normalize_produce);
+    }
+    for (first, second, max_bytes) in [(0, 1, 1 << 20), (0, 1, 600), (1, 0, 600), (0, 1, 150)] {
+        let mut request = fetch_request("fetch-two", 0, 500, (0, 1));
+        request.max_bytes = max_bytes;
+        let template = request.topics[0].partitions[0].clone();
+        request.topics[0].partitions =
+            vec![template.clone().with_partition(first), template.with_partition(second)];
+        for version in [4, 12] {
+            let case = format!("Fetch partitions {first},{second} (500 each, {max_bytes} in all)");
+            pair.compare(&case, version, &request, normalize_fetch);
+        }
+    }
 }
 
 /// One batch of `values` from an idempotent producer, sequences from `first_sequence`.
@@ -567,6 +613,68 @@ fn offset_commit(pair: &mut Pair) {
         &commit("fetch-t", &[0, 9]),
         normalize_offset_commit,
     );
+}
+
+/// Strings past 32,767 bytes: Kafka's generated readers refuse them, compact ones too
+/// ("string field groupId had invalid length"), and close the connection; so must Tern (it
+/// once aborted on the first one). At 32,767 bytes both answer, with the same codes.
+fn string_length_limit(pair: &mut Pair) {
+    let commit = |group: &str| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(text(group)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(name("fetch-t"))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(5)])])
+    };
+    let find = |key: &str| FindCoordinatorRequest::default().with_coordinator_keys(vec![text(key)]);
+    let metadata = |topic: &str| metadata_request(Some(&[topic]), false);
+    let refused = [
+        pair.compare_on_new_connections(
+            "OffsetCommit 40,000-byte compact group id",
+            8,
+            &commit(&"g".repeat(40_000)),
+            normalize_offset_commit,
+        ),
+        pair.compare_on_new_connections(
+            "Metadata 32,768-byte compact topic name",
+            12,
+            &metadata(&"t".repeat(32_768)),
+            normalize_metadata,
+        ),
+        pair.compare_on_new_connections(
+            "FindCoordinator 32,768-byte compact key",
+            4,
+            &find(&"k".repeat(32_768)),
+            normalize_find_coordinator,
+        ),
+    ];
+    assert_eq!(refused, [(true, true); 3], "both brokers close the connection");
+    let longest = "g".repeat(32_767);
+    wait_for_group_load(pair, &longest);
+    let accepted = [
+        pair.compare_on_new_connections(
+            "OffsetCommit 32,767-byte group id",
+            8,
+            &commit(&longest),
+            normalize_offset_commit,
+        ),
+        pair.compare_on_new_connections(
+            "Metadata 32,767-byte topic name",
+            12,
+            &metadata(&"t".repeat(32_767)),
+            normalize_metadata,
+        ),
+        pair.compare_on_new_connections(
+            "FindCoordinator 32,767-byte key",
+            4,
+            &find(&"k".repeat(32_767)),
+            normalize_find_coordinator,
+        ),
+    ];
+    assert_eq!(accepted, [(false, false); 3], "both brokers answer");
 }
 
 // ---- AlterConfigs, IncrementalAlterConfigs, DeleteRecords ------------------------------------
@@ -934,6 +1042,7 @@ fn tern_answers_like_apache_kafka() {
     max_timestamp_out_of_order(&mut pair);
     describe_configs(&mut pair);
     offset_commit(&mut pair);
+    string_length_limit(&mut pair);
     incremental_alter_configs(&mut pair);
     broker_resources(&mut pair);
     alter_configs(&mut pair);

@@ -303,7 +303,7 @@ fn state_files_seeds() -> Vec<(String, Vec<u8>)> {
     };
     let tombstone = GroupRecord { value: None, ..offset_commit.clone() };
     let record = |record: &GroupRecord| {
-        let (key, value) = record.encode();
+        let (key, value) = record.encode().expect("seed records encode");
         state_files::join_group_record(&key, value.as_deref())
     };
     let files = [

@@ -109,7 +109,9 @@ fn group_record(file: &[u8]) {
 }
 
 fn reencoded(record: &GroupRecord) -> GroupRecord {
-    let (key, value) = record.encode();
+    let (key, value) = record
+        .encode()
+        .unwrap_or_else(|error| panic!("a record Tern reads must encode: {record:?}: {error}"));
     match GroupRecord::decode(&key, value.as_deref()) {
         Ok(Some(read)) => read,
         other => panic!("a record Tern writes must read back: {record:?} gave {other:?}"),

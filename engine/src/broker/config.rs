@@ -6,6 +6,20 @@ use std::path::PathBuf;
 use super::groups::CoordinatorConfig;
 use crate::log::{FlushPolicy, LogConfig};
 
+/// Kafka's `fetch.max.bytes` default: 55 MiB.
+pub const FETCH_MAX_BYTES: usize = 55 * 1024 * 1024;
+/// 128 MiB per shard: on this project's 2-core machines, a broker holds at most ~256 MiB of
+/// unsent requests and answers, well under the 512 MiB the slow-reader test allows.
+pub const MEMORY_BUDGET_BYTES_PER_SHARD: usize = 128 * 1024 * 1024;
+/// One large fetch answer (up to a 1 MiB per-partition default across several partitions)
+/// passes; a client that lets more pile up is no longer read.
+pub const MAX_UNSENT_RESPONSE_BYTES_PER_CONNECTION: usize = 8 * 1024 * 1024;
+/// Finite, unlike Kafka's (Int.MaxValue): a file descriptor each, and the soft
+/// RLIMIT_NOFILE is raised at start to hold them.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// Kafka's default: ten minutes.
+pub const CONNECTIONS_MAX_IDLE_MS: u64 = 10 * 60 * 1000;
+
 /// Everything a broker needs to start. Built by the `tern` binary from its flags, or by tests.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -29,6 +43,22 @@ pub struct BrokerConfig {
     pub max_in_flight_requests_per_connection: usize,
     /// Per-connection bound on the bytes of those requests (memory held per connection).
     pub max_in_flight_bytes_per_connection: usize,
+    /// Encoded answers a connection may have waiting for its socket before no more of its
+    /// requests are read (a client that does not read its answers stops being read).
+    pub max_unsent_response_bytes_per_connection: usize,
+    /// Each shard's budget for request and response bytes held in memory and not yet sent
+    /// (Kafka's `queued.max.request.bytes`, extended to responses): reads pause when it is
+    /// spent, and fetches answer with less data.
+    pub memory_budget_bytes_per_shard: usize,
+    /// Upper bound on a Fetch answer's record bytes, whatever the client asks (Kafka's
+    /// `fetch.max.bytes`).
+    pub fetch_max_bytes: usize,
+    /// Client connections the broker accepts at once; more are closed at accept (Kafka's
+    /// `max.connections`).
+    pub max_connections: usize,
+    /// A connection that moves no bytes for this long while waiting on its client is closed
+    /// (Kafka's `connections.max.idle.ms`).
+    pub connections_max_idle_ms: u64,
     /// Defaults for every partition log; topic configs override some of them.
     pub log: LogConfig,
     /// How often each shard applies retention and age-based segment rolls.
@@ -55,6 +85,11 @@ impl BrokerConfig {
             max_request_bytes: 100 * 1024 * 1024,
             max_in_flight_requests_per_connection: 512,
             max_in_flight_bytes_per_connection: 64 * 1024 * 1024,
+            max_unsent_response_bytes_per_connection: MAX_UNSENT_RESPONSE_BYTES_PER_CONNECTION,
+            memory_budget_bytes_per_shard: MEMORY_BUDGET_BYTES_PER_SHARD,
+            fetch_max_bytes: FETCH_MAX_BYTES,
+            max_connections: MAX_CONNECTIONS,
+            connections_max_idle_ms: CONNECTIONS_MAX_IDLE_MS,
             log: LogConfig::default(),
             retention_check_interval_ms: 5 * 60 * 1000,
             groups: CoordinatorConfig::default(),

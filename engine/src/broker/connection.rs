@@ -6,6 +6,17 @@
 //! to a partition in request order. The number of requests in flight per connection is
 //! bounded; when the bound is reached the reader stops reading (TCP backpressure).
 //!
+//! Memory is bounded per connection and per shard (`memory.rs`): a request frame is charged
+//! to the shard's budget from the moment its size is known, a response from encoding until
+//! the socket took it. The reader stops reading while the shard's budget is spent or while
+//! this connection's unsent responses exceed their bound, so a client that never reads its
+//! answers stops being read: it slows down, the broker does not grow. Fetches are started
+//! only when the writer reaches them (all earlier answers sent), so a connection holds the
+//! fetched data of one answer at a time, however many fetches it pipelines.
+//!
+//! A connection that moves no bytes for `connections_max_idle_ms`, while it waits for
+//! nothing but the client, is closed (Kafka's `connections.max.idle.ms`).
+//!
 //! OffsetCommits are the exception: a connection's commits run one after another
 //! ([`CommitChain`]), as Kafka runs all of a connection's requests. Started in order is not
 //! enough for them: each is applied to the coordinator's state when its append is durable,
@@ -16,6 +27,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
@@ -24,28 +38,39 @@ use crate::io::{self, JoinHandle, Stream};
 use crate::protocol::api_versions::api_versions_response;
 use crate::protocol::frame::FrameDecoder;
 use crate::protocol::request::{decode_request, Request, RequestError, RequestMeta};
+use crate::protocol::response::fetch_framing::encode_fetch_response;
 use crate::protocol::response::{encode_response, Response};
 use crate::protocol::response_fit::fit_to_version;
 
+use super::config::BrokerConfig;
 use super::handlers;
+use super::memory::Reservation;
 use super::shard::Shard;
 
 /// Smallest free space offered to a socket read; larger frames reserve their whole size.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
+/// A handler not started yet: the writer starts it when it reaches it.
+type Deferred = Box<dyn FnOnce() -> JoinHandle<Outcome>>;
+
 /// What the writer does next, in request order.
 enum Pending {
     /// A response being computed.
     Response(JoinHandle<Outcome>),
-    /// A response that is already known.
-    Ready(Bytes),
+    /// A fetch: started only once every earlier answer is sent, so that its data is read
+    /// when the socket can take it, not held behind a client that does not read.
+    Deferred(Deferred),
+    /// A response that is already known, with its charge to the shard's budget.
+    Ready(Bytes, Reservation),
     /// Stop after everything queued before it was written.
     Close,
 }
 
 /// What a request's handler ends with.
 enum Outcome {
-    Respond(Bytes),
+    /// The encoded answer, in pieces to send in order (a fetch's record data stays the
+    /// buffer it was read into), charged to the shard's budget until it is sent.
+    Respond(Vec<Bytes>, Reservation),
     /// The request gets no response (Produce with acks=0).
     Silent,
     /// The response could not be encoded: the client would wait forever, so close.
@@ -63,6 +88,14 @@ struct ResponseQueue {
     queued_bytes_max: usize,
     changed: Notify,
     writer_gone: Cell<bool>,
+    /// Encoded answers not yet taken by the socket, and their bound: past it, no more requests
+    /// are read from this connection.
+    unsent_response_bytes: Cell<usize>,
+    unsent_response_bytes_max: usize,
+    /// When bytes last moved in either direction, and whether the writer is waiting for a
+    /// handler (then the connection is busy, not idle).
+    last_activity: Cell<io::Instant>,
+    writer_waits_for_handler: Cell<bool>,
 }
 
 impl ResponseQueue {
@@ -78,6 +111,32 @@ impl ResponseQueue {
         }
         self.queued_bytes.set(self.queued_bytes.get() + size_bytes);
         self.entries.borrow_mut().push_back((pending, size_bytes));
+        self.changed.notify_waiters();
+    }
+
+    fn new(config: &BrokerConfig) -> ResponseQueue {
+        ResponseQueue {
+            entries: RefCell::new(VecDeque::new()),
+            capacity: config.max_in_flight_requests_per_connection,
+            queued_bytes: Cell::new(0),
+            queued_bytes_max: config.max_in_flight_bytes_per_connection,
+            changed: Notify::new(),
+            writer_gone: Cell::new(false),
+            unsent_response_bytes: Cell::new(0),
+            unsent_response_bytes_max: config.max_unsent_response_bytes_per_connection,
+            last_activity: Cell::new(io::now()),
+            writer_waits_for_handler: Cell::new(false),
+        }
+    }
+
+    fn add_unsent(&self, size_bytes: usize) {
+        self.unsent_response_bytes.set(self.unsent_response_bytes.get() + size_bytes);
+    }
+
+    fn remove_unsent(&self, size_bytes: usize) {
+        let unsent = self.unsent_response_bytes.get();
+        assert!(unsent >= size_bytes, "sent {size_bytes} bytes of {unsent} unsent");
+        self.unsent_response_bytes.set(unsent - size_bytes);
         self.changed.notify_waiters();
     }
 
@@ -111,39 +170,97 @@ impl CommitChain {
     }
 }
 
-pub async fn serve(shard: Rc<Shard>, stream: Stream, peer: SocketAddr) {
+/// The broker-wide count of open client connections, shared by every shard.
+#[derive(Default)]
+pub struct ConnectionCount {
+    open: AtomicUsize,
+}
+
+/// One admitted connection; gives its slot back when dropped.
+pub struct ConnectionSlot {
+    count: Arc<ConnectionCount>,
+}
+
+impl ConnectionCount {
+    /// A slot if fewer than `max_connections` are open (Kafka's `max.connections`).
+    pub fn admit(self: &Arc<Self>, max_connections: usize) -> Option<ConnectionSlot> {
+        let admitted = self.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+            (open < max_connections).then_some(open + 1)
+        });
+        admitted.ok().map(|_| ConnectionSlot { count: self.clone() })
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let before = self.count.open.fetch_sub(1, Ordering::AcqRel);
+        assert!(before > 0, "a connection slot was given back twice");
+    }
+}
+
+pub async fn serve(shard: Rc<Shard>, stream: Stream, peer: SocketAddr, slot: ConnectionSlot) {
     let _ = stream.set_nodelay(true);
     tracing::debug!(%peer, shard = shard.id, "connection accepted");
-    let queue = Rc::new(ResponseQueue {
-        entries: RefCell::new(VecDeque::new()),
-        capacity: shard.config.max_in_flight_requests_per_connection,
-        queued_bytes: Cell::new(0),
-        queued_bytes_max: shard.config.max_in_flight_bytes_per_connection,
-        changed: Notify::new(),
-        writer_gone: Cell::new(false),
-    });
+    let queue = Rc::new(ResponseQueue::new(&shard.config));
+    let idle = Duration::from_millis(shard.config.connections_max_idle_ms);
+    let watchdog = io::spawn_local(close_when_idle(stream.clone(), queue.clone(), idle, peer));
     let writer = io::spawn_local(write_responses(stream.clone(), queue.clone(), peer));
     read_requests(&shard, &stream, &queue, peer).await;
     queue.push(Pending::Close, 0).await;
     writer.await;
+    watchdog.abort();
+    drop(slot);
     tracing::debug!(%peer, "connection closed");
+}
+
+/// Closes the connection once no bytes have moved for `idle` while it waited only for the
+/// client (a handler still working keeps it open; a write the client never takes does not).
+async fn close_when_idle(
+    stream: Stream,
+    queue: Rc<ResponseQueue>,
+    idle: Duration,
+    peer: SocketAddr,
+) {
+    // Bounded: each round sleeps until the current deadline, which only moves forward.
+    loop {
+        let deadline = queue.last_activity.get().checked_add(idle);
+        let Some(deadline) = deadline else { return };
+        let now = io::now();
+        if now >= deadline && !queue.writer_waits_for_handler.get() {
+            tracing::info!(%peer, idle_ms = idle.as_millis() as u64, "closing idle connection");
+            let _ = stream.shutdown();
+            return;
+        }
+        let wait = deadline.duration_since(now).max(Duration::from_millis(100));
+        io::sleep(wait).await;
+    }
 }
 
 async fn read_requests(
     shard: &Rc<Shard>,
     stream: &Stream,
-    queue: &ResponseQueue,
+    queue: &Rc<ResponseQueue>,
     peer: SocketAddr,
 ) {
     let mut decoder = FrameDecoder::new(shard.config.max_request_bytes);
     let commits = CommitChain::default();
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    // The charge for a large frame whose body is still arriving.
+    let mut frame_charge: Option<Reservation> = None;
     loop {
         loop {
             match decoder.decode(&mut buffer) {
                 Ok(Some(frame)) => {
                     let size_bytes = frame.len();
-                    let Some(pending) = dispatch(shard, frame.freeze(), peer, &commits) else {
+                    let charge =
+                        frame_charge.take().unwrap_or_else(|| shard.memory.charge(size_bytes));
+                    let Some(pending) =
+                        dispatch(shard, frame.freeze(), charge, peer, queue, &commits)
+                    else {
                         return;
                     };
                     queue.push(pending, size_bytes).await;
@@ -158,7 +275,16 @@ async fn read_requests(
                 }
             }
         }
-        let wanted = decoder.bytes_needed(&buffer).max(READ_CHUNK_BYTES);
+        wait_for_room(shard, queue).await;
+        if queue.writer_gone.get() {
+            return;
+        }
+        let needed = decoder.bytes_needed(&buffer);
+        if needed > READ_CHUNK_BYTES && frame_charge.is_none() {
+            // Kafka's memory pool: a large frame is paid for before its body is read.
+            frame_charge = Some(shard.memory.charge(buffer.len() + needed));
+        }
+        let wanted = needed.max(READ_CHUNK_BYTES);
         if buffer.capacity() - buffer.len() < wanted {
             buffer.reserve(wanted);
         }
@@ -166,7 +292,7 @@ async fn read_requests(
         buffer = returned;
         match result {
             Ok(0) => return,
-            Ok(_) => {}
+            Ok(_) => queue.last_activity.set(io::now()),
             Err(error) => {
                 tracing::debug!(%peer, %error, "connection read failed");
                 return;
@@ -175,36 +301,70 @@ async fn read_requests(
     }
 }
 
-/// Decodes one frame and starts its handler. `None` closes the connection.
+/// Waits until this connection may read more: the shard's budget is not spent and this
+/// connection's unsent answers are within their bound.
+async fn wait_for_room(shard: &Shard, queue: &ResponseQueue) {
+    // Bounded: each round waits for a send or a release, which make progress.
+    loop {
+        if shard.memory.is_exhausted() {
+            shard.memory.wait_until_available().await;
+            continue;
+        }
+        if queue.unsent_response_bytes.get() <= queue.unsent_response_bytes_max
+            || queue.writer_gone.get()
+        {
+            return;
+        }
+        queue.changed.notified().await;
+    }
+}
+
+/// Decodes one frame and starts its handler (a fetch: prepares it for the writer to start).
+/// `None` closes the connection. `charge` pays for the frame until the handler is done.
 fn dispatch(
     shard: &Rc<Shard>,
     frame: Bytes,
+    charge: Reservation,
     peer: SocketAddr,
+    queue: &Rc<ResponseQueue>,
     commits: &CommitChain,
 ) -> Option<Pending> {
     match decode_request(frame) {
         Ok(request) => {
             let meta = request.header.clone();
             let link = matches!(request.body, Request::OffsetCommit(_)).then(|| commits.link());
-            let handler = handlers::handle(shard.clone(), request, peer);
-            Some(Pending::Response(io::spawn_local(async move {
-                // Held until this request is answered: dropping it releases the next commit.
-                let _done = match link {
-                    Some((previous, done)) => {
-                        if let Some(previous) = previous {
-                            let _ = previous.await;
+            let deferred = matches!(request.body, Request::Fetch(_));
+            let (shard, queue) = (shard.clone(), queue.clone());
+            let run = move || {
+                io::spawn_local(async move {
+                    // Held until this request is answered: dropping it releases the next commit.
+                    let _done = match link {
+                        Some((previous, done)) => {
+                            if let Some(previous) = previous {
+                                let _ = previous.await;
+                            }
+                            Some(done)
                         }
-                        Some(done)
+                        None => None,
+                    };
+                    let handler = handlers::handle(shard.clone(), request, peer);
+                    let Some(mut response) = handler.await else { return Outcome::Silent };
+                    drop(charge);
+                    fit_to_version(&mut response, meta.api_version);
+                    match encode_pieces_or_log(&meta, response, peer) {
+                        Some(pieces) => {
+                            let size_bytes = pieces.iter().map(Bytes::len).sum();
+                            queue.add_unsent(size_bytes);
+                            Outcome::Respond(pieces, shard.memory.charge(size_bytes))
+                        }
+                        None => Outcome::Close,
                     }
-                    None => None,
-                };
-                let Some(mut response) = handler.await else { return Outcome::Silent };
-                fit_to_version(&mut response, meta.api_version);
-                match encode_or_log(&meta, &response, peer) {
-                    Some(bytes) => Outcome::Respond(bytes),
-                    None => Outcome::Close,
-                }
-            })))
+                })
+            };
+            if deferred {
+                return Some(Pending::Deferred(Box::new(run)));
+            }
+            Some(Pending::Response(run()))
         }
         Err(RequestError::UnsupportedVersion { api_key, api_version, correlation_id })
             if api_key == kafka_protocol::messages::ApiKey::ApiVersions =>
@@ -217,10 +377,32 @@ fn dispatch(
                 correlation_id,
                 client_id: None,
             };
-            encode_or_log(&meta, &Response::ApiVersions(body), peer).map(Pending::Ready)
+            let bytes = encode_or_log(&meta, &Response::ApiVersions(body), peer)?;
+            queue.add_unsent(bytes.len());
+            let charge = shard.memory.charge(bytes.len());
+            Some(Pending::Ready(bytes, charge))
         }
         Err(error) => {
             tracing::warn!(%peer, %error, "closing connection: request not understood");
+            None
+        }
+    }
+}
+
+/// A fetch answer is encoded around its record data (no copy of it); others whole.
+fn encode_pieces_or_log(
+    meta: &RequestMeta,
+    response: Response,
+    peer: SocketAddr,
+) -> Option<Vec<Bytes>> {
+    let Response::Fetch(body) = response else {
+        return encode_or_log(meta, &response, peer).map(|bytes| vec![bytes]);
+    };
+    match encode_fetch_response(meta, body) {
+        Ok(pieces) => Some(pieces),
+        Err(error) => {
+            let (api_key, api_version) = (meta.api_key, meta.api_version);
+            tracing::error!(%peer, ?api_key, api_version, %error, "cannot encode response");
             None
         }
     }
@@ -239,16 +421,21 @@ fn encode_or_log(meta: &RequestMeta, response: &Response, peer: SocketAddr) -> O
 
 async fn write_responses(stream: Stream, queue: Rc<ResponseQueue>, peer: SocketAddr) {
     loop {
-        let bytes = match queue.pop().await {
+        let handler = match queue.pop().await {
             Pending::Close => break,
-            Pending::Ready(bytes) => bytes,
-            Pending::Response(handler) => match handler.await {
-                Outcome::Respond(bytes) => bytes,
-                Outcome::Silent => continue,
-                Outcome::Close => break,
-            },
+            Pending::Ready(bytes, charge) => Outcome::Respond(vec![bytes], charge),
+            Pending::Response(handler) => wait_for_handler(&queue, handler).await,
+            Pending::Deferred(start) => wait_for_handler(&queue, start()).await,
         };
-        let (result, _) = stream.write_all(bytes).await;
+        let (pieces, charge) = match handler {
+            Outcome::Respond(pieces, charge) => (pieces, charge),
+            Outcome::Silent => continue,
+            Outcome::Close => break,
+        };
+        let size_bytes = pieces.iter().map(Bytes::len).sum();
+        let result = write_pieces(&stream, &queue, pieces).await;
+        drop(charge);
+        queue.remove_unsent(size_bytes);
         if let Err(error) = result {
             tracing::debug!(%peer, %error, "connection write failed");
             break;
@@ -257,4 +444,26 @@ async fn write_responses(stream: Stream, queue: Rc<ResponseQueue>, peer: SocketA
     queue.writer_gone.set(true);
     queue.changed.notify_waiters();
     let _ = stream.shutdown();
+}
+
+async fn write_pieces(
+    stream: &Stream,
+    queue: &ResponseQueue,
+    pieces: Vec<Bytes>,
+) -> std::io::Result<()> {
+    for piece in pieces {
+        let (result, _) = stream.write_all(piece).await;
+        result?;
+        queue.last_activity.set(io::now());
+    }
+    Ok(())
+}
+
+async fn wait_for_handler(queue: &ResponseQueue, handler: JoinHandle<Outcome>) -> Outcome {
+    queue.writer_waits_for_handler.set(true);
+    let outcome = handler.await;
+    queue.writer_waits_for_handler.set(false);
+    // The time a handler took is not idle time.
+    queue.last_activity.set(io::now());
+    outcome
 }

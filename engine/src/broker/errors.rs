@@ -1,6 +1,7 @@
 //! Mapping of engine errors to the Kafka error codes clients act on. This is the protocol
 //! edge: inside the engine errors are typed; here they become numbers.
 
+use super::groups::service::WriteError;
 use super::groups::GroupError;
 use crate::log::producers::ProducerError;
 use crate::log::LogError;
@@ -23,6 +24,17 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
         LogError::Producer(ProducerError::OutOfOrder { .. }) => ErrorCode::OutOfOrderSequenceNumber,
         LogError::InvalidProducerBatch { .. } => ErrorCode::InvalidRecord,
         _ => ErrorCode::KafkaStorageError,
+    }
+}
+
+/// A group coordinator write that failed: the log's code, or UNKNOWN_SERVER_ERROR for a
+/// record that cannot be encoded — what Kafka's group coordinator answers for a record it
+/// cannot serialise or append (`CoordinatorOperationExceptionHelper` maps unexpected
+/// exceptions, MESSAGE_TOO_LARGE and its kin to it).
+pub fn write_error_code(error: &WriteError) -> ErrorCode {
+    match error {
+        WriteError::Log(error) => log_error_code(error),
+        WriteError::Record(_) => ErrorCode::UnknownServerError,
     }
 }
 

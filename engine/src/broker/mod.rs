@@ -8,6 +8,7 @@ pub mod connection;
 pub mod errors;
 pub mod groups;
 pub mod handlers;
+pub mod memory;
 pub mod metadata_file;
 pub mod producer_ids;
 pub mod server;

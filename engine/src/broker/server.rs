@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::io::{self, mesh, Disk, Listener};
 
 use super::config::BrokerConfig;
-use super::connection;
+use super::connection::{self, ConnectionCount};
 use super::groups::{self, GroupService};
 use super::metadata_file;
 use super::shard::{ClusterIdentity, Job, Shard, JOB_QUEUE_CAPACITY};
@@ -38,6 +38,7 @@ pub struct Broker {
     topics: Arc<TopicSnapshot>,
     senders: Vec<mesh::Sender<Job>>,
     receivers: Arc<Mutex<Vec<Option<mesh::Receiver<Job>>>>>,
+    connections: Arc<ConnectionCount>,
 }
 
 /// Asks every shard to stop. Cheap to clone; usable from any thread (a signal handler thread).
@@ -106,6 +107,7 @@ impl Broker {
             topics,
             senders,
             receivers: Arc::new(Mutex::new(receivers.into_iter().map(Some).collect())),
+            connections: Arc::new(ConnectionCount::default()),
         })
     }
 
@@ -135,7 +137,7 @@ impl Broker {
     }
 
     fn shard_factory(self) -> impl Fn(usize) -> ShardMain + Send + Sync {
-        let Broker { config, cluster, disk, topics, senders, receivers } = self;
+        let Broker { config, cluster, disk, topics, senders, receivers, connections } = self;
         assert!(
             matches!(disk, Disk::Os) || cfg!(madsim),
             "a simulated disk is single-threaded: only the madsim build may serve from it"
@@ -152,6 +154,7 @@ impl Broker {
                 disk,
                 senders.clone(),
                 Arc::new(TopicSnapshot::default()),
+                connections.clone(),
             );
             Box::pin(run_shard(shard, receiver, topics.clone()))
         }
@@ -217,7 +220,14 @@ async fn accept_until_shutdown(shard: &Rc<Shard>, listener: &Listener) {
         match futures_util::future::select(stopped, accepted).await {
             futures_util::future::Either::Left(_) => return,
             futures_util::future::Either::Right((Ok((stream, peer)), _)) => {
-                drop(io::spawn_local(connection::serve(shard.clone(), stream, peer)));
+                let max_connections = shard.config.max_connections;
+                let Some(slot) = shard.connections.admit(max_connections) else {
+                    // As Kafka: the connection is accepted and closed at once.
+                    tracing::warn!(%peer, max_connections, "closing connection: too many open");
+                    let _ = stream.shutdown();
+                    continue;
+                };
+                drop(io::spawn_local(connection::serve(shard.clone(), stream, peer, slot)));
             }
             futures_util::future::Either::Right((Err(error), _)) => {
                 // EMFILE and friends: back off briefly instead of spinning.

@@ -19,9 +19,11 @@ use crate::log::{Log, LogLatency};
 use crate::metrics::LatencyHistogram;
 
 use super::config::BrokerConfig;
+use super::connection::ConnectionCount;
 use super::groups::GroupService;
+use super::memory::MemoryBudget;
 use super::producer_ids::ProducerIds;
-use super::topics::{TopicMeta, TopicSnapshot};
+use super::topics::{self, TopicMeta, TopicSnapshot};
 
 /// Work sent to another shard: a closure run there as a local task.
 pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -58,6 +60,10 @@ pub struct Shard {
     pub produce_latency: RefCell<LatencyHistogram>,
     /// The coordinator of the groups whose `__consumer_offsets` partitions this shard owns.
     pub groups: GroupService,
+    /// Request and response bytes this shard holds and has not sent (`memory.rs`).
+    pub memory: Rc<MemoryBudget>,
+    /// Open client connections of the whole broker (shared by every shard).
+    pub connections: Arc<ConnectionCount>,
 }
 
 /// The shard that owns `partition` of `topic`: FNV-1a over the name and index, so that it is
@@ -80,10 +86,12 @@ impl Shard {
         disk: Disk,
         peers: Vec<mesh::Sender<Job>>,
         topics: Arc<TopicSnapshot>,
+        connections: Arc<ConnectionCount>,
     ) -> Rc<Shard> {
         assert_eq!(peers.len(), config.shard_count);
         assert!(id < config.shard_count);
         let groups = GroupService::new(config.groups.clone());
+        let memory = MemoryBudget::new(config.memory_budget_bytes_per_shard);
         Rc::new(Shard {
             id,
             groups,
@@ -99,6 +107,8 @@ impl Shard {
             shutting_down: Cell::new(false),
             shutdown_requested: Notify::new(),
             produce_latency: RefCell::new(LatencyHistogram::new()),
+            memory,
+            connections,
         })
     }
 
@@ -184,6 +194,12 @@ impl Shard {
                 log.set_config(config);
                 continue;
             }
+            // A file name: every registry topic passed `validate_topic_name` (CreateTopics,
+            // and `load_registry` again) — at most 249 ASCII characters of [a-zA-Z0-9._-],
+            // not "." or "..", as Kafka — and partitions are below PARTITIONS_PER_TOPIC_MAX,
+            // so the name fits NAME_MAX (255) and cannot climb out of the data directory.
+            assert!(topics::validate_topic_name(&topic.name).is_ok(), "registry topic name");
+            assert!((0..topics::PARTITIONS_PER_TOPIC_MAX).contains(&partition));
             let directory = self.config.data_dir.join(format!("{}-{}", topic.name, partition));
             match Log::open(self.disk.clone(), directory, config).await {
                 Ok(log) => {

@@ -38,9 +38,13 @@ impl TopicMeta {
     /// The log settings for this topic's partitions: broker defaults overridden by topic configs.
     pub fn log_config(&self, defaults: &LogConfig) -> LogConfig {
         let mut config = defaults.clone();
+        // Values come from CreateTopics/AlterConfigs, range-checked by `validate_topic_config`
+        // (segment.bytes 14..=i32::MAX; the byte sizes below 0..=i32::MAX); the conversions
+        // are checked anyway, so a registry edited by hand keeps the default instead.
         let number = |key: &str| self.configs.get(key).and_then(|value| value.parse::<i64>().ok());
-        if let Some(value) = number("segment.bytes") {
-            config.segment_size_bytes = value as u64;
+        let unsigned = |key: &str| number(key).and_then(|value| u32::try_from(value).ok());
+        if let Some(value) = number("segment.bytes").and_then(|value| u64::try_from(value).ok()) {
+            config.segment_size_bytes = value;
         }
         if let Some(value) = number("segment.ms") {
             config.segment_age_ms = value.max(1);
@@ -53,12 +57,13 @@ impl TopicMeta {
         }
         // Kafka allows 0 for both; the log needs an index interval and room for one batch
         // header (the produce handler still refuses batches above the topic's own value).
-        if let Some(value) = number("index.interval.bytes") {
-            config.index_interval_bytes = (value as u32).max(1);
+        if let Some(value) = unsigned("index.interval.bytes") {
+            config.index_interval_bytes = value.max(1);
         }
-        if let Some(value) = number("max.message.bytes") {
+        if let Some(value) = unsigned("max.message.bytes") {
+            // A constant: 61 bytes.
             let floor_bytes = crate::protocol::record_batch::HEADER_SIZE_BYTES as u32;
-            config.max_message_bytes = (value as u32).max(floor_bytes);
+            config.max_message_bytes = value.max(floor_bytes);
         }
         self.apply_cleanup_policy(&mut config);
         config
@@ -333,6 +338,17 @@ pub async fn load_registry(disk: &Disk, data_dir: &Path) -> std::io::Result<Arc<
             format!("{} has unknown format version {}", path.display(), file.version),
         ));
     }
+    // Names become directory names (`Shard::open_local_partitions`): a registry that breaks
+    // the rules CreateTopics enforces is refused whole, as a damaged file.
+    for topic in &file.topics {
+        let partitions_valid = (1..=PARTITIONS_PER_TOPIC_MAX).contains(&topic.partition_count);
+        if validate_topic_name(&topic.name).is_err() || !partitions_valid {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} holds an invalid topic {:?}", path.display(), topic.name),
+            ));
+        }
+    }
     let snapshot = Arc::new(TopicSnapshot::new(file.topics));
     if legacy {
         // Written before metadata files had checksums: seal it now, not at the next change.
@@ -399,6 +415,43 @@ mod tests {
 
     async fn write_raw(disk: &Disk, path: &Path, bytes: Vec<u8>) {
         write_file_atomically(disk, path, bytes).await.expect("write");
+    }
+
+    #[test]
+    fn out_of_range_size_configs_keep_the_defaults() {
+        let defaults = LogConfig::default();
+        let mut topic = one_topic().by_name.values().next().unwrap().clone();
+        for (key, value) in [
+            ("segment.bytes", "-5"),
+            ("index.interval.bytes", "-1"),
+            ("max.message.bytes", "4294967296"),
+        ] {
+            topic.configs.insert(key.to_string(), value.to_string());
+        }
+        let config = topic.log_config(&defaults);
+        assert_eq!(config.segment_size_bytes, defaults.segment_size_bytes);
+        assert_eq!(config.index_interval_bytes, defaults.index_interval_bytes);
+        assert_eq!(config.max_message_bytes, defaults.max_message_bytes);
+    }
+
+    #[test]
+    fn a_registry_naming_a_path_or_too_many_partitions_is_refused() {
+        block_on(async {
+            let disk = Disk::Simulated(SimDisk::new(1));
+            let data_dir = Path::new("/data");
+            disk.create_dir_all(data_dir).unwrap();
+            let path = data_dir.join(REGISTRY_FILE_NAME);
+            let good = one_topic().by_name.values().next().unwrap().clone();
+            let escaping = TopicMeta { name: "../escape".into(), ..good.clone() };
+            let too_many = TopicMeta { partition_count: PARTITIONS_PER_TOPIC_MAX + 1, ..good };
+            for topic in [escaping, too_many] {
+                let file = RegistryFile { version: REGISTRY_FORMAT_VERSION, topics: vec![topic] };
+                let body = serde_json::to_vec_pretty(&file).unwrap();
+                metadata_file::write(&disk, &path, &body).await.unwrap();
+                let error = load_registry(&disk, data_dir).await.unwrap_err();
+                assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+            }
+        });
     }
 
     #[test]

@@ -133,6 +133,11 @@ impl Log {
             Planned::Empty(info) => return Ok(info),
             Planned::Read(plan) => plan,
         };
+        if max_bytes == 0 && !min_one_batch {
+            // Nothing may be served (a fetch whose limit is spent): the watermarks, no I/O.
+            let (high_watermark, log_start_offset) = (plan.high_watermark, plan.log_start_offset);
+            return Ok(ReadInfo { bytes: Bytes::new(), high_watermark, log_start_offset });
+        }
         let located = locate(&self.shared, &plan).await?;
         let bytes = collect(&self.shared, &plan, located, max_bytes, min_one_batch).await?;
         Ok(ReadInfo {

@@ -172,6 +172,7 @@ pub fn batch_size_from_prefix(bytes: &[u8]) -> Result<usize, BatchError> {
     if batch_length < minimum {
         return Err(BatchError::BadLength { batch_length });
     }
+    // Not negative: at least `minimum` (checked above).
     Ok(LOG_OVERHEAD_BYTES + batch_length as usize)
 }
 

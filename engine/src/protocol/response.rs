@@ -6,8 +6,8 @@
 //! otherwise, and always v0 for ApiVersions, whose clients must be able to read the header
 //! before they know which versions the broker speaks.
 //!
-//! Fetch responses carry record batches as `Bytes`; the codec copies them into the output
-//! once and never re-encodes them.
+//! Fetch responses carry record batches as `Bytes`; `fetch_framing` encodes around them, so
+//! the connection sends them from the buffer the log read them into.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -207,6 +207,8 @@ impl<T: Encodable> EncodeAtVersion for T {
         Encodable::encode(self, out, version).map_err(|error| format!("{error:#}"))
     }
 }
+
+pub mod fetch_framing;
 
 #[cfg(test)]
 mod tests;

@@ -91,6 +91,33 @@ impl Pair {
         self.check_equal(&format!("{case} (v{version})"), &tern, &kafka);
     }
 
+    /// Sends `request` to both brokers, each on a new connection (so that a close ends only
+    /// that one), and compares the outcomes: the normalized answer, or `None` when the broker
+    /// closed the connection instead. Returns whether each closed: (Tern, Kafka).
+    pub fn compare_on_new_connections<R, F>(
+        &mut self,
+        case: &str,
+        version: i16,
+        request: &R,
+        normalize: F,
+    ) -> (bool, bool)
+    where
+        R: Request + Clone,
+        R::Response: Debug,
+        F: Fn(&mut R::Response),
+    {
+        let outcome = |bootstrap: &str| {
+            let mut response = Connection::connect(bootstrap).try_call(version, request);
+            response.as_mut().map(&normalize);
+            response
+        };
+        let tern = outcome(&self.tern_bootstrap.clone());
+        let kafka = outcome(&self.kafka_bootstrap.clone());
+        let closed = (tern.is_none(), kafka.is_none());
+        self.check_equal(&format!("{case} (v{version}, None: closed)"), &tern, &kafka);
+        closed
+    }
+
     /// Fails the test with every recorded mismatch, both sides side by side.
     pub fn assert_agreed(&self) {
         assert!(
@@ -327,7 +354,7 @@ fn normalize_describe_cluster(response: &mut DescribeClusterResponse) {
     }
 }
 
-fn normalize_find_coordinator(response: &mut FindCoordinatorResponse) {
+pub fn normalize_find_coordinator(response: &mut FindCoordinatorResponse) {
     response.throttle_time_ms = 0;
     response.error_message = response.error_message.as_ref().map(|_| text("message"));
     if response.node_id.0 >= 0 {

@@ -24,16 +24,23 @@ impl Connection {
 
     /// Sends `request` at `version` and decodes the response body.
     pub fn call<R: Request>(&mut self, version: i16, request: &R) -> R::Response {
+        self.try_call(version, request).expect("response frame (the broker closed instead)")
+    }
+
+    /// Like `call`, but `None` when the broker closed the connection instead of answering
+    /// (Kafka's answer to a request it cannot parse). A broker that closes while the request
+    /// is still being written makes the write fail: that is a close too.
+    pub fn try_call<R: Request>(&mut self, version: i16, request: &R) -> Option<R::Response> {
         let frame = self.encode(version, request);
-        self.stream.write_all(&frame).expect("send request");
-        let mut body = self.read_frame().expect("response frame");
+        self.stream.write_all(&frame).ok()?;
+        let mut body = self.read_frame()?;
         let _correlation = body.get_i32();
         if R::Response::header_version(version) >= 1 {
             // Response header v1: tagged fields (none expected).
             let tagged = body.get_u8();
             assert_eq!(tagged, 0, "no tagged fields in the response header");
         }
-        R::Response::decode(&mut body, version).expect("decode response")
+        Some(R::Response::decode(&mut body, version).expect("decode response"))
     }
 
     pub fn encode<R: Request>(&mut self, version: i16, request: &R) -> Vec<u8> {

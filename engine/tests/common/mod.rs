@@ -66,7 +66,11 @@ impl TernServer {
         assert!(self.child.is_none());
         let log_path = self.data_dir.with_extension("log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tern"))
+        // TERN_TEST_BINARY runs a test against another build (a release binary for the
+        // documented measurements, an older one to show what a test catches).
+        let binary = std::env::var("TERN_TEST_BINARY")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tern").to_string());
+        let child = Command::new(binary)
             .arg("--listen")
             .arg(self.bootstrap())
             .arg("--data-dir")
@@ -122,6 +126,19 @@ impl TernServer {
 
     pub fn restart(&mut self) {
         self.spawn();
+    }
+
+    /// The broker's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The broker's resident memory now (VmRSS from /proc), in bytes.
+    pub fn resident_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -551,6 +551,9 @@ impl Coordinator {
         let member_id = self.new_member_id(&request.client_id);
         if request.group_instance_id.is_none() && request.require_known_member_id {
             let group = self.groups.get_mut(&request.group_id).expect("checked above");
+            // Deadlines: a wall-clock ms (< 2^43) plus an i32 cannot overflow an i64; the
+            // session timeout is within the broker's bounds (checked above), a negative
+            // rebalance timeout counts as 0 (`rebalance_deadline_ms`).
             let deadline_ms = now_ms + i64::from(request.session_timeout_ms);
             group.pending_member_ids.insert(member_id.clone(), deadline_ms);
             return Err((GroupError::MemberIdRequired, Some(member_id)));

@@ -81,13 +81,15 @@ impl GroupKey {
 }
 
 impl GroupRecord {
-    /// The record's key and value bytes, as they go into a record batch.
-    pub fn encode(&self) -> (Vec<u8>, Option<Vec<u8>>) {
-        let value = self.value.as_ref().map(|value| match value {
-            GroupValue::Offset(offset) => encode_offset_value(offset),
-            GroupValue::Metadata(metadata) => encode_metadata_value(metadata),
-        });
-        (encode_key(&self.key), value)
+    /// The record's key and value bytes, as they go into a record batch; an error when a
+    /// field does not fit the schema's length prefix (see [`RecordError::TooLong`]).
+    pub fn encode(&self) -> Result<(Vec<u8>, Option<Vec<u8>>), RecordError> {
+        let value = match &self.value {
+            None => None,
+            Some(GroupValue::Offset(offset)) => Some(encode_offset_value(offset)?),
+            Some(GroupValue::Metadata(metadata)) => Some(encode_metadata_value(metadata)?),
+        };
+        Ok((encode_key(&self.key)?, value))
     }
 
     /// The record read back from a batch; `Ok(None)` for record kinds Tern skips.
@@ -120,23 +122,28 @@ pub enum RecordError {
     UnexpectedNull { field: &'static str },
     #[error("{field} is not UTF-8")]
     NotUtf8 { field: &'static str },
+    /// Encoding: a string longer than its int16 length can say (or bytes or an array longer
+    /// than an int32). The request parser refuses such strings as Kafka does, so this is a
+    /// second line: the record is not written and the request fails, the broker stays up.
+    #[error("{field} is {length} long, more than its length prefix can hold")]
+    TooLong { field: &'static str, length: usize },
 }
 
-pub fn encode_key(key: &GroupKey) -> Vec<u8> {
+pub fn encode_key(key: &GroupKey) -> Result<Vec<u8>, RecordError> {
     let mut out = Vec::with_capacity(64);
     match key {
         GroupKey::Offset { group, topic, partition } => {
             out.put_i16(OFFSET_COMMIT_KEY_VERSION);
-            put_string(&mut out, group);
-            put_string(&mut out, topic);
+            put_string(&mut out, "group", group)?;
+            put_string(&mut out, "topic", topic)?;
             out.put_i32(*partition);
         }
         GroupKey::Metadata { group } => {
             out.put_i16(GROUP_METADATA_KEY_VERSION);
-            put_string(&mut out, group);
+            put_string(&mut out, "group", group)?;
         }
     }
-    out
+    Ok(out)
 }
 
 /// `Ok(None)` for key versions of other record kinds, which Tern skips.
@@ -154,14 +161,14 @@ pub fn decode_key(bytes: &[u8]) -> Result<Option<GroupKey>, RecordError> {
     Ok(Some(key))
 }
 
-pub fn encode_offset_value(value: &OffsetValue) -> Vec<u8> {
+pub fn encode_offset_value(value: &OffsetValue) -> Result<Vec<u8>, RecordError> {
     let mut out = Vec::with_capacity(32 + value.metadata.len());
     out.put_i16(OFFSET_COMMIT_VALUE_VERSION);
     out.put_i64(value.offset);
     out.put_i32(value.leader_epoch);
-    put_string(&mut out, &value.metadata);
+    put_string(&mut out, "metadata", &value.metadata)?;
     out.put_i64(value.commit_timestamp_ms);
-    out
+    Ok(out)
 }
 
 pub fn decode_offset_value(bytes: &[u8]) -> Result<OffsetValue, RecordError> {
@@ -175,28 +182,26 @@ pub fn decode_offset_value(bytes: &[u8]) -> Result<OffsetValue, RecordError> {
     Ok(OffsetValue { offset, leader_epoch, metadata, commit_timestamp_ms, expire_timestamp_ms })
 }
 
-pub fn encode_metadata_value(value: &MetadataValue) -> Vec<u8> {
+pub fn encode_metadata_value(value: &MetadataValue) -> Result<Vec<u8>, RecordError> {
     let mut out = Vec::with_capacity(128);
     out.put_i16(GROUP_METADATA_VALUE_VERSION);
-    put_string(&mut out, &value.protocol_type);
+    put_string(&mut out, "protocol type", &value.protocol_type)?;
     out.put_i32(value.generation);
-    put_nullable_string(&mut out, value.protocol.as_deref());
-    put_nullable_string(&mut out, value.leader.as_deref());
+    put_nullable_string(&mut out, "protocol", value.protocol.as_deref())?;
+    put_nullable_string(&mut out, "leader", value.leader.as_deref())?;
     out.put_i64(value.current_state_timestamp_ms);
-    out.put_i32(value.members.len() as i32);
+    out.put_i32(int32_length("members", value.members.len())?);
     for member in &value.members {
-        put_string(&mut out, &member.member_id);
-        put_nullable_string(&mut out, member.group_instance_id.as_deref());
-        put_string(&mut out, &member.client_id);
-        put_string(&mut out, &member.client_host);
+        put_string(&mut out, "member id", &member.member_id)?;
+        put_nullable_string(&mut out, "group instance id", member.group_instance_id.as_deref())?;
+        put_string(&mut out, "client id", &member.client_id)?;
+        put_string(&mut out, "client host", &member.client_host)?;
         out.put_i32(member.rebalance_timeout_ms);
         out.put_i32(member.session_timeout_ms);
-        out.put_i32(member.subscription.len() as i32);
-        out.put_slice(&member.subscription);
-        out.put_i32(member.assignment.len() as i32);
-        out.put_slice(&member.assignment);
+        put_bytes(&mut out, "subscription", &member.subscription)?;
+        put_bytes(&mut out, "assignment", &member.assignment)?;
     }
-    out
+    Ok(out)
 }
 
 pub fn decode_metadata_value(bytes: &[u8]) -> Result<MetadataValue, RecordError> {
@@ -258,18 +263,38 @@ fn value_reader(bytes: &[u8]) -> Result<(Reader<'_>, i16), RecordError> {
     Ok((reader, version))
 }
 
-fn put_string(out: &mut Vec<u8>, value: &str) {
-    // Group ids, topics and member ids are bounded far below 32 KiB by the request limits.
-    let length = i16::try_from(value.len()).expect("string fits an int16 length");
+/// Request strings are at most 32,767 bytes (`protocol::request::bounds`), so this fails only
+/// if that bound is broken, or for strings the broker makes up (none is that long).
+fn put_string(out: &mut Vec<u8>, field: &'static str, value: &str) -> Result<(), RecordError> {
+    let length = value.len();
+    let length = i16::try_from(length).map_err(|_| RecordError::TooLong { field, length })?;
     out.put_i16(length);
     out.put_slice(value.as_bytes());
+    Ok(())
 }
 
-fn put_nullable_string(out: &mut Vec<u8>, value: Option<&str>) {
+fn put_nullable_string(
+    out: &mut Vec<u8>,
+    field: &'static str,
+    value: Option<&str>,
+) -> Result<(), RecordError> {
     match value {
-        Some(value) => put_string(out, value),
-        None => out.put_i16(-1),
+        Some(value) => put_string(out, field, value),
+        None => {
+            out.put_i16(-1);
+            Ok(())
+        }
     }
+}
+
+fn put_bytes(out: &mut Vec<u8>, field: &'static str, value: &[u8]) -> Result<(), RecordError> {
+    out.put_i32(int32_length(field, value.len())?);
+    out.put_slice(value);
+    Ok(())
+}
+
+fn int32_length(field: &'static str, length: usize) -> Result<i32, RecordError> {
+    i32::try_from(length).map_err(|_| RecordError::TooLong { field, length })
 }
 
 /// A bounds-checked cursor over one key or value.
@@ -331,8 +356,13 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Flexible (compact) strings longer than an int16 could say are refused, as Kafka's
+    /// generated readers do: every record read back can be written again.
     fn nullable_string(&mut self, field: &'static str) -> Result<Option<String>, RecordError> {
         let Some(length) = self.length(field, false)? else { return Ok(None) };
+        if i16::try_from(length).is_err() {
+            return Err(RecordError::BadLength { field });
+        }
         let bytes = self.take(length, field)?;
         let text = std::str::from_utf8(bytes).map_err(|_| RecordError::NotUtf8 { field })?;
         Ok(Some(text.to_owned()))
@@ -407,12 +437,13 @@ mod tests {
             timestamp in any::<i64>(),
         ) {
             let key = GroupKey::Offset { group, topic, partition };
-            prop_assert_eq!(decode_key(&encode_key(&key)).unwrap(), Some(key));
+            prop_assert_eq!(decode_key(&encode_key(&key).unwrap()).unwrap(), Some(key));
             let value = OffsetValue {
                 offset, leader_epoch: epoch, metadata, commit_timestamp_ms: timestamp,
                 expire_timestamp_ms: -1,
             };
-            prop_assert_eq!(decode_offset_value(&encode_offset_value(&value)).unwrap(), value);
+            let encoded = encode_offset_value(&value).unwrap();
+            prop_assert_eq!(decode_offset_value(&encoded).unwrap(), value);
         }
 
         #[test]
@@ -422,12 +453,13 @@ mod tests {
             timestamp in any::<i64>(), members in prop::collection::vec(member(), 0..5),
         ) {
             let key = GroupKey::Metadata { group };
-            prop_assert_eq!(decode_key(&encode_key(&key)).unwrap(), Some(key));
+            prop_assert_eq!(decode_key(&encode_key(&key).unwrap()).unwrap(), Some(key));
             let value = MetadataValue {
                 protocol_type, generation, protocol, leader,
                 current_state_timestamp_ms: timestamp, members,
             };
-            prop_assert_eq!(decode_metadata_value(&encode_metadata_value(&value)).unwrap(), value);
+            let encoded = encode_metadata_value(&value).unwrap();
+            prop_assert_eq!(decode_metadata_value(&encoded).unwrap(), value);
         }
 
         #[test]
@@ -470,5 +502,27 @@ mod tests {
         huge.extend_from_slice(&0i64.to_be_bytes());
         huge.extend_from_slice(&i32::MAX.to_be_bytes());
         assert_eq!(decode_metadata_value(&huge), Err(RecordError::BadLength { field: "members" }));
+    }
+
+    #[test]
+    fn strings_longer_than_an_int16_length_are_errors_not_panics() {
+        let at_limit = "g".repeat(i16::MAX as usize);
+        let key = GroupKey::Metadata { group: at_limit.clone() };
+        assert_eq!(decode_key(&encode_key(&key).unwrap()).unwrap(), Some(key));
+        let group = "g".repeat(40_000);
+        let key = GroupKey::Offset { group, topic: "t".into(), partition: 0 };
+        let expected = RecordError::TooLong { field: "group", length: 40_000 };
+        assert_eq!(encode_key(&key), Err(expected.clone()));
+        let record = GroupRecord { key, value: None };
+        assert_eq!(record.encode(), Err(expected));
+        let value = OffsetValue {
+            offset: 0,
+            leader_epoch: -1,
+            metadata: at_limit + "m",
+            commit_timestamp_ms: 0,
+            expire_timestamp_ms: -1,
+        };
+        let expected = RecordError::TooLong { field: "metadata", length: 32_768 };
+        assert_eq!(encode_offset_value(&value), Err(expected));
     }
 }

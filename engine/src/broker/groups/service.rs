@@ -28,9 +28,9 @@ use super::coordinator::{
     CommitRequest, Coordinator, CoordinatorConfig, GroupError, JoinRequest, JoinResult, Ready,
     Reply, SyncRequest, SyncResult, Ticket,
 };
-use super::records::{GroupRecord, OffsetValue};
+use super::records::{GroupRecord, OffsetValue, RecordError};
 use super::{group_partition, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
-use crate::broker::errors::log_error_code;
+use crate::broker::errors::write_error_code;
 use crate::broker::shard::Shard;
 use crate::io::{self, local};
 use crate::log::{Log, LogError};
@@ -56,6 +56,17 @@ pub struct GroupService {
 
 /// What a commit's partitions end up as: the stored value, or why not.
 pub type CommitOutcome = Vec<((String, i32), Result<OffsetValue, CommitError>)>;
+
+/// Why records of the coordinator were not made durable: the log refused or failed them, or
+/// a record could not be encoded (a string past its int16 length; the parser's bounds keep
+/// request strings below it, so this is a second line of defence, not a path clients take).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("__consumer_offsets record not encodable: {0}")]
+    Record(#[from] RecordError),
+}
 
 /// A commit fails in the coordinator's rules, or in the log that should make it durable
 /// (carried as the Kafka code the storage-fault policy gives it).
@@ -199,7 +210,7 @@ impl GroupService {
             }
             false => append_records(shard, records).await.map_err(|error| {
                 tracing::warn!(group = %group_id, %error, "offset commit not written");
-                log_error_code(&error)
+                write_error_code(&error)
             }),
         };
         let mut durable = Vec::new();
@@ -226,7 +237,7 @@ impl GroupService {
         &self,
         shard: &Rc<Shard>,
         records: Vec<GroupRecord>,
-    ) -> Result<(), LogError> {
+    ) -> Result<(), WriteError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -365,41 +376,50 @@ fn offset_record(group_id: &str, topic: &str, partition: i32, value: OffsetValue
 
 /// Appends records to their groups' `__consumer_offsets` partitions (all owned by this
 /// shard). The offsets are assigned now, in call order; the future resolves when durable.
+/// Nothing is appended when any record cannot be encoded.
 fn append_records(
     shard: &Rc<Shard>,
     records: Vec<GroupRecord>,
-) -> impl std::future::Future<Output = Result<(), LogError>> + 'static {
+) -> impl std::future::Future<Output = Result<(), WriteError>> + 'static {
     let mut by_partition: BTreeMap<i32, Vec<GroupRecord>> = BTreeMap::new();
     for record in records {
         by_partition.entry(group_partition(record.key.group())).or_default().push(record);
     }
     let now_ms = io::unix_time_ms();
-    let mut appends = Vec::with_capacity(by_partition.len());
+    let encoded: Result<Vec<_>, RecordError> = by_partition
+        .into_iter()
+        .map(|(partition, records)| Ok((partition, encode_batches(&records, now_ms)?)))
+        .collect();
+    let mut appends = Vec::new();
     let mut missing = false;
-    for (partition, records) in by_partition {
-        assert_eq!(shard.owner_of(OFFSETS_TOPIC, partition), shard.id, "coordinator placement");
-        let Some(log) = shard.local_log(OFFSETS_TOPIC, partition) else {
-            missing = true;
-            continue;
-        };
-        appends.push(log.append(encode_batches(&records, now_ms), 0));
-    }
-    async move {
-        if missing {
-            return Err(LogError::Closed);
+    let refused = encoded.map(|encoded| {
+        for (partition, batches) in encoded {
+            assert_eq!(shard.owner_of(OFFSETS_TOPIC, partition), shard.id, "coordinator placement");
+            let Some(log) = shard.local_log(OFFSETS_TOPIC, partition) else {
+                missing = true;
+                continue;
+            };
+            appends.push(log.append(batches, 0));
         }
-        join_all(appends).await.into_iter().try_for_each(|outcome| outcome.map(|_| ()))
+    });
+    async move {
+        refused?;
+        if missing {
+            return Err(WriteError::Log(LogError::Closed));
+        }
+        let outcomes = join_all(appends).await;
+        outcomes.into_iter().try_for_each(|outcome| outcome.map(|_| ()).map_err(WriteError::Log))
     }
 }
 
 /// Uncompressed v2 batches of at most [`RECORD_BYTES_PER_BATCH_MAX`] bytes of records each
 /// (a single larger record gets a batch of its own).
-fn encode_batches(records: &[GroupRecord], now_ms: i64) -> Vec<BytesMut> {
+fn encode_batches(records: &[GroupRecord], now_ms: i64) -> Result<Vec<BytesMut>, RecordError> {
     let mut batches = Vec::new();
     let mut pending: Vec<build::Record> = Vec::new();
     let mut pending_bytes = 0;
     for record in records {
-        let (key, value) = record.encode();
+        let (key, value) = record.encode()?;
         let size_bytes = key.len() + value.as_ref().map_or(0, Vec::len);
         if !pending.is_empty() && pending_bytes + size_bytes > RECORD_BYTES_PER_BATCH_MAX {
             batches.push(encode_batch(&pending, now_ms));
@@ -413,7 +433,7 @@ fn encode_batches(records: &[GroupRecord], now_ms: i64) -> Vec<BytesMut> {
         batches.push(encode_batch(&pending, now_ms));
     }
     assert_eq!(batches.is_empty(), records.is_empty());
-    batches
+    Ok(batches)
 }
 
 fn encode_batch(records: &[build::Record], now_ms: i64) -> BytesMut {

@@ -224,6 +224,7 @@ fn check_assignments(new_topic: &NewTopic, node_id: i32) -> Result<i32, TopicErr
     }
     let invalid = |message: String| Err(TopicError::InvalidReplicaAssignment(message));
     for (expected_index, (partition, brokers)) in new_topic.assignments.iter().enumerate() {
+        // Fits: a request carries at most ARRAY_ELEMENTS_PER_REQUEST_MAX (100,000) elements.
         if *partition != expected_index as i32 {
             return invalid(format!(
                 "Partitions should be 0..{} without gaps; found {partition}",

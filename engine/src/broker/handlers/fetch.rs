@@ -1,14 +1,26 @@
 //! Fetch: whole batches straight from the owning shards' logs, no record decoding.
 //!
-//! Limits follow KIP-74: `partition_max_bytes` per partition and `max_bytes` for the response,
-//! both in whole batches, except that the first non-empty partition always gets at least one
-//! batch so a consumer can never be stuck behind a batch larger than its limits. Long-poll:
-//! while fewer than `min_bytes` are available and `max_wait_ms` has not passed, the request
-//! waits for any of its partitions' high watermarks to move.
+//! Limits follow KIP-74 as Kafka's `ReplicaManager.readFromLog` applies them: partitions are
+//! read in request order, each up to the smaller of its `partition_max_bytes` and what is left
+//! of the response's limit; until the first non-empty partition, a read returns at least one
+//! whole batch even when it is larger than both, so a consumer can never be stuck behind a
+//! large batch. Long-poll: while fewer than `min_bytes` are available and `max_wait_ms` has
+//! not passed, the request waits for any of its partitions' high watermarks to move.
 //!
-//! Incremental fetch sessions (KIP-227) are declined: the response's session id is 0, which
-//! tells clients to keep sending full fetch requests.
+//! Memory: the response's limit is the smallest of the client's `max_bytes`,
+//! `--fetch-max-bytes` and what the shard's memory budget can grant at the moment
+//! (`broker/memory.rs`); a short budget means less data, never an error. The grant is
+//! reserved *before* anything is read, and the reads run one after another so that one
+//! request never holds more than its grant (plus the one batch KIP-74 may add). The work one
+//! request causes is bounded too: one job per run of consecutive partitions on the same
+//! shard, and one wait per shard while long-polling, however many partitions it names.
+//!
+//! Sessions (KIP-227) are declined: every fetch is a full fetch, and the answer's session id
+//! is 0, which tells clients to keep sending full fetches. As Kafka's `FetchManager`, epoch
+//! 0 (the first fetch of a session) and -1 (a sessionless fetch) are full fetches whatever
+//! the session id; any other epoch names a session this broker does not have.
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -19,9 +31,9 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 
 use crate::broker::errors::log_error_code;
 use crate::broker::shard::Shard;
+use crate::broker::topics::TopicSnapshot;
 use crate::io;
 use crate::protocol::error_code::ErrorCode;
-use crate::protocol::record_batch;
 
 use super::str_bytes;
 
@@ -29,8 +41,12 @@ use super::str_bytes;
 const TOPIC_ID_VERSION: i16 = 13;
 /// Bound on a long-poll, whatever the client asks: a request never parks for longer.
 const MAX_WAIT_MS_LIMIT: i32 = 5 * 60 * 1000;
+/// KIP-227 session epochs that ask for a full fetch.
+const INITIAL_SESSION_EPOCH: i32 = 0;
+const FINAL_SESSION_EPOCH: i32 = -1;
 
 /// One partition of the request, resolved against the topic registry.
+#[derive(Clone)]
 struct Target {
     topic_index: usize,
     name: Option<String>,
@@ -48,27 +64,47 @@ struct PartitionRead {
     records: Bytes,
 }
 
-pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> FetchResponse {
-    if request.session_id != 0 {
-        return FetchResponse::default().with_error_code(ErrorCode::FetchSessionIdNotFound.code());
+impl PartitionRead {
+    fn refused(error: ErrorCode) -> PartitionRead {
+        PartitionRead { error, high_watermark: -1, log_start_offset: -1, records: Bytes::new() }
     }
-    let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_LIMIT) as u64);
-    let deadline = io::now() + max_wait;
+}
+
+pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> FetchResponse {
+    if !is_full_fetch(request.session_epoch) {
+        // No sessions are kept, so any incremental fetch names an unknown one.
+        let error = ErrorCode::FetchSessionIdNotFound;
+        return FetchResponse::default().with_error_code(error.code());
+    }
+    let max_wait_ms = u64::try_from(request.max_wait_ms.clamp(0, MAX_WAIT_MS_LIMIT)).unwrap_or(0);
+    let deadline = io::now() + Duration::from_millis(max_wait_ms);
     let targets = resolve_targets(shard, &request, version);
-    let min_bytes = request.min_bytes.max(0) as usize;
-    let max_bytes = if request.max_bytes <= 0 { usize::MAX } else { request.max_bytes as usize };
+    let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+    let max_bytes = usize::try_from(request.max_bytes).ok().filter(|bytes| *bytes > 0);
+    let wanted_bytes = max_bytes.unwrap_or(usize::MAX).min(shard.config.fetch_max_bytes);
+    // A quarter of the budget stays free for requests and other answers.
+    let keep_free_bytes = shard.memory.capacity_bytes() / 4;
     // Bounded: each turn waits for progress or for the deadline.
     loop {
-        let reads = read_all(shard, &targets).await;
-        let reads = trim_to_response_limit(reads, max_bytes);
+        let mut grant = shard.memory.reserve_up_to(wanted_bytes, keep_free_bytes);
+        let reads = read_all(shard, &targets, grant.size_bytes()).await;
         let available: usize = reads.iter().map(|read| read.records.len()).sum();
+        // What was read, which may be a batch more than granted (KIP-74), or less.
+        grant.resize(available);
         let has_error = reads.iter().any(|read| read.error != ErrorCode::None);
         let remaining = deadline.duration_since(io::now());
         if available >= min_bytes || has_error || remaining.is_zero() || shard.is_shutting_down() {
+            // The grant is released as the connection charges the encoded answer.
             return build_response(&request, version, &targets, reads);
         }
-        wait_for_progress(shard, &targets, &reads, remaining).await;
+        let seen: Vec<i64> = reads.iter().map(|read| read.high_watermark).collect();
+        drop((reads, grant));
+        wait_for_progress(shard, &targets, &seen, remaining).await;
     }
+}
+
+fn is_full_fetch(session_epoch: i32) -> bool {
+    session_epoch == INITIAL_SESSION_EPOCH || session_epoch == FINAL_SESSION_EPOCH
 }
 
 fn resolve_targets(shard: &Shard, request: &FetchRequest, version: i16) -> Vec<Target> {
@@ -86,112 +122,140 @@ fn resolve_targets(shard: &Shard, request: &FetchRequest, version: i16) -> Vec<T
                 name: name.clone(),
                 partition: partition.partition,
                 fetch_offset: partition.fetch_offset,
-                partition_max_bytes: partition.partition_max_bytes.max(0) as usize,
+                partition_max_bytes: usize::try_from(partition.partition_max_bytes).unwrap_or(0),
             });
         }
     }
     targets
 }
 
-async fn read_all(shard: &Rc<Shard>, targets: &[Target]) -> Vec<PartitionRead> {
-    let reads = targets.iter().map(|target| read_partition(shard, target));
-    futures_util::future::join_all(reads).await
-}
-
-async fn read_partition(shard: &Rc<Shard>, target: &Target) -> PartitionRead {
-    let unknown = PartitionRead {
-        error: ErrorCode::UnknownTopicOrPartition,
-        high_watermark: -1,
-        log_start_offset: -1,
-        records: Bytes::new(),
-    };
-    let Some(name) = target.name.clone() else {
-        return PartitionRead { error: ErrorCode::UnknownTopicId, ..unknown };
-    };
-    if !shard.topics().has_partition(&name, target.partition) {
-        return unknown;
-    }
-    let (partition, offset, max_bytes) =
-        (target.partition, target.fetch_offset, target.partition_max_bytes);
-    let owner = shard.owner_of(&name, partition);
-    let answer = shard
-        .call_on(owner, move |owner| async move {
-            let Some(log) = owner.local_log(&name, partition) else {
-                return unknown;
+/// Reads every target in request order within `limit_bytes` (KIP-74, see the module doc).
+async fn read_all(shard: &Rc<Shard>, targets: &[Target], limit_bytes: usize) -> Vec<PartitionRead> {
+    let snapshot = shard.topics();
+    let mut reads = Vec::with_capacity(targets.len());
+    let mut limit = Limit { remaining_bytes: limit_bytes, min_one_batch: limit_bytes > 0 };
+    let mut next = 0;
+    // Each round answers at least one target.
+    while next < targets.len() {
+        let Some(owner) = owner_of(shard, &snapshot, &targets[next]) else {
+            let error = match targets[next].name {
+                Some(_) => ErrorCode::UnknownTopicOrPartition,
+                None => ErrorCode::UnknownTopicId,
             };
-            match log.read(offset, max_bytes, true).await {
-                Ok(read) => PartitionRead {
-                    error: ErrorCode::None,
-                    high_watermark: read.high_watermark,
-                    log_start_offset: read.log_start_offset,
-                    records: read.bytes,
-                },
-                Err(error) => PartitionRead {
-                    error: log_error_code(&error),
-                    high_watermark: log.high_watermark(),
-                    log_start_offset: log.log_start_offset(),
-                    records: Bytes::new(),
-                },
-            }
-        })
-        .await;
-    answer.unwrap_or(PartitionRead {
-        error: ErrorCode::NotLeaderOrFollower,
-        high_watermark: -1,
-        log_start_offset: -1,
-        records: Bytes::new(),
-    })
-}
-
-/// Cuts each partition's bytes to whole batches within what is left of `max_bytes`; the first
-/// non-empty partition keeps at least one batch (KIP-74).
-fn trim_to_response_limit(mut reads: Vec<PartitionRead>, max_bytes: usize) -> Vec<PartitionRead> {
-    let mut budget = max_bytes;
-    let mut any_taken = false;
-    for read in &mut reads {
-        if read.records.is_empty() {
+            reads.push(PartitionRead::refused(error));
+            next += 1;
             continue;
-        }
-        let kept = whole_batches_within(&read.records, budget, !any_taken);
-        read.records = read.records.slice(..kept);
-        budget = budget.saturating_sub(kept);
-        any_taken |= kept > 0;
+        };
+        let run_end = next
+            + targets[next..]
+                .iter()
+                .take_while(|target| owner_of(shard, &snapshot, target) == Some(owner))
+                .count();
+        let run: Vec<Target> = targets[next..run_end].to_vec();
+        let (run_reads, after) = read_run_on(shard, owner, run, limit).await;
+        reads.extend(run_reads);
+        limit = after;
+        next = run_end;
     }
     reads
 }
 
-/// Length of the longest prefix of whole batches that fits `limit`; with `at_least_one`, the
-/// first batch even when it alone exceeds the limit.
-pub(crate) fn whole_batches_within(records: &[u8], limit: usize, at_least_one: bool) -> usize {
-    let mut end = 0usize;
-    while end < records.len() {
-        let Ok(size) = record_batch::batch_size_from_prefix(&records[end..]) else { break };
-        let next = end.saturating_add(size);
-        if next > records.len() || (next > limit && !(at_least_one && end == 0)) {
-            break;
+/// What is left of a response's limit as partitions are read in order.
+#[derive(Clone, Copy)]
+struct Limit {
+    remaining_bytes: usize,
+    /// Until the first non-empty partition: serve at least one batch (KIP-74).
+    min_one_batch: bool,
+}
+
+fn owner_of(shard: &Shard, snapshot: &TopicSnapshot, target: &Target) -> Option<usize> {
+    let name = target.name.as_deref()?;
+    snapshot.has_partition(name, target.partition).then(|| shard.owner_of(name, target.partition))
+}
+
+/// Reads consecutive targets that `owner` holds, in one job on that shard.
+async fn read_run_on(
+    shard: &Rc<Shard>,
+    owner: usize,
+    run: Vec<Target>,
+    limit: Limit,
+) -> (Vec<PartitionRead>, Limit) {
+    let count = run.len();
+    let answer = shard
+        .call_on(owner, move |owner| async move {
+            let mut limit = limit;
+            let mut reads = Vec::with_capacity(run.len());
+            for target in &run {
+                reads.push(read_partition(&owner, target, &mut limit).await);
+            }
+            (reads, limit)
+        })
+        .await;
+    answer.unwrap_or_else(|| {
+        (vec![PartitionRead::refused(ErrorCode::NotLeaderOrFollower); count], limit)
+    })
+}
+
+/// One partition on its owner shard, within what is left of the response's limit.
+async fn read_partition(owner: &Shard, target: &Target, limit: &mut Limit) -> PartitionRead {
+    let Some(name) = target.name.as_deref() else {
+        return PartitionRead::refused(ErrorCode::UnknownTopicId);
+    };
+    let Some(log) = owner.local_log(name, target.partition) else {
+        return PartitionRead::refused(ErrorCode::UnknownTopicOrPartition);
+    };
+    let max_bytes = target.partition_max_bytes.min(limit.remaining_bytes);
+    match log.read(target.fetch_offset, max_bytes, limit.min_one_batch).await {
+        Ok(read) => {
+            if !read.bytes.is_empty() {
+                limit.min_one_batch = false;
+            }
+            limit.remaining_bytes = limit.remaining_bytes.saturating_sub(read.bytes.len());
+            PartitionRead {
+                error: ErrorCode::None,
+                high_watermark: read.high_watermark,
+                log_start_offset: read.log_start_offset,
+                records: read.bytes,
+            }
         }
-        end = next;
+        Err(error) => PartitionRead {
+            error: log_error_code(&error),
+            high_watermark: log.high_watermark(),
+            log_start_offset: log.log_start_offset(),
+            records: Bytes::new(),
+        },
     }
-    end
 }
 
 /// Waits until any partition's high watermark passes what this request has seen, or until
-/// `remaining` has passed.
+/// `remaining` has passed: one wait per owner shard, however many partitions.
 async fn wait_for_progress(
     shard: &Rc<Shard>,
     targets: &[Target],
-    reads: &[PartitionRead],
+    seen: &[i64],
     remaining: Duration,
 ) {
-    let mut waits = Vec::new();
-    for (target, read) in targets.iter().zip(reads) {
+    let snapshot = shard.topics();
+    let mut by_owner: BTreeMap<usize, Vec<(String, i32, i64)>> = BTreeMap::new();
+    for (target, seen) in targets.iter().zip(seen) {
+        let Some(owner) = owner_of(shard, &snapshot, target) else { continue };
         let Some(name) = target.name.clone() else { continue };
-        let (partition, seen) = (target.partition, read.high_watermark);
-        let owner = shard.owner_of(&name, partition);
+        by_owner.entry(owner).or_default().push((name, target.partition, *seen));
+    }
+    let mut waits = Vec::new();
+    for (owner, partitions) in by_owner {
         let wait = shard.call_on(owner, move |owner| async move {
-            if let Some(log) = owner.local_log(&name, partition) {
-                let _ = io::timeout(remaining, log.wait_for_high_watermark_above(seen)).await;
+            let waits: Vec<_> = partitions
+                .iter()
+                .filter_map(|(name, partition, seen)| {
+                    let log = owner.local_log(name, *partition)?;
+                    Some(log.wait_for_high_watermark_above(*seen).boxed_local())
+                })
+                .collect();
+            if waits.is_empty() {
+                return;
             }
+            let _ = io::timeout(remaining, futures_util::future::select_all(waits)).await;
         });
         waits.push(wait.boxed_local());
     }
@@ -251,37 +315,4 @@ fn build_response(
         topics[target.topic_index].partitions.push(partition);
     }
     FetchResponse::default().with_session_id(0).with_responses(topics)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::whole_batches_within;
-    use crate::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
-
-    fn batches(sizes: &[usize]) -> (Vec<u8>, Vec<usize>) {
-        let mut bytes = Vec::new();
-        let mut ends = Vec::new();
-        for size in sizes {
-            let record = Record { value: Some(vec![1; *size]), ..Record::default() };
-            bytes.extend(encode_batch(&[record], 0, ProducerStamp::NONE));
-            ends.push(bytes.len());
-        }
-        (bytes, ends)
-    }
-
-    #[test]
-    fn limits_cut_at_whole_batches() {
-        let (bytes, ends) = batches(&[100, 100, 100]);
-        assert_eq!(whole_batches_within(&bytes, usize::MAX, false), bytes.len());
-        assert_eq!(whole_batches_within(&bytes, ends[1], false), ends[1]);
-        assert_eq!(whole_batches_within(&bytes, ends[1] + 5, false), ends[1]);
-        assert_eq!(whole_batches_within(&bytes, 10, false), 0);
-    }
-
-    #[test]
-    fn first_batch_is_served_even_when_larger_than_the_limit() {
-        let (bytes, ends) = batches(&[5000, 10]);
-        assert_eq!(whole_batches_within(&bytes, 100, true), ends[0]);
-        assert_eq!(whole_batches_within(&bytes, 100, false), 0);
-    }
 }

@@ -357,7 +357,7 @@ pub async fn delete_groups(
             match records {
                 Ok(Ok(records)) => target.groups.write(&target, records).await.map_err(|error| {
                     tracing::warn!(group = %id, %error, "group tombstones not written");
-                    crate::broker::errors::log_error_code(&error)
+                    crate::broker::errors::write_error_code(&error)
                 }),
                 Ok(Err(error)) | Err(error) => Err(group_error_code(error)),
             }

@@ -267,7 +267,7 @@ pub async fn offset_delete(
         };
         target.groups.write(&target, records).await.map_err(|error| {
             tracing::warn!(group = %group_id, %error, "offset tombstones not written");
-            crate::broker::errors::log_error_code(&error)
+            crate::broker::errors::write_error_code(&error)
         })?;
         let codes: Vec<ErrorCode> = outcomes
             .into_iter()

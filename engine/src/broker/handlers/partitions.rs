@@ -58,6 +58,7 @@ pub async fn create_partitions(
     let growths: Vec<Growth> = unique
         .iter()
         .map(|&index| {
+            // `unique` holds indexes into `names`, which has one entry per request topic.
             let topic = &request.topics[index];
             let assignments = topic.assignments.as_ref().map(|assignments| {
                 let replicas = |a: &kafka_protocol::messages::create_partitions_request::

@@ -103,6 +103,7 @@ async fn answer(
     let responses = layout
         .into_iter()
         .map(|(name, indexes)| {
+            // `pending` got one future per pushed index, and join_all yields one outcome each.
             let partitions = indexes
                 .into_iter()
                 .map(|index| partition_response(index, outcomes.next().expect("one per partition")))

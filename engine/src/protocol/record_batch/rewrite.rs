@@ -97,6 +97,7 @@ fn locate_records(bytes: &[u8], records_count: i32) -> Result<Vec<RecordView>, B
     }
     let mut cursor = Cursor { bytes, position: 0 };
     // Every record takes at least one byte: bounded by the records section's length.
+    // A negative count from the wire becomes huge as usize; `min` bounds it by the bytes.
     let mut records = Vec::with_capacity((records_count as usize).min(bytes.len()));
     for index in 0..records_count {
         let start = cursor.position;

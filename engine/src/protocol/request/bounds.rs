@@ -524,6 +524,14 @@ fn no_known_tags(_tag: u32, _field: &mut Walker) -> Result<bool, BoundsError> {
 /// ~15 MB of structs. Real requests stay far below: a fetch of 10,000 partitions has ~10,000.
 pub const ARRAY_ELEMENTS_PER_REQUEST_MAX: usize = 100_000;
 
+/// Longest string a request may carry, compact or classic: Kafka's limit (`0x7fff` in its
+/// `MessageDataGenerator`), the largest an int16 length can hold. Bytes fields (Produce
+/// records, JoinGroup metadata, SyncGroup assignment) are not strings and have no such cap.
+pub const STRING_BYTES_MAX: usize = i16::MAX as usize;
+
+// Lengths are read as u32 (compact) or non-negative i32 (classic) and used as usize.
+const _: () = assert!(usize::BITS >= 32, "lengths from the wire fit a usize");
+
 /// A read-only cursor that understands Kafka's length encodings (classic or compact).
 struct Walker<'a> {
     bytes: &'a [u8],
@@ -594,9 +602,16 @@ impl Walker<'_> {
         }
     }
 
-    /// A (nullable) string: classic int16 length or compact varint length.
+    /// A (nullable) string: classic int16 length or compact varint length. Kafka's generated
+    /// readers refuse any string longer than [`STRING_BYTES_MAX`], compact ones included
+    /// ("string field X had invalid length"), and close the connection; so does Tern. Every
+    /// string the broker keeps (group ids, member ids, topic names, metadata) therefore fits
+    /// the int16 length of the `__consumer_offsets` records.
     fn string(&mut self, field: &'static str) -> Walk {
         match self.length(field, 2)? {
+            Some(length) if length > STRING_BYTES_MAX => {
+                Err(self.error(field, "string longer than 32,767 bytes"))
+            }
             Some(length) => self.fixed(length, field),
             None => Ok(()),
         }
@@ -730,6 +745,69 @@ mod tests {
         // OffsetFetch v8: groups.
         let groups = [0xff, 0xff, 0xff, 0xff, 0x0f];
         assert_eq!(check(ApiKey::OffsetFetch, 8, &groups).unwrap_err().field, "groups");
+    }
+
+    fn put_unsigned_varint(out: &mut Vec<u8>, mut value: u32) {
+        while value >= 0x80 {
+            out.push((value & 0x7f) as u8 | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+
+    /// Metadata v12 (compact) asking for one topic whose name is `length` bytes long.
+    fn metadata_v12_with_name(length: usize) -> Vec<u8> {
+        let mut body = vec![2]; // one topic
+        body.extend_from_slice(&[0; 16]); // topic id
+        put_unsigned_varint(&mut body, u32::try_from(length + 1).unwrap());
+        body.resize(body.len() + length, b't');
+        body.extend_from_slice(&[0, 1, 0, 0]); // tags; auto-create, topic ops; tags
+        body
+    }
+
+    /// FindCoordinator v2 (classic) whose key has the int16 length `length`, then as many
+    /// bytes as that length says when it is not negative.
+    fn find_coordinator_v2_with_key(length: i16) -> Vec<u8> {
+        let mut body = length.to_be_bytes().to_vec();
+        body.resize(body.len() + usize::try_from(length).unwrap_or(0), b'g');
+        body.push(0); // key type
+        body
+    }
+
+    #[test]
+    fn compact_strings_are_capped_at_32767_bytes_like_kafka() {
+        let at_limit = metadata_v12_with_name(STRING_BYTES_MAX);
+        assert_eq!(check(ApiKey::Metadata, 12, &at_limit), Ok(at_limit.len()));
+        for length in [STRING_BYTES_MAX + 1, 40_000, 100_000] {
+            let over = metadata_v12_with_name(length);
+            let error = check(ApiKey::Metadata, 12, &over).unwrap_err();
+            assert_eq!((error.field, error.problem), ("name", "string longer than 32,767 bytes"));
+        }
+    }
+
+    #[test]
+    fn classic_strings_are_capped_at_32767_bytes_like_kafka() {
+        let at_limit = find_coordinator_v2_with_key(i16::MAX);
+        assert_eq!(check(ApiKey::FindCoordinator, 2, &at_limit), Ok(at_limit.len()));
+        // 32,768 in an int16 length is 0x8000: negative, and not the -1 of null.
+        let over = find_coordinator_v2_with_key(i16::MIN);
+        let error = check(ApiKey::FindCoordinator, 2, &over).unwrap_err();
+        assert_eq!((error.field, error.problem), ("key", "negative length"));
+    }
+
+    #[test]
+    fn nullable_compact_strings_are_capped_too() {
+        // OffsetCommit v8: group id "g", generation, member id "", group instance id of
+        // 32,768 bytes (nullable), then no topics.
+        let mut body = vec![2, b'g', 0, 0, 0, 0, 1];
+        put_unsigned_varint(&mut body, 32_769);
+        body.resize(body.len() + 32_768, b'i');
+        body.extend_from_slice(&[1, 0]);
+        let error = check(ApiKey::OffsetCommit, 8, &body).unwrap_err();
+        assert_eq!(error.field, "group_instance_id");
+        let mut null_instance = vec![2, b'g', 0, 0, 0, 0, 1, 0];
+        null_instance.extend_from_slice(&[1, 0]);
+        assert_eq!(check(ApiKey::OffsetCommit, 8, &null_instance), Ok(null_instance.len()));
     }
 
     #[test]

@@ -47,6 +47,7 @@ async fn start_shard(disk: &Disk) -> Rc<Shard> {
         disk.clone(),
         vec![sender],
         Arc::new(TopicSnapshot::default()),
+        Default::default(),
     );
     let topics = [topic(OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS, 1), topic(TOPIC, 1, 2)];
     shard.apply_topics(Arc::new(TopicSnapshot::new(topics))).await;
