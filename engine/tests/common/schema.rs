@@ -111,6 +111,8 @@ pub struct Field {
     pub tag: u32,
     pub default: Option<String>,
     pub entity: Option<String>,
+    /// Kafka keys the array holding this struct by this field (`mapKey`).
+    pub map_key: bool,
 }
 
 /// One request message schema.
@@ -179,6 +181,7 @@ fn parse_field(json: &Json, common: &[Json]) -> Field {
             other => Some(other.to_string()),
         },
         entity: text("entityType"),
+        map_key: json["mapKey"].as_bool().unwrap_or(false),
     }
 }
 
