@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub mod differential;
 pub mod kafka;
 pub mod kafka_peer;
+pub mod schema;
 
 pub struct TernServer {
     child: Option<Child>,

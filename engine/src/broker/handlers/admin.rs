@@ -26,7 +26,7 @@ use crate::broker::topics::{
 use crate::io;
 use crate::protocol::error_code::ErrorCode;
 
-use super::str_bytes;
+use super::{error_message, str_bytes};
 
 /// Config sources as Kafka numbers them.
 const CONFIG_SOURCE_TOPIC: i8 = 1;
@@ -119,7 +119,7 @@ fn creation_result(
             .with_configs(Some(created_configs(&topic))),
         Some(Err(error)) => result
             .with_error_code(error.error_code().code())
-            .with_error_message(Some(str_bytes(&error.to_string())))
+            .with_error_message(Some(error_message(&error.to_string())))
             .with_num_partitions(-1)
             .with_replication_factor(-1),
         None => result

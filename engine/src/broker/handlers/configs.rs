@@ -31,7 +31,7 @@ use crate::broker::topics::{self, validate_topic_config, validate_topic_name, To
 use crate::protocol::error_code::ErrorCode;
 
 use super::partitions::Refusal;
-use super::str_bytes;
+use super::{error_message, str_bytes};
 
 const RESOURCE_TYPE_TOPIC: i8 = 2;
 const RESOURCE_TYPE_BROKER: i8 = 4;
@@ -150,7 +150,7 @@ fn code_and_message(
 ) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
     match outcome {
         Ok(()) => (ErrorCode::None.code(), None),
-        Err(refusal) => (refusal.code.code(), refusal.message.as_deref().map(str_bytes)),
+        Err(refusal) => (refusal.code.code(), refusal.message.as_deref().map(error_message)),
     }
 }
 

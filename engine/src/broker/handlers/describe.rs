@@ -15,7 +15,7 @@ use crate::broker::shard::Shard;
 use crate::broker::topic_configs::{TopicConfigSpec, KAFKA_TOPIC_CONFIGS};
 use crate::protocol::error_code::ErrorCode;
 
-use super::str_bytes;
+use super::{error_message, str_bytes};
 
 const RESOURCE_TYPE_TOPIC: i8 = 2;
 const RESOURCE_TYPE_BROKER: i8 = 4;
@@ -71,7 +71,7 @@ fn topic_configs(
     let Some(topic) = snapshot.get(name) else {
         return result
             .with_error_code(ErrorCode::UnknownTopicOrPartition.code())
-            .with_error_message(Some(str_bytes(&format!("Topic '{name}' does not exist."))));
+            .with_error_message(Some(error_message(&format!("Topic '{name}' does not exist."))));
     };
     let configs = KAFKA_TOPIC_CONFIGS
         .iter()
@@ -90,7 +90,7 @@ fn broker_configs(
     if name != shard.cluster.node_id.to_string() && !name.is_empty() {
         return result
             .with_error_code(ErrorCode::InvalidRequest.code())
-            .with_error_message(Some(str_bytes(&format!("unknown broker {name}"))));
+            .with_error_message(Some(error_message(&format!("unknown broker {name}"))));
     }
     let config = &shard.config;
     let values = [

@@ -128,3 +128,35 @@ async fn admin_response(shard: &Rc<Shard>, request: Request, version: i16) -> Re
 pub(crate) fn str_bytes(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_string())
 }
+
+/// The longest `error_message` an answer carries. Messages may echo request strings, which may
+/// be 32,767 bytes themselves: a message built around one would not fit the int16-length string
+/// it is sent as, the answer could not be encoded and the client would lose its connection
+/// instead of reading the error code.
+const ERROR_MESSAGE_BYTES_MAX: usize = 512;
+
+/// An `error_message` field: `text`, cut at a character boundary to
+/// `ERROR_MESSAGE_BYTES_MAX` bytes (and marked as cut) if longer.
+pub(crate) fn error_message(text: &str) -> StrBytes {
+    if text.len() <= ERROR_MESSAGE_BYTES_MAX {
+        return str_bytes(text);
+    }
+    let end = (0..=ERROR_MESSAGE_BYTES_MAX).rev().find(|&end| text.is_char_boundary(end));
+    let kept = end.and_then(|end| text.get(..end)).unwrap_or_default();
+    StrBytes::from_string(format!("{kept}…"))
+}
+
+#[cfg(test)]
+mod error_message_tests {
+    use super::{error_message, ERROR_MESSAGE_BYTES_MAX};
+
+    #[test]
+    fn a_message_echoing_a_longest_name_is_cut_to_the_bound_at_a_character_boundary() {
+        let name = "é".repeat(16_383) + "x";
+        let message = format!("Topic '{name}' does not exist.");
+        let cut = error_message(&message);
+        assert!(cut.len() <= ERROR_MESSAGE_BYTES_MAX + "…".len(), "{} bytes", cut.len());
+        assert!(cut.starts_with("Topic 'éé") && cut.ends_with('…'));
+        assert_eq!(error_message("unknown broker 7").as_str(), "unknown broker 7");
+    }
+}

@@ -18,7 +18,7 @@ use crate::broker::shard::Shard;
 use crate::broker::topics::{self, TopicMeta, TopicSnapshot, PARTITIONS_PER_TOPIC_MAX};
 use crate::protocol::error_code::ErrorCode;
 
-use super::str_bytes;
+use super::{error_message, str_bytes};
 
 /// One topic to grow, as asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +93,7 @@ fn result(name: &str, outcome: Result<(), Refusal>) -> CreatePartitionsTopicResu
     CreatePartitionsTopicResult::default()
         .with_name(TopicName(str_bytes(name)))
         .with_error_code(code.code())
-        .with_error_message(message.as_deref().map(str_bytes))
+        .with_error_message(message.as_deref().map(error_message))
 }
 
 /// The names asked more than once (each once, in order of first appearance), and the indexes

@@ -19,7 +19,7 @@ use crate::protocol::error_code::ErrorCode;
 use crate::protocol::record_batch;
 use crate::protocol::record_batch::convert::Conversion;
 
-use super::str_bytes;
+use super::error_message;
 
 type PartitionOutcome = Result<Appended, Refused>;
 
@@ -310,6 +310,6 @@ fn partition_response(index: i32, outcome: PartitionOutcome) -> PartitionProduce
             .with_error_code(refused.code.code())
             .with_base_offset(-1)
             .with_log_start_offset(refused.log_start_offset)
-            .with_error_message(refused.message.map(|message| str_bytes(&message))),
+            .with_error_message(refused.message.as_deref().map(error_message)),
     }
 }
