@@ -435,22 +435,19 @@ fn broker_seeds_are_generated() {
     write_or_check("broker", broker_seeds::seeds(), broker::run);
 }
 
-/// The reproducer of issue 12's abort (a 40,000-byte group id in OffsetCommit v8) waits in
-/// `fuzz/pending-regressions/broker/` until the parser refuses such strings; then it moves
-/// to `fuzz/regressions/broker/`, which `fuzz_corpus.rs` replays.
+/// The reproducer of issue 12's abort (a 40,000-byte group id in OffsetCommit v8), kept in
+/// `fuzz/regressions/broker/`, which `fuzz_corpus.rs` replays: the parser now refuses it.
 #[test]
 fn broker_known_crash_reproducer_is_committed() {
     let name = "offset-commit-v8-group-id-40000-bytes.bin";
-    let pending = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/pending-regressions/broker");
     let regressions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/broker");
     let bytes = broker_seeds::offset_commit_huge_group_id();
     if std::env::var_os("TERN_WRITE_FUZZ_SEEDS").is_some() {
-        std::fs::create_dir_all(&pending).expect("pending directory");
-        std::fs::write(pending.join(name), &bytes).expect("write reproducer");
+        std::fs::create_dir_all(&regressions).expect("regressions directory");
+        std::fs::write(regressions.join(name), &bytes).expect("write reproducer");
         return;
     }
-    let committed =
-        std::fs::read(pending.join(name)).or_else(|_| std::fs::read(regressions.join(name)));
+    let committed = std::fs::read(regressions.join(name));
     assert_eq!(committed.ok(), Some(bytes), "{name} differs from its generator");
 }
 

@@ -295,7 +295,8 @@ async fn start() -> (Rc<Shard>, Vec<Response>) {
     let snapshot = topics::load_registry(&disk, &config.data_dir).await.expect("the registry");
     let (sender, _receiver) = mesh::channel(16);
     let empty = Arc::new(TopicSnapshot::default());
-    let shard = Shard::new(0, Arc::new(config), cluster, disk, vec![sender], empty);
+    let connections = Default::default();
+    let shard = Shard::new(0, Arc::new(config), cluster, disk, vec![sender], empty, connections);
     shard.apply_topics(snapshot).await;
     shard.groups.load(&shard).await;
     let mut setup = Vec::new();
