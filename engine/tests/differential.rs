@@ -151,8 +151,26 @@ fn create_topics(pair: &mut Pair) {
             normalize_metadata,
         );
         wait_for_leaders(pair, &topic);
+        one_name_twice(pair, version);
     }
     manual_assignments(pair);
+}
+
+/// A name listed twice is refused (INVALID_REQUEST, once) and not created; the other topics
+/// of the request are created, and answered first.
+fn one_name_twice(pair: &mut Pair, version: i16) {
+    let twice = format!("create-twice-{version}");
+    let mut request = create_request(&format!("create-once-{version}"), 1, &[]);
+    let duplicate = create_request(&twice, 1, &[]).topics.remove(0);
+    request.topics.push(duplicate.clone());
+    request.topics.push(duplicate);
+    pair.compare("CreateTopics one name twice", version, &request, normalize_create);
+    pair.compare(
+        "Metadata after one name twice",
+        9,
+        &metadata_request(Some(&[&twice]), false),
+        normalize_metadata,
+    );
 }
 
 fn manual_assignments(pair: &mut Pair) {
