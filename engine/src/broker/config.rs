@@ -31,6 +31,8 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     pub shard_count: usize,
     pub node_id: i32,
+    /// Accept Kafka's internal, test-only topic configs (`internal.segment.bytes`).
+    pub internal_topic_configs: bool,
     /// Create unknown topics when a Metadata request allows it (Kafka's auto.create.topics.enable).
     pub auto_create_topics: bool,
     /// Partition count of auto-created topics and of CreateTopics with num_partitions = -1.
@@ -80,6 +82,7 @@ impl BrokerConfig {
             data_dir,
             shard_count: 1,
             node_id: 0,
+            internal_topic_configs: false,
             auto_create_topics: true,
             default_partitions: 1,
             max_request_bytes: 100 * 1024 * 1024,

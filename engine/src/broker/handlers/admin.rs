@@ -20,7 +20,7 @@ use crate::broker::groups;
 use crate::broker::shard::Shard;
 use crate::broker::topic_configs::KAFKA_TOPIC_CONFIGS;
 use crate::broker::topics::{
-    self, validate_topic_config, validate_topic_name, TopicError, TopicMeta, TopicSnapshot,
+    self, validate_topic_config_with, validate_topic_name, TopicError, TopicMeta, TopicSnapshot,
     PARTITIONS_PER_TOPIC_MAX,
 };
 use crate::io;
@@ -310,7 +310,11 @@ fn check_new_topic(
     }
     let mut configs = BTreeMap::new();
     for (key, value) in &new_topic.configs {
-        validate_topic_config(key, value.as_deref())?;
+        validate_topic_config_with(
+            key,
+            value.as_deref(),
+            controller.config.internal_topic_configs,
+        )?;
         configs.insert(key.clone(), value.clone().unwrap_or_default());
     }
     Ok(TopicMeta { name: new_topic.name.clone(), id: random_topic_id(), partition_count, configs })
