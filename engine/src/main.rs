@@ -29,9 +29,10 @@ struct Arguments {
     /// smaller than segment.bytes' 1 MiB minimum).
     #[arg(long, hide = true)]
     internal_topic_configs: bool,
-    /// This broker's node id, recorded in the data directory at first start.
-    #[arg(long, default_value_t = 0)]
-    node_id: i32,
+    /// This broker's node id, recorded in the data directory at first start. Default: the id
+    /// the data directory records, or 1 for a new one.
+    #[arg(long)]
+    node_id: Option<i32>,
     /// Pin each shard's thread to its own CPU. Best on cores dedicated to tern; turn it off
     /// when the broker shares a few cores with its clients.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
