@@ -25,9 +25,14 @@ struct Arguments {
     /// Number of shards (threads, one per core, each with its own io_uring). Default: cores.
     #[arg(long)]
     shards: Option<usize>,
-    /// This broker's node id, recorded in the data directory at first start.
-    #[arg(long, default_value_t = 0)]
-    node_id: i32,
+    /// Test-only: accept Kafka's internal topic configs (`internal.segment.bytes`, segments
+    /// smaller than segment.bytes' 1 MiB minimum).
+    #[arg(long, hide = true)]
+    internal_topic_configs: bool,
+    /// This broker's node id, recorded in the data directory at first start. Default: the id
+    /// the data directory records, or 1 for a new one.
+    #[arg(long)]
+    node_id: Option<i32>,
     /// Pin each shard's thread to its own CPU. Best on cores dedicated to tern; turn it off
     /// when the broker shares a few cores with its clients.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -159,6 +164,7 @@ fn build_config(arguments: &Arguments) -> Result<BrokerConfig, String> {
         return Err("--default-partitions must be positive".into());
     }
     config.node_id = arguments.node_id;
+    config.internal_topic_configs = arguments.internal_topic_configs;
     config.auto_create_topics = arguments.auto_create_topics;
     config.default_partitions = arguments.default_partitions;
     config.max_request_bytes = arguments.max_request_bytes;

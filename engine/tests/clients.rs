@@ -240,7 +240,8 @@ fn idempotent_producer_survives_connections_cut_mid_flight_without_duplicates() 
 #[test]
 fn a_compacted_topic_keeps_the_latest_value_per_key_across_a_restart() {
     let directory = test_dir("compaction");
-    let arguments = ["--shards", "2", "--log-cleaner-interval-ms", "100"];
+    let arguments =
+        ["--shards", "2", "--log-cleaner-interval-ms", "100", "--internal-topic-configs"];
     let mut server = TernServer::start(&directory.join("data"), &arguments);
     let compaction = |server: &TernServer, topic: &str, codecs: &str, phase: &str| {
         let output = run_checked(
@@ -270,7 +271,8 @@ fn a_compacted_topic_keeps_the_latest_value_per_key_across_a_restart() {
 #[test]
 fn admin_client_alters_configs_and_deletes_records_durably() {
     let directory = test_dir("records-admin");
-    let arguments = ["--shards", "2", "--retention-check-interval-ms", "200"];
+    let arguments =
+        ["--shards", "2", "--retention-check-interval-ms", "200", "--internal-topic-configs"];
     let mut server = TernServer::start(&directory.join("data"), &arguments);
     let records_admin = |server: &TernServer, phases: &str| {
         let output = run_checked(

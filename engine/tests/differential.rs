@@ -151,8 +151,78 @@ fn create_topics(pair: &mut Pair) {
             normalize_metadata,
         );
         wait_for_leaders(pair, &topic);
+        one_name_twice(pair, version);
     }
     manual_assignments(pair);
+}
+
+/// Every numeric topic config Tern validates, probed around each plausible bound: Kafka's
+/// minimum and maximum (and one past each) must be Tern's. Not `internal.segment.bytes`:
+/// Kafka 4.4.0 takes any Int for it from any client (measured), Tern only from a broker
+/// started with `--internal-topic-configs` (docs/compatibility.md).
+fn topic_config_bounds(pair: &mut Pair) {
+    const CONFIGS: [&str; 15] = [
+        "delete.retention.ms",
+        "file.delete.delay.ms",
+        "flush.messages",
+        "flush.ms",
+        "index.interval.bytes",
+        "max.compaction.lag.ms",
+        "max.message.bytes",
+        "min.cleanable.dirty.ratio",
+        "min.compaction.lag.ms",
+        "min.insync.replicas",
+        "retention.bytes",
+        "retention.ms",
+        "segment.bytes",
+        "segment.index.bytes",
+        "segment.ms",
+    ];
+    const VALUES: [&str; 18] = [
+        "-2",
+        "-1",
+        "-0.1",
+        "0",
+        "1",
+        "1.1",
+        "3",
+        "4",
+        "13",
+        "14",
+        "1048575",
+        "1048576",
+        "2147483647",
+        "2147483648",
+        "9223372036854775807",
+        "9223372036854775808",
+        "1e3",
+        " 5",
+    ];
+    for config in CONFIGS {
+        for value in VALUES {
+            let mut request = create_request("config-bounds", 1, &[(config, value)]);
+            request.validate_only = true;
+            let case = format!("CreateTopics {config}={value}");
+            pair.compare(&case, 7, &request, normalize_create);
+        }
+    }
+}
+
+/// A name listed twice is refused (INVALID_REQUEST, once) and not created; the other topics
+/// of the request are created, and answered first.
+fn one_name_twice(pair: &mut Pair, version: i16) {
+    let twice = format!("create-twice-{version}");
+    let mut request = create_request(&format!("create-once-{version}"), 1, &[]);
+    let duplicate = create_request(&twice, 1, &[]).topics.remove(0);
+    request.topics.push(duplicate.clone());
+    request.topics.push(duplicate);
+    pair.compare("CreateTopics one name twice", version, &request, normalize_create);
+    pair.compare(
+        "Metadata after one name twice",
+        9,
+        &metadata_request(Some(&[&twice]), false),
+        normalize_metadata,
+    );
 }
 
 fn manual_assignments(pair: &mut Pair) {
@@ -1033,6 +1103,7 @@ fn tern_answers_like_apache_kafka() {
     api_versions(&mut pair);
     metadata(&mut pair);
     create_topics(&mut pair);
+    topic_config_bounds(&mut pair);
     create_partitions(&mut pair);
     delete_topics(&mut pair);
     produce(&mut pair);

@@ -20,6 +20,10 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 /// Kafka's default: ten minutes.
 pub const CONNECTIONS_MAX_IDLE_MS: u64 = 10 * 60 * 1000;
 
+/// The node id of a new data directory when none is given: 1, as a single Kafka broker is in
+/// Kafka's own quick start and in most tooling and client test suites (kafka-go's among them).
+pub const DEFAULT_NODE_ID: i32 = 1;
+
 /// Everything a broker needs to start. Built by the `tern` binary from its flags, or by tests.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -30,7 +34,11 @@ pub struct BrokerConfig {
     pub advertised_port: u16,
     pub data_dir: PathBuf,
     pub shard_count: usize,
-    pub node_id: i32,
+    /// This broker's id; None: the id stored in the data directory, or [`DEFAULT_NODE_ID`] for
+    /// a new one.
+    pub node_id: Option<i32>,
+    /// Accept Kafka's internal, test-only topic configs (`internal.segment.bytes`).
+    pub internal_topic_configs: bool,
     /// Create unknown topics when a Metadata request allows it (Kafka's auto.create.topics.enable).
     pub auto_create_topics: bool,
     /// Partition count of auto-created topics and of CreateTopics with num_partitions = -1.
@@ -79,7 +87,8 @@ impl BrokerConfig {
             advertised_port: listen.port(),
             data_dir,
             shard_count: 1,
-            node_id: 0,
+            node_id: None,
+            internal_topic_configs: false,
             auto_create_topics: true,
             default_partitions: 1,
             max_request_bytes: 100 * 1024 * 1024,

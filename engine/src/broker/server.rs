@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::{self, mesh, Disk, Listener};
 
-use super::config::BrokerConfig;
+use super::config::{BrokerConfig, DEFAULT_NODE_ID};
 use super::connection::{self, ConnectionCount};
 use super::groups::{self, GroupService};
 use super::metadata_file;
@@ -84,17 +84,14 @@ impl Broker {
         let data_dir_error =
             |source| StartError::DataDir { path: data_dir.display().to_string(), source };
         disk.create_dir_all(&data_dir).map_err(data_dir_error)?;
-        let identity = load_or_create_identity(&disk, &data_dir, config.node_id)
-            .await
-            .map_err(data_dir_error)?;
+        let new_node_id = config.node_id.unwrap_or(DEFAULT_NODE_ID);
+        let identity =
+            load_or_create_identity(&disk, &data_dir, new_node_id).await.map_err(data_dir_error)?;
         let topics = topics::load_registry(&disk, &data_dir).await.map_err(data_dir_error)?;
         let topics =
             ensure_offsets_topic(&disk, &data_dir, topics).await.map_err(data_dir_error)?;
-        if identity.node_id != config.node_id {
-            return Err(StartError::NodeIdMismatch {
-                found: identity.node_id,
-                configured: config.node_id,
-            });
+        if let Some(configured) = config.node_id.filter(|id| *id != identity.node_id) {
+            return Err(StartError::NodeIdMismatch { found: identity.node_id, configured });
         }
         let cluster =
             ClusterIdentity { cluster_id: identity.cluster_id, node_id: identity.node_id };

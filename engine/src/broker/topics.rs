@@ -39,11 +39,13 @@ impl TopicMeta {
     pub fn log_config(&self, defaults: &LogConfig) -> LogConfig {
         let mut config = defaults.clone();
         // Values come from CreateTopics/AlterConfigs, range-checked by `validate_topic_config`
-        // (segment.bytes 14..=i32::MAX; the byte sizes below 0..=i32::MAX); the conversions
-        // are checked anyway, so a registry edited by hand keeps the default instead.
+        // (segment.bytes 1 MiB..=i32::MAX, internal.segment.bytes from 14; the byte sizes below
+        // 0..=i32::MAX); the conversions are checked anyway, so a registry edited by hand keeps
+        // the default instead.
         let number = |key: &str| self.configs.get(key).and_then(|value| value.parse::<i64>().ok());
         let unsigned = |key: &str| number(key).and_then(|value| u32::try_from(value).ok());
-        if let Some(value) = number("segment.bytes").and_then(|value| u64::try_from(value).ok()) {
+        let segment_bytes = number(INTERNAL_SEGMENT_BYTES).or_else(|| number("segment.bytes"));
+        if let Some(value) = segment_bytes.and_then(|value| u64::try_from(value).ok()) {
             config.segment_size_bytes = value;
         }
         if let Some(value) = number("segment.ms") {
@@ -189,6 +191,29 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// Kafka's test-only topic config: a segment size below `segment.bytes`' minimum (at least 14
+/// bytes, one legacy record), winning over `segment.bytes`. Accepted only from a broker started
+/// with the hidden `--internal-topic-configs` flag (Tern's tests); unknown to others.
+pub const INTERNAL_SEGMENT_BYTES: &str = "internal.segment.bytes";
+const INTERNAL_SEGMENT_BYTES_MIN: i64 = 14;
+
+/// [`validate_topic_config`], plus the internal configs when the broker allows them.
+pub fn validate_topic_config_with(
+    key: &str,
+    value: Option<&str>,
+    internal_configs_allowed: bool,
+) -> Result<(), TopicError> {
+    if !internal_configs_allowed || key != INTERNAL_SEGMENT_BYTES {
+        return validate_topic_config(key, value);
+    }
+    match value.map(|value| value.trim().parse::<i32>()) {
+        Some(Ok(bytes)) if i64::from(bytes) >= INTERNAL_SEGMENT_BYTES_MIN => Ok(()),
+        _ => Err(TopicError::InvalidConfig(format!(
+            "Invalid value {value:?} for configuration {key}"
+        ))),
+    }
+}
+
 /// Checks one topic config against what Tern implements. Kafka's whole catalogue is known
 /// (`topic_configs.rs`): a config Tern does not implement accepts Kafka's default only (so a
 /// client that writes back what DescribeConfigs reported succeeds), anything else is refused
@@ -232,26 +257,42 @@ pub fn validate_topic_config(key: &str, value: Option<&str>) -> Result<(), Topic
             "true" | "false" => Ok(()),
             _ => Err(invalid()),
         },
-        "segment.bytes" => match value.parse::<i64>() {
-            Ok(bytes) if bytes >= 14 && bytes <= i64::from(i32::MAX) => Ok(()),
-            _ => Err(invalid()),
-        },
-        // Kafka: at least 1 (a segment age of 0 or less would roll on every check).
-        "segment.ms" => match value.parse::<i64>() {
-            Ok(age_ms) if age_ms >= 1 => Ok(()),
-            _ => Err(invalid()),
-        },
-        "max.message.bytes" | "index.interval.bytes" | "min.insync.replicas" => {
-            match value.parse::<i64>() {
-                Ok(number) if number >= 0 && number <= i64::from(i32::MAX) => Ok(()),
-                _ => Err(invalid()),
+        _ => {
+            let minimum = numeric_minimum(key).ok_or_else(invalid)?;
+            let number = value.trim().parse::<i64>().map_err(|_| invalid())?;
+            if value_has_type(value, spec.config_type) && number >= minimum {
+                Ok(())
+            } else {
+                Err(invalid())
             }
         }
-        _ => match value.parse::<i64>() {
-            Ok(number) if number >= -1 => Ok(()),
-            _ => Err(invalid()),
-        },
     }
+}
+
+/// Kafka 4.4's minimum of each numeric topic config Tern implements; the maximum is its
+/// type's (i32::MAX for an Int, i64::MAX for a Long). Measured against Kafka 4.4.0 by
+/// differential.rs `topic_config_bounds`.
+const NUMERIC_MINIMUMS: &[(&str, i64)] = &[
+    ("delete.retention.ms", 0),
+    ("file.delete.delay.ms", 0),
+    ("flush.messages", 1),
+    ("flush.ms", 0),
+    ("index.interval.bytes", 0),
+    ("max.compaction.lag.ms", 1),
+    ("max.message.bytes", 0),
+    ("min.compaction.lag.ms", 0),
+    ("min.insync.replicas", 1),
+    ("retention.bytes", i64::MIN),
+    ("retention.ms", -1),
+    // Kafka 4 (KIP-1030): segments of at least 1 MiB; tests that need tiny segments use
+    // `internal.segment.bytes` (see `INTERNAL_SEGMENT_BYTES`).
+    ("segment.bytes", 1024 * 1024),
+    ("segment.index.bytes", 4),
+    ("segment.ms", 1),
+];
+
+fn numeric_minimum(key: &str) -> Option<i64> {
+    NUMERIC_MINIMUMS.iter().find(|(name, _)| *name == key).map(|(_, minimum)| *minimum)
 }
 
 /// Whether `value` parses as Kafka's `ConfigDef` type (no range checks).
@@ -507,6 +548,32 @@ mod tests {
         for bad in ["", ".", "..", "a b", "ü", "a/b", &"x".repeat(250)] {
             assert!(validate_topic_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn numeric_configs_have_kafkas_bounds() {
+        let valid = |key: &str, value: &str| validate_topic_config(key, Some(value)).is_ok();
+        assert!(!valid("segment.bytes", "1048575") && valid("segment.bytes", "1048576"));
+        assert!(valid("segment.bytes", "2147483647") && !valid("segment.bytes", "2147483648"));
+        assert!(!valid("retention.ms", "-2") && valid("retention.ms", "-1"));
+        assert!(valid("retention.ms", "9223372036854775807"));
+        assert!(!valid("retention.ms", "9223372036854775808"));
+        assert!(!valid("min.insync.replicas", "0") && valid("min.insync.replicas", "1"));
+        assert!(valid("segment.ms", " 5"), "Kafka trims numbers");
+    }
+
+    #[test]
+    fn internal_segment_bytes_needs_the_test_flag() {
+        let check = |value: &str, allowed: bool| {
+            validate_topic_config_with(INTERNAL_SEGMENT_BYTES, Some(value), allowed).is_ok()
+        };
+        assert!(!check("4096", false), "unknown to a normal broker, as to Kafka's clients");
+        assert!(check("4096", true) && check("14", true));
+        assert!(!check("13", true) && !check("2147483648", true));
+        let mut topic = one_topic().by_name.values().next().unwrap().clone();
+        topic.configs.insert("segment.bytes".into(), "1048576".into());
+        topic.configs.insert(INTERNAL_SEGMENT_BYTES.into(), "4096".into());
+        assert_eq!(topic.log_config(&LogConfig::default()).segment_size_bytes, 4096);
     }
 
     #[test]

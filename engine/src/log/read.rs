@@ -17,7 +17,7 @@ use super::record_timestamps;
 use super::scan::{self, Expect, Judgement};
 use super::state::{ReadInfo, Shared};
 use crate::io::File;
-use crate::protocol::record_batch::{self, HEADER_SIZE_BYTES};
+use crate::protocol::record_batch::{self, BatchInfo, HEADER_SIZE_BYTES};
 
 /// Least bytes read per step while walking headers from an index entry to the wanted batch.
 const LOCATE_WINDOW_BYTES: usize = 64 << 10;
@@ -98,6 +98,23 @@ struct ReadPlan {
     window_bytes: usize,
 }
 
+/// Bound on the fillers one read steps over (cleaning merges a run of them into one, so there
+/// is at most about one per cleaned segment); past it the filler is served, which the protocol
+/// allows.
+const FILLER_SKIPS_MAX: usize = 64;
+
+/// A compaction filler: zero records, no producer, header only (`rewrite::filler`). A
+/// producer's emptied last batch keeps its producer id and is served, as Kafka serves it.
+fn is_filler(info: &BatchInfo) -> bool {
+    info.records_count == 0 && info.producer_id == -1 && info.size_bytes == HEADER_SIZE_BYTES
+}
+
+/// The offset after `bytes` when they are exactly one filler batch.
+fn lone_filler_next_offset(bytes: &[u8]) -> Option<i64> {
+    let info = record_batch::check_framing_and_crc(bytes).ok()?;
+    (info.size_bytes == bytes.len() && is_filler(&info)).then(|| info.next_offset())
+}
+
 /// The batch holding the target offset, with the bytes already read from its start on.
 struct Located {
     position: u64,
@@ -145,6 +162,29 @@ impl Log {
             high_watermark: plan.high_watermark,
             log_start_offset: plan.log_start_offset,
         })
+    }
+
+    /// [`Log::read`] that serves no compaction filler: a read landing on one starts again after
+    /// it (at most `FILLER_SKIPS_MAX` times), and `collect` stops before one. Kafka's cleaner
+    /// removes such batches, and some clients cannot step over a batch of zero records:
+    /// kafka-go's Reader re-fetches the same offset for ever when an answer holds no record.
+    pub async fn read_skipping_fillers(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadInfo, LogError> {
+        let mut offset = offset;
+        let mut info = self.read(offset, max_bytes, min_one_batch).await?;
+        for _skip in 0..FILLER_SKIPS_MAX {
+            let Some(next_offset) = lone_filler_next_offset(&info.bytes) else { break };
+            if next_offset >= info.high_watermark {
+                return Ok(ReadInfo { bytes: Bytes::new(), ..info });
+            }
+            offset = next_offset;
+            info = self.read(offset, max_bytes, min_one_batch).await?;
+        }
+        Ok(info)
     }
 
     /// The first batch whose max timestamp is at least `timestamp_ms` (found exactly through
@@ -403,11 +443,17 @@ async fn collect(
             plan.max_batch_bytes,
         ) {
             Judgement::Valid(info) => {
-                if cursor > 0 && cursor + info.size_bytes > max_bytes {
+                // A filler is served alone (`read_skipping_fillers` steps over it), never
+                // behind other batches.
+                let filler = is_filler(&info);
+                if cursor > 0 && (filler || cursor + info.size_bytes > max_bytes) {
                     break;
                 }
                 cursor += info.size_bytes;
                 expected_offset = info.next_offset();
+                if filler {
+                    break;
+                }
             }
             Judgement::NeedBytes(_) => break,
             Judgement::Invalid if cursor == 0 => {

@@ -38,7 +38,9 @@ def expected_latest():
 
 def create(args, admin):
     # segment.ms: the active segment is never cleaned; once quiet, it rolls and is cleaned.
-    config = {"cleanup.policy": "compact", "segment.bytes": "4096", "segment.ms": "300",
+    # internal.segment.bytes: the broker's test-only segment size (segment.bytes' minimum is
+    # 1 MiB, as in Kafka 4).
+    config = {"cleanup.policy": "compact", "internal.segment.bytes": "4096", "segment.ms": "300",
               "min.cleanable.dirty.ratio": "0.01"}
     futures = admin.create_topics([NewTopic(args.topic, 1, 1, config=config)])
     futures[args.topic].result(timeout=30)

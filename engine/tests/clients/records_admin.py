@@ -6,7 +6,8 @@
             describe_configs reports them as DYNAMIC_TOPIC_CONFIG; a bad value is
             INVALID_CONFIG; validate_only changes nothing; DELETE and the legacy
             alter_configs (which replaces every explicit config) work
-  retention segment.bytes and retention.bytes set on a live topic take effect: retention
+  retention internal.segment.bytes (the test-only segment size: Kafka 4's segment.bytes is at
+            least 1 MiB) and retention.bytes set on a live topic take effect: retention
             deletes its oldest segments (the low watermark moves) within seconds
   delete    100 records, delete_records below offset 40: the low watermark is 40, a consumer
             from the beginning starts at 40, offset -1 means the high watermark
@@ -97,7 +98,7 @@ def produce(args, topic, count, value_bytes=100):
 def phase_retention(args, admin):
     topic = args.topic + "-retention"
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
-    incremental(admin, topic, [("segment.bytes", "1000", AlterConfigOpType.SET)])
+    incremental(admin, topic, [("internal.segment.bytes", "1000", AlterConfigOpType.SET)])
     produce(args, topic, 50)
     low, high = low_watermark(args, topic)
     if (low, high) != (0, 50):

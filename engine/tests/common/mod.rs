@@ -16,6 +16,8 @@ pub mod schema;
 pub struct TernServer {
     child: Option<Child>,
     pub port: u16,
+    /// A port the caller chose: never swapped for another when it is taken.
+    port_fixed: bool,
     pub data_dir: PathBuf,
     extra_arguments: Vec<String>,
 }
@@ -35,9 +37,16 @@ fn free_port() -> u16 {
 
 impl TernServer {
     pub fn start(data_dir: &Path, extra_arguments: &[&str]) -> TernServer {
+        TernServer::start_at(data_dir, None, extra_arguments)
+    }
+
+    /// Starts on `port` when given (a suite that hard-codes its broker's address), else on a
+    /// free one.
+    pub fn start_at(data_dir: &Path, port: Option<u16>, extra_arguments: &[&str]) -> TernServer {
         let mut server = TernServer {
             child: None,
-            port: free_port(),
+            port: port.unwrap_or_else(free_port),
+            port_fixed: port.is_some(),
             data_dir: data_dir.to_path_buf(),
             extra_arguments: extra_arguments.iter().map(|s| s.to_string()).collect(),
         };
@@ -55,7 +64,9 @@ impl TernServer {
         for _attempt in 0..5 {
             match self.spawn_once() {
                 Ok(()) => return,
-                Err(log) if log.contains("cannot listen") => self.port = free_port(),
+                Err(log) if log.contains("cannot listen") && !self.port_fixed => {
+                    self.port = free_port()
+                }
                 Err(log) => panic!("tern exited at start; log:\n{log}"),
             }
         }

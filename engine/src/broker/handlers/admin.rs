@@ -4,7 +4,7 @@
 //! write the new registry durably, then have every shard open or delete its partitions before
 //! answering — so a client that sees success can produce at once, on any shard.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ use crate::broker::groups;
 use crate::broker::shard::Shard;
 use crate::broker::topic_configs::KAFKA_TOPIC_CONFIGS;
 use crate::broker::topics::{
-    self, validate_topic_config, validate_topic_name, TopicError, TopicMeta, TopicSnapshot,
+    self, validate_topic_config_with, validate_topic_name, TopicError, TopicMeta, TopicSnapshot,
     PARTITIONS_PER_TOPIC_MAX,
 };
 use crate::io;
@@ -65,8 +65,10 @@ pub async fn create_topics(
     shard: &Rc<Shard>,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
-    let new_topics: Vec<NewTopic> = request
-        .topics
+    let duplicates = duplicate_names(&request);
+    let asked: Vec<_> =
+        request.topics.iter().filter(|topic| !duplicates.contains(topic.name.as_str())).collect();
+    let new_topics: Vec<NewTopic> = asked
         .iter()
         .map(|topic| NewTopic {
             name: topic.name.to_string(),
@@ -96,13 +98,31 @@ pub async fn create_topics(
         })
         .await
         .unwrap_or_default();
-    let results = request
-        .topics
+    let mut results: Vec<CreatableTopicResult> = asked
         .iter()
         .zip(outcomes.into_iter().map(Some).chain(std::iter::repeat(None)))
         .map(|(asked, outcome)| creation_result(asked.name.clone(), outcome))
         .collect();
+    results.extend(duplicates.into_iter().map(|name| {
+        CreatableTopicResult::default()
+            .with_name(TopicName(str_bytes(name)))
+            .with_error_code(ErrorCode::InvalidRequest.code())
+            .with_error_message(Some(str_bytes("Duplicate topic name.")))
+    }));
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// Names a CreateTopics request lists more than once. Kafka (ControllerApis) creates none of
+/// them and answers each once, with INVALID_REQUEST, after the other topics' results.
+fn duplicate_names(request: &CreateTopicsRequest) -> BTreeSet<&str> {
+    let mut seen = BTreeSet::new();
+    let mut duplicates = BTreeSet::new();
+    for topic in &request.topics {
+        if !seen.insert(topic.name.as_str()) {
+            duplicates.insert(topic.name.as_str());
+        }
+    }
+    duplicates
 }
 
 fn creation_result(
@@ -290,7 +310,11 @@ fn check_new_topic(
     }
     let mut configs = BTreeMap::new();
     for (key, value) in &new_topic.configs {
-        validate_topic_config(key, value.as_deref())?;
+        validate_topic_config_with(
+            key,
+            value.as_deref(),
+            controller.config.internal_topic_configs,
+        )?;
         configs.insert(key.clone(), value.clone().unwrap_or_default());
     }
     Ok(TopicMeta { name: new_topic.name.clone(), id: random_topic_id(), partition_count, configs })

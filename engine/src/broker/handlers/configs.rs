@@ -27,7 +27,7 @@ use kafka_protocol::messages::{
 
 use crate::broker::shard::Shard;
 use crate::broker::topic_configs::{ConfigType, KAFKA_TOPIC_CONFIGS};
-use crate::broker::topics::{self, validate_topic_config, validate_topic_name, TopicSnapshot};
+use crate::broker::topics::{self, validate_topic_config_with, validate_topic_name, TopicSnapshot};
 use crate::protocol::error_code::ErrorCode;
 
 use super::partitions::Refusal;
@@ -232,7 +232,8 @@ pub async fn alter_on_controller(
         let existing = changed
             .get(&alteration.topic)
             .or_else(|| current.get(&alteration.topic).map(|topic| &topic.configs));
-        let outcome = altered_configs(&current, alteration, existing).map(|configs| {
+        let internal = controller.config.internal_topic_configs;
+        let outcome = altered_configs(&current, alteration, existing, internal).map(|configs| {
             changed.insert(alteration.topic.clone(), configs);
         });
         outcomes.push(outcome);
@@ -270,6 +271,7 @@ fn altered_configs(
     current: &TopicSnapshot,
     alteration: &Alteration,
     existing: Option<&BTreeMap<String, String>>,
+    internal_configs_allowed: bool,
 ) -> Result<BTreeMap<String, String>, Refusal> {
     let refuse = |error: topics::TopicError| Refusal {
         code: error.error_code(),
@@ -292,7 +294,8 @@ fn altered_configs(
                 Some(list_operation(&configs, key, item.as_deref(), append)?)
             }
         };
-        validate_topic_config(key, value.as_deref()).map_err(refuse)?;
+        validate_topic_config_with(key, value.as_deref(), internal_configs_allowed)
+            .map_err(refuse)?;
         configs.insert(key.clone(), value.unwrap_or_default());
     }
     if current.get(&alteration.topic).is_none() {
@@ -360,7 +363,7 @@ mod tests {
         let operations = operations.iter().map(|(k, o)| (k.to_string(), o.clone())).collect();
         let alteration = Alteration { topic: "t".into(), replace, operations };
         let configs = current.get("t").map(|topic| &topic.configs);
-        let outcome = altered_configs(&current, &alteration, configs);
+        let outcome = altered_configs(&current, &alteration, configs, false);
         match expected {
             Ok(pairs) => {
                 let expected: BTreeMap<String, String> =
@@ -441,7 +444,7 @@ mod tests {
             operations: vec![("retention.ms".into(), set(value))],
         };
         let code = |alteration: Alteration| {
-            altered_configs(&current, &alteration, None).map(|_| ()).map_err(|r| r.code)
+            altered_configs(&current, &alteration, None, false).map(|_| ()).map_err(|r| r.code)
         };
         assert_eq!(code(alteration("bad name!", "x")), Err(ErrorCode::InvalidTopicException));
         assert_eq!(code(alteration("nope", "x")), Err(ErrorCode::InvalidConfig));

@@ -241,7 +241,7 @@ async fn read_partition(owner: &Shard, target: &Target, limit: &mut Limit) -> Pa
         return PartitionRead::refused(ErrorCode::UnknownTopicOrPartition);
     };
     let max_bytes = target.partition_max_bytes.min(limit.remaining_bytes);
-    match log.read(target.fetch_offset, max_bytes, limit.min_one_batch).await {
+    match log.read_skipping_fillers(target.fetch_offset, max_bytes, limit.min_one_batch).await {
         Ok(read) => {
             if !read.bytes.is_empty() {
                 limit.min_one_batch = false;

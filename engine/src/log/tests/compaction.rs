@@ -240,6 +240,32 @@ fn compaction_frees_space_and_leaves_fillers_where_whole_batches_went() {
     });
 }
 
+/// What fetches serve (kafka-go's Reader re-fetched one offset for ever when an answer held
+/// only a filler): a read inside a removed span starts at the next batch with records, and a
+/// read never carries a filler behind other batches.
+#[test]
+fn reads_for_clients_step_over_fillers() {
+    block_on(async {
+        let (_sim, disk) = sim(11);
+        let log = open(&disk, &config(0, 1 << 20)).await;
+        let batches: Vec<(Vec<Entry>, u8)> =
+            (0..60).map(|index| (vec![(Some(index % 3), Some(index as u16))], 7)).collect();
+        fill(&log, &batches).await;
+        assert!(compact(&log, &mut Hooks::default()).await.segments_swapped > 0);
+        for (offset, max_bytes) in [(0, 1), (10, 1), (10, 1 << 20), (56, 1 << 20)] {
+            let read = log.read_skipping_fillers(offset, max_bytes, true).await.expect("read");
+            let batches = split(&read.bytes);
+            assert!(!batches.is_empty(), "records remain after offset {offset}");
+            for (_, batch) in &batches {
+                let info = check_framing_and_crc(batch).expect("valid");
+                assert!(info.records_count > 0, "a filler served from offset {offset}");
+            }
+            let first = check_framing_and_crc(&batches[0].1).expect("valid");
+            assert_eq!(first.base_offset, 57, "the first batch with records after {offset}");
+        }
+    });
+}
+
 #[test]
 fn the_lag_and_the_dirty_ratio_decide_when_to_clean() {
     block_on(async {
