@@ -33,8 +33,9 @@ done
 work="$(mktemp -d "$data_root/tern-ab.XXXXXX")"
 pid=""
 cleanup() {
+  local status=$?
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-  rm -rf "$work"
+  if [ "$status" -eq 0 ]; then rm -rf "$work"; else echo "ab.sh: failed; logs kept in $work" >&2; fi
 }
 trap cleanup EXIT
 
@@ -51,10 +52,12 @@ run_one() { # label binary round
   done
   python3 "$BENCH_PY" create-topic --bootstrap "$bootstrap" --topic ab --partitions "$partitions" >/dev/null
   local result
+  echo "round $round $label: producing ($dir.log)" >&2
   result="$(python3 "$BENCH_PY" produce --bootstrap "$bootstrap" --topic ab \
     --record-bytes "$record_bytes" --seconds "$seconds" --warmup-seconds 3)"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   pid=""
+  rm -rf "$dir" # GiBs per run: keep only the log
   local mib
   mib="$(python3 -c 'import json,sys; print(round(json.load(sys.stdin)["mib_per_s"], 1))' <<<"$result")"
   echo "round $round $label: $mib MiB/s"
