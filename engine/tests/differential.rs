@@ -454,6 +454,7 @@ fn fetch(pair: &mut Pair) {
     }
     fetch_sessions(pair);
     fetch_limits_across_partitions(pair);
+    fetch_min_bytes_at_the_limit(pair);
 }
 
 /// KIP-227 as Kafka's FetchManager reads it: epoch 0 (a new session) and -1 (sessionless)
@@ -497,6 +498,36 @@ fn fetch_limits_across_partitions(pair: &mut Pair) {
             let case = format!("Fetch partitions {first},{second} (500 each, {max_bytes} in all)");
             pair.compare(&case, version, &request, normalize_fetch);
         }
+    }
+}
+
+/// `min_bytes` equal to `max_bytes`, the limit inside the second batch: Kafka serves exactly
+/// the limit (the second batch cut short), so `min_bytes` is met and it answers at once. Tern
+/// serves whole batches, less than the limit, and must answer at once too, not wait out
+/// `max_wait_ms` (kafka-go's compaction test asks 200 and 200, issue 13). Compared: the
+/// partition's error and watermark, whether data came, and whether the answer came early.
+fn fetch_min_bytes_at_the_limit(pair: &mut Pair) {
+    const MAX_WAIT_MS: i32 = 10_000;
+    let whole: FetchResponse = pair.tern.call(12, &fetch_request("fetch-t", 0, 1 << 20, (0, 1)));
+    let records = whole.responses[0].partitions[0].records.clone().unwrap_or_default();
+    let first_batch_bytes =
+        12 + i32::from_be_bytes([records[8], records[9], records[10], records[11]]);
+    let limit = first_batch_bytes + first_batch_bytes / 2;
+    let request = fetch_request("fetch-t", 0, limit, (MAX_WAIT_MS, limit));
+    for version in [4, 12] {
+        let answer = |connection: &mut common::kafka::Connection| {
+            let start = Instant::now();
+            let response: FetchResponse = connection.call(version, &request);
+            let early = start.elapsed() < Duration::from_millis(MAX_WAIT_MS as u64 / 2);
+            let partition = &response.responses[0].partitions[0];
+            let has_data = partition.records.as_ref().is_some_and(|bytes| !bytes.is_empty());
+            (partition.error_code, partition.high_watermark, has_data, early)
+        };
+        let (tern, kafka) = (answer(&mut pair.tern), answer(&mut pair.kafka));
+        let case = format!(
+            "Fetch min_bytes = max_bytes = {limit}: (error, watermark, data, early) (v{version})"
+        );
+        pair.check_equal(&case, &tern, &kafka);
     }
 }
 

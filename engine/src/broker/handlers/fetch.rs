@@ -6,6 +6,9 @@
 //! whole batch even when it is larger than both, so a consumer can never be stuck behind a
 //! large batch. Long-poll: while fewer than `min_bytes` are available and `max_wait_ms` has
 //! not passed, the request waits for any of its partitions' high watermarks to move.
+//! "Available" counts as Kafka does: Kafka serves exactly a partition's limit when data is
+//! left behind it (the last batch cut short), so such a partition counts as its limit, though
+//! Tern serves whole batches only and stops short of it.
 //!
 //! Memory: the response's limit is the smallest of the client's `max_bytes`,
 //! `--fetch-max-bytes` and what the shard's memory budget can grant at the moment
@@ -34,6 +37,7 @@ use crate::broker::shard::Shard;
 use crate::broker::topics::TopicSnapshot;
 use crate::io;
 use crate::protocol::error_code::ErrorCode;
+use crate::protocol::record_batch;
 
 use super::str_bytes;
 
@@ -62,11 +66,16 @@ struct PartitionRead {
     high_watermark: i64,
     log_start_offset: i64,
     records: Bytes,
+    /// What counts toward `min_bytes`: as Kafka, which cuts the last batch at the limit and
+    /// so serves exactly the limit when more data is there, the limit this partition was
+    /// given when data was left behind it; otherwise what was served.
+    readable_bytes: usize,
 }
 
 impl PartitionRead {
     fn refused(error: ErrorCode) -> PartitionRead {
-        PartitionRead { error, high_watermark: -1, log_start_offset: -1, records: Bytes::new() }
+        let (high_watermark, log_start_offset, records) = (-1, -1, Bytes::new());
+        PartitionRead { error, high_watermark, log_start_offset, records, readable_bytes: 0 }
     }
 }
 
@@ -88,9 +97,10 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
     loop {
         let mut grant = shard.memory.reserve_up_to(wanted_bytes, keep_free_bytes);
         let reads = read_all(shard, &targets, grant.size_bytes()).await;
-        let available: usize = reads.iter().map(|read| read.records.len()).sum();
+        let served_bytes: usize = reads.iter().map(|read| read.records.len()).sum();
         // What was read, which may be a batch more than granted (KIP-74), or less.
-        grant.resize(available);
+        grant.resize(served_bytes);
+        let available: usize = reads.iter().map(|read| read.readable_bytes).sum();
         let has_error = reads.iter().any(|read| read.error != ErrorCode::None);
         let remaining = deadline.duration_since(io::now());
         if available >= min_bytes || has_error || remaining.is_zero() || shard.is_shutting_down() {
@@ -247,11 +257,18 @@ async fn read_partition(owner: &Shard, target: &Target, limit: &mut Limit) -> Pa
                 limit.min_one_batch = false;
             }
             limit.remaining_bytes = limit.remaining_bytes.saturating_sub(read.bytes.len());
+            // Only behind served batches: an empty read may be a filler at the end, which
+            // must not end the long-poll (the client would ask again at once, for ever).
+            let left_behind = !read.bytes.is_empty()
+                && next_offset_after(&read.bytes, target.fetch_offset) < read.high_watermark;
+            let readable_bytes =
+                if left_behind { read.bytes.len().max(max_bytes) } else { read.bytes.len() };
             PartitionRead {
                 error: ErrorCode::None,
                 high_watermark: read.high_watermark,
                 log_start_offset: read.log_start_offset,
                 records: read.bytes,
+                readable_bytes,
             }
         }
         Err(error) => PartitionRead {
@@ -259,8 +276,24 @@ async fn read_partition(owner: &Shard, target: &Target, limit: &mut Limit) -> Pa
             high_watermark: log.high_watermark(),
             log_start_offset: log.log_start_offset(),
             records: Bytes::new(),
+            readable_bytes: 0,
         },
     }
+}
+
+/// The offset after the last of the whole batches `served` holds; `fetch_offset` when it
+/// holds none. The log served them, so their headers are valid; bounded by one step per
+/// batch of at least 61 bytes.
+fn next_offset_after(served: &[u8], fetch_offset: i64) -> i64 {
+    let mut next_offset = fetch_offset;
+    let mut rest = served;
+    while let Ok(info) = record_batch::header_info(rest) {
+        next_offset = info.next_offset();
+        let Some(after) = rest.get(info.size_bytes..) else { break };
+        rest = after;
+    }
+    debug_assert!(rest.is_empty(), "the log serves whole batches");
+    next_offset
 }
 
 /// Waits until any partition's high watermark passes what this request has seen, or until
