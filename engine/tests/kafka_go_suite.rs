@@ -17,8 +17,11 @@ use common::{run_checked, test_dir, TernServer};
 /// kafka-go's tests dial localhost:9092, written into the tests.
 const SUITE_BROKER_PORT: u16 = 9092;
 /// Advertised as `localhost`, as kafka-go's CI broker is: its tests check the host they are
-/// told (the controller's, the coordinator's).
-const SUITE_BROKER_FLAGS: [&str; 4] = ["--shards", "2", "--advertise", "localhost:9092"];
+/// told (the controller's, the coordinator's). No initial rebalance delay, as Kafka's shipped
+/// `server.properties` and the differential peer (`benches/peers/kafka.sh`) set it: the
+/// group tests time their second reader's join against it.
+const SUITE_BROKER_FLAGS: [&str; 6] =
+    ["--shards", "2", "--advertise", "localhost:9092", "--group-initial-rebalance-delay-ms", "0"];
 
 /// Moves this thread, and every process it starts from now on, into a network namespace of its
 /// own with only loopback up: the broker gets localhost:9092 without racing whatever else on
