@@ -7,7 +7,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use tern::io::{self, Disk, SimDisk};
 use tern::log::offset_index::OffsetIndex;
 use tern::log::{Log, LogConfig};
-use tern::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
+use tern::record_batch::build::{encode_batch, ProducerStamp, Record};
 
 fn index_lookup(c: &mut Criterion) {
     let mut group = c.benchmark_group("offset_index_lookup");

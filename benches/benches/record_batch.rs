@@ -1,8 +1,8 @@
 //! Batch validation (framing, CRC32C, record walk) of the produce hot path.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use tern::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
-use tern::protocol::record_batch::validate_produced_batch;
+use tern::record_batch::build::{encode_batch, ProducerStamp, Record};
+use tern::record_batch::validate_produced_batch;
 
 fn validate(c: &mut Criterion) {
     let mut group = c.benchmark_group("validate_produced_batch");

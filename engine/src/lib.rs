@@ -4,7 +4,9 @@
 //!
 //! - [`io`]: THE boundary to the operating system (io_uring shards) or the simulator (madsim).
 //!   Nothing else touches clocks, threads, files, sockets or randomness.
-//! - [`protocol`]: Kafka wire format: framing, headers, API dispatch tables, record-batch v2 view.
+//! - [`record_batch`]: the record batch v2 view (header, CRC32C, framing, building, conversion,
+//!   compaction rewrites): what the log stores and the wire carries; knows neither.
+//! - [`protocol`]: Kafka wire format: framing, headers, API dispatch tables.
 //! - [`log`]: the partition log: segments, indexes, recovery, retention, group commit.
 //! - [`replication`]: (later) sans-IO Raft replica per partition.
 //! - [`metrics`]: latency histograms (pure data), summarised in the log at shutdown.
@@ -17,4 +19,5 @@ pub mod io;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
+pub mod record_batch;
 pub mod replication;

@@ -14,7 +14,7 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use tern::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
+use tern::record_batch::build::{encode_batch, ProducerStamp, Record};
 
 use common::kafka::Connection;
 use common::{test_dir, TernServer};

@@ -9,8 +9,8 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Encodable;
 use tern::protocol::api;
 use tern::protocol::frame::FrameDecoder;
-use tern::protocol::record_batch::{self, CRC_START};
 use tern::protocol::request::{decode_request, DecodedRequest, Request, RequestError};
+use tern::record_batch::{self, CRC_START};
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/kafka-requests")

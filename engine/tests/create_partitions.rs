@@ -13,7 +13,7 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use tern::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
+use tern::record_batch::build::{encode_batch, ProducerStamp, Record};
 
 use common::kafka::{batch_producers, Connection};
 use common::{test_dir, TernServer};

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use bytes::BytesMut;
 use tern::io::{block_on, Disk, SimDisk};
 use tern::log::Log;
-use tern::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
+use tern::record_batch::build::{encode_batch, ProducerStamp, Record};
 
 #[path = "../../fuzz/src/broker.rs"]
 #[allow(dead_code)] // `run_persistent` serves the fuzz target only.

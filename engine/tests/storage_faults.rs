@@ -15,8 +15,8 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use tern::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
-use tern::protocol::record_batch::check_framing_and_crc;
+use tern::record_batch::build::{encode_batch, ProducerStamp, Record};
+use tern::record_batch::check_framing_and_crc;
 
 use common::kafka::Connection;
 use common::{test_dir, TernServer};

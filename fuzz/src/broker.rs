@@ -48,10 +48,10 @@ use tern::broker::topics::{self, TopicSnapshot};
 use tern::broker::{Broker, BrokerConfig};
 use tern::io::{self, block_on, mesh, Disk, JoinHandle, SimDisk};
 use tern::protocol::api_versions::unsupported_version_answer;
-use tern::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
 use tern::protocol::request::{decode_request, Request, RequestError};
 use tern::protocol::response::{encode_response, Response};
 use tern::protocol::response_fit::fit_to_version;
+use tern::record_batch::build::{encode_batch, ProducerStamp, Record};
 
 pub const TOPIC: &str = "fuzz-topic";
 pub const PARTITIONS: i32 = 2;

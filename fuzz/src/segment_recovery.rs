@@ -33,7 +33,7 @@ use tern::io::{block_on, Disk, OpenOptions, SimDisk};
 use tern::log::checkpoint::{self, Checkpoint};
 use tern::log::intent::{self, Intent};
 use tern::log::{Log, LogConfig, LogError};
-use tern::protocol::record_batch::{self, BatchInfo, HEADER_SIZE_BYTES, MAGIC_V2};
+use tern::record_batch::{self, BatchInfo, HEADER_SIZE_BYTES, MAGIC_V2};
 
 /// Inputs are cut to this many segment bytes: far beyond what the fuzzer explores, and below
 /// the log's largest batch so that limit never decides anything here.

@@ -15,9 +15,9 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tern::io::{self, Stream};
-pub use tern::protocol::record_batch::build::ProducerStamp;
-use tern::protocol::record_batch::build::{encode_batch, Record};
-use tern::protocol::record_batch::check_framing_and_crc;
+pub use tern::record_batch::build::ProducerStamp;
+use tern::record_batch::build::{encode_batch, Record};
+use tern::record_batch::check_framing_and_crc;
 
 use crate::history::{Offset, Partition, Value};
 use crate::trace;

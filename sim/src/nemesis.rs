@@ -11,7 +11,7 @@ use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 use tern::io::SimDisk;
-use tern::protocol::record_batch::check_framing_and_crc;
+use tern::record_batch::check_framing_and_crc;
 
 use crate::checker::CorruptionFault;
 use crate::plan::{FaultKind, Plan, Plant};
@@ -121,29 +121,9 @@ async fn apply(handle: &Handle, broker: NodeId, plan: &Plan, kind: FaultKind) {
         FaultKind::Crash => {
             crash_and_restart(handle, broker, random_between(10, 1_000)).await;
         }
-        FaultKind::ProcessCrash => {
-            // The process dies, the machine does not: the page cache (unsynced writes)
-            // survives, as after a SIGKILL; the node's sockets close.
-            claim_lifecycle().await;
-            tracing::warn!(fault = "process_crash", "broker process killed and restarted");
-            SimDisk::spare_disk_at_next_kill(broker, plan.seed);
-            handle.kill(broker);
-            sleep_ms(random_between(1, 300)).await;
-            handle.restart(broker);
-            release_lifecycle();
-        }
+        FaultKind::ProcessCrash => process_crash(handle, broker, plan).await,
         FaultKind::SyncEio | FaultKind::WriteEio => {
-            let directory = random_partition_dir(plan);
-            let count = random_between(1, 3) as u32;
-            if kind == FaultKind::SyncEio {
-                disk.fail_next_syncs(&directory, count);
-            } else {
-                disk.fail_next_writes(&directory, count);
-            }
-            sleep_ms(random_between(100, 1_500)).await;
-            // The policy keeps the partition offline until it is re-opened: restart.
-            disk.clear_failing_syncs();
-            crash_and_restart(handle, broker, random_between(10, 300)).await;
+            failing_io(handle, broker, &disk, plan, kind).await;
         }
         FaultKind::Enospc => {
             let headroom_bytes = random_between(0, 64 << 10);
@@ -152,18 +132,7 @@ async fn apply(handle: &Handle, broker: NodeId, plan: &Plan, kind: FaultKind) {
             disk.set_capacity_bytes(None);
         }
         FaultKind::Corrupt => corrupt_a_batch(&disk, plan),
-        FaultKind::ReadEio => {
-            if let Some((path, length)) = pick_segment(&disk, plan) {
-                let sector = random_between(0, length.saturating_sub(1) / 512);
-                disk.fail_reads(&path, sector * 512..(sector + 1) * 512);
-                sleep_ms(random_between(100, 2_000)).await;
-                tracing::warn!(
-                    fault = "latent_read_error_healed",
-                    "sim disk: sectors readable again"
-                );
-                disk.clear_failing_reads();
-            }
-        }
+        FaultKind::ReadEio => latent_read_error(&disk, plan).await,
         FaultKind::PhantomWrite => disk_lies::phantom_write(&disk, plan),
         FaultKind::MisdirectedWrite => disk_lies::misdirected_write(&disk, plan),
         FaultKind::MisdirectedRead => {
@@ -175,21 +144,8 @@ async fn apply(handle: &Handle, broker: NodeId, plan: &Plan, kind: FaultKind) {
             }
         }
         FaultKind::DiskLatency => disk_lies::slow_disk(&disk).await,
-        FaultKind::Loss => {
-            let rate = random_between(5, 40) as f64 / 100.0;
-            tracing::warn!(fault = "packet_loss", rate, "network");
-            NetSim::current().update_config(|config| config.packet_loss_rate = rate);
-            sleep_ms(random_between(200, 2_000)).await;
-            NetSim::current().update_config(|config| config.packet_loss_rate = 0.0);
-        }
-        FaultKind::Latency => {
-            let high_ms = random_between(50, 1_500);
-            tracing::warn!(fault = "latency_spike", high_ms, "network");
-            let latency = Duration::from_millis(high_ms / 4)..Duration::from_millis(high_ms);
-            NetSim::current().update_config(|config| config.send_latency = latency);
-            sleep_ms(random_between(200, 2_000)).await;
-            restore_latency();
-        }
+        FaultKind::Loss => packet_loss().await,
+        FaultKind::Latency => latency_spike().await,
         FaultKind::PartitionBoth | FaultKind::PartitionRequests | FaultKind::PartitionResponses => {
             partition_a_client(kind, broker).await;
         }
@@ -200,6 +156,61 @@ async fn apply(handle: &Handle, broker: NodeId, plan: &Plan, kind: FaultKind) {
             state.reset_epoch.set(state.reset_epoch.get() + 1);
         }
     }
+}
+
+/// The process dies, the machine does not: the page cache (unsynced writes) survives, as
+/// after a SIGKILL; the node's sockets close.
+async fn process_crash(handle: &Handle, broker: NodeId, plan: &Plan) {
+    claim_lifecycle().await;
+    tracing::warn!(fault = "process_crash", "broker process killed and restarted");
+    SimDisk::spare_disk_at_next_kill(broker, plan.seed);
+    handle.kill(broker);
+    sleep_ms(random_between(1, 300)).await;
+    handle.restart(broker);
+    release_lifecycle();
+}
+
+/// The next one to three syncs or writes of one partition fail with EIO; then a restart, as
+/// the policy keeps the partition offline until it is re-opened.
+async fn failing_io(handle: &Handle, broker: NodeId, disk: &SimDisk, plan: &Plan, kind: FaultKind) {
+    let directory = random_partition_dir(plan);
+    let count = random_between(1, 3) as u32;
+    if kind == FaultKind::SyncEio {
+        disk.fail_next_syncs(&directory, count);
+    } else {
+        disk.fail_next_writes(&directory, count);
+    }
+    sleep_ms(random_between(100, 1_500)).await;
+    disk.clear_failing_syncs();
+    crash_and_restart(handle, broker, random_between(10, 300)).await;
+}
+
+/// One sector of a segment fails every read for 100 ms to 2 s, then heals.
+async fn latent_read_error(disk: &SimDisk, plan: &Plan) {
+    if let Some((path, length)) = pick_segment(disk, plan) {
+        let sector = random_between(0, length.saturating_sub(1) / 512);
+        disk.fail_reads(&path, sector * 512..(sector + 1) * 512);
+        sleep_ms(random_between(100, 2_000)).await;
+        tracing::warn!(fault = "latent_read_error_healed", "sim disk: sectors readable again");
+        disk.clear_failing_reads();
+    }
+}
+
+async fn packet_loss() {
+    let rate = random_between(5, 40) as f64 / 100.0;
+    tracing::warn!(fault = "packet_loss", rate, "network");
+    NetSim::current().update_config(|config| config.packet_loss_rate = rate);
+    sleep_ms(random_between(200, 2_000)).await;
+    NetSim::current().update_config(|config| config.packet_loss_rate = 0.0);
+}
+
+async fn latency_spike() {
+    let high_ms = random_between(50, 1_500);
+    tracing::warn!(fault = "latency_spike", high_ms, "network");
+    let latency = Duration::from_millis(high_ms / 4)..Duration::from_millis(high_ms);
+    NetSim::current().update_config(|config| config.send_latency = latency);
+    sleep_ms(random_between(200, 2_000)).await;
+    restore_latency();
 }
 
 /// Stops every task of the broker node for 50 ms to 3 s (madsim's `Handle::pause`: tasks

@@ -5,7 +5,8 @@
 //! clients of the scenarios that need them.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::collections::HashMap; // tidy: allowed: the planted nondeterminism needs its order
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
@@ -170,7 +171,7 @@ fn start_delay(producer: u32, plan: &Plan) -> Duration {
     if plan.plant != Some(Plant::HashMapOrder) {
         return Duration::from_millis(u64::from(producer));
     }
-    let order: HashMap<u32, ()> = (0..16).map(|key| (key, ())).collect();
+    let order: HashMap<u32, ()> = (0..16).map(|key| (key, ())).collect(); // tidy: allowed
     let position = order.keys().position(|key| *key == producer).unwrap_or(0);
     Duration::from_millis(position as u64)
 }

@@ -15,7 +15,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tern::broker::{Broker, BrokerConfig};
 use tern::io::{self, Disk, SimDisk, Stream};
-use tern::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
+use tern::record_batch::build::{encode_batch, ProducerStamp, Record};
 
 const BROKER_ADDRESS: &str = "10.0.0.1:9092";
 

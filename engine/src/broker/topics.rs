@@ -15,8 +15,8 @@ use super::metadata_file;
 use super::topic_configs::{ConfigType, KAFKA_TOPIC_CONFIGS};
 use crate::io::{Disk, OpenOptions};
 use crate::log::LogConfig;
-use crate::protocol::record_batch::convert::Conversion;
-use crate::protocol::record_batch::Compression;
+use crate::record_batch::convert::Conversion;
+use crate::record_batch::Compression;
 
 pub const REGISTRY_FILE_NAME: &str = "topics.json";
 const REGISTRY_FORMAT_VERSION: u32 = 1;
@@ -64,7 +64,7 @@ impl TopicMeta {
         }
         if let Some(value) = unsigned("max.message.bytes") {
             // A constant: 61 bytes.
-            let floor_bytes = crate::protocol::record_batch::HEADER_SIZE_BYTES as u32;
+            let floor_bytes = crate::record_batch::HEADER_SIZE_BYTES as u32;
             config.max_message_bytes = value.max(floor_bytes);
         }
         self.apply_cleanup_policy(&mut config);

@@ -15,7 +15,7 @@ use super::state::{
     AppendInfo, PendingAppend, Shared, State, PENDING_APPENDS_MAX, PENDING_BYTES_MAX,
 };
 use crate::io::local::{oneshot, OneshotReceiver};
-use crate::protocol::record_batch;
+use crate::record_batch;
 
 /// While the disk is full, free space is re-checked at most this often.
 pub const NO_SPACE_RECHECK_INTERVAL: Duration = Duration::from_millis(1000);

@@ -97,9 +97,7 @@ impl LogConfig {
         assert!(self.segment_age_ms > 0);
         assert!(self.retention_size_bytes >= -1 && self.retention_age_ms >= -1);
         assert!(self.index_interval_bytes > 0);
-        assert!(
-            self.max_message_bytes as usize >= crate::protocol::record_batch::HEADER_SIZE_BYTES
-        );
+        assert!(self.max_message_bytes as usize >= crate::record_batch::HEADER_SIZE_BYTES);
         assert!(self.checkpoint_interval_bytes > 0);
         assert!(self.compaction.min_cleanable_dirty_ratio_ppm <= 1_000_000);
         assert!(self.compaction.key_map_budget_bytes > 0);

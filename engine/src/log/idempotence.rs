@@ -25,7 +25,7 @@ use super::scan::{Expect, Judgement};
 use super::segment::Segment;
 use super::state::{AppendInfo, Shared, State};
 use crate::io::Disk;
-use crate::protocol::record_batch::{BatchInfo, HEADER_SIZE_BYTES};
+use crate::record_batch::{BatchInfo, HEADER_SIZE_BYTES};
 
 /// The producer fields of an appended batch, `None` for a non-idempotent one.
 pub fn producer_batch_of(info: &BatchInfo) -> Option<ProducerBatch> {

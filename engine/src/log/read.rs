@@ -17,7 +17,7 @@ use super::record_timestamps;
 use super::scan::{self, Expect, Judgement};
 use super::state::{ReadInfo, Shared};
 use crate::io::File;
-use crate::protocol::record_batch::{self, BatchInfo, HEADER_SIZE_BYTES};
+use crate::record_batch::{self, BatchInfo, HEADER_SIZE_BYTES};
 
 /// Least bytes read per step while walking headers from an index entry to the wanted batch.
 const LOCATE_WINDOW_BYTES: usize = 64 << 10;

@@ -6,7 +6,7 @@ use std::io;
 use super::scan::{self, Expect, Judgement};
 use super::segment::SEGMENT_OFFSET_SPAN_MAX;
 use crate::io::File;
-use crate::protocol::record_batch::{BatchInfo, HEADER_SIZE_BYTES};
+use crate::record_batch::{BatchInfo, HEADER_SIZE_BYTES};
 
 /// Bytes read at a time (more when one batch is larger).
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -144,7 +144,7 @@ impl SegmentReader {
         let mut position = from;
         while position + HEADER_SIZE_BYTES as u64 <= self.len_bytes {
             let window = self.window(position, HEADER_SIZE_BYTES).await?;
-            if window[MAGIC_POSITION] as i8 == crate::protocol::record_batch::MAGIC_V2 {
+            if window[MAGIC_POSITION] as i8 == crate::record_batch::MAGIC_V2 {
                 if let Judgement::Valid(info) =
                     self.judge_at(position, Expect::AtLeast(min_offset)).await?
                 {

@@ -4,9 +4,9 @@
 //! (bounded, like the compaction path): Kafka answers the record, not the batch, and a lookup
 //! by time is rare next to produce and fetch, which never decompress.
 
-use crate::protocol::record_batch::decompress::decompress_bounded;
-use crate::protocol::record_batch::rewrite::DECOMPRESSED_BYTES_MAX;
-use crate::protocol::record_batch::{BatchInfo, Compression, HEADER_SIZE_BYTES};
+use crate::record_batch::decompress::decompress_bounded;
+use crate::record_batch::rewrite::DECOMPRESSED_BYTES_MAX;
+use crate::record_batch::{BatchInfo, Compression, HEADER_SIZE_BYTES};
 
 /// `(offset, timestamp_ms)` of the first record of `batch` whose timestamp is at least
 /// `timestamp_ms`. For LogAppendTime batches (every record has the batch's time) and for
@@ -97,8 +97,8 @@ fn zigzag(raw: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
-    use crate::protocol::record_batch::{check_framing_and_crc, patch_base_offset};
+    use crate::record_batch::build::{encode_batch, ProducerStamp, Record};
+    use crate::record_batch::{check_framing_and_crc, patch_base_offset};
 
     #[test]
     fn finds_the_first_record_reaching_the_timestamp() {

@@ -31,7 +31,7 @@ use super::scan::{self, Expect, Judgement};
 use super::segment::{self, Segment};
 use super::time_index::{self, TimeIndex};
 use crate::io::{Disk, File, OpenOptions};
-use crate::protocol::record_batch;
+use crate::record_batch;
 
 pub struct Recovered {
     /// Never empty; contiguous.

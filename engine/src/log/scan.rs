@@ -5,7 +5,7 @@
 //! one the log expects next (the CRC does not cover the base offset, so contiguity is what
 //! catches a flipped base offset).
 
-use crate::protocol::record_batch::{self, BatchInfo, HEADER_SIZE_BYTES, LOG_OVERHEAD_BYTES};
+use crate::record_batch::{self, BatchInfo, HEADER_SIZE_BYTES, LOG_OVERHEAD_BYTES};
 
 /// Offset of the magic byte in a batch header.
 const MAGIC_POSITION: usize = 16;
@@ -84,8 +84,8 @@ pub fn max_batch_bytes(max_message_bytes: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
-    use crate::protocol::record_batch::patch_base_offset;
+    use crate::record_batch::build::{encode_batch, ProducerStamp, Record};
+    use crate::record_batch::patch_base_offset;
 
     fn batch_at(base_offset: i64, records: usize) -> Vec<u8> {
         let record = Record { value: Some(b"value".to_vec()), ..Record::default() };
@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn a_zero_record_batch_is_valid_only_without_record_bytes() {
-        use crate::protocol::record_batch::rewrite::{filler, FillerSpan};
+        use crate::record_batch::rewrite::{filler, FillerSpan};
         let span = FillerSpan {
             base_offset: 5,
             last_offset: 9,

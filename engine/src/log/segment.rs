@@ -10,7 +10,7 @@ use super::offset_index::{self, OffsetIndex};
 use super::retention::SegmentSummary;
 use super::time_index::{self, TimeIndex};
 use crate::io::{Disk, File, OpenOptions};
-use crate::protocol::record_batch::BatchInfo;
+use crate::record_batch::BatchInfo;
 
 /// A segment never spans more offsets than this, so relative offsets always fit in a u32
 /// (with room to spare for one more batch's `last_offset_delta`).

@@ -5,7 +5,7 @@
 //! REQUEST_TIMED_OUT, KAFKA_STORAGE_ERROR...), refresh metadata on others, and fail the send
 //! on the rest; picking the right one matters more than the message text.
 
-use super::record_batch::BatchError;
+use crate::record_batch::BatchError;
 
 /// A Kafka error code. `code()` gives the `i16` that goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -7,9 +7,9 @@ use kafka_protocol::messages::ApiKey;
 
 use super::api_versions::{api_versions_response, unsupported_version_answer};
 use super::frame::{FrameDecoder, SIZE_PREFIX_BYTES};
-use super::record_batch;
 use super::request::{decode_request, Request, RequestError, RequestMeta};
 use super::response::{encode_response, Response};
+use crate::record_batch;
 
 /// Frame limit for fuzzing: far above any input libFuzzer generates, so sizes are tested,
 /// yet small enough that a wrong reservation would show up as an out-of-memory report.

@@ -1,4 +1,4 @@
-//! Kafka wire protocol: framing, request/response headers, API dispatch, record batches.
+//! Kafka wire protocol: framing, request/response headers, API dispatch.
 //!
 //! Architecture invariant: this layer is pure. It never performs I/O, never sleeps and never
 //! reads a clock; it turns bytes into typed requests and typed responses into bytes.
@@ -12,7 +12,8 @@
 //!    [`api_versions`] builds the ApiVersions answer, [`error_code`] names error codes.
 //! 4. [`response::encode_response`] produces the bytes to write, size prefix included.
 //!
-//! [`record_batch`] reads and validates record batch v2 in place (produce path, storage).
+//! Record batches are not this layer's: [`crate::record_batch`] sits below both the protocol
+//! and the log, which stores batches and must not know the wire.
 
 pub mod api;
 pub mod api_versions;
@@ -20,7 +21,6 @@ pub mod error_code;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod record_batch;
 pub mod request;
 pub mod response;
 pub mod response_fit;

@@ -112,7 +112,7 @@ pub fn batch_producers(
         }
         let mut position = 0;
         while position < records.len() {
-            let info = tern::protocol::record_batch::check_framing_and_crc(&records[position..])
+            let info = tern::record_batch::check_framing_and_crc(&records[position..])
                 .expect("served batches pass CRC");
             assert_eq!(info.base_offset, next_offset, "offsets are contiguous");
             batches.push((info.base_offset, info.producer_id));

@@ -18,6 +18,7 @@
 //! `bumpIdempotentEpochAndResetIdIfNeeded`, KIP-360); a fenced epoch (INVALID_PRODUCER_EPOCH)
 //! or an exhausted one asks InitProducerId for a new producer id.
 
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -155,6 +156,28 @@ async fn init(session: &mut Session, state: &RunState) -> Option<Identity> {
     }
 }
 
+/// Why an attempt got no answer.
+enum Unanswered {
+    /// Not connected: this attempt never left, nothing to count.
+    NotSent,
+    /// Sent, and the connection failed or timed out: it may have been appended.
+    Sent,
+}
+
+/// One produce attempt of `batch`: the broker's error code and base offset.
+async fn attempt_once(
+    session: &mut Session,
+    state: &RunState,
+    partition: Partition,
+    batch: &Bytes,
+) -> Result<(i16, Offset), Unanswered> {
+    let Some(connection) = session.connection(state).await else {
+        return Err(Unanswered::NotSent);
+    };
+    let call = client::produce(connection, TOPIC, partition, batch.clone(), PRODUCE_TIMEOUT);
+    call.await.map_err(|_| Unanswered::Sent)
+}
+
 /// One send: invoke, attempts until acknowledged or given up, then ok / fail / info.
 async fn send(
     session: &mut Session,
@@ -188,26 +211,14 @@ async fn send(
     let mut maybe_appended = false;
     let mut error_code = 0;
     for attempt in 1..=ATTEMPTS_MAX {
-        let result = match session.connection(state).await {
-            // Not connected: this attempt never left, nothing to count.
-            None => Err(None),
-            Some(connection) => {
-                let call =
-                    client::produce(connection, TOPIC, partition, batch.clone(), PRODUCE_TIMEOUT);
-                call.await.map_err(Some)
-            }
-        };
-        let answer = match result {
-            Err(None) => Answer::Retry,
+        let answer = match attempt_once(session, state, partition, &batch).await {
+            Err(Unanswered::NotSent) => Answer::Retry,
             Ok((0, base_offset)) => {
                 let offsets = (0..values.len() as i64).map(|index| base_offset + index).collect();
                 state.produce_latencies_ns.borrow_mut().push(now_ns() - invoked_ns);
-                state.record(Op {
-                    process,
-                    op_type: OpType::Ok,
-                    time_ns: now_ns(),
-                    body: body(offsets, 0),
-                });
+                let op =
+                    Op { process, op_type: OpType::Ok, time_ns: now_ns(), body: body(offsets, 0) };
+                state.record(op);
                 return Delivery::Acknowledged;
             }
             Ok((code, _)) => {
@@ -219,7 +230,7 @@ async fn send(
                     Answer::GiveUp
                 }
             }
-            Err(Some(_)) => {
+            Err(Unanswered::Sent) => {
                 // Sent, and no answer: it may have been appended.
                 session.fail();
                 maybe_appended = true;
@@ -235,6 +246,11 @@ async fn send(
     }
     let op_type = if maybe_appended { OpType::Info } else { OpType::Fail };
     state.record(Op { process, op_type, time_ns: now_ns(), body: body(vec![], error_code) });
+    given_up(error_code).await
+}
+
+/// After a send that was not acknowledged: a pause, then whether the producer was fenced.
+async fn given_up(error_code: i16) -> Delivery {
     madsim::time::sleep(RETRY_BACKOFF).await;
     if error_code == INVALID_PRODUCER_EPOCH {
         Delivery::Fenced

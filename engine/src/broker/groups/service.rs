@@ -35,7 +35,7 @@ use crate::broker::shard::Shard;
 use crate::io::{self, local};
 use crate::log::{Log, LogError};
 use crate::protocol::error_code::ErrorCode;
-use crate::protocol::record_batch::{self, build};
+use crate::record_batch::{self, build};
 
 /// How often sessions, rebalance timeouts and retention are checked.
 const TICK_INTERVAL_MS: u64 = 100;

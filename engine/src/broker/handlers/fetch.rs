@@ -37,7 +37,7 @@ use crate::broker::shard::Shard;
 use crate::broker::topics::TopicSnapshot;
 use crate::io;
 use crate::protocol::error_code::ErrorCode;
-use crate::protocol::record_batch;
+use crate::record_batch;
 
 use super::str_bytes;
 

@@ -16,8 +16,8 @@ use crate::broker::errors::log_error_code;
 use crate::broker::shard::Shard;
 use crate::log::AppendInfo;
 use crate::protocol::error_code::ErrorCode;
-use crate::protocol::record_batch;
-use crate::protocol::record_batch::convert::Conversion;
+use crate::record_batch;
+use crate::record_batch::convert::Conversion;
 
 use super::error_message;
 

@@ -14,8 +14,8 @@ use super::super::{offset_index, time_index};
 use super::key_map::{BatchStream, KeyMap};
 use super::{Cleaned, Hooks, Source};
 use crate::io::{File, OpenOptions};
-use crate::protocol::record_batch::rewrite::{self, DecodedBatch, FillerSpan};
-use crate::protocol::record_batch::{check_framing_and_crc, BatchInfo};
+use crate::record_batch::rewrite::{self, DecodedBatch, FillerSpan};
+use crate::record_batch::{check_framing_and_crc, BatchInfo};
 
 /// Output bytes buffered before one write to the `.cleaned` file.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;

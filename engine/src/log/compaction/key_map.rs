@@ -12,8 +12,8 @@ use super::super::reader::SegmentReader;
 use super::super::scan::{self, Expect, Judgement};
 use super::super::state::Shared;
 use super::Source;
-use crate::protocol::record_batch::rewrite::{self, DecodedBatch};
-use crate::protocol::record_batch::BatchInfo;
+use crate::record_batch::rewrite::{self, DecodedBatch};
+use crate::record_batch::BatchInfo;
 
 /// Budget charged per entry on top of its key bytes (B-tree node share, the offset, the Vec).
 pub const ENTRY_OVERHEAD_BYTES: usize = 64;
@@ -188,8 +188,8 @@ pub async fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
-    use crate::protocol::record_batch::patch_base_offset;
+    use crate::record_batch::build::{encode_batch, ProducerStamp, Record};
+    use crate::record_batch::patch_base_offset;
 
     fn decoded(base_offset: i64, keys: &[&str]) -> DecodedBatch {
         let records: Vec<Record> = keys

@@ -9,8 +9,8 @@ use super::*;
 use crate::io::{block_on, CrashMode};
 use crate::log::compaction::Hooks;
 use crate::log::{CleanOutcome, CompactionConfig, LogError};
-use crate::protocol::record_batch::rewrite::{self, recompressed};
-use crate::protocol::record_batch::Compression;
+use crate::record_batch::rewrite::{self, recompressed};
+use crate::record_batch::Compression;
 
 /// (key, value) of one record; `None` key = keyless, `None` value = tombstone.
 type Entry = (Option<u8>, Option<u16>);

@@ -13,7 +13,7 @@ use super::*;
 use crate::io::{block_on, CrashMode, OpenOptions};
 use crate::log::producers::{ProducerError, ProducerStates};
 use crate::log::{idempotence, producer_snapshot, AppendInfo, LogError};
-use crate::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
+use crate::record_batch::build::{encode_batch, ProducerStamp, Record};
 
 fn idempotent(producer_id: i64, epoch: i16, sequence: i32, records: usize) -> BytesMut {
     let records: Vec<Record> = (0..records)

@@ -7,8 +7,8 @@ use bytes::BytesMut;
 
 use super::{Log, LogConfig};
 use crate::io::{Disk, SimDisk};
-use crate::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
-use crate::protocol::record_batch::check_framing_and_crc;
+use crate::record_batch::build::{encode_batch, ProducerStamp, Record};
+use crate::record_batch::check_framing_and_crc;
 
 mod basic;
 mod compaction;
@@ -93,7 +93,7 @@ pub async fn read_all(log: &Log, from: i64, max_bytes: usize) -> Vec<(i64, Vec<u
 /// Bytes of `batch` as the log stores it: base offset and leader epoch patched in.
 pub fn patched(batch: &BytesMut, base_offset: i64, leader_epoch: i32) -> Vec<u8> {
     let mut bytes = batch.to_vec();
-    crate::protocol::record_batch::patch_base_offset(&mut bytes, base_offset, leader_epoch);
+    crate::record_batch::patch_base_offset(&mut bytes, base_offset, leader_epoch);
     bytes
 }
 

@@ -98,8 +98,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
-    use crate::protocol::record_batch::rewrite::recompressed as compressed_with;
+    use crate::record_batch::build::{encode_batch, ProducerStamp, Record};
+    use crate::record_batch::rewrite::recompressed as compressed_with;
 
     const CODECS: [Compression; 5] = [
         Compression::None,

@@ -262,8 +262,8 @@ mod tests {
             assert_eq!(whole.as_deref(), Ok(&zeros[..]), "{codec:?}");
         }
     }
-    use crate::protocol::record_batch::build::{encode_batch, ProducerStamp, Record};
-    use crate::protocol::record_batch::patch_base_offset;
+    use crate::record_batch::build::{encode_batch, ProducerStamp, Record};
+    use crate::record_batch::patch_base_offset;
 
     fn keyed(key: &str, value: Option<&str>) -> Record {
         Record {
