@@ -398,6 +398,7 @@ pub mod build;
 pub mod convert;
 pub mod decompress;
 pub mod rewrite;
+pub mod validate;
 
 #[cfg(test)]
 mod tests;

@@ -2,9 +2,9 @@
 //! once the bytes are durable (acks=1/-1) — or not at all (acks=0).
 //!
 //! Batches are stored as received; only base offset and leader epoch are patched (inside the
-//! log). Validation is header + CRC32C, plus record framing for uncompressed batches. Topics
-//! with a `compression.type` or LogAppendTime are the exception: their batches are converted
-//! here, on the connection's shard, before they go to the log (`record_batch::convert`).
+//! log). Validation (`record_batch::validate`) is header + CRC32C, plus record framing for
+//! uncompressed batches. Topics with a `compression.type` or LogAppendTime are the exception:
+//! their batches are converted there, on the connection's shard, before they go to the log.
 
 use std::rc::Rc;
 
@@ -16,8 +16,7 @@ use crate::broker::errors::log_error_code;
 use crate::broker::shard::Shard;
 use crate::log::AppendInfo;
 use crate::protocol::error_code::ErrorCode;
-use crate::record_batch;
-use crate::record_batch::convert::Conversion;
+use crate::record_batch::validate::{validate_produced, ProducePolicy, ProducedError};
 
 use super::error_message;
 
@@ -114,30 +113,8 @@ async fn answer(
     Some(ProduceResponse::default().with_responses(responses))
 }
 
-/// First produce version that may carry zstd batches (KIP-110).
-const FIRST_ZSTD_VERSION: i16 = 7;
-/// Byte offsets inside a v2 batch header.
-const MAGIC_POSITION: usize = 16;
-const ATTRIBUTES_POSITION: usize = 21;
-const CODEC_MASK: u8 = 0x07;
-const CODEC_ZSTD: u8 = 4;
-
-/// Kafka's `ProduceRequest.validateRecords`: a zstd batch in a Produce older than v7 is
-/// UNSUPPORTED_COMPRESSION_TYPE, checked before the batch's size and CRC (measured on 4.4.0).
-fn refuse_zstd_below_v7(version: i16, records: &[u8]) -> Result<(), (ErrorCode, Option<String>)> {
-    if version >= FIRST_ZSTD_VERSION {
-        return Ok(());
-    }
-    let magic = records.get(MAGIC_POSITION).copied();
-    let codec = records.get(ATTRIBUTES_POSITION + 1).map(|low_byte| low_byte & CODEC_MASK);
-    if magic == Some(2) && codec == Some(CODEC_ZSTD) {
-        let message = format!("zstd batches need Produce v{FIRST_ZSTD_VERSION} or newer");
-        return Err((ErrorCode::UnsupportedCompressionType, Some(message)));
-    }
-    Ok(())
-}
-
-/// Validates one partition's records and copies each batch into its own buffer for the log.
+/// Validates one partition's records (`record_batch::validate`) and maps a refusal to
+/// Kafka's error code.
 fn prepare(
     shard: &Shard,
     topic: &str,
@@ -150,106 +127,59 @@ fn prepare(
     else {
         return Err(Refused::from((ErrorCode::UnknownTopicOrPartition, None)));
     };
-    // Kafka's `ProduceRequest.validateRecords`: exactly one batch per partition (v3+).
-    let Some(records) = records.filter(|records| !records.is_empty()) else {
-        let message = "produce request carries no records".to_string();
-        return Err(Refused::from((ErrorCode::InvalidRecord, Some(message))));
-    };
-    refuse_zstd_below_v7(version, records).map_err(Refused::from)?;
-    // Kafka's `analyzeAndValidateRecords` checks, in this order, a client batch's base offset
-    // (always 0: the broker assigns offsets), its size, then its CRC (measured on 4.4.0).
-    if records.get(..8).is_some_and(|base_offset| base_offset != [0; 8]) {
-        let message = "the base offset of a produced batch must be 0".to_string();
-        return Err(Refused::by_log_validation(ErrorCode::InvalidRecord, message));
-    }
     let log_config = meta.log_config(&shard.config.log);
-    let max_message_bytes = log_config.max_message_bytes as usize;
-    if let Some(declared_bytes) = declared_first_batch_bytes(records) {
-        if declared_bytes <= records.len() && declared_bytes > max_message_bytes {
-            let message = format!(
-                "batch of {declared_bytes} bytes exceeds max.message.bytes {max_message_bytes}"
-            );
-            return Err(Refused::from((ErrorCode::MessageTooLarge, Some(message))));
-        }
-    }
-    let batches = record_batch::split_produced_batches(records).map_err(|error| {
-        tracing::warn!(topic, partition, %error, "rejected produced batch");
-        Refused::from((ErrorCode::from(&error), Some(error.to_string())))
-    })?;
-    if batches.len() > 1 {
-        let message =
-            format!("{} record batches for one partition: Kafka allows one", batches.len());
-        return Err(Refused::from((ErrorCode::InvalidRecord, Some(message))));
-    }
     let conversion = meta.batch_conversion(crate::io::unix_time_ms());
-    let mut owned = Vec::with_capacity(batches.len());
-    for (range, info) in batches {
-        if info.size_bytes > max_message_bytes {
+    let policy = ProducePolicy {
+        produce_version: version,
+        max_message_bytes: log_config.max_message_bytes as usize,
+        keys_required: log_config.compaction.enabled,
+        conversion,
+    };
+    match validate_produced(records, &policy) {
+        Ok(validated) => {
+            let log_append_time_ms = conversion.log_append_time_ms.unwrap_or(-1);
+            Ok(Prepared { batches: vec![validated.batch], log_append_time_ms })
+        }
+        Err(error) => {
+            tracing::warn!(topic, partition, %error, "rejected produced batch");
+            Err(refused(&error, (topic, partition)))
+        }
+    }
+}
+
+/// Kafka's code for each refusal. Kafka reports a non-zero base offset as its log validation
+/// does (with the log start offset), the rest as found before the append.
+fn refused(error: &ProducedError, (topic, partition): (&str, i32)) -> Refused {
+    let message = Some(error.to_string());
+    match error {
+        ProducedError::Empty | ProducedError::SeveralBatches { .. } => {
+            Refused::from((ErrorCode::InvalidRecord, message))
+        }
+        ProducedError::ZstdBeforeV7 => {
+            Refused::from((ErrorCode::UnsupportedCompressionType, message))
+        }
+        ProducedError::BaseOffsetNotZero => {
+            Refused::by_log_validation(ErrorCode::InvalidRecord, error.to_string())
+        }
+        ProducedError::TooLarge { .. } => Refused::from((ErrorCode::MessageTooLarge, message)),
+        ProducedError::ConvertedTooLarge { size_bytes, max_message_bytes } => {
             let message = format!(
-                "batch of {} bytes exceeds max.message.bytes {max_message_bytes}",
-                info.size_bytes
+                "Message batch size is {size_bytes} bytes in append to partition \
+                 {topic}-{partition} which exceeds the maximum configured size of \
+                 {max_message_bytes}."
             );
-            return Err(Refused::from((ErrorCode::MessageTooLarge, Some(message))));
+            Refused::from((ErrorCode::MessageTooLarge, Some(message)))
         }
-        if log_config.compaction.enabled {
-            refuse_keyless(&records[range.clone()], topic, partition).map_err(Refused::from)?;
-        }
-        let mut batch = BytesMut::from(&records[range]);
-        if conversion.changes(&info) {
-            convert(&mut batch, conversion, max_message_bytes, (topic, partition))?;
-        }
-        owned.push(batch);
-    }
-    let log_append_time_ms = conversion.log_append_time_ms.unwrap_or(-1);
-    Ok(Prepared { batches: owned, log_append_time_ms })
-}
-
-/// Kafka's `LogValidator` for topics with a `compression.type` or LogAppendTime: recompress
-/// and/or stamp the batch; a recompressed batch must still fit `max.message.bytes`.
-fn convert(
-    batch: &mut BytesMut,
-    conversion: Conversion,
-    max_message_bytes: usize,
-    (topic, partition): (&str, i32),
-) -> Result<(), Refused> {
-    record_batch::convert::convert(batch, conversion).map_err(|error| {
-        tracing::warn!(topic, partition, %error, "produced batch cannot be converted");
-        Refused::from((ErrorCode::from(&error), Some(error.to_string())))
-    })?;
-    if batch.len() > max_message_bytes {
-        let message = format!(
-            "Message batch size is {} bytes in append to partition {topic}-{partition} which \
-             exceeds the maximum configured size of {max_message_bytes}.",
-            batch.len()
-        );
-        return Err(Refused::from((ErrorCode::MessageTooLarge, Some(message))));
-    }
-    Ok(())
-}
-
-/// The size the first batch's header declares (base offset and length fields included).
-fn declared_first_batch_bytes(records: &[u8]) -> Option<usize> {
-    let length = i32::from_be_bytes(records.get(8..12)?.try_into().ok()?);
-    usize::try_from(length).ok()?.checked_add(12)
-}
-
-/// Kafka's `LogValidator.validateKey`: a compacted topic refuses records without a key
-/// (INVALID_RECORD). Compressed batches are decompressed for this check only.
-fn refuse_keyless(
-    batch: &[u8],
-    topic: &str,
-    partition: i32,
-) -> Result<(), (ErrorCode, Option<String>)> {
-    match record_batch::rewrite::first_keyless_record(batch) {
-        Ok(None) => Ok(()),
-        Ok(Some(_)) => Err((
-            ErrorCode::InvalidRecord,
-            Some(format!(
+        ProducedError::KeyMissing => {
+            let message = format!(
                 "Compacted topic cannot accept message without key in topic partition \
                  {topic}-{partition}."
-            )),
-        )),
-        Err(error) => Err((ErrorCode::from(&error), Some(error.to_string()))),
+            );
+            Refused::from((ErrorCode::InvalidRecord, Some(message)))
+        }
+        ProducedError::Batch(batch_error) | ProducedError::Conversion(batch_error) => {
+            Refused::from((ErrorCode::from(batch_error), message))
+        }
     }
 }
 
