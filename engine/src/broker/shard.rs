@@ -32,6 +32,15 @@ pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + 
 pub const JOB_QUEUE_CAPACITY: usize = 4096;
 
 /// Identity of the cluster this broker belongs to, fixed at first start.
+/// Why partition work found no log to run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionUnavailable {
+    /// The owning shard holds no log for it (the topic is being created or deleted).
+    NoLog,
+    /// The owning shard is gone (shutdown).
+    ShardGone,
+}
+
 #[derive(Debug, Clone)]
 pub struct ClusterIdentity {
     pub cluster_id: String,
@@ -132,6 +141,33 @@ impl Shard {
     pub fn local_log(&self, topic: &str, partition: i32) -> Option<Log> {
         debug_assert_eq!(self.owner_of(topic, partition), self.id);
         self.partitions.borrow().get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// Runs `work` with a partition's log on the shard that owns it: the one way partition work
+    /// crosses shards, and the one place that will check leadership once partitions are
+    /// replicated (issue 14). Each caller maps [`PartitionUnavailable`] to its API's error.
+    pub async fn on_partition_log<T, F, Fut>(
+        self: &Rc<Self>,
+        topic: &str,
+        partition: i32,
+        work: F,
+    ) -> Result<T, PartitionUnavailable>
+    where
+        T: Send + 'static,
+        F: FnOnce(Log) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        let owner = self.owner_of(topic, partition);
+        let topic = topic.to_string();
+        let answer = self
+            .call_on(owner, move |owner| async move {
+                let Some(log) = owner.local_log(&topic, partition) else {
+                    return Err(PartitionUnavailable::NoLog);
+                };
+                Ok(work(log).await)
+            })
+            .await;
+        answer.unwrap_or(Err(PartitionUnavailable::ShardGone))
     }
 
     /// Runs `work` on `shard` and returns its output; runs it right here when `shard` is us.

@@ -74,12 +74,9 @@ async fn delete_below(
     if topic == OFFSETS_TOPIC {
         return Err(ErrorCode::InvalidTopicException);
     }
-    let owner = shard.owner_of(&topic, partition);
+    let name = topic.clone();
     let outcome = shard
-        .call_on(owner, move |owner| async move {
-            let Some(log) = owner.local_log(&topic, partition) else {
-                return Err(ErrorCode::NotLeaderOrFollower);
-            };
+        .on_partition_log(&name, partition, move |log| async move {
             let target =
                 if offset == HIGH_WATERMARK_OFFSET { log.high_watermark() } else { offset };
             log.delete_records_before(target).await.map_err(|error| {

@@ -10,7 +10,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use crate::broker::shard::Shard;
+use crate::broker::shard::{PartitionUnavailable, Shard};
 use crate::protocol::error_code::ErrorCode;
 
 /// The leader epoch of every partition of a single node.
@@ -71,12 +71,8 @@ async fn end_of_epoch(
     if current_leader_epoch > LEADER_EPOCH {
         return (ErrorCode::UnknownLeaderEpoch, NO_EPOCH, -1);
     }
-    let owner = shard.owner_of(&topic, partition);
     let answer = shard
-        .call_on(owner, move |owner| async move {
-            let Some(log) = owner.local_log(&topic, partition) else {
-                return (ErrorCode::UnknownTopicOrPartition, NO_EPOCH, -1);
-            };
+        .on_partition_log(&topic, partition, move |log| async move {
             if leader_epoch == LEADER_EPOCH {
                 (ErrorCode::None, LEADER_EPOCH, log.high_watermark())
             } else {
@@ -84,5 +80,8 @@ async fn end_of_epoch(
             }
         })
         .await;
-    answer.unwrap_or((ErrorCode::NotLeaderOrFollower, NO_EPOCH, -1))
+    answer.unwrap_or_else(|unavailable| match unavailable {
+        PartitionUnavailable::NoLog => (ErrorCode::UnknownTopicOrPartition, NO_EPOCH, -1),
+        PartitionUnavailable::ShardGone => (ErrorCode::NotLeaderOrFollower, NO_EPOCH, -1),
+    })
 }

@@ -9,7 +9,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::broker::errors::log_error_code;
-use crate::broker::shard::Shard;
+use crate::broker::shard::{PartitionUnavailable, Shard};
 use crate::log::Log;
 use crate::protocol::error_code::ErrorCode;
 
@@ -80,12 +80,8 @@ async fn lookup(shard: &Rc<Shard>, topic: String, partition: i32, timestamp: i64
     if !shard.topics().has_partition(&topic, partition) {
         return (ErrorCode::UnknownTopicOrPartition, -1, -1);
     }
-    let owner = shard.owner_of(&topic, partition);
     let answer = shard
-        .call_on(owner, move |owner| async move {
-            let Some(log) = owner.local_log(&topic, partition) else {
-                return (ErrorCode::UnknownTopicOrPartition, -1, -1);
-            };
+        .on_partition_log(&topic, partition, move |log| async move {
             match timestamp {
                 LATEST_TIMESTAMP => (ErrorCode::None, -1, log.high_watermark()),
                 // Without tiered storage the whole log is local.
@@ -104,7 +100,10 @@ async fn lookup(shard: &Rc<Shard>, topic: String, partition: i32, timestamp: i64
             }
         })
         .await;
-    answer.unwrap_or((ErrorCode::NotLeaderOrFollower, -1, -1))
+    answer.unwrap_or_else(|unavailable| match unavailable {
+        PartitionUnavailable::NoLog => (ErrorCode::UnknownTopicOrPartition, -1, -1),
+        PartitionUnavailable::ShardGone => (ErrorCode::NotLeaderOrFollower, -1, -1),
+    })
 }
 
 /// KIP-734's max timestamp: the first record that carries the log's largest timestamp, as

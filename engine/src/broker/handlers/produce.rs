@@ -13,7 +13,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use crate::broker::errors::log_error_code;
-use crate::broker::shard::Shard;
+use crate::broker::shard::{PartitionUnavailable, Shard};
 use crate::log::AppendInfo;
 use crate::protocol::error_code::ErrorCode;
 use crate::record_batch::validate::{validate_produced, ProducePolicy, ProducedError};
@@ -196,19 +196,22 @@ async fn submit(
         }
         Err(refused) => return Err(refused),
     };
-    let owner = shard.owner_of(&topic, partition);
+    let name = topic.clone();
     let outcome = shard
-        .call_on(owner, move |target| async move {
-            let Some(log) = target.local_log(&topic, partition) else {
-                return Err(Refused::from((ErrorCode::UnknownTopicOrPartition, None)));
-            };
+        .on_partition_log(&name, partition, move |log| async move {
             log.append(batches, 0).await.map_err(|error| {
                 tracing::warn!(%topic, partition, %error, "append failed");
                 Refused::from((log_error_code(&error), Some(error.to_string())))
             })
         })
         .await;
-    let outcome = outcome.unwrap_or(Err(Refused::from((ErrorCode::NotLeaderOrFollower, None))));
+    let outcome = outcome.unwrap_or_else(|unavailable| {
+        let code = match unavailable {
+            PartitionUnavailable::NoLog => ErrorCode::UnknownTopicOrPartition,
+            PartitionUnavailable::ShardGone => ErrorCode::NotLeaderOrFollower,
+        };
+        Err(Refused::from((code, None)))
+    });
     outcome.map(|info| Appended { info, log_append_time_ms })
 }
 
@@ -219,13 +222,10 @@ async fn with_log_start(
     partition: i32,
     refused: Refused,
 ) -> Refused {
-    let owner = shard.owner_of(&topic, partition);
     let start = shard
-        .call_on(owner, move |target| async move {
-            target.local_log(&topic, partition).map(|log| log.log_start_offset())
-        })
+        .on_partition_log(&topic, partition, |log| async move { log.log_start_offset() })
         .await;
-    Refused { log_start_offset: start.flatten().unwrap_or(-1), ..refused }
+    Refused { log_start_offset: start.unwrap_or(-1), ..refused }
 }
 
 fn partition_response(index: i32, outcome: PartitionOutcome) -> PartitionProduceResponse {
