@@ -4,7 +4,6 @@
 mod common;
 
 use bytes::Bytes;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -16,27 +15,12 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use tern::record_batch::build::{encode_batch, ProducerStamp, Record};
 
-use common::kafka::Connection;
+use common::kafka::{create_topic, topic_name, Connection};
 use common::{test_dir, TernServer};
 
 const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const UNSUPPORTED_VERSION: i16 = 35;
-
-fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
-}
-
-fn create_topic(connection: &mut Connection, name: &str, partitions: i32) {
-    let request = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
-        CreatableTopic::default()
-            .with_name(topic_name(name))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1),
-    ]);
-    let response = connection.call(7, &request);
-    assert_eq!(response.topics[0].error_code, 0, "{response:?}");
-}
 
 fn produce(
     connection: &mut Connection,

@@ -19,14 +19,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use tern::record_batch::build::{encode_batch, ProducerStamp, Record};
 
-use common::kafka::Connection;
+use common::kafka::{create_topic, topic_name, Connection};
 use common::{python, run_checked, test_dir, TernServer};
 
 /// The bar of issue 12: resident memory never above this while slow readers are connected.
@@ -35,21 +33,6 @@ const RECORD_BYTES: usize = 64 << 10;
 /// 15 × 64 KiB: one batch stays under max.message.bytes (1 MiB).
 const RECORDS_PER_BATCH: usize = 15;
 const PARTITIONS: i32 = 4;
-
-fn topic_name(name: &str) -> TopicName {
-    TopicName(StrBytes::from_string(name.to_string()))
-}
-
-fn create_topic(connection: &mut Connection, name: &str, partitions: i32) {
-    let request = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
-        CreatableTopic::default()
-            .with_name(topic_name(name))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1),
-    ]);
-    let response = connection.call(7, &request);
-    assert_eq!(response.topics[0].error_code, 0, "{response:?}");
-}
 
 /// Samples the broker's resident memory every 20 ms until stopped; keeps the peak.
 struct ResidentPeak {

@@ -7,7 +7,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::RequestHeader;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{CreateTopicsRequest, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
 pub struct Connection {
@@ -81,6 +82,22 @@ impl Connection {
 
 /// The producer id of every batch of `topic`/`partition` from offset 0 to the high
 /// watermark, with each batch's base offset (Fetch v11, read in place; CRCs checked).
+pub fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// Creates `name` (one replica) and asserts that it was created.
+pub fn create_topic(connection: &mut Connection, name: &str, partitions: i32) {
+    let request = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+        CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1),
+    ]);
+    let response = connection.call(7, &request);
+    assert_eq!(response.topics[0].error_code, 0, "{response:?}");
+}
+
 pub fn batch_producers(
     connection: &mut Connection,
     topic: &str,
