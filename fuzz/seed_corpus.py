@@ -1,19 +1,18 @@
 #!/usr/bin/env python3
-"""Regenerates the committed seed corpora from the shared recorded client frames.
+"""Regenerates the committed seed corpora from the recorded client frames in the repository.
 
 request_frame/: every recorded request frame, as is.
 record_batch/:  every record batch found inside the Produce (api key 0) frames. A batch is
                 recognised by magic 2 and a matching CRC32C, which no accidental byte run
                 satisfies, so no Produce parser is needed here.
 
-Usage: fuzz/seed_corpus.py [path/to/shared/corpus/kafka-requests]
+Usage: fuzz/seed_corpus.py [path/to/kafka-requests]  (default: engine/tests/corpus/kafka-requests)
 """
 import pathlib
-import shutil
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-DEFAULT_SOURCE = HERE.parent.parent / "shared" / "corpus" / "kafka-requests"
+DEFAULT_SOURCE = HERE.parent / "engine" / "tests" / "corpus" / "kafka-requests"
 
 
 def crc32c_table():
@@ -57,8 +56,9 @@ def main():
         sys.exit(f"no frames under {source}")
     targets = {name: HERE / "corpus" / name for name in ("request_frame", "record_batch")}
     for directory in targets.values():
-        shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True)
+        # Added to, never wiped: the directories also hold seeds that fuzzing found and
+        # committed (libFuzzer's hash-named files), which a regeneration must keep.
+        directory.mkdir(parents=True, exist_ok=True)
     batch_count = 0
     all_batches = []
     for path in frames:

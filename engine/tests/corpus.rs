@@ -1,6 +1,6 @@
-//! Replays the recorded request frames of real Kafka clients (`shared/corpus/kafka-requests`,
-//! checked out beside the repository) through the protocol layer: framing, decoding, exact
-//! re-encoding, and record-batch validation of every produced batch.
+//! Replays the recorded request frames of real Kafka clients
+//! (`engine/tests/corpus/kafka-requests`, see its README) through the protocol layer: framing,
+//! decoding, exact re-encoding, and record-batch validation of every produced batch.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +13,7 @@ use tern::protocol::request::{decode_request, DecodedRequest, Request, RequestEr
 use tern::record_batch::{self, CRC_START};
 
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/kafka-requests")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/kafka-requests")
 }
 
 /// Every `.bin` file under the corpus, sorted; fails loudly if the corpus is absent, because
@@ -22,8 +22,7 @@ fn corpus_files() -> Vec<PathBuf> {
     let root = corpus_dir();
     assert!(
         root.is_dir(),
-        "request corpus not found at {}: clone the shared folder beside the repository \
-         (same layout as /work/main and /work/shared)",
+        "request corpus not found at {}: it is part of the repository",
         root.display()
     );
     let mut files = Vec::new();

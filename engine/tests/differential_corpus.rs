@@ -1,5 +1,5 @@
-//! The request frames real clients recorded (`shared/corpus/kafka-requests/<client>/`), replayed
-//! byte for byte to Tern and to Apache Kafka 4.4.0, in the order a client's workload issues
+//! The request frames real clients recorded (`engine/tests/corpus/kafka-requests/<client>/`),
+//! replayed byte for byte to Tern and to Apache Kafka 4.4.0, in the order a client's workload issues
 //! them (API versions, metadata, topic creation, producing, reading, groups, deletion); the
 //! decoded responses are normalized (`common::differential`) and compared field by field.
 //!
@@ -35,7 +35,7 @@ struct Frame {
 }
 
 fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/kafka-requests")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/kafka-requests")
 }
 
 /// Where an API comes in a client's workload (unlisted APIs go last but one, deletion last).
@@ -260,7 +260,7 @@ fn replay_client(pair: &mut Pair, client: &Path) {
 #[test]
 fn recorded_client_frames_are_answered_like_apache_kafka() {
     let mut clients: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .expect("request corpus beside the repository (shared/corpus)")
+        .expect("request corpus in engine/tests/corpus")
         .map(|entry| entry.expect("entry").path())
         .filter(|path| path.is_dir())
         .collect();
