@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{run_checked, test_dir, TernServer};
+use common::{run_checked, run_client_suite, test_dir, TernServer};
 
 /// kafka-go's tests dial localhost:9092, written into the tests.
 const SUITE_BROKER_PORT: u16 = 9092;
@@ -51,22 +51,6 @@ fn kafka_go_suite_passes_every_test_listed_as_passing() {
     let directory = test_dir("kafka-go-suite");
     let mut server =
         TernServer::start_at(&directory.join("data"), Some(SUITE_BROKER_PORT), &SUITE_BROKER_FLAGS);
-    let output = Command::new("bash")
-        .arg(&script)
-        .args(["run", "--list"])
-        .arg(here.join("tests.txt"))
-        .arg("--results")
-        .arg(directory.join("results.txt"))
-        .args(["--parallel", "3"])
-        .output()
-        .expect("run suite.sh");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "kafka-go tests regressed:\n{stdout}\n{}\nbroker log:\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        server.log()
-    );
+    run_client_suite(&here, &[], &directory.join("results.txt"), &server);
     server.stop();
 }

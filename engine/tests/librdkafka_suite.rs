@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{run_checked, test_dir, TernServer};
+use common::{run_checked, run_client_suite, test_dir, TernServer};
 
 #[test]
 fn librdkafka_integration_suite_passes_every_test_listed_as_passing() {
@@ -26,23 +26,8 @@ fn librdkafka_integration_suite_passes_every_test_listed_as_passing() {
     // The suite expects auto-created topics to have 4 partitions.
     let mut server =
         TernServer::start(&directory.join("data"), &["--shards", "2", "--default-partitions", "4"]);
-    let output = Command::new("bash")
-        .arg(&script)
-        .args(["run", "--bootstrap", &server.bootstrap(), "--list"])
-        .arg(here.join("tests.txt"))
-        .arg("--results")
-        .arg(directory.join("results.txt"))
-        // Most tests wait on timeouts, not CPU: three at a time keeps the run near 4 minutes.
-        .args(["--parallel", "3"])
-        .output()
-        .expect("run suite.sh");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "librdkafka tests regressed:\n{stdout}\n{}\nbroker log:\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        server.log()
-    );
+    let bootstrap = server.bootstrap();
+    let run_args = ["--bootstrap", bootstrap.as_str()];
+    run_client_suite(&here, &run_args, &directory.join("results.txt"), &server);
     server.stop();
 }

@@ -181,6 +181,33 @@ pub fn run_checked(command: &mut Command, what: &str) -> Output {
     output
 }
 
+/// Runs a client's own test suite (`<suite>/suite.sh run <run_args> --list tests.txt`, three
+/// tests at a time) against `server` and asserts that every test listed as passing passed;
+/// on failure, prints the suite's output and the broker's log.
+pub fn run_client_suite(suite: &Path, run_args: &[&str], results: &Path, server: &TernServer) {
+    let output = Command::new("bash")
+        .arg(suite.join("suite.sh"))
+        .arg("run")
+        .args(run_args)
+        .arg("--list")
+        .arg(suite.join("tests.txt"))
+        .arg("--results")
+        .arg(results)
+        // Most tests wait on timeouts, not CPU: three at a time.
+        .args(["--parallel", "3"])
+        .output()
+        .expect("run suite.sh");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "{} tests regressed:\n{stdout}\n{}\nbroker log:\n{}",
+        suite.display(),
+        String::from_utf8_lossy(&output.stderr),
+        server.log()
+    );
+}
+
 pub fn python(script: &str) -> Command {
     let mut command = Command::new("python3");
     command.arg(clients_dir().join(script));
