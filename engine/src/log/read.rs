@@ -153,11 +153,19 @@ impl Log {
         if max_bytes == 0 && !min_one_batch {
             // Nothing may be served (a fetch whose limit is spent): the watermarks, no I/O.
             let (high_watermark, log_start_offset) = (plan.high_watermark, plan.log_start_offset);
-            return Ok(ReadInfo { bytes: Bytes::new(), high_watermark, log_start_offset });
+            let next_offset = offset;
+            return Ok(ReadInfo {
+                bytes: Bytes::new(),
+                next_offset,
+                high_watermark,
+                log_start_offset,
+            });
         }
         let located = locate(&self.shared, &plan).await?;
-        let bytes = collect(&self.shared, &plan, located, max_bytes, min_one_batch).await?;
+        let (bytes, end_offset) =
+            collect(&self.shared, &plan, located, max_bytes, min_one_batch).await?;
         Ok(ReadInfo {
+            next_offset: if bytes.is_empty() { offset } else { end_offset },
             bytes,
             high_watermark: plan.high_watermark,
             log_start_offset: plan.log_start_offset,
@@ -174,12 +182,13 @@ impl Log {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadInfo, LogError> {
+        let requested = offset;
         let mut offset = offset;
         let mut info = self.read(offset, max_bytes, min_one_batch).await?;
         for _skip in 0..FILLER_SKIPS_MAX {
             let Some(next_offset) = lone_filler_next_offset(&info.bytes) else { break };
             if next_offset >= info.high_watermark {
-                return Ok(ReadInfo { bytes: Bytes::new(), ..info });
+                return Ok(ReadInfo { bytes: Bytes::new(), next_offset: requested, ..info });
             }
             offset = next_offset;
             info = self.read(offset, max_bytes, min_one_batch).await?;
@@ -210,7 +219,7 @@ impl Log {
             Planned::Read(plan) => plan,
         };
         let located = locate(&self.shared, &plan).await?;
-        let bytes = collect(&self.shared, &plan, located, 0, true).await?;
+        let (bytes, _) = collect(&self.shared, &plan, located, 0, true).await?;
         let Ok(info) = record_batch::check_framing_and_crc(&bytes) else {
             unreachable!("collect serves only CRC-valid batches")
         };
@@ -256,6 +265,7 @@ fn plan_read(shared: &Shared, offset: i64, max_bytes: usize) -> Result<Planned, 
     if offset == high_watermark {
         return Ok(Planned::Empty(ReadInfo {
             bytes: Bytes::new(),
+            next_offset: offset,
             high_watermark,
             log_start_offset,
         }));
@@ -402,17 +412,18 @@ async fn read_answer(plan: &ReadPlan, position: u64, size_bytes: usize) -> Resul
 /// Reads whole batches from `position`, CRC-checking each; stops at the visible end, at
 /// `max_bytes` (unless the first batch alone is bigger and `min_one_batch`), or before a bad
 /// batch (serving the good prefix, and remembering the loss once a re-read of the bad batch
-/// fails too: one misdirected read never marks intact data as lost).
+/// fails too: one misdirected read never marks intact data as lost). Returns the bytes and
+/// the offset after the last batch in them.
 async fn collect(
     shared: &Rc<Shared>,
     plan: &ReadPlan,
     located: Located,
     max_bytes: usize,
     min_one_batch: bool,
-) -> Result<Bytes, Failure> {
+) -> Result<(Bytes, i64), Failure> {
     let Located { position, base_offset, window } = located;
     if base_offset >= plan.visible_end_offset {
-        return Ok(Bytes::new());
+        return Ok((Bytes::new(), base_offset));
     }
     let available = plan.end_position - position;
     let first_want = (max_bytes.max(HEADER_SIZE_BYTES) as u64).min(available) as usize;
@@ -426,7 +437,7 @@ async fn collect(
         .filter(|size| *size <= plan.max_batch_bytes && *size as u64 <= available);
     let Some(first_size) = first_size else { return Err(Failure::Suspect { offset: base_offset }) };
     if first_size > max_bytes && !min_one_batch {
-        return Ok(Bytes::new());
+        return Ok((Bytes::new(), base_offset));
     }
     if first_size > buffer.len() {
         buffer = Bytes::from(read_exactly(&plan.file, position, first_size).await?);
@@ -468,7 +479,7 @@ async fn collect(
             }
         }
     }
-    Ok(buffer.slice(..cursor))
+    Ok((buffer.slice(..cursor), expected_offset))
 }
 
 /// Reads the batch at `position` again (header, then the whole batch) and judges it: true if

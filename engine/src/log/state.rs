@@ -34,6 +34,9 @@ pub struct AppendInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadInfo {
     pub bytes: bytes::Bytes,
+    /// The offset after the last batch in `bytes`; the offset asked for when `bytes` is empty.
+    /// Below `high_watermark` when the read stopped at its limit with data left behind.
+    pub next_offset: i64,
     pub high_watermark: i64,
     pub log_start_offset: i64,
 }

@@ -37,7 +37,6 @@ use crate::broker::shard::Shard;
 use crate::broker::topics::TopicSnapshot;
 use crate::io;
 use crate::protocol::error_code::ErrorCode;
-use crate::record_batch;
 
 use super::str_bytes;
 
@@ -259,8 +258,7 @@ async fn read_partition(owner: &Shard, target: &Target, limit: &mut Limit) -> Pa
             limit.remaining_bytes = limit.remaining_bytes.saturating_sub(read.bytes.len());
             // Only behind served batches: an empty read may be a filler at the end, which
             // must not end the long-poll (the client would ask again at once, for ever).
-            let left_behind = !read.bytes.is_empty()
-                && next_offset_after(&read.bytes, target.fetch_offset) < read.high_watermark;
+            let left_behind = !read.bytes.is_empty() && read.next_offset < read.high_watermark;
             let readable_bytes =
                 if left_behind { read.bytes.len().max(max_bytes) } else { read.bytes.len() };
             PartitionRead {
@@ -279,21 +277,6 @@ async fn read_partition(owner: &Shard, target: &Target, limit: &mut Limit) -> Pa
             readable_bytes: 0,
         },
     }
-}
-
-/// The offset after the last of the whole batches `served` holds; `fetch_offset` when it
-/// holds none. The log served them, so their headers are valid; bounded by one step per
-/// batch of at least 61 bytes.
-fn next_offset_after(served: &[u8], fetch_offset: i64) -> i64 {
-    let mut next_offset = fetch_offset;
-    let mut rest = served;
-    while let Ok(info) = record_batch::header_info(rest) {
-        next_offset = info.next_offset();
-        let Some(after) = rest.get(info.size_bytes..) else { break };
-        rest = after;
-    }
-    debug_assert!(rest.is_empty(), "the log serves whole batches");
-    next_offset
 }
 
 /// Waits until any partition's high watermark passes what this request has seen, or until

@@ -37,12 +37,19 @@ fn read_bounds_high_watermark_out_of_range_and_max_bytes() {
             log.append(vec![batch(1, 100, 1000 + index)], 0).await.unwrap();
         }
         let size = batch(1, 100, 0).len();
-        assert!(log.read(5, 1000, true).await.unwrap().bytes.is_empty());
+        let at_end = log.read(5, 1000, true).await.unwrap();
+        assert!(at_end.bytes.is_empty());
+        assert_eq!(at_end.next_offset, 5, "nothing served: the offset asked for");
         assert!(matches!(log.read(6, 1000, true).await, Err(LogError::OffsetOutOfRange { .. })));
         assert!(matches!(log.read(-1, 1000, true).await, Err(LogError::OffsetOutOfRange { .. })));
-        assert_eq!(split(&log.read(0, size * 2 + 1, true).await.unwrap().bytes).len(), 2);
+        let two = log.read(0, size * 2 + 1, true).await.unwrap();
+        assert_eq!(split(&two.bytes).len(), 2);
+        assert_eq!(two.next_offset, 2, "the limit left data behind: below the high watermark");
         assert_eq!(split(&log.read(0, 1, true).await.unwrap().bytes).len(), 1);
-        assert!(log.read(0, 1, false).await.unwrap().bytes.is_empty());
+        let none = log.read(1, 1, false).await.unwrap();
+        assert!(none.bytes.is_empty());
+        assert_eq!(none.next_offset, 1);
+        assert_eq!(log.read(3, 1 << 20, true).await.unwrap().next_offset, 5);
     });
 }
 

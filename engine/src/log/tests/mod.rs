@@ -84,6 +84,7 @@ pub async fn read_all(log: &Log, from: i64, max_bytes: usize) -> Vec<(i64, Vec<u
         let got = split(&read.bytes);
         assert!(!got.is_empty(), "min_one_batch read at {offset} returned nothing");
         let last = check_framing_and_crc(&got[got.len() - 1].1).expect("valid");
+        assert_eq!(read.next_offset, last.next_offset(), "the read names the offset after it");
         offset = last.next_offset();
         batches.extend(got);
     }
