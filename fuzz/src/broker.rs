@@ -42,7 +42,7 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use tern::broker::handlers;
+use tern::broker::handlers::{self, Answer};
 use tern::broker::shard::{ClusterIdentity, Shard};
 use tern::broker::topics::{self, TopicSnapshot};
 use tern::broker::{Broker, BrokerConfig};
@@ -242,7 +242,11 @@ fn dispatch(shard: &Rc<Shard>, request: Bytes) -> Option<Exchange> {
             let meta = request.header.clone();
             let handler = handlers::handle(shard.clone(), request, peer);
             let handle = io::spawn_local(async move {
-                let mut response = handler.await?;
+                let mut response = match handler.await? {
+                    Answer::Response(response) => response,
+                    // Its regions read whole, through the same checks as a send.
+                    Answer::Fetch(answer) => Response::Fetch(answer.read_whole().await.ok()?),
+                };
                 fit_to_version(&mut response, meta.api_version);
                 // A response that cannot be encoded closes the connection (logged there);
                 // not a crash.

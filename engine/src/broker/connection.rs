@@ -11,8 +11,10 @@
 //! the socket took it. The reader stops reading while the shard's budget is spent or while
 //! this connection's unsent responses exceed their bound, so a client that never reads its
 //! answers stops being read: it slows down, the broker does not grow. Fetches are started
-//! only when the writer reaches them (all earlier answers sent), so a connection holds the
-//! fetched data of one answer at a time, however many fetches it pipelines.
+//! only when the writer reaches them (all earlier answers sent), so a connection holds one
+//! fetch answer at a time, however many fetches it pipelines; and the larger parts of its
+//! record data are read chunk by chunk as the socket takes them (`fetch_regions.rs`), through
+//! one chunk buffer at a time.
 //!
 //! A connection that moves no bytes for `connections_max_idle_ms`, while it waits for
 //! nothing but the client, is closed (Kafka's `connections.max.idle.ms`).
@@ -35,15 +37,18 @@ use bytes::{Bytes, BytesMut};
 
 use crate::io::local::{self, Notify, OneshotReceiver, OneshotSender};
 use crate::io::{self, JoinHandle, Stream};
+use crate::log::region::Chunk;
 use crate::protocol::api_versions::api_versions_response;
 use crate::protocol::frame::FrameDecoder;
 use crate::protocol::request::{decode_request, Request, RequestError, RequestMeta};
-use crate::protocol::response::fetch_framing::encode_fetch_response;
+use crate::protocol::response::fetch_framing::{encode_fetch_framing, FetchPiece};
 use crate::protocol::response::{encode_response, Response};
 use crate::protocol::response_fit::fit_to_version;
 
 use super::config::BrokerConfig;
-use super::handlers;
+use super::fetch_regions::{RegionLease, SEND_CHUNK_BYTES};
+use super::handlers::fetch::{FetchAnswer, Records};
+use super::handlers::{self, Answer};
 use super::memory::Reservation;
 use super::shard::Shard;
 
@@ -66,11 +71,29 @@ enum Pending {
     Close,
 }
 
+/// One piece of an encoded answer.
+enum Piece {
+    Bytes(Bytes),
+    /// Fetched record data read (and checked) chunk by chunk as it is sent.
+    Region(RegionLease),
+}
+
+impl Piece {
+    /// Bytes this piece holds in the heap until it is sent.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Piece::Bytes(bytes) => bytes.len(),
+            Piece::Region(_) => 0,
+        }
+    }
+}
+
 /// What a request's handler ends with.
 enum Outcome {
     /// The encoded answer, in pieces to send in order (a fetch's record data stays the
-    /// buffer it was read into), charged to the shard's budget until it is sent.
-    Respond(Vec<Bytes>, Reservation),
+    /// buffer it was read into, or the file it is in), its heap bytes charged to the shard's
+    /// budget until it is sent.
+    Respond(Vec<Piece>, Reservation),
     /// The request gets no response (Produce with acks=0).
     Silent,
     /// The response could not be encoded: the client would wait forever, so close.
@@ -208,7 +231,8 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, peer: SocketAddr, slot: Con
     let queue = Rc::new(ResponseQueue::new(&shard.config));
     let idle = Duration::from_millis(shard.config.connections_max_idle_ms);
     let watchdog = io::spawn_local(close_when_idle(stream.clone(), queue.clone(), idle, peer));
-    let writer = io::spawn_local(write_responses(stream.clone(), queue.clone(), peer));
+    let writer =
+        io::spawn_local(write_responses(shard.clone(), stream.clone(), queue.clone(), peer));
     read_requests(&shard, &stream, &queue, peer).await;
     queue.push(Pending::Close, 0).await;
     writer.await;
@@ -348,14 +372,15 @@ fn dispatch(
                         None => None,
                     };
                     let handler = handlers::handle(shard.clone(), request, peer);
-                    let Some(mut response) = handler.await else { return Outcome::Silent };
+                    let Some(answer) = handler.await else { return Outcome::Silent };
                     drop(charge);
-                    fit_to_version(&mut response, meta.api_version);
-                    match encode_pieces_or_log(&meta, response, peer) {
-                        Some(pieces) => {
-                            let size_bytes = pieces.iter().map(Bytes::len).sum();
+                    match encode_answer_or_log(&meta, answer, peer) {
+                        Some((pieces, grant)) => {
+                            let size_bytes = pieces.iter().map(Piece::heap_bytes).sum();
                             queue.add_unsent(size_bytes);
-                            Outcome::Respond(pieces, shard.memory.charge(size_bytes))
+                            let charge = shard.memory.charge(size_bytes);
+                            drop(grant);
+                            Outcome::Respond(pieces, charge)
                         }
                         None => Outcome::Close,
                     }
@@ -389,23 +414,51 @@ fn dispatch(
     }
 }
 
-/// A fetch answer is encoded around its record data (no copy of it); others whole.
-fn encode_pieces_or_log(
+/// Encodes an answer at the request's version: a fetch answer around its record data (no
+/// copy of it), with the grant that paid for its records until they are charged as pieces.
+fn encode_answer_or_log(
     meta: &RequestMeta,
-    response: Response,
+    answer: Answer,
     peer: SocketAddr,
-) -> Option<Vec<Bytes>> {
-    let Response::Fetch(body) = response else {
-        return encode_or_log(meta, &response, peer).map(|bytes| vec![bytes]);
+) -> Option<(Vec<Piece>, Reservation)> {
+    let FetchAnswer { body, records, grant } = match answer {
+        Answer::Fetch(answer) => answer,
+        Answer::Response(mut response) => {
+            fit_to_version(&mut response, meta.api_version);
+            let bytes = encode_or_log(meta, &response, peer)?;
+            return Some((vec![Piece::Bytes(bytes)], Reservation::default()));
+        }
     };
-    match encode_fetch_response(meta, body) {
-        Ok(pieces) => Some(pieces),
+    let mut response = Response::Fetch(body);
+    fit_to_version(&mut response, meta.api_version);
+    let Response::Fetch(body) = response else { unreachable!("fitting keeps the API") };
+    let sizes: Vec<Option<usize>> =
+        records.iter().map(|records| Some(records.size_bytes())).collect();
+    let framing = match encode_fetch_framing(meta, body, &sizes) {
+        Ok(framing) => framing,
         Err(error) => {
             let (api_key, api_version) = (meta.api_key, meta.api_version);
             tracing::error!(%peer, ?api_key, api_version, %error, "cannot encode response");
-            None
+            return None;
+        }
+    };
+    let mut records: Vec<Option<Records>> = records.into_iter().map(Some).collect();
+    let mut pieces = Vec::with_capacity(framing.len());
+    for piece in framing {
+        let records = match piece {
+            FetchPiece::Framing(bytes) => {
+                pieces.push(Piece::Bytes(bytes));
+                continue;
+            }
+            FetchPiece::Records { index } => records.get_mut(index).and_then(Option::take),
+        };
+        match records {
+            Some(Records::Bytes(bytes)) => pieces.push(Piece::Bytes(bytes)),
+            Some(Records::Region(region)) => pieces.push(Piece::Region(region)),
+            None => io::bug("a fetch answer's records placed twice or not at all"),
         }
     }
+    Some((pieces, grant))
 }
 
 fn encode_or_log(meta: &RequestMeta, response: &Response, peer: SocketAddr) -> Option<Bytes> {
@@ -419,11 +472,16 @@ fn encode_or_log(meta: &RequestMeta, response: &Response, peer: SocketAddr) -> O
     }
 }
 
-async fn write_responses(stream: Stream, queue: Rc<ResponseQueue>, peer: SocketAddr) {
+async fn write_responses(
+    shard: Rc<Shard>,
+    stream: Stream,
+    queue: Rc<ResponseQueue>,
+    peer: SocketAddr,
+) {
     loop {
         let handler = match queue.pop().await {
             Pending::Close => break,
-            Pending::Ready(bytes, charge) => Outcome::Respond(vec![bytes], charge),
+            Pending::Ready(bytes, charge) => Outcome::Respond(vec![Piece::Bytes(bytes)], charge),
             Pending::Response(handler) => wait_for_handler(&queue, handler).await,
             Pending::Deferred(start) => wait_for_handler(&queue, start()).await,
         };
@@ -432,8 +490,8 @@ async fn write_responses(stream: Stream, queue: Rc<ResponseQueue>, peer: SocketA
             Outcome::Silent => continue,
             Outcome::Close => break,
         };
-        let size_bytes = pieces.iter().map(Bytes::len).sum();
-        let result = write_pieces(&stream, &queue, pieces).await;
+        let size_bytes = pieces.iter().map(Piece::heap_bytes).sum();
+        let result = write_pieces(&shard, &stream, &queue, pieces).await;
         drop(charge);
         queue.remove_unsent(size_bytes);
         if let Err(error) = result {
@@ -447,16 +505,68 @@ async fn write_responses(stream: Stream, queue: Rc<ResponseQueue>, peer: SocketA
 }
 
 async fn write_pieces(
+    shard: &Rc<Shard>,
     stream: &Stream,
     queue: &ResponseQueue,
-    pieces: Vec<Bytes>,
+    pieces: Vec<Piece>,
 ) -> std::io::Result<()> {
     for piece in pieces {
-        let (result, _) = stream.write_all(piece).await;
-        result?;
-        queue.last_activity.set(io::now());
+        match piece {
+            Piece::Bytes(bytes) => {
+                let (result, _) = stream.write_all(bytes).await;
+                result?;
+                queue.last_activity.set(io::now());
+            }
+            Piece::Region(region) => send_region(shard, stream, queue, region).await?,
+        }
     }
     Ok(())
+}
+
+/// Sends a region of fetched data chunk by chunk through one buffer: each chunk is read and
+/// checked on the partition's owner shard, then written. An error gives the whole answer up
+/// (its length is already sent): the connection closes and the client asks again.
+async fn send_region(
+    shard: &Rc<Shard>,
+    stream: &Stream,
+    queue: &ResponseQueue,
+    region: RegionLease,
+) -> std::io::Result<()> {
+    let (mut buffer, mut charge) = shard.send_buffers.take(&shard.memory, SEND_CHUNK_BYTES).await;
+    let mut sent_bytes = 0usize;
+    // Each round sends at least one batch, grows the buffer for one batch larger than it (the
+    // next round then sends that batch), or ends; so it is bounded by the region's batches.
+    let result = loop {
+        let (result, returned) = region.next_chunk(buffer).await;
+        buffer = returned;
+        match result {
+            Ok(Chunk::Ready(size_bytes)) => {
+                let (written, returned) = stream.write_all(buffer).await;
+                buffer = returned;
+                if let Err(error) = written {
+                    break Err(error);
+                }
+                sent_bytes += size_bytes;
+                queue.last_activity.set(io::now());
+            }
+            Ok(Chunk::NeedCapacity(size_bytes)) => {
+                drop(charge);
+                (buffer, charge) = shard.send_buffers.take(&shard.memory, size_bytes).await;
+            }
+            Ok(Chunk::Done) => break Ok(()),
+            Err(error) => {
+                let size_bytes = region.size_bytes();
+                tracing::warn!(sent_bytes, size_bytes, %error, "giving a fetch answer up mid-send");
+                break Err(std::io::Error::other(error));
+            }
+        }
+    };
+    if result.is_ok() {
+        assert_eq!(sent_bytes, region.size_bytes(), "a region is sent whole");
+    }
+    shard.send_buffers.give_back(buffer);
+    drop(charge);
+    result
 }
 
 async fn wait_for_handler(queue: &ResponseQueue, handler: JoinHandle<Outcome>) -> Outcome {

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod connection;
 pub mod errors;
+pub mod fetch_regions;
 pub mod groups;
 pub mod handlers;
 pub mod memory;

@@ -20,6 +20,7 @@ use crate::metrics::LatencyHistogram;
 
 use super::config::BrokerConfig;
 use super::connection::ConnectionCount;
+use super::fetch_regions::{RegionTable, SendBuffers};
 use super::groups::GroupService;
 use super::memory::MemoryBudget;
 use super::producer_ids::ProducerIds;
@@ -73,6 +74,10 @@ pub struct Shard {
     pub memory: Rc<MemoryBudget>,
     /// Open client connections of the whole broker (shared by every shard).
     pub connections: Arc<ConnectionCount>,
+    /// Planned fetch reads of this shard's partitions being sent (`fetch_regions.rs`).
+    pub fetch_regions: RegionTable,
+    /// Chunk buffers this shard's connections send fetched data through.
+    pub send_buffers: SendBuffers,
 }
 
 /// The shard that owns `partition` of `topic`: FNV-1a over the name and index, so that it is
@@ -118,6 +123,8 @@ impl Shard {
             produce_latency: RefCell::new(LatencyHistogram::new()),
             memory,
             connections,
+            fetch_regions: RegionTable::default(),
+            send_buffers: SendBuffers::default(),
         })
     }
 

@@ -119,3 +119,46 @@ pub(crate) fn init_slice<B: IoBuf>(buf: &B) -> &[u8] {
     // SAFETY: IoBuf guarantees `bytes_init()` initialised bytes at `stable_ptr()`.
     unsafe { std::slice::from_raw_parts(buf.stable_ptr(), buf.bytes_init()) }
 }
+
+/// A `Vec<u8>` whose reads stop at `limit_bytes` of it, however large its capacity: a reused
+/// buffer reads exactly what is wanted, never beyond (past the end of what is asked for).
+pub struct Bounded {
+    buffer: Vec<u8>,
+    limit_bytes: usize,
+}
+
+impl Bounded {
+    /// `buffer` cleared, reading at most `limit_bytes` (which must fit in its capacity).
+    pub fn new(mut buffer: Vec<u8>, limit_bytes: usize) -> Bounded {
+        buffer.clear();
+        assert!(limit_bytes <= buffer.capacity(), "a bounded read beyond the buffer");
+        Bounded { buffer, limit_bytes }
+    }
+
+    pub fn into_inner(self) -> Vec<u8> {
+        self.buffer
+    }
+}
+
+unsafe impl IoBuf for Bounded {
+    fn stable_ptr(&self) -> *const u8 {
+        self.buffer.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.buffer.len()
+    }
+}
+
+unsafe impl IoBufMut for Bounded {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.buffer.as_mut_ptr()
+    }
+    fn bytes_total(&self) -> usize {
+        self.limit_bytes
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        debug_assert!(pos <= self.limit_bytes);
+        // SAFETY: the caller guarantees bytes below `pos` were written; pos <= limit <= capacity.
+        unsafe { self.buffer.set_init(pos) };
+    }
+}

@@ -44,7 +44,7 @@ mod uring;
 #[cfg(not(madsim))]
 use uring as backend;
 
-pub use buf::{IoBuf, IoBufMut};
+pub use buf::{Bounded, IoBuf, IoBufMut};
 pub use fs::{Disk, File, OpenOptions};
 pub use net::{Listener, Stream};
 pub use sim_disk::{CrashMode, DiskLatency, SimDisk, SECTOR_SIZE_BYTES};

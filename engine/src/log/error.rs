@@ -39,6 +39,11 @@ pub enum LogError {
     /// An idempotent batch the protocol does not allow (INVALID_RECORD).
     #[error("invalid idempotent batch: {reason}")]
     InvalidProducerBatch { reason: &'static str },
+    /// A planned read (`region.rs`) found an intact batch where its plan did not put it: the
+    /// segment changed under it. The answer is given up (its length is already sent); the
+    /// client asks again and a new plan reads what is there now.
+    #[error("a planned read at offset {offset} no longer matches its segment")]
+    RegionStale { offset: i64 },
     /// The log was closed or deleted; NOT_LEADER_OR_FOLLOWER / UNKNOWN_TOPIC_OR_PARTITION.
     #[error("the log is closed")]
     Closed,

@@ -82,6 +82,7 @@ mod read;
 mod reader;
 pub mod record_timestamps;
 mod recovery;
+pub mod region;
 pub mod retention;
 pub mod scan;
 mod segment;

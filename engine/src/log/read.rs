@@ -14,6 +14,7 @@ use super::error::LogError;
 use super::partition::Log;
 use super::reader::read_exactly;
 use super::record_timestamps;
+use super::region::{FileRegion, PlannedRead, ReadData};
 use super::scan::{self, Expect, Judgement};
 use super::state::{ReadInfo, Shared};
 use crate::io::File;
@@ -23,9 +24,12 @@ use crate::record_batch::{self, BatchInfo, HEADER_SIZE_BYTES};
 const LOCATE_WINDOW_BYTES: usize = 64 << 10;
 /// Most bytes read per step: the first step also tries to cover the whole answer.
 const LOCATE_WINDOW_BYTES_MAX: usize = 16 << 20;
+/// Bytes read per step while walking headers toward the end of a planned read: an index
+/// interval's worth of batches, so that one read usually finds the last batch that fits.
+const HEADER_WINDOW_BYTES: usize = 8 << 10;
 /// Reads of a batch that fails its check before it counts as detected loss: the first
 /// failure may be a misdirected read, two in a row are the media.
-const READ_ATTEMPTS_MAX: u32 = 2;
+pub(super) const READ_ATTEMPTS_MAX: u32 = 2;
 
 /// Why one attempt at a read failed.
 enum Failure {
@@ -196,6 +200,92 @@ impl Log {
         Ok(info)
     }
 
+    /// Plans a read as [`Log::read_skipping_fillers`] would serve it, without reading what it
+    /// serves unless that is at most `inline_max_bytes` (then it is read and checked, as
+    /// `read` does): a larger answer is a [`FileRegion`] of whole batches, found by walking
+    /// their headers, which `region.rs` reads and checks chunk by chunk as it is sent.
+    pub async fn plan_read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        inline_max_bytes: usize,
+    ) -> Result<PlannedRead, LogError> {
+        let requested = offset;
+        let mut offset = offset;
+        let mut planned =
+            self.plan_read_at(offset, max_bytes, min_one_batch, inline_max_bytes).await?;
+        for _skip in 0..FILLER_SKIPS_MAX {
+            let ReadData::Bytes(bytes) = &planned.data else { break };
+            let Some(next_offset) = lone_filler_next_offset(bytes) else { break };
+            if next_offset >= planned.high_watermark {
+                let data = ReadData::Bytes(Bytes::new());
+                return Ok(PlannedRead { data, next_offset: requested, ..planned });
+            }
+            offset = next_offset;
+            planned = self.plan_read_at(offset, max_bytes, min_one_batch, inline_max_bytes).await?;
+        }
+        Ok(planned)
+    }
+
+    async fn plan_read_at(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        inline_max_bytes: usize,
+    ) -> Result<PlannedRead, LogError> {
+        with_reread(&self.shared, || {
+            self.plan_read_once(offset, max_bytes, min_one_batch, inline_max_bytes)
+        })
+        .await
+    }
+
+    async fn plan_read_once(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        inline_max_bytes: usize,
+    ) -> Result<PlannedRead, Failure> {
+        let plan = match plan_read(&self.shared, offset, max_bytes.min(inline_max_bytes))? {
+            Planned::Empty(info) => return Ok(PlannedRead::from(info)),
+            Planned::Read(plan) => plan,
+        };
+        let empty = PlannedRead {
+            data: ReadData::Bytes(Bytes::new()),
+            next_offset: offset,
+            high_watermark: plan.high_watermark,
+            log_start_offset: plan.log_start_offset,
+        };
+        if max_bytes == 0 && !min_one_batch {
+            return Ok(empty);
+        }
+        let located = locate(&self.shared, &plan).await?;
+        let end = find_end(&self.shared, &plan, &located, max_bytes, min_one_batch).await?;
+        let size_bytes = (end.position - located.position) as usize;
+        if size_bytes == 0 {
+            return Ok(empty);
+        }
+        // A lone filler is always read: `plan_read` must see it to step over it.
+        if size_bytes <= inline_max_bytes.max(HEADER_SIZE_BYTES) {
+            let (bytes, end_offset) =
+                collect(&self.shared, &plan, located, size_bytes, min_one_batch).await?;
+            let next_offset = if bytes.is_empty() { offset } else { end_offset };
+            return Ok(PlannedRead { data: ReadData::Bytes(bytes), next_offset, ..empty });
+        }
+        let region = FileRegion {
+            file: plan.file.clone(),
+            position: located.position,
+            size_bytes,
+            base_offset: located.base_offset,
+            next_offset: end.next_offset,
+            bytes_to_segment_end: plan.end_position - located.position,
+            max_batch_bytes: plan.max_batch_bytes,
+        };
+        Ok(PlannedRead { data: ReadData::Region(region), next_offset: end.next_offset, ..empty })
+    }
+
     /// The first batch whose max timestamp is at least `timestamp_ms` (found exactly through
     /// the time index), and in it the first record reaching the timestamp: `(offset,
     /// timestamp)`. Compressed batches answer with the batch's base offset and max timestamp
@@ -301,7 +391,7 @@ fn plan_read(shared: &Shared, offset: i64, max_bytes: usize) -> Result<Planned, 
 }
 
 /// Detected loss found by a read: remembered, logged loudly, reported.
-fn corrupt_at(shared: &Shared, offset: i64) -> LogError {
+pub(super) fn corrupt_at(shared: &Shared, offset: i64) -> LogError {
     tracing::error!(
         dir = %shared.dir.display(),
         offset,
@@ -506,4 +596,150 @@ async fn still_bad(
         Judgement::Valid(_) => false,
         Judgement::Invalid => true,
     }
+}
+
+/// Where a planned read ends: the position after its last batch, and that batch's next offset.
+struct End {
+    position: u64,
+    next_offset: i64,
+}
+
+/// Walks batch headers from the located batch to the last one the read serves: below the
+/// visible end, within the segment, within `max_bytes` (the first batch whatever its size
+/// when `min_one_batch`), a filler only alone. Headers must be contiguous; CRCs are checked
+/// when the bytes are read (`collect`, or `region.rs` as they are sent). Where the answer
+/// reaches beyond what is read, the walk jumps once through the offset index to the last
+/// indexed batch within reach, so a large answer costs a few small reads, not one per batch.
+async fn find_end(
+    shared: &Shared,
+    plan: &ReadPlan,
+    located: &Located,
+    max_bytes: usize,
+    min_one_batch: bool,
+) -> Result<End, Failure> {
+    let start = located.position;
+    let limit_position = start.saturating_add(max_bytes as u64);
+    let (mut position, mut expected_offset) = (start, located.base_offset);
+    let (mut window, mut window_start) = (located.window.clone(), start);
+    let mut jumped = false;
+    // Each round steps over one batch (>= 61 bytes) or reads a window at `position`; a window
+    // read is followed by a step, so this is bounded by the segment's bytes.
+    while expected_offset < plan.visible_end_offset
+        && position + HEADER_SIZE_BYTES as u64 <= plan.end_position
+    {
+        let in_window = (position - window_start) as usize;
+        if in_window + HEADER_SIZE_BYTES > window.len() {
+            if !jumped {
+                jumped = true;
+                if let Some(jump) = index_jump(shared, plan, position, limit_position).await? {
+                    (position, expected_offset, window, window_start) = jump;
+                    continue;
+                }
+            }
+            window = read_header_window(plan, position).await?;
+            window_start = position;
+            continue;
+        }
+        let step = step_over(plan, &window[in_window..], position, expected_offset)?;
+        let first = position == start;
+        if step.filler {
+            if first {
+                (position, expected_offset) = (position + step.size_bytes as u64, step.next_offset);
+            }
+            break;
+        }
+        let fits = position + step.size_bytes as u64 <= limit_position;
+        if !(fits || first && min_one_batch) {
+            break;
+        }
+        (position, expected_offset) = (position + step.size_bytes as u64, step.next_offset);
+    }
+    Ok(End { position, next_offset: expected_offset })
+}
+
+/// One batch as its header describes it.
+struct Step {
+    size_bytes: usize,
+    next_offset: i64,
+    filler: bool,
+}
+
+/// The header at the start of `bytes` (at `position`), which must be the batch with
+/// `expected_offset`, framed within the segment.
+fn step_over(
+    plan: &ReadPlan,
+    bytes: &[u8],
+    position: u64,
+    expected_offset: i64,
+) -> Result<Step, Failure> {
+    let suspect = Failure::Suspect { offset: expected_offset };
+    let size_bytes = record_batch::batch_size_from_prefix(bytes)
+        .ok()
+        .filter(|size| *size <= plan.max_batch_bytes)
+        .filter(|size| position + *size as u64 <= plan.end_position);
+    let (Some(size_bytes), Ok(header)) = (size_bytes, record_batch::header(bytes)) else {
+        return Err(suspect);
+    };
+    let last_offset_delta = header.last_offset_delta.get();
+    if header.base_offset.get() != expected_offset
+        || header.magic != record_batch::MAGIC_V2
+        || last_offset_delta < 0
+    {
+        return Err(suspect);
+    }
+    let filler = header.records_count.get() == 0
+        && header.producer_id.get() == -1
+        && size_bytes == HEADER_SIZE_BYTES;
+    let next_offset =
+        expected_offset.saturating_add(i64::from(last_offset_delta)).saturating_add(1);
+    Ok(Step { size_bytes, next_offset, filler })
+}
+
+/// Up to `HEADER_WINDOW_BYTES` of the segment from `position` (at least a header).
+async fn read_header_window(plan: &ReadPlan, position: u64) -> Result<Bytes, Failure> {
+    let size = (HEADER_WINDOW_BYTES as u64).min(plan.end_position - position) as usize;
+    match read_exactly(&plan.file, position, size).await {
+        Ok(window) => Ok(Bytes::from(window)),
+        // A latent sector error past the header must not fail the walk.
+        Err(_) if size > HEADER_SIZE_BYTES => {
+            Ok(Bytes::from(read_exactly(&plan.file, position, HEADER_SIZE_BYTES).await?))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The last indexed batch after `position` that starts within `limit_position` and below the
+/// visible end, with a window read there: `(position, offset, window, window_start)`. The
+/// index is a cache (and the segment may have been replaced since the plan): a target whose
+/// header is not the batch the index names is no jump, and the walk goes on step by step.
+async fn index_jump(
+    shared: &Shared,
+    plan: &ReadPlan,
+    position: u64,
+    limit_position: u64,
+) -> Result<Option<(u64, i64, Bytes, u64)>, Failure> {
+    let target = {
+        let state = shared.state.borrow();
+        let segment =
+            state.segments.iter().find(|segment| segment.base_offset == plan.segment_base_offset);
+        segment.and_then(|segment| {
+            let entries = segment.offset_index.entries();
+            let offset_of = |relative: u32| segment.base_offset + i64::from(relative);
+            let by_position =
+                entries.partition_point(|entry| u64::from(entry.position_bytes) <= limit_position);
+            let by_offset = entries.partition_point(|entry| {
+                offset_of(entry.relative_offset) < plan.visible_end_offset
+            });
+            let entry = entries[..by_position.min(by_offset)].last()?;
+            Some((u64::from(entry.position_bytes), offset_of(entry.relative_offset)))
+        })
+    };
+    let Some((target_position, target_offset)) = target else { return Ok(None) };
+    if target_position <= position || target_position + HEADER_SIZE_BYTES as u64 > plan.end_position
+    {
+        return Ok(None);
+    }
+    let window = read_header_window(plan, target_position).await?;
+    let leads = step_over(plan, &window, target_position, target_offset).is_ok();
+    Ok(leads.then_some((target_position, target_offset, window, target_position)))
 }

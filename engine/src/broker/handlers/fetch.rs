@@ -10,11 +10,12 @@
 //! left behind it (the last batch cut short), so such a partition counts as its limit, though
 //! Tern serves whole batches only and stops short of it.
 //!
-//! Memory: the response's limit is the smallest of the client's `max_bytes`,
-//! `--fetch-max-bytes` and what the shard's memory budget can grant at the moment
-//! (`broker/memory.rs`); a short budget means less data, never an error. The grant is
-//! reserved *before* anything is read, and the reads run one after another so that one
-//! request never holds more than its grant (plus the one batch KIP-74 may add). The work one
+//! Memory: the response's limit is the smaller of the client's `max_bytes` and
+//! `--fetch-max-bytes`. What it serves is not read here: a partition's answer larger than
+//! `INLINE_READ_MAX_BYTES` is planned (its batches found by their headers) and read chunk by
+//! chunk as the socket drains (`broker/fetch_regions.rs`); only smaller answers are read now,
+//! within what the shard's memory budget grants at the moment (`broker/memory.rs`), reserved
+//! *before* anything is read; past the grant, partitions are planned instead. The work one
 //! request causes is bounded too: one job per run of consecutive partitions on the same
 //! shard, and one wait per shard while long-polling, however many partitions it names.
 //!
@@ -33,9 +34,12 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 
 use crate::broker::errors::log_error_code;
+use crate::broker::fetch_regions::{ChunkError, RegionId, RegionLease};
+use crate::broker::memory::Reservation;
 use crate::broker::shard::Shard;
 use crate::broker::topics::TopicSnapshot;
 use crate::io;
+use crate::log::region::ReadData;
 use crate::protocol::error_code::ErrorCode;
 
 use super::str_bytes;
@@ -44,6 +48,9 @@ use super::str_bytes;
 const TOPIC_ID_VERSION: i16 = 13;
 /// Bound on a long-poll, whatever the client asks: a request never parks for longer.
 const MAX_WAIT_MS_LIMIT: i32 = 5 * 60 * 1000;
+/// A partition's answer up to this size is read when planned (one read, no second hop to
+/// the owner); a larger one is read as it is sent.
+const INLINE_READ_MAX_BYTES: usize = 64 << 10;
 /// KIP-227 session epochs that ask for a full fetch.
 const INITIAL_SESSION_EPOCH: i32 = 0;
 const FINAL_SESSION_EPOCH: i32 = -1;
@@ -58,31 +65,112 @@ struct Target {
     partition_max_bytes: usize,
 }
 
-/// What one partition's owner answered.
-#[derive(Clone)]
-struct PartitionRead {
+/// A partition's record data: read already, or planned and read as it is sent.
+pub enum Records {
+    Bytes(Bytes),
+    Region(RegionLease),
+}
+
+impl Records {
+    pub fn size_bytes(&self) -> usize {
+        match self {
+            Records::Bytes(bytes) => bytes.len(),
+            Records::Region(region) => region.size_bytes(),
+        }
+    }
+}
+
+/// A Fetch answer: the response body (its records fields left out) and each partition's
+/// records in the body's order, topic by topic.
+pub struct FetchAnswer {
+    pub body: FetchResponse,
+    pub records: Vec<Records>,
+    /// The shard's memory granted for the records already read; released once the connection
+    /// has charged the encoded answer.
+    pub grant: Reservation,
+}
+
+impl FetchAnswer {
+    /// The answer as one response body, its regions read whole into memory: for tools and the
+    /// fuzz harness, which look at answers rather than send them.
+    pub async fn read_whole(self) -> Result<FetchResponse, ChunkError> {
+        let FetchAnswer { mut body, records, grant: _grant } = self;
+        let partitions = body.responses.iter_mut().flat_map(|topic| topic.partitions.iter_mut());
+        for (partition, records) in partitions.zip(records) {
+            let bytes = match records {
+                Records::Bytes(bytes) => bytes,
+                Records::Region(region) => region.read_whole().await?,
+            };
+            partition.records = Some(bytes);
+        }
+        Ok(body)
+    }
+}
+
+/// What one partition's owner answered, as it crosses back from the owner shard.
+struct OwnerRead {
     error: ErrorCode,
     high_watermark: i64,
     log_start_offset: i64,
-    records: Bytes,
+    records: OwnerRecords,
     /// What counts toward `min_bytes`: as Kafka, which cuts the last batch at the limit and
     /// so serves exactly the limit when more data is there, the limit this partition was
     /// given when data was left behind it; otherwise what was served.
     readable_bytes: usize,
 }
 
-impl PartitionRead {
-    fn refused(error: ErrorCode) -> PartitionRead {
-        let (high_watermark, log_start_offset, records) = (-1, -1, Bytes::new());
-        PartitionRead { error, high_watermark, log_start_offset, records, readable_bytes: 0 }
+enum OwnerRecords {
+    Bytes(Bytes),
+    Region(RegionId),
+}
+
+/// One partition's answer on the connection's shard (a region is released when dropped).
+struct PartitionRead {
+    error: ErrorCode,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Records,
+    readable_bytes: usize,
+}
+
+impl OwnerRead {
+    fn refused(error: ErrorCode) -> OwnerRead {
+        let (high_watermark, log_start_offset) = (-1, -1);
+        let records = OwnerRecords::Bytes(Bytes::new());
+        OwnerRead { error, high_watermark, log_start_offset, records, readable_bytes: 0 }
+    }
+
+    fn on_connection_shard(self, shard: &Rc<Shard>) -> PartitionRead {
+        let records = match self.records {
+            OwnerRecords::Bytes(bytes) => Records::Bytes(bytes),
+            OwnerRecords::Region(id) => Records::Region(RegionLease::new(shard, id)),
+        };
+        let OwnerRead { error, high_watermark, log_start_offset, readable_bytes, .. } = self;
+        PartitionRead { error, high_watermark, log_start_offset, records, readable_bytes }
     }
 }
 
-pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> FetchResponse {
+impl PartitionRead {
+    fn refused(error: ErrorCode) -> PartitionRead {
+        let (high_watermark, log_start_offset) = (-1, -1);
+        let records = Records::Bytes(Bytes::new());
+        PartitionRead { error, high_watermark, log_start_offset, records, readable_bytes: 0 }
+    }
+
+    fn inline_bytes(&self) -> usize {
+        match &self.records {
+            Records::Bytes(bytes) => bytes.len(),
+            Records::Region(_) => 0,
+        }
+    }
+}
+
+pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> FetchAnswer {
     if !is_full_fetch(request.session_epoch) {
         // No sessions are kept, so any incremental fetch names an unknown one.
         let error = ErrorCode::FetchSessionIdNotFound;
-        return FetchResponse::default().with_error_code(error.code());
+        let body = FetchResponse::default().with_error_code(error.code());
+        return FetchAnswer { body, records: Vec::new(), grant: Reservation::default() };
     }
     let max_wait_ms = u64::try_from(request.max_wait_ms.clamp(0, MAX_WAIT_MS_LIMIT)).unwrap_or(0);
     let deadline = io::now() + Duration::from_millis(max_wait_ms);
@@ -95,16 +183,16 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
     // Bounded: each turn waits for progress or for the deadline.
     loop {
         let mut grant = shard.memory.reserve_up_to(wanted_bytes, keep_free_bytes);
-        let reads = read_all(shard, &targets, grant.size_bytes()).await;
-        let served_bytes: usize = reads.iter().map(|read| read.records.len()).sum();
+        let limit = Limit::new(wanted_bytes, grant.size_bytes());
+        let reads = read_all(shard, &targets, limit).await;
         // What was read, which may be a batch more than granted (KIP-74), or less.
-        grant.resize(served_bytes);
+        grant.resize(reads.iter().map(PartitionRead::inline_bytes).sum());
         let available: usize = reads.iter().map(|read| read.readable_bytes).sum();
         let has_error = reads.iter().any(|read| read.error != ErrorCode::None);
         let remaining = deadline.duration_since(io::now());
         if available >= min_bytes || has_error || remaining.is_zero() || shard.is_shutting_down() {
-            // The grant is released as the connection charges the encoded answer.
-            return build_response(&request, version, &targets, reads);
+            let (body, records) = build_response(&request, version, &targets, reads);
+            return FetchAnswer { body, records, grant };
         }
         let seen: Vec<i64> = reads.iter().map(|read| read.high_watermark).collect();
         drop((reads, grant));
@@ -142,7 +230,7 @@ fn resolve_targets(shard: &Shard, request: &FetchRequest, version: i16) -> Vec<T
 /// two phases: every owner shard at once reports its partitions' watermarks (no I/O); then
 /// only the partitions with data behind the fetch offset are read, in order, until the
 /// limit is spent. An idle consumer of thousands of partitions costs one job per shard.
-async fn read_all(shard: &Rc<Shard>, targets: &[Target], limit_bytes: usize) -> Vec<PartitionRead> {
+async fn read_all(shard: &Rc<Shard>, targets: &[Target], limit: Limit) -> Vec<PartitionRead> {
     let snapshot = shard.topics();
     let owners: Vec<Option<usize>> =
         targets.iter().map(|target| owner_of(shard, &snapshot, target)).collect();
@@ -153,7 +241,7 @@ async fn read_all(shard: &Rc<Shard>, targets: &[Target], limit_bytes: usize) -> 
             read.error == ErrorCode::None && targets[*index].fetch_offset < read.high_watermark
         })
         .collect();
-    let mut limit = Limit { remaining_bytes: limit_bytes, min_one_batch: limit_bytes > 0 };
+    let mut limit = limit;
     let mut next = 0;
     // Each round reads at least one partition with data, or ends.
     while next < with_data.len() && (limit.remaining_bytes > 0 || limit.min_one_batch) {
@@ -192,7 +280,7 @@ async fn probe_all(
             by_owner.entry(*owner).or_default().push(index);
         }
     }
-    let nothing = Limit { remaining_bytes: 0, min_one_batch: false };
+    let nothing = Limit::new(0, 0);
     let probes = by_owner.into_iter().map(|(owner, indexes)| {
         let probe_targets = indexes.iter().map(|index| targets[*index].clone()).collect();
         read_run_on(shard, owner, probe_targets, nothing).map(move |(probed, _)| (indexes, probed))
@@ -211,6 +299,15 @@ struct Limit {
     remaining_bytes: usize,
     /// Until the first non-empty partition: serve at least one batch (KIP-74).
     min_one_batch: bool,
+    /// What is left of the memory granted for answers read now rather than as they are sent.
+    inline_remaining_bytes: usize,
+}
+
+impl Limit {
+    fn new(limit_bytes: usize, inline_bytes: usize) -> Limit {
+        let min_one_batch = limit_bytes > 0;
+        Limit { remaining_bytes: limit_bytes, min_one_batch, inline_remaining_bytes: inline_bytes }
+    }
 }
 
 fn owner_of(shard: &Shard, snapshot: &TopicSnapshot, target: &Target) -> Option<usize> {
@@ -236,44 +333,64 @@ async fn read_run_on(
             (reads, limit)
         })
         .await;
-    answer.unwrap_or_else(|| {
-        (vec![PartitionRead::refused(ErrorCode::NotLeaderOrFollower); count], limit)
-    })
+    match answer {
+        Some((reads, limit)) => {
+            let reads = reads.into_iter().map(|read| read.on_connection_shard(shard)).collect();
+            (reads, limit)
+        }
+        None => {
+            let refused =
+                (0..count).map(|_| PartitionRead::refused(ErrorCode::NotLeaderOrFollower));
+            (refused.collect(), limit)
+        }
+    }
 }
 
 /// One partition on its owner shard, within what is left of the response's limit.
-async fn read_partition(owner: &Shard, target: &Target, limit: &mut Limit) -> PartitionRead {
+async fn read_partition(owner: &Shard, target: &Target, limit: &mut Limit) -> OwnerRead {
     let Some(name) = target.name.as_deref() else {
-        return PartitionRead::refused(ErrorCode::UnknownTopicId);
+        return OwnerRead::refused(ErrorCode::UnknownTopicId);
     };
     let Some(log) = owner.local_log(name, target.partition) else {
-        return PartitionRead::refused(ErrorCode::UnknownTopicOrPartition);
+        return OwnerRead::refused(ErrorCode::UnknownTopicOrPartition);
     };
     let max_bytes = target.partition_max_bytes.min(limit.remaining_bytes);
-    match log.read_skipping_fillers(target.fetch_offset, max_bytes, limit.min_one_batch).await {
+    let inline_max_bytes = limit.inline_remaining_bytes.min(INLINE_READ_MAX_BYTES);
+    let offset = target.fetch_offset;
+    match log.plan_read(offset, max_bytes, limit.min_one_batch, inline_max_bytes).await {
         Ok(read) => {
-            if !read.bytes.is_empty() {
+            let size_bytes = read.size_bytes();
+            if size_bytes > 0 {
                 limit.min_one_batch = false;
             }
-            limit.remaining_bytes = limit.remaining_bytes.saturating_sub(read.bytes.len());
+            limit.remaining_bytes = limit.remaining_bytes.saturating_sub(size_bytes);
             // Only behind served batches: an empty read may be a filler at the end, which
             // must not end the long-poll (the client would ask again at once, for ever).
-            let left_behind = !read.bytes.is_empty() && read.next_offset < read.high_watermark;
-            let readable_bytes =
-                if left_behind { read.bytes.len().max(max_bytes) } else { read.bytes.len() };
-            PartitionRead {
+            let left_behind = size_bytes > 0 && read.next_offset < read.high_watermark;
+            let readable_bytes = if left_behind { size_bytes.max(max_bytes) } else { size_bytes };
+            let records = match read.data {
+                ReadData::Bytes(bytes) => {
+                    limit.inline_remaining_bytes =
+                        limit.inline_remaining_bytes.saturating_sub(bytes.len());
+                    OwnerRecords::Bytes(bytes)
+                }
+                ReadData::Region(region) => {
+                    OwnerRecords::Region(owner.fetch_regions.insert(owner.id, log.clone(), region))
+                }
+            };
+            OwnerRead {
                 error: ErrorCode::None,
                 high_watermark: read.high_watermark,
                 log_start_offset: read.log_start_offset,
-                records: read.bytes,
+                records,
                 readable_bytes,
             }
         }
-        Err(error) => PartitionRead {
+        Err(error) => OwnerRead {
             error: log_error_code(&error),
             high_watermark: log.high_watermark(),
             log_start_offset: log.log_start_offset(),
-            records: Bytes::new(),
+            records: OwnerRecords::Bytes(Bytes::new()),
             readable_bytes: 0,
         },
     }
@@ -323,7 +440,7 @@ fn build_response(
     version: i16,
     targets: &[Target],
     reads: Vec<PartitionRead>,
-) -> FetchResponse {
+) -> (FetchResponse, Vec<Records>) {
     let mut topics: Vec<FetchableTopicResponse> = request
         .topics
         .iter()
@@ -341,6 +458,8 @@ fn build_response(
     // met (offset out of range, storage); an empty list for a partition refused before any
     // read (unknown topic or partition: `FetchResponse.partitionResponse`).
     let read_committed = request.isolation_level != 0;
+    // Targets are listed topic by topic, so the body's partitions follow the targets' order.
+    let mut records = Vec::with_capacity(reads.len());
     for (target, read) in targets.iter().zip(reads) {
         let refused_before_reading =
             matches!(read.error, ErrorCode::UnknownTopicOrPartition | ErrorCode::UnknownTopicId);
@@ -351,20 +470,17 @@ fn build_response(
             .with_error_code(read.error.code())
             .with_aborted_transactions(aborted);
         partition = if read.error == ErrorCode::None {
+            records.push(read.records);
             partition
                 .with_high_watermark(read.high_watermark)
                 .with_last_stable_offset(read.high_watermark)
                 .with_log_start_offset(read.log_start_offset)
-                .with_records(Some(read.records))
         } else {
             // As Kafka's `FetchResponse.partitionResponse(error)`: no watermarks with an error.
-            partition
-                .with_high_watermark(-1)
-                .with_last_stable_offset(-1)
-                .with_log_start_offset(-1)
-                .with_records(Some(Bytes::new()))
+            records.push(Records::Bytes(Bytes::new()));
+            partition.with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1)
         };
         topics[target.topic_index].partitions.push(partition);
     }
-    FetchResponse::default().with_session_id(0).with_responses(topics)
+    (FetchResponse::default().with_session_id(0).with_responses(topics), records)
 }

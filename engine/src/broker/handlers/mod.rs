@@ -9,7 +9,7 @@ mod api_versions;
 mod configs;
 mod delete_records;
 mod describe;
-mod fetch;
+pub mod fetch;
 mod groups;
 mod init_producer_id;
 mod leader_epoch;
@@ -30,8 +30,30 @@ use super::shard::Shard;
 
 pub use admin::{create_topics_on_controller, NewTopic};
 
+/// A handler's answer: a response body, or a Fetch answer whose record data is sent from
+/// where it lives (`fetch::FetchAnswer`).
+pub enum Answer {
+    Response(Response),
+    Fetch(fetch::FetchAnswer),
+}
+
 /// Answers one request. `None` means no response is sent (Produce with acks=0).
 pub async fn handle(
+    shard: Rc<Shard>,
+    request: DecodedRequest,
+    peer: std::net::SocketAddr,
+) -> Option<Answer> {
+    let version = request.header.api_version;
+    match request.body {
+        Request::Fetch(body) => Some(Answer::Fetch(fetch::handle(&shard, body, version).await)),
+        body => {
+            let request = DecodedRequest { header: request.header, body };
+            respond(shard, request, peer).await.map(Answer::Response)
+        }
+    }
+}
+
+async fn respond(
     shard: Rc<Shard>,
     request: DecodedRequest,
     peer: std::net::SocketAddr,
@@ -45,7 +67,7 @@ pub async fn handle(
         Request::Produce(body) => {
             return produce::handle(&shard, body, version).await.map(Response::Produce)
         }
-        Request::Fetch(body) => Response::Fetch(fetch::handle(&shard, body, version).await),
+        Request::Fetch(_) => unreachable!("fetch is answered by `handle`"),
         Request::ListOffsets(body) => {
             Response::ListOffsets(list_offsets::handle(&shard, body, version).await)
         }

@@ -112,3 +112,43 @@ pub fn segment_bases(disk: &Disk, path: &Path) -> Vec<i64> {
         })
         .collect()
 }
+
+/// A read as Fetch plans it and streams it: planned with `inline_max_bytes`, a region read in
+/// chunks of `chunk_bytes` (grown when a batch is larger). Returns the bytes served and the
+/// next offset, to compare with `Log::read`.
+pub async fn read_streamed(
+    log: &Log,
+    offset: i64,
+    max_bytes: usize,
+    min_one_batch: bool,
+    chunk_bytes: usize,
+) -> (Vec<u8>, i64) {
+    use super::region::{Chunk, ReadData, RegionCursor};
+    let planned = log.plan_read(offset, max_bytes, min_one_batch, 0).await.expect("plan");
+    let region = match planned.data {
+        ReadData::Bytes(bytes) => return (bytes.to_vec(), planned.next_offset),
+        ReadData::Region(region) => region,
+    };
+    assert_eq!(region.next_offset, planned.next_offset);
+    let mut cursor = RegionCursor::new(region);
+    let mut served = Vec::new();
+    let mut buffer = Vec::with_capacity(chunk_bytes);
+    // Each round serves a chunk or grows the buffer once for one batch.
+    loop {
+        let (result, returned) = cursor.next_chunk(log, buffer).await;
+        buffer = returned;
+        match result.expect("an intact region reads") {
+            Chunk::Ready(size_bytes) => {
+                assert!(size_bytes > 0 && size_bytes == buffer.len());
+                served.extend_from_slice(&buffer);
+            }
+            Chunk::NeedCapacity(size_bytes) => {
+                assert!(size_bytes > buffer.capacity());
+                buffer = Vec::with_capacity(size_bytes);
+            }
+            Chunk::Done => break,
+        }
+    }
+    assert_eq!(served.len(), cursor.size_bytes());
+    (served, planned.next_offset)
+}

@@ -74,6 +74,10 @@ async fn read(
     let offset = start + pick.index(span) as i64;
     let read = log.read(offset, max_bytes, min_one).await.expect("read in range");
     assert_eq!(read.high_watermark, model.end_offset);
+    // The planned read Fetch streams serves the same bytes, whatever its chunk size.
+    let chunk_bytes = 1 + pick.index(4096);
+    let (streamed, next_offset) = read_streamed(log, offset, max_bytes, min_one, chunk_bytes).await;
+    assert_eq!((&streamed[..], next_offset), (&read.bytes[..], read.next_offset));
     let got = split(&read.bytes);
     if offset == model.end_offset {
         assert!(got.is_empty());

@@ -17,11 +17,65 @@ use super::{encode_response, EncodeError, Response};
 use crate::protocol::frame::SIZE_PREFIX_BYTES;
 use crate::protocol::request::RequestMeta;
 
-/// Framing pieces shorter than this are merged with their neighbours into one buffer (a copy
-/// of a few bytes instead of one more send).
-const MERGE_BELOW_BYTES: usize = 16 * 1024;
+/// One piece of an encoded Fetch answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchPiece {
+    /// Encoded bytes: size, header, fields and record lengths.
+    Framing(Bytes),
+    /// The record data of the `index`th partition of the answer (topic by topic), of the size
+    /// its length (already in the framing) says: the caller sends it from where it lives.
+    Records { index: usize },
+}
 
-/// Encodes `body` as `encode_response` would, as pieces to send in order.
+/// Encodes `body` as `encode_response` would, as pieces to send in order, with each
+/// partition's records left to the caller: `record_sizes` gives their sizes in partition
+/// order (`None`: a null records field); the records in `body` are ignored.
+pub fn encode_fetch_framing(
+    meta: &RequestMeta,
+    mut body: FetchResponse,
+    record_sizes: &[Option<usize>],
+) -> Result<Vec<FetchPiece>, EncodeError> {
+    let partitions = || body.responses.iter().flat_map(|topic| topic.partitions.iter());
+    if partitions().count() != record_sizes.len() {
+        return Err(framing_error(meta, "one record size per partition"));
+    }
+    for partition in body.responses.iter_mut().flat_map(|topic| topic.partitions.iter_mut()) {
+        partition.records = None;
+    }
+    let nulls = encode_response(meta, &Response::Fetch(body.clone()))?;
+    for partition in body.responses.iter_mut().flat_map(|topic| topic.partitions.iter_mut()) {
+        partition.records = Some(Bytes::new());
+    }
+    let empties = encode_response(meta, &Response::Fetch(body))?;
+    let fields = records_fields(&nulls, &empties);
+    if fields.len() != record_sizes.len() {
+        return Err(framing_error(meta, "records fields not found where expected"));
+    }
+    let records_bytes: usize = record_sizes.iter().flatten().sum();
+    let mut framing = BytesMut::with_capacity(nulls.len() + 5 * fields.len());
+    let mut pieces = Vec::with_capacity(2 * fields.len() + 1);
+    let mut framed_from = 0;
+    for (index, ((start, end), size)) in fields.into_iter().zip(record_sizes).enumerate() {
+        framing.extend_from_slice(&nulls[framed_from..start]);
+        framed_from = end;
+        let Some(size_bytes) = *size else {
+            framing.extend_from_slice(&nulls[start..end]);
+            continue;
+        };
+        framing.extend_from_slice(&records_length(meta, end - start, size_bytes)?);
+        if size_bytes > 0 {
+            pieces.push(FetchPiece::Framing(framing.split().freeze()));
+            pieces.push(FetchPiece::Records { index });
+        }
+    }
+    framing.extend_from_slice(&nulls[framed_from..]);
+    pieces.push(FetchPiece::Framing(framing.freeze()));
+    set_size_prefix(meta, &mut pieces, records_bytes)?;
+    Ok(pieces)
+}
+
+/// Encodes `body` as `encode_response` would, as pieces to send in order, each partition's
+/// records the very `Bytes` the body holds (no copy).
 pub fn encode_fetch_response(
     meta: &RequestMeta,
     mut body: FetchResponse,
@@ -32,31 +86,17 @@ pub fn encode_fetch_response(
         .flat_map(|topic| topic.partitions.iter_mut())
         .map(|partition| partition.records.take())
         .collect();
-    let nulls = encode_response(meta, &Response::Fetch(body.clone()))?;
-    for partition in body.responses.iter_mut().flat_map(|topic| topic.partitions.iter_mut()) {
-        partition.records = Some(Bytes::new());
-    }
-    let empties = encode_response(meta, &Response::Fetch(body))?;
-    let fields = records_fields(&nulls, &empties);
-    if fields.len() != records.len() {
-        return Err(framing_error(meta, "records fields not found where expected"));
-    }
-    let mut pieces = Vec::with_capacity(2 * fields.len() + 1);
-    let mut framed_from = 0;
-    for ((start, end), records) in fields.into_iter().zip(records) {
-        pieces.push(nulls.slice(framed_from..start));
-        let Some(records) = records else {
-            pieces.push(nulls.slice(start..end));
-            framed_from = end;
-            continue;
-        };
-        pieces.push(records_length(meta, end - start, records.len())?);
-        pieces.push(records);
-        framed_from = end;
-    }
-    pieces.push(nulls.slice(framed_from..));
-    set_size_prefix(meta, &mut pieces)?;
-    Ok(merge_small(pieces))
+    let sizes: Vec<Option<usize>> =
+        records.iter().map(|records| records.as_ref().map(Bytes::len)).collect();
+    let pieces = encode_fetch_framing(meta, body, &sizes)?;
+    let mut records = records;
+    Ok(pieces
+        .into_iter()
+        .map(|piece| match piece {
+            FetchPiece::Framing(bytes) => bytes,
+            FetchPiece::Records { index } => records[index].take().unwrap_or_default(),
+        })
+        .collect())
 }
 
 /// `(start, end)` of every run of bytes where the two encodings differ, in order.
@@ -110,38 +150,31 @@ fn records_length(
 }
 
 /// Rewrites the 4-byte size prefix (at the start of the first piece) for the real total.
-fn set_size_prefix(meta: &RequestMeta, pieces: &mut [Bytes]) -> Result<(), EncodeError> {
-    let total_bytes: usize = pieces.iter().map(Bytes::len).sum();
-    let size_bytes = total_bytes - SIZE_PREFIX_BYTES;
+fn set_size_prefix(
+    meta: &RequestMeta,
+    pieces: &mut [FetchPiece],
+    records_bytes: usize,
+) -> Result<(), EncodeError> {
+    let framing_bytes: usize = pieces
+        .iter()
+        .map(|piece| match piece {
+            FetchPiece::Framing(bytes) => bytes.len(),
+            FetchPiece::Records { .. } => 0,
+        })
+        .sum();
+    let size_bytes = (framing_bytes + records_bytes) - SIZE_PREFIX_BYTES;
     let size = i32::try_from(size_bytes).map_err(|_| EncodeError::TooLarge { size_bytes })?;
-    let Some(first) = pieces.first_mut().filter(|first| first.len() >= SIZE_PREFIX_BYTES) else {
+    let Some(FetchPiece::Framing(first)) = pieces.first_mut() else {
         return Err(framing_error(meta, "no room for the size prefix"));
     };
+    if first.len() < SIZE_PREFIX_BYTES {
+        return Err(framing_error(meta, "no room for the size prefix"));
+    }
     let mut rewritten = BytesMut::with_capacity(first.len());
     rewritten.put_i32(size);
     rewritten.extend_from_slice(&first[SIZE_PREFIX_BYTES..]);
     *first = rewritten.freeze();
     Ok(())
-}
-
-/// Merges runs of small pieces; large ones (record data) are kept as they are.
-fn merge_small(pieces: Vec<Bytes>) -> Vec<Bytes> {
-    let mut merged = Vec::with_capacity(pieces.len());
-    let mut small = BytesMut::new();
-    for piece in pieces {
-        if piece.len() < MERGE_BELOW_BYTES {
-            small.extend_from_slice(&piece);
-            continue;
-        }
-        if !small.is_empty() {
-            merged.push(small.split().freeze());
-        }
-        merged.push(piece);
-    }
-    if !small.is_empty() {
-        merged.push(small.freeze());
-    }
-    merged
 }
 
 fn framing_error(meta: &RequestMeta, reason: &str) -> EncodeError {
@@ -214,7 +247,7 @@ mod tests {
         check(&[Some(0), None, Some(1)]);
         // Around the one- and two-byte varint boundaries, and data big enough to stay apart.
         check(&[Some(126), Some(127), Some(128), Some(16_383), Some(16_384)]);
-        check(&[Some(MERGE_BELOW_BYTES), Some(100_000), Some(3)]);
+        check(&[Some(16 * 1024), Some(100_000), Some(3)]);
     }
 
     #[test]
