@@ -314,6 +314,10 @@ fn broker_config(plan: &Plan) -> BrokerConfig {
     config.auto_create_topics = false;
     // Small segments, so rolls, several segments and checkpoints happen within seconds.
     config.log.segment_size_bytes = 64 << 10;
+    // Half the seeds read every fetch answer as it is sent, chunk by chunk, under the faults.
+    if plan.seed % 2 == 0 {
+        config.fetch_inline_read_max_bytes = 0;
+    }
     match plan.plant {
         Some(Plant::AckBeforeSync) => config.log.flush = FlushPolicy::IntervalMs(500),
         Some(Plant::NoDedup) => config.log.planted_no_duplicate_detection = true,

@@ -61,6 +61,11 @@ pub struct BrokerConfig {
     /// Upper bound on a Fetch answer's record bytes, whatever the client asks (Kafka's
     /// `fetch.max.bytes`).
     pub fetch_max_bytes: usize,
+    /// A partition's Fetch answer up to this size is read when the request is handled (one
+    /// read, within the memory budget); a larger one is read chunk by chunk as the socket
+    /// drains (`fetch_regions.rs`). The simulator sets it to 0 on some seeds, so that every
+    /// answer takes the streamed path under its faults.
+    pub fetch_inline_read_max_bytes: usize,
     /// Client connections the broker accepts at once; more are closed at accept (Kafka's
     /// `max.connections`).
     pub max_connections: usize,
@@ -97,6 +102,7 @@ impl BrokerConfig {
             max_unsent_response_bytes_per_connection: MAX_UNSENT_RESPONSE_BYTES_PER_CONNECTION,
             memory_budget_bytes_per_shard: MEMORY_BUDGET_BYTES_PER_SHARD,
             fetch_max_bytes: FETCH_MAX_BYTES,
+            fetch_inline_read_max_bytes: 64 << 10,
             max_connections: MAX_CONNECTIONS,
             connections_max_idle_ms: CONNECTIONS_MAX_IDLE_MS,
             log: LogConfig::default(),

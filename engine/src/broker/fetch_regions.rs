@@ -9,9 +9,9 @@
 //! connection holds at most one chunk buffer, charged to its shard's memory budget.
 //!
 //! A [`RegionLease`] is the connection side of a region: dropping it (answer sent, or given up)
-//! releases the region on its owner. The table is bounded by what requests can plan: a region
-//! is at least `INLINE_READ_MAX_BYTES` of a response limited to `--fetch-max-bytes`, and a
-//! connection plans one fetch at a time.
+//! releases the region on its owner. The table is bounded by what requests can plan: a
+//! connection plans one fetch at a time (`connection.rs`), a fetch at most one region per
+//! partition it names, and connections are limited (`--max-connections`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;

@@ -12,10 +12,11 @@
 //!
 //! Memory: the response's limit is the smaller of the client's `max_bytes` and
 //! `--fetch-max-bytes`. What it serves is not read here: a partition's answer larger than
-//! `INLINE_READ_MAX_BYTES` is planned (its batches found by their headers) and read chunk by
-//! chunk as the socket drains (`broker/fetch_regions.rs`); only smaller answers are read now,
-//! within what the shard's memory budget grants at the moment (`broker/memory.rs`), reserved
-//! *before* anything is read; past the grant, partitions are planned instead. The work one
+//! `fetch_inline_read_max_bytes` (64 KiB) is planned (its batches found by their headers)
+//! and read chunk by chunk as the socket drains (`broker/fetch_regions.rs`). Only smaller
+//! answers are read now, within what the shard's memory budget grants at the moment
+//! (`broker/memory.rs`), reserved *before* anything is read; past the grant, partitions are
+//! planned instead. The work one
 //! request causes is bounded too: one job per run of consecutive partitions on the same
 //! shard, and one wait per shard while long-polling, however many partitions it names.
 //!
@@ -48,9 +49,6 @@ use super::str_bytes;
 const TOPIC_ID_VERSION: i16 = 13;
 /// Bound on a long-poll, whatever the client asks: a request never parks for longer.
 const MAX_WAIT_MS_LIMIT: i32 = 5 * 60 * 1000;
-/// A partition's answer up to this size is read when planned (one read, no second hop to
-/// the owner); a larger one is read as it is sent.
-const INLINE_READ_MAX_BYTES: usize = 64 << 10;
 /// KIP-227 session epochs that ask for a full fetch.
 const INITIAL_SESSION_EPOCH: i32 = 0;
 const FINAL_SESSION_EPOCH: i32 = -1;
@@ -355,7 +353,8 @@ async fn read_partition(owner: &Shard, target: &Target, limit: &mut Limit) -> Ow
         return OwnerRead::refused(ErrorCode::UnknownTopicOrPartition);
     };
     let max_bytes = target.partition_max_bytes.min(limit.remaining_bytes);
-    let inline_max_bytes = limit.inline_remaining_bytes.min(INLINE_READ_MAX_BYTES);
+    let inline_max_bytes =
+        limit.inline_remaining_bytes.min(owner.config.fetch_inline_read_max_bytes);
     let offset = target.fetch_offset;
     match log.plan_read(offset, max_bytes, limit.min_one_batch, inline_max_bytes).await {
         Ok(read) => {

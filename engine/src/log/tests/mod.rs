@@ -20,6 +20,7 @@ mod idempotence;
 mod misdirection;
 mod model;
 mod os_disk;
+mod region;
 
 pub fn dir() -> PathBuf {
     PathBuf::from("/data/topic-0")
