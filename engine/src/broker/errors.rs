@@ -19,6 +19,8 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
         LogError::InvalidBatch { .. } => ErrorCode::CorruptMessage,
         // The partition's bounded append queue is full: retriable, the client backs off.
         LogError::Overloaded { .. } => ErrorCode::RequestTimedOut,
+        // Written, not confirmed: the outcome is unknown, as after an acks=all timeout.
+        LogError::Unconfirmed => ErrorCode::RequestTimedOut,
         // Idempotent producers: a fenced epoch, a sequence gap, or a batch the protocol forbids.
         LogError::Producer(ProducerError::StaleEpoch { .. }) => ErrorCode::InvalidProducerEpoch,
         LogError::Producer(ProducerError::OutOfOrder { .. }) => ErrorCode::OutOfOrderSequenceNumber,

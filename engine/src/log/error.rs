@@ -39,6 +39,12 @@ pub enum LogError {
     /// An idempotent batch the protocol does not allow (INVALID_RECORD).
     #[error("invalid idempotent batch: {reason}")]
     InvalidProducerBatch { reason: &'static str },
+    /// The append's data reached the disk but could not be confirmed durable in full (the
+    /// write intent over it could not be reset), so it is not acknowledged: it may or may not
+    /// be in the log once the log is recovered. REQUEST_TIMED_OUT: an unknown outcome, as
+    /// Kafka answers when acks=all times out after the append; the log is offline.
+    #[error("the append may or may not be durable: the log went offline before confirming it")]
+    Unconfirmed,
     /// A planned read (`region.rs`) found an intact batch where its plan did not put it: the
     /// segment changed under it. The answer is given up (its length is already sent); the
     /// client asks again and a new plan reads what is there now.

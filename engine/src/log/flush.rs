@@ -92,10 +92,12 @@ async fn turn(shared: &Rc<Shared>) {
     match shared.config().flush {
         FlushPolicy::EveryAppend => {
             if group.is_empty() {
-            } else if sync_all(shared).await.is_ok() {
-                acknowledge(shared, group);
             } else {
-                fail_group(group, || LogError::Offline);
+                match sync_all(shared).await {
+                    Ok(()) => acknowledge(shared, group),
+                    Err(SyncFailure::Data) => fail_group(group, || LogError::Offline),
+                    Err(SyncFailure::IntentReset) => fail_group(group, || LogError::Unconfirmed),
+                }
             }
         }
         FlushPolicy::IntervalMs(interval_ms) => {
@@ -238,9 +240,22 @@ fn sync_due(shared: &Shared, interval_ms: u64) -> bool {
         && (state.closing || since_sync >= Duration::from_millis(interval_ms))
 }
 
-/// fdatasync every written file, oldest first, then the directory if segments came or went.
-/// On error the log goes offline (never retried: "fsyncgate").
-pub async fn sync_all(shared: &Shared) -> Result<(), ()> {
+/// Why [`sync_all`] failed. Either way the log is offline (never retried: "fsyncgate").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncFailure {
+    /// A data or directory sync failed: the unsynced tail was cut off, nothing of it is
+    /// acknowledged.
+    Data,
+    /// The data is durable, but the write intent over it could not be reset durably: a stale
+    /// range over acknowledged batches would let recovery take rot in them for a torn group
+    /// (seed 103791's loss), so the group is not acknowledged; whether it is in the log is
+    /// unknown to its producers until the log is recovered.
+    IntentReset,
+}
+
+/// fdatasync every written file, oldest first, then the directory if segments came or went,
+/// then the write intent's reset. On error the log goes offline (never retried: "fsyncgate").
+pub async fn sync_all(shared: &Shared) -> Result<(), SyncFailure> {
     let (files, dir_dirty, target) = {
         let mut state = shared.state.borrow_mut();
         let dir_dirty = std::mem::replace(&mut state.dir_dirty, false);
@@ -251,7 +266,7 @@ pub async fn sync_all(shared: &Shared) -> Result<(), ()> {
         if let Err(error) = file.sync_data().await {
             go_offline(shared, format!("fdatasync of segment {base_offset} failed: {error}"));
             discard_unsynced_tail(shared).await;
-            return Err(());
+            return Err(SyncFailure::Data);
         }
         let mut state = shared.state.borrow_mut();
         state.data_syncs += 1;
@@ -260,10 +275,13 @@ pub async fn sync_all(shared: &Shared) -> Result<(), ()> {
     if dir_dirty {
         if let Err(error) = shared.disk.sync_dir(&shared.dir) {
             go_offline(shared, format!("fsync of the partition directory failed: {error}"));
-            return Err(());
+            return Err(SyncFailure::Data);
         }
     }
-    clear_intent_after_sync(shared, target.offset).await;
+    if let Err(error) = clear_intent_after_sync(shared, target.offset).await {
+        go_offline(shared, format!("resetting the write intent failed: {error:?}"));
+        return Err(SyncFailure::IntentReset);
+    }
     let mut state = shared.state.borrow_mut();
     assert!(target.offset >= state.synced.offset);
     state.synced = target;
@@ -316,25 +334,21 @@ async fn discard_unsynced_tail(shared: &Shared) {
     }
 }
 
-/// Everything the intent covered is durable now: reset it, durably. Why synced: a stale range
-/// left by a crash would cover acknowledged batches, and if at-rest corruption later hit one
-/// of them with nothing intact beyond the range, recovery would truncate it as a torn group
-/// (found by the simulator, seed 103791). One more small fdatasync per multi-batch group.
-async fn clear_intent_after_sync(shared: &Shared, synced_offset: i64) {
+/// Everything the intent covered is durable now: reset it, durably, before anything it covers
+/// is acknowledged. Why synced: a stale range left by a crash would cover acknowledged
+/// batches, and if at-rest corruption later hit one of them with nothing intact beyond the
+/// range, recovery would truncate it as a torn group (found by the simulator, seed 103791).
+/// Why before the acknowledgement: a reset that failed left such a range on disk, with the
+/// group acknowledged (found by the simulator, `single-broker-idempotent` seed 21556).
+async fn clear_intent_after_sync(shared: &Shared, synced_offset: i64) -> Result<(), PersistError> {
     if !shared.state.borrow().intent_outstanding {
-        return;
+        return Ok(());
     }
     let empty = Intent { start_offset: synced_offset, end_offset: synced_offset };
-    let written = match intent_file(shared) {
-        Ok(file) => intent::write(&file, &empty).await,
-        Err(error) => Err(PersistError::Write(error)),
-    };
-    match written {
-        Ok(()) => shared.state.borrow_mut().intent_outstanding = false,
-        // Left outstanding: the next group's sync tries again. A stale range costs nothing
-        // unless corruption strikes inside it before then.
-        Err(error) => tracing::warn!(?error, "log: could not reset the write intent"),
-    }
+    let file = intent_file(shared).map_err(PersistError::Write)?;
+    intent::write(&file, &empty).await?;
+    shared.state.borrow_mut().intent_outstanding = false;
+    Ok(())
 }
 
 fn acknowledge(shared: &Shared, group: Vec<PendingAppend>) {

@@ -237,7 +237,7 @@ impl Log {
     async fn write_clean_checkpoint(&self) -> Result<(), LogError> {
         let written = self.shared.state.borrow().written;
         if self.shared.state.borrow().synced != written {
-            flush::sync_all(&self.shared).await.map_err(|()| LogError::Offline)?;
+            flush::sync_all(&self.shared).await.map_err(|_| LogError::Offline)?;
         }
         if self.shared.state.borrow().corrupt_from.is_some() {
             return Ok(());

@@ -257,6 +257,35 @@ fn a_stale_write_intent_never_turns_rot_in_acknowledged_batches_into_a_torn_tail
     });
 }
 
+/// Found by the simulator (`single-broker-idempotent` seed 21556, as `inconsistent-offsets`):
+/// the data of a group of four batches was synced, the fdatasync of the write intent's reset
+/// failed, and the group was acknowledged anyway. Bit rot then hit its first batch and a
+/// power failure kept the stale range over it: recovery truncated the acknowledged group as
+/// torn and reused its offsets. Now such a group is not acknowledged (its outcome is unknown
+/// until recovery) and the log goes offline.
+#[test]
+fn a_group_whose_intent_reset_fails_is_not_acknowledged() {
+    run_as_task(async {
+        let (sim, disk) = sim(12);
+        let config = small_config();
+        sim.set_latency(DiskLatency { write_us_max: 0, sync_us_max: 10_000 });
+        let log = open(&disk, &config).await;
+        log.append(vec![batch(1, 100, 0)], 0).await.unwrap();
+        let group: Vec<_> = (0..3).map(|_| log.append(vec![batch(2, 100, 1)], 0)).collect();
+        // The group's intent is durable and its data written: fail the intent file's next
+        // sync, the reset's.
+        wait_until_written_not_synced(&sim).await;
+        sim.fail_next_syncs(&dir().join(crate::log::intent::INTENT_FILE_NAME), 1);
+        for append in group {
+            let result = append.await;
+            assert!(matches!(result, Err(LogError::Unconfirmed)), "{result:?}");
+        }
+        assert_eq!(log.high_watermark(), 1, "nothing of the group is visible");
+        assert!(matches!(log.health().status, crate::log::LogStatus::Offline { .. }));
+        sim.set_latency(DiskLatency::default());
+    });
+}
+
 /// A log holding one acknowledged batch, then a process crash that leaves a written, never
 /// synced batch in the page cache, then a restarted process whose recovery fdatasync fails
 /// (EIO): it must refuse to open. Returns the acknowledged batch and the never-synced one.
