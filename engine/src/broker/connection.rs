@@ -523,37 +523,60 @@ async fn write_pieces(
     Ok(())
 }
 
-/// Sends a region of fetched data chunk by chunk through one buffer: each chunk is read and
-/// checked on the partition's owner shard, then written. An error gives the whole answer up
-/// (its length is already sent): the connection closes and the client asks again.
+/// Sends a region of fetched data chunk by chunk through two buffers: while one chunk is
+/// written, the next is read and checked on the partition's owner shard. An error gives the
+/// whole answer up (its length is already sent): the connection closes and the client asks
+/// again.
 async fn send_region(
     shard: &Rc<Shard>,
     stream: &Stream,
     queue: &ResponseQueue,
     region: RegionLease,
 ) -> std::io::Result<()> {
-    let (mut buffer, mut charge) = shard.send_buffers.take(&shard.memory, SEND_CHUNK_BYTES).await;
+    let buffers = &shard.send_buffers;
+    let (first, first_charge) = buffers.take(&shard.memory, SEND_CHUNK_BYTES).await;
+    let (spare, spare_charge) = buffers.take(&shard.memory, SEND_CHUNK_BYTES).await;
+    let mut charges = vec![first_charge, spare_charge];
+    let mut spare = Some(spare);
     let mut sent_bytes = 0usize;
-    // Each round sends at least one batch, grows the buffer for one batch larger than it (the
+    let mut next = region.next_chunk(first).await;
+    // Each round sends at least one batch, grows a buffer for one batch larger than it (the
     // next round then sends that batch), or ends; so it is bounded by the region's batches.
     let result = loop {
-        let (result, returned) = region.next_chunk(buffer).await;
-        buffer = returned;
+        let (result, buffer) = next;
         match result {
-            Ok(Chunk::Ready(size_bytes)) => {
+            Ok(Chunk::Ready(size_bytes)) if sent_bytes + size_bytes == region.size_bytes() => {
+                // The last chunk: nothing more to read.
                 let (written, returned) = stream.write_all(buffer).await;
-                buffer = returned;
-                if let Err(error) = written {
+                buffers.give_back(returned);
+                sent_bytes += size_bytes;
+                break written;
+            }
+            Ok(Chunk::Ready(size_bytes)) => {
+                let Some(reading) = spare.take() else { io::bug("a send buffer went missing") };
+                let (written, read) = futures_util::future::join(
+                    stream.write_all(buffer),
+                    region.next_chunk(reading),
+                )
+                .await;
+                spare = Some(written.1);
+                next = read;
+                if let Err(error) = written.0 {
+                    buffers.give_back(next.1);
                     break Err(error);
                 }
                 sent_bytes += size_bytes;
                 queue.last_activity.set(io::now());
             }
             Ok(Chunk::NeedCapacity(size_bytes)) => {
-                drop(charge);
-                (buffer, charge) = shard.send_buffers.take(&shard.memory, size_bytes).await;
+                let (larger, charge) = buffers.take(&shard.memory, size_bytes).await;
+                charges.push(charge);
+                next = region.next_chunk(larger).await;
             }
-            Ok(Chunk::Done) => break Ok(()),
+            Ok(Chunk::Done) => {
+                buffers.give_back(buffer);
+                break Ok(());
+            }
             Err(error) => {
                 let size_bytes = region.size_bytes();
                 tracing::warn!(sent_bytes, size_bytes, %error, "giving a fetch answer up mid-send");
@@ -563,9 +586,12 @@ async fn send_region(
     };
     if result.is_ok() {
         assert_eq!(sent_bytes, region.size_bytes(), "a region is sent whole");
+        queue.last_activity.set(io::now());
     }
-    shard.send_buffers.give_back(buffer);
-    drop(charge);
+    if let Some(spare) = spare {
+        buffers.give_back(spare);
+    }
+    drop(charges);
     result
 }
 

@@ -24,9 +24,10 @@ use crate::log::{Log, LogError};
 use super::memory::{MemoryBudget, Reservation};
 use super::shard::Shard;
 
-/// Bytes read and sent per chunk: large enough that a cross-shard hop per chunk costs little,
-/// small enough that thousands of connections sending at once stay within the budget.
-pub const SEND_CHUNK_BYTES: usize = 256 << 10;
+/// Bytes read and sent per chunk: a whole partition's answer at clients' usual
+/// `max.partition.fetch.bytes` (1 MiB), so that it costs one hop to its owner and one write;
+/// a sending connection holds two, charged to the budget, which bounds how many send at once.
+pub const SEND_CHUNK_BYTES: usize = 1 << 20;
 /// Chunk buffers a shard keeps for reuse when no connection is sending.
 const SPARE_BUFFERS_MAX: usize = 16;
 

@@ -105,8 +105,8 @@ impl RegionCursor {
     async fn read_and_check(&mut self, buffer: Vec<u8>) -> (std::io::Result<Checked>, Vec<u8>) {
         let remaining_bytes = self.remaining_bytes();
         if remaining_bytes == 0 {
-            // The walk that planned the region and the checks that read it agree.
-            assert_eq!(self.expected_offset, self.region.next_offset, "region read to its end");
+            // The walk that planned the region and the checks that read it agree (`check`).
+            debug_assert_eq!(self.expected_offset, self.region.next_offset);
             return (Ok(Checked::Chunk(Chunk::Done)), buffer);
         }
         let wanted = remaining_bytes.min(buffer.capacity());
@@ -154,8 +154,15 @@ impl RegionCursor {
                 Judgement::Invalid => return self.judge_failure(window),
             }
         }
+        assert!(self.read_bytes + cursor <= self.region.size_bytes);
+        if self.read_bytes + cursor == self.region.size_bytes
+            && self.expected_offset != self.region.next_offset
+        {
+            // Whole batches, all checked, yet not the offsets the walk found: the segment
+            // changed between the plan and this read.
+            return Checked::Stale;
+        }
         self.read_bytes += cursor;
-        assert!(self.read_bytes <= self.region.size_bytes);
         Checked::Chunk(Chunk::Ready(cursor))
     }
 

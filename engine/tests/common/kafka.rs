@@ -18,7 +18,20 @@ pub struct Connection {
 
 impl Connection {
     pub fn connect(address: &str) -> Connection {
-        let stream = TcpStream::connect(address).expect("connect to tern");
+        // A few tries: a test holding thousands of sockets beside this one (memory.rs) can
+        // leave no ephemeral port free for a moment (EADDRNOTAVAIL), seen once in CI-like runs.
+        let mut attempt = 0;
+        let stream = loop {
+            match TcpStream::connect(address) {
+                Ok(stream) => break stream,
+                Err(error) if attempt < 5 => {
+                    eprintln!("connect to {address} failed ({error}); trying again");
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(error) => panic!("connect to tern at {address}: {error}"),
+            }
+        };
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         Connection { stream, correlation_id: 0 }
     }
