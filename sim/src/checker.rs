@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::history::{Body, History, Offset, OpType, Partition, PartitionRead, Process, Value};
 
 /// Every anomaly the checker can report, in report order.
-pub const PROPERTIES: [&str; 17] = [
+pub const PROPERTIES: [&str; 18] = [
     "lost-write",
     "unseen",
     "duplicate",
@@ -51,6 +51,7 @@ pub const PROPERTIES: [&str; 17] = [
     "committed-offset-regressed",
     "liveness",
     "corrupt-served",
+    "read-above-high-watermark",
     "drain-incomplete",
 ];
 

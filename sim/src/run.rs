@@ -321,6 +321,9 @@ fn broker_config(plan: &Plan) -> BrokerConfig {
     match plan.plant {
         Some(Plant::AckBeforeSync) => config.log.flush = FlushPolicy::IntervalMs(500),
         Some(Plant::NoDedup) => config.log.planted_no_duplicate_detection = true,
+        Some(Plant::ServeAboveHighWatermark) => {
+            config.log.planted_serve_above_high_watermark = true
+        }
         Some(Plant::CommitBeforeSync) => config.groups.planted_commit_before_sync = true,
         _ => {}
     }

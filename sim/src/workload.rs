@@ -342,6 +342,7 @@ async fn poll(
                 ),
             );
         }
+        check_below_high_watermark(state, fetched);
         let records = reported_records(fetched, *position, plant);
         let fetch_offset = *position;
         if let Some(last) = fetched.records.iter().map(|(offset, _)| *offset).max() {
@@ -361,6 +362,24 @@ async fn poll(
         body: Body::Poll { reads },
     });
     Some(answers)
+}
+
+/// A consumer must never receive a record at or above the high watermark of the answer that
+/// carries it: such a record is not durable (with replication: not committed), and a crash
+/// can erase it and give its offset to another. Flagged here, where it is seen, because the
+/// history alone finds it only when a crash strikes in that window and a later read of the
+/// same offset disagrees.
+fn check_below_high_watermark(state: &RunState, fetched: &Fetched) {
+    let above = fetched.records.iter().map(|(offset, _)| *offset).max();
+    if let Some(offset) = above.filter(|offset| *offset >= fetched.high_watermark) {
+        state.flag(
+            "read-above-high-watermark",
+            format!(
+                "p{}: a record at {offset} with the high watermark at {}",
+                fetched.partition, fetched.high_watermark
+            ),
+        );
+    }
 }
 
 async fn consume_loop(consumer: u32) {

@@ -62,6 +62,15 @@ fn planted_commit_before_sync_is_found_as_a_lost_or_regressed_committed_offset()
 }
 
 #[test]
+fn planted_serve_above_high_watermark_is_found_as_a_read_above_it() {
+    find(
+        Plant::ServeAboveHighWatermark,
+        Scenario::SingleBrokerCrash,
+        &["read-above-high-watermark", "inconsistent-offsets"],
+    );
+}
+
+#[test]
 fn a_failing_seed_prints_a_replay_command_that_reproduces_it() {
     let seed = 3;
     let outcome = run_seed(Scenario::SingleBrokerCrash, seed, Some(Plant::AckBeforeSync));

@@ -40,6 +40,11 @@ pub struct LogConfig {
     /// batches are never recognised as retries, so a retried batch is appended twice. It
     /// proves that the simulator's checker sees a broken duplicate detection. Never set it.
     pub planted_no_duplicate_detection: bool,
+    /// A planted bug, for the simulator only (`tern-sim --plant serve-above-hwm`): reads end at
+    /// the written (not yet synced) end instead of the high watermark, so consumers can see
+    /// records a power failure erases. It proves that the simulator sees a broker serving
+    /// above its high watermark (issue 14's classic replication bug). Never set it.
+    pub planted_serve_above_high_watermark: bool,
 }
 
 /// Kafka's compaction settings for one log. Disabled by default (`cleanup.policy=delete`).
@@ -85,6 +90,7 @@ impl Default for LogConfig {
             checkpoint_interval_bytes: 64 << 20,
             compaction: CompactionConfig::default(),
             planted_no_duplicate_detection: false,
+            planted_serve_above_high_watermark: false,
         }
     }
 }

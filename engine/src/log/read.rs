@@ -368,6 +368,8 @@ fn plan_read(shared: &Shared, offset: i64, max_bytes: usize) -> Result<Planned, 
     // Only bytes the flusher has written: reading into space reserved by appends still in
     // flight would hit the end of the file.
     let written = state.written;
+    let planted = shared.config().planted_serve_above_high_watermark;
+    let visible_end = if planted { written.offset } else { high_watermark };
     let end_position = match segment.base_offset.cmp(&written.segment_base_offset) {
         std::cmp::Ordering::Less => segment.size_bytes,
         std::cmp::Ordering::Equal => written.position_bytes,
@@ -380,7 +382,7 @@ fn plan_read(shared: &Shared, offset: i64, max_bytes: usize) -> Result<Planned, 
         segment_base_offset: segment.base_offset,
         end_position,
         target_offset: offset,
-        visible_end_offset: high_watermark.min(state.corrupt_from.unwrap_or(i64::MAX)),
+        visible_end_offset: visible_end.min(state.corrupt_from.unwrap_or(i64::MAX)),
         high_watermark,
         log_start_offset,
         max_batch_bytes: scan::max_batch_bytes(shared.config().max_message_bytes),
