@@ -293,6 +293,9 @@ async fn start() -> (Rc<Shard>, Vec<Response>) {
     let mut config = BrokerConfig::single_node(listen, PathBuf::from(DATA_DIR));
     // No timer runs here to end the delay: the first generation forms at once.
     config.groups.initial_rebalance_delay_ms = 0;
+    // Every fetch answer is planned and read chunk by chunk (`fetch_regions.rs`), so the
+    // fuzzer drives that path too, not only the small answers read when planned.
+    config.fetch_inline_read_max_bytes = 0;
     let broker = Broker::open(config.clone(), disk.clone()).await.expect("a fresh data dir");
     let cluster = ClusterIdentity { cluster_id: broker.cluster_id().to_string(), node_id: 0 };
     drop(broker);
