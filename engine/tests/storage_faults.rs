@@ -1,7 +1,9 @@
-//! Storage faults against the real binary: a full disk (a small tmpfs as the data directory).
-//! The storage-fault policy (DESIGN.md): ENOSPC → KAFKA_STORAGE_ERROR to producers, nothing of
-//! the failed batch acknowledged, reads keep working, the broker stays up, and writes resume
-//! by themselves once space is free.
+//! Storage faults against the real binary: a full disk (a small tmpfs as the data directory),
+//! and bit rot in a segment. The storage-fault policy (DESIGN.md): ENOSPC →
+//! KAFKA_STORAGE_ERROR to producers, nothing of the failed batch acknowledged, reads keep
+//! working, the broker stays up, and writes resume by themselves once space is free; a
+//! CRC-invalid batch with intact batches behind it is detected loss: the intact prefix is
+//! served, KAFKA_STORAGE_ERROR at and beyond it, and its bytes are never served.
 
 mod common;
 
@@ -53,9 +55,13 @@ fn name(topic: &str) -> TopicName {
 }
 
 fn produce(connection: &mut Connection, records: &[u8]) -> (i16, i64) {
+    produce_to(connection, "full", records)
+}
+
+fn produce_to(connection: &mut Connection, topic: &str, records: &[u8]) -> (i16, i64) {
     let request =
         ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
-            TopicProduceData::default().with_name(name("full")).with_partition_data(vec![
+            TopicProduceData::default().with_name(name(topic)).with_partition_data(vec![
                 PartitionProduceData::default()
                     .with_index(0)
                     .with_records(Some(Bytes::copy_from_slice(records))),
@@ -66,22 +72,25 @@ fn produce(connection: &mut Connection, records: &[u8]) -> (i16, i64) {
     (partition.error_code, partition.base_offset)
 }
 
+fn fetch_request(topic: &str, offset: i64) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(8 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default().with_topic(name(topic)).with_partitions(vec![
+            FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(8 << 20),
+        ])])
+}
+
 /// Reads the whole partition; checks every batch's CRC and offset contiguity; returns the
 /// number of records.
 fn read_all(connection: &mut Connection) -> i64 {
     let mut next_offset = 0i64;
     loop {
-        let request = FetchRequest::default()
-            .with_max_wait_ms(0)
-            .with_max_bytes(8 << 20)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default().with_topic(name("full")).with_partitions(
-                vec![FetchPartition::default()
-                    .with_partition(0)
-                    .with_fetch_offset(next_offset)
-                    .with_partition_max_bytes(8 << 20)],
-            )]);
-        let response = connection.call(11, &request);
+        let response = connection.call(11, &fetch_request("full", next_offset));
         let partition = &response.responses[0].partitions[0];
         assert_eq!(partition.error_code, 0, "reads keep working on a full disk");
         let records = partition.records.clone().unwrap_or_default();
@@ -175,4 +184,67 @@ fn available_bytes(path: &Path) -> u64 {
     let output = Command::new("df").args(["--output=avail", "-B1"]).arg(path).output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     text.lines().nth(1).and_then(|line| line.trim().parse().ok()).expect("df output")
+}
+
+/// The planned, streamed path (answers over 64 KiB are read chunk by chunk as they are sent):
+/// a flipped bit in the records of batch 25 of 40, which only the CRC check can see, once the
+/// broker was stopped cleanly (so recovery does not scan the segment).
+#[test]
+fn bit_rot_in_a_streamed_answer_is_never_served_and_becomes_storage_error() {
+    let directory = test_dir("bit-rot");
+    let data_dir = directory.join("data");
+    let mut server = TernServer::start(&data_dir, &[]);
+    let mut connection = Connection::connect(&server.bootstrap());
+    common::kafka::create_topic(&mut connection, "rot", 1);
+    let mut sizes = Vec::new();
+    for index in 0..40u8 {
+        let value = vec![index; 16 * 1024];
+        let batch = encode_batch(
+            &[Record { value: Some(value), ..Record::default() }],
+            1_700_000_000_000,
+            ProducerStamp::NONE,
+        );
+        assert_eq!(produce_to(&mut connection, "rot", &batch), (0, i64::from(index)));
+        sizes.push(batch.len());
+    }
+    server.stop();
+    let position: usize = sizes[..25].iter().sum::<usize>() + 1000;
+    let segment = data_dir.join("rot-0").join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&segment).expect("the segment");
+    bytes[position] ^= 0x10;
+    std::fs::write(&segment, bytes).expect("rot the segment");
+    server.restart();
+
+    // The answer's length is on the wire before batch 25 is read: the connection is closed
+    // (an answer read whole before it is sent would hold the prefix instead). Either way the
+    // rotten batch never reaches the client.
+    let mut connection = Connection::connect(&server.bootstrap());
+    if let Some(response) = connection.try_call(11, &fetch_request("rot", 0)) {
+        assert_eq!(served_offsets(&response), (0..25).collect::<Vec<i64>>());
+    }
+    // Asked again: the intact prefix, then the error at the rotten offset.
+    let mut connection = Connection::connect(&server.bootstrap());
+    let response = connection.call(11, &fetch_request("rot", 0));
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!((partition.error_code, partition.high_watermark), (0, 40));
+    assert_eq!(served_offsets(&response), (0..25).collect::<Vec<i64>>(), "the intact prefix");
+    let response = connection.call(11, &fetch_request("rot", 25));
+    assert_eq!(response.responses[0].partitions[0].error_code, KAFKA_STORAGE_ERROR);
+    assert!(server.log().contains("DETECTED LOSS"), "the loss is logged loudly");
+    assert!(server.is_running(), "the broker stays up");
+    server.stop();
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// The base offsets of the batches a fetch answer's first partition holds, each checked.
+fn served_offsets(response: &FetchResponse) -> Vec<i64> {
+    let records = response.responses[0].partitions[0].records.clone().unwrap_or_default();
+    let mut served = Vec::new();
+    let mut at = 0;
+    while at < records.len() {
+        let info = check_framing_and_crc(&records[at..]).expect("served batches pass CRC");
+        served.push(info.base_offset);
+        at += info.size_bytes;
+    }
+    served
 }
