@@ -2,6 +2,11 @@
 //! runs ONE fdatasync covering every append that queued up meanwhile, acknowledges them, and
 //! then persists sealed segments' indexes and the recovery checkpoint.
 //!
+//! Raft-shaped: local durability (`on_durable`: `synced` moves) and commit (`commit`: the high
+//! watermark, the commit index, moves and the appends it covers are acknowledged) are two
+//! events. A log that is its own quorum (one replica) commits right after each sync
+//! (`commit_local`); a replicated partition's replica will commit what a majority holds.
+//!
 //! Storage-fault policy (DESIGN.md): a write failing with ENOSPC rolls the failed appends (and
 //! every append queued behind them) back, truncates their bytes and sets `NoSpace`; any other
 //! write error and every fdatasync error take the log offline. Nothing is ever acknowledged
@@ -94,14 +99,18 @@ async fn turn(shared: &Rc<Shared>) {
             if group.is_empty() {
             } else {
                 match sync_all(shared).await {
-                    Ok(()) => acknowledge(shared, group),
+                    Ok(()) => {
+                        await_commit(shared, group);
+                        commit_local(shared);
+                    }
                     Err(SyncFailure::Data) => fail_group(group, || LogError::Offline),
                     Err(SyncFailure::IntentReset) => fail_group(group, || LogError::Unconfirmed),
                 }
             }
         }
         FlushPolicy::IntervalMs(interval_ms) => {
-            acknowledge(shared, group);
+            await_commit(shared, group);
+            commit_local(shared);
             if sync_due(shared, interval_ms) {
                 // An error has taken the log offline; nothing more to do this turn.
                 let _ = sync_all(shared).await;
@@ -282,16 +291,70 @@ pub async fn sync_all(shared: &Shared) -> Result<(), SyncFailure> {
         go_offline(shared, format!("resetting the write intent failed: {error:?}"));
         return Err(SyncFailure::IntentReset);
     }
+    on_durable(shared, target);
+    commit_local(shared);
+    Ok(())
+}
+
+/// Local durability, one event: everything up to `target` is fdatasync'd (data, directory,
+/// the intent's reset). It moves `synced`, never the high watermark: that is `commit`'s.
+fn on_durable(shared: &Shared, target: LogPosition) {
     let mut state = shared.state.borrow_mut();
-    assert!(target.offset >= state.synced.offset);
+    assert!(target.offset >= state.synced.offset, "durability never goes back");
+    assert!(target.offset <= state.written.offset, "durable beyond what was written");
     state.synced = target;
     state.last_sync_at = Some(crate::io::now());
-    if shared.config().flush == FlushPolicy::EveryAppend && target.offset > state.high_watermark {
-        state.high_watermark = target.offset;
-        drop(state);
+}
+
+/// A log that is its own quorum (one replica: today's single node) commits what it holds:
+/// what is durable, or under `FlushPolicy::IntervalMs` what is written (acknowledged before
+/// its sync by that policy's choice). A replicated partition's replica will call [`commit`]
+/// instead, with the offset a majority holds durably.
+fn commit_local(shared: &Shared) {
+    let offset = {
+        let state = shared.state.borrow();
+        match shared.config().flush {
+            FlushPolicy::EveryAppend => state.synced.offset,
+            FlushPolicy::IntervalMs(_) => state.written.offset,
+        }
+    };
+    commit(shared, offset);
+    // Its own quorum: whatever waited is covered now.
+    assert!(shared.state.borrow().awaiting_commit.is_empty(), "a local commit left acks waiting");
+}
+
+/// Appends written (and, as the policy says, synced) wait here for the commit that covers them.
+fn await_commit(shared: &Shared, group: Vec<PendingAppend>) {
+    let mut state = shared.state.borrow_mut();
+    for append in group {
+        let last = state.awaiting_commit.back().map_or(i64::MIN, |last| last.next_offset);
+        assert!(append.base_offset >= last, "appends await their commit in offset order");
+        state.awaiting_commit.push_back(append);
+    }
+}
+
+/// Moves the high watermark (the commit index) up to `offset` and acknowledges, in offset
+/// order, every append it now covers. Never above the synced offset under
+/// `FlushPolicy::EveryAppend` (asserted again per acknowledgement), never above the written.
+pub fn commit(shared: &Shared, offset: i64) {
+    let mut state = shared.state.borrow_mut();
+    let every_append = shared.config().flush == FlushPolicy::EveryAppend;
+    assert!(!every_append || offset <= state.synced.offset, "commit above the synced offset");
+    assert!(offset <= state.written.offset, "commit above the written offset");
+    let moved = offset > state.high_watermark;
+    state.high_watermark = state.high_watermark.max(offset);
+    let covered = state
+        .awaiting_commit
+        .iter()
+        .take_while(|append| append.next_offset <= state.high_watermark)
+        .count();
+    let group: Vec<PendingAppend> = state.awaiting_commit.drain(..covered).collect();
+    drop(state);
+    if !group.is_empty() {
+        acknowledge(shared, group);
+    } else if moved {
         shared.high_watermark_changed.notify_waiters();
     }
-    Ok(())
 }
 
 /// After a failed fdatasync the page cache still holds the bytes that never reached the disk,
@@ -351,6 +414,7 @@ async fn clear_intent_after_sync(shared: &Shared, synced_offset: i64) -> Result<
     Ok(())
 }
 
+/// Answers appends that `commit` covered, in offset order.
 fn acknowledge(shared: &Shared, group: Vec<PendingAppend>) {
     let mut state = shared.state.borrow_mut();
     let every_append = shared.config().flush == FlushPolicy::EveryAppend;
@@ -368,7 +432,7 @@ fn acknowledge(shared: &Shared, group: Vec<PendingAppend>) {
                 state.max_timestamp = Some((offset, timestamp_ms));
             }
         }
-        state.high_watermark = state.high_watermark.max(append.next_offset);
+        assert!(append.next_offset <= state.high_watermark, "acknowledged above the commit");
         if let Some(batch) = &append.producer_batch {
             state.producers_durable.apply(batch, append.base_offset, append.next_offset - 1);
         }

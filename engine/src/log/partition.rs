@@ -347,6 +347,7 @@ fn recovered_state(
         closed: false,
         no_space_checked_at: None,
         pending: VecDeque::new(),
+        awaiting_commit: VecDeque::new(),
         pending_bytes: 0,
         flusher_running: false,
         unsynced_files: Vec::new(),

@@ -126,6 +126,10 @@ pub struct State {
     /// When `status` is `NoSpace`: when free space was last checked.
     pub no_space_checked_at: Option<Instant>,
     pub pending: VecDeque<PendingAppend>,
+    /// Written (and synced, as the flush policy says) appends waiting for the high watermark
+    /// to cover them (`flush::commit`); in offset order. Empty between flusher turns while the
+    /// log is its own quorum.
+    pub awaiting_commit: VecDeque<PendingAppend>,
     pub pending_bytes: u64,
     pub flusher_running: bool,
     /// Files written since their last fdatasync, in write order (synced oldest first, so a
