@@ -697,17 +697,11 @@ fn step_over(
     Ok(Step { size_bytes, next_offset, filler })
 }
 
-/// Up to `HEADER_WINDOW_BYTES` of the segment from `position` (at least a header).
+/// Up to `HEADER_WINDOW_BYTES` of the segment from `position` (at least a header; a latent
+/// sector error past the header must not fail the walk).
 async fn read_header_window(plan: &ReadPlan, position: u64) -> Result<Bytes, Failure> {
     let size = (HEADER_WINDOW_BYTES as u64).min(plan.end_position - position) as usize;
-    match read_exactly(&plan.file, position, size).await {
-        Ok(window) => Ok(Bytes::from(window)),
-        // A latent sector error past the header must not fail the walk.
-        Err(_) if size > HEADER_SIZE_BYTES => {
-            Ok(Bytes::from(read_exactly(&plan.file, position, HEADER_SIZE_BYTES).await?))
-        }
-        Err(error) => Err(error.into()),
-    }
+    read_answer(plan, position, size).await
 }
 
 /// The last indexed batch after `position` that starts within `limit_position` and below the
