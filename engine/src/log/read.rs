@@ -186,24 +186,20 @@ impl Log {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadInfo, LogError> {
-        let requested = offset;
-        let mut offset = offset;
-        let mut info = self.read(offset, max_bytes, min_one_batch).await?;
-        for _skip in 0..FILLER_SKIPS_MAX {
-            let Some(next_offset) = lone_filler_next_offset(&info.bytes) else { break };
-            if next_offset >= info.high_watermark {
-                return Ok(ReadInfo { bytes: Bytes::new(), next_offset: requested, ..info });
-            }
-            offset = next_offset;
-            info = self.read(offset, max_bytes, min_one_batch).await?;
-        }
-        Ok(info)
+        // Planned with no size limit on what is read at once: every answer comes back as bytes.
+        let planned = self.plan_read(offset, max_bytes, min_one_batch, usize::MAX).await?;
+        let ReadData::Bytes(bytes) = planned.data else {
+            unreachable!("a plan that may read everything at once reads it")
+        };
+        let PlannedRead { next_offset, high_watermark, log_start_offset, .. } = planned;
+        Ok(ReadInfo { bytes, next_offset, high_watermark, log_start_offset })
     }
 
-    /// Plans a read as [`Log::read_skipping_fillers`] would serve it, without reading what it
-    /// serves unless that is at most `inline_max_bytes` (then it is read and checked, as
-    /// `read` does): a larger answer is a [`FileRegion`] of whole batches, found by walking
-    /// their headers, which `region.rs` reads and checks chunk by chunk as it is sent.
+    /// Plans a read that serves no compaction filler (see [`Log::read_skipping_fillers`]),
+    /// without reading what it serves unless that is at most `inline_max_bytes` (then it is
+    /// read and checked, as `read` does): a larger answer is a [`FileRegion`] of whole
+    /// batches, found by walking their headers, which `region.rs` reads and checks chunk by
+    /// chunk as it is sent.
     pub async fn plan_read(
         &self,
         offset: i64,
