@@ -73,6 +73,7 @@ pub fn admit(
     let segment_base_offset = state.active().base_offset;
     let position_bytes = state.active().size_bytes;
     let mut max_timestamp: Option<(i64, i64)> = None;
+    state.leader_epochs.assign(leader_epoch, base_offset);
     for (batch, info) in batches.iter_mut().zip(&shape.infos) {
         let info = record_batch::BatchInfo { base_offset: state.log_end_offset, ..*info };
         record_batch::patch_base_offset(batch, info.base_offset, leader_epoch);

@@ -21,6 +21,7 @@ use super::checkpoint::{self, Checkpoint, PersistError};
 use super::config::FlushPolicy;
 use super::error::{is_no_space, LogError, LogStatus};
 use super::intent::{self, Intent};
+use super::leader_epochs;
 use super::segment::{self, IndexWrite};
 use super::state::{self, AppendInfo, LogPosition, PendingAppend, Shared, State};
 use crate::io::File;
@@ -532,6 +533,7 @@ fn rollback(state: &mut State, to: LogPosition) -> (File, Vec<i64>) {
     segment.truncate_to(to.position_bytes, to.offset);
     let file = segment.file.clone();
     state.log_end_offset = to.offset;
+    state.leader_epochs.truncate_from(to.offset);
     state.check_invariants();
     (file, removed)
 }
@@ -629,6 +631,10 @@ pub async fn persist(shared: &Shared, writes: Vec<IndexWrite>, synced: LogPositi
             Err(error) => return persist_failed(shared, error),
         }
     }
+    // The checkpoint vouches for the epochs below it (recovery reads them from the file).
+    if let Err(error) = persist_leader_epochs(shared, synced.offset).await {
+        return persist_failed(shared, error);
+    }
     let checkpoint = Checkpoint {
         segment_base_offset: synced.segment_base_offset,
         recovery_offset: synced.offset,
@@ -639,6 +645,24 @@ pub async fn persist(shared: &Shared, writes: Vec<IndexWrite>, synced: LogPositi
         Ok(()) => shared.state.borrow_mut().checkpointed = synced,
         Err(error) => persist_failed(shared, error),
     }
+}
+
+/// Writes the epochs that start below `synced_offset` to the `leader-epochs` file when they
+/// differ from what it holds.
+async fn persist_leader_epochs(shared: &Shared, synced_offset: i64) -> Result<(), PersistError> {
+    let durable = {
+        let state = shared.state.borrow();
+        let mut durable = state.leader_epochs.clone();
+        durable.truncate_from(synced_offset);
+        durable.trim_below(state.log_start_offset);
+        if durable == state.leader_epochs_on_disk {
+            return Ok(());
+        }
+        durable
+    };
+    leader_epochs::write(&shared.disk, &shared.dir, &durable).await?;
+    shared.state.borrow_mut().leader_epochs_on_disk = durable;
+    Ok(())
 }
 
 fn persist_failed(shared: &Shared, error: PersistError) {

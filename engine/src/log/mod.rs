@@ -34,6 +34,8 @@
 //!   CRC32C-protected, written atomically; the newest two are kept (format and rules in
 //!   `producer_snapshot.rs`; the state itself in `producers.rs`, its use in `idempotence.rs`).
 //!
+//! - `leader-epochs` — the first offset of each leader epoch (`leader_epochs.rs`), covering
+//!   every epoch that starts below the checkpoint; the rest is read from batch headers.
 //! - `log-start-offset` — 20 bytes: magic `TRLS`, version u16 (1), reserved u16, offset i64,
 //!   CRC32C u32 (all BE): the log start offset DeleteRecords set, replaced atomically before
 //!   the request is answered (`start_offset.rs`). The start is the larger of it and the first
@@ -74,6 +76,7 @@ mod flush;
 mod idempotence;
 pub mod intent;
 pub mod layout;
+pub mod leader_epochs;
 pub mod offset_index;
 mod partition;
 pub mod producer_snapshot;

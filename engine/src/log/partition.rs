@@ -15,6 +15,7 @@ use super::error::{LogError, LogHealth, LogStatus};
 use super::flush;
 use super::idempotence;
 use super::intent::{self, Intent};
+use super::leader_epochs::LeaderEpochs;
 use super::producers::ProducerStates;
 use super::recovery;
 use super::scan;
@@ -55,6 +56,8 @@ impl Log {
             idempotence::rebuild(&disk, &dir, &segments, replay_end, max_batch_bytes).await?;
         let producers = Producers { live: producers, snapshot_offset, replay_end };
         let mut state = recovered_state(segments, end, recovered.corrupt_from, producers);
+        state.leader_epochs = recovered.leader_epochs;
+        state.leader_epochs_on_disk = recovered.leader_epochs_on_disk;
         if let Some(recorded) = start_offset::read(&disk, &dir).await {
             // Never above the recovered end: the recorded start was at most the (durable)
             // high watermark, so only a damaged log could end below it.
@@ -170,6 +173,23 @@ impl Log {
                 notified.await;
             }
         }
+    }
+
+    /// The first offset of each leader epoch in the log (the replica's terms).
+    pub fn leader_epochs(&self) -> LeaderEpochs {
+        self.shared.state.borrow().leader_epochs.clone()
+    }
+
+    /// OffsetForLeaderEpoch: (the largest epoch <= `epoch`, the offset where it ended), the
+    /// current epoch ending at the high watermark (nothing above it was served). `None` for
+    /// an epoch above every known one (answered UNDEFINED, as Kafka does).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let state = self.shared.state.borrow();
+        let (found_epoch, end_offset) =
+            state.leader_epochs.end_offset_for(epoch, state.high_watermark)?;
+        // An epoch whose batches are not all committed yet ends, as far as readers know, at
+        // the high watermark.
+        Some((found_epoch, end_offset.min(state.high_watermark)))
     }
 
     /// (offset, timestamp) of the largest timestamp acknowledged so far (KIP-734). The offset
@@ -364,6 +384,8 @@ fn recovered_state(
         rollbacks: 0,
         snapshot_offset: producers.snapshot_offset,
         snapshot_busy: false,
+        leader_epochs: LeaderEpochs::new(),
+        leader_epochs_on_disk: LeaderEpochs::new(),
         sync_latency: LatencyHistogram::new(),
         append_latency: LatencyHistogram::new(),
         segments,

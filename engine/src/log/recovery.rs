@@ -25,6 +25,7 @@ use super::config::LogConfig;
 use super::error::LogError;
 use super::intent::{self, Intent};
 use super::layout::{self, EntryKind, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX};
+use super::leader_epochs::{self, LeaderEpochs};
 use super::offset_index::{self, OffsetIndex};
 use super::reader::{read_exactly, SegmentReader, CHUNK_BYTES};
 use super::scan::{self, Expect, Judgement};
@@ -42,6 +43,10 @@ pub struct Recovered {
     pub checkpoint: Option<Checkpoint>,
     /// The write intent found on disk (reset by the caller once recovery is done).
     pub intent: Option<Intent>,
+    /// The first offset of each leader epoch in the recovered log.
+    pub leader_epochs: LeaderEpochs,
+    /// What the `leader-epochs` file holds (empty when it is missing or damaged).
+    pub leader_epochs_on_disk: LeaderEpochs,
 }
 
 pub async fn recover(disk: &Disk, dir: &Path, config: &LogConfig) -> Result<Recovered, LogError> {
@@ -59,6 +64,8 @@ pub async fn recover(disk: &Disk, dir: &Path, config: &LogConfig) -> Result<Reco
         corrupt_from: None,
         indexes_to_write: Vec::new(),
         checkpoint,
+        leader_epochs: LeaderEpochs::new(),
+        leader_epochs_on_disk: LeaderEpochs::new(),
     };
     for &base_offset in &bases {
         let path = layout::segment_path(dir, base_offset, layout::LOG_SUFFIX);
@@ -78,8 +85,13 @@ pub async fn recover(disk: &Disk, dir: &Path, config: &LogConfig) -> Result<Reco
         load_trusted(disk, dir, config, &mut recovered, index).await?;
     }
     let start = start_of_scan(disk, dir, config, &mut recovered, first_scanned).await?;
+    let recorded = leader_epochs::read(disk, dir).await;
+    recovered.leader_epochs_on_disk = recorded.clone().unwrap_or_default();
+    recovered.leader_epochs = trusted_epochs(dir, &recovered, start, recorded).await?;
     scan_tail(disk, dir, config, &mut recovered, start).await?;
     check_checkpoint_reached(dir, &mut recovered);
+    let end_offset = recovered.segments.last().map_or(0, |segment| segment.next_offset);
+    recovered.leader_epochs.truncate_from(end_offset);
     // After a process crash (not a power failure) the page cache still holds what the dead
     // process wrote and never synced, and the scan read it as log. It is served from now on
     // and counted as synced, so make it durable first: else a later power failure could take
@@ -190,7 +202,7 @@ async fn load_trusted(
     loop {
         let segment = &mut recovered.segments[index];
         // Trusted data is durable: nothing to rewrite.
-        if let Stop::End = scan_segment(&mut reader, segment, &mut cursor, None).await? {
+        if let Stop::End = scan_segment(&mut reader, segment, &mut cursor, None, None).await? {
             if segment.next_offset == next_base {
                 return Ok(());
             }
@@ -258,6 +270,62 @@ async fn start_of_scan(
     Ok(Cursor { index, position, expected_offset: checkpoint.recovery_offset })
 }
 
+/// The epochs that start before the scan: from the `leader-epochs` file, which covers them
+/// (see `leader_epochs.rs`); when it is missing or damaged (a directory written before it
+/// existed), from the batch headers of the trusted segments.
+async fn trusted_epochs(
+    dir: &Path,
+    recovered: &Recovered,
+    start: Cursor,
+    recorded: Option<LeaderEpochs>,
+) -> Result<LeaderEpochs, LogError> {
+    if let Some(mut trusted) = recorded {
+        trusted.truncate_from(start.expected_offset);
+        return Ok(trusted);
+    }
+    let mut epochs = LeaderEpochs::new();
+    for (index, segment) in recovered.segments[..=start.index].iter().enumerate() {
+        let end_bytes = if index == start.index { start.position } else { segment.size_bytes };
+        walk_epochs(&segment.file, end_bytes, &mut epochs).await?;
+    }
+    tracing::info!(dir = %dir.display(), ?epochs, "log: leader epochs rebuilt from the log");
+    Ok(epochs)
+}
+
+/// Feeds the epoch of every batch header in `file` below `end_bytes` to `epochs`, reading a
+/// chunk at a time. The bytes are trusted (durable, below the checkpoint); a header that does
+/// not fit stops the walk, which only costs boundaries, never a wrong one.
+async fn walk_epochs(
+    file: &File,
+    end_bytes: u64,
+    epochs: &mut LeaderEpochs,
+) -> Result<(), LogError> {
+    const PREFIX_BYTES: u64 = 16; // base offset, batch length, partition leader epoch
+    let mut position = 0u64;
+    // Each round reads one chunk and moves past at least one batch (>= 61 bytes) or stops.
+    while position + PREFIX_BYTES <= end_bytes {
+        let chunk_bytes = (end_bytes - position).min(CHUNK_BYTES as u64) as usize;
+        let chunk = read_exactly(file, position, chunk_bytes).await?;
+        let mut within = 0usize;
+        while within + PREFIX_BYTES as usize <= chunk.len() {
+            let prefix = &chunk[within..within + PREFIX_BYTES as usize];
+            let base_offset = i64::from_be_bytes(prefix[0..8].try_into().unwrap_or([0xff; 8]));
+            let length = i32::from_be_bytes([prefix[8], prefix[9], prefix[10], prefix[11]]);
+            let epoch = i32::from_be_bytes([prefix[12], prefix[13], prefix[14], prefix[15]]);
+            let size_bytes = i64::from(length) + 12;
+            if base_offset < 0 || size_bytes < record_batch::HEADER_SIZE_BYTES as i64 {
+                return Ok(());
+            }
+            if epochs.latest().is_none_or(|latest| base_offset > latest.start_offset) {
+                epochs.assign(epoch, base_offset);
+            }
+            within += size_bytes as usize;
+        }
+        position += within as u64;
+    }
+    Ok(())
+}
+
 /// Only steers age-based rolling, so an unreadable header just means "unknown".
 async fn first_batch_timestamp(segment: &Segment) -> Option<i64> {
     let header = read_exactly(&segment.file, 0, record_batch::HEADER_SIZE_BYTES).await.ok()?;
@@ -286,6 +354,7 @@ async fn scan_segment(
     segment: &mut Segment,
     cursor: &mut Cursor,
     mut rewrite: Option<&mut TailRewrite>,
+    mut epochs: Option<&mut LeaderEpochs>,
 ) -> Result<Stop, LogError> {
     // Each round consumes one batch (>= 61 bytes) or stops: bounded by the file length.
     let stop = loop {
@@ -301,6 +370,9 @@ async fn scan_segment(
         if let Some(rewrite) = rewrite.as_deref_mut() {
             let bytes = reader.judged_bytes(cursor.position, info.size_bytes);
             rewrite.push(cursor.position, bytes).await?;
+        }
+        if let Some(epochs) = epochs.as_deref_mut() {
+            epochs.assign(info.partition_leader_epoch, info.base_offset);
         }
         segment.on_batch(cursor.position, &info);
         cursor.position += info.size_bytes as u64;
@@ -402,7 +474,9 @@ async fn scan_tail(
         let len_bytes = segment.file.len()?;
         let mut reader = SegmentReader::new(segment.file.clone(), len_bytes, max_batch_bytes);
         let mut rewrite = TailRewrite::new(segment.file.clone());
-        let stop = scan_segment(&mut reader, segment, &mut cursor, Some(&mut rewrite)).await?;
+        let epochs = Some(&mut recovered.leader_epochs);
+        let stop =
+            scan_segment(&mut reader, segment, &mut cursor, Some(&mut rewrite), epochs).await?;
         let next = cursor.index + 1;
         if let Stop::End = stop {
             if next == recovered.segments.len() {

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use super::config::LogConfig;
 use super::error::{LogError, LogStatus};
+use super::leader_epochs::LeaderEpochs;
 use super::producers::{ProducerBatch, ProducerStates};
 use super::segment::Segment;
 use crate::io::local::{Notify, OneshotSender};
@@ -159,6 +160,10 @@ pub struct State {
     pub snapshot_offset: i64,
     /// A producer snapshot is being written (one at a time).
     pub snapshot_busy: bool,
+    /// First offset of each leader epoch in the log, durable or not (`leader_epochs.rs`).
+    pub leader_epochs: LeaderEpochs,
+    /// What the `leader-epochs` file holds (written when the durable epochs differ from it).
+    pub leader_epochs_on_disk: LeaderEpochs,
     /// Duration of each fdatasync of a segment file.
     pub sync_latency: LatencyHistogram,
     /// From `append` to its acknowledgement (the log's share of a produce's latency).
@@ -215,6 +220,10 @@ impl State {
         assert!(self.pending.len() <= PENDING_APPENDS_MAX);
         assert!(self.producers_durable_offset <= self.log_end_offset);
         assert!(self.snapshot_offset <= self.log_end_offset);
+        assert!(self
+            .leader_epochs
+            .latest()
+            .is_none_or(|latest| latest.start_offset < self.log_end_offset));
     }
 }
 

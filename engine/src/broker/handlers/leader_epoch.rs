@@ -1,7 +1,10 @@
 //! OffsetForLeaderEpoch (KIP-320): where a leader epoch ends, so that a consumer that saw an
-//! older leader can detect log truncation. A single node has one leader epoch, 0, for every
-//! partition since its creation (batches are stamped with it), so the answer for epoch 0 is
-//! the log end; later epochs are unknown here and earlier ones do not exist.
+//! older leader can detect log truncation. The answer comes from the log's leader-epoch
+//! cache (`log/leader_epochs.rs`), as Kafka's `LeaderEpochFileCache.endOffsetFor`: the
+//! current epoch ends at the high watermark, an older one where the next one starts, an
+//! unknown newer one is UNDEFINED (-1, -1). A single node leads every partition in epoch 0
+//! (until replication gives partitions real epochs), so a log without batches still
+//! answers epoch 0 with its end, as Kafka does for a fresh leader.
 
 use std::rc::Rc;
 
@@ -74,9 +77,11 @@ async fn end_of_epoch(
     let answer = shard
         .on_partition_log(&topic, partition, move |log| async move {
             if leader_epoch == LEADER_EPOCH {
-                (ErrorCode::None, LEADER_EPOCH, log.high_watermark())
-            } else {
-                (ErrorCode::None, NO_EPOCH, -1)
+                return (ErrorCode::None, LEADER_EPOCH, log.high_watermark());
+            }
+            match log.end_offset_for_epoch(leader_epoch) {
+                Some((epoch, end_offset)) => (ErrorCode::None, epoch, end_offset),
+                None => (ErrorCode::None, NO_EPOCH, -1),
             }
         })
         .await;

@@ -39,6 +39,8 @@ struct Truth {
     /// Batches that must be present after any crash (acknowledged, or recovered before).
     durable: BTreeMap<i64, Vec<u8>>,
     clock_ms: i64,
+    /// Each process lifetime leads in a new epoch (as a restarted replica would).
+    leader_epoch: i32,
 }
 
 fn admit(
@@ -53,12 +55,12 @@ fn admit(
         .map(|&(records, value_bytes)| {
             truth.clock_ms += 1;
             let bytes = batch(records, value_bytes, truth.clock_ms);
-            admitted.push((offset, patched(&bytes, offset, 1)));
+            admitted.push((offset, patched(&bytes, offset, truth.leader_epoch)));
             offset += records as i64;
             bytes
         })
         .collect();
-    let pending: Pending = Box::pin(log.append(batches, 1));
+    let pending: Pending = Box::pin(log.append(batches, truth.leader_epoch));
     for (offset, bytes) in &admitted {
         truth.appended.insert(*offset, bytes.clone());
     }
@@ -111,9 +113,22 @@ async fn check_recovered(log: &Log, truth: &mut Truth) {
     for (offset, bytes) in &truth.durable {
         assert!(served.contains(&(*offset, bytes.clone())), "durable batch {offset} missing");
     }
+    check_leader_epochs(log, &served, visible_end);
     // What recovery kept is durable now: it must survive the next crash too.
     truth.durable = served.into_iter().collect();
     truth.appended.retain(|offset, _| *offset < visible_end);
+}
+
+/// The recovered leader-epoch cache is exactly the epoch boundaries of the batches served.
+fn check_leader_epochs(log: &Log, served: &[(i64, Vec<u8>)], visible_end: i64) {
+    let mut expected = crate::log::leader_epochs::LeaderEpochs::new();
+    for (offset, bytes) in served {
+        let epoch = i32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
+        expected.assign(epoch, *offset);
+    }
+    let mut cached = log.leader_epochs();
+    cached.truncate_from(visible_end);
+    assert_eq!(cached, expected, "the leader-epoch cache describes the log");
 }
 
 fn run(epochs: Vec<(Vec<Op>, bool)>, seed: u64) {
@@ -127,6 +142,7 @@ fn run(epochs: Vec<(Vec<Op>, bool)>, seed: u64) {
             if log.health().corrupt_from.is_some() {
                 return;
             }
+            truth.leader_epoch += 1;
             let unawaited = run_epoch(&log, &mut truth, &ops).await;
             // The process dies: its log must not touch the disk again.
             crate::log::flush::go_offline(&log.shared, "simulated crash".to_string());

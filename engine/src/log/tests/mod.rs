@@ -17,6 +17,7 @@ mod crash;
 mod delete_records;
 mod faults;
 mod idempotence;
+mod leader_epochs;
 mod misdirection;
 mod model;
 mod os_disk;
