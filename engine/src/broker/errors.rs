@@ -15,6 +15,8 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
         LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         LogError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
         LogError::Closed => ErrorCode::NotLeaderOrFollower,
+        // Cut from an old leader's log before it committed: retry at the new leader.
+        LogError::Truncated => ErrorCode::NotLeaderOrFollower,
         // A broker validation bug, never a client's: still, the batch is refused as corrupt.
         LogError::InvalidBatch { .. } => ErrorCode::CorruptMessage,
         // The partition's bounded append queue is full: retriable, the client backs off.

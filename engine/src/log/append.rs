@@ -10,9 +10,11 @@ use super::error::{is_no_space, LogError, LogStatus};
 use super::flush;
 use super::idempotence::{self, Decided};
 use super::producers::BatchMeta;
+use super::producers::ProducerBatch;
 use super::segment::Segment;
 use super::state::{
-    AppendInfo, PendingAppend, Shared, State, PENDING_APPENDS_MAX, PENDING_BYTES_MAX,
+    AckOn, AppendInfo, AppendResult, PendingAppend, Shared, State, PENDING_APPENDS_MAX,
+    PENDING_BYTES_MAX,
 };
 use crate::io::local::{oneshot, OneshotReceiver};
 use crate::record_batch;
@@ -69,17 +71,94 @@ pub fn admit(
         None => None,
     };
     roll_if_full(shared, &mut state, &shape)?;
+    let mut shape = shape;
+    let mut next_offset = state.log_end_offset;
+    for (batch, info) in batches.iter_mut().zip(&mut shape.infos) {
+        record_batch::patch_base_offset(batch, next_offset, leader_epoch);
+        info.base_offset = next_offset;
+        info.partition_leader_epoch = leader_epoch;
+        next_offset = info.next_offset();
+    }
+    let placed = Placed { batches, shape, producer_batch, ack_on: AckOn::Commit };
+    let receiver = place(shared, &mut state, placed);
+    Ok(Admitted::Queued(receiver))
+}
+
+/// Admits a follower's copy of the leader's batches, byte for byte at the leader's offsets:
+/// nothing is patched, the first batch must start at the log end and each next one where the
+/// previous ended. The bytes came over the network, so every batch is checked whole (framing
+/// and CRC32C) here; compaction fillers (no records) are accepted as the leader stores them.
+/// Each batch is queued as its own append (its own producer fields); one receiver per batch.
+pub fn admit_replicated(
+    shared: &Rc<Shared>,
+    batches: Vec<BytesMut>,
+) -> Result<Vec<OneshotReceiver<AppendResult>>, LogError> {
+    let mut state = shared.state.borrow_mut();
+    let max_message_bytes = shared.config().max_message_bytes;
+    let mut shapes = Vec::with_capacity(batches.len());
+    let mut expected_offset = state.log_end_offset;
+    for batch in &batches {
+        let shape = replicated_shape_of(batch, max_message_bytes)?;
+        let base_offset = shape.infos[0].base_offset;
+        if base_offset != expected_offset {
+            return Err(LogError::NotContiguous { expected_offset, base_offset });
+        }
+        expected_offset += shape.offset_count;
+        shapes.push(shape);
+    }
+    let size_bytes: u64 = shapes.iter().map(|shape| shape.size_bytes).sum();
+    check_accepting(shared, &mut state, size_bytes)?;
+    if state.pending.len() + batches.len() > PENDING_APPENDS_MAX
+        || state.pending_bytes + size_bytes > PENDING_BYTES_MAX
+    {
+        return Err(LogError::Overloaded { pending_appends: state.pending.len() });
+    }
+    let mut receivers = Vec::with_capacity(batches.len());
+    for (batch, shape) in batches.into_iter().zip(shapes) {
+        roll_if_full(shared, &mut state, &shape)?;
+        let producer_batch = idempotence::producer_batch_of(&shape.infos[0]);
+        let placed = Placed { batches: vec![batch], shape, producer_batch, ack_on: AckOn::Durable };
+        receivers.push(place(shared, &mut state, placed));
+    }
+    Ok(receivers)
+}
+
+/// One replicated batch's shape, after checking it whole.
+fn replicated_shape_of(batch: &[u8], max_message_bytes: u32) -> Result<Shape, LogError> {
+    let invalid = || LogError::InvalidBatch { size_bytes: batch.len() };
+    if batch.len() > max_message_bytes as usize {
+        return Err(LogError::BatchTooLarge { size_bytes: batch.len(), max_message_bytes });
+    }
+    let info = record_batch::check_framing_and_crc(batch).map_err(|_| invalid())?;
+    if info.size_bytes != batch.len() || info.base_offset < 0 || info.last_offset_delta < 0 {
+        return Err(invalid());
+    }
+    let offset_count = i64::from(info.last_offset_delta) + 1;
+    Ok(Shape { infos: vec![info], size_bytes: batch.len() as u64, offset_count })
+}
+
+/// Batches ready to take their place at the log end: offsets (and epochs) already in them.
+struct Placed {
+    batches: Vec<BytesMut>,
+    shape: Shape,
+    producer_batch: Option<ProducerBatch>,
+    ack_on: AckOn,
+}
+
+/// Puts `placed` at the log end (indexes, epochs, producer state) and queues it for the
+/// flusher. The batches' base offsets must continue the log (asserted).
+fn place(shared: &Rc<Shared>, state: &mut State, placed: Placed) -> OneshotReceiver<AppendResult> {
+    let Placed { batches, shape, producer_batch, ack_on } = placed;
     let base_offset = state.log_end_offset;
     let segment_base_offset = state.active().base_offset;
     let position_bytes = state.active().size_bytes;
     let mut max_timestamp: Option<(i64, i64)> = None;
-    state.leader_epochs.assign(leader_epoch, base_offset);
-    for (batch, info) in batches.iter_mut().zip(&shape.infos) {
-        let info = record_batch::BatchInfo { base_offset: state.log_end_offset, ..*info };
-        record_batch::patch_base_offset(batch, info.base_offset, leader_epoch);
+    for info in &shape.infos {
+        assert_eq!(info.base_offset, state.log_end_offset, "batches continue the log");
+        state.leader_epochs.assign(info.partition_leader_epoch, info.base_offset);
         let segment = state.active_mut();
         let position = segment.size_bytes;
-        segment.on_batch(position, &info);
+        segment.on_batch(position, info);
         state.log_end_offset = info.next_offset();
         if max_timestamp.is_none_or(|(_, timestamp_ms)| info.max_timestamp > timestamp_ms) {
             max_timestamp = Some((info.last_offset(), info.max_timestamp));
@@ -102,11 +181,12 @@ pub fn admit(
         batches,
         max_timestamp,
         producer_batch,
+        ack_on,
         admitted_at: crate::io::now(),
         done,
     });
-    flush::ensure_flusher(shared, &mut state);
-    Ok(Admitted::Queued(receiver))
+    flush::ensure_flusher(shared, state);
+    receiver
 }
 
 /// Sizes from the headers; the broker validated the batches, we re-check what we rely on.
@@ -144,6 +224,9 @@ fn info_of(batch: &[u8]) -> Result<record_batch::BatchInfo, LogError> {
 fn check_accepting(shared: &Shared, state: &mut State, size_bytes: u64) -> Result<(), LogError> {
     if state.closing || state.closed {
         return Err(LogError::Closed);
+    }
+    if state.truncating {
+        return Err(LogError::Truncated);
     }
     if let Some(offset) = state.corrupt_from {
         return Err(LogError::Corrupt { offset });

@@ -13,6 +13,19 @@ pub enum FlushPolicy {
     IntervalMs(u64),
 }
 
+/// Who moves the high watermark (the commit index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CommitMode {
+    /// The log is its own quorum (a single node): it commits what it holds durably.
+    #[default]
+    Local,
+    /// A replica commits (`Log::commit`) what a quorum holds durably. The high watermark
+    /// starts at the log start offset at open (nothing is known committed until the replica
+    /// says so); a leader's appends are answered at commit, a follower's copies
+    /// (`append_replicated`) once durable. Requires `FlushPolicy::EveryAppend`.
+    Quorum,
+}
+
 /// Configuration of one partition log. Field names follow Kafka's topic configs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -31,6 +44,7 @@ pub struct LogConfig {
     /// Largest batch accepted (Kafka's `max.message.bytes`).
     pub max_message_bytes: u32,
     pub flush: FlushPolicy,
+    pub commit: CommitMode,
     /// Write the recovery checkpoint after at least this many newly durable bytes (it is also
     /// written at every roll and on close), bounding how much a crash recovery must scan.
     pub checkpoint_interval_bytes: u64,
@@ -87,6 +101,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             max_message_bytes: 1_048_588,
             flush: FlushPolicy::EveryAppend,
+            commit: CommitMode::Local,
             checkpoint_interval_bytes: 64 << 20,
             compaction: CompactionConfig::default(),
             planted_no_duplicate_detection: false,
@@ -109,6 +124,7 @@ impl LogConfig {
         assert!(self.compaction.key_map_budget_bytes > 0);
         if let FlushPolicy::IntervalMs(interval_ms) = self.flush {
             assert!(interval_ms > 0);
+            assert!(self.commit == CommitMode::Local, "a quorum counts only durable copies");
         }
     }
 }

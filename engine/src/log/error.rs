@@ -50,6 +50,21 @@ pub enum LogError {
     /// client asks again and a new plan reads what is there now.
     #[error("a planned read at offset {offset} no longer matches its segment")]
     RegionStale { offset: i64 },
+    /// A follower was handed batches that do not continue its log (a replica bug or a stale
+    /// message): nothing is appended. The replica re-syncs from the leader.
+    #[error(
+        "replicated batch at offset {base_offset} does not continue the log at {expected_offset}"
+    )]
+    NotContiguous { expected_offset: i64, base_offset: i64 },
+    /// The append was written while this replica led, but the log was cut below its end
+    /// (`truncate_suffix`) before a quorum held it: it is not in the log.
+    /// NOT_LEADER_OR_FOLLOWER: the client retries at the new leader.
+    #[error("the append was cut from the log before it was committed")]
+    Truncated,
+    /// `truncate_suffix` was asked to cut inside a batch (a replica bug or a stale message):
+    /// nothing is cut.
+    #[error("offset {offset} is not where a batch starts")]
+    NotBatchBoundary { offset: i64 },
     /// The log was closed or deleted; NOT_LEADER_OR_FOLLOWER / UNKNOWN_TOPIC_OR_PARTITION.
     #[error("the log is closed")]
     Closed,

@@ -18,12 +18,12 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 use super::checkpoint::{self, Checkpoint, PersistError};
-use super::config::FlushPolicy;
+use super::config::{CommitMode, FlushPolicy};
 use super::error::{is_no_space, LogError, LogStatus};
 use super::intent::{self, Intent};
 use super::leader_epochs;
 use super::segment::{self, IndexWrite};
-use super::state::{self, AppendInfo, LogPosition, PendingAppend, Shared, State};
+use super::state::{self, AckOn, AppendInfo, LogPosition, PendingAppend, Shared, State};
 use crate::io::File;
 
 /// Starts the flusher unless it is running. Called with the state borrowed (synchronously).
@@ -312,6 +312,16 @@ fn on_durable(shared: &Shared, target: LogPosition) {
 /// its sync by that policy's choice). A replicated partition's replica will call [`commit`]
 /// instead, with the offset a majority holds durably.
 fn commit_local(shared: &Shared) {
+    if shared.config().commit == CommitMode::Quorum {
+        acknowledge_durable(shared);
+        let (commit_index, synced) = {
+            let state = shared.state.borrow();
+            (state.commit_index, state.synced.offset)
+        };
+        commit(shared, commit_index.min(synced));
+        shared.durable_changed.notify_waiters();
+        return;
+    }
     let offset = {
         let state = shared.state.borrow();
         match shared.config().flush {
@@ -322,6 +332,24 @@ fn commit_local(shared: &Shared) {
     commit(shared, offset);
     // Its own quorum: whatever waited is covered now.
     assert!(shared.state.borrow().awaiting_commit.is_empty(), "a local commit left acks waiting");
+}
+
+/// A replicated log answers a follower's copies once they are durable; they wait behind any
+/// earlier append that waits for its commit (answers go out in offset order).
+fn acknowledge_durable(shared: &Shared) {
+    let group: Vec<PendingAppend> = {
+        let mut state = shared.state.borrow_mut();
+        let synced = state.synced.offset;
+        let durable = state
+            .awaiting_commit
+            .iter()
+            .take_while(|append| append.ack_on == AckOn::Durable && append.next_offset <= synced)
+            .count();
+        state.awaiting_commit.drain(..durable).collect()
+    };
+    if !group.is_empty() {
+        acknowledge(shared, group);
+    }
 }
 
 /// Appends written (and, as the policy says, synced) wait here for the commit that covers them.
@@ -433,7 +461,11 @@ fn acknowledge(shared: &Shared, group: Vec<PendingAppend>) {
                 state.max_timestamp = Some((offset, timestamp_ms));
             }
         }
-        assert!(append.next_offset <= state.high_watermark, "acknowledged above the commit");
+        assert!(append.next_offset <= state.synced.offset || !every_append, "ack above durable");
+        assert!(
+            append.ack_on == AckOn::Durable || append.next_offset <= state.high_watermark,
+            "acknowledged above the commit"
+        );
         if let Some(batch) = &append.producer_batch {
             state.producers_durable.apply(batch, append.base_offset, append.next_offset - 1);
         }

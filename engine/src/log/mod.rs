@@ -86,18 +86,20 @@ mod reader;
 pub mod record_timestamps;
 mod recovery;
 pub mod region;
+mod replicated;
 pub mod retention;
 pub mod scan;
 mod segment;
 pub mod start_offset;
 mod state;
 pub mod time_index;
+mod truncate;
 
 #[cfg(test)]
 mod tests;
 
 pub use compaction::CleanOutcome;
-pub use config::{CompactionConfig, FlushPolicy, LogConfig};
+pub use config::{CommitMode, CompactionConfig, FlushPolicy, LogConfig};
 pub use error::{LogError, LogHealth, LogStatus};
 pub use partition::Log;
 pub use state::{AppendInfo, LogLatency, ReadInfo};

@@ -92,6 +92,14 @@ impl OffsetIndex {
         self.bytes_since_entry = position_bytes - self.last_position_bytes();
     }
 
+    /// Counts entries at or beyond `position_bytes` as not persisted (they are about to be
+    /// cut; the file is rewritten to match).
+    pub fn forget_persisted_from_position(&mut self, position_bytes: u64) {
+        let keep =
+            self.entries.partition_point(|entry| u64::from(entry.position_bytes) < position_bytes);
+        self.persisted_entries = self.persisted_entries.min(keep);
+    }
+
     fn last_position_bytes(&self) -> u64 {
         self.entries.last().map_or(0, |entry| u64::from(entry.position_bytes))
     }

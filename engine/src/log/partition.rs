@@ -10,7 +10,7 @@ use bytes::BytesMut;
 
 use super::append::{self, Admitted};
 use super::checkpoint::PersistError;
-use super::config::{FlushPolicy, LogConfig};
+use super::config::{CommitMode, FlushPolicy, LogConfig};
 use super::error::{LogError, LogHealth, LogStatus};
 use super::flush;
 use super::idempotence;
@@ -63,6 +63,11 @@ impl Log {
             // high watermark, so only a damaged log could end below it.
             state.log_start_offset = state.log_start_offset.max(recorded.min(end.offset));
         }
+        if config.commit == CommitMode::Quorum {
+            // Nothing is known committed until the replica learns it (from a quorum).
+            state.high_watermark = state.log_start_offset;
+            state.commit_index = state.log_start_offset;
+        }
         state.check_invariants();
         let shared = Shared {
             disk,
@@ -70,6 +75,7 @@ impl Log {
             config_current: RefCell::new(config),
             state: RefCell::new(state),
             high_watermark_changed: Notify::new(),
+            durable_changed: Notify::new(),
             flusher_idle: Notify::new(),
             flusher_wake: Notify::new(),
             intent_file: RefCell::new(None),
@@ -326,6 +332,8 @@ impl Log {
     pub fn set_config(&self, config: LogConfig) {
         config.assert_valid();
         let mut current = self.shared.config_current.borrow_mut();
+        // Topic configs never change who commits: that is the broker's choice at open.
+        let config = LogConfig { commit: current.commit, ..config };
         if *current != config {
             tracing::info!(dir = %self.shared.dir.display(), "log: configuration changed");
             *current = config;
@@ -361,10 +369,12 @@ fn recovered_state(
         written: end,
         synced: end,
         high_watermark: end.offset,
+        commit_index: end.offset,
         status: LogStatus::Online,
         corrupt_from,
         closing: false,
         closed: false,
+        truncating: false,
         no_space_checked_at: None,
         pending: VecDeque::new(),
         awaiting_commit: VecDeque::new(),

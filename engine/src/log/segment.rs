@@ -16,6 +16,7 @@ use crate::record_batch::BatchInfo;
 /// (with room to spare for one more batch's `last_offset_delta`).
 pub const SEGMENT_OFFSET_SPAN_MAX: i64 = i32::MAX as i64;
 
+#[derive(Clone)]
 pub struct Segment {
     pub base_offset: i64,
     pub file: File,
@@ -82,6 +83,16 @@ impl Segment {
         self.first_timestamp_ms.get_or_insert(info.max_timestamp);
         self.size_bytes += info.size_bytes as u64;
         self.next_offset = info.next_offset();
+    }
+
+    /// Forgets everything from `position_bytes` / `offset` on, persisted index entries
+    /// included (a replica cut its uncommitted tail; the index files are rewritten after).
+    pub fn cut_to(&mut self, position_bytes: u64, offset: i64) {
+        assert!(position_bytes <= self.size_bytes && offset <= self.next_offset);
+        assert!(offset >= self.base_offset);
+        self.offset_index.forget_persisted_from_position(position_bytes);
+        self.time_index.forget_persisted_from((offset - self.base_offset) as u64);
+        self.truncate_to(position_bytes, offset);
     }
 
     /// Like [`Segment::on_batch`] for a batch behind a corrupt region: offsets jump to it.

@@ -59,6 +59,19 @@ pub struct LogPosition {
     pub position_bytes: u64,
 }
 
+/// What an append's waiter receives.
+pub type AppendResult = Result<AppendInfo, LogError>;
+
+/// When an append is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOn {
+    /// Once the high watermark (the commit index) covers it: a produce on the leader.
+    Commit,
+    /// Once it is durable here: a follower's copy of the leader's batches, which the leader
+    /// counts toward its commit only after this.
+    Durable,
+}
+
 /// One `append` call waiting for the flusher: its batches (offsets already patched in) and its
 /// place in the log. It is written, synced and acknowledged — or failed — as a unit.
 pub struct PendingAppend {
@@ -73,6 +86,7 @@ pub struct PendingAppend {
     pub max_timestamp: Option<(i64, i64)>,
     /// The producer fields of this append's (only) batch, when it is idempotent.
     pub producer_batch: Option<ProducerBatch>,
+    pub ack_on: AckOn,
     /// When `append` admitted it: the acknowledgement latency is measured from here.
     pub admitted_at: Instant,
     pub done: OneshotSender<Result<AppendInfo, LogError>>,
@@ -87,6 +101,8 @@ pub struct Shared {
     pub state: RefCell<State>,
     /// Notified when the high watermark moves, and when the log closes or goes offline.
     pub high_watermark_changed: Notify,
+    /// Notified when `synced` moves (a replica reports its durable end to the leader).
+    pub durable_changed: Notify,
     /// Notified when the flusher task exits.
     pub flusher_idle: Notify,
     /// The `write-intent` file, opened on first use.
@@ -119,11 +135,16 @@ pub struct State {
     pub synced: LogPosition,
     /// What reads may see: `synced.offset`, or `written.offset` under `FlushPolicy::IntervalMs`.
     pub high_watermark: i64,
+    /// `CommitMode::Quorum`: the commit index the replica last gave (`Log::commit`). The high
+    /// watermark follows it as far as this copy is durable: min(commit index, synced).
+    pub commit_index: i64,
     pub status: LogStatus,
     pub corrupt_from: Option<i64>,
     /// Set by `close`/`delete`: new appends fail with `Closed`.
     pub closing: bool,
     pub closed: bool,
+    /// `truncate_suffix` is cutting the log: appends are refused until it is done.
+    pub truncating: bool,
     /// When `status` is `NoSpace`: when free space was last checked.
     pub no_space_checked_at: Option<Instant>,
     pub pending: VecDeque<PendingAppend>,

@@ -61,6 +61,14 @@ impl TimeIndex {
         self.entries.get(index).copied()
     }
 
+    /// Counts entries at or beyond `relative_offset` as not persisted (about to be cut).
+    pub fn forget_persisted_from(&mut self, relative_offset: u64) {
+        let keep = self
+            .entries
+            .partition_point(|entry| u64::from(entry.relative_offset) < relative_offset);
+        self.persisted_entries = self.persisted_entries.min(keep);
+    }
+
     /// Forgets entries of batches at or beyond `relative_offset` (an append rolled back).
     pub fn truncate_from(&mut self, relative_offset: u64) {
         let keep = self

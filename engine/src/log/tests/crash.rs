@@ -169,7 +169,7 @@ proptest! {
 
 /// Runs `body` as a spawned task: the executor polls the main future only once per turn, so a
 /// spawned task is what lets the flusher stop between its write and its fdatasync.
-fn run_as_task<F: Future + 'static>(body: F) -> F::Output {
+pub fn run_as_task<F: Future + 'static>(body: F) -> F::Output {
     block_on(async move { crate::io::spawn_local(body).await })
 }
 

@@ -22,6 +22,7 @@ mod misdirection;
 mod model;
 mod os_disk;
 mod region;
+mod replicated;
 
 pub fn dir() -> PathBuf {
     PathBuf::from("/data/topic-0")

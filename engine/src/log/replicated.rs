@@ -1,0 +1,93 @@
+//! The verbs a replica drives (`CommitMode::Quorum`): a follower's byte-for-byte copy of the
+//! leader's batches (`append_replicated`), the commit index (`commit`), and this copy's
+//! durable end, which a follower reports and a leader counts toward its quorum. Cutting a
+//! divergent tail is `truncate.rs`.
+//!
+//! The Raft log *is* this log: an entry is a batch, its index the batch's offsets, its term
+//! the batch's partitionLeaderEpoch (`leader_epochs.rs` maps offsets to epochs).
+
+use std::future::Future;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+
+use super::append;
+use super::config::CommitMode;
+use super::error::LogError;
+use super::flush;
+use super::partition::Log;
+use super::state::AppendInfo;
+
+impl Log {
+    /// A follower appends the leader's batches as they are (offsets and epochs included): the
+    /// first must start at the log end. Each batch is checked whole (framing, CRC32C) before
+    /// it is admitted. Resolves once all of them are durable here (not when committed).
+    pub fn append_replicated(
+        &self,
+        batches: Vec<BytesMut>,
+    ) -> impl Future<Output = Result<AppendInfo, LogError>> + 'static {
+        assert_eq!(self.shared.config().commit, CommitMode::Quorum, "only a replica copies");
+        let admitted = append::admit_replicated(&self.shared, batches);
+        async move {
+            let receivers = admitted?;
+            let mut first: Option<AppendInfo> = None;
+            let mut last: Option<AppendInfo> = None;
+            for receiver in receivers {
+                let info = receiver.await.unwrap_or(Err(LogError::Closed))?;
+                first.get_or_insert(info);
+                last = Some(info);
+            }
+            match (first, last) {
+                (Some(first), Some(last)) => {
+                    Ok(AppendInfo { last_offset: last.last_offset, ..first })
+                }
+                _ => Err(LogError::InvalidBatch { size_bytes: 0 }),
+            }
+        }
+    }
+
+    /// The replica's commit index: the high watermark becomes min(it, this copy's durable end)
+    /// now and follows the durable end up to it; appends waiting for their commit are
+    /// answered in offset order as it covers them. Never goes back (a lower index is ignored).
+    pub fn commit(&self, commit_index: i64) {
+        let shared = &self.shared;
+        assert_eq!(shared.config().commit, CommitMode::Quorum, "a local log commits itself");
+        let high_watermark = {
+            let mut state = shared.state.borrow_mut();
+            assert!(
+                commit_index <= state.log_end_offset,
+                "commit index {commit_index} beyond the log end {}",
+                state.log_end_offset
+            );
+            state.commit_index = state.commit_index.max(commit_index);
+            state.commit_index.min(state.synced.offset)
+        };
+        if high_watermark > shared.state.borrow().high_watermark {
+            flush::commit(shared, high_watermark);
+        }
+    }
+
+    /// The end of what is fdatasync'd here: what a follower may acknowledge to its leader,
+    /// and what a leader counts for itself.
+    pub fn durable_end_offset(&self) -> i64 {
+        self.shared.state.borrow().synced.offset
+    }
+
+    /// Completes when the durable end exceeds `offset`, or the log closes or goes offline.
+    pub fn wait_for_durable_above(&self, offset: i64) -> impl Future<Output = ()> + 'static {
+        let shared = Rc::clone(&self.shared);
+        async move {
+            // Each round either returns or waits for a notification: no busy loop.
+            loop {
+                let notified = shared.durable_changed.notified();
+                {
+                    let state = shared.state.borrow();
+                    if state.synced.offset > offset || state.unusable().is_some() {
+                        return;
+                    }
+                }
+                notified.await;
+            }
+        }
+    }
+}
