@@ -102,4 +102,5 @@ pub use compaction::CleanOutcome;
 pub use config::{CommitMode, CompactionConfig, FlushPolicy, LogConfig};
 pub use error::{LogError, LogHealth, LogStatus};
 pub use partition::Log;
+pub use read::ReadLimit;
 pub use state::{AppendInfo, LogLatency, ReadInfo};

@@ -83,6 +83,16 @@ where
     Err(corrupt_at(shared, offset))
 }
 
+/// How far a read may go: what its reader may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadLimit {
+    /// Consumers: the high watermark. Nothing a crash or a new leader can take back.
+    HighWatermark,
+    /// A leader reading for its followers: the written end of its log (the Raft log is
+    /// replicated before it is committed; the quorum commits it).
+    LogEnd,
+}
+
 struct ReadPlan {
     file: File,
     /// Where the sparse index says to start looking, and the base offset of the batch there.
@@ -92,7 +102,7 @@ struct ReadPlan {
     /// Bytes of the segment (anything beyond is not ours to parse).
     end_position: u64,
     target_offset: i64,
-    /// Batches at or beyond this offset are never served: min(high watermark, corrupt_from).
+    /// Batches at or beyond this offset are never served: min(the read's limit, corrupt_from).
     visible_end_offset: i64,
     high_watermark: i64,
     log_start_offset: i64,
@@ -150,7 +160,7 @@ impl Log {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadInfo, Failure> {
-        let plan = match plan_read(&self.shared, offset, max_bytes)? {
+        let plan = match plan_read(&self.shared, offset, max_bytes, ReadLimit::HighWatermark)? {
             Planned::Empty(info) => return Ok(info),
             Planned::Read(plan) => plan,
         };
@@ -209,8 +219,9 @@ impl Log {
     ) -> Result<PlannedRead, LogError> {
         let requested = offset;
         let mut offset = offset;
+        let limit = ReadLimit::HighWatermark;
         let mut planned =
-            self.plan_read_at(offset, max_bytes, min_one_batch, inline_max_bytes).await?;
+            self.plan_read_at(offset, max_bytes, min_one_batch, inline_max_bytes, limit).await?;
         for _skip in 0..FILLER_SKIPS_MAX {
             let ReadData::Bytes(bytes) = &planned.data else { break };
             let Some(next_offset) = lone_filler_next_offset(bytes) else { break };
@@ -219,9 +230,23 @@ impl Log {
                 return Ok(PlannedRead { data, next_offset: requested, ..planned });
             }
             offset = next_offset;
-            planned = self.plan_read_at(offset, max_bytes, min_one_batch, inline_max_bytes).await?;
+            planned = self
+                .plan_read_at(offset, max_bytes, min_one_batch, inline_max_bytes, limit)
+                .await?;
         }
         Ok(planned)
+    }
+
+    /// What a leader sends a follower from `offset` on: whole batches up to its log end
+    /// (not the high watermark), at least one, compaction fillers included (the follower's
+    /// copy is byte for byte), planned as [`Log::plan_read`] plans (a region when large).
+    pub async fn plan_read_for_follower(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        inline_max_bytes: usize,
+    ) -> Result<PlannedRead, LogError> {
+        self.plan_read_at(offset, max_bytes, true, inline_max_bytes, ReadLimit::LogEnd).await
     }
 
     async fn plan_read_at(
@@ -230,9 +255,10 @@ impl Log {
         max_bytes: usize,
         min_one_batch: bool,
         inline_max_bytes: usize,
+        limit: ReadLimit,
     ) -> Result<PlannedRead, LogError> {
         with_reread(&self.shared, || {
-            self.plan_read_once(offset, max_bytes, min_one_batch, inline_max_bytes)
+            self.plan_read_once(offset, max_bytes, min_one_batch, inline_max_bytes, limit)
         })
         .await
     }
@@ -243,8 +269,9 @@ impl Log {
         max_bytes: usize,
         min_one_batch: bool,
         inline_max_bytes: usize,
+        limit: ReadLimit,
     ) -> Result<PlannedRead, Failure> {
-        let plan = match plan_read(&self.shared, offset, max_bytes.min(inline_max_bytes))? {
+        let plan = match plan_read(&self.shared, offset, max_bytes.min(inline_max_bytes), limit)? {
             Planned::Empty(info) => return Ok(PlannedRead::from(info)),
             Planned::Read(plan) => plan,
         };
@@ -300,7 +327,7 @@ impl Log {
         let Some(offset) = offset_by_time_index(&self.shared, timestamp_ms)? else {
             return Ok(None);
         };
-        let plan = match plan_read(&self.shared, offset, 0)? {
+        let plan = match plan_read(&self.shared, offset, 0, ReadLimit::HighWatermark)? {
             Planned::Empty(_) => return Ok(None),
             Planned::Read(plan) => plan,
         };
@@ -336,19 +363,35 @@ fn offset_by_time_index(shared: &Shared, timestamp_ms: i64) -> Result<Option<i64
     Ok(None)
 }
 
-fn plan_read(shared: &Shared, offset: i64, max_bytes: usize) -> Result<Planned, LogError> {
+fn plan_read(
+    shared: &Shared,
+    offset: i64,
+    max_bytes: usize,
+    limit: ReadLimit,
+) -> Result<Planned, LogError> {
     let state = shared.state.borrow();
     if let Some(error) = state.unusable() {
         return Err(error);
     }
     let (high_watermark, log_start_offset) = (state.high_watermark, state.log_start_offset);
-    if offset < log_start_offset || offset > high_watermark {
+    // Only bytes the flusher has written: reading into space reserved by appends still in
+    // flight would hit the end of the file.
+    let written = state.written;
+    // The planted bug serves consumers what only followers may see.
+    let limit =
+        if shared.config().planted_serve_above_high_watermark { ReadLimit::LogEnd } else { limit };
+    let limit_offset = match limit {
+        ReadLimit::HighWatermark => high_watermark,
+        ReadLimit::LogEnd => written.offset,
+    };
+    assert!(limit_offset >= high_watermark, "a read limit below the high watermark");
+    if offset < log_start_offset || offset > limit_offset {
         return Err(LogError::OffsetOutOfRange { offset, log_start_offset, high_watermark });
     }
     if let Some(corrupt_from) = state.corrupt_from.filter(|corrupt_from| offset >= *corrupt_from) {
         return Err(LogError::Corrupt { offset: corrupt_from });
     }
-    if offset == high_watermark {
+    if offset == limit_offset {
         return Ok(Planned::Empty(ReadInfo {
             bytes: Bytes::new(),
             next_offset: offset,
@@ -361,11 +404,6 @@ fn plan_read(shared: &Shared, offset: i64, max_bytes: usize) -> Result<Planned, 
     };
     let segment = &state.segments[index];
     let entry = segment.offset_index.lookup(segment.relative(offset));
-    // Only bytes the flusher has written: reading into space reserved by appends still in
-    // flight would hit the end of the file.
-    let written = state.written;
-    let planted = shared.config().planted_serve_above_high_watermark;
-    let visible_end = if planted { written.offset } else { high_watermark };
     let end_position = match segment.base_offset.cmp(&written.segment_base_offset) {
         std::cmp::Ordering::Less => segment.size_bytes,
         std::cmp::Ordering::Equal => written.position_bytes,
@@ -378,7 +416,7 @@ fn plan_read(shared: &Shared, offset: i64, max_bytes: usize) -> Result<Planned, 
         segment_base_offset: segment.base_offset,
         end_position,
         target_offset: offset,
-        visible_end_offset: visible_end.min(state.corrupt_from.unwrap_or(i64::MAX)),
+        visible_end_offset: limit_offset.min(state.corrupt_from.unwrap_or(i64::MAX)),
         high_watermark,
         log_start_offset,
         max_batch_bytes: scan::max_batch_bytes(shared.config().max_message_bytes),

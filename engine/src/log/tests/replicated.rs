@@ -13,6 +13,7 @@ use crate::io::{block_on, CrashMode, DiskLatency};
 use crate::log::idempotence::producer_batch_of;
 use crate::log::leader_epochs::LeaderEpochs;
 use crate::log::producers::ProducerStates;
+use crate::log::region::ReadData;
 use crate::log::{CommitMode, LogError};
 use crate::record_batch::header_info;
 
@@ -244,4 +245,29 @@ proptest! {
     ) {
         crash_during_truncation(shapes, cut_batch, crash_after_us, torn, seed);
     }
+}
+
+/// A leader's produce is answered at commit, not at durability; consumers read up to the high
+/// watermark, followers up to the log end (fillers and all, as the leader stores them).
+#[test]
+fn a_leader_answers_at_commit_and_serves_followers_past_the_high_watermark() {
+    run_as_task(async {
+        let (_sim, disk) = sim(4);
+        let log = open(&disk, &replica_config()).await;
+        let produced = crate::io::spawn_local(log.append(vec![batch(3, 10, 1000)], 4));
+        log.wait_for_durable_above(0).await;
+        assert_eq!((log.durable_end_offset(), log.high_watermark()), (3, 0));
+        let consumer = log.plan_read(0, 1 << 20, true, usize::MAX).await.unwrap();
+        assert!(matches!(&consumer.data, ReadData::Bytes(bytes) if bytes.is_empty()));
+        let beyond = log.plan_read(1, 1 << 20, true, usize::MAX).await;
+        assert!(matches!(beyond, Err(LogError::OffsetOutOfRange { .. })));
+        let follower = log.plan_read_for_follower(0, 1 << 20, usize::MAX).await.unwrap();
+        let ReadData::Bytes(bytes) = follower.data else { panic!("a small read is inline") };
+        assert_eq!(split(&bytes), vec![(0, patched(&batch(3, 10, 1000), 0, 4))]);
+        assert_eq!((follower.next_offset, follower.high_watermark), (3, 0));
+        log.commit(3);
+        let info = produced.await.expect("answered at commit");
+        assert_eq!((info.base_offset, info.last_offset), (0, 2));
+        assert_eq!(read_all(&log, 0, 1 << 20).await.len(), 1);
+    });
 }
