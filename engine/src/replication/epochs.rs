@@ -201,10 +201,8 @@ mod tests {
         for (base, next, epoch) in [(0, 3, 1), (3, 4, 1), (4, 6, 2)] {
             log.append(EntryMeta { base_offset: base, next_offset: next, epoch });
         }
-        let expected = [EpochStart { epoch: 1, start_offset: 0 }, EpochStart {
-            epoch: 2,
-            start_offset: 4,
-        }];
+        let expected =
+            [EpochStart { epoch: 1, start_offset: 0 }, EpochStart { epoch: 2, start_offset: 4 }];
         assert_eq!(log.epochs.starts(), expected);
         assert_eq!(log.log_end_offset, 6);
     }
@@ -220,7 +218,10 @@ mod tests {
         let mut log = log(&[(1, 0), (3, 5), (4, 9)], 12);
         log.mark_durable(10);
         log.truncate_from(9);
-        assert_eq!((log.epochs.last_epoch(), log.log_end_offset, log.durable_end_offset), (3, 9, 9));
+        assert_eq!(
+            (log.epochs.last_epoch(), log.log_end_offset, log.durable_end_offset),
+            (3, 9, 9)
+        );
         log.truncate_from(6);
         assert_eq!((log.epochs.last_epoch(), log.epoch_at(5), log.epoch_at(6)), (3, Some(3), None));
         log.truncate_from(5);

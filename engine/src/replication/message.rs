@@ -99,10 +99,11 @@ fn are_entries_well_formed(header: &AppendHeader, entries: &[EntryMeta]) -> bool
 }
 
 fn is_response_well_formed(response: &AppendResponse) -> bool {
-    let offsets = [response.matched_end_offset, response.durable_end_offset, response.log_end_offset];
-    let divergence = response.divergence.is_none_or(|divergence| {
-        divergence.epoch >= 0 && is_offset(divergence.epoch_start_offset)
-    });
+    let offsets =
+        [response.matched_end_offset, response.durable_end_offset, response.log_end_offset];
+    let divergence = response
+        .divergence
+        .is_none_or(|divergence| divergence.epoch >= 0 && is_offset(divergence.epoch_start_offset));
     response.epoch >= 0
         && offsets.into_iter().all(is_offset)
         && response.durable_end_offset <= response.matched_end_offset

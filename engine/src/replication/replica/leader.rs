@@ -43,7 +43,9 @@ impl<P> Replica<P> {
         let mut in_sync: Vec<NodeId> = self
             .progress
             .iter()
-            .filter(|(_, progress)| progress.caught_up_ms.is_some_and(|at| now_ms - at <= lag_max_ms))
+            .filter(|(_, progress)| {
+                progress.caught_up_ms.is_some_and(|at| now_ms - at <= lag_max_ms)
+            })
             .map(|(peer, _)| *peer)
             .collect();
         in_sync.push(self.config.node_id);
@@ -116,7 +118,8 @@ impl<P> Replica<P> {
     pub(super) fn tick_leader(&mut self, now_ms: i64) {
         assert_eq!(self.role, Role::Leader);
         let timeout_ms = self.config.election_timeout_ms;
-        let heard = self.progress.values().filter(|progress| now_ms - progress.last_heard_ms < timeout_ms);
+        let heard =
+            self.progress.values().filter(|progress| now_ms - progress.last_heard_ms < timeout_ms);
         let active = 1 + heard.count();
         if self.config.check_quorum && active < self.quorum() {
             self.become_follower(self.epoch, None, now_ms);
