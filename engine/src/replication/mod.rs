@@ -38,6 +38,8 @@
 mod epochs;
 mod message;
 mod replica;
+#[cfg(test)]
+mod tests;
 
 pub use epochs::{EpochHistory, EpochStart, LocalLog};
 pub use message::{
