@@ -8,7 +8,8 @@
 //!   compaction rewrites): what the log stores and the wire carries; knows neither.
 //! - [`protocol`]: Kafka wire format: framing, headers, API dispatch tables.
 //! - [`log`]: the partition log: segments, indexes, recovery, retention, group commit.
-//! - [`replication`]: (later) sans-IO Raft replica per partition.
+//! - [`replication`]: the sans-IO Raft replica per partition (epochs as terms, offsets as
+//!   entries); pure, no `io`. Its driver is not built yet.
 //! - [`metrics`]: latency histograms (pure data), summarised in the log at shutdown.
 //! - [`broker`]: request handlers, topic registry, shard routing, connection handling.
 //!

@@ -1,0 +1,561 @@
+//! One partition replica as a Raft state machine with no I/O: messages, time and log events
+//! in ([`Replica::handle_message`], [`Replica::handle_tick`], [`Replica::handle_appended`],
+//! [`Replica::handle_durable`]); a [`Ready`] out (hard state to persist, messages to send,
+//! log operations). The driver owns the log, the disk, the clock and the sockets; the
+//! replica only decides. The contract between them is in `replication/mod.rs`.
+//!
+//! The submodules split the roles: `election` (pre-vote, votes, becoming a leader),
+//! `leader` (progress per follower, commit, in-sync replicas, heartbeats, check-quorum) and
+//! `follower` (log matching, truncation, durable acknowledgements).
+//!
+//! Invariants (asserted after every input, [`Replica::check_invariants`]): the high
+//! watermark never moves back and never passes the log end; a leader or candidate has voted
+//! for itself in its epoch; only a leader has leadership state; the epoch is at least the
+//! epoch of the last log entry; a follower never truncates below its high watermark.
+
+mod election;
+mod follower;
+mod leader;
+
+use std::collections::BTreeMap;
+
+use super::epochs::{EpochHistory, LocalLog};
+use super::message::{AppendResponse, EntryMeta, Message, NodeId, VoteResponse};
+
+/// Static settings of one replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    pub node_id: NodeId,
+    /// Every voter of the partition, this replica included.
+    pub voters: Vec<NodeId>,
+    /// The base election timeout; each timer draws its length from `[t, 2t)`.
+    pub election_timeout_ms: i64,
+    pub heartbeat_interval_ms: i64,
+    /// Kafka's replica.lag.time.max.ms: a follower that has not reached the leader's log end
+    /// for this long leaves the in-sync replicas.
+    pub replica_lag_time_max_ms: i64,
+    /// Ask "would you vote for me?" before bumping the epoch (Raft thesis §9.6).
+    pub pre_vote: bool,
+    /// A leader that has not heard from a majority within an election timeout steps down.
+    pub check_quorum: bool,
+    /// How many bytes of batches the driver reads for one append request (at least one batch).
+    pub max_append_bytes: u32,
+    /// A planted bug, for tests and the simulator only: a follower acknowledges appended
+    /// batches as durable before they are fdatasync'd. It proves the checkers see lost
+    /// committed data. Never set it.
+    pub planted_ack_before_durable: bool,
+}
+
+impl ReplicaConfig {
+    /// Kafka-like defaults for `node_id` in a group of `voters`.
+    pub fn new(node_id: NodeId, voters: Vec<NodeId>) -> ReplicaConfig {
+        ReplicaConfig {
+            node_id,
+            voters,
+            election_timeout_ms: 1_000,
+            heartbeat_interval_ms: 100,
+            replica_lag_time_max_ms: 30_000,
+            pre_vote: true,
+            check_quorum: true,
+            max_append_bytes: 1024 * 1024,
+            planted_ack_before_durable: false,
+        }
+    }
+
+    fn check(&self) {
+        assert!(self.voters.contains(&self.node_id), "{:?} is not a voter", self.node_id);
+        let mut voters = self.voters.clone();
+        voters.sort();
+        voters.dedup();
+        assert_eq!(voters.len(), self.voters.len(), "duplicate voters {:?}", self.voters);
+        assert!(self.heartbeat_interval_ms > 0 && self.election_timeout_ms > 0);
+        assert!(self.heartbeat_interval_ms < self.election_timeout_ms, "{self:?}");
+        assert!(self.replica_lag_time_max_ms > 0 && self.max_append_bytes > 0);
+    }
+}
+
+/// What must survive a crash before a vote or an epoch change is acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HardState {
+    pub epoch: i32,
+    pub voted_for: Option<NodeId>,
+}
+
+/// What the local log holds when the replica is created (after recovery).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSummary {
+    pub epochs: EpochHistory,
+    pub log_end_offset: i64,
+    pub durable_end_offset: i64,
+    /// A high watermark known to be committed (a checkpoint), at most the log end; 0 if
+    /// unknown. It is otherwise only learned from a leader or computed as leader.
+    pub high_watermark: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    /// Asking for pre-votes: would a majority vote for it in the next epoch?
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+/// The leader asks its driver to read batches for `peer` and send them in `epoch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerRead {
+    pub peer: NodeId,
+    pub epoch: i32,
+    /// Read whole batches from the one holding this offset (it may start below it).
+    pub start_offset: i64,
+    /// Stop before this many bytes, but read at least one batch if there is one (KIP-74).
+    pub max_bytes: u32,
+}
+
+/// A log operation for the driver, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogOp<P> {
+    /// New leader: append a control batch (Kafka's LeaderChange) of `epoch` at the log end,
+    /// then report it with [`Replica::handle_appended`].
+    AppendLeaderChange { epoch: i32 },
+    /// Follower: append `entries` (a suffix of an append request's batches, at the log end)
+    /// from `payload` (that request's bytes: skip its batches before the first entry).
+    Append { entries: Vec<EntryMeta>, payload: P },
+    /// Follower: cut the log so it ends at `from_offset` (a batch boundary, never below the
+    /// high watermark).
+    Truncate { from_offset: i64 },
+    /// The high watermark moved up: batches below it are committed and may be served.
+    Commit { high_watermark: i64 },
+    /// Leader: read batches for a peer and send [`Replica::build_append`]'s request.
+    ReadForPeer(PeerRead),
+}
+
+/// One batch of output. Handle it in this order: make `hard_state` durable, apply
+/// `log_ops` in order, then send `messages` (and the appends that `ReadForPeer` builds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready<P> {
+    pub hard_state: Option<HardState>,
+    pub messages: Vec<(NodeId, Message<P>)>,
+    pub log_ops: Vec<LogOp<P>>,
+}
+
+/// A leader's view of one follower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    /// The next offset to send from.
+    next_offset: i64,
+    /// The follower's log matches ours and is durable below this offset.
+    durable_end_offset: i64,
+    /// An append is out and not yet answered (one at a time, re-sent each heartbeat).
+    awaiting_response: bool,
+    last_sent_ms: i64,
+    /// Our log end when we last sent.
+    log_end_at_send_offset: i64,
+    /// The last time any answer came (check-quorum).
+    last_heard_ms: i64,
+    /// The last time the follower held everything we had (in-sync replicas).
+    caught_up_ms: Option<i64>,
+}
+
+/// A follower's view of its current leader's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Following {
+    /// Our log is verified to match the leader's below this offset (in this epoch).
+    verified_end_offset: i64,
+    /// The durable matched end we last told the leader.
+    reported_durable_end_offset: i64,
+    /// We appended batches and owe the leader an answer once they are durable.
+    ack_owed: bool,
+}
+
+/// The sans-IO Raft replica of one partition; `P` is the driver's opaque batch payload.
+pub struct Replica<P> {
+    config: ReplicaConfig,
+    random: SplitMix64,
+    role: Role,
+    epoch: i32,
+    voted_for: Option<NodeId>,
+    leader: Option<NodeId>,
+    log: LocalLog,
+    high_watermark: i64,
+    now_ms: i64,
+    election_deadline_ms: i64,
+    /// When the current leader last reached us (pre-vote and vote leases).
+    leader_contact_ms: Option<i64>,
+    /// This round's answers, while a (pre-)candidate.
+    votes: BTreeMap<NodeId, bool>,
+    /// Progress per follower, while leader.
+    progress: BTreeMap<NodeId, Progress>,
+    following: Following,
+    /// The hard state last handed to the driver (or given at creation).
+    persisted: HardState,
+    messages: Vec<(NodeId, Message<P>)>,
+    log_ops: Vec<LogOp<P>>,
+}
+
+impl<P> Replica<P> {
+    /// A replica over the recovered log. A single voter becomes leader at once.
+    pub fn new(
+        config: ReplicaConfig,
+        persisted: HardState,
+        log: LogSummary,
+        random_seed: u64,
+        now_ms: i64,
+    ) -> Replica<P> {
+        config.check();
+        assert!(persisted.epoch >= 0, "{persisted:?}");
+        let local = LocalLog::new(log.epochs, log.log_end_offset, log.durable_end_offset);
+        assert!(local.epochs.starts().first().is_none_or(|first| first.start_offset == 0));
+        assert!((0..=local.log_end_offset).contains(&log.high_watermark), "{local:?}");
+        // A log entry of a later epoch than the hard state means we followed that epoch's
+        // leader without voting in it (a vote is persisted before it is sent).
+        let (epoch, voted_for) = if local.last_epoch() > persisted.epoch {
+            (local.last_epoch(), None)
+        } else {
+            (persisted.epoch, persisted.voted_for)
+        };
+        let mut replica = Replica {
+            random: SplitMix64(random_seed),
+            role: Role::Follower,
+            epoch,
+            voted_for,
+            leader: None,
+            log: local,
+            high_watermark: log.high_watermark,
+            now_ms,
+            election_deadline_ms: now_ms,
+            leader_contact_ms: None,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            following: Following::new(log.high_watermark),
+            persisted,
+            messages: Vec::new(),
+            log_ops: Vec::new(),
+            config,
+        };
+        replica.reset_election_timer(now_ms);
+        if replica.config.voters.len() == 1 {
+            replica.start_election(now_ms);
+        }
+        replica.check_invariants();
+        replica
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn epoch(&self) -> i32 {
+        self.epoch
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.config
+    }
+
+    /// The current epoch and vote (what the next [`Ready`] persists if it changed).
+    pub fn hard_state(&self) -> HardState {
+        HardState { epoch: self.epoch, voted_for: self.voted_for }
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log.log_end_offset
+    }
+
+    pub fn durable_end_offset(&self) -> i64 {
+        self.log.durable_end_offset
+    }
+
+    pub fn epochs(&self) -> &EpochHistory {
+        &self.log.epochs
+    }
+
+    /// The epoch of the local entry at `offset`, if the log holds it.
+    pub fn epoch_at(&self, offset: i64) -> Option<i32> {
+        self.log.epoch_at(offset)
+    }
+
+    /// When the election timer fires next (for a driver that sleeps until the next tick).
+    pub fn election_deadline_ms(&self) -> i64 {
+        self.election_deadline_ms
+    }
+
+    /// A message from a peer. Malformed or stale messages are ignored or rejected.
+    pub fn handle_message(&mut self, from: NodeId, message: Message<P>, now_ms: i64) {
+        self.advance_clock(now_ms);
+        let known = from != self.config.node_id && self.config.voters.contains(&from);
+        if known && message.is_well_formed(from) && self.observe_epoch(from, &message, now_ms) {
+            assert!(message.epoch() >= self.epoch, "stale messages stop at observe_epoch");
+            match message {
+                Message::VoteRequest(request) => self.handle_vote_request(request, now_ms),
+                Message::VoteResponse(response) => self.handle_vote_response(from, response),
+                Message::AppendRequest(request) => self.handle_append_request(request, now_ms),
+                Message::AppendResponse(response) => {
+                    self.handle_append_response(from, response, now_ms)
+                }
+            }
+        }
+        self.check_invariants();
+    }
+
+    /// Time passed: election timer, heartbeats, check-quorum.
+    pub fn handle_tick(&mut self, now_ms: i64) {
+        self.advance_clock(now_ms);
+        if self.role == Role::Leader {
+            self.tick_leader(now_ms);
+        } else if now_ms >= self.election_deadline_ms {
+            self.start_election(now_ms);
+        }
+        self.check_invariants();
+    }
+
+    /// The local log is fdatasync'd below `end_offset` (leader and follower alike). A sync
+    /// issued before a [`LogOp::Truncate`] covers at most the truncation point.
+    pub fn handle_durable(&mut self, end_offset: i64) {
+        let moved = self.log.mark_durable(end_offset);
+        if moved && self.role == Role::Leader {
+            self.advance_leader_commit();
+        } else if moved && self.role == Role::Follower && self.following.ack_owed {
+            let following = &self.following;
+            let durable_matched = following.verified_end_offset.min(end_offset);
+            if durable_matched > following.reported_durable_end_offset {
+                self.acknowledge_durable();
+            }
+        }
+        self.check_invariants();
+    }
+
+    /// The next batch of output, if there is any.
+    pub fn poll_ready(&mut self) -> Option<Ready<P>> {
+        let hard_state = self.hard_state();
+        let changed = hard_state != self.persisted;
+        if !changed && self.messages.is_empty() && self.log_ops.is_empty() {
+            return None;
+        }
+        assert!(hard_state.epoch >= self.persisted.epoch, "the epoch never goes back");
+        self.persisted = hard_state;
+        Some(Ready {
+            hard_state: changed.then_some(hard_state),
+            messages: std::mem::take(&mut self.messages),
+            log_ops: std::mem::take(&mut self.log_ops),
+        })
+    }
+
+    /// The replica's own invariants (the module comment's list).
+    pub fn check_invariants(&self) {
+        self.log.check();
+        assert!((0..=self.log.log_end_offset).contains(&self.high_watermark), "{self:?}");
+        assert!(self.epoch >= self.log.last_epoch(), "{self:?}");
+        let leading = self.role == Role::Leader;
+        assert_eq!(leading, self.leader == Some(self.config.node_id), "{self:?}");
+        assert!(leading || self.progress.is_empty(), "{self:?}");
+        if matches!(self.role, Role::Leader | Role::Candidate) {
+            assert_eq!(self.voted_for, Some(self.config.node_id), "{self:?}");
+        }
+        for progress in self.progress.values() {
+            assert!(progress.next_offset <= self.log.log_end_offset, "{self:?}");
+            assert!(progress.durable_end_offset <= self.log.log_end_offset, "{self:?}");
+        }
+        let following = &self.following;
+        assert!(following.verified_end_offset <= self.log.log_end_offset, "{self:?}");
+        assert!(following.reported_durable_end_offset <= following.verified_end_offset);
+    }
+
+    fn advance_clock(&mut self, now_ms: i64) {
+        assert!(now_ms >= self.now_ms, "time goes back: {now_ms} < {}", self.now_ms);
+        self.now_ms = now_ms;
+    }
+
+    /// Adopts a higher epoch, answers a lower one; returns whether to handle the message.
+    fn observe_epoch(&mut self, from: NodeId, message: &Message<P>, now_ms: i64) -> bool {
+        let epoch = message.epoch();
+        if epoch < self.epoch {
+            self.reject_stale(from, message);
+            return false;
+        }
+        if epoch == self.epoch {
+            return true;
+        }
+        match message {
+            // Asking or granting a pre-vote changes nobody's epoch.
+            Message::VoteRequest(request) if request.pre_vote => true,
+            Message::VoteResponse(response) if response.pre_vote && response.granted => true,
+            Message::VoteRequest(request) if self.config.check_quorum && self.in_lease(now_ms) => {
+                // A live leader exists: a disruptive candidate does not move our epoch.
+                self.send_vote_response(from, self.epoch, false, request.pre_vote);
+                false
+            }
+            Message::AppendRequest(request) => {
+                self.become_follower(epoch, Some(request.header.leader), now_ms);
+                true
+            }
+            _ => {
+                self.become_follower(epoch, None, now_ms);
+                true
+            }
+        }
+    }
+
+    /// A stale leader or candidate learns our epoch; stale answers are dropped.
+    fn reject_stale(&mut self, from: NodeId, message: &Message<P>) {
+        assert!(message.epoch() < self.epoch);
+        match message {
+            Message::VoteRequest(request) => {
+                self.send_vote_response(from, self.epoch, false, request.pre_vote)
+            }
+            Message::AppendRequest(request) => {
+                let rejection = self.rejection(request.header.prev_offset, None);
+                self.send(from, Message::AppendResponse(rejection));
+            }
+            Message::VoteResponse(_) | Message::AppendResponse(_) => {}
+        }
+    }
+
+    fn send_vote_response(&mut self, to: NodeId, epoch: i32, granted: bool, pre_vote: bool) {
+        assert!(epoch >= self.epoch);
+        assert!(pre_vote || epoch == self.epoch, "a real vote answers in our epoch");
+        self.send(to, Message::VoteResponse(VoteResponse { epoch, granted, pre_vote }));
+    }
+
+    fn send(&mut self, to: NodeId, message: Message<P>) {
+        assert_ne!(to, self.config.node_id, "no messages to self");
+        assert!(self.config.voters.contains(&to), "{to:?} is not a voter");
+        self.messages.push((to, message));
+    }
+
+    /// An append rejection carrying our log end and, given, what we hold at the compared
+    /// offset.
+    fn rejection(
+        &self,
+        prev_offset: i64,
+        divergence: Option<super::message::Divergence>,
+    ) -> AppendResponse {
+        AppendResponse {
+            epoch: self.epoch,
+            success: false,
+            matched_end_offset: 0,
+            durable_end_offset: 0,
+            log_end_offset: self.log.log_end_offset,
+            rejected_prev_offset: prev_offset,
+            divergence,
+        }
+    }
+
+    /// Whether a live leader is known: we lead, or ours reached us within an election
+    /// timeout.
+    fn in_lease(&self, now_ms: i64) -> bool {
+        match self.role {
+            Role::Leader => true,
+            Role::Follower => {
+                let contact = self.leader_contact_ms;
+                let timeout_ms = self.config.election_timeout_ms;
+                self.leader.is_some() && contact.is_some_and(|at| now_ms - at < timeout_ms)
+            }
+            Role::PreCandidate | Role::Candidate => false,
+        }
+    }
+
+    fn reset_election_timer(&mut self, now_ms: i64) {
+        let timeout_ms = self.config.election_timeout_ms;
+        let jitter_ms = (self.random.next() % timeout_ms as u64) as i64;
+        assert!((0..timeout_ms).contains(&jitter_ms));
+        self.election_deadline_ms = now_ms + timeout_ms + jitter_ms;
+    }
+
+    /// Steps down (or stays) as a follower in `epoch`, which is at least ours.
+    fn become_follower(&mut self, epoch: i32, leader: Option<NodeId>, now_ms: i64) {
+        assert!(epoch >= self.epoch, "epoch {epoch} < {}", self.epoch);
+        assert_ne!(leader, Some(self.config.node_id));
+        if epoch > self.epoch {
+            self.epoch = epoch;
+            self.voted_for = None;
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.leader_contact_ms = None;
+        self.votes.clear();
+        self.progress.clear();
+        self.following = Following::new(self.high_watermark);
+        self.reset_election_timer(now_ms);
+    }
+
+    fn quorum(&self) -> usize {
+        self.config.voters.len() / 2 + 1
+    }
+
+    fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.config.voters.iter().copied().filter(|voter| *voter != self.config.node_id)
+    }
+
+    fn push_commit(&mut self, high_watermark: i64) {
+        assert!(high_watermark > self.high_watermark, "the high watermark only moves up");
+        assert!(high_watermark <= self.log.log_end_offset);
+        self.high_watermark = high_watermark;
+        self.log_ops.push(LogOp::Commit { high_watermark });
+    }
+}
+
+/// Everything but the queued output (whose payloads need not be `Debug`).
+impl<P> std::fmt::Debug for Replica<P> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Replica")
+            .field("node_id", &self.config.node_id)
+            .field("role", &self.role)
+            .field("epoch", &self.epoch)
+            .field("voted_for", &self.voted_for)
+            .field("leader", &self.leader)
+            .field("log", &self.log)
+            .field("high_watermark", &self.high_watermark)
+            .field("now_ms", &self.now_ms)
+            .field("election_deadline_ms", &self.election_deadline_ms)
+            .field("votes", &self.votes)
+            .field("progress", &self.progress)
+            .field("following", &self.following)
+            .field("queued_messages", &self.messages.len())
+            .field("queued_log_ops", &self.log_ops.len())
+            .finish()
+    }
+}
+
+impl Following {
+    /// A committed prefix matches every later leader (Raft's leader completeness).
+    fn new(high_watermark: i64) -> Following {
+        Following {
+            verified_end_offset: high_watermark,
+            reported_durable_end_offset: 0,
+            ack_owed: false,
+        }
+    }
+}
+
+/// SplitMix64: a tiny deterministic generator for election jitter (no crate, no OS
+/// randomness: the seed fixes the run).
+#[derive(Debug, Clone)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut mixed = self.0;
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        mixed ^ (mixed >> 31)
+    }
+}
