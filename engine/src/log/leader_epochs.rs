@@ -79,6 +79,43 @@ impl LeaderEpochs {
         self.check();
     }
 
+    /// The epoch of the last entry, -1 (Kafka's "no epoch") for an empty cache.
+    pub fn last_epoch(&self) -> i32 {
+        self.latest().map_or(-1, |latest| latest.epoch)
+    }
+
+    /// Records that `epoch` begins at `start_offset`, where an older epoch must not follow a
+    /// newer one (a replica's own view: a batch of an older epoch after a newer one is a bug
+    /// there). Nothing if it is already the latest epoch.
+    pub fn append(&mut self, epoch: i32, start_offset: i64) {
+        assert!(epoch >= 0 && start_offset >= 0, "epoch {epoch} at {start_offset}");
+        if let Some(latest) = self.latest() {
+            if latest.epoch == epoch {
+                return;
+            }
+            assert!(latest.epoch < epoch, "epoch {epoch} after {latest:?}");
+            assert!(latest.start_offset < start_offset, "offset {start_offset} after {latest:?}");
+        }
+        self.entries.push(EpochStart { epoch, start_offset });
+    }
+
+    /// The epoch run holding `offset` (the caller bounds it by the log end); `None` below
+    /// the first start.
+    pub fn run_at(&self, offset: i64) -> Option<EpochStart> {
+        let covering = self.entries.partition_point(|entry| entry.start_offset <= offset);
+        let run = covering.checked_sub(1).map(|index| self.entries[index]);
+        assert!(run.is_none_or(|run| run.start_offset <= offset));
+        run
+    }
+
+    /// The start of the first run of an epoch greater than `epoch`, if any: below it every
+    /// batch has an epoch <= `epoch`.
+    pub fn next_start_after(&self, epoch: i32) -> Option<i64> {
+        let index = self.entries.partition_point(|entry| entry.epoch <= epoch);
+        assert!(index == 0 || self.entries[index - 1].epoch <= epoch);
+        self.entries.get(index).map(|entry| entry.start_offset)
+    }
+
     /// Forgets the epochs that start at or after `offset` (the log was cut there).
     pub fn truncate_from(&mut self, offset: i64) {
         let keep = self.entries.partition_point(|entry| entry.start_offset < offset);
@@ -97,8 +134,7 @@ impl LeaderEpochs {
 
     /// The epoch of the batch at `offset`: that of the last epoch starting at or below it.
     pub fn epoch_at(&self, offset: i64) -> Option<i32> {
-        let covering = self.entries.partition_point(|entry| entry.start_offset <= offset);
-        covering.checked_sub(1).map(|index| self.entries[index].epoch)
+        self.run_at(offset).map(|run| run.epoch)
     }
 
     /// OffsetForLeaderEpoch's answer as Kafka's `LeaderEpochFileCache.endOffsetFor` gives it:
@@ -113,12 +149,11 @@ impl LeaderEpochs {
         if epoch == latest.epoch {
             return Some((latest.epoch, end_offset));
         }
-        let higher = self.entries.partition_point(|entry| entry.epoch <= epoch);
-        let next = self.entries.get(higher)?;
-        match higher.checked_sub(1) {
+        let next_start = self.next_start_after(epoch)?;
+        match self.entries.iter().rev().find(|entry| entry.epoch <= epoch) {
+            Some(floor) => Some((floor.epoch, next_start)),
             // Older than every epoch known: it ended where the first known one starts.
-            None => Some((epoch, next.start_offset)),
-            Some(floor) => Some((self.entries[floor].epoch, next.start_offset)),
+            None => Some((epoch, next_start)),
         }
     }
 

@@ -1,6 +1,6 @@
 //! What a replica knows about its local log without holding any of its bytes: where each
-//! leader epoch's run of batches starts ([`EpochHistory`], Kafka's leader-epoch cache), where
-//! the log ends, and how much of it is durable ([`LocalLog`]).
+//! leader epoch's run of batches starts (the log's own leader-epoch cache, [`LeaderEpochs`]),
+//! where the log ends, and how much of it is durable ([`LocalLog`]).
 //!
 //! Raft compares logs by (term, index) of single entries; with epochs stamped in every batch
 //! that is "the epoch of the batch holding offset x", which the history answers without a
@@ -12,77 +12,12 @@
 
 use super::message::{EntryMeta, NO_EPOCH};
 
-/// The first offset written in `epoch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EpochStart {
-    pub epoch: i32,
-    pub start_offset: i64,
-}
-
-/// The epoch runs of a log, oldest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EpochHistory {
-    starts: Vec<EpochStart>,
-}
-
-impl EpochHistory {
-    pub fn new() -> EpochHistory {
-        EpochHistory::default()
-    }
-
-    pub fn starts(&self) -> &[EpochStart] {
-        &self.starts
-    }
-
-    /// The epoch of the last run, [`NO_EPOCH`] for an empty history.
-    pub fn last_epoch(&self) -> i32 {
-        self.starts.last().map_or(NO_EPOCH, |start| start.epoch)
-    }
-
-    /// The run holding `offset` if the log extends that far (the caller bounds it by the log
-    /// end); `None` below the first start.
-    pub fn run_at(&self, offset: i64) -> Option<EpochStart> {
-        let after = self.starts.partition_point(|start| start.start_offset <= offset);
-        let run = after.checked_sub(1).map(|index| self.starts[index]);
-        assert!(run.is_none_or(|run| run.start_offset <= offset));
-        run
-    }
-
-    /// The start of the first run of an epoch greater than `epoch`, if any.
-    pub fn next_start_after(&self, epoch: i32) -> Option<i64> {
-        let index = self.starts.partition_point(|start| start.epoch <= epoch);
-        let next = self.starts.get(index).map(|start| start.start_offset);
-        assert!(index == 0 || self.starts[index - 1].epoch <= epoch);
-        next
-    }
-
-    /// Records that `epoch` begins at `start_offset`; nothing if it is already the last run.
-    pub fn append(&mut self, epoch: i32, start_offset: i64) {
-        assert!(epoch >= 0, "epoch {epoch} is negative");
-        assert!(start_offset >= 0, "start offset {start_offset} is negative");
-        if let Some(last) = self.starts.last() {
-            if last.epoch == epoch {
-                return;
-            }
-            assert!(last.epoch < epoch, "epoch {epoch} after {last:?}");
-            assert!(last.start_offset < start_offset, "offset {start_offset} after {last:?}");
-        }
-        self.starts.push(EpochStart { epoch, start_offset });
-    }
-
-    /// Forgets the runs that start at or after `offset` (the log is cut there).
-    pub fn truncate_from(&mut self, offset: i64) {
-        assert!(offset >= 0, "truncate from {offset}");
-        let keep = self.starts.partition_point(|start| start.start_offset < offset);
-        self.starts.truncate(keep);
-        assert!(self.starts.last().is_none_or(|last| last.start_offset < offset));
-    }
-}
+pub use crate::log::leader_epochs::{EpochStart, LeaderEpochs};
 
 /// The replica's view of its local log: epoch runs, log end, durable end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalLog {
-    pub epochs: EpochHistory,
+    pub epochs: LeaderEpochs,
     /// The next offset to be written.
     pub log_end_offset: i64,
     /// Everything below this offset is fdatasync'd.
@@ -90,7 +25,7 @@ pub struct LocalLog {
 }
 
 impl LocalLog {
-    pub fn new(epochs: EpochHistory, log_end_offset: i64, durable_end_offset: i64) -> LocalLog {
+    pub fn new(epochs: LeaderEpochs, log_end_offset: i64, durable_end_offset: i64) -> LocalLog {
         let log = LocalLog { epochs, log_end_offset, durable_end_offset };
         log.check();
         log
@@ -100,7 +35,7 @@ impl LocalLog {
     pub fn check(&self) {
         assert!(0 <= self.durable_end_offset, "{self:?}");
         assert!(self.durable_end_offset <= self.log_end_offset, "{self:?}");
-        let starts = self.epochs.starts();
+        let starts = self.epochs.entries();
         assert!(starts.last().is_none_or(|last| last.start_offset < self.log_end_offset));
         assert!(starts.windows(2).all(|pair| pair[0].epoch < pair[1].epoch), "{self:?}");
         assert!(starts.windows(2).all(|pair| pair[0].start_offset < pair[1].start_offset));
@@ -162,8 +97,8 @@ impl LocalLog {
 mod tests {
     use super::*;
 
-    fn history(starts: &[(i32, i64)]) -> EpochHistory {
-        let mut history = EpochHistory::new();
+    fn history(starts: &[(i32, i64)]) -> LeaderEpochs {
+        let mut history = LeaderEpochs::new();
         for &(epoch, start_offset) in starts {
             history.append(epoch, start_offset);
         }
@@ -183,7 +118,7 @@ mod tests {
             assert_eq!(log.epoch_at(offset), expected, "offset {offset}");
         }
         assert_eq!(log.last_epoch(), 4);
-        assert_eq!(LocalLog::new(EpochHistory::new(), 0, 0).last_epoch(), NO_EPOCH);
+        assert_eq!(LocalLog::new(LeaderEpochs::new(), 0, 0).last_epoch(), NO_EPOCH);
     }
 
     #[test]
@@ -203,7 +138,7 @@ mod tests {
         }
         let expected =
             [EpochStart { epoch: 1, start_offset: 0 }, EpochStart { epoch: 2, start_offset: 4 }];
-        assert_eq!(log.epochs.starts(), expected);
+        assert_eq!(log.epochs.entries(), expected);
         assert_eq!(log.log_end_offset, 6);
     }
 

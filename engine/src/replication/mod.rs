@@ -41,7 +41,7 @@ mod replica;
 #[cfg(test)]
 mod tests;
 
-pub use epochs::{EpochHistory, EpochStart, LocalLog};
+pub use epochs::{EpochStart, LeaderEpochs, LocalLog};
 pub use message::{
     AppendHeader, AppendRequest, AppendResponse, Divergence, EntryMeta, Message, NodeId,
     VoteRequest, VoteResponse, NO_EPOCH, OFFSET_MAX,

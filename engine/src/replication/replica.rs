@@ -19,7 +19,7 @@ mod leader;
 
 use std::collections::BTreeMap;
 
-use super::epochs::{EpochHistory, LocalLog};
+use super::epochs::{LeaderEpochs, LocalLog};
 use super::message::{AppendResponse, EntryMeta, Message, NodeId, VoteResponse};
 
 /// Static settings of one replica.
@@ -84,7 +84,7 @@ pub struct HardState {
 /// What the local log holds when the replica is created (after recovery).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSummary {
-    pub epochs: EpochHistory,
+    pub epochs: LeaderEpochs,
     pub log_end_offset: i64,
     pub durable_end_offset: i64,
     /// A high watermark known to be committed (a checkpoint), at most the log end; 0 if
@@ -205,7 +205,7 @@ impl<P> Replica<P> {
         config.check();
         assert!(persisted.epoch >= 0, "{persisted:?}");
         let local = LocalLog::new(log.epochs, log.log_end_offset, log.durable_end_offset);
-        assert!(local.epochs.starts().first().is_none_or(|first| first.start_offset == 0));
+        assert!(local.epochs.entries().first().is_none_or(|first| first.start_offset == 0));
         assert!((0..=local.log_end_offset).contains(&log.high_watermark), "{local:?}");
         // A log entry of a later epoch than the hard state means we followed that epoch's
         // leader without voting in it (a vote is persisted before it is sent).
@@ -282,7 +282,7 @@ impl<P> Replica<P> {
         self.log.durable_end_offset
     }
 
-    pub fn epochs(&self) -> &EpochHistory {
+    pub fn epochs(&self) -> &LeaderEpochs {
         &self.log.epochs
     }
 

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::checker::Checker;
 use crate::replication::{
-    EntryMeta, EpochHistory, HardState, LogOp, LogSummary, Message, NodeId, PeerRead, Ready,
+    EntryMeta, HardState, LeaderEpochs, LogOp, LogSummary, Message, NodeId, PeerRead, Ready,
     Replica, ReplicaConfig,
 };
 
@@ -106,8 +106,8 @@ impl ModelLog {
         self.durable_end_offset = self.end_offset();
     }
 
-    pub fn epochs(&self) -> EpochHistory {
-        let mut epochs = EpochHistory::new();
+    pub fn epochs(&self) -> LeaderEpochs {
+        let mut epochs = LeaderEpochs::new();
         for batch in &self.batches {
             epochs.append(batch.epoch, batch.base_offset);
         }
