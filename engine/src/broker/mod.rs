@@ -11,6 +11,7 @@ pub mod groups;
 pub mod handlers;
 pub mod memory;
 pub mod metadata_file;
+pub mod partition;
 pub mod producer_ids;
 pub mod server;
 pub mod shard;

@@ -588,6 +588,7 @@ pub fn go_offline(shared: &Shared, reason: String) {
         fail_pending(&mut state, || LogError::Offline);
     }
     shared.high_watermark_changed.notify_waiters();
+    shared.durable_changed.notify_waiters();
 }
 
 /// Persists the indexes of sealed (fully durable) segments, and, when due, the active

@@ -245,6 +245,7 @@ impl Log {
         }
         self.shared.state.borrow_mut().closed = true;
         self.shared.high_watermark_changed.notify_waiters();
+        self.shared.durable_changed.notify_waiters();
         result
     }
 
@@ -304,12 +305,20 @@ impl Log {
         }
     }
 
+    /// The process dies (tests): the log never touches its files again; what is not durable
+    /// is whatever the disk's crash leaves of it.
+    #[cfg(test)]
+    pub fn halt(&self) {
+        flush::go_offline(&self.shared, "halted: a simulated crash".to_string());
+    }
+
     /// Closes the log and removes its directory.
     pub async fn delete(self) -> Result<(), LogError> {
         self.shared.state.borrow_mut().closing = true;
         self.wait_for_flusher().await;
         self.shared.state.borrow_mut().closed = true;
         self.shared.high_watermark_changed.notify_waiters();
+        self.shared.durable_changed.notify_waiters();
         self.shared.disk.remove_dir_all(&self.shared.dir)?;
         Ok(())
     }

@@ -21,15 +21,15 @@ use super::state::AppendInfo;
 impl Log {
     /// A follower appends the leader's batches as they are (offsets and epochs included): the
     /// first must start at the log end. Each batch is checked whole (framing, CRC32C) before
-    /// it is admitted. Resolves once all of them are durable here (not when committed).
+    /// it is admitted; a refusal admits none of them. The future resolves once all of them
+    /// are durable here (not when committed).
     pub fn append_replicated(
         &self,
         batches: Vec<BytesMut>,
-    ) -> impl Future<Output = Result<AppendInfo, LogError>> + 'static {
+    ) -> Result<impl Future<Output = Result<AppendInfo, LogError>> + 'static, LogError> {
         assert_eq!(self.shared.config().commit, CommitMode::Quorum, "only a replica copies");
-        let admitted = append::admit_replicated(&self.shared, batches);
-        async move {
-            let receivers = admitted?;
+        let receivers = append::admit_replicated(&self.shared, batches)?;
+        Ok(async move {
             let mut first: Option<AppendInfo> = None;
             let mut last: Option<AppendInfo> = None;
             for receiver in receivers {
@@ -43,7 +43,7 @@ impl Log {
                 }
                 _ => Err(LogError::InvalidBatch { size_bytes: 0 }),
             }
-        }
+        })
     }
 
     /// The replica's commit index: the high watermark becomes min(it, this copy's durable end)
@@ -71,6 +71,33 @@ impl Log {
     /// and what a leader counts for itself.
     pub fn durable_end_offset(&self) -> i64 {
         self.shared.state.borrow().synced.offset
+    }
+
+    /// Completes when the durable end is no longer `seen` (it moved up, or down with a cut),
+    /// or the log closes or goes offline.
+    pub fn wait_for_durable_change(&self, seen: i64) -> impl Future<Output = ()> + 'static {
+        let shared = Rc::clone(&self.shared);
+        async move {
+            // Each round either returns or waits for a notification: no busy loop.
+            loop {
+                let notified = shared.durable_changed.notified();
+                {
+                    let state = shared.state.borrow();
+                    if state.synced.offset != seen || state.unusable().is_some() {
+                        return;
+                    }
+                }
+                notified.await;
+            }
+        }
+    }
+
+    /// `Ok` while the log serves reads and writes; the reason it does not otherwise.
+    pub fn check_usable(&self) -> Result<(), LogError> {
+        match self.shared.state.borrow().unusable() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 
     /// Completes when the durable end exceeds `offset`, or the log closes or goes offline.

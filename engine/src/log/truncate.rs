@@ -93,6 +93,7 @@ async fn truncate(shared: &Shared, offset: i64) -> Result<(), LogError> {
     }
     rebuild_producers(shared, offset).await?;
     shared.high_watermark_changed.notify_waiters();
+    shared.durable_changed.notify_waiters();
     tracing::info!(dir = %shared.dir.display(), offset, "log: cut the uncommitted tail");
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Encoder for uncompressed v2 batches. Used by tests, benches and the simulator's clients —
-//! never by the broker's produce path, which stores producers' bytes as received.
+//! never by the broker's produce path, which stores producers' bytes as received — and for
+//! the one batch the broker writes itself: a new leader's LeaderChange control batch.
 
 use super::{CRC_START, HEADER_SIZE_BYTES, MAGIC_V2};
 
@@ -27,6 +28,44 @@ impl ProducerStamp {
 
 /// Encodes `records` as one uncompressed batch with base offset 0 and a valid CRC32C.
 pub fn encode_batch(records: &[Record], base_timestamp: i64, producer: ProducerStamp) -> Vec<u8> {
+    encode_batch_with_attributes(records, base_timestamp, producer, 0)
+}
+
+/// Bit 5 of a batch's attributes: a control batch (markers and leader changes; clients skip
+/// it, it is never handed to an application).
+const CONTROL_ATTRIBUTE: i16 = 0x20;
+/// Control record type of a KRaft LeaderChange (0 abort, 1 commit, 2 leader change).
+const LEADER_CHANGE_TYPE: i16 = 2;
+
+/// A new leader's first batch (the Raft entry of its own epoch that commits earlier ones), in
+/// the shape KRaft writes it: a control batch of one record whose key is (version 0, type 2)
+/// and whose value is a LeaderChangeMessage v0 (flexible: leader id, voters, granting voters,
+/// tagged fields). Clients skip control batches, so consumers never see it.
+pub fn encode_leader_change(leader_id: i32, voters: &[i32], timestamp_ms: i64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&LEADER_CHANGE_TYPE.to_be_bytes());
+    let mut value = Vec::with_capacity(16 + 10 * voters.len());
+    value.extend_from_slice(&0i16.to_be_bytes()); // LeaderChangeMessage version
+    value.extend_from_slice(&leader_id.to_be_bytes());
+    for _list in ["voters", "granting voters"] {
+        put_unsigned(&mut value, voters.len() as u64 + 1); // compact array length
+        for voter in voters {
+            value.extend_from_slice(&voter.to_be_bytes());
+            put_unsigned(&mut value, 0); // the voter's tagged fields
+        }
+    }
+    put_unsigned(&mut value, 0); // the message's tagged fields
+    let record = Record { key: Some(key), value: Some(value), ..Record::default() };
+    encode_batch_with_attributes(&[record], timestamp_ms, ProducerStamp::NONE, CONTROL_ATTRIBUTE)
+}
+
+fn encode_batch_with_attributes(
+    records: &[Record],
+    base_timestamp: i64,
+    producer: ProducerStamp,
+    attributes: i16,
+) -> Vec<u8> {
     assert!(!records.is_empty(), "a batch holds at least one record");
     let mut body = Vec::with_capacity(records.len() * 32);
     let mut max_timestamp = base_timestamp;
@@ -41,7 +80,7 @@ pub fn encode_batch(records: &[Record], base_timestamp: i64, producer: ProducerS
     batch.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
     batch.push(MAGIC_V2 as u8);
     batch.extend_from_slice(&0u32.to_be_bytes()); // crc, filled below
-    batch.extend_from_slice(&0i16.to_be_bytes()); // attributes: no compression, create time
+    batch.extend_from_slice(&attributes.to_be_bytes()); // no compression, create time
     batch.extend_from_slice(&((records.len() - 1) as i32).to_be_bytes());
     batch.extend_from_slice(&base_timestamp.to_be_bytes());
     batch.extend_from_slice(&max_timestamp.to_be_bytes());

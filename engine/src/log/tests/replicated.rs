@@ -85,7 +85,7 @@ fn a_follower_copies_commits_cuts_and_takes_the_new_leaders_batches() {
         let log = open(&disk, &replica_config()).await;
         assert_eq!(log.high_watermark(), 0);
         let old = leader_batches(&[(2, 1, None), (3, 1, Some(7)), (2, 1, Some(7)), (1, 2, None)]);
-        let info = log.append_replicated(to_send(&old)).await.unwrap();
+        let info = log.append_replicated(to_send(&old)).unwrap().await.unwrap();
         assert_eq!((info.base_offset, info.last_offset), (0, 7));
         assert_eq!(log.durable_end_offset(), 8);
         assert_eq!(log.high_watermark(), 0, "durable is not committed");
@@ -95,7 +95,7 @@ fn a_follower_copies_commits_cuts_and_takes_the_new_leaders_batches() {
         assert_eq!((log.log_end_offset(), log.durable_end_offset()), (5, 5));
         // The new leader (epoch 3) has other batches from offset 5 on.
         let new = leader_batches(&[(2, 1, None), (3, 1, Some(7)), (4, 3, Some(7))]);
-        log.append_replicated(to_send(&new[2..])).await.unwrap();
+        log.append_replicated(to_send(&new[2..])).unwrap().await.unwrap();
         log.commit(9);
         let expected: Vec<_> = old[..2].iter().chain(&new[2..]).cloned().collect();
         assert_eq!(read_all(&log, 0, 1 << 20).await, expected);
@@ -113,15 +113,15 @@ fn copies_that_do_not_continue_the_log_or_fail_their_crc_are_refused() {
         let (_sim, disk) = sim(2);
         let log = open(&disk, &replica_config()).await;
         let batches = leader_batches(&[(2, 1, None), (2, 1, None)]);
-        let gap = log.append_replicated(to_send(&batches[1..])).await;
+        let gap = log.append_replicated(to_send(&batches[1..])).map(|_| ());
         assert!(matches!(gap, Err(LogError::NotContiguous { expected_offset: 0, base_offset: 2 })));
         let mut rotten = to_send(&batches[..1]);
         let last = rotten[0].len() - 1;
         rotten[0][last] ^= 1;
-        let rot = log.append_replicated(rotten).await;
+        let rot = log.append_replicated(rotten).map(|_| ());
         assert!(matches!(rot, Err(LogError::InvalidBatch { .. })), "{rot:?}");
         assert_eq!(log.log_end_offset(), 0, "nothing admitted");
-        log.append_replicated(to_send(&batches)).await.unwrap();
+        log.append_replicated(to_send(&batches)).unwrap().await.unwrap();
         let inside = log.truncate_suffix(3).await;
         assert!(matches!(inside, Err(LogError::NotBatchBoundary { offset: 3 })), "{inside:?}");
         assert_eq!(log.log_end_offset(), 4, "nothing cut");
@@ -135,7 +135,7 @@ fn cutting_a_committed_batch_is_a_bug_that_stops_the_process() {
         let (_sim, disk) = sim(3);
         let log = open(&disk, &replica_config()).await;
         let batches = leader_batches(&[(2, 1, None), (2, 1, None)]);
-        log.append_replicated(to_send(&batches)).await.unwrap();
+        log.append_replicated(to_send(&batches)).unwrap().await.unwrap();
         log.commit(4);
         let _ = log.truncate_suffix(2).await;
     });
@@ -160,7 +160,7 @@ fn crash_during_truncation(
         let cut_batch = cut_batch % old.len();
         let cut = old[cut_batch].0;
         let log = open(&disk, &replica_config()).await;
-        log.append_replicated(to_send(&old)).await.unwrap();
+        log.append_replicated(to_send(&old)).unwrap().await.unwrap();
         log.commit(cut);
         log.close().await.unwrap();
         let log = open(&disk, &replica_config()).await;
@@ -189,7 +189,7 @@ fn crash_during_truncation(
         let new_epoch = shapes.iter().map(|shape| shape.1).max().unwrap_or(0) + 1;
         new_shapes.extend([(2, new_epoch, Some(7)), (1, new_epoch, None)]);
         let new = leader_batches(&new_shapes);
-        log.append_replicated(to_send(&new[cut_batch..])).await.unwrap();
+        log.append_replicated(to_send(&new[cut_batch..])).unwrap().await.unwrap();
         log.close().await.unwrap();
         let (log, served) = recovered(&disk).await;
         assert_eq!(served, new);

@@ -1,0 +1,384 @@
+//! A replicated partition: its log and its Raft replica on the owning shard, and the driver
+//! between them (`replication/` decides, this module does: disk, clock, messages).
+//!
+//! One driver task per partition takes inputs one at a time — peer messages (a bounded
+//! inbox), ticks, the log's durability moving — steps the replica, and carries out each
+//! `Ready` completely before the next input, in the replica's order: the hard state made
+//! durable first (`replica_state.rs`), then the log operations (a follower's copies, cuts,
+//! the commit index, reads for peers), then the messages. A produce on the leader appends
+//! and tells the replica at once, synchronously, so the replica's view of the log and the
+//! log never disagree.
+//!
+//! Any failed log operation stops the partition's replica (as if its process had crashed):
+//! the log is offline by then, and re-opening it recovers a state Raft accepts.
+//!
+//! Not wired into the shards yet: the broker still serves single-node partitions through
+//! their `Log` directly; the peer transport and the controller come next (issue 14).
+
+pub mod replica_state;
+#[cfg(test)]
+mod tests;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::io::local::Notify;
+use crate::io::{Disk, Instant};
+use crate::log::region::ReadData;
+use crate::log::{AppendInfo, CommitMode, Log, LogConfig, LogError};
+use crate::record_batch;
+use crate::replication::{
+    EntryMeta, LogOp, LogSummary, Message, NodeId, PeerRead, Ready, Replica, ReplicaConfig,
+};
+
+/// A replica message carrying record batches as they lie in the leader's log.
+pub type PeerMessage = Message<Bytes>;
+/// How the driver hands a message to the transport (best effort: Raft tolerates loss).
+pub type Sender = Rc<dyn Fn(NodeId, PeerMessage)>;
+
+/// Peer messages waiting for the driver; beyond it new ones are dropped (and retried by
+/// their sender's next heartbeat), so a flood cannot grow the broker.
+pub const INBOX_MESSAGES_MAX: usize = 1024;
+
+/// Why a produce was refused before anything was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotLeader {
+    /// NOT_LEADER_OR_FOLLOWER, with the leader's id as a hint when known.
+    Follower { leader: Option<NodeId> },
+    /// The replica stopped after a storage fault (KAFKA_STORAGE_ERROR).
+    Stopped,
+}
+
+/// One partition's log and replica, driven together. Cheap to clone; lives on one shard.
+#[derive(Clone)]
+pub struct ReplicatedPartition {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    log: Log,
+    disk: Disk,
+    dir: PathBuf,
+    replica: RefCell<Replica<Bytes>>,
+    inbox: RefCell<VecDeque<(NodeId, PeerMessage)>>,
+    /// Inputs that carry no data: coalesced, never queued.
+    tick_due: Cell<bool>,
+    durable_moved: Cell<bool>,
+    ready_due: Cell<bool>,
+    wake: Notify,
+    send: Sender,
+    started_at: Instant,
+    stopped: Cell<bool>,
+}
+
+impl ReplicatedPartition {
+    /// Opens (recovers) the log in `dir` as a replica's log, reads the hard state, and starts
+    /// the driver.
+    pub async fn open(
+        disk: Disk,
+        dir: PathBuf,
+        log_config: LogConfig,
+        config: ReplicaConfig,
+        random_seed: u64,
+        send: Sender,
+    ) -> Result<ReplicatedPartition, LogError> {
+        let log_config = LogConfig { commit: CommitMode::Quorum, ..log_config };
+        let log = Log::open(disk.clone(), dir.clone(), log_config).await?;
+        let hard_state = replica_state::read(&disk, &dir).await.map_err(|error| {
+            tracing::error!(dir = %dir.display(), %error, "partition: replica state unreadable");
+            LogError::Offline
+        })?;
+        let summary = LogSummary {
+            epochs: log.leader_epochs(),
+            log_end_offset: log.log_end_offset(),
+            durable_end_offset: log.durable_end_offset(),
+            high_watermark: 0,
+        };
+        let started_at = crate::io::now();
+        let heartbeat = Duration::from_millis(config.heartbeat_interval_ms.unsigned_abs());
+        let replica = Replica::new(config, hard_state, summary, random_seed, 0);
+        let inner = Rc::new(Inner {
+            log,
+            disk,
+            dir,
+            replica: RefCell::new(replica),
+            inbox: RefCell::new(VecDeque::new()),
+            tick_due: Cell::new(false),
+            durable_moved: Cell::new(false),
+            ready_due: Cell::new(true),
+            wake: Notify::new(),
+            send,
+            started_at,
+            stopped: Cell::new(false),
+        });
+        drop(crate::io::spawn_local(drive(Rc::clone(&inner))));
+        drop(crate::io::spawn_local(tick(Rc::downgrade(&inner), heartbeat / 2)));
+        drop(crate::io::spawn_local(watch_durable(Rc::downgrade(&inner))));
+        Ok(ReplicatedPartition { inner })
+    }
+
+    /// A message from `from`. An append's batches must be exactly the entries it names
+    /// (checked here: the replica trusts the payload to match); anything else is dropped.
+    pub fn deliver(&self, from: NodeId, message: PeerMessage) {
+        if let Message::AppendRequest(request) = &message {
+            if entries_of(&request.payload).as_deref() != Some(&request.entries[..]) {
+                tracing::warn!(?from, "partition: an append whose batches are not its entries");
+                return;
+            }
+        }
+        let mut inbox = self.inner.inbox.borrow_mut();
+        if inbox.len() >= INBOX_MESSAGES_MAX {
+            tracing::debug!(?from, "partition: inbox full; dropping a peer message");
+            return;
+        }
+        inbox.push_back((from, message));
+        drop(inbox);
+        self.inner.wake.notify_waiters();
+    }
+
+    /// A client's produce on the leader: appended in the leader's epoch now (offsets assigned
+    /// synchronously), answered once the high watermark covers it.
+    pub fn produce(
+        &self,
+        batches: Vec<BytesMut>,
+    ) -> Result<impl Future<Output = Result<AppendInfo, LogError>> + 'static, NotLeader> {
+        let inner = &self.inner;
+        if inner.stopped.get() {
+            return Err(NotLeader::Stopped);
+        }
+        let epoch = {
+            let replica = inner.replica.borrow();
+            if !replica.is_leader() {
+                return Err(NotLeader::Follower { leader: replica.leader() });
+            }
+            replica.epoch()
+        };
+        let appended = append_as_leader(inner, batches, epoch);
+        inner.ready_due.set(true);
+        inner.wake.notify_waiters();
+        Ok(appended)
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.inner.log
+    }
+
+    pub fn is_leader(&self) -> bool {
+        !self.inner.stopped.get() && self.inner.replica.borrow().is_leader()
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.inner.replica.borrow().leader()
+    }
+
+    pub fn epoch(&self) -> i32 {
+        self.inner.replica.borrow().epoch()
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.inner.stopped.get()
+    }
+
+    /// Stops the driver (its tasks end at their next wake-up); the log stays open.
+    pub fn stop(&self) {
+        self.inner.stopped.set(true);
+        self.inner.wake.notify_waiters();
+    }
+}
+
+/// Appends on the leader and reports the batches to the replica in the same turn.
+fn append_as_leader(
+    inner: &Inner,
+    batches: Vec<BytesMut>,
+    epoch: i32,
+) -> impl Future<Output = Result<AppendInfo, LogError>> + 'static {
+    let base_offset = inner.log.log_end_offset();
+    let appended = inner.log.append(batches, epoch);
+    let next_offset = inner.log.log_end_offset();
+    if next_offset > base_offset {
+        inner.replica.borrow_mut().handle_appended(base_offset, next_offset, epoch);
+    }
+    appended
+}
+
+fn now_ms(inner: &Inner) -> i64 {
+    i64::try_from(crate::io::now().duration_since(inner.started_at).as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The driver: one input at a time, each `Ready` carried out before the next input.
+async fn drive(inner: Rc<Inner>) {
+    // Each round handles an input or waits for one; it ends when the partition stops.
+    while !inner.stopped.get() {
+        let woken = inner.wake.notified();
+        if !step(&inner) {
+            woken.await;
+            continue;
+        }
+        loop {
+            let ready = inner.replica.borrow_mut().poll_ready();
+            let Some(ready) = ready else { break };
+            if let Err(error) = apply(&inner, ready).await {
+                tracing::error!(dir = %inner.dir.display(), %error, "partition: replica stopped");
+                inner.stopped.set(true);
+                return;
+            }
+        }
+    }
+}
+
+/// Feeds the replica one pending input; false when there was none.
+fn step(inner: &Inner) -> bool {
+    let now_ms = now_ms(inner);
+    let message = inner.inbox.borrow_mut().pop_front();
+    let mut replica = inner.replica.borrow_mut();
+    if let Some((from, message)) = message {
+        replica.handle_message(from, message, now_ms);
+    } else if inner.durable_moved.replace(false) {
+        replica.handle_durable(inner.log.durable_end_offset());
+    } else if inner.tick_due.replace(false) {
+        replica.handle_tick(now_ms);
+    } else if !inner.ready_due.replace(false) {
+        return false;
+    }
+    true
+}
+
+async fn apply(inner: &Inner, ready: Ready<Bytes>) -> Result<(), LogError> {
+    if let Some(hard_state) = ready.hard_state {
+        replica_state::write(&inner.disk, &inner.dir, &hard_state).await?;
+    }
+    for op in ready.log_ops {
+        match op {
+            LogOp::AppendLeaderChange { epoch } => append_leader_change(inner, epoch)?,
+            LogOp::Append { entries, payload } => {
+                let batches = batches_for(&entries, &payload)?;
+                // Durability comes back through the watcher, not this future.
+                drop(inner.log.append_replicated(batches)?);
+            }
+            LogOp::Truncate { from_offset } => inner.log.truncate_suffix(from_offset).await?,
+            LogOp::Commit { high_watermark } => inner.log.commit(high_watermark),
+            LogOp::ReadForPeer(read) => send_append(inner, read).await,
+        }
+    }
+    for (peer, message) in ready.messages {
+        (inner.send)(peer, message);
+    }
+    Ok(())
+}
+
+/// A new leader's first batch: the entry of its own epoch whose commit commits the rest.
+fn append_leader_change(inner: &Inner, epoch: i32) -> Result<(), LogError> {
+    let (leader, voters) = {
+        let replica = inner.replica.borrow();
+        let voters: Vec<i32> = replica.config().voters.iter().map(|voter| voter.0 as i32).collect();
+        (replica.node_id().0 as i32, voters)
+    };
+    let batch =
+        record_batch::build::encode_leader_change(leader, &voters, crate::io::unix_time_ms());
+    let base_offset = inner.log.log_end_offset();
+    drop(append_as_leader(inner, vec![BytesMut::from(&batch[..])], epoch));
+    if inner.log.log_end_offset() == base_offset {
+        // Refused at admission (the log is offline or full): this replica cannot lead.
+        return Err(inner.log.check_usable().err().unwrap_or(LogError::NoSpace));
+    }
+    Ok(())
+}
+
+/// The request's batches from the first of `entries` on, checked against them.
+fn batches_for(entries: &[EntryMeta], payload: &Bytes) -> Result<Vec<BytesMut>, LogError> {
+    let mut batches = Vec::with_capacity(entries.len());
+    let mut position = 0;
+    let first = entries.first().map_or(i64::MAX, |entry| entry.base_offset);
+    // Each round consumes one batch of at least a header: bounded by the payload.
+    while position < payload.len() {
+        let info = record_batch::header_info(&payload[position..])
+            .map_err(|_| LogError::InvalidBatch { size_bytes: payload.len() - position })?;
+        let end = position + info.size_bytes;
+        if info.base_offset >= first {
+            batches.push(BytesMut::from(&payload[position..end.min(payload.len())]));
+        }
+        position = end;
+    }
+    if batches.len() != entries.len() {
+        return Err(LogError::InvalidBatch { size_bytes: payload.len() });
+    }
+    Ok(batches)
+}
+
+/// The entries (offsets and epoch of each batch) of a run of whole batches; `None` if the
+/// bytes are not whole batches.
+pub fn entries_of(bytes: &[u8]) -> Option<Vec<EntryMeta>> {
+    let mut entries = Vec::new();
+    let mut position = 0;
+    // Each round consumes one batch of at least a header: bounded by the bytes.
+    while position < bytes.len() {
+        let info = record_batch::header_info(&bytes[position..]).ok()?;
+        if info.size_bytes < record_batch::HEADER_SIZE_BYTES || info.last_offset_delta < 0 {
+            return None;
+        }
+        entries.push(EntryMeta {
+            base_offset: info.base_offset,
+            next_offset: info.next_offset(),
+            epoch: info.partition_leader_epoch,
+        });
+        position = position.checked_add(info.size_bytes)?;
+    }
+    (position == bytes.len()).then_some(entries)
+}
+
+/// Reads what the replica asked for and sends the append it builds from it.
+async fn send_append(inner: &Inner, read: PeerRead) {
+    let max_bytes = read.max_bytes as usize;
+    let planned = inner.log.plan_read_for_follower(read.start_offset, max_bytes, usize::MAX).await;
+    let bytes = match planned.map(|planned| planned.data) {
+        Ok(ReadData::Bytes(bytes)) => bytes,
+        Ok(ReadData::Region(_)) => unreachable!("a read with no inline limit is inline"),
+        Err(error) => {
+            tracing::warn!(dir = %inner.dir.display(), %error, "partition: read for a peer");
+            return;
+        }
+    };
+    let Some(entries) = entries_of(&bytes) else {
+        unreachable!("the log serves whole, checked batches")
+    };
+    let message = inner.replica.borrow().build_append(&read, entries, bytes);
+    if let Some(message) = message {
+        (inner.send)(read.peer, message);
+    }
+}
+
+/// Asks for a tick every `interval` while the partition lives.
+async fn tick(inner: std::rc::Weak<Inner>, interval: Duration) {
+    loop {
+        crate::io::sleep(interval).await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.stopped.get() {
+            return;
+        }
+        inner.tick_due.set(true);
+        inner.wake.notify_waiters();
+    }
+}
+
+/// Tells the driver each time the log's durable end moves (up, or down with a cut).
+async fn watch_durable(inner: std::rc::Weak<Inner>) {
+    loop {
+        let changed = {
+            let Some(inner) = inner.upgrade() else { return };
+            if inner.stopped.get() || inner.log.check_usable().is_err() {
+                return;
+            }
+            inner.log.wait_for_durable_change(inner.log.durable_end_offset())
+        };
+        changed.await;
+        let Some(inner) = inner.upgrade() else { return };
+        inner.durable_moved.set(true);
+        inner.wake.notify_waiters();
+    }
+}

@@ -1,0 +1,244 @@
+//! Three replicated partitions in one process, each on its own simulated disk, joined by an
+//! in-memory network that can drop a node: the replica and the log together — elections,
+//! replication, commit, a leader's crash with its unsynced tail lost, catch-up and the cut
+//! of a divergent tail. Real time, short timeouts; every check is a safety property (what
+//! was acknowledged is on every live replica, byte for byte), waits are bounded.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::{PeerMessage, ReplicatedPartition, Sender};
+use crate::io::{block_on, CrashMode, Disk, SimDisk};
+use crate::log::region::ReadData;
+use crate::log::{LogConfig, LogError};
+use crate::record_batch::build::{encode_batch, ProducerStamp, Record};
+use crate::record_batch::header_info;
+use crate::replication::{NodeId, ReplicaConfig};
+
+const NODES: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
+
+/// The nodes and the links between them.
+#[derive(Default)]
+struct Network {
+    partitions: BTreeMap<NodeId, ReplicatedPartition>,
+    disks: BTreeMap<NodeId, SimDisk>,
+    /// Nodes cut off from every other: nothing they send or are sent arrives.
+    isolated: std::collections::BTreeSet<NodeId>,
+}
+
+type Shared = Rc<RefCell<Network>>;
+
+fn dir() -> PathBuf {
+    PathBuf::from("/data/topic-0")
+}
+
+fn sender(network: &Shared, from: NodeId) -> Sender {
+    let network = Rc::downgrade(network);
+    Rc::new(move |to: NodeId, message: PeerMessage| {
+        let Some(network) = network.upgrade() else { return };
+        if network.borrow().isolated.iter().any(|node| *node == from || *node == to) {
+            return;
+        }
+        let target = network.borrow().partitions.get(&to).cloned();
+        if let Some(target) = target {
+            target.deliver(from, message);
+        }
+    })
+}
+
+fn config(node: NodeId) -> ReplicaConfig {
+    ReplicaConfig {
+        election_timeout_ms: 150,
+        heartbeat_interval_ms: 30,
+        max_append_bytes: 4096,
+        ..ReplicaConfig::new(node, NODES.to_vec())
+    }
+}
+
+async fn start(network: &Shared, node: NodeId) {
+    let sim = network.borrow_mut().disks.entry(node).or_insert_with(|| SimDisk::new(7)).clone();
+    let log_config = LogConfig { segment_size_bytes: 4096, ..LogConfig::default() };
+    let partition = ReplicatedPartition::open(
+        Disk::Simulated(sim),
+        dir(),
+        log_config,
+        config(node),
+        u64::from(node.0),
+        sender(network, node),
+    )
+    .await
+    .expect("open");
+    network.borrow_mut().partitions.insert(node, partition);
+}
+
+/// The machine of `node` loses power: its driver stops, unsynced writes are gone.
+fn crash(network: &Shared, node: NodeId) {
+    let partition = network.borrow_mut().partitions.remove(&node).expect("running");
+    partition.stop();
+    partition.log().halt();
+    drop(partition);
+    network.borrow().disks[&node].crash(CrashMode::DropUnsynced);
+}
+
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if condition() {
+            return;
+        }
+        crate::io::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("waited 5 s for: {what}");
+}
+
+/// The leader among the nodes that are not cut off.
+async fn leader(network: &Shared) -> ReplicatedPartition {
+    let find = || {
+        let network = network.borrow();
+        let mut reachable =
+            network.partitions.iter().filter(|(node, _)| !network.isolated.contains(node));
+        reachable.find(|(_, partition)| partition.is_leader()).map(|(_, p)| p.clone())
+    };
+    wait_until("a leader", || find().is_some()).await;
+    find().expect("a leader")
+}
+
+fn record_batch(value: u32) -> BytesMut {
+    let record = Record { value: Some(value.to_be_bytes().to_vec()), ..Record::default() };
+    BytesMut::from(&encode_batch(&[record], 1_000, ProducerStamp::NONE)[..])
+}
+
+/// Every batch of `partition`'s log below `end`, with its epoch and data (control batches
+/// included: they are part of the replicated log).
+async fn batches(partition: &ReplicatedPartition, end: i64) -> Vec<(i64, i32, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset < end {
+        let planned = partition.log().plan_read_for_follower(offset, 1 << 20, usize::MAX).await;
+        let ReadData::Bytes(bytes) = planned.expect("read").data else { panic!("inline") };
+        let mut position = 0;
+        while position < bytes.len() && offset < end {
+            let info = header_info(&bytes[position..]).expect("whole batches");
+            let data = bytes[position + 61..position + info.size_bytes].to_vec();
+            out.push((info.base_offset, info.partition_leader_epoch, data));
+            position += info.size_bytes;
+            offset = info.next_offset();
+        }
+    }
+    out
+}
+
+/// Produces `count` one-record batches through whoever leads, retrying refusals; returns
+/// the offsets acknowledged, by value.
+async fn produce(network: &Shared, values: std::ops::Range<u32>) -> BTreeMap<u32, i64> {
+    let mut acknowledged = BTreeMap::new();
+    for value in values {
+        for _attempt in 0..200 {
+            let leader = leader(network).await;
+            let Ok(appended) = leader.produce(vec![record_batch(value)]) else { continue };
+            match crate::io::timeout(Duration::from_secs(2), appended).await {
+                Ok(Ok(info)) => {
+                    acknowledged.insert(value, info.base_offset);
+                    break;
+                }
+                Ok(Err(LogError::Truncated)) | Err(_) => {}
+                Ok(Err(error)) => panic!("produce failed: {error}"),
+            }
+        }
+        assert!(acknowledged.contains_key(&value), "value {value} never acknowledged");
+    }
+    acknowledged
+}
+
+/// Every live replica holds the same batches below the leader's high watermark, and every
+/// acknowledged value is among them at its acknowledged offset.
+async fn check_replicas_agree(network: &Shared, acknowledged: &BTreeMap<u32, i64>) {
+    let leader = leader(network).await;
+    let end = leader.log().high_watermark();
+    let partitions: Vec<_> = network.borrow().partitions.values().cloned().collect();
+    wait_until("followers hold the committed log", || {
+        partitions.iter().all(|p| p.log().durable_end_offset() >= end)
+    })
+    .await;
+    let expected = batches(&leader, end).await;
+    for partition in &partitions {
+        assert_eq!(batches(partition, end).await, expected, "replicas diverge");
+    }
+    for (value, offset) in acknowledged {
+        let found = expected.iter().find(|(base, _, _)| base == offset);
+        let data = found.map(|(_, _, data)| data.clone()).unwrap_or_default();
+        assert!(
+            data.windows(4).any(|window| window == value.to_be_bytes()),
+            "acknowledged value {value} at {offset} is not in the log"
+        );
+    }
+}
+
+fn run(test: impl std::future::Future<Output = ()> + 'static) {
+    block_on(async move { crate::io::spawn_local(test).await });
+}
+
+#[test]
+fn three_replicas_elect_a_leader_replicate_and_agree() {
+    run(async {
+        let network = Shared::default();
+        for node in NODES {
+            start(&network, node).await;
+        }
+        let first = leader(&network).await;
+        let acknowledged = produce(&network, 0..30).await;
+        check_replicas_agree(&network, &acknowledged).await;
+        // The leader's own first batch (the leader change) is in every log, in its epoch.
+        let all = batches(&first, 1).await;
+        assert_eq!(all[0].1, first.epoch(), "the log starts with the leader's control batch");
+        let batches_total = batches(&first, first.log().high_watermark()).await.len();
+        assert!(batches_total > 30, "30 records and at least one control batch");
+        network.borrow_mut().partitions.values().for_each(ReplicatedPartition::stop);
+    });
+}
+
+#[test]
+fn a_crashed_leader_is_replaced_and_catches_up_without_losing_an_acknowledged_record() {
+    run(async {
+        let network = Shared::default();
+        for node in NODES {
+            start(&network, node).await;
+        }
+        let mut acknowledged = produce(&network, 0..20).await;
+        for round in 0..3u32 {
+            let old = leader(&network).await;
+            let old_node = network
+                .borrow()
+                .partitions
+                .iter()
+                .find(|(_, p)| p.is_leader())
+                .map(|(node, _)| *node)
+                .expect("a leader");
+            let old_epoch = old.epoch();
+            // Cut off, the old leader still takes a write and makes it durable on its own
+            // disk: a divergent tail the rest of the group never saw.
+            network.borrow_mut().isolated.insert(old_node);
+            let end = old.log().log_end_offset();
+            // (On a machine stalled past an election timeout it may have stepped down already.)
+            let unacknowledged = old.produce(vec![record_batch(1_000 + round)]);
+            if unacknowledged.is_ok() {
+                wait_until("the lone write is durable", || old.log().durable_end_offset() > end)
+                    .await;
+            }
+            let new = leader(&network).await;
+            assert!(new.epoch() > old_epoch, "a new leader in a newer epoch");
+            let start_value = 100 * (round + 1);
+            acknowledged.extend(produce(&network, start_value..start_value + 10).await);
+            drop((old, unacknowledged));
+            crash(&network, old_node);
+            network.borrow_mut().isolated.remove(&old_node);
+            start(&network, old_node).await;
+            check_replicas_agree(&network, &acknowledged).await;
+        }
+        network.borrow_mut().partitions.values().for_each(ReplicatedPartition::stop);
+    });
+}
