@@ -247,6 +247,15 @@ fn write_or_check(target: &str, seeds: Vec<(String, Vec<u8>)>, run: fn(&[u8])) {
     }
 }
 
+fn leader_epochs_file() -> Vec<u8> {
+    use tern::log::leader_epochs::{self, LeaderEpochs};
+    let mut epochs = LeaderEpochs::new();
+    for (epoch, start_offset) in [(0, 0), (3, 120), (4, 5_000)] {
+        epochs.assign(epoch, start_offset);
+    }
+    leader_epochs::encode(&epochs)
+}
+
 /// One seed per state file kind, as the broker writes it, plus a torn and a flipped copy.
 fn state_files_seeds() -> Vec<(String, Vec<u8>)> {
     use tern::broker::groups::records::{
@@ -336,6 +345,15 @@ fn state_files_seeds() -> Vec<(String, Vec<u8>)> {
             "log-start-offset",
             state_files::KIND_LOG_START_OFFSET,
             tern::log::start_offset::encode(40),
+        ),
+        ("leader-epochs", state_files::KIND_LEADER_EPOCHS, leader_epochs_file()),
+        (
+            "replica-state",
+            state_files::KIND_REPLICA_STATE,
+            tern::broker::partition::replica_state::encode(&tern::replication::HardState {
+                epoch: 7,
+                voted_for: Some(tern::replication::NodeId(2)),
+            }),
         ),
     ];
     let mut seeds = Vec::new();

@@ -3,9 +3,10 @@
 //! hand it: the recovery checkpoint (`recovery-point`), the write intent (`write-intent`), a
 //! producer-state snapshot (`<offset>.snapshot`), the producer-id block file (`producer-ids`),
 //! the `__consumer_offsets` records the group coordinator rebuilds its state from, the
-//! checksum header of `meta.json` and `topics.json`, and the `log-start-offset` file.
+//! checksum header of `meta.json` and `topics.json`, the `log-start-offset` file, the
+//! leader-epoch cache (`leader-epochs`) and a replica's hard state (`replica-state`).
 //!
-//! Input: the first byte picks the decoder (modulo 7); the rest is the file. For a group
+//! Input: the first byte picks the decoder (modulo 9); the rest is the file. For a group
 //! record the rest is a u16-BE-length-prefixed key, a byte whose low bit says whether a value
 //! follows, then the value.
 //!
@@ -21,8 +22,9 @@
 
 use tern::broker::groups::records::GroupRecord;
 use tern::broker::metadata_file::{self, Unsealed};
+use tern::broker::partition::replica_state;
 use tern::broker::producer_ids;
-use tern::log::{checkpoint, intent, producer_snapshot, start_offset};
+use tern::log::{checkpoint, intent, leader_epochs, producer_snapshot, start_offset};
 
 pub const KIND_CHECKPOINT: u8 = 0;
 pub const KIND_INTENT: u8 = 1;
@@ -31,7 +33,9 @@ pub const KIND_PRODUCER_IDS: u8 = 3;
 pub const KIND_GROUP_RECORD: u8 = 4;
 pub const KIND_METADATA_FILE: u8 = 5;
 pub const KIND_LOG_START_OFFSET: u8 = 6;
-const KINDS: u8 = 7;
+pub const KIND_LEADER_EPOCHS: u8 = 7;
+pub const KIND_REPLICA_STATE: u8 = 8;
+const KINDS: u8 = 9;
 
 pub fn run(data: &[u8]) {
     let Some((&kind, file)) = data.split_first() else { return };
@@ -66,6 +70,17 @@ pub fn run(data: &[u8]) {
         KIND_LOG_START_OFFSET => {
             if let Some(offset) = start_offset::decode(file) {
                 assert_eq!(start_offset::decode(&start_offset::encode(offset)), Some(offset));
+            }
+        }
+        KIND_LEADER_EPOCHS => {
+            if let Some(epochs) = leader_epochs::decode(file) {
+                let encoded = leader_epochs::encode(&epochs);
+                assert_eq!(leader_epochs::decode(&encoded), Some(epochs));
+            }
+        }
+        KIND_REPLICA_STATE => {
+            if let Some(state) = replica_state::decode(file) {
+                assert_eq!(replica_state::decode(&replica_state::encode(&state)), Some(state));
             }
         }
         _ => group_record(file),
