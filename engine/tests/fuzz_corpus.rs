@@ -13,6 +13,8 @@ use tern::protocol::fuzzing;
 mod broker;
 #[path = "../../fuzz/src/index.rs"]
 mod index;
+#[path = "../../fuzz/src/peer_frame.rs"]
+mod peer_frame;
 #[path = "../../fuzz/src/segment_recovery.rs"]
 #[allow(dead_code)] // `Case::encode` serves the seed generator, `run_persistent` the fuzzer.
 mod segment_recovery;
@@ -69,6 +71,11 @@ fn index_seeds_pass() {
 #[test]
 fn state_files_seeds_pass() {
     replay("state_files", state_files::run);
+}
+
+#[test]
+fn peer_frame_seeds_pass() {
+    replay("peer_frame", peer_frame::run);
 }
 
 #[test]

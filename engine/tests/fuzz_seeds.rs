@@ -18,6 +18,8 @@ mod broker;
 mod broker_seeds;
 #[path = "../../fuzz/src/index.rs"]
 mod index;
+#[path = "../../fuzz/src/peer_frame.rs"]
+mod peer_frame;
 #[path = "../../fuzz/src/segment_recovery.rs"]
 #[allow(dead_code)] // `run_persistent` serves the fuzz target only.
 mod segment_recovery;
@@ -369,6 +371,66 @@ fn state_files_seeds() -> Vec<(String, Vec<u8>)> {
 #[test]
 fn state_files_seeds_are_generated() {
     write_or_check("state_files", state_files_seeds(), state_files::run);
+}
+
+/// Frames a broker sends: a vote, an append of two batches, an answer with a divergence
+/// hint, all three coalesced, plus a torn and a flipped copy of the append.
+fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
+    use tern::broker::partition::entries_of;
+    use tern::broker::peer::{self, Addressed, PeerFrame};
+    use tern::replication::{
+        AppendHeader, AppendRequest, AppendResponse, Divergence, Message, NodeId, VoteRequest,
+    };
+    let mut payload = Vec::new();
+    for (base_offset, records) in [(10i64, 2usize), (12, 1)] {
+        let mut batch = batch(records, 16, 1_000).to_vec();
+        tern::record_batch::patch_base_offset(&mut batch, base_offset, 3);
+        payload.extend_from_slice(&batch);
+    }
+    let payload = bytes::Bytes::from(payload);
+    let entries = entries_of(&payload).expect("whole batches");
+    let header = AppendHeader {
+        epoch: 3,
+        leader: NodeId(1),
+        prev_offset: 9,
+        prev_epoch: 2,
+        leader_commit: 8,
+    };
+    let append = Message::AppendRequest(AppendRequest { header, entries, payload });
+    let vote = Message::VoteRequest(VoteRequest {
+        epoch: 4,
+        candidate: NodeId(2),
+        log_end_offset: 13,
+        last_epoch: 3,
+        pre_vote: true,
+    });
+    let answer = Message::AppendResponse(AppendResponse {
+        epoch: 3,
+        success: false,
+        matched_end_offset: 0,
+        durable_end_offset: 0,
+        log_end_offset: 11,
+        rejected_prev_offset: 9,
+        divergence: Some(Divergence { epoch: 2, epoch_start_offset: 5 }),
+    });
+    let addressed = |partition, message| Addressed { topic: "orders".into(), partition, message };
+    let frame = |messages| peer::encode(&PeerFrame { sender: NodeId(1), messages }).to_vec();
+    let append_frame = frame(vec![addressed(0, append.clone())]);
+    vec![
+        ("vote".to_string(), frame(vec![addressed(0, vote.clone())])),
+        ("append-torn".to_string(), append_frame[..append_frame.len() / 2].to_vec()),
+        ("append-flipped".to_string(), flipped(&append_frame, 40, 3)),
+        ("append".to_string(), append_frame),
+        (
+            "coalesced".to_string(),
+            frame(vec![addressed(0, vote), addressed(1, append), addressed(2, answer)]),
+        ),
+    ]
+}
+
+#[test]
+fn peer_frame_seeds_are_generated() {
+    write_or_check("peer_frame", peer_frame_seeds(), peer_frame::run);
 }
 
 #[test]

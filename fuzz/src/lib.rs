@@ -7,4 +7,5 @@ pub mod broker;
 pub mod broker_seeds;
 pub mod index;
 pub mod segment_recovery;
+pub mod peer_frame;
 pub mod state_files;

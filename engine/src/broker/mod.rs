@@ -12,6 +12,7 @@ pub mod handlers;
 pub mod memory;
 pub mod metadata_file;
 pub mod partition;
+pub mod peer;
 pub mod producer_ids;
 pub mod server;
 pub mod shard;

@@ -1,0 +1,316 @@
+//! Broker-to-broker frames: the replica messages of many partitions coalesced into one frame
+//! per send, so that two brokers sharing thousands of partitions exchange one frame per
+//! turn, not thousands of messages (DESIGN.md: "coalesced across all the partitions they
+//! share"). This is the codec; the connection that carries it comes with the transport.
+//!
+//! Frame body (after a u32 big-endian length prefix, which the reader bounds by
+//! [`FRAME_BYTES_MAX`]), all integers big-endian:
+//!
+//! ```text
+//! magic "TRPF" | version u8 (1) | sender u32 | count u16 | message × count | CRC32C u32
+//! message: topic length u8 | topic (UTF-8) | partition i32 | kind u8 | body
+//!   0 vote request:    epoch i32 | candidate u32 | log end i64 | last epoch i32 | pre-vote u8
+//!   1 vote response:   epoch i32 | granted u8 | pre-vote u8
+//!   2 append request:  epoch i32 | leader u32 | prev offset i64 | prev epoch i32
+//!                      | leader commit i64 | batches length u32 | record batches
+//!   3 append response: epoch i32 | success u8 | matched end i64 | durable end i64
+//!                      | log end i64 | rejected prev offset i64 | divergence u8
+//!                      [| epoch i32 | start offset i64]
+//! ```
+//!
+//! The CRC covers everything before it. An append carries its batches as they lie in the
+//! leader's log; the entries (offsets and epochs) are read from their headers on decoding, so
+//! a frame cannot name batches it does not carry. Every byte comes from the network: lengths
+//! are checked against what is present before anything is reserved, booleans are 0 or 1,
+//! nothing may trail, and a bad frame is an error (the connection is closed), never a panic.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::partition::{entries_of, PeerMessage};
+use crate::replication::{
+    AppendHeader, AppendRequest, AppendResponse, Divergence, Message, NodeId, VoteRequest,
+    VoteResponse,
+};
+
+const MAGIC: [u8; 4] = *b"TRPF";
+const VERSION: u8 = 1;
+/// A frame body is at most this big: a sender splits its messages across frames.
+pub const FRAME_BYTES_MAX: usize = 64 << 20;
+/// Messages in one frame.
+pub const MESSAGES_PER_FRAME_MAX: usize = u16::MAX as usize;
+/// Kafka's limit on a topic name.
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+
+const KIND_VOTE_REQUEST: u8 = 0;
+const KIND_VOTE_RESPONSE: u8 = 1;
+const KIND_APPEND_REQUEST: u8 = 2;
+const KIND_APPEND_RESPONSE: u8 = 3;
+
+/// One partition's message inside a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addressed {
+    pub topic: String,
+    pub partition: i32,
+    pub message: PeerMessage,
+}
+
+/// What one broker sends another in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerFrame {
+    pub sender: NodeId,
+    pub messages: Vec<Addressed>,
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerDecodeError {
+    #[error("peer frame of {size_bytes} bytes is larger than {FRAME_BYTES_MAX}")]
+    TooLarge { size_bytes: usize },
+    #[error("peer frame ends early (needed {needed} more bytes)")]
+    Truncated { needed: usize },
+    #[error("not a peer frame (magic or version)")]
+    NotAFrame,
+    #[error("peer frame checksum mismatch")]
+    Checksum,
+    #[error("peer frame field {field} holds an impossible value")]
+    Invalid { field: &'static str },
+    #[error("{trailing} bytes after the last message of a peer frame")]
+    Trailing { trailing: usize },
+}
+
+/// Encodes `frame` (its body: the caller prefixes the length). Panics if the frame breaks
+/// the limits: the sender builds frames, and splitting them is its job.
+pub fn encode(frame: &PeerFrame) -> Bytes {
+    assert!(frame.messages.len() <= MESSAGES_PER_FRAME_MAX, "too many messages in a frame");
+    let mut out = BytesMut::with_capacity(64 + frame.messages.len() * 48);
+    out.put_slice(&MAGIC);
+    out.put_u8(VERSION);
+    out.put_u32(frame.sender.0);
+    out.put_u16(frame.messages.len() as u16);
+    for addressed in &frame.messages {
+        encode_message(&mut out, addressed);
+    }
+    let crc = crc32c::crc32c(&out);
+    out.put_u32(crc);
+    assert!(out.len() <= FRAME_BYTES_MAX, "a frame of {} bytes", out.len());
+    out.freeze()
+}
+
+fn encode_message(out: &mut BytesMut, addressed: &Addressed) {
+    let topic = addressed.topic.as_bytes();
+    assert!(!topic.is_empty() && topic.len() <= TOPIC_NAME_BYTES_MAX, "topic {topic:?}");
+    out.put_u8(topic.len() as u8);
+    out.put_slice(topic);
+    out.put_i32(addressed.partition);
+    match &addressed.message {
+        Message::VoteRequest(request) => {
+            out.put_u8(KIND_VOTE_REQUEST);
+            out.put_i32(request.epoch);
+            out.put_u32(request.candidate.0);
+            out.put_i64(request.log_end_offset);
+            out.put_i32(request.last_epoch);
+            out.put_u8(u8::from(request.pre_vote));
+        }
+        Message::VoteResponse(response) => {
+            out.put_u8(KIND_VOTE_RESPONSE);
+            out.put_i32(response.epoch);
+            out.put_u8(u8::from(response.granted));
+            out.put_u8(u8::from(response.pre_vote));
+        }
+        Message::AppendRequest(request) => {
+            out.put_u8(KIND_APPEND_REQUEST);
+            let header = &request.header;
+            out.put_i32(header.epoch);
+            out.put_u32(header.leader.0);
+            out.put_i64(header.prev_offset);
+            out.put_i32(header.prev_epoch);
+            out.put_i64(header.leader_commit);
+            let length = u32::try_from(request.payload.len()).unwrap_or(u32::MAX);
+            assert_eq!(length as usize, request.payload.len(), "an append's batches fit a u32");
+            out.put_u32(length);
+            out.put_slice(&request.payload);
+        }
+        Message::AppendResponse(response) => encode_append_response(out, response),
+    }
+}
+
+fn encode_append_response(out: &mut BytesMut, response: &AppendResponse) {
+    out.put_u8(KIND_APPEND_RESPONSE);
+    out.put_i32(response.epoch);
+    out.put_u8(u8::from(response.success));
+    out.put_i64(response.matched_end_offset);
+    out.put_i64(response.durable_end_offset);
+    out.put_i64(response.log_end_offset);
+    out.put_i64(response.rejected_prev_offset);
+    match response.divergence {
+        None => out.put_u8(0),
+        Some(divergence) => {
+            out.put_u8(1);
+            out.put_i32(divergence.epoch);
+            out.put_i64(divergence.epoch_start_offset);
+        }
+    }
+}
+
+/// Decodes a frame body. Record batches stay in `body` (slices of it, no copy).
+pub fn decode(body: Bytes) -> Result<PeerFrame, PeerDecodeError> {
+    if body.len() > FRAME_BYTES_MAX {
+        return Err(PeerDecodeError::TooLarge { size_bytes: body.len() });
+    }
+    let Some(crc_start) = body.len().checked_sub(4) else {
+        return Err(PeerDecodeError::Truncated { needed: 4 - body.len() });
+    };
+    let stored_crc = u32::from_be_bytes([
+        body[crc_start],
+        body[crc_start + 1],
+        body[crc_start + 2],
+        body[crc_start + 3],
+    ]);
+    if crc32c::crc32c(&body[..crc_start]) != stored_crc {
+        return Err(PeerDecodeError::Checksum);
+    }
+    let mut reader = Reader { bytes: body.slice(..crc_start), position: 0 };
+    if reader.take(4)? != MAGIC[..] || reader.u8()? != VERSION {
+        return Err(PeerDecodeError::NotAFrame);
+    }
+    let sender = NodeId(reader.u32()?);
+    let count = usize::from(reader.u16()?);
+    // Each message takes at least 11 bytes: a lying count cannot reserve more than that.
+    let mut messages = Vec::with_capacity(count.min(reader.remaining() / 11));
+    for _ in 0..count {
+        messages.push(decode_message(&mut reader)?);
+    }
+    match reader.remaining() {
+        0 => Ok(PeerFrame { sender, messages }),
+        trailing => Err(PeerDecodeError::Trailing { trailing }),
+    }
+}
+
+fn decode_message(reader: &mut Reader) -> Result<Addressed, PeerDecodeError> {
+    let topic_length = usize::from(reader.u8()?);
+    if topic_length == 0 || topic_length > TOPIC_NAME_BYTES_MAX {
+        return Err(PeerDecodeError::Invalid { field: "topic length" });
+    }
+    let topic = std::str::from_utf8(&reader.take(topic_length)?)
+        .map_err(|_| PeerDecodeError::Invalid { field: "topic" })?
+        .to_string();
+    let partition = reader.i32()?;
+    if partition < 0 {
+        return Err(PeerDecodeError::Invalid { field: "partition" });
+    }
+    let message = match reader.u8()? {
+        KIND_VOTE_REQUEST => Message::VoteRequest(VoteRequest {
+            epoch: reader.i32()?,
+            candidate: NodeId(reader.u32()?),
+            log_end_offset: reader.i64()?,
+            last_epoch: reader.i32()?,
+            pre_vote: reader.boolean("pre-vote")?,
+        }),
+        KIND_VOTE_RESPONSE => Message::VoteResponse(VoteResponse {
+            epoch: reader.i32()?,
+            granted: reader.boolean("granted")?,
+            pre_vote: reader.boolean("pre-vote")?,
+        }),
+        KIND_APPEND_REQUEST => Message::AppendRequest(decode_append_request(reader)?),
+        KIND_APPEND_RESPONSE => Message::AppendResponse(decode_append_response(reader)?),
+        _ => return Err(PeerDecodeError::Invalid { field: "kind" }),
+    };
+    Ok(Addressed { topic, partition, message })
+}
+
+fn decode_append_request(reader: &mut Reader) -> Result<AppendRequest<Bytes>, PeerDecodeError> {
+    let header = AppendHeader {
+        epoch: reader.i32()?,
+        leader: NodeId(reader.u32()?),
+        prev_offset: reader.i64()?,
+        prev_epoch: reader.i32()?,
+        leader_commit: reader.i64()?,
+    };
+    let length = reader.u32()? as usize;
+    let payload = reader.take(length)?;
+    let entries =
+        entries_of(&payload).ok_or(PeerDecodeError::Invalid { field: "record batches" })?;
+    Ok(AppendRequest { header, entries, payload })
+}
+
+fn decode_append_response(reader: &mut Reader) -> Result<AppendResponse, PeerDecodeError> {
+    let epoch = reader.i32()?;
+    let success = reader.boolean("success")?;
+    let matched_end_offset = reader.i64()?;
+    let durable_end_offset = reader.i64()?;
+    let log_end_offset = reader.i64()?;
+    let rejected_prev_offset = reader.i64()?;
+    let divergence = if reader.boolean("divergence")? {
+        Some(Divergence { epoch: reader.i32()?, epoch_start_offset: reader.i64()? })
+    } else {
+        None
+    };
+    Ok(AppendResponse {
+        epoch,
+        success,
+        matched_end_offset,
+        durable_end_offset,
+        log_end_offset,
+        rejected_prev_offset,
+        divergence,
+    })
+}
+
+/// Reads big-endian fields from a frame, never past its end.
+struct Reader {
+    bytes: Bytes,
+    position: usize,
+}
+
+impl Reader {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.position
+    }
+
+    fn take(&mut self, count: usize) -> Result<Bytes, PeerDecodeError> {
+        if count > self.remaining() {
+            return Err(PeerDecodeError::Truncated { needed: count - self.remaining() });
+        }
+        let taken = self.bytes.slice(self.position..self.position + count);
+        self.position += count;
+        Ok(taken)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], PeerDecodeError> {
+        let taken = self.take(N)?;
+        let mut array = [0u8; N];
+        array.copy_from_slice(&taken);
+        Ok(array)
+    }
+
+    fn u8(&mut self) -> Result<u8, PeerDecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, PeerDecodeError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, PeerDecodeError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    fn i32(&mut self) -> Result<i32, PeerDecodeError> {
+        Ok(i32::from_be_bytes(self.array()?))
+    }
+
+    fn i64(&mut self) -> Result<i64, PeerDecodeError> {
+        Ok(i64::from_be_bytes(self.array()?))
+    }
+
+    fn boolean(&mut self, field: &'static str) -> Result<bool, PeerDecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(PeerDecodeError::Invalid { field }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
