@@ -17,12 +17,14 @@ use std::sync::Arc;
 use crate::io::{self, local::Notify, mesh, Disk};
 use crate::log::{Log, LogLatency};
 use crate::metrics::LatencyHistogram;
+use crate::protocol::error_code::ErrorCode;
 
 use super::config::BrokerConfig;
 use super::connection::ConnectionCount;
 use super::fetch_regions::{RegionTable, SendBuffers};
 use super::groups::GroupService;
 use super::memory::MemoryBudget;
+use super::partition::{NotLeader, Partition};
 use super::producer_ids::ProducerIds;
 use super::topics::{self, TopicMeta, TopicSnapshot};
 
@@ -40,6 +42,22 @@ pub enum PartitionUnavailable {
     NoLog,
     /// The owning shard is gone (shutdown).
     ShardGone,
+    /// This broker's replica does not lead the partition (or stopped after a fault).
+    NotLeader(NotLeader),
+}
+
+impl PartitionUnavailable {
+    /// The Kafka error every partition API answers it with.
+    pub fn error_code(self) -> ErrorCode {
+        match self {
+            PartitionUnavailable::NoLog => ErrorCode::UnknownTopicOrPartition,
+            PartitionUnavailable::ShardGone => ErrorCode::NotLeaderOrFollower,
+            PartitionUnavailable::NotLeader(NotLeader::Follower { .. }) => {
+                ErrorCode::NotLeaderOrFollower
+            }
+            PartitionUnavailable::NotLeader(NotLeader::Stopped) => ErrorCode::KafkaStorageError,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -58,7 +76,7 @@ pub struct Shard {
     pub disk: Disk,
     peers: Vec<mesh::Sender<Job>>,
     topics: RefCell<Arc<TopicSnapshot>>,
-    partitions: RefCell<BTreeMap<PartitionKey, Log>>,
+    partitions: RefCell<BTreeMap<PartitionKey, Partition>>,
     /// Shard 0 only: serialises registry changes (create/delete) across their awaits.
     registry_busy: Cell<bool>,
     registry_idle: Notify,
@@ -144,15 +162,55 @@ impl Shard {
         self.shutting_down.get()
     }
 
-    /// The log of a partition this shard owns.
-    pub fn local_log(&self, topic: &str, partition: i32) -> Option<Log> {
+    /// A partition this shard owns.
+    pub fn local_partition(&self, topic: &str, partition: i32) -> Option<Partition> {
         debug_assert_eq!(self.owner_of(topic, partition), self.id);
         self.partitions.borrow().get(&(topic.to_string(), partition)).cloned()
     }
 
-    /// Runs `work` with a partition's log on the shard that owns it: the one way partition work
-    /// crosses shards, and the one place that will check leadership once partitions are
-    /// replicated (issue 14). Each caller maps [`PartitionUnavailable`] to its API's error.
+    /// The log of a partition this shard owns.
+    pub fn local_log(&self, topic: &str, partition: i32) -> Option<Log> {
+        self.local_partition(topic, partition).map(|partition| partition.log().clone())
+    }
+
+    /// The partition this shard owns, if this broker leads it: the one leadership check of
+    /// partition work (reads, writes and offsets are served by leaders only).
+    pub fn local_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Partition, PartitionUnavailable> {
+        let found = self.local_partition(topic, partition).ok_or(PartitionUnavailable::NoLog)?;
+        found.check_leader().map_err(PartitionUnavailable::NotLeader)?;
+        Ok(found)
+    }
+
+    /// Runs `work` with a partition this broker leads, on the shard that owns it: the one way
+    /// partition work crosses shards (owner lookup, then [`Shard::local_leader`]). Each caller
+    /// maps [`PartitionUnavailable`] to its API's error ([`PartitionUnavailable::error_code`]).
+    pub async fn on_partition<T, F, Fut>(
+        self: &Rc<Self>,
+        topic: &str,
+        partition: i32,
+        work: F,
+    ) -> Result<T, PartitionUnavailable>
+    where
+        T: Send + 'static,
+        F: FnOnce(Partition) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        let owner = self.owner_of(topic, partition);
+        let topic = topic.to_string();
+        let answer = self
+            .call_on(owner, move |owner| async move {
+                let leader = owner.local_leader(&topic, partition)?;
+                Ok(work(leader).await)
+            })
+            .await;
+        answer.unwrap_or(Err(PartitionUnavailable::ShardGone))
+    }
+
+    /// [`Shard::on_partition`] for work that needs only the leader's log.
     pub async fn on_partition_log<T, F, Fut>(
         self: &Rc<Self>,
         topic: &str,
@@ -164,17 +222,7 @@ impl Shard {
         F: FnOnce(Log) -> Fut + Send + 'static,
         Fut: Future<Output = T> + 'static,
     {
-        let owner = self.owner_of(topic, partition);
-        let topic = topic.to_string();
-        let answer = self
-            .call_on(owner, move |owner| async move {
-                let Some(log) = owner.local_log(&topic, partition) else {
-                    return Err(PartitionUnavailable::NoLog);
-                };
-                Ok(work(log).await)
-            })
-            .await;
-        answer.unwrap_or(Err(PartitionUnavailable::ShardGone))
+        self.on_partition(topic, partition, move |leader| work(leader.log().clone())).await
     }
 
     /// Runs `work` on `shard` and returns its output; runs it right here when `shard` is us.
@@ -232,9 +280,9 @@ impl Shard {
             }
             let key = (topic.name.clone(), partition);
             let config = topic.log_config(&self.config.log);
-            if let Some(log) = self.partitions.borrow().get(&key) {
+            if let Some(open) = self.partitions.borrow().get(&key) {
                 // AlterConfigs: the open log takes the topic's new settings.
-                log.set_config(config);
+                open.log().set_config(config);
                 continue;
             }
             // A file name: every registry topic passed `validate_topic_name` (CreateTopics,
@@ -246,7 +294,7 @@ impl Shard {
             let directory = self.config.data_dir.join(format!("{}-{}", topic.name, partition));
             match Log::open(self.disk.clone(), directory, config).await {
                 Ok(log) => {
-                    self.partitions.borrow_mut().insert(key, log);
+                    self.partitions.borrow_mut().insert(key, Partition::Local(log));
                 }
                 Err(error) => {
                     tracing::error!(topic = %topic.name, partition, %error,
@@ -261,13 +309,18 @@ impl Shard {
             let mut partitions = self.partitions.borrow_mut();
             let keys: Vec<PartitionKey> =
                 partitions.keys().filter(|(name, _)| *name == topic.name).cloned().collect();
-            keys.iter().filter_map(|key| partitions.remove(key)).collect()
+            keys.iter().filter_map(|key| partitions.remove(key)).map(|p| p.log().clone()).collect()
         };
         for log in removed {
             if let Err(error) = log.delete().await {
                 tracing::error!(topic = %topic.name, %error, "cannot delete partition log");
             }
         }
+    }
+
+    /// The logs of every partition this shard owns.
+    fn local_logs(&self) -> Vec<Log> {
+        self.partitions.borrow().values().map(|partition| partition.log().clone()).collect()
     }
 
     /// Shard 0 only: waits until no other registry change is in progress, then claims it.
@@ -298,7 +351,7 @@ impl Shard {
         let interval = std::time::Duration::from_millis(self.config.retention_check_interval_ms);
         while !self.is_shutting_down() {
             io::sleep(interval).await;
-            let logs: Vec<Log> = self.partitions.borrow().values().cloned().collect();
+            let logs = self.local_logs();
             let now_ms = io::unix_time_ms();
             for log in logs {
                 if let Err(error) = log.maybe_roll(now_ms).await {
@@ -317,7 +370,7 @@ impl Shard {
         let interval = std::time::Duration::from_millis(self.config.log_cleaner_interval_ms);
         while !self.is_shutting_down() {
             io::sleep(interval).await;
-            let logs: Vec<Log> = self.partitions.borrow().values().cloned().collect();
+            let logs = self.local_logs();
             for log in logs {
                 if self.is_shutting_down() {
                     return;
@@ -346,8 +399,15 @@ impl Shard {
     /// Flushes and closes every owned partition log. Called once, by the shard's main task.
     pub async fn close_partitions(&self) {
         assert!(self.is_shutting_down(), "partitions close only during shutdown");
-        let logs: Vec<(PartitionKey, Log)> =
-            std::mem::take(&mut *self.partitions.borrow_mut()).into_iter().collect();
+        let logs: Vec<(PartitionKey, Log)> = std::mem::take(&mut *self.partitions.borrow_mut())
+            .into_iter()
+            .map(|(key, partition)| {
+                if let Partition::Replicated(replicated) = &partition {
+                    replicated.stop();
+                }
+                (key, partition.log().clone())
+            })
+            .collect();
         let mut latency = LogLatency::default();
         for ((topic, partition), log) in logs {
             if let Err(error) = log.close().await {

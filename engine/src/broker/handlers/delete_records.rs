@@ -87,5 +87,5 @@ async fn delete_below(
             })
         })
         .await;
-    outcome.unwrap_or(Err(ErrorCode::NotLeaderOrFollower))
+    outcome.unwrap_or_else(|unavailable| Err(unavailable.error_code()))
 }

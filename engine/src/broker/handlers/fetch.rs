@@ -349,8 +349,9 @@ async fn read_partition(owner: &Shard, target: &Target, limit: &mut Limit) -> Ow
     let Some(name) = target.name.as_deref() else {
         return OwnerRead::refused(ErrorCode::UnknownTopicId);
     };
-    let Some(log) = owner.local_log(name, target.partition) else {
-        return OwnerRead::refused(ErrorCode::UnknownTopicOrPartition);
+    let log = match owner.local_leader(name, target.partition) {
+        Ok(leader) => leader.log().clone(),
+        Err(unavailable) => return OwnerRead::refused(unavailable.error_code()),
     };
     let max_bytes = target.partition_max_bytes.min(limit.remaining_bytes);
     let inline_max_bytes =

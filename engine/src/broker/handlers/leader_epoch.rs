@@ -13,7 +13,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use crate::broker::shard::{PartitionUnavailable, Shard};
+use crate::broker::shard::Shard;
 use crate::protocol::error_code::ErrorCode;
 
 /// The leader epoch of every partition of a single node.
@@ -85,8 +85,5 @@ async fn end_of_epoch(
             }
         })
         .await;
-    answer.unwrap_or_else(|unavailable| match unavailable {
-        PartitionUnavailable::NoLog => (ErrorCode::UnknownTopicOrPartition, NO_EPOCH, -1),
-        PartitionUnavailable::ShardGone => (ErrorCode::NotLeaderOrFollower, NO_EPOCH, -1),
-    })
+    answer.unwrap_or_else(|unavailable| (unavailable.error_code(), NO_EPOCH, -1))
 }

@@ -9,7 +9,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::broker::errors::log_error_code;
-use crate::broker::shard::{PartitionUnavailable, Shard};
+use crate::broker::shard::Shard;
 use crate::log::Log;
 use crate::protocol::error_code::ErrorCode;
 
@@ -100,10 +100,7 @@ async fn lookup(shard: &Rc<Shard>, topic: String, partition: i32, timestamp: i64
             }
         })
         .await;
-    answer.unwrap_or_else(|unavailable| match unavailable {
-        PartitionUnavailable::NoLog => (ErrorCode::UnknownTopicOrPartition, -1, -1),
-        PartitionUnavailable::ShardGone => (ErrorCode::NotLeaderOrFollower, -1, -1),
-    })
+    answer.unwrap_or_else(|unavailable| (unavailable.error_code(), -1, -1))
 }
 
 /// KIP-734's max timestamp: the first record that carries the log's largest timestamp, as

@@ -198,20 +198,22 @@ async fn submit(
     };
     let name = topic.clone();
     let outcome = shard
-        .on_partition_log(&name, partition, move |log| async move {
-            log.append(batches, 0).await.map_err(|error| {
+        .on_partition(&name, partition, move |leader| async move {
+            let appended = match leader.produce(batches) {
+                Ok(appended) => appended,
+                Err(not_leader) => {
+                    let code = PartitionUnavailable::NotLeader(not_leader).error_code();
+                    return Err(Refused::from((code, None)));
+                }
+            };
+            appended.await.map_err(|error| {
                 tracing::warn!(%topic, partition, %error, "append failed");
                 Refused::from((log_error_code(&error), Some(error.to_string())))
             })
         })
         .await;
-    let outcome = outcome.unwrap_or_else(|unavailable| {
-        let code = match unavailable {
-            PartitionUnavailable::NoLog => ErrorCode::UnknownTopicOrPartition,
-            PartitionUnavailable::ShardGone => ErrorCode::NotLeaderOrFollower,
-        };
-        Err(Refused::from((code, None)))
-    });
+    let outcome =
+        outcome.unwrap_or_else(|unavailable| Err(Refused::from((unavailable.error_code(), None))));
     outcome.map(|info| Appended { info, log_append_time_ms })
 }
 

@@ -55,6 +55,63 @@ pub enum NotLeader {
     Stopped,
 }
 
+/// A partition a shard owns: where partition work runs, and where leadership is checked.
+#[derive(Clone)]
+pub enum Partition {
+    /// A single node's log: its own quorum and its own leader, in epoch
+    /// [`SINGLE_NODE_LEADER_EPOCH`].
+    Local(Log),
+    /// A log replicated by its Raft replica.
+    Replicated(ReplicatedPartition),
+}
+
+/// The leader epoch of every partition of a single node (its batches are stamped with it).
+pub const SINGLE_NODE_LEADER_EPOCH: i32 = 0;
+
+impl Partition {
+    pub fn log(&self) -> &Log {
+        match self {
+            Partition::Local(log) => log,
+            Partition::Replicated(replicated) => replicated.log(),
+        }
+    }
+
+    /// The epoch this replica leads (or follows) in.
+    pub fn leader_epoch(&self) -> i32 {
+        match self {
+            Partition::Local(_) => SINGLE_NODE_LEADER_EPOCH,
+            Partition::Replicated(replicated) => replicated.epoch(),
+        }
+    }
+
+    /// `Ok` when this replica leads: produce, fetch and offsets are served by leaders only.
+    pub fn check_leader(&self) -> Result<(), NotLeader> {
+        match self {
+            Partition::Local(_) => Ok(()),
+            Partition::Replicated(replicated) if replicated.is_stopped() => Err(NotLeader::Stopped),
+            Partition::Replicated(replicated) if replicated.is_leader() => Ok(()),
+            Partition::Replicated(replicated) => {
+                Err(NotLeader::Follower { leader: replicated.leader() })
+            }
+        }
+    }
+
+    /// A client's produce: appended at once in the leader's epoch, answered once committed.
+    pub fn produce(
+        &self,
+        batches: Vec<BytesMut>,
+    ) -> Result<impl Future<Output = Result<AppendInfo, LogError>> + 'static, NotLeader> {
+        match self {
+            Partition::Local(log) => Ok(futures_util::future::Either::Left(
+                log.append(batches, SINGLE_NODE_LEADER_EPOCH),
+            )),
+            Partition::Replicated(replicated) => {
+                Ok(futures_util::future::Either::Right(replicated.produce(batches)?))
+            }
+        }
+    }
+}
+
 /// One partition's log and replica, driven together. Cheap to clone; lives on one shard.
 #[derive(Clone)]
 pub struct ReplicatedPartition {
