@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use super::{PeerMessage, ReplicatedPartition, Sender};
 use crate::io::{block_on, CrashMode, Disk, SimDisk};
 use crate::log::region::ReadData;
-use crate::log::{LogConfig, LogError};
+use crate::log::{Log, LogConfig, LogError};
 use crate::record_batch::build::{encode_batch, ProducerStamp, Record};
 use crate::record_batch::header_info;
 use crate::replication::{NodeId, ReplicaConfig};
@@ -115,10 +115,14 @@ fn record_batch(value: u32) -> BytesMut {
 /// Every batch of `partition`'s log below `end`, with its epoch and data (control batches
 /// included: they are part of the replicated log).
 async fn batches(partition: &ReplicatedPartition, end: i64) -> Vec<(i64, i32, Vec<u8>)> {
+    batches_of_log(partition.log(), end).await
+}
+
+async fn batches_of_log(log: &Log, end: i64) -> Vec<(i64, i32, Vec<u8>)> {
     let mut out = Vec::new();
     let mut offset = 0;
     while offset < end {
-        let planned = partition.log().plan_read_for_follower(offset, 1 << 20, usize::MAX).await;
+        let planned = log.plan_read_for_follower(offset, 1 << 20, usize::MAX).await;
         let ReadData::Bytes(bytes) = planned.expect("read").data else { panic!("inline") };
         let mut position = 0;
         while position < bytes.len() && offset < end {
@@ -240,5 +244,39 @@ fn a_crashed_leader_is_replaced_and_catches_up_without_losing_an_acknowledged_re
             check_replicas_agree(&network, &acknowledged).await;
         }
         network.borrow_mut().partitions.values().for_each(ReplicatedPartition::stop);
+    });
+}
+
+/// A log written by a single node (its own quorum, epoch 0, no replica state) opens as a
+/// one-voter replicated partition with every record intact: the replica leads at once in a
+/// newer epoch, writes its leader-change batch after the old records, and commits them all.
+#[test]
+fn a_single_node_log_becomes_a_one_replica_group_with_every_record_intact() {
+    run(async {
+        let sim = SimDisk::new(11);
+        let disk = Disk::Simulated(sim);
+        let log_config = LogConfig { segment_size_bytes: 4096, ..LogConfig::default() };
+        let single = Log::open(disk.clone(), dir(), log_config.clone()).await.unwrap();
+        for value in 0..40 {
+            single.append(vec![record_batch(value)], 0).await.unwrap();
+        }
+        let before = batches_of_log(&single, 40).await;
+        single.close().await.unwrap();
+        let only = NodeId(1);
+        let config = ReplicaConfig::new(only, vec![only]);
+        let silent: Sender = Rc::new(|_, _| unreachable!("a lone voter sends nothing"));
+        let partition =
+            ReplicatedPartition::open(disk, dir(), log_config, config, 1, silent).await.unwrap();
+        wait_until("the lone voter leads and commits", || {
+            partition.is_leader() && partition.log().high_watermark() == 41
+        })
+        .await;
+        assert_eq!(partition.epoch(), 1, "a newer epoch than the single node's");
+        let after = batches(&partition, 41).await;
+        assert_eq!(after[..40], before[..], "every record intact, in place");
+        assert_eq!((after[40].0, after[40].1), (40, 1), "then the leader-change batch");
+        let appended = partition.produce(vec![record_batch(99)]).expect("leads").await.unwrap();
+        assert_eq!(appended.base_offset, 41);
+        partition.stop();
     });
 }
