@@ -151,6 +151,16 @@ impl ReplicatedPartition {
             tracing::error!(dir = %dir.display(), %error, "partition: replica state unreadable");
             LogError::Offline
         })?;
+        if !replicable_from_zero(&log) {
+            // The replica has no way yet to bring a follower past a leader's log start (no
+            // snapshot transfer): refuse rather than let its assertions stop the process.
+            tracing::error!(
+                dir = %dir.display(),
+                log_start_offset = log.log_start_offset(),
+                "partition: a log whose epochs do not start at offset 0 cannot be replicated yet"
+            );
+            return Err(LogError::Offline);
+        }
         let summary = LogSummary {
             epochs: log.leader_epochs(),
             log_end_offset: log.log_end_offset(),
@@ -246,6 +256,15 @@ impl ReplicatedPartition {
     pub fn stop(&self) {
         self.inner.stopped.set(true);
         self.inner.wake.notify_waiters();
+    }
+}
+
+/// Whether the replica can take this log: its epoch history starts at offset 0 (or the log is
+/// empty from 0), as `Replica::new` requires.
+fn replicable_from_zero(log: &Log) -> bool {
+    match log.leader_epochs().entries().first() {
+        Some(first) => first.start_offset == 0,
+        None => log.log_end_offset() == 0,
     }
 }
 

@@ -280,3 +280,29 @@ fn a_single_node_log_becomes_a_one_replica_group_with_every_record_intact() {
         partition.stop();
     });
 }
+
+/// A log whose history no longer starts at offset 0 (its first segment gone, its epoch cache
+/// rebuilt from what is left) is refused as a replica's log, not handed to a replica that
+/// cannot serve a follower below it.
+#[test]
+fn a_log_that_does_not_start_at_zero_is_refused_not_replicated() {
+    run(async {
+        let sim = SimDisk::new(12);
+        let disk = Disk::Simulated(sim);
+        let log_config = LogConfig { segment_size_bytes: 300, ..LogConfig::default() };
+        let single = Log::open(disk.clone(), dir(), log_config.clone()).await.unwrap();
+        for value in 0..20 {
+            single.append(vec![record_batch(value)], 0).await.unwrap();
+        }
+        single.close().await.unwrap();
+        for suffix in ["log", "index", "timeindex"] {
+            let _ = disk.remove_file(&crate::log::layout::segment_path(&dir(), 0, suffix));
+        }
+        let _ = disk.remove_file(&dir().join(crate::log::leader_epochs::LEADER_EPOCHS_FILE_NAME));
+        let only = NodeId(1);
+        let config = ReplicaConfig::new(only, vec![only]);
+        let silent: Sender = Rc::new(|_, _| {});
+        let opened = ReplicatedPartition::open(disk, dir(), log_config, config, 1, silent).await;
+        assert!(matches!(opened, Err(LogError::Offline)), "refused");
+    });
+}
