@@ -64,16 +64,23 @@ impl LeaderEpochs {
         self.entries.last().copied()
     }
 
-    /// Records that a batch of `epoch` was written at `offset`. Only a newer epoch starts an
-    /// entry: a batch of an older epoch after a newer one (a compaction filler, a follower's
-    /// copy of an old batch) does not move the boundaries.
+    /// Records that a batch of `epoch` was written at `offset`. Only a newer epoch at a later
+    /// offset starts an entry: a batch of an older epoch after a newer one (a compaction
+    /// filler, a follower's copy of an old batch) does not move the boundaries, and neither
+    /// does a header that breaks the order (recovery feeds headers read from disk, which may
+    /// be damaged: found by the `segment_recovery` fuzz target, reproducer
+    /// `leader-epoch-behind-a-newer-start.bin`). Appends keep their own order by assertion.
     pub fn assign(&mut self, epoch: i32, offset: i64) {
-        assert!(offset >= 0, "epoch {epoch} assigned at offset {offset}");
-        if epoch < 0 || self.latest().is_some_and(|latest| epoch <= latest.epoch) {
+        let newer = self.latest().is_none_or(|latest| {
+            epoch > latest.epoch && offset > latest.start_offset
+        });
+        if epoch < 0 || offset < 0 || !newer {
             return;
         }
-        if let Some(latest) = self.latest() {
-            assert!(offset > latest.start_offset, "epoch {epoch} at {offset} after {latest:?}");
+        if self.entries.len() == ENTRIES_MAX {
+            // Bounded like everything else: the oldest boundary goes (its offsets then answer
+            // "no epoch known", as below the log start).
+            self.entries.remove(0);
         }
         self.entries.push(EpochStart { epoch, start_offset: offset });
         self.check();
@@ -264,6 +271,7 @@ mod tests {
         cache.assign(0, 5);
         cache.assign(3, 10);
         cache.assign(2, 12); // an older batch after a newer one moves nothing
+        cache.assign(9, 10); // nor does a newer epoch that does not start later (damage)
         cache.assign(4, 20);
         assert_eq!(cache, epochs(&[(0, 0), (3, 10), (4, 20)]));
         assert_eq!(cache.epoch_at(9), Some(0));
