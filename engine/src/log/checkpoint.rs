@@ -82,6 +82,15 @@ pub enum PersistError {
     Sync(std::io::Error),
 }
 
+impl PersistError {
+    /// The I/O error, for callers that handle a failed write and a failed sync alike.
+    pub fn into_io(self) -> std::io::Error {
+        match self {
+            PersistError::Write(error) | PersistError::Sync(error) => error,
+        }
+    }
+}
+
 /// Reads the checkpoint; `None` when missing, unreadable or invalid (recovery then scans all).
 pub async fn read(disk: &Disk, dir: &Path) -> Option<Checkpoint> {
     let path = dir.join(layout::CHECKPOINT_FILE_NAME);

@@ -19,7 +19,6 @@ use super::checkpoint::PersistError;
 use crate::io::{Disk, OpenOptions};
 
 pub const LEADER_EPOCHS_FILE_NAME: &str = "leader-epochs";
-const TEMPORARY_FILE_NAME: &str = "leader-epochs.tmp";
 const MAGIC: [u8; 4] = *b"TRLE";
 const VERSION: u16 = 1;
 const HEADER_SIZE_BYTES: usize = 12;
@@ -71,9 +70,8 @@ impl LeaderEpochs {
     /// be damaged: found by the `segment_recovery` fuzz target, reproducer
     /// `leader-epoch-behind-a-newer-start.bin`). Appends keep their own order by assertion.
     pub fn assign(&mut self, epoch: i32, offset: i64) {
-        let newer = self.latest().is_none_or(|latest| {
-            epoch > latest.epoch && offset > latest.start_offset
-        });
+        let newer =
+            self.latest().is_none_or(|latest| epoch > latest.epoch && offset > latest.start_offset);
         if epoch < 0 || offset < 0 || !newer {
             return;
         }
@@ -237,18 +235,9 @@ pub async fn read(disk: &Disk, dir: &Path) -> Option<LeaderEpochs> {
     decoded
 }
 
-/// Records `epochs` durably and atomically. A failed write leaves the old file in place (and
-/// can be retried); a failed sync is an fsync failure (the storage-fault policy's business).
+/// Records `epochs` durably and atomically (see `replace.rs`).
 pub async fn write(disk: &Disk, dir: &Path, epochs: &LeaderEpochs) -> Result<(), PersistError> {
-    let temporary = dir.join(TEMPORARY_FILE_NAME);
-    let options = OpenOptions { create: true, truncate: true };
-    let file = disk.open(&temporary, options).map_err(PersistError::Write)?;
-    let (result, _) = file.write_all_at(encode(epochs), 0).await;
-    result.map_err(PersistError::Write)?;
-    file.sync_data().await.map_err(PersistError::Sync)?;
-    drop(file);
-    disk.rename(&temporary, &dir.join(LEADER_EPOCHS_FILE_NAME)).map_err(PersistError::Write)?;
-    disk.sync_dir(dir).map_err(PersistError::Sync)
+    super::replace::replace_file(disk, dir, LEADER_EPOCHS_FILE_NAME, encode(epochs)).await
 }
 
 #[cfg(test)]

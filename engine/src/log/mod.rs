@@ -86,6 +86,7 @@ mod reader;
 pub mod record_timestamps;
 mod recovery;
 pub mod region;
+pub mod replace;
 mod replicated;
 pub mod retention;
 pub mod scan;

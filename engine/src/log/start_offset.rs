@@ -20,7 +20,6 @@ use super::partition::Log;
 use crate::io::{Disk, OpenOptions};
 
 pub const START_OFFSET_FILE_NAME: &str = "log-start-offset";
-const TEMPORARY_FILE_NAME: &str = "log-start-offset.tmp";
 pub const START_OFFSET_SIZE_BYTES: usize = 20;
 const MAGIC: [u8; 4] = *b"TRLS";
 const VERSION: u16 = 1;
@@ -67,16 +66,10 @@ pub async fn read(disk: &Disk, dir: &Path) -> Option<i64> {
     decoded
 }
 
-/// Records `offset` durably and atomically.
+/// Records `offset` durably and atomically (see `replace.rs`).
 async fn write(disk: &Disk, dir: &Path, offset: i64) -> std::io::Result<()> {
-    let temporary = dir.join(TEMPORARY_FILE_NAME);
-    let file = disk.open(&temporary, OpenOptions { create: true, truncate: true })?;
-    let (result, _) = file.write_all_at(encode(offset), 0).await;
-    result?;
-    file.sync_data().await?;
-    drop(file);
-    disk.rename(&temporary, &dir.join(START_OFFSET_FILE_NAME))?;
-    disk.sync_dir(dir)
+    let replaced = super::replace::replace_file(disk, dir, START_OFFSET_FILE_NAME, encode(offset));
+    replaced.await.map_err(super::checkpoint::PersistError::into_io)
 }
 
 impl Log {

@@ -99,9 +99,7 @@ async fn truncate(shared: &Shared, offset: i64) -> Result<(), LogError> {
 }
 
 fn persist_error(error: PersistError) -> LogError {
-    match error {
-        PersistError::Write(error) | PersistError::Sync(error) => LogError::Io(error),
-    }
+    LogError::Io(error.into_io())
 }
 
 /// Every admitted append is written and synced (or failed) when this returns; `truncating`

@@ -11,10 +11,11 @@
 use std::path::Path;
 
 use crate::io::{Disk, OpenOptions};
+use crate::log::checkpoint::PersistError;
+use crate::log::replace::replace_file;
 use crate::replication::{HardState, NodeId};
 
 pub const REPLICA_STATE_FILE_NAME: &str = "replica-state";
-const TEMPORARY_FILE_NAME: &str = "replica-state.tmp";
 const SIZE_BYTES: usize = 24;
 const MAGIC: [u8; 4] = *b"TRRS";
 const VERSION: u16 = 1;
@@ -77,16 +78,10 @@ pub async fn read(disk: &Disk, dir: &Path) -> Result<HardState, ReadError> {
     decode(&bytes).ok_or(ReadError::Damaged)
 }
 
-/// Records `state` durably and atomically.
+/// Records `state` durably and atomically (see `log/replace.rs`).
 pub async fn write(disk: &Disk, dir: &Path, state: &HardState) -> std::io::Result<()> {
-    let temporary = dir.join(TEMPORARY_FILE_NAME);
-    let file = disk.open(&temporary, OpenOptions { create: true, truncate: true })?;
-    let (result, _) = file.write_all_at(encode(state), 0).await;
-    result?;
-    file.sync_data().await?;
-    drop(file);
-    disk.rename(&temporary, &dir.join(REPLICA_STATE_FILE_NAME))?;
-    disk.sync_dir(dir)
+    let replaced = replace_file(disk, dir, REPLICA_STATE_FILE_NAME, encode(state));
+    replaced.await.map_err(PersistError::into_io)
 }
 
 #[cfg(test)]
