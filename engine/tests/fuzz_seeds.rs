@@ -374,7 +374,7 @@ fn state_files_seeds_are_generated() {
 }
 
 /// Frames a broker sends: a vote, an append of two batches, an answer with a divergence
-/// hint, all three coalesced, plus a torn and a flipped copy of the append.
+/// hint, all three coalesced, plus a torn and a flipped copy of the append; and a hello.
 fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
     use tern::broker::partition::entries_of;
     use tern::broker::peer::{self, Addressed, PeerFrame};
@@ -413,6 +413,12 @@ fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
         rejected_prev_offset: 9,
         divergence: Some(Divergence { epoch: 2, epoch_start_offset: 5 }),
     });
+    let hello = peer::Hello {
+        node_id: NodeId(2),
+        kafka_host: "broker-2.example".into(),
+        kafka_port: 9092,
+        directory_id: *b"0123456789abcdef",
+    };
     let addressed = |partition, message| Addressed { topic: "orders".into(), partition, message };
     let frame = |messages| peer::encode(&PeerFrame { sender: NodeId(1), messages }).to_vec();
     let append_frame = frame(vec![addressed(0, append.clone())]);
@@ -425,6 +431,7 @@ fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
             "coalesced".to_string(),
             frame(vec![addressed(0, vote), addressed(1, append), addressed(2, answer)]),
         ),
+        ("hello".to_string(), peer::encode_hello(&hello).to_vec()),
     ]
 }
 

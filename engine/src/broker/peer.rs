@@ -1,10 +1,23 @@
 //! Broker-to-broker frames: the replica messages of many partitions coalesced into one frame
 //! per send, so that two brokers sharing thousands of partitions exchange one frame per
 //! turn, not thousands of messages (DESIGN.md: "coalesced across all the partitions they
-//! share"). This is the codec; the connection that carries it comes with the transport.
+//! share"). This is the codec; the transport carries it over one connection per broker pair.
 //!
-//! Frame body (after a u32 big-endian length prefix, which the reader bounds by
-//! [`FRAME_BYTES_MAX`]), all integers big-endian:
+//! On the wire every frame (the hello included) is a u32 big-endian length, then the body;
+//! the reader bounds the length ([`FRAME_BYTES_MAX`], [`HELLO_BYTES_MAX`]) before reading.
+//! All integers are big-endian.
+//!
+//! The hello is the first frame each side of a new connection sends: who it is (the acceptor
+//! learns who dialed from it), where Kafka clients reach it (the controller will learn the
+//! endpoints from it), and which data directory it runs on (a random id made when the
+//! directory is, so a future controller recognises a replica whose disk was wiped):
+//!
+//! ```text
+//! magic "TRPH" | version u8 (1) | node id u32 | host length u16 | host (UTF-8, 1..=255 bytes)
+//!   | port u16 (not 0) | directory id [u8; 16] (a UUID) | CRC32C u32
+//! ```
+//!
+//! Every later frame carries replica messages:
 //!
 //! ```text
 //! magic "TRPF" | version u8 (1) | sender u32 | count u16 | message × count | CRC32C u32
@@ -18,11 +31,12 @@
 //!                      [| epoch i32 | start offset i64]
 //! ```
 //!
-//! The CRC covers everything before it. An append carries its batches as they lie in the
-//! leader's log; the entries (offsets and epochs) are read from their headers on decoding, so
-//! a frame cannot name batches it does not carry. Every byte comes from the network: lengths
-//! are checked against what is present before anything is reserved, booleans are 0 or 1,
-//! nothing may trail, and a bad frame is an error (the connection is closed), never a panic.
+//! A frame with no messages is a keepalive. The CRC covers everything before it. An append
+//! carries its batches as they lie in the leader's log; the entries (offsets and epochs) are
+//! read from their headers on decoding, so a frame cannot name batches it does not carry.
+//! Every byte comes from the network: lengths are checked against what is present before
+//! anything is reserved, booleans are 0 or 1, nothing may trail, and a bad frame or hello is
+//! an error (the connection is closed), never a panic.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -36,10 +50,19 @@ const MAGIC: [u8; 4] = *b"TRPF";
 const VERSION: u8 = 1;
 /// A frame body is at most this big: a sender splits its messages across frames.
 pub const FRAME_BYTES_MAX: usize = 64 << 20;
+/// A frame body's bytes around its messages: magic, version, sender, count and CRC.
+pub const FRAME_OVERHEAD_BYTES: usize = 4 + 1 + 4 + 2 + 4;
 /// Messages in one frame.
 pub const MESSAGES_PER_FRAME_MAX: usize = u16::MAX as usize;
 /// Kafka's limit on a topic name.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+
+const HELLO_MAGIC: [u8; 4] = *b"TRPH";
+const HELLO_VERSION: u8 = 1;
+/// A hello's advertised host is at most this long (a DNS name is at most 253 bytes).
+pub const HELLO_HOST_BYTES_MAX: usize = 255;
+/// A hello body is at most this big: magic, version, node id, host, port, directory id, CRC.
+pub const HELLO_BYTES_MAX: usize = 4 + 1 + 4 + 2 + HELLO_HOST_BYTES_MAX + 2 + 16 + 4;
 
 const KIND_VOTE_REQUEST: u8 = 0;
 const KIND_VOTE_RESPONSE: u8 = 1;
@@ -61,11 +84,30 @@ pub struct PeerFrame {
     pub messages: Vec<Addressed>,
 }
 
-/// Why a frame was refused.
+/// The first frame each side of a new peer connection sends (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub node_id: NodeId,
+    /// The host and port Kafka clients reach this broker at (its advertised listener).
+    pub kafka_host: String,
+    pub kafka_port: u16,
+    /// A UUID made with the data directory: a new one means the replica lost its disk.
+    pub directory_id: [u8; 16],
+}
+
+impl Hello {
+    /// Whether the hello can be sent: a host of 1..=255 bytes and a port that is not 0.
+    pub fn is_valid(&self) -> bool {
+        let host_bytes = self.kafka_host.len();
+        (1..=HELLO_HOST_BYTES_MAX).contains(&host_bytes) && self.kafka_port != 0
+    }
+}
+
+/// Why a frame (or a hello) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PeerDecodeError {
-    #[error("peer frame of {size_bytes} bytes is larger than {FRAME_BYTES_MAX}")]
-    TooLarge { size_bytes: usize },
+    #[error("peer frame of {size_bytes} bytes is larger than {limit_bytes}")]
+    TooLarge { size_bytes: usize, limit_bytes: usize },
     #[error("peer frame ends early (needed {needed} more bytes)")]
     Truncated { needed: usize },
     #[error("not a peer frame (magic or version)")]
@@ -81,19 +123,73 @@ pub enum PeerDecodeError {
 /// Encodes `frame` (its body: the caller prefixes the length). Panics if the frame breaks
 /// the limits: the sender builds frames, and splitting them is its job.
 pub fn encode(frame: &PeerFrame) -> Bytes {
+    let size_bytes = frame_size_bytes(frame);
+    assert!(size_bytes <= FRAME_BYTES_MAX, "a frame of {size_bytes} bytes");
+    let mut out = BytesMut::with_capacity(size_bytes);
+    encode_body(frame, &mut out);
+    out.freeze()
+}
+
+/// Encodes `frame` behind its u32 length prefix: what goes on the wire, in one buffer.
+pub fn encode_prefixed(frame: &PeerFrame) -> Bytes {
+    let size_bytes = frame_size_bytes(frame);
+    assert!(size_bytes <= FRAME_BYTES_MAX, "a frame of {size_bytes} bytes");
+    let mut out = BytesMut::with_capacity(4 + size_bytes);
+    // At most FRAME_BYTES_MAX, far below u32::MAX.
+    out.put_u32(size_bytes as u32);
+    encode_body(frame, &mut out);
+    out.freeze()
+}
+
+/// The exact size of the body that `encode` makes of `frame`.
+pub fn frame_size_bytes(frame: &PeerFrame) -> usize {
+    FRAME_OVERHEAD_BYTES + frame.messages.iter().map(message_size_bytes).sum::<usize>()
+}
+
+/// The exact bytes `addressed` takes inside a frame, so a sender can split its messages into
+/// frames before encoding them (`encode_body` checks it, message by message).
+pub fn message_size_bytes(addressed: &Addressed) -> usize {
+    let body_bytes = match &addressed.message {
+        Message::VoteRequest(_) => 4 + 4 + 8 + 4 + 1,
+        Message::VoteResponse(_) => 4 + 1 + 1,
+        Message::AppendRequest(request) => 4 + 4 + 8 + 4 + 8 + 4 + request.payload.len(),
+        Message::AppendResponse(response) => {
+            let divergence_bytes = if response.divergence.is_some() { 4 + 8 } else { 0 };
+            4 + 1 + 8 * 4 + 1 + divergence_bytes
+        }
+    };
+    1 + addressed.topic.len() + 4 + 1 + body_bytes
+}
+
+/// Whether `addressed` can go in a frame: a topic of 1..=249 bytes, a partition that is not
+/// negative, and a size that fits a frame alone. The decoder refuses anything else (closing
+/// the connection), so a sender checks first. An append's payload is taken to be whole
+/// batches: it comes from the log.
+pub fn is_sendable(addressed: &Addressed) -> bool {
+    let topic_bytes = addressed.topic.len();
+    (1..=TOPIC_NAME_BYTES_MAX).contains(&topic_bytes)
+        && addressed.partition >= 0
+        && message_size_bytes(addressed) <= FRAME_BYTES_MAX - FRAME_OVERHEAD_BYTES
+}
+
+/// Appends the body of `frame` to `out`.
+fn encode_body(frame: &PeerFrame, out: &mut BytesMut) {
     assert!(frame.messages.len() <= MESSAGES_PER_FRAME_MAX, "too many messages in a frame");
-    let mut out = BytesMut::with_capacity(64 + frame.messages.len() * 48);
+    let start = out.len();
     out.put_slice(&MAGIC);
     out.put_u8(VERSION);
     out.put_u32(frame.sender.0);
     out.put_u16(frame.messages.len() as u16);
     for addressed in &frame.messages {
-        encode_message(&mut out, addressed);
+        let before = out.len();
+        encode_message(out, addressed);
+        assert_eq!(out.len() - before, message_size_bytes(addressed), "message size");
     }
-    let crc = crc32c::crc32c(&out);
+    let crc = crc32c::crc32c(&out[start..]);
     out.put_u32(crc);
-    assert!(out.len() <= FRAME_BYTES_MAX, "a frame of {} bytes", out.len());
-    out.freeze()
+    let size_bytes = out.len() - start;
+    assert!(size_bytes <= FRAME_BYTES_MAX, "a frame of {size_bytes} bytes");
+    assert_eq!(size_bytes, frame_size_bytes(frame), "frame size");
 }
 
 fn encode_message(out: &mut BytesMut, addressed: &Addressed) {
@@ -155,21 +251,12 @@ fn encode_append_response(out: &mut BytesMut, response: &AppendResponse) {
 /// Decodes a frame body. Record batches stay in `body` (slices of it, no copy).
 pub fn decode(body: Bytes) -> Result<PeerFrame, PeerDecodeError> {
     if body.len() > FRAME_BYTES_MAX {
-        return Err(PeerDecodeError::TooLarge { size_bytes: body.len() });
+        return Err(PeerDecodeError::TooLarge {
+            size_bytes: body.len(),
+            limit_bytes: FRAME_BYTES_MAX,
+        });
     }
-    let Some(crc_start) = body.len().checked_sub(4) else {
-        return Err(PeerDecodeError::Truncated { needed: 4 - body.len() });
-    };
-    let stored_crc = u32::from_be_bytes([
-        body[crc_start],
-        body[crc_start + 1],
-        body[crc_start + 2],
-        body[crc_start + 3],
-    ]);
-    if crc32c::crc32c(&body[..crc_start]) != stored_crc {
-        return Err(PeerDecodeError::Checksum);
-    }
-    let mut reader = Reader { bytes: body.slice(..crc_start), position: 0 };
+    let mut reader = Reader::checksummed(body)?;
     if reader.take(4)? != MAGIC[..] || reader.u8()? != VERSION {
         return Err(PeerDecodeError::NotAFrame);
     }
@@ -184,6 +271,56 @@ pub fn decode(body: Bytes) -> Result<PeerFrame, PeerDecodeError> {
         0 => Ok(PeerFrame { sender, messages }),
         trailing => Err(PeerDecodeError::Trailing { trailing }),
     }
+}
+
+/// Encodes a hello body (the caller prefixes the length). Panics if `hello` is not valid
+/// ([`Hello::is_valid`]): it comes from the broker's own configuration, checked before.
+pub fn encode_hello(hello: &Hello) -> Bytes {
+    assert!(hello.is_valid(), "an invalid hello: {hello:?}");
+    let host = hello.kafka_host.as_bytes();
+    let mut out = BytesMut::with_capacity(HELLO_BYTES_MAX);
+    out.put_slice(&HELLO_MAGIC);
+    out.put_u8(HELLO_VERSION);
+    out.put_u32(hello.node_id.0);
+    out.put_u16(host.len() as u16);
+    out.put_slice(host);
+    out.put_u16(hello.kafka_port);
+    out.put_slice(&hello.directory_id);
+    let crc = crc32c::crc32c(&out);
+    out.put_u32(crc);
+    assert!(out.len() <= HELLO_BYTES_MAX, "a hello of {} bytes", out.len());
+    out.freeze()
+}
+
+/// Decodes a hello body: a valid hello ([`Hello::is_valid`]) with nothing after it.
+pub fn decode_hello(body: Bytes) -> Result<Hello, PeerDecodeError> {
+    if body.len() > HELLO_BYTES_MAX {
+        let size_bytes = body.len();
+        return Err(PeerDecodeError::TooLarge { size_bytes, limit_bytes: HELLO_BYTES_MAX });
+    }
+    let mut reader = Reader::checksummed(body)?;
+    if reader.take(4)? != HELLO_MAGIC[..] || reader.u8()? != HELLO_VERSION {
+        return Err(PeerDecodeError::NotAFrame);
+    }
+    let node_id = NodeId(reader.u32()?);
+    let host_length = usize::from(reader.u16()?);
+    if host_length == 0 || host_length > HELLO_HOST_BYTES_MAX {
+        return Err(PeerDecodeError::Invalid { field: "kafka host length" });
+    }
+    let kafka_host = std::str::from_utf8(&reader.take(host_length)?)
+        .map_err(|_| PeerDecodeError::Invalid { field: "kafka host" })?
+        .to_string();
+    let kafka_port = reader.u16()?;
+    if kafka_port == 0 {
+        return Err(PeerDecodeError::Invalid { field: "kafka port" });
+    }
+    let directory_id = reader.array::<16>()?;
+    if reader.remaining() != 0 {
+        return Err(PeerDecodeError::Trailing { trailing: reader.remaining() });
+    }
+    let hello = Hello { node_id, kafka_host, kafka_port, directory_id };
+    debug_assert!(hello.is_valid());
+    Ok(hello)
 }
 
 fn decode_message(reader: &mut Reader) -> Result<Addressed, PeerDecodeError> {
@@ -263,6 +400,23 @@ struct Reader {
 }
 
 impl Reader {
+    /// A reader over `body` without its trailing CRC32C, once the CRC matches.
+    fn checksummed(body: Bytes) -> Result<Reader, PeerDecodeError> {
+        let Some(crc_start) = body.len().checked_sub(4) else {
+            return Err(PeerDecodeError::Truncated { needed: 4 - body.len() });
+        };
+        let stored_crc = u32::from_be_bytes([
+            body[crc_start],
+            body[crc_start + 1],
+            body[crc_start + 2],
+            body[crc_start + 3],
+        ]);
+        if crc32c::crc32c(&body[..crc_start]) != stored_crc {
+            return Err(PeerDecodeError::Checksum);
+        }
+        Ok(Reader { bytes: body.slice(..crc_start), position: 0 })
+    }
+
     fn remaining(&self) -> usize {
         self.bytes.len() - self.position
     }

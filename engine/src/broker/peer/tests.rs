@@ -1,5 +1,6 @@
-//! The peer frame codec: whatever is encoded decodes to itself; a frame cut anywhere, or with
-//! any bit flipped, is refused; arbitrary bytes never panic.
+//! The peer frame and hello codecs: whatever is encoded decodes to itself; a frame or hello
+//! cut anywhere, or with any bit flipped, is refused; arbitrary bytes never panic; sizes are
+//! known before encoding.
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -79,14 +80,46 @@ fn frame() -> impl Strategy<Value = PeerFrame> {
         .prop_map(|(sender, messages)| PeerFrame { sender: NodeId(sender), messages })
 }
 
+fn hello() -> impl Strategy<Value = Hello> {
+    (any::<u32>(), "[a-z0-9.-]{1,60}|\\PC{1,60}", 1u16.., any::<[u8; 16]>())
+        .prop_filter("a host of at most 255 bytes", |(_, host, _, _)| host.len() <= 255)
+        .prop_map(|(node, kafka_host, kafka_port, directory_id)| Hello {
+            node_id: NodeId(node),
+            kafka_host,
+            kafka_port,
+            directory_id,
+        })
+}
+
 proptest! {
     #[test]
     fn frames_round_trip_and_every_cut_is_refused(frame in frame()) {
         let encoded = encode(&frame);
+        prop_assert_eq!(encoded.len(), frame_size_bytes(&frame));
+        let prefixed = encode_prefixed(&frame);
+        prop_assert_eq!(&prefixed[..4], &(encoded.len() as u32).to_be_bytes()[..]);
+        prop_assert_eq!(&prefixed[4..], &encoded[..]);
         prop_assert_eq!(decode(encoded.clone()), Ok(frame));
         for cut in 0..encoded.len() {
             prop_assert!(decode(encoded.slice(..cut)).is_err(), "cut at {}", cut);
         }
+    }
+
+    #[test]
+    fn hellos_round_trip_and_every_cut_is_refused(hello in hello()) {
+        let encoded = encode_hello(&hello);
+        prop_assert!(encoded.len() <= HELLO_BYTES_MAX);
+        prop_assert_eq!(decode_hello(encoded.clone()), Ok(hello));
+        for cut in 0..encoded.len() {
+            prop_assert!(decode_hello(encoded.slice(..cut)).is_err(), "cut at {}", cut);
+        }
+    }
+
+    #[test]
+    fn any_bytes_decode_as_a_hello_or_are_refused_without_panicking(
+        bytes in prop::collection::vec(any::<u8>(), 0..512),
+    ) {
+        let _ = decode_hello(Bytes::from(bytes));
     }
 
     #[test]
@@ -149,4 +182,91 @@ fn a_checksummed_frame_with_impossible_fields_is_refused() {
     // An append whose bytes are not whole batches.
     let request = [&[0u8; 28][..], &3u32.to_be_bytes(), b"abc"].concat();
     assert_eq!(decode(with_crc(&message(2, &request))), invalid("record batches"));
+}
+
+#[test]
+fn every_bit_flip_of_a_hello_is_refused() {
+    let hello = Hello {
+        node_id: NodeId(3),
+        kafka_host: "broker-3.example".to_string(),
+        kafka_port: 9092,
+        directory_id: *b"0123456789abcdef",
+    };
+    let encoded = encode_hello(&hello);
+    for bit in 0..encoded.len() * 8 {
+        let mut damaged = encoded.to_vec();
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        assert!(decode_hello(Bytes::from(damaged)).is_err(), "bit {bit}");
+    }
+}
+
+#[test]
+fn a_checksummed_hello_with_impossible_fields_is_refused() {
+    let with_crc = |body: &[u8]| {
+        let mut bytes = body.to_vec();
+        bytes.extend_from_slice(&crc32c::crc32c(body).to_be_bytes());
+        Bytes::from(bytes)
+    };
+    let hello = |host: &[u8], port: u16, tail: &[u8]| {
+        let length = (host.len() as u16).to_be_bytes();
+        let fields = [&9u32.to_be_bytes()[..], &length, host, &port.to_be_bytes(), &[7; 16], tail];
+        with_crc(&[&HELLO_MAGIC[..], &[HELLO_VERSION], &fields.concat()].concat())
+    };
+    let decoded = decode_hello(hello(b"h", 1, b""));
+    let expected =
+        Hello { node_id: NodeId(9), kafka_host: "h".into(), kafka_port: 1, directory_id: [7; 16] };
+    assert_eq!(decoded, Ok(expected));
+    let invalid = |field| Err(PeerDecodeError::Invalid { field });
+    assert_eq!(decode_hello(hello(b"", 1, b"")), invalid("kafka host length"));
+    let head = |host_length: u16| {
+        [&HELLO_MAGIC[..], &[HELLO_VERSION], &[0; 4], &host_length.to_be_bytes(), b"h"].concat()
+    };
+    assert_eq!(decode_hello(with_crc(&head(256))), invalid("kafka host length"));
+    assert_eq!(decode_hello(hello(&[0xff, 0xfe], 1, b"")), invalid("kafka host"));
+    assert_eq!(decode_hello(hello(b"h", 0, b"")), invalid("kafka port"));
+    assert_eq!(decode_hello(hello(b"h", 1, b"x")), Err(PeerDecodeError::Trailing { trailing: 1 }));
+    // A host length that lies: more bytes announced than present.
+    assert!(matches!(decode_hello(with_crc(&head(200))), Err(PeerDecodeError::Truncated { .. })));
+    let too_large = Bytes::from(vec![0; HELLO_BYTES_MAX + 1]);
+    let limit_bytes = HELLO_BYTES_MAX;
+    let refused = Err(PeerDecodeError::TooLarge { size_bytes: limit_bytes + 1, limit_bytes });
+    assert_eq!(decode_hello(too_large), refused);
+    // A frame is not a hello, nor a hello a frame.
+    let frame = encode(&PeerFrame { sender: NodeId(9), messages: vec![] });
+    assert_eq!(decode_hello(frame), Err(PeerDecodeError::NotAFrame));
+    assert_eq!(decode(hello(b"h", 1, b"")), Err(PeerDecodeError::NotAFrame));
+}
+
+#[test]
+fn only_messages_a_peer_would_accept_are_sendable() {
+    let vote = |topic: &str, partition: i32| Addressed {
+        topic: topic.to_string(),
+        partition,
+        message: Message::VoteResponse(VoteResponse { epoch: 1, granted: true, pre_vote: false }),
+    };
+    assert!(is_sendable(&vote("t", 0)));
+    assert!(is_sendable(&vote(&"t".repeat(TOPIC_NAME_BYTES_MAX), i32::MAX)));
+    assert!(!is_sendable(&vote("", 0)));
+    assert!(!is_sendable(&vote(&"t".repeat(TOPIC_NAME_BYTES_MAX + 1), 0)));
+    assert!(!is_sendable(&vote("t", -1)));
+    let header = AppendHeader {
+        epoch: 1,
+        leader: NodeId(1),
+        prev_offset: -1,
+        prev_epoch: -1,
+        leader_commit: 0,
+    };
+    let append = |payload_bytes: usize| Addressed {
+        topic: "t".to_string(),
+        partition: 0,
+        message: Message::AppendRequest(AppendRequest {
+            header,
+            entries: vec![],
+            payload: Bytes::from(vec![0; payload_bytes]),
+        }),
+    };
+    let fixed_bytes = message_size_bytes(&append(0));
+    let fitting_bytes = FRAME_BYTES_MAX - FRAME_OVERHEAD_BYTES - fixed_bytes;
+    assert!(is_sendable(&append(fitting_bytes)));
+    assert!(!is_sendable(&append(fitting_bytes + 1)));
 }
