@@ -1,7 +1,7 @@
 //! Broker-to-broker frames: the replica messages of many partitions coalesced into one frame
 //! per send, so that two brokers sharing thousands of partitions exchange one frame per
 //! turn, not thousands of messages (DESIGN.md: "coalesced across all the partitions they
-//! share"). This is the codec; the transport carries it over one connection per broker pair.
+//! share"). This is the codec; [`transport`] carries it over one connection per broker pair.
 //!
 //! On the wire every frame (the hello included) is a u32 big-endian length, then the body;
 //! the reader bounds the length ([`FRAME_BYTES_MAX`], [`HELLO_BYTES_MAX`]) before reading.
@@ -45,6 +45,8 @@ use crate::replication::{
     AppendHeader, AppendRequest, AppendResponse, Divergence, Message, NodeId, VoteRequest,
     VoteResponse,
 };
+
+pub mod transport;
 
 const MAGIC: [u8; 4] = *b"TRPF";
 const VERSION: u8 = 1;
