@@ -99,6 +99,21 @@ struct Arguments {
     /// (Kafka's log.retention.check.interval.ms).
     #[arg(long, default_value_t = 300_000)]
     retention_check_interval_ms: u64,
+    /// Join a cluster: every broker of it as id@host:port of its --peer-listen address, this
+    /// one included (each is a voter of the controller's metadata log). Needs --node-id and
+    /// --peer-listen. Without it, tern is the single node it always was.
+    #[arg(long, requires_all = ["node_id", "peer_listen"])]
+    controller_voters: Option<String>,
+    /// Address this broker accepts its peers' replication connections on (a cluster only).
+    #[arg(long, requires = "controller_voters")]
+    peer_listen: Option<SocketAddr>,
+    /// Raft election timeout of partitions and the controller: a follower that hears no
+    /// leader for a random time in [t, 2t) starts an election.
+    #[arg(long, default_value_t = 1000)]
+    election_timeout_ms: i64,
+    /// How often a Raft leader heartbeats its followers (well below the election timeout).
+    #[arg(long, default_value_t = 100)]
+    heartbeat_interval_ms: i64,
 }
 
 fn main() -> ExitCode {
@@ -198,7 +213,32 @@ fn build_config(arguments: &Arguments) -> Result<BrokerConfig, String> {
         return Err("--offsets-retention-minutes must be positive".into());
     }
     groups.offsets_retention_ms = arguments.offsets_retention_minutes * 60 * 1000;
+    config.cluster = cluster_config(arguments)?;
     Ok(config)
+}
+
+fn cluster_config(arguments: &Arguments) -> Result<Option<config::ClusterConfig>, String> {
+    let (Some(spec), Some(peer_listen), Some(node_id)) =
+        (&arguments.controller_voters, arguments.peer_listen, arguments.node_id)
+    else {
+        return Ok(None);
+    };
+    let voters = config::parse_voters(spec, node_id)
+        .map_err(|error| format!("--controller-voters {spec}: {error}"))?;
+    let (election_timeout_ms, heartbeat_interval_ms) =
+        (arguments.election_timeout_ms, arguments.heartbeat_interval_ms);
+    if heartbeat_interval_ms <= 0 || election_timeout_ms < 2 * heartbeat_interval_ms {
+        return Err("--election-timeout-ms must be at least twice a positive \
+                    --heartbeat-interval-ms"
+            .into());
+    }
+    Ok(Some(config::ClusterConfig {
+        node_id,
+        peer_listen,
+        voters,
+        election_timeout_ms,
+        heartbeat_interval_ms,
+    }))
 }
 
 fn connection_limits(arguments: &Arguments, config: &mut BrokerConfig) -> Result<(), String> {

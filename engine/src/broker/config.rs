@@ -1,5 +1,6 @@
 //! Broker configuration: what `tern` is told on its command line, with Kafka's defaults.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -81,6 +82,61 @@ pub struct BrokerConfig {
     /// How often each shard looks for a compacted log to clean (Kafka's
     /// `log.cleaner.backoff.ms`).
     pub log_cleaner_interval_ms: u64,
+    /// Set when this broker is one of a cluster; `None` runs the single node of round 1.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How a broker joins its cluster: its peers, and the voters of the metadata Raft group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub node_id: i32,
+    /// Where this broker accepts its peers' connections (shard 0 serves them).
+    pub peer_listen: SocketAddr,
+    /// Every broker of the cluster (this one included) and its peer address: each is a
+    /// voter of the controller's metadata log (`--controller-voters`).
+    pub voters: BTreeMap<i32, SocketAddr>,
+    /// The partitions' and the controller's Raft timing (Kafka's defaults are slower:
+    /// tests and the simulator shorten them).
+    pub election_timeout_ms: i64,
+    pub heartbeat_interval_ms: i64,
+}
+
+/// Node ids of a cluster: producer ids are made unique per broker by this many values of
+/// their low bits (`producer_ids.rs`), so node ids stay below it.
+pub const CLUSTER_NODE_IDS_MAX: i32 = 1024;
+
+/// Why `--controller-voters` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VotersError {
+    #[error("voter {0:?} is not of the form id@host:port")]
+    Malformed(String),
+    #[error("voter id {0} appears twice")]
+    Duplicate(i32),
+    #[error("node id {0} is outside 0..{CLUSTER_NODE_IDS_MAX}")]
+    NodeIdOutOfRange(i32),
+    #[error("this broker (node {0}) is not among the controller voters")]
+    NotAVoter(i32),
+}
+
+/// Parses `1@127.0.0.1:19092,2@127.0.0.1:19093,...` and checks `node_id` is one of them.
+pub fn parse_voters(spec: &str, node_id: i32) -> Result<BTreeMap<i32, SocketAddr>, VotersError> {
+    let mut voters = BTreeMap::new();
+    for entry in spec.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+        let malformed = || VotersError::Malformed(entry.to_string());
+        let (id, address) = entry.split_once('@').ok_or_else(malformed)?;
+        let id: i32 = id.parse().map_err(|_| malformed())?;
+        let address: SocketAddr = address.parse().map_err(|_| malformed())?;
+        if !(0..CLUSTER_NODE_IDS_MAX).contains(&id) {
+            return Err(VotersError::NodeIdOutOfRange(id));
+        }
+        if voters.insert(id, address).is_some() {
+            return Err(VotersError::Duplicate(id));
+        }
+    }
+    if !voters.contains_key(&node_id) {
+        return Err(VotersError::NotAVoter(node_id));
+    }
+    Ok(voters)
 }
 
 impl BrokerConfig {
@@ -109,6 +165,7 @@ impl BrokerConfig {
             retention_check_interval_ms: 5 * 60 * 1000,
             groups: CoordinatorConfig::default(),
             log_cleaner_interval_ms: 15 * 1000,
+            cluster: None,
         }
     }
 

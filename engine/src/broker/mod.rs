@@ -3,6 +3,7 @@
 //! Architecture invariant: the broker reaches the OS only through `crate::io`; partition data
 //! only through `crate::log`; bytes on the wire only through `crate::protocol`.
 
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod errors;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::{self, mesh, Disk, Listener};
 
+use super::cluster::{routing, Controller};
 use super::config::{BrokerConfig, DEFAULT_NODE_ID};
 use super::connection::{self, ConnectionCount};
 use super::groups::{self, GroupService};
@@ -85,11 +86,22 @@ impl Broker {
             |source| StartError::DataDir { path: data_dir.display().to_string(), source };
         disk.create_dir_all(&data_dir).map_err(data_dir_error)?;
         let new_node_id = config.node_id.unwrap_or(DEFAULT_NODE_ID);
-        let identity =
-            load_or_create_identity(&disk, &data_dir, new_node_id).await.map_err(data_dir_error)?;
-        let topics = topics::load_registry(&disk, &data_dir).await.map_err(data_dir_error)?;
-        let topics =
-            ensure_offsets_topic(&disk, &data_dir, topics).await.map_err(data_dir_error)?;
+        let new_cluster_id = match &config.cluster {
+            Some(cluster) => cluster_id_of(&cluster.voters),
+            None => new_cluster_id(),
+        };
+        let identity = load_or_create_identity(&disk, &data_dir, new_node_id, new_cluster_id)
+            .await
+            .map_err(data_dir_error)?;
+        let topics = match &config.cluster {
+            // A cluster's topics are the controller's metadata log, applied once it commits.
+            Some(_) => Arc::new(TopicSnapshot::default()),
+            None => {
+                let topics =
+                    topics::load_registry(&disk, &data_dir).await.map_err(data_dir_error)?;
+                ensure_offsets_topic(&disk, &data_dir, topics).await.map_err(data_dir_error)?
+            }
+        };
         if let Some(configured) = config.node_id.filter(|id| *id != identity.node_id) {
             return Err(StartError::NodeIdMismatch { found: identity.node_id, configured });
         }
@@ -178,7 +190,15 @@ pub async fn run_shard(
 ) -> Result<(), StartError> {
     shard.apply_topics(topics).await;
     drop(io::spawn_local(shard.clone().serve_jobs(jobs)));
-    shard.groups.load(&shard).await;
+    if let Err(error) = start_cluster_role(&shard).await {
+        tracing::error!(%error, "cannot join the cluster; stopping");
+        stop_all_shards(&shard);
+        shard.close_partitions().await;
+        return Err(error);
+    }
+    if shard.config.cluster.is_none() {
+        shard.groups.load(&shard).await;
+    }
     drop(io::spawn_local(GroupService::run_timer(shard.clone())));
     drop(io::spawn_local(shard.clone().run_retention()));
     drop(io::spawn_local(shard.clone().run_cleaner()));
@@ -188,13 +208,7 @@ pub async fn run_shard(
             tracing::error!(address = %shard.config.listen, %error, "cannot listen; stopping");
             // Every shard must listen, or the broker would serve some connections and not
             // others: stop them all.
-            for other in (0..shard.shard_count()).filter(|other| *other != shard.id) {
-                let origin = shard.clone();
-                drop(io::spawn_local(async move {
-                    origin.call_on(other, |target| async move { target.request_shutdown() }).await
-                }));
-            }
-            shard.request_shutdown();
+            stop_all_shards(&shard);
             shard.close_partitions().await;
             return Err(StartError::Listen { address: shard.config.listen, source: error });
         }
@@ -203,6 +217,30 @@ pub async fn run_shard(
     accept_until_shutdown(&shard, &listener).await;
     drop(listener);
     shard.close_partitions().await;
+    Ok(())
+}
+
+/// Asks every shard, this one included, to stop.
+fn stop_all_shards(shard: &Rc<Shard>) {
+    for other in (0..shard.shard_count()).filter(|other| *other != shard.id) {
+        let origin = shard.clone();
+        drop(io::spawn_local(async move {
+            origin.call_on(other, |target| async move { target.request_shutdown() }).await
+        }));
+    }
+    shard.request_shutdown();
+}
+
+/// In a cluster: shard 0 starts the controller and the peer transport; the other shards
+/// carry their partitions' replica messages to it.
+async fn start_cluster_role(shard: &Rc<Shard>) -> Result<(), StartError> {
+    let Some(cluster) = &shard.config.cluster else { return Ok(()) };
+    if shard.id != 0 {
+        drop(io::spawn_local(routing::run_outbox(shard.clone())));
+        return Ok(());
+    }
+    let controller = Controller::start(shard, cluster).await?;
+    shard.set_controller(controller);
     Ok(())
 }
 
@@ -277,6 +315,7 @@ async fn ensure_offsets_topic(
         id: uuid::Builder::from_random_bytes(id_bits.to_be_bytes()).into_uuid(),
         partition_count: groups::OFFSETS_TOPIC_PARTITIONS,
         configs: configs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect(),
+        replicas: Vec::new(),
     };
     let all = topics.by_name.values().cloned().chain(std::iter::once(offsets_topic));
     let snapshot = Arc::new(TopicSnapshot::new(all));
@@ -289,6 +328,7 @@ async fn load_or_create_identity(
     disk: &Disk,
     data_dir: &Path,
     node_id: i32,
+    new_cluster_id: String,
 ) -> std::io::Result<IdentityFile> {
     let path = data_dir.join(IDENTITY_FILE_NAME);
     if disk.exists(&path) {
@@ -313,7 +353,7 @@ async fn load_or_create_identity(
         return Ok(identity);
     }
     let identity =
-        IdentityFile { version: IDENTITY_FORMAT_VERSION, cluster_id: new_cluster_id(), node_id };
+        IdentityFile { version: IDENTITY_FORMAT_VERSION, cluster_id: new_cluster_id, node_id };
     let bytes = serde_json::to_vec_pretty(&identity).map_err(std::io::Error::other)?;
     metadata_file::write(disk, &path, &bytes).await?;
     tracing::info!(cluster_id = %identity.cluster_id, "new data directory initialised");
@@ -322,8 +362,22 @@ async fn load_or_create_identity(
 
 /// 16 random bytes in URL-safe base64 without padding: the shape of Kafka's cluster ids.
 fn new_cluster_id() -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bits = (u128::from(io::random_u64()) << 64) | u128::from(io::random_u64());
+    cluster_id_from_bits(bits)
+}
+
+/// A cluster's id, the same on every broker of it: derived from the voters (ids and peer
+/// addresses), which every broker is started with. Kafka's operators pass one to
+/// `kafka-storage format` instead; here there is nothing to format.
+fn cluster_id_of(voters: &std::collections::BTreeMap<i32, std::net::SocketAddr>) -> String {
+    let text: String = voters.iter().map(|(id, address)| format!("{id}@{address},")).collect();
+    let high = u128::from(crc32c::crc32c(text.as_bytes()));
+    let low = u128::from(crc32c::crc32c_append(0x5445_524e, text.as_bytes()));
+    cluster_id_from_bits((high << 96) | (low << 64) | u128::from(text.len() as u64))
+}
+
+fn cluster_id_from_bits(bits: u128) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     (0..22).map(|index| ALPHABET[((bits >> (index * 6)) & 0x3f) as usize] as char).collect()
 }
 
@@ -342,7 +396,9 @@ mod tests {
             let legacy = IdentityFile { version: 1, cluster_id: "abc".to_string(), node_id: 4 };
             let json = serde_json::to_vec_pretty(&legacy).unwrap();
             topics::write_file_atomically(&disk, &path, json.clone()).await.unwrap();
-            let loaded = load_or_create_identity(&disk, data_dir, 4).await.expect("legacy loads");
+            let loaded = load_or_create_identity(&disk, data_dir, 4, "new".to_string())
+                .await
+                .expect("legacy loads");
             assert_eq!((loaded.cluster_id.as_str(), loaded.node_id), ("abc", 4));
             let sealed = topics::read_whole_file(&disk, &path).await.unwrap();
             assert_eq!(sealed, metadata_file::seal(&json), "sealed at start, same content");
@@ -350,7 +406,8 @@ mod tests {
             let last = damaged.len() - 3;
             damaged[last] ^= 0x04;
             topics::write_file_atomically(&disk, &path, damaged).await.unwrap();
-            let Err(error) = load_or_create_identity(&disk, data_dir, 4).await else {
+            let Err(error) = load_or_create_identity(&disk, data_dir, 4, "new".to_string()).await
+            else {
                 panic!("damage went undetected");
             };
             assert!(error.to_string().contains("/data/meta.json is damaged"), "{error}");

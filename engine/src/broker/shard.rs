@@ -7,7 +7,7 @@
 //! over a reply channel. Jobs from one sender are started in the order they were sent, which
 //! keeps the offsets of one connection's pipelined produce requests in request order.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -19,12 +19,14 @@ use crate::log::{Log, LogLatency};
 use crate::metrics::LatencyHistogram;
 use crate::protocol::error_code::ErrorCode;
 
+use super::cluster::routing::{self, PeerOutbox};
+use super::cluster::{Controller, ProposeError};
 use super::config::BrokerConfig;
 use super::connection::ConnectionCount;
 use super::fetch_regions::{RegionTable, SendBuffers};
 use super::groups::GroupService;
 use super::memory::MemoryBudget;
-use super::partition::{NotLeader, Partition};
+use super::partition::{NotLeader, Partition, ReplicatedPartition};
 use super::producer_ids::ProducerIds;
 use super::topics::{self, TopicMeta, TopicSnapshot};
 
@@ -69,6 +71,15 @@ pub struct ClusterIdentity {
 /// Key of a partition owned by a shard.
 pub type PartitionKey = (String, i32);
 
+/// A replicated partition as its local replica sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    pub leader: Option<i32>,
+    pub epoch: i32,
+    /// Known on the leader only (empty elsewhere).
+    pub in_sync: Vec<i32>,
+}
+
 pub struct Shard {
     pub id: usize,
     pub config: Arc<BrokerConfig>,
@@ -96,6 +107,22 @@ pub struct Shard {
     pub fetch_regions: RegionTable,
     /// Chunk buffers this shard's connections send fetched data through.
     pub send_buffers: SendBuffers,
+    /// Shard 0 of a cluster broker: the controller and the peer transport.
+    controller: OnceCell<Controller>,
+    /// In a cluster: replica messages on their way to shard 0's transport.
+    pub peer_outbox: PeerOutbox,
+}
+
+/// Why a registry change was not published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// In a cluster, only the controller's leader changes the registry (NOT_CONTROLLER).
+    #[error("this broker is not the controller")]
+    NotController,
+    /// The change was not stored (KAFKA_STORAGE_ERROR on a single node; in a cluster the
+    /// metadata log failed, the change was refused, or it timed out).
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// The shard that owns `partition` of `topic`: FNV-1a over the name and index, so that it is
@@ -143,6 +170,8 @@ impl Shard {
             connections,
             fetch_regions: RegionTable::default(),
             send_buffers: SendBuffers::default(),
+            controller: OnceCell::new(),
+            peer_outbox: PeerOutbox::default(),
         })
     }
 
@@ -180,9 +209,49 @@ impl Shard {
         topic: &str,
         partition: i32,
     ) -> Result<Partition, PartitionUnavailable> {
-        let found = self.local_partition(topic, partition).ok_or(PartitionUnavailable::NoLog)?;
+        let Some(found) = self.local_partition(topic, partition) else {
+            // In a cluster, a partition of a known topic that another broker hosts.
+            let hosted_elsewhere =
+                self.config.cluster.is_some() && self.topics().has_partition(topic, partition);
+            return Err(match hosted_elsewhere {
+                true => PartitionUnavailable::NotLeader(NotLeader::Follower { leader: None }),
+                false => PartitionUnavailable::NoLog,
+            });
+        };
         found.check_leader().map_err(PartitionUnavailable::NotLeader)?;
         Ok(found)
+    }
+
+    /// Leader, epoch and in-sync replicas of every replicated partition this shard hosts,
+    /// as its replicas know them (Metadata gathers them from every shard).
+    pub fn partition_states(&self) -> Vec<(PartitionKey, PartitionState)> {
+        let partitions = self.partitions.borrow();
+        let replicated = partitions.iter().filter_map(|(key, partition)| match partition {
+            Partition::Replicated(replicated) => Some((key, replicated)),
+            Partition::Local(_) => None,
+        });
+        replicated
+            .map(|(key, replicated)| {
+                let node = |id: crate::replication::NodeId| i32::try_from(id.0).unwrap_or(-1);
+                let state = PartitionState {
+                    leader: replicated.leader().map(node),
+                    epoch: replicated.epoch(),
+                    in_sync: replicated.in_sync_replicas().into_iter().map(node).collect(),
+                };
+                (key.clone(), state)
+            })
+            .collect()
+    }
+
+    /// Shard 0 of a cluster broker: its controller.
+    pub fn controller(&self) -> Option<Controller> {
+        self.controller.get().cloned()
+    }
+
+    /// Shard 0: installs the controller, once.
+    pub fn set_controller(&self, controller: Controller) {
+        assert_eq!(self.id, 0, "the controller lives on shard 0");
+        assert!(self.controller.set(controller).is_ok(), "one controller per broker");
     }
 
     /// Runs `work` with a partition this broker leads, on the shard that owns it: the one way
@@ -292,9 +361,32 @@ impl Shard {
             assert!(topics::validate_topic_name(&topic.name).is_ok(), "registry topic name");
             assert!((0..topics::PARTITIONS_PER_TOPIC_MAX).contains(&partition));
             let directory = self.config.data_dir.join(format!("{}-{}", topic.name, partition));
-            match Log::open(self.disk.clone(), directory, config).await {
-                Ok(log) => {
-                    self.partitions.borrow_mut().insert(key, Partition::Local(log));
+            let opened = match &self.config.cluster {
+                None => Log::open(self.disk.clone(), directory, config).await.map(Partition::Local),
+                Some(cluster) => {
+                    let replicas = topic.replicas.get(partition.unsigned_abs() as usize);
+                    let replicas = replicas.map(Vec::as_slice).unwrap_or_default();
+                    if !replicas.contains(&cluster.node_id) {
+                        continue;
+                    }
+                    let replica_config = replica_config(cluster, replicas);
+                    let sender = routing::partition_sender(self, &topic.name, partition);
+                    let seed = io::random_u64();
+                    ReplicatedPartition::open(
+                        self.disk.clone(),
+                        directory,
+                        config,
+                        replica_config,
+                        seed,
+                        sender,
+                    )
+                    .await
+                    .map(Partition::Replicated)
+                }
+            };
+            match opened {
+                Ok(opened) => {
+                    self.partitions.borrow_mut().insert(key, opened);
                 }
                 Err(error) => {
                     tracing::error!(topic = %topic.name, partition, %error,
@@ -309,7 +401,15 @@ impl Shard {
             let mut partitions = self.partitions.borrow_mut();
             let keys: Vec<PartitionKey> =
                 partitions.keys().filter(|(name, _)| *name == topic.name).cloned().collect();
-            keys.iter().filter_map(|key| partitions.remove(key)).map(|p| p.log().clone()).collect()
+            let removed = keys.iter().filter_map(|key| partitions.remove(key));
+            removed
+                .map(|partition| {
+                    if let Partition::Replicated(replicated) = &partition {
+                        replicated.stop();
+                    }
+                    partition.log().clone()
+                })
+                .collect()
         };
         for log in removed {
             if let Err(error) = log.delete().await {
@@ -331,6 +431,39 @@ impl Shard {
         }
         self.registry_busy.set(true);
         RegistryGuard { shard: self }
+    }
+
+    /// Makes `snapshot` the registry (shard 0, holding the registry lock): on a single node
+    /// stored in `topics.json` and published to every shard; in a cluster proposed to the
+    /// controller as the records between the current registry and it, and answered once
+    /// applied (the applier publishes it).
+    pub async fn publish_registry(
+        self: &Rc<Self>,
+        _guard: &RegistryGuard<'_>,
+        snapshot: Arc<TopicSnapshot>,
+    ) -> Result<(), PublishError> {
+        assert_eq!(self.id, 0, "only shard 0 changes the topic registry");
+        if self.config.cluster.is_none() {
+            let stored = topics::store_registry(&self.disk, &self.config.data_dir, &snapshot).await;
+            stored.map_err(|error| PublishError::Failed(error.to_string()))?;
+            self.broadcast_topics(snapshot).await;
+            return Ok(());
+        }
+        let controller = self.controller().ok_or(PublishError::NotController)?;
+        let records = crate::broker::cluster::image::records_between(&self.topics(), &snapshot);
+        controller.propose(records).await.map_err(|error| match error {
+            ProposeError::NotController => PublishError::NotController,
+            other => PublishError::Failed(other.to_string()),
+        })
+    }
+
+    /// Whether registry changes may start here: always on a single node; in a cluster, on
+    /// the controller's leader once it has applied everything committed before its epoch.
+    pub async fn may_change_registry(&self) -> bool {
+        match self.controller() {
+            None => self.config.cluster.is_none(),
+            Some(controller) => controller.wait_caught_up().await,
+        }
     }
 
     /// Sends a new topic view to every shard (including this one) and waits until each has
@@ -399,6 +532,9 @@ impl Shard {
     /// Flushes and closes every owned partition log. Called once, by the shard's main task.
     pub async fn close_partitions(&self) {
         assert!(self.is_shutting_down(), "partitions close only during shutdown");
+        if let Some(controller) = self.controller() {
+            controller.stop().await;
+        }
         let logs: Vec<(PartitionKey, Log)> = std::mem::take(&mut *self.partitions.borrow_mut())
             .into_iter()
             .map(|(key, partition)| {
@@ -443,6 +579,21 @@ impl Shard {
             fdatasync = %latency.sync.summary(),
             "shard latency since start",
         );
+    }
+}
+
+/// A partition replica's settings in a cluster: every voter of its replica set.
+fn replica_config(
+    cluster: &crate::broker::config::ClusterConfig,
+    replicas: &[i32],
+) -> crate::replication::ReplicaConfig {
+    use crate::replication::{NodeId, ReplicaConfig};
+    // Node ids of an applied assignment are non-negative (`image.rs` checks them).
+    let node = |id: i32| NodeId(id.unsigned_abs());
+    ReplicaConfig {
+        election_timeout_ms: cluster.election_timeout_ms,
+        heartbeat_interval_ms: cluster.heartbeat_interval_ms,
+        ..ReplicaConfig::new(node(cluster.node_id), replicas.iter().map(|id| node(*id)).collect())
     }
 }
 

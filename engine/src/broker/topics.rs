@@ -25,13 +25,25 @@ pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
 /// Bound on partitions per topic: each one is a directory and open files on one node.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicMeta {
     pub name: String,
     pub id: uuid::Uuid,
     pub partition_count: i32,
     /// Only configs set explicitly at creation; defaults come from [`TOPIC_CONFIG_DEFAULTS`].
     pub configs: BTreeMap<String, String>,
+    /// In a cluster, each partition's replicas (node ids; the first is the preferred
+    /// leader). Empty on a single node, where every partition is the node's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<Vec<i32>>,
+}
+
+/// Where clients reach a broker of the cluster (Metadata, DescribeCluster).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerEndpoint {
+    pub node_id: i32,
+    pub host: String,
+    pub port: u16,
 }
 
 impl TopicMeta {
@@ -149,6 +161,9 @@ pub const TOPIC_CONFIG_DEFAULTS: &[(&str, &str)] = &[
 /// Why a topic cannot be created; each maps to one Kafka error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicError {
+    /// In a cluster, this broker does not lead the controller.
+    #[error("This is not the correct controller for this cluster.")]
+    NotController,
     #[error("{0}")]
     InvalidName(String),
     #[error("Topic '{0}' already exists.")]
@@ -329,6 +344,8 @@ pub fn cleanup_policy(value: &str) -> Option<(bool, bool)> {
 pub struct TopicSnapshot {
     pub by_name: BTreeMap<String, TopicMeta>,
     pub name_by_id: BTreeMap<uuid::Uuid, String>,
+    /// In a cluster, every registered broker; empty on a single node (which is its own).
+    pub brokers: BTreeMap<i32, BrokerEndpoint>,
 }
 
 impl TopicSnapshot {
@@ -351,6 +368,12 @@ impl TopicSnapshot {
 
     pub fn has_partition(&self, name: &str, partition: i32) -> bool {
         self.get(name).is_some_and(|topic| partition >= 0 && partition < topic.partition_count)
+    }
+
+    /// The replicas of a partition in a cluster (empty on a single node, or when unknown).
+    pub fn replicas(&self, name: &str, partition: i32) -> &[i32] {
+        let replicas = self.get(name).zip(usize::try_from(partition).ok());
+        replicas.and_then(|(topic, index)| topic.replicas.get(index)).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -451,6 +474,7 @@ mod tests {
             id: uuid::Uuid::from_u128(7),
             partition_count: 3,
             configs: BTreeMap::new(),
+            replicas: Vec::new(),
         }])
     }
 
@@ -610,6 +634,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            replicas: Vec::new(),
         };
         let defaults = LogConfig::default();
         let compact = topic("compact").log_config(&defaults);

@@ -16,17 +16,21 @@ use kafka_protocol::messages::{
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 
+use crate::broker::cluster::{assignment, image};
 use crate::broker::groups;
-use crate::broker::shard::Shard;
+use crate::broker::shard::{PublishError, Shard};
 use crate::broker::topic_configs::KAFKA_TOPIC_CONFIGS;
 use crate::broker::topics::{
-    self, validate_topic_config_with, validate_topic_name, TopicError, TopicMeta, TopicSnapshot,
+    validate_topic_config_with, validate_topic_name, TopicError, TopicMeta, TopicSnapshot,
     PARTITIONS_PER_TOPIC_MAX,
 };
 use crate::io;
 use crate::protocol::error_code::ErrorCode;
 
 use super::{error_message, str_bytes};
+
+/// A cluster's default replication factor is min(this, brokers).
+const DEFAULT_REPLICATION_FACTOR_MAX: usize = 3;
 
 /// Config sources as Kafka numbers them.
 const CONFIG_SOURCE_TOPIC: i8 = 1;
@@ -48,6 +52,7 @@ pub struct NewTopic {
 impl TopicError {
     pub fn error_code(&self) -> ErrorCode {
         match self {
+            TopicError::NotController => ErrorCode::NotController,
             TopicError::InvalidName(_) => ErrorCode::InvalidTopicException,
             TopicError::AlreadyExists(_) => ErrorCode::TopicAlreadyExists,
             TopicError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
@@ -186,6 +191,10 @@ pub async fn auto_create_topic(shard: &Rc<Shard>, name: &str) -> Result<TopicMet
         Some(Err(TopicError::AlreadyExists(_))) => {
             shard.topics().get(name).cloned().ok_or(ErrorCode::LeaderNotAvailable)
         }
+        // Kafka's brokers forward auto-creation to the controller; Tern's do not yet (issue
+        // 14): a broker that is not the controller answers the retriable
+        // LEADER_NOT_AVAILABLE, and the client's next Metadata may reach the controller.
+        Some(Err(TopicError::NotController)) => Err(ErrorCode::LeaderNotAvailable),
         Some(Err(error)) => Err(error.error_code()),
         None => Err(ErrorCode::LeaderNotAvailable),
     }
@@ -197,7 +206,10 @@ pub async fn create_topics_on_controller(
     new_topics: Vec<NewTopic>,
     validate_only: bool,
 ) -> Vec<Result<TopicMeta, TopicError>> {
-    let _guard = controller.lock_registry().await;
+    let guard = controller.lock_registry().await;
+    if !controller.may_change_registry().await {
+        return new_topics.iter().map(|_| Err(TopicError::NotController)).collect();
+    }
     let current = controller.topics();
     let mut created: BTreeMap<String, TopicMeta> = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(new_topics.len());
@@ -213,20 +225,19 @@ pub async fn create_topics_on_controller(
     }
     let all = current.by_name.values().cloned().chain(created.values().cloned());
     let snapshot = Arc::new(TopicSnapshot::new(all));
-    if let Err(error) =
-        topics::store_registry(&controller.disk, &controller.config.data_dir, &snapshot).await
-    {
+    if let Err(error) = controller.publish_registry(&guard, snapshot).await {
         tracing::error!(%error, "cannot store the topic registry; topics not created");
-        let message = format!("cannot store the topic registry: {error}");
-        return outcomes
-            .into_iter()
-            .map(|outcome| outcome.and(Err(TopicError::InvalidConfig(message.clone()))))
-            .collect();
+        let refusal = match error {
+            PublishError::NotController => TopicError::NotController,
+            PublishError::Failed(error) => {
+                TopicError::InvalidConfig(format!("cannot store the topic registry: {error}"))
+            }
+        };
+        return outcomes.into_iter().map(|outcome| outcome.and(Err(refusal.clone()))).collect();
     }
     for topic in created.values() {
         tracing::info!(topic = %topic.name, partitions = topic.partition_count, "topic created");
     }
-    controller.broadcast_topics(snapshot).await;
     outcomes
 }
 
@@ -281,6 +292,9 @@ fn check_new_topic(
     if current.get(&new_topic.name).is_some() || created.contains_key(&new_topic.name) {
         return Err(TopicError::AlreadyExists(new_topic.name.clone()));
     }
+    if controller.config.cluster.is_some() {
+        return check_new_topic_in_cluster(controller, current, new_topic);
+    }
     let partition_count = if new_topic.assignments.is_empty() {
         match new_topic.partition_count {
             -1 => controller.config.default_partitions,
@@ -289,25 +303,108 @@ fn check_new_topic(
     } else {
         check_assignments(new_topic, controller.cluster.node_id)?
     };
+    check_partition_count(partition_count)?;
+    match new_topic.replication_factor {
+        -1 | 1 => {}
+        factor => return Err(replication_factor_refused(factor, 1)),
+    }
+    new_topic_meta(controller, new_topic, partition_count, Vec::new())
+}
+
+fn check_partition_count(partition_count: i32) -> Result<(), TopicError> {
     if partition_count <= 0 || partition_count > PARTITIONS_PER_TOPIC_MAX {
         return Err(TopicError::InvalidPartitions(format!(
             "Number of partitions must be larger than 0 and at most {PARTITIONS_PER_TOPIC_MAX}."
         )));
     }
-    match new_topic.replication_factor {
-        -1 | 1 => {}
-        factor if factor <= 0 => {
-            return Err(TopicError::InvalidReplicationFactor(
-                "Replication factor must be larger than 0, or -1 to use the default value.".into(),
-            ))
+    Ok(())
+}
+
+/// Kafka's messages for a replication factor it cannot use.
+fn replication_factor_refused(factor: i16, broker_count: usize) -> TopicError {
+    if factor <= 0 {
+        return TopicError::InvalidReplicationFactor(
+            "Replication factor must be larger than 0, or -1 to use the default value.".into(),
+        );
+    }
+    TopicError::InvalidReplicationFactor(format!(
+        "Unable to replicate the partition {factor} time(s): The target replication factor of \
+         {factor} cannot be reached because only {broker_count} broker(s) are registered."
+    ))
+}
+
+/// A new topic of a cluster: its replicas assigned over the registered brokers (default
+/// replication factor min(3, brokers), as Kafka's `default.replication.factor` would need
+/// setting for), or as the request's manual assignment says.
+fn check_new_topic_in_cluster(
+    controller: &Shard,
+    current: &TopicSnapshot,
+    new_topic: &NewTopic,
+) -> Result<TopicMeta, TopicError> {
+    let brokers: Vec<i32> = current.brokers.keys().copied().collect();
+    if !new_topic.assignments.is_empty() {
+        let partition_count = check_manual_assignments(new_topic, &brokers)?;
+        check_partition_count(partition_count)?;
+        let replicas = new_topic.assignments.iter().map(|(_, nodes)| nodes.clone()).collect();
+        return new_topic_meta(controller, new_topic, partition_count, replicas);
+    }
+    let partition_count = match new_topic.partition_count {
+        -1 => controller.config.default_partitions,
+        count => count,
+    };
+    check_partition_count(partition_count)?;
+    let factor = match new_topic.replication_factor {
+        -1 => brokers.len().min(DEFAULT_REPLICATION_FACTOR_MAX),
+        factor if factor > 0 && (factor as usize) <= brokers.len() => factor as usize,
+        factor => return Err(replication_factor_refused(factor, brokers.len())),
+    };
+    if factor == 0 || factor > image::REPLICAS_MAX {
+        return Err(replication_factor_refused(factor as i16, brokers.len()));
+    }
+    let replicas = assignment::assign(&new_topic.name, &brokers, 0, partition_count, factor);
+    new_topic_meta(controller, new_topic, partition_count, replicas)
+}
+
+/// A cluster's manual assignment: Kafka's shape rules, with every broker registered and
+/// distinct within its partition. Returns the partition count.
+fn check_manual_assignments(new_topic: &NewTopic, brokers: &[i32]) -> Result<i32, TopicError> {
+    if new_topic.partition_count != -1 || new_topic.replication_factor != -1 {
+        return Err(TopicError::InvalidRequest(
+            "Both numPartitions or replicationFactor and replicasAssignments were set. \
+             Both cannot be used at the same time."
+                .into(),
+        ));
+    }
+    let invalid = |message: String| Err(TopicError::InvalidReplicaAssignment(message));
+    let first_size = new_topic.assignments.first().map_or(0, |(_, nodes)| nodes.len());
+    for (expected_index, (partition, nodes)) in new_topic.assignments.iter().enumerate() {
+        if usize::try_from(*partition) != Ok(expected_index) {
+            return invalid(format!("Partitions should be 0..n without gaps; found {partition}"));
         }
-        factor => {
-            return Err(TopicError::InvalidReplicationFactor(format!(
-                "Unable to replicate the partition {factor} time(s): The target replication \
-                 factor of {factor} cannot be reached because only 1 broker(s) are registered."
-            )))
+        if nodes.is_empty() || nodes.len() != first_size || nodes.len() > image::REPLICAS_MAX {
+            return invalid("All partitions should have the same number of replicas.".into());
+        }
+        if let Some(unknown) = nodes.iter().find(|node| !brokers.contains(node)) {
+            return invalid(format!(
+                "The manual partition assignment includes broker {unknown}, \
+                but no such broker is registered."
+            ));
+        }
+        let distinct: BTreeSet<&i32> = nodes.iter().collect();
+        if distinct.len() != nodes.len() {
+            return invalid(format!("Duplicate replica assignment for partition {partition}."));
         }
     }
+    i32::try_from(new_topic.assignments.len())
+        .map_err(|_| TopicError::InvalidPartitions("too many partitions".into()))
+}
+
+fn new_topic_meta(
+    controller: &Shard,
+    new_topic: &NewTopic,
+    partition_count: i32,
+    replicas: Vec<Vec<i32>>,
+) -> Result<TopicMeta, TopicError> {
     let mut configs = BTreeMap::new();
     for (key, value) in &new_topic.configs {
         validate_topic_config_with(
@@ -317,7 +414,13 @@ fn check_new_topic(
         )?;
         configs.insert(key.clone(), value.clone().unwrap_or_default());
     }
-    Ok(TopicMeta { name: new_topic.name.clone(), id: random_topic_id(), partition_count, configs })
+    Ok(TopicMeta {
+        name: new_topic.name.clone(),
+        id: random_topic_id(),
+        partition_count,
+        configs,
+        replicas,
+    })
 }
 
 fn random_topic_id() -> uuid::Uuid {
@@ -374,7 +477,10 @@ async fn delete_on_controller(
     controller: &Rc<Shard>,
     targets: Vec<(Option<String>, uuid::Uuid)>,
 ) -> Vec<DeleteOutcome> {
-    let _guard = controller.lock_registry().await;
+    let guard = controller.lock_registry().await;
+    if !controller.may_change_registry().await {
+        return targets.iter().map(|_| Err(ErrorCode::NotController)).collect();
+    }
     let current = controller.topics();
     let mut remaining = current.by_name.clone();
     let mut outcomes = Vec::with_capacity(targets.len());
@@ -400,12 +506,13 @@ async fn delete_on_controller(
         return outcomes;
     }
     let snapshot = Arc::new(TopicSnapshot::new(remaining.into_values()));
-    if let Err(error) =
-        topics::store_registry(&controller.disk, &controller.config.data_dir, &snapshot).await
-    {
+    if let Err(error) = controller.publish_registry(&guard, snapshot).await {
         tracing::error!(%error, "cannot store the topic registry; topics not deleted");
-        return outcomes.into_iter().map(|o| o.and(Err(ErrorCode::KafkaStorageError))).collect();
+        let code = match error {
+            PublishError::NotController => ErrorCode::NotController,
+            PublishError::Failed(_) => ErrorCode::KafkaStorageError,
+        };
+        return outcomes.into_iter().map(|o| o.and(Err(code))).collect();
     }
-    controller.broadcast_topics(snapshot).await;
     outcomes
 }

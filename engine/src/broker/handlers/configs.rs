@@ -25,7 +25,7 @@ use kafka_protocol::messages::{
     AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 
-use crate::broker::shard::Shard;
+use crate::broker::shard::{PublishError, Shard};
 use crate::broker::topic_configs::{ConfigType, KAFKA_TOPIC_CONFIGS};
 use crate::broker::topics::{self, validate_topic_config_with, validate_topic_name, TopicSnapshot};
 use crate::protocol::error_code::ErrorCode;
@@ -224,7 +224,11 @@ pub async fn alter_on_controller(
     alterations: Vec<Alteration>,
     validate_only: bool,
 ) -> Vec<Result<(), Refusal>> {
-    let _guard = controller.lock_registry().await;
+    let guard = controller.lock_registry().await;
+    if !controller.may_change_registry().await {
+        let refusal = Refusal { code: ErrorCode::NotController, message: None };
+        return alterations.iter().map(|_| Err(refusal.clone())).collect();
+    }
     let current = controller.topics();
     let mut changed: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(alterations.len());
@@ -249,20 +253,22 @@ pub async fn alter_on_controller(
         topic
     });
     let snapshot = Arc::new(TopicSnapshot::new(all));
-    if let Err(error) =
-        topics::store_registry(&controller.disk, &controller.config.data_dir, &snapshot).await
-    {
+    if let Err(error) = controller.publish_registry(&guard, snapshot).await {
         tracing::error!(%error, "cannot store the topic registry; configs not changed");
-        let refusal = Refusal {
-            code: ErrorCode::KafkaStorageError,
-            message: Some(format!("cannot store the topic registry: {error}")),
+        let refusal = match error {
+            PublishError::NotController => {
+                Refusal { code: ErrorCode::NotController, message: None }
+            }
+            PublishError::Failed(error) => Refusal {
+                code: ErrorCode::KafkaStorageError,
+                message: Some(format!("cannot store the topic registry: {error}")),
+            },
         };
         return outcomes.into_iter().map(|outcome| outcome.and(Err(refusal.clone()))).collect();
     }
     for (topic, configs) in &changed {
         tracing::info!(%topic, ?configs, "topic configs changed");
     }
-    controller.broadcast_topics(snapshot).await;
     outcomes
 }
 
@@ -350,6 +356,7 @@ mod tests {
             id: uuid::Uuid::nil(),
             partition_count: 1,
             configs,
+            replicas: Vec::new(),
         }])
     }
 

@@ -66,16 +66,18 @@ fn code(error: Option<GroupError>) -> i16 {
     error.map_or(ErrorCode::None, group_error_code).code()
 }
 
-/// Single node: this broker coordinates every group. Both the v0-3 fields and the v4+
+/// Single node: this broker coordinates every group (none in a cluster yet). Both the v0-3 fields and the v4+
 /// `coordinators` list are filled; `response_fit` keeps the one the version has.
 pub fn find_coordinator(shard: &Shard, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let node_id = BrokerId(shard.cluster.node_id);
     let host = str_bytes(&shard.config.advertised_host);
     let port = i32::from(shard.config.advertised_port);
-    let error = if request.key_type == KEY_TYPE_GROUP {
+    let error = if request.key_type == KEY_TYPE_GROUP && shard.config.cluster.is_none() {
         ErrorCode::None
     } else {
-        // Transactions and share groups have no coordinator here (yet).
+        // Transactions and share groups have no coordinator here (yet), nor have groups in
+        // a cluster: their coordinator must follow the leader of the group's replicated
+        // `__consumer_offsets` partition, which is not built (issue 14).
         ErrorCode::CoordinatorNotAvailable
     };
     let keys = if request.coordinator_keys.is_empty() {

@@ -16,6 +16,7 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
+use crate::broker::config::CLUSTER_NODE_IDS_MAX;
 use crate::broker::producer_ids::ProducerIdError;
 use crate::broker::shard::Shard;
 use crate::protocol::error_code::ErrorCode;
@@ -53,7 +54,7 @@ async fn allocate(shard: &Rc<Shard>) -> Result<i64, ErrorCode> {
         })
         .await;
     match allocated {
-        Some(Ok(producer_id)) => Ok(producer_id),
+        Some(Ok(local_id)) => in_cluster(shard, local_id),
         Some(Err(error)) => {
             tracing::error!(%error, "InitProducerId: cannot allocate a producer id");
             Err(match error {
@@ -66,4 +67,14 @@ async fn allocate(shard: &Rc<Shard>) -> Result<i64, ErrorCode> {
         // Shard 0 is shutting down: the client retries elsewhere or later.
         None => Err(ErrorCode::CoordinatorNotAvailable),
     }
+}
+
+/// In a cluster every broker allocates from its own file: the node id in the low bits keeps
+/// the ids of different brokers apart (node ids are below `CLUSTER_NODE_IDS_MAX`). Kafka's
+/// controller hands out blocks instead; a replicated block record is the later design.
+fn in_cluster(shard: &Shard, local_id: i64) -> Result<i64, ErrorCode> {
+    let Some(cluster) = &shard.config.cluster else { return Ok(local_id) };
+    let spread = local_id.checked_mul(i64::from(CLUSTER_NODE_IDS_MAX));
+    let unique = spread.and_then(|spread| spread.checked_add(i64::from(cluster.node_id)));
+    unique.ok_or(ErrorCode::UnknownServerError)
 }

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse, TopicName};
 
-use crate::broker::shard::Shard;
-use crate::broker::topics::{self, TopicMeta, TopicSnapshot, PARTITIONS_PER_TOPIC_MAX};
+use crate::broker::cluster::assignment;
+use crate::broker::shard::{PublishError, Shard};
+use crate::broker::topics::{TopicMeta, TopicSnapshot, PARTITIONS_PER_TOPIC_MAX};
 use crate::protocol::error_code::ErrorCode;
 
 use super::{error_message, str_bytes};
@@ -121,13 +122,23 @@ pub async fn grow_on_controller(
     growths: Vec<Growth>,
     validate_only: bool,
 ) -> Vec<Result<(), Refusal>> {
-    let _guard = controller.lock_registry().await;
+    let guard = controller.lock_registry().await;
+    if !controller.may_change_registry().await {
+        let refusal = Refusal::new(ErrorCode::NotController, "not the controller".to_string());
+        return growths.iter().map(|_| Err(refusal.clone())).collect();
+    }
     let current = controller.topics();
     let node_id = controller.cluster.node_id;
     let mut grown: BTreeMap<String, TopicMeta> = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(growths.len());
+    let in_cluster = controller.config.cluster.is_some();
     for growth in &growths {
-        outcomes.push(check_growth(&current, growth, node_id).map(|topic| {
+        let checked = check_growth(&current, growth, node_id);
+        let checked = checked.and_then(|topic| match in_cluster {
+            true => with_new_replicas(&current, topic),
+            false => Ok(topic),
+        });
+        outcomes.push(checked.map(|topic| {
             grown.insert(topic.name.clone(), topic);
         }));
     }
@@ -136,18 +147,22 @@ pub async fn grow_on_controller(
     }
     let all = current.by_name.values().map(|topic| grown.get(&topic.name).unwrap_or(topic));
     let snapshot = Arc::new(TopicSnapshot::new(all.cloned()));
-    if let Err(error) =
-        topics::store_registry(&controller.disk, &controller.config.data_dir, &snapshot).await
-    {
+    if let Err(error) = controller.publish_registry(&guard, snapshot).await {
         tracing::error!(%error, "cannot store the topic registry; partitions not created");
-        let message = format!("cannot store the topic registry: {error}");
-        let refusal = Refusal::new(ErrorCode::KafkaStorageError, message);
+        let refusal = match error {
+            PublishError::NotController => {
+                Refusal::new(ErrorCode::NotController, "not the controller".to_string())
+            }
+            PublishError::Failed(error) => Refusal::new(
+                ErrorCode::KafkaStorageError,
+                format!("cannot store the topic registry: {error}"),
+            ),
+        };
         return outcomes.into_iter().map(|outcome| outcome.and(Err(refusal.clone()))).collect();
     }
     for topic in grown.values() {
         tracing::info!(topic = %topic.name, partitions = topic.partition_count, "topic grown");
     }
-    controller.broadcast_topics(snapshot).await;
     outcomes
 }
 
@@ -196,6 +211,23 @@ pub fn check_growth(
         check_replicas(replicas, node_id)?;
     }
     Ok(TopicMeta { partition_count: count, ..topic.clone() })
+}
+
+/// In a cluster: the grown topic's new partitions get replicas, as many as its first
+/// partition has, spread like a new topic's.
+fn with_new_replicas(current: &TopicSnapshot, mut topic: TopicMeta) -> Result<TopicMeta, Refusal> {
+    let brokers: Vec<i32> = current.brokers.keys().copied().collect();
+    let factor = topic.replicas.first().map_or(0, Vec::len);
+    if factor == 0 || factor > brokers.len() {
+        let message = format!("{factor} replicas per partition, {} brokers", brokers.len());
+        return Err(Refusal::new(ErrorCode::InvalidReplicationFactor, message));
+    }
+    // The grown count was checked against PARTITIONS_PER_TOPIC_MAX: it fits.
+    let existing = topic.replicas.len() as i32;
+    let added = topic.partition_count - existing;
+    let replicas = assignment::assign(&topic.name, &brokers, existing, added, factor);
+    topic.replicas.extend(replicas);
+    Ok(topic)
 }
 
 /// Kafka's `validateManualPartitionAssignment` on a one-broker cluster whose partitions all

@@ -89,7 +89,7 @@ impl Partition {
         match self {
             Partition::Local(_) => Ok(()),
             Partition::Replicated(replicated) if replicated.is_stopped() => Err(NotLeader::Stopped),
-            Partition::Replicated(replicated) if replicated.is_leader() => Ok(()),
+            Partition::Replicated(replicated) if replicated.is_serving() => Ok(()),
             Partition::Replicated(replicated) => {
                 Err(NotLeader::Follower { leader: replicated.leader() })
             }
@@ -132,6 +132,8 @@ struct Inner {
     send: Sender,
     started_at: Instant,
     stopped: Cell<bool>,
+    /// The epoch this replica last led and the offset of its leader-change batch there.
+    led_from: Cell<Option<(i32, i64)>>,
 }
 
 impl ReplicatedPartition {
@@ -183,6 +185,7 @@ impl ReplicatedPartition {
             send,
             started_at,
             stopped: Cell::new(false),
+            led_from: Cell::new(None),
         });
         drop(crate::io::spawn_local(drive(Rc::clone(&inner))));
         drop(crate::io::spawn_local(tick(Rc::downgrade(&inner), heartbeat / 2)));
@@ -240,6 +243,20 @@ impl ReplicatedPartition {
         !self.inner.stopped.get() && self.inner.replica.borrow().is_leader()
     }
 
+    /// Whether clients are served here: this replica leads, and its own leader-change batch
+    /// is committed. Before that its high watermark may be below what the previous leader
+    /// let consumers see (the new leader learns the commit index only by committing in its
+    /// own epoch): answering then would move the high watermark backwards for a client.
+    pub fn is_serving(&self) -> bool {
+        if !self.is_leader() {
+            return false;
+        }
+        match self.inner.led_from.get() {
+            Some((epoch, offset)) => epoch == self.epoch() && self.log().high_watermark() > offset,
+            None => false,
+        }
+    }
+
     pub fn leader(&self) -> Option<NodeId> {
         self.inner.replica.borrow().leader()
     }
@@ -250,6 +267,13 @@ impl ReplicatedPartition {
 
     pub fn is_stopped(&self) -> bool {
         self.inner.stopped.get()
+    }
+
+    /// On the leader: the replicas that reached its log end within replica.lag.time.max.ms
+    /// (itself included); empty elsewhere.
+    pub fn in_sync_replicas(&self) -> Vec<NodeId> {
+        let now_ms = now_ms(&self.inner);
+        self.inner.replica.borrow().in_sync_replicas(now_ms)
     }
 
     /// Stops the driver (its tasks end at their next wake-up); the log stays open.
@@ -358,6 +382,7 @@ fn append_leader_change(inner: &Inner, epoch: i32) -> Result<(), LogError> {
     let batch =
         record_batch::build::encode_leader_change(leader, &voters, crate::io::unix_time_ms());
     let base_offset = inner.log.log_end_offset();
+    inner.led_from.set(Some((epoch, base_offset)));
     drop(append_as_leader(inner, vec![BytesMut::from(&batch[..])], epoch));
     if inner.log.log_end_offset() == base_offset {
         // Refused at admission (the log is offline or full): this replica cannot lead.

@@ -31,6 +31,7 @@ fn topic(name: &str, partition_count: i32, id: u128) -> TopicMeta {
         id: uuid::Uuid::from_u128(id),
         partition_count,
         configs: Default::default(),
+        replicas: Vec::new(),
     }
 }
 

@@ -10,6 +10,7 @@ fn registry() -> TopicSnapshot {
         id: uuid::Uuid::from_u128(42),
         partition_count: 2,
         configs: [("retention.ms".to_string(), "1000".to_string())].into_iter().collect(),
+        replicas: Vec::new(),
     };
     TopicSnapshot::new([topic])
 }

@@ -1,0 +1,138 @@
+use super::*;
+
+fn endpoint(node_id: i32) -> BrokerEndpoint {
+    BrokerEndpoint { node_id, host: "127.0.0.1".into(), port: 9090 + node_id as u16 }
+}
+
+fn topic(name: &str, id: u128, replicas: Vec<Vec<i32>>) -> TopicMeta {
+    TopicMeta {
+        name: name.into(),
+        id: uuid::Uuid::from_u128(id),
+        partition_count: replicas.len() as i32,
+        configs: BTreeMap::new(),
+        replicas,
+    }
+}
+
+fn put(topic: TopicMeta) -> MetadataRecord {
+    MetadataRecord::PutTopic { topic }
+}
+
+/// Applies records in order and returns the image and each record's outcome.
+fn check(records: Vec<MetadataRecord>) -> (ClusterImage, Vec<Result<(), RecordRejected>>) {
+    let mut image = ClusterImage::default();
+    let outcomes = records.into_iter().map(|record| image.apply(record)).collect();
+    (image, outcomes)
+}
+
+#[test]
+fn brokers_register_and_a_changed_endpoint_replaces_the_old() {
+    let moved = BrokerEndpoint { port: 7000, ..endpoint(2) };
+    let (image, outcomes) = check(vec![
+        MetadataRecord::RegisterBroker(endpoint(1)),
+        MetadataRecord::RegisterBroker(endpoint(2)),
+        MetadataRecord::RegisterBroker(moved.clone()),
+        MetadataRecord::RegisterBroker(BrokerEndpoint { host: String::new(), ..endpoint(3) }),
+        MetadataRecord::RegisterBroker(BrokerEndpoint { port: 0, ..endpoint(4) }),
+    ]);
+    assert!(outcomes[..3].iter().all(Result::is_ok));
+    assert!(matches!(outcomes[3], Err(RecordRejected::BadEndpoint(_))));
+    assert!(matches!(outcomes[4], Err(RecordRejected::BadEndpoint(_))));
+    assert_eq!(image.brokers.values().cloned().collect::<Vec<_>>(), vec![endpoint(1), moved]);
+}
+
+#[test]
+fn a_topic_is_created_grown_and_deleted_by_id_and_bad_changes_are_skipped() {
+    let created = topic("orders", 1, vec![vec![1, 2, 3], vec![2, 3, 1]]);
+    let grown = topic("orders", 1, vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]]);
+    let (image, outcomes) = check(vec![
+        put(created.clone()),
+        put(topic("orders", 2, vec![vec![1]])),
+        put(topic("orders", 1, vec![vec![1, 2, 3]])),
+        put(topic("orders", 1, vec![vec![3, 2, 1], vec![2, 3, 1], vec![3, 1, 2]])),
+        put(grown.clone()),
+        MetadataRecord::DeleteTopic { name: "orders".into(), id: uuid::Uuid::from_u128(9) },
+    ]);
+    assert_eq!(outcomes[0], Ok(()));
+    assert_eq!(outcomes[1], Err(RecordRejected::IdMismatch("orders".into())));
+    assert_eq!(outcomes[2], Err(RecordRejected::ShrinksOrMoves("orders".into())));
+    assert_eq!(outcomes[3], Err(RecordRejected::ShrinksOrMoves("orders".into())));
+    assert_eq!(outcomes[4], Ok(()));
+    assert_eq!(outcomes[5], Err(RecordRejected::UnknownTopic("orders".into())));
+    assert_eq!(image.topics.get("orders"), Some(&grown));
+    let mut image = image;
+    let delete = MetadataRecord::DeleteTopic { name: "orders".into(), id: grown.id };
+    assert_eq!(image.apply(delete), Ok(()));
+    assert!(image.topics.is_empty());
+}
+
+#[test]
+fn a_topic_must_name_distinct_replicas_for_every_partition() {
+    let bad = [
+        topic("../escape", 1, vec![vec![1]]),
+        topic("t", 1, vec![vec![1, 1]]),
+        topic("t", 1, vec![vec![]]),
+        topic("t", 1, vec![vec![-1]]),
+        topic("t", 1, vec![(0..8).collect()]),
+        TopicMeta { partition_count: 2, ..topic("t", 1, vec![vec![1]]) },
+        TopicMeta { partition_count: 0, ..topic("t", 1, vec![]) },
+    ];
+    for topic in bad {
+        let (image, outcomes) = check(vec![put(topic.clone())]);
+        assert!(matches!(outcomes[0], Err(RecordRejected::BadTopic(_))), "{topic:?}");
+        assert!(image.topics.is_empty());
+    }
+}
+
+#[test]
+fn the_records_between_two_registries_rebuild_the_second_from_the_first() {
+    let kept = topic("kept", 1, vec![vec![1]]);
+    let before_changed = topic("changed", 2, vec![vec![1, 2]]);
+    let mut after_changed = topic("changed", 2, vec![vec![1, 2], vec![2, 1]]);
+    after_changed.configs.insert("retention.ms".into(), "1000".into());
+    let recreated_old = topic("recreated", 3, vec![vec![2]]);
+    let recreated_new = topic("recreated", 4, vec![vec![1]]);
+    let gone = topic("gone", 5, vec![vec![2]]);
+    let added = topic("added", 6, vec![vec![2, 1]]);
+    let before_topics = [kept.clone(), before_changed, recreated_old, gone];
+    let after_topics = [kept, after_changed, recreated_new, added];
+    let before = TopicSnapshot::new(before_topics.clone());
+    let after = TopicSnapshot::new(after_topics.clone());
+    let mut image = ClusterImage::default();
+    for topic in before_topics {
+        image.apply(put(topic)).unwrap();
+    }
+    let records = records_between(&before, &after);
+    assert_eq!(records.len(), 5, "{records:?}");
+    for record in records {
+        assert_eq!(image.apply(record.clone()), Ok(()), "{record:?}");
+    }
+    assert_eq!(image.topics.values().cloned().collect::<Vec<_>>(), {
+        let mut expected = after_topics.to_vec();
+        expected.sort_by(|a, b| a.name.cmp(&b.name));
+        expected
+    });
+}
+
+#[test]
+fn records_round_trip_through_a_record_batch_and_other_records_are_not_read() {
+    let records = vec![
+        MetadataRecord::RegisterBroker(endpoint(3)),
+        put(topic("orders", 1, vec![vec![3, 1]])),
+        MetadataRecord::DeleteTopic { name: "orders".into(), id: uuid::Uuid::from_u128(1) },
+    ];
+    let mut batch = bytes::Bytes::from(encode_records(&records, 1_700_000_000_000));
+    crate::record_batch::validate_produced_batch(&batch).expect("a valid batch");
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut batch).unwrap();
+    let decoded: Vec<MetadataRecord> = set
+        .records
+        .iter()
+        .map(|record| decode_record(record.key.as_deref(), record.value.as_deref()))
+        .map(|decoded| decoded.expect("a metadata record").expect("parses"))
+        .collect();
+    assert_eq!(decoded, records);
+    assert!(decode_record(Some(b"other"), Some(b"{}")).is_none());
+    assert!(decode_record(None, None).is_none());
+    assert!(matches!(decode_record(Some(RECORD_KEY), Some(b"{\"type\":\"nope\"}")), Some(Err(_))));
+    assert!(matches!(decode_record(Some(RECORD_KEY), None), Some(Err(_))));
+}
