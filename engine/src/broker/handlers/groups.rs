@@ -66,8 +66,9 @@ fn code(error: Option<GroupError>) -> i16 {
     error.map_or(ErrorCode::None, group_error_code).code()
 }
 
-/// Single node: this broker coordinates every group (none in a cluster yet). Both the v0-3 fields and the v4+
-/// `coordinators` list are filled; `response_fit` keeps the one the version has.
+/// Single node: this broker coordinates every group (none in a cluster yet). Both the v0-3
+/// fields and the v4+ `coordinators` list are filled; `response_fit` keeps the one the
+/// version has.
 pub fn find_coordinator(shard: &Shard, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let node_id = BrokerId(shard.cluster.node_id);
     let host = str_bytes(&shard.config.advertised_host);
