@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
 pub mod differential;
 pub mod kafka;
 pub mod kafka_peer;
