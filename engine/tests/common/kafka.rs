@@ -93,8 +93,6 @@ impl Connection {
     }
 }
 
-/// The producer id of every batch of `topic`/`partition` from offset 0 to the high
-/// watermark, with each batch's base offset (Fetch v11, read in place; CRCs checked).
 pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
@@ -111,11 +109,24 @@ pub fn create_topic(connection: &mut Connection, name: &str, partitions: i32) {
     assert_eq!(response.topics[0].error_code, 0, "{response:?}");
 }
 
+/// The producer id of every batch of `topic`/`partition` from offset 0 to the high
+/// watermark, with each batch's base offset (Fetch v11, read in place; CRCs checked).
 pub fn batch_producers(
     connection: &mut Connection,
     topic: &str,
     partition: i32,
 ) -> Vec<(i64, i64)> {
+    let batches = batches(connection, topic, partition);
+    batches.iter().map(|info| (info.base_offset, info.producer_id)).collect()
+}
+
+/// The header of every batch of `topic`/`partition` from offset 0 to the high watermark
+/// (Fetch v11 from the broker `connection` reaches, which must lead it; CRCs checked).
+pub fn batches(
+    connection: &mut Connection,
+    topic: &str,
+    partition: i32,
+) -> Vec<tern::record_batch::BatchInfo> {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::{FetchRequest, TopicName};
     let mut batches = Vec::new();
@@ -145,9 +156,9 @@ pub fn batch_producers(
             let info = tern::record_batch::check_framing_and_crc(&records[position..])
                 .expect("served batches pass CRC");
             assert_eq!(info.base_offset, next_offset, "offsets are contiguous");
-            batches.push((info.base_offset, info.producer_id));
             next_offset = info.next_offset();
             position += info.size_bytes;
+            batches.push(info);
         }
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
 pub mod differential;
 pub mod kafka;
 pub mod kafka_peer;
@@ -31,8 +32,20 @@ pub fn test_dir(name: &str) -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
+    free_ports(1)[0]
+}
+
+/// `count` distinct ports free right now (each listener is held until all are chosen, so
+/// the kernel cannot hand out one port twice).
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> =
+        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port")).collect();
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("local addr").port())
+        .collect();
+    assert_eq!(ports.len(), count);
+    ports
 }
 
 impl TernServer {
@@ -52,6 +65,28 @@ impl TernServer {
         };
         server.spawn();
         server
+    }
+
+    /// Starts on the fixed `port` and returns at once, before tern listens: the brokers of a
+    /// cluster may wait for each other before they serve. `wait_until_listening` follows.
+    pub fn launch_at(data_dir: &Path, port: u16, extra_arguments: &[&str]) -> TernServer {
+        let mut server = TernServer {
+            child: None,
+            port,
+            port_fixed: true,
+            data_dir: data_dir.to_path_buf(),
+            extra_arguments: extra_arguments.iter().map(|s| s.to_string()).collect(),
+        };
+        server.launch();
+        server
+    }
+
+    /// Waits until tern accepts connections on its Kafka port; panics with its log if it
+    /// exits first or does not listen within 30 s.
+    pub fn wait_until_listening(&mut self) {
+        if let Err(log) = self.wait_listening() {
+            panic!("tern exited at start; log:\n{log}");
+        }
     }
 
     pub fn bootstrap(&self) -> String {
@@ -74,6 +109,11 @@ impl TernServer {
     }
 
     fn spawn_once(&mut self) -> Result<(), String> {
+        self.launch();
+        self.wait_listening()
+    }
+
+    fn launch(&mut self) {
         assert!(self.child.is_none());
         let log_path = self.data_dir.with_extension("log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
@@ -93,9 +133,14 @@ impl TernServer {
             .spawn()
             .expect("start tern");
         self.child = Some(child);
+    }
+
+    /// Ok once tern accepts a connection; Err(its log) when it exited first.
+    fn wait_listening(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(self.bootstrap()).is_err() {
-            if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+            let child = self.child.as_mut().expect("wait_listening after a launch");
+            if child.try_wait().unwrap().is_some() {
                 self.child = None;
                 return Err(self.log());
             }
