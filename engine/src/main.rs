@@ -11,8 +11,10 @@ use tern::log::FlushPolicy;
 
 /// Tern: a Kafka-compatible log broker (thread-per-core, io_uring, fdatasync before ack).
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Arguments {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to accept Kafka clients on. Every shard listens on it (SO_REUSEPORT).
     #[arg(long, default_value = "127.0.0.1:9092")]
     listen: SocketAddr,
@@ -116,8 +118,26 @@ struct Arguments {
     heartbeat_interval_ms: i64,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Starts a local cluster for trying it out: N `tern` processes on 127.0.0.1 (Kafka ports
+    /// from --base-port, peer ports from --base-port + 10000), data under --data-dir/node-N.
+    /// Ctrl-C stops them all.
+    DevCluster {
+        #[arg(long, default_value_t = 3)]
+        nodes: u16,
+        #[arg(long, default_value_t = 9092)]
+        base_port: u16,
+        #[arg(long, default_value = "./tern-cluster")]
+        data_dir: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let arguments = Arguments::parse();
+    if let Some(Command::DevCluster { nodes, base_port, data_dir }) = &arguments.command {
+        return dev_cluster(*nodes, *base_port, data_dir);
+    }
     init_tracing(&arguments.log_level);
     let config = match build_config(&arguments) {
         Ok(config) => config,
@@ -154,6 +174,65 @@ fn main() -> ExitCode {
             tracing::error!(%error, "tern failed");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `tern dev-cluster`: the brokers as child processes of this one, stopped together.
+fn dev_cluster(nodes: u16, base_port: u16, data_dir: &std::path::Path) -> ExitCode {
+    let peer_base = base_port.checked_add(10_000);
+    let fits = peer_base.and_then(|peer| peer.checked_add(nodes));
+    if nodes == 0 || nodes > 9 || fits.is_none() {
+        eprintln!("tern dev-cluster: --nodes must be 1..=9 and the ports must fit below 65536");
+        return ExitCode::from(2);
+    }
+    let peer_base = peer_base.unwrap_or_default();
+    let voters: Vec<String> =
+        (1..=nodes).map(|id| format!("{id}@127.0.0.1:{}", peer_base + id - 1)).collect();
+    let Ok(executable) = std::env::current_exe() else {
+        eprintln!("tern dev-cluster: cannot find the tern executable");
+        return ExitCode::FAILURE;
+    };
+    let mut children = Vec::new();
+    for id in 1..=nodes {
+        let node_dir = data_dir.join(format!("node-{id}"));
+        let spawned = std::process::Command::new(&executable)
+            .args(["--node-id", &id.to_string()])
+            .args(["--listen", &format!("127.0.0.1:{}", base_port + id - 1)])
+            .args(["--peer-listen", &format!("127.0.0.1:{}", peer_base + id - 1)])
+            .args(["--controller-voters", &voters.join(",")])
+            .args(["--shards", "1", "--pin-shards", "false"])
+            .arg("--data-dir")
+            .arg(&node_dir)
+            .spawn();
+        match spawned {
+            Ok(child) => children.push(child),
+            Err(error) => eprintln!("tern dev-cluster: cannot start node {id}: {error}"),
+        }
+    }
+    let bootstrap: Vec<String> =
+        (1..=nodes).map(|id| format!("127.0.0.1:{}", base_port + id - 1)).collect();
+    eprintln!("tern dev-cluster: {nodes} brokers; bootstrap {}", bootstrap.join(","));
+    block_shutdown_signals();
+    wait_for_one_signal();
+    for child in &children {
+        // SAFETY: kill(2) on our own children's pids.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+    for mut child in children {
+        let _ = child.wait();
+    }
+    ExitCode::SUCCESS
+}
+
+fn wait_for_one_signal() {
+    let mut signal: libc::c_int = 0;
+    // SAFETY: as in `wait_for_signals`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigwait(&set, &mut signal);
     }
 }
 

@@ -300,3 +300,77 @@ fn read_output(stdout: impl std::io::Read, output: &Mutex<ScriptOutput>) {
         }
     }
 }
+
+const GROUP: &str = "cluster-group";
+const GROUP_TOPIC: &str = "grouped";
+const GROUP_RECORDS: usize = 3000;
+
+/// A consumer group on three brokers: a member consumes half the records committing each
+/// one; the group's coordinator (the leader of its `__consumer_offsets` partition) is killed
+/// with -9; a new member finds the new coordinator, reads exactly the offsets committed
+/// before the kill, and consumes the rest: every record once, none lost.
+#[test]
+fn a_consumer_group_resumes_from_its_committed_offsets_after_its_coordinator_is_killed() {
+    let mut cluster = TernCluster::start("groups-3", 3, &["--shards", "2"]);
+    let records = GROUP_RECORDS.to_string();
+    let first = run_groups_script(&cluster, &["produce-and-consume", "--records", &records]);
+    let acked = strings(&first["acked"]);
+    let read_first = values_read(&first["read"]);
+    assert_eq!(acked.len(), GROUP_RECORDS, "every record acknowledged");
+    assert!(read_first.len() >= GROUP_RECORDS / 2, "{}", read_first.len());
+    let offsets_partition = tern::broker::groups::group_partition(GROUP);
+    let coordinator = (0..100)
+        .find_map(|_| {
+            let leader = cluster.leader_of("__consumer_offsets", offsets_partition);
+            leader.or_else(|| {
+                std::thread::sleep(Duration::from_millis(100));
+                None
+            })
+        })
+        .expect("the group's coordinator");
+    cluster.kill9(coordinator);
+    let remaining = (GROUP_RECORDS - read_first.len()).to_string();
+    let second = run_groups_script(&cluster, &["resume", "--remaining", &remaining]);
+    assert_eq!(second["committed_before"], first["committed"], "committed offsets intact");
+    let read_second = values_read(&second["read"]);
+    let mut all: Vec<String> = read_first.iter().chain(&read_second).cloned().collect();
+    all.sort();
+    let mut expected = acked.clone();
+    expected.sort();
+    assert_eq!(all, expected, "every acknowledged record read exactly once by the group");
+    println!(
+        "coordinator {coordinator} killed; read {} then {}",
+        read_first.len(),
+        read_second.len()
+    );
+    cluster.restart(coordinator);
+    cluster.stop_all();
+}
+
+fn run_groups_script(cluster: &TernCluster, arguments: &[&str]) -> Value {
+    let output = python("cluster_groups.py")
+        .args(arguments)
+        .args(["--bootstrap", &cluster.bootstrap(), "--topic", GROUP_TOPIC, "--group", GROUP])
+        .output()
+        .expect("run cluster_groups.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "cluster_groups.py {arguments:?} failed: {}\n{stdout}\nbrokers:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        cluster.logs()
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|error| panic!("{error}: {stdout}"))
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    let items = value.as_array().expect("a list");
+    items.iter().map(|item| item.as_str().expect("a string").to_string()).collect()
+}
+
+/// The values of `[partition, offset, value]` triples.
+fn values_read(value: &Value) -> Vec<String> {
+    let items = value.as_array().expect("a list");
+    items.iter().map(|item| item[2].as_str().expect("a value").to_string()).collect()
+}

@@ -39,6 +39,8 @@ pub fn write_error_code(error: &WriteError) -> ErrorCode {
     match error {
         WriteError::Log(error) => log_error_code(error),
         WriteError::Record(_) => ErrorCode::UnknownServerError,
+        // As Kafka's coordinator answers a NOT_LEADER_OR_FOLLOWER append: look me up again.
+        WriteError::NotLeader => ErrorCode::NotCoordinator,
     }
 }
 

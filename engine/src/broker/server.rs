@@ -196,8 +196,9 @@ pub async fn run_shard(
         shard.close_partitions().await;
         return Err(error);
     }
-    if shard.config.cluster.is_none() {
-        shard.groups.load(&shard).await;
+    match shard.config.cluster {
+        None => shard.groups.load(&shard).await,
+        Some(_) => shard.groups.start_in_cluster(),
     }
     drop(io::spawn_local(GroupService::run_timer(shard.clone())));
     drop(io::spawn_local(shard.clone().run_retention()));
@@ -301,22 +302,9 @@ async fn ensure_offsets_topic(
         tracing::info!("__consumer_offsets is now compacted");
         return Ok(snapshot);
     }
-    // Compacted like Kafka's; retention.ms=-1 also keeps it from time retention under a
-    // broker-wide --retention-ms.
-    let configs = [
-        ("cleanup.policy", "compact"),
-        ("retention.ms", "-1"),
-        ("segment.bytes", groups::OFFSETS_TOPIC_SEGMENT_BYTES),
-        ("max.message.bytes", groups::OFFSETS_TOPIC_MAX_MESSAGE_BYTES),
-    ];
     let id_bits = (u128::from(io::random_u64()) << 64) | u128::from(io::random_u64());
-    let offsets_topic = TopicMeta {
-        name: groups::OFFSETS_TOPIC.to_string(),
-        id: uuid::Builder::from_random_bytes(id_bits.to_be_bytes()).into_uuid(),
-        partition_count: groups::OFFSETS_TOPIC_PARTITIONS,
-        configs: configs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect(),
-        replicas: Vec::new(),
-    };
+    let id = uuid::Builder::from_random_bytes(id_bits.to_be_bytes()).into_uuid();
+    let offsets_topic = groups::offsets_topic(id, Vec::new());
     let all = topics.by_name.values().cloned().chain(std::iter::once(offsets_topic));
     let snapshot = Arc::new(TopicSnapshot::new(all));
     topics::store_registry(disk, data_dir, &snapshot).await?;

@@ -22,9 +22,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
+use super::assignment;
 use super::image::{self, ClusterImage, MetadataRecord};
 use super::routing;
 use crate::broker::config::ClusterConfig;
+use crate::broker::groups;
 use crate::broker::partition::ReplicatedPartition;
 use crate::broker::peer::transport::PeerTransport;
 use crate::broker::peer::{Addressed, Hello};
@@ -48,6 +50,8 @@ const REGISTER_INTERVAL_MS: u64 = 200;
 /// A proposal not applied within this is answered REQUEST_TIMED_OUT-like (the record may
 /// still commit later; the client's retry then finds the topic).
 pub const PROPOSE_TIMEOUT_MS: u64 = 15_000;
+/// Kafka's offsets.topic.replication.factor (3), capped by the brokers there are.
+const OFFSETS_TOPIC_REPLICATION_FACTOR_MAX: usize = 3;
 /// A log read that failed is retried after this.
 const APPLY_RETRY_MS: u64 = 500;
 
@@ -79,6 +83,9 @@ struct Inner {
     applied_changed: Notify,
     /// (batch base offset, reason) of proposals refused at apply.
     rejected: RefCell<VecDeque<(i64, String)>>,
+    /// Voters of the metadata group: once this many brokers are registered, the leader
+    /// creates `__consumer_offsets` over them.
+    voter_count: usize,
     /// Client endpoints heard in peers' hellos (shared with the transport's hello handler,
     /// which runs before this controller exists: a hello is heard once per connection).
     heard: Rc<RefCell<BTreeMap<i32, BrokerEndpoint>>>,
@@ -107,6 +114,7 @@ impl Controller {
         })?;
         let inner = Rc::new(Inner {
             node_id: cluster.node_id,
+            voter_count: cluster.voters.len(),
             own_endpoint,
             metadata,
             transport,
@@ -393,7 +401,10 @@ async fn register_brokers(inner: Weak<Inner>) {
         if !controller.is_leader() || !controller.is_caught_up() {
             continue;
         }
-        let records = unregistered(&controller.inner);
+        let mut records = unregistered(&controller.inner);
+        if records.is_empty() {
+            records.extend(offsets_topic(&controller.inner));
+        }
         if records.is_empty() {
             continue;
         }
@@ -411,6 +422,23 @@ fn unregistered(inner: &Inner) -> Vec<MetadataRecord> {
         .filter(|endpoint| image.brokers.get(&endpoint.node_id) != Some(*endpoint))
         .map(|endpoint| MetadataRecord::RegisterBroker(endpoint.clone()))
         .collect()
+}
+
+/// `__consumer_offsets`, once every voter is registered and if it does not exist yet: Kafka
+/// creates it at the first FindCoordinator; creating it here, as soon as the brokers are
+/// known, spreads its replicas over all of them and needs no forwarding from other brokers.
+fn offsets_topic(inner: &Inner) -> Option<MetadataRecord> {
+    let image = inner.image.borrow();
+    if image.topics.contains_key(groups::OFFSETS_TOPIC) || image.brokers.len() < inner.voter_count {
+        return None;
+    }
+    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let factor = brokers.len().min(OFFSETS_TOPIC_REPLICATION_FACTOR_MAX);
+    let partitions = groups::OFFSETS_TOPIC_PARTITIONS;
+    let replicas = assignment::assign(groups::OFFSETS_TOPIC, &brokers, 0, partitions, factor);
+    let id_bits = (u128::from(io::random_u64()) << 64) | u128::from(io::random_u64());
+    let id = uuid::Builder::from_random_bytes(id_bits.to_be_bytes()).into_uuid();
+    Some(MetadataRecord::PutTopic { topic: groups::offsets_topic(id, replicas) })
 }
 
 /// Awaits `notified` unless `deadline` passes first; false on the deadline.

@@ -476,6 +476,15 @@ impl Coordinator {
         self.groups.len()
     }
 
+    /// Forgets every group of `__consumer_offsets` partition `partition`: in a cluster this
+    /// coordinator stopped leading it, and its next leader rebuilds them from the log.
+    /// Returns how many groups were forgotten.
+    pub fn unload_partition(&mut self, partition: i32) -> usize {
+        let before = self.groups.len();
+        self.groups.retain(|group_id, _| super::group_partition(group_id) != partition);
+        before - self.groups.len()
+    }
+
     fn ticket(&mut self) -> Ticket {
         self.next_ticket += 1;
         self.next_ticket

@@ -26,6 +26,25 @@ pub const OFFSETS_TOPIC_SEGMENT_BYTES: &str = "104857600";
 /// Room for the group record of a large group (members' subscriptions and assignments).
 pub const OFFSETS_TOPIC_MAX_MESSAGE_BYTES: &str = "10485760";
 
+/// `__consumer_offsets` as Kafka creates it: compacted like Kafka's, `retention.ms=-1` so a
+/// broker-wide `--retention-ms` never ages it out, smaller segments. `replicas` is empty on a
+/// single node.
+pub fn offsets_topic(id: uuid::Uuid, replicas: Vec<Vec<i32>>) -> crate::broker::topics::TopicMeta {
+    let configs = [
+        ("cleanup.policy", "compact"),
+        ("retention.ms", "-1"),
+        ("segment.bytes", OFFSETS_TOPIC_SEGMENT_BYTES),
+        ("max.message.bytes", OFFSETS_TOPIC_MAX_MESSAGE_BYTES),
+    ];
+    crate::broker::topics::TopicMeta {
+        name: OFFSETS_TOPIC.to_string(),
+        id,
+        partition_count: OFFSETS_TOPIC_PARTITIONS,
+        configs: configs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect(),
+        replicas,
+    }
+}
+
 /// Java's `String.hashCode`: `h = 31 * h + c` over the UTF-16 code units, wrapping.
 pub fn java_string_hash(value: &str) -> i32 {
     value

@@ -31,6 +31,7 @@ use super::coordinator::{
 use super::records::{GroupRecord, OffsetValue, RecordError};
 use super::{group_partition, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
 use crate::broker::errors::write_error_code;
+use crate::broker::partition::Partition;
 use crate::broker::shard::Shard;
 use crate::io::{self, local};
 use crate::log::{Log, LogError};
@@ -52,6 +53,11 @@ pub struct GroupService {
     loaded: Cell<bool>,
     /// Owned `__consumer_offsets` partitions whose groups could not be rebuilt.
     unavailable: RefCell<BTreeSet<i32>>,
+    /// In a cluster: groups follow the leaders of their `__consumer_offsets` partitions.
+    in_cluster: Cell<bool>,
+    /// In a cluster: the owned partitions this shard coordinates, each with the epoch its
+    /// replica led in when their groups were rebuilt.
+    led: RefCell<BTreeMap<i32, i32>>,
 }
 
 /// What a commit's partitions end up as: the stored value, or why not.
@@ -66,6 +72,9 @@ pub enum WriteError {
     Log(#[from] LogError),
     #[error("__consumer_offsets record not encodable: {0}")]
     Record(#[from] RecordError),
+    /// In a cluster, this broker's replica no longer leads the partition (NOT_COORDINATOR).
+    #[error("not the leader of the __consumer_offsets partition")]
+    NotLeader,
 }
 
 /// A commit fails in the coordinator's rules, or in the log that should make it durable
@@ -83,7 +92,18 @@ impl GroupService {
             waiters: RefCell::new(BTreeMap::new()),
             loaded: Cell::new(false),
             unavailable: RefCell::new(BTreeSet::new()),
+            in_cluster: Cell::new(false),
+            led: RefCell::new(BTreeMap::new()),
         }
+    }
+
+    /// In a cluster, nothing is rebuilt at start: each `__consumer_offsets` partition's
+    /// groups are rebuilt when this broker's replica starts serving as its leader, and
+    /// forgotten when it stops (`follow_leadership`).
+    pub fn start_in_cluster(&self) {
+        assert!(!self.is_loaded(), "groups start once");
+        self.in_cluster.set(true);
+        self.loaded.set(true);
     }
 
     pub fn is_loaded(&self) -> bool {
@@ -92,8 +112,12 @@ impl GroupService {
 
     /// Whether the groups of `__consumer_offsets` partition `partition` were rebuilt (or are
     /// still loading, which `with` answers). `false`: answer COORDINATOR_NOT_AVAILABLE.
-    pub fn serves(&self, partition: i32) -> bool {
-        !self.unavailable.borrow().contains(&partition)
+    pub fn serves(&self, shard: &Shard, partition: i32) -> bool {
+        if !self.in_cluster.get() {
+            return !self.unavailable.borrow().contains(&partition);
+        }
+        let led_epoch = self.led.borrow().get(&partition).copied();
+        led_epoch.is_some_and(|epoch| serving_epoch(shard, partition) == Some(epoch))
     }
 
     /// Runs `operation` on the coordinator (not while loading), then delivers what it readied.
@@ -254,11 +278,51 @@ impl GroupService {
             if !service.is_loaded() {
                 continue;
             }
-            service.retry_unavailable(&shard).await;
+            match service.in_cluster.get() {
+                true => service.follow_leadership(&shard).await,
+                false => service.retry_unavailable(&shard).await,
+            }
             service.coordinator.borrow_mut().tick(io::unix_time_ms());
             service.flush(&shard);
             service.waiters.borrow_mut().retain(|_, sender| !sender.is_closed());
         }
+    }
+
+    /// In a cluster: rebuilds the groups of each owned partition whose replica now serves as
+    /// leader (in a new epoch), and forgets those of partitions it no longer leads.
+    async fn follow_leadership(&self, shard: &Rc<Shard>) {
+        for partition in 0..OFFSETS_TOPIC_PARTITIONS {
+            if shard.owner_of(OFFSETS_TOPIC, partition) != shard.id {
+                continue;
+            }
+            let serving = serving_epoch(shard, partition);
+            let led = self.led.borrow().get(&partition).copied();
+            if serving == led {
+                continue;
+            }
+            if led.is_some() {
+                self.unload(partition);
+            }
+            let Some(epoch) = serving else { continue };
+            let Some(log) = shard.local_log(OFFSETS_TOPIC, partition) else { continue };
+            match self.load_partition(&log).await {
+                // Leadership may have moved during the rebuild: checked again next tick.
+                Ok(records) => {
+                    tracing::info!(partition, epoch, records, "coordinating a partition's groups");
+                    self.led.borrow_mut().insert(partition, epoch);
+                }
+                Err(error) => tracing::warn!(partition, %error, "rebuilding groups failed"),
+            }
+        }
+    }
+
+    fn unload(&self, partition: i32) {
+        self.led.borrow_mut().remove(&partition);
+        let groups = self.coordinator.borrow_mut().unload_partition(partition);
+        // Parked joins and syncs of any group here are answered COORDINATOR_NOT_AVAILABLE
+        // (their senders dropped): members of other groups just rejoin.
+        self.waiters.borrow_mut().clear();
+        tracing::info!(partition, groups, "no longer coordinating a partition's groups");
     }
 
     /// Rebuilds again the partitions whose rebuild failed while their log is open (a read
@@ -319,7 +383,10 @@ impl GroupService {
                     }
                 };
                 let batch = read.bytes.slice(position..position + info.size_bytes);
-                count += self.load_batch(batch, offset);
+                // A replicated partition's leader-change batches hold no group records.
+                if !info.is_control {
+                    count += self.load_batch(batch, offset);
+                }
                 position += info.size_bytes;
                 offset = info.next_offset();
             }
@@ -392,20 +459,28 @@ fn append_records(
         .collect();
     let mut appends = Vec::new();
     let mut missing = false;
+    let mut not_leader = false;
     let refused = encoded.map(|encoded| {
         for (partition, batches) in encoded {
             assert_eq!(shard.owner_of(OFFSETS_TOPIC, partition), shard.id, "coordinator placement");
-            let Some(log) = shard.local_log(OFFSETS_TOPIC, partition) else {
+            let Some(found) = shard.local_partition(OFFSETS_TOPIC, partition) else {
                 missing = true;
                 continue;
             };
-            appends.push(log.append(batches, 0));
+            // Through the partition: a replicated one appends only as the serving leader.
+            match found.produce(batches) {
+                Ok(appended) => appends.push(appended),
+                Err(_) => not_leader = true,
+            }
         }
     });
     async move {
         refused?;
         if missing {
             return Err(WriteError::Log(LogError::Closed));
+        }
+        if not_leader {
+            return Err(WriteError::NotLeader);
         }
         let outcomes = join_all(appends).await;
         outcomes.into_iter().try_for_each(|outcome| outcome.map(|_| ()).map_err(WriteError::Log))
@@ -414,6 +489,14 @@ fn append_records(
 
 /// Uncompressed v2 batches of at most [`RECORD_BYTES_PER_BATCH_MAX`] bytes of records each
 /// (a single larger record gets a batch of its own).
+/// The epoch a partition's replica serves clients in, if it does (a cluster's leader).
+fn serving_epoch(shard: &Shard, partition: i32) -> Option<i32> {
+    match shard.local_partition(OFFSETS_TOPIC, partition)? {
+        Partition::Replicated(replicated) if replicated.is_serving() => Some(replicated.epoch()),
+        _ => None,
+    }
+}
+
 fn encode_batches(records: &[GroupRecord], now_ms: i64) -> Result<Vec<BytesMut>, RecordError> {
     let mut batches = Vec::new();
     let mut pending: Vec<build::Record> = Vec::new();

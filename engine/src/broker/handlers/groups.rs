@@ -24,7 +24,9 @@ use crate::broker::groups::coordinator::{
     GroupDescription, GroupError, GroupState, JoinRequest, JoinResult, SyncRequest,
 };
 use crate::broker::groups::{group_partition, OFFSETS_TOPIC};
+use crate::broker::partition::Partition;
 use crate::broker::shard::Shard;
+use crate::broker::topics::BrokerEndpoint;
 use crate::protocol::error_code::ErrorCode;
 
 use super::str_bytes;
@@ -53,7 +55,7 @@ where
         .call_on(owner, move |target| async move {
             // A partition whose groups could not be rebuilt must not answer from what is
             // missing: `None` is COORDINATOR_NOT_AVAILABLE to every caller.
-            if !target.groups.serves(partition) {
+            if !target.groups.serves(&target, partition) {
                 return None;
             }
             Some(work(target).await)
@@ -66,42 +68,71 @@ fn code(error: Option<GroupError>) -> i16 {
     error.map_or(ErrorCode::None, group_error_code).code()
 }
 
-/// Single node: this broker coordinates every group (none in a cluster yet). Both the v0-3
-/// fields and the v4+ `coordinators` list are filled; `response_fit` keeps the one the
-/// version has.
-pub fn find_coordinator(shard: &Shard, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let node_id = BrokerId(shard.cluster.node_id);
-    let host = str_bytes(&shard.config.advertised_host);
-    let port = i32::from(shard.config.advertised_port);
-    let error = if request.key_type == KEY_TYPE_GROUP && shard.config.cluster.is_none() {
-        ErrorCode::None
-    } else {
-        // Transactions and share groups have no coordinator here (yet), nor have groups in
-        // a cluster: their coordinator must follow the leader of the group's replicated
-        // `__consumer_offsets` partition, which is not built (issue 14).
-        ErrorCode::CoordinatorNotAvailable
-    };
+/// The broker that coordinates each key: on a single node this one; in a cluster the
+/// leader of the group's `__consumer_offsets` partition as this broker's replica knows it.
+/// Both the v0-3 fields (the first key's) and the v4+ `coordinators` list are filled;
+/// `response_fit` keeps the one the version has.
+pub async fn find_coordinator(
+    shard: &Rc<Shard>,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
     let keys = if request.coordinator_keys.is_empty() {
         vec![request.key.clone()]
     } else {
         request.coordinator_keys.clone()
     };
-    let coordinators = keys
-        .into_iter()
-        .map(|key| {
-            CoordinatorEntry::default()
-                .with_key(key)
-                .with_node_id(if error == ErrorCode::None { node_id } else { BrokerId(-1) })
-                .with_host(if error == ErrorCode::None { host.clone() } else { str_bytes("") })
-                .with_port(if error == ErrorCode::None { port } else { -1 })
-                .with_error_code(error.code())
-        })
-        .collect();
-    let response = FindCoordinatorResponse::default().with_coordinators(coordinators);
-    if error != ErrorCode::None {
-        return response.with_error_code(error.code()).with_node_id(BrokerId(-1)).with_port(-1);
+    let mut coordinators = Vec::with_capacity(keys.len());
+    for key in keys {
+        // Transactions and share groups have no coordinator here (yet).
+        let found = match request.key_type == KEY_TYPE_GROUP {
+            true => coordinator_of(shard, &key).await,
+            false => Err(ErrorCode::CoordinatorNotAvailable),
+        };
+        let entry = CoordinatorEntry::default().with_key(key);
+        coordinators.push(match found {
+            Ok(endpoint) => entry
+                .with_node_id(BrokerId(endpoint.node_id))
+                .with_host(str_bytes(&endpoint.host))
+                .with_port(i32::from(endpoint.port)),
+            Err(error) => entry
+                .with_node_id(BrokerId(-1))
+                .with_host(str_bytes(""))
+                .with_port(-1)
+                .with_error_code(error.code()),
+        });
     }
-    response.with_node_id(node_id).with_host(host).with_port(port)
+    let first = coordinators.first().cloned().unwrap_or_default();
+    FindCoordinatorResponse::default()
+        .with_error_code(first.error_code)
+        .with_node_id(first.node_id)
+        .with_host(first.host)
+        .with_port(first.port)
+        .with_coordinators(coordinators)
+}
+
+async fn coordinator_of(shard: &Rc<Shard>, group_id: &str) -> Result<BrokerEndpoint, ErrorCode> {
+    let own = BrokerEndpoint {
+        node_id: shard.cluster.node_id,
+        host: shard.config.advertised_host.clone(),
+        port: shard.config.advertised_port,
+    };
+    if shard.config.cluster.is_none() {
+        return Ok(own);
+    }
+    let partition = group_partition(group_id);
+    let owner = shard.owner_of(OFFSETS_TOPIC, partition);
+    let leader = shard
+        .call_on(owner, move |target| async move {
+            match target.local_partition(OFFSETS_TOPIC, partition)? {
+                Partition::Replicated(replicated) => replicated.leader(),
+                Partition::Local(_) => None,
+            }
+        })
+        .await
+        .flatten();
+    let leader = leader.and_then(|node| i32::try_from(node.0).ok());
+    let endpoint = leader.and_then(|leader| shard.topics().brokers.get(&leader).cloned());
+    endpoint.ok_or(ErrorCode::CoordinatorNotAvailable)
 }
 
 pub async fn join_group(

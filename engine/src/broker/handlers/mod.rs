@@ -81,7 +81,7 @@ async fn respond(
             Response::DescribeCluster(describe::describe_cluster(&shard, body))
         }
         Request::FindCoordinator(body) => {
-            Response::FindCoordinator(groups::find_coordinator(&shard, body))
+            Response::FindCoordinator(groups::find_coordinator(&shard, body).await)
         }
         Request::JoinGroup(body) => {
             let client_id = request.header.client_id.unwrap_or_default();
