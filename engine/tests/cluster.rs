@@ -374,3 +374,31 @@ fn values_read(value: &Value) -> Vec<String> {
     let items = value.as_array().expect("a list");
     items.iter().map(|item| item[2].as_str().expect("a value").to_string()).collect()
 }
+
+/// kcat producing to a topic that does not exist yet, through each broker in turn: a broker
+/// that does not lead the controller forwards the auto-creation, and every record lands.
+#[test]
+fn auto_creation_through_any_broker_reaches_the_controller() {
+    let mut cluster = TernCluster::start("auto-create-3", 3, &["--shards", "1"]);
+    for node_id in cluster.node_ids().collect::<Vec<_>>() {
+        let topic = format!("auto-{node_id}");
+        let broker = cluster.broker(node_id).bootstrap();
+        let mut producer = std::process::Command::new("kcat")
+            .args(["-P", "-b", &broker, "-t", &topic, "-X", "message.timeout.ms=30000"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("kcat");
+        let mut stdin = producer.stdin.take().expect("kcat's stdin");
+        writeln!(stdin, "through-{node_id}").expect("write to kcat");
+        drop(stdin);
+        let status = producer.wait().expect("kcat ends");
+        assert!(status.success(), "kcat -P through node {node_id}:\n{}", cluster.logs());
+        let consumed = std::process::Command::new("kcat")
+            .args(["-C", "-b", &cluster.bootstrap(), "-t", &topic, "-e", "-q"])
+            .output()
+            .expect("kcat -C");
+        let text = String::from_utf8_lossy(&consumed.stdout);
+        assert_eq!(text.trim(), format!("through-{node_id}"), "{}", cluster.logs());
+    }
+    cluster.stop_all();
+}

@@ -19,6 +19,7 @@ use crate::log::{Log, LogLatency};
 use crate::metrics::LatencyHistogram;
 use crate::protocol::error_code::ErrorCode;
 
+use super::cluster::forward::Forwards;
 use super::cluster::routing::{self, PeerOutbox};
 use super::cluster::{Controller, ProposeError};
 use super::config::BrokerConfig;
@@ -111,6 +112,8 @@ pub struct Shard {
     controller: OnceCell<Controller>,
     /// In a cluster: replica messages on their way to shard 0's transport.
     pub peer_outbox: PeerOutbox,
+    /// In a cluster: requests being forwarded to the controller's leader.
+    pub forwards: Forwards,
 }
 
 /// Why a registry change was not published.
@@ -172,6 +175,7 @@ impl Shard {
             send_buffers: SendBuffers::default(),
             controller: OnceCell::new(),
             peer_outbox: PeerOutbox::default(),
+            forwards: Forwards::default(),
         })
     }
 

@@ -21,6 +21,7 @@ pub mod error_code;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod outbound;
 pub mod request;
 pub mod response;
 pub mod response_fit;

@@ -13,6 +13,7 @@
 
 pub mod assignment;
 pub mod controller;
+pub mod forward;
 pub mod image;
 pub mod routing;
 

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 
-use crate::broker::cluster::{assignment, image};
+use crate::broker::cluster::{assignment, forward, image};
 use crate::broker::groups;
 use crate::broker::shard::{PublishError, Shard};
 use crate::broker::topic_configs::KAFKA_TOPIC_CONFIGS;
@@ -191,10 +191,12 @@ pub async fn auto_create_topic(shard: &Rc<Shard>, name: &str) -> Result<TopicMet
         Some(Err(TopicError::AlreadyExists(_))) => {
             shard.topics().get(name).cloned().ok_or(ErrorCode::LeaderNotAvailable)
         }
-        // Kafka's brokers forward auto-creation to the controller; Tern's do not yet (issue
-        // 14): a broker that is not the controller answers the retriable
-        // LEADER_NOT_AVAILABLE, and the client's next Metadata may reach the controller.
-        Some(Err(TopicError::NotController)) => Err(ErrorCode::LeaderNotAvailable),
+        // Another broker leads the controller: it creates the topic (forwarded), and the
+        // client's next Metadata, retrying LEADER_NOT_AVAILABLE, finds it here.
+        Some(Err(TopicError::NotController)) => {
+            forward::create_topic(shard, name);
+            Err(ErrorCode::LeaderNotAvailable)
+        }
         Some(Err(error)) => Err(error.error_code()),
         None => Err(ErrorCode::LeaderNotAvailable),
     }
