@@ -61,6 +61,8 @@ struct Target {
     partition: i32,
     fetch_offset: i64,
     partition_max_bytes: usize,
+    /// KIP-320: -1 (no check) before Fetch v9.
+    current_leader_epoch: i32,
 }
 
 /// A partition's record data: read already, or planned and read as it is sent.
@@ -218,6 +220,7 @@ fn resolve_targets(shard: &Shard, request: &FetchRequest, version: i16) -> Vec<T
                 partition: partition.partition,
                 fetch_offset: partition.fetch_offset,
                 partition_max_bytes: usize::try_from(partition.partition_max_bytes).unwrap_or(0),
+                current_leader_epoch: partition.current_leader_epoch,
             });
         }
     }
@@ -350,7 +353,10 @@ async fn read_partition(owner: &Shard, target: &Target, limit: &mut Limit) -> Ow
         return OwnerRead::refused(ErrorCode::UnknownTopicId);
     };
     let log = match owner.local_leader(name, target.partition) {
-        Ok(leader) => leader.log().clone(),
+        Ok(leader) => match leader.check_epoch(target.current_leader_epoch) {
+            Ok(()) => leader.log().clone(),
+            Err(fenced) => return OwnerRead::refused(fenced),
+        },
         Err(unavailable) => return OwnerRead::refused(unavailable.error_code()),
     };
     let max_bytes = target.partition_max_bytes.min(limit.remaining_bytes);

@@ -2,9 +2,9 @@
 //! older leader can detect log truncation. The answer comes from the log's leader-epoch
 //! cache (`log/leader_epochs.rs`), as Kafka's `LeaderEpochFileCache.endOffsetFor`: the
 //! current epoch ends at the high watermark, an older one where the next one starts, an
-//! unknown newer one is UNDEFINED (-1, -1). A single node leads every partition in epoch 0
-//! (until replication gives partitions real epochs), so a log without batches still
-//! answers epoch 0 with its end, as Kafka does for a fresh leader.
+//! unknown newer one is UNDEFINED (-1, -1). The leader's current epoch (0 on a single node,
+//! the Raft term in a cluster) is answered even before it holds a batch, as Kafka does for a
+//! fresh leader; a client's `current_leader_epoch` is fenced first (KIP-320).
 
 use std::rc::Rc;
 
@@ -16,8 +16,6 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 use crate::broker::shard::Shard;
 use crate::protocol::error_code::ErrorCode;
 
-/// The leader epoch of every partition of a single node.
-const LEADER_EPOCH: i32 = 0;
 /// "No epoch given": the client skips the fencing check.
 const NO_EPOCH: i32 = -1;
 
@@ -67,17 +65,16 @@ async fn end_of_epoch(
     if !shard.topics().has_partition(&topic, partition) {
         return (ErrorCode::UnknownTopicOrPartition, NO_EPOCH, -1);
     }
-    // The fencing check comes first, as in Kafka's `Partition.lastOffsetForLeaderEpoch`.
-    if current_leader_epoch != NO_EPOCH && current_leader_epoch < LEADER_EPOCH {
-        return (ErrorCode::FencedLeaderEpoch, NO_EPOCH, -1);
-    }
-    if current_leader_epoch > LEADER_EPOCH {
-        return (ErrorCode::UnknownLeaderEpoch, NO_EPOCH, -1);
-    }
     let answer = shard
-        .on_partition_log(&topic, partition, move |log| async move {
-            if leader_epoch == LEADER_EPOCH {
-                return (ErrorCode::None, LEADER_EPOCH, log.high_watermark());
+        .on_partition(&topic, partition, move |leader| async move {
+            // The fencing check comes first, as in Kafka's `Partition.lastOffsetForLeaderEpoch`.
+            if let Err(fenced) = leader.check_epoch(current_leader_epoch) {
+                return (fenced, NO_EPOCH, -1);
+            }
+            let log = leader.log();
+            // The leader's own epoch ends where its consumers may read: the high watermark.
+            if leader_epoch == leader.leader_epoch() {
+                return (ErrorCode::None, leader_epoch, log.high_watermark());
             }
             match log.end_offset_for_epoch(leader_epoch) {
                 Some((epoch, end_offset)) => (ErrorCode::None, epoch, end_offset),

@@ -50,9 +50,11 @@ pub async fn handle(
             let topic_name = topic_name.clone();
             async move {
                 if !version_allows(partition.timestamp, version) {
-                    return (ErrorCode::UnsupportedVersion, -1, -1);
+                    return (ErrorCode::UnsupportedVersion, -1, -1, -1);
                 }
-                lookup(shard, topic_name, partition.partition_index, partition.timestamp).await
+                let index = partition.partition_index;
+                let fencing = partition.current_leader_epoch;
+                lookup(shard, topic_name, index, partition.timestamp, fencing).await
             }
         });
         let answers = futures_util::future::join_all(lookups).await;
@@ -60,13 +62,17 @@ pub async fn handle(
             .partitions
             .iter()
             .zip(answers)
-            .map(|(partition, (error, timestamp, offset))| {
+            .map(|(partition, (error, timestamp, offset, epoch))| {
                 ListOffsetsPartitionResponse::default()
                     .with_partition_index(partition.partition_index)
                     .with_error_code(error.code())
                     .with_timestamp(timestamp)
                     .with_offset(offset)
-                    .with_leader_epoch(if error == ErrorCode::None && offset >= 0 { 0 } else { -1 })
+                    .with_leader_epoch(if error == ErrorCode::None && offset >= 0 {
+                        epoch
+                    } else {
+                        -1
+                    })
             })
             .collect();
         topics.push(
@@ -76,19 +82,51 @@ pub async fn handle(
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-async fn lookup(shard: &Rc<Shard>, topic: String, partition: i32, timestamp: i64) -> Lookup {
+/// (error, timestamp, offset, leader epoch of the offset) for one partition.
+async fn lookup(
+    shard: &Rc<Shard>,
+    topic: String,
+    partition: i32,
+    timestamp: i64,
+    current_leader_epoch: i32,
+) -> (ErrorCode, i64, i64, i32) {
     if !shard.topics().has_partition(&topic, partition) {
-        return (ErrorCode::UnknownTopicOrPartition, -1, -1);
+        return (ErrorCode::UnknownTopicOrPartition, -1, -1, -1);
     }
     let answer = shard
-        .on_partition_log(&topic, partition, move |log| async move {
+        .on_partition(&topic, partition, move |leader| async move {
+            if let Err(fenced) = leader.check_epoch(current_leader_epoch) {
+                return (fenced, -1, -1, -1);
+            }
+            let log = leader.log().clone();
+            let (error, found_timestamp, offset) = lookup_in(&log, timestamp).await;
+            let epoch = epoch_of(&log, timestamp, offset, leader.leader_epoch());
+            (error, found_timestamp, offset, epoch)
+        })
+        .await;
+    answer.unwrap_or_else(|unavailable| (unavailable.error_code(), -1, -1, -1))
+}
+
+/// The epoch Kafka gives with an offset: the leader's epoch for "latest" (Kafka's leader
+/// assigns its epoch at the log end when elected), else the epoch of the batch holding the
+/// offset in the log's epoch cache (the leader's, for an offset no batch holds yet).
+fn epoch_of(log: &Log, timestamp: i64, offset: i64, leader_epoch: i32) -> i32 {
+    match timestamp {
+        LATEST_TIMESTAMP => leader_epoch,
+        _ => log.leader_epochs().epoch_at(offset).unwrap_or(leader_epoch),
+    }
+}
+
+async fn lookup_in(log: &Log, timestamp: i64) -> Lookup {
+    {
+        {
             match timestamp {
                 LATEST_TIMESTAMP => (ErrorCode::None, -1, log.high_watermark()),
                 // Without tiered storage the whole log is local.
                 EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {
                     (ErrorCode::None, -1, log.log_start_offset())
                 }
-                MAX_TIMESTAMP => max_timestamp_lookup(&log).await,
+                MAX_TIMESTAMP => max_timestamp_lookup(log).await,
                 // Nothing is tiered: no offset, no error (as Kafka without remote storage).
                 LATEST_TIERED_TIMESTAMP => (ErrorCode::None, -1, -1),
                 timestamp if timestamp < 0 => (ErrorCode::UnsupportedVersion, -1, -1),
@@ -98,9 +136,8 @@ async fn lookup(shard: &Rc<Shard>, topic: String, partition: i32, timestamp: i64
                     Err(error) => (log_error_code(&error), -1, -1),
                 },
             }
-        })
-        .await;
-    answer.unwrap_or_else(|unavailable| (unavailable.error_code(), -1, -1))
+        }
+    }
 }
 
 /// KIP-734's max timestamp: the first record that carries the log's largest timestamp, as

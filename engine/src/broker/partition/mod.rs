@@ -32,6 +32,7 @@ use crate::io::local::Notify;
 use crate::io::{Disk, Instant};
 use crate::log::region::ReadData;
 use crate::log::{AppendInfo, CommitMode, Log, LogConfig, LogError};
+use crate::protocol::error_code::ErrorCode;
 use crate::record_batch;
 use crate::replication::{
     EntryMeta, LogOp, LogSummary, Message, NodeId, PeerRead, Ready, Replica, ReplicaConfig,
@@ -67,6 +68,8 @@ pub enum Partition {
 
 /// The leader epoch of every partition of a single node (its batches are stamped with it).
 pub const SINGLE_NODE_LEADER_EPOCH: i32 = 0;
+/// A request's `current_leader_epoch` when the client asks for no fencing.
+const NO_EPOCH_GIVEN: i32 = -1;
 
 impl Partition {
     pub fn log(&self) -> &Log {
@@ -81,6 +84,19 @@ impl Partition {
         match self {
             Partition::Local(_) => SINGLE_NODE_LEADER_EPOCH,
             Partition::Replicated(replicated) => replicated.epoch(),
+        }
+    }
+
+    /// KIP-320's fencing of a client's `current_leader_epoch` (-1: not checked): an older
+    /// epoch than this leader's is FENCED_LEADER_EPOCH (the client's metadata is stale), a
+    /// newer one UNKNOWN_LEADER_EPOCH (this broker has not caught up yet).
+    pub fn check_epoch(&self, current_leader_epoch: i32) -> Result<(), ErrorCode> {
+        let epoch = self.leader_epoch();
+        match current_leader_epoch {
+            NO_EPOCH_GIVEN => Ok(()),
+            given if given < epoch => Err(ErrorCode::FencedLeaderEpoch),
+            given if given > epoch => Err(ErrorCode::UnknownLeaderEpoch),
+            _ => Ok(()),
         }
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use super::{PeerMessage, ReplicatedPartition, Sender};
+use super::{NotLeader, Partition, PeerMessage, ReplicatedPartition, Sender};
 use crate::io::{block_on, CrashMode, Disk, SimDisk};
 use crate::log::region::ReadData;
 use crate::log::{Log, LogConfig, LogError};
@@ -304,5 +304,44 @@ fn a_log_that_does_not_start_at_zero_is_refused_not_replicated() {
         let silent: Sender = Rc::new(|_, _| {});
         let opened = ReplicatedPartition::open(disk, dir(), log_config, config, 1, silent).await;
         assert!(matches!(opened, Err(LogError::Offline)), "refused");
+    });
+}
+
+/// A leader serves only once its own epoch's first batch is committed, and fences clients
+/// by epoch (KIP-320): older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH; a
+/// follower never serves.
+#[test]
+fn a_leader_serves_once_its_epoch_is_committed_and_fences_other_epochs() {
+    use crate::protocol::error_code::ErrorCode;
+    run(async {
+        let network = Shared::default();
+        for node in NODES {
+            start(&network, node).await;
+        }
+        let first = leader(&network).await;
+        wait_until("the leader serves", || first.is_serving()).await;
+        assert!(first.log().high_watermark() >= 1, "its leader-change batch is committed");
+        let partition = Partition::Replicated(first.clone());
+        let epoch = first.epoch();
+        assert!(epoch >= 1, "elected, so past epoch 0");
+        assert_eq!(partition.check_leader(), Ok(()));
+        assert_eq!(partition.check_epoch(-1), Ok(()));
+        assert_eq!(partition.check_epoch(epoch), Ok(()));
+        assert_eq!(partition.check_epoch(epoch - 1), Err(ErrorCode::FencedLeaderEpoch));
+        assert_eq!(partition.check_epoch(epoch + 1), Err(ErrorCode::UnknownLeaderEpoch));
+        let followers: Vec<ReplicatedPartition> = network
+            .borrow()
+            .partitions
+            .values()
+            .filter(|partition| !partition.is_leader())
+            .cloned()
+            .collect();
+        assert_eq!(followers.len(), 2);
+        for follower in followers {
+            assert!(!follower.is_serving());
+            let refused = Partition::Replicated(follower).check_leader();
+            assert!(matches!(refused, Err(NotLeader::Follower { .. })), "{refused:?}");
+        }
+        network.borrow_mut().partitions.values().for_each(ReplicatedPartition::stop);
     });
 }
