@@ -7,13 +7,16 @@
 //! their batches are converted there, on the connection's shard, before they go to the log.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use crate::broker::errors::log_error_code;
+use crate::broker::partition::Partition;
 use crate::broker::shard::{PartitionUnavailable, Shard};
+use crate::io;
 use crate::log::AppendInfo;
 use crate::protocol::error_code::ErrorCode;
 use crate::record_batch::validate::{validate_produced, ProducePolicy, ProducedError};
@@ -77,6 +80,8 @@ async fn answer(
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
     let acks_valid = matches!(acks, -1..=1);
+    // Kafka waits this long for the replicas; a negative timeout is no time at all.
+    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
     let mut pending = Vec::new();
     let mut layout = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
@@ -89,7 +94,7 @@ async fn answer(
             } else {
                 Err(Refused::from((ErrorCode::InvalidRequiredAcks, None)))
             };
-            pending.push(submit(shard, name.clone(), partition.index, outcome));
+            pending.push(submit(shard, (name.clone(), partition.index), outcome, timeout));
         }
         layout.push((topic.name, indexes));
     }
@@ -183,11 +188,14 @@ fn refused(error: &ProducedError, (topic, partition): (&str, i32)) -> Refused {
     }
 }
 
+/// Appends on the partition's leader and waits for the acknowledgement. A replicated
+/// partition's wait is bounded by the request's timeout (REQUEST_TIMED_OUT: the batch may
+/// still commit later, as in Kafka); a single node's is its own fdatasync.
 async fn submit(
     shard: &Rc<Shard>,
-    topic: String,
-    partition: i32,
+    (topic, partition): (String, i32),
     prepared: Result<Prepared, Refused>,
+    timeout: Duration,
 ) -> PartitionOutcome {
     let Prepared { batches, log_append_time_ms } = match prepared {
         Ok(prepared) => prepared,
@@ -199,6 +207,7 @@ async fn submit(
     let name = topic.clone();
     let outcome = shard
         .on_partition(&name, partition, move |leader| async move {
+            let replicated = matches!(leader, Partition::Replicated(_));
             let appended = match leader.produce(batches) {
                 Ok(appended) => appended,
                 Err(not_leader) => {
@@ -206,7 +215,14 @@ async fn submit(
                     return Err(Refused::from((code, None)));
                 }
             };
-            appended.await.map_err(|error| {
+            let appended = match replicated {
+                true => io::timeout(timeout, appended).await,
+                false => Ok(appended.await),
+            };
+            let Ok(appended) = appended else {
+                return Err(Refused::from((ErrorCode::RequestTimedOut, None)));
+            };
+            appended.map_err(|error| {
                 tracing::warn!(%topic, partition, %error, "append failed");
                 Refused::from((log_error_code(&error), Some(error.to_string())))
             })
