@@ -116,6 +116,10 @@ struct Arguments {
     /// How often a Raft leader heartbeats its followers (well below the election timeout).
     #[arg(long, default_value_t = 100)]
     heartbeat_interval_ms: i64,
+    /// A follower that has not caught up with its leader for this long leaves the in-sync
+    /// replicas (Kafka's replica.lag.time.max.ms): it then counts for no min.insync.replicas.
+    #[arg(long, default_value_t = 30_000)]
+    replica_lag_time_max_ms: i64,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -311,12 +315,16 @@ fn cluster_config(arguments: &Arguments) -> Result<Option<config::ClusterConfig>
                     --heartbeat-interval-ms"
             .into());
     }
+    if arguments.replica_lag_time_max_ms <= 0 {
+        return Err("--replica-lag-time-max-ms must be positive".into());
+    }
     Ok(Some(config::ClusterConfig {
         node_id,
         peer_listen,
         voters,
         election_timeout_ms,
         heartbeat_interval_ms,
+        replica_lag_time_max_ms: arguments.replica_lag_time_max_ms,
     }))
 }
 

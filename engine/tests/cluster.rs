@@ -402,3 +402,75 @@ fn auto_creation_through_any_broker_reaches_the_controller() {
     }
     cluster.stop_all();
 }
+
+/// min.insync.replicas as Kafka means it: with a follower gone (out of the in-sync replicas
+/// after replica.lag.time.max.ms), a topic that asks for 3 in sync refuses produce with
+/// NOT_ENOUGH_REPLICAS and writes nothing, while one that asks for 2 (a majority) goes on.
+#[test]
+fn min_insync_replicas_refuses_produce_when_too_few_replicas_are_in_sync() {
+    let arguments = ["--shards", "1", "--replica-lag-time-max-ms", "1000"];
+    let mut cluster = TernCluster::start("min-insync-3", 3, &arguments);
+    create_replicated_topic(&cluster, "strict", &[("min.insync.replicas", "3")]);
+    create_replicated_topic(&cluster, "lenient", &[("min.insync.replicas", "2")]);
+    let leaders = ["strict", "lenient"].map(|topic| leader_of_topic(&mut cluster, topic));
+    for (topic, leader) in ["strict", "lenient"].iter().zip(leaders) {
+        assert_eq!(produce_code(&cluster, leader, topic), 0, "{topic}: all three in sync");
+    }
+    let follower = cluster
+        .node_ids()
+        .find(|node| !leaders.contains(node))
+        .or_else(|| cluster.node_ids().find(|node| *node != leaders[0]))
+        .expect("a follower of the strict topic");
+    cluster.kill9(follower);
+    // Out of the in-sync replicas one lag time after its last catch-up.
+    std::thread::sleep(Duration::from_millis(2500));
+    for (topic, leader) in ["strict", "lenient"].iter().zip(leaders) {
+        if leader == follower {
+            continue;
+        }
+        let expected = if *topic == "strict" { 19 } else { 0 };
+        assert_eq!(produce_code(&cluster, leader, topic), expected, "{topic} without {follower}");
+    }
+    cluster.restart(follower);
+    cluster.stop_all();
+}
+
+/// Creates `topic` (one partition, three replicas) through whichever broker leads the
+/// controller (the others answer NOT_CONTROLLER).
+fn create_replicated_topic(cluster: &TernCluster, topic: &str, configs: &[(&str, &str)]) {
+    let mut request = common::differential::create_request(topic, 1, configs);
+    request.topics[0].replication_factor = 3;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        for node_id in cluster.node_ids() {
+            let mut connection = Connection::connect(&cluster.broker(node_id).bootstrap());
+            let Some(response) = connection.try_call(5, &request) else { continue };
+            match response.topics[0].error_code {
+                0 | 36 => return,
+                _ => continue,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{topic} not created:\n{}", cluster.logs());
+}
+
+fn leader_of_topic(cluster: &mut TernCluster, topic: &str) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some(leader) = cluster.leader_of(topic, 0) {
+            return leader;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no leader for {topic}:\n{}", cluster.logs());
+}
+
+/// The error code of an acks=all produce of one record to partition 0 on `leader`.
+fn produce_code(cluster: &TernCluster, leader: i32, topic: &str) -> i16 {
+    use common::differential::{batch, produce_request};
+    let mut connection = Connection::connect(&cluster.broker(leader).bootstrap());
+    let request = produce_request(topic, 0, -1, batch(1_700_000_000_000, &["value"]));
+    let response = connection.call(9, &request);
+    response.responses[0].partition_responses[0].error_code
+}

@@ -99,6 +99,9 @@ pub struct ClusterConfig {
     /// tests and the simulator shorten them).
     pub election_timeout_ms: i64,
     pub heartbeat_interval_ms: i64,
+    /// A follower that has not reached its leader's log end for this long leaves the
+    /// in-sync replicas (Kafka's replica.lag.time.max.ms, 30 s).
+    pub replica_lag_time_max_ms: i64,
 }
 
 /// Node ids of a cluster: producer ids are made unique per broker by this many values of

@@ -59,6 +59,9 @@ impl PartitionUnavailable {
                 ErrorCode::NotLeaderOrFollower
             }
             PartitionUnavailable::NotLeader(NotLeader::Stopped) => ErrorCode::KafkaStorageError,
+            PartitionUnavailable::NotLeader(NotLeader::NotEnoughReplicas { .. }) => {
+                ErrorCode::NotEnoughReplicas
+            }
         }
     }
 }
@@ -356,6 +359,9 @@ impl Shard {
             if let Some(open) = self.partitions.borrow().get(&key) {
                 // AlterConfigs: the open log takes the topic's new settings.
                 open.log().set_config(config);
+                if let Partition::Replicated(replicated) = open {
+                    replicated.set_min_insync_replicas(min_insync_replicas(topic));
+                }
                 continue;
             }
             // A file name: every registry topic passed `validate_topic_name` (CreateTopics,
@@ -385,7 +391,10 @@ impl Shard {
                         sender,
                     )
                     .await
-                    .map(Partition::Replicated)
+                    .map(|replicated| {
+                        replicated.set_min_insync_replicas(min_insync_replicas(topic));
+                        Partition::Replicated(replicated)
+                    })
                 }
             };
             match opened {
@@ -586,6 +595,13 @@ impl Shard {
     }
 }
 
+/// The topic's min.insync.replicas (validated as a positive integer by CreateTopics and
+/// AlterConfigs; 1, Kafka's default, otherwise).
+fn min_insync_replicas(topic: &TopicMeta) -> usize {
+    let value = topic.configs.get("min.insync.replicas").and_then(|value| value.parse().ok());
+    value.unwrap_or(1)
+}
+
 /// A partition replica's settings in a cluster: every voter of its replica set.
 fn replica_config(
     cluster: &crate::broker::config::ClusterConfig,
@@ -597,6 +613,7 @@ fn replica_config(
     ReplicaConfig {
         election_timeout_ms: cluster.election_timeout_ms,
         heartbeat_interval_ms: cluster.heartbeat_interval_ms,
+        replica_lag_time_max_ms: cluster.replica_lag_time_max_ms,
         ..ReplicaConfig::new(node(cluster.node_id), replicas.iter().map(|id| node(*id)).collect())
     }
 }

@@ -207,7 +207,10 @@ async fn submit(
     let name = topic.clone();
     let outcome = shard
         .on_partition(&name, partition, move |leader| async move {
-            let replicated = matches!(leader, Partition::Replicated(_));
+            let replicated = match &leader {
+                Partition::Replicated(replicated) => Some(replicated.clone()),
+                Partition::Local(_) => None,
+            };
             let appended = match leader.produce(batches) {
                 Ok(appended) => appended,
                 Err(not_leader) => {
@@ -215,13 +218,19 @@ async fn submit(
                     return Err(Refused::from((code, None)));
                 }
             };
-            let appended = match replicated {
-                true => io::timeout(timeout, appended).await,
-                false => Ok(appended.await),
+            let appended = match &replicated {
+                Some(_) => io::timeout(timeout, appended).await,
+                None => Ok(appended.await),
             };
             let Ok(appended) = appended else {
                 return Err(Refused::from((ErrorCode::RequestTimedOut, None)));
             };
+            // Committed, but the in-sync replicas shrank meanwhile: Kafka's answer.
+            if appended.is_ok()
+                && replicated.is_some_and(|replicated| !replicated.has_enough_in_sync())
+            {
+                return Err(Refused::from((ErrorCode::NotEnoughReplicasAfterAppend, None)));
+            }
             appended.map_err(|error| {
                 tracing::warn!(%topic, partition, %error, "append failed");
                 Refused::from((log_error_code(&error), Some(error.to_string())))

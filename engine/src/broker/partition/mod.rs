@@ -54,6 +54,9 @@ pub enum NotLeader {
     Follower { leader: Option<NodeId> },
     /// The replica stopped after a storage fault (KAFKA_STORAGE_ERROR).
     Stopped,
+    /// Fewer replicas are in sync than max(majority, min.insync.replicas) ask
+    /// (NOT_ENOUGH_REPLICAS): nothing was written.
+    NotEnoughReplicas { in_sync: usize, required: usize },
 }
 
 /// A partition a shard owns: where partition work runs, and where leadership is checked.
@@ -148,6 +151,8 @@ struct Inner {
     send: Sender,
     started_at: Instant,
     stopped: Cell<bool>,
+    /// The topic's min.insync.replicas (1 unless set).
+    min_insync_replicas: Cell<usize>,
     /// The epoch this replica last led and the offset of its leader-change batch there.
     led_from: Cell<Option<(i32, i64)>>,
 }
@@ -201,6 +206,7 @@ impl ReplicatedPartition {
             send,
             started_at,
             stopped: Cell::new(false),
+            min_insync_replicas: Cell::new(1),
             led_from: Cell::new(None),
         });
         drop(crate::io::spawn_local(drive(Rc::clone(&inner))));
@@ -245,6 +251,10 @@ impl ReplicatedPartition {
             }
             replica.epoch()
         };
+        let (in_sync, required) = (self.in_sync_replicas().len(), self.required_in_sync());
+        if in_sync < required {
+            return Err(NotLeader::NotEnoughReplicas { in_sync, required });
+        }
         let appended = append_as_leader(inner, batches, epoch);
         inner.ready_due.set(true);
         inner.wake.notify_waiters();
@@ -283,6 +293,25 @@ impl ReplicatedPartition {
 
     pub fn is_stopped(&self) -> bool {
         self.inner.stopped.get()
+    }
+
+    /// Sets the topic's min.insync.replicas (from its configs; at open and on AlterConfigs).
+    pub fn set_min_insync_replicas(&self, min_insync_replicas: usize) {
+        self.inner.min_insync_replicas.set(min_insync_replicas.max(1));
+    }
+
+    /// In-sync replicas a produce needs: max(majority, min.insync.replicas). A value below a
+    /// majority changes nothing (Raft commits on a majority anyway); above the replica count
+    /// every produce is refused, as Kafka refuses it.
+    pub fn required_in_sync(&self) -> usize {
+        let voters = self.inner.replica.borrow().config().voters.len();
+        (voters / 2 + 1).max(self.inner.min_insync_replicas.get())
+    }
+
+    /// Whether the in-sync replicas still meet [`Self::required_in_sync`] (checked again once
+    /// a produce is committed: NOT_ENOUGH_REPLICAS_AFTER_APPEND otherwise).
+    pub fn has_enough_in_sync(&self) -> bool {
+        self.in_sync_replicas().len() >= self.required_in_sync()
     }
 
     /// On the leader: the replicas that reached its log end within replica.lag.time.max.ms
