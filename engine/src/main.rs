@@ -238,6 +238,8 @@ fn cluster_config(arguments: &Arguments) -> Result<Option<config::ClusterConfig>
         voters,
         election_timeout_ms,
         heartbeat_interval_ms,
+        planted_ack_before_durable: false,
+        planted_commit_without_majority: false,
     }))
 }
 

@@ -214,7 +214,8 @@ impl<P> Replica<P> {
         durable_ends.push(self.log.durable_end_offset);
         assert_eq!(durable_ends.len(), self.config.voters.len());
         durable_ends.sort_unstable_by(|left, right| right.cmp(left));
-        let quorum_end_offset = durable_ends[self.quorum() - 1];
+        let quorum = if self.config.planted_commit_without_majority { 1 } else { self.quorum() };
+        let quorum_end_offset = durable_ends[quorum - 1];
         let own_epoch = self.log.epoch_at(quorum_end_offset - 1) == Some(self.epoch);
         if quorum_end_offset > self.high_watermark && own_epoch {
             self.push_commit(quorum_end_offset);
