@@ -208,6 +208,8 @@ pub fn run_plan(plan: Plan, dump_trace: bool) -> SeedOutcome {
     let observations = Observations {
         corruptions: state.corruptions.borrow().clone(),
         harness_anomalies: state.harness_anomalies.borrow().clone(),
+        leaders: Vec::new(),
+        watermarks: Vec::new(),
     };
     let report = checker::check(&history, &observations);
     let mut latencies = std::mem::take(&mut *state.produce_latencies_ns.borrow_mut());
