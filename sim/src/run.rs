@@ -120,6 +120,27 @@ pub fn now_ns() -> u64 {
 }
 
 impl RunState {
+    fn new(plan: Plan) -> RunState {
+        RunState {
+            plan,
+            history: RefCell::new(History::default()),
+            stop_producing: Cell::new(false),
+            stop_consuming: Cell::new(false),
+            reset_epoch: Cell::new(0),
+            produce_latencies_ns: RefCell::new(Vec::new()),
+            harness_anomalies: RefCell::new(Vec::new()),
+            corruptions: RefCell::new(Vec::new()),
+            clients_running: Cell::new(0),
+            drain_done: Cell::new(false),
+            produce_retries: Cell::new(0),
+            epoch_bumps: Cell::new(0),
+            leaders_seen: RefCell::new(Vec::new()),
+            watermarks_seen: RefCell::new(Vec::new()),
+            metadata_requests: Cell::new(0),
+            sequence: Cell::new(0),
+        }
+    }
+
     pub fn record(&self, op: Op) {
         trace::record("op", op.describe().as_bytes());
         self.history.borrow_mut().push(op);
@@ -170,6 +191,11 @@ pub struct SeedOutcome {
     pub simulated_ms: u64,
     pub produce_retries: u64,
     pub epoch_bumps: u64,
+    /// A cluster's: distinct (partition, leader epoch) pairs Metadata answers named, high
+    /// watermarks observed, Metadata requests made.
+    pub leader_epochs_seen: usize,
+    pub watermarks_seen: usize,
+    pub metadata_requests: u64,
 }
 
 impl SeedOutcome {
@@ -182,6 +208,15 @@ impl SeedOutcome {
         let mut line = self.common_line();
         if self.plan.idempotent {
             line += &format!(" retries={} epoch-bumps={}", self.produce_retries, self.epoch_bumps);
+        }
+        if self.plan.is_cluster() {
+            line += &format!(
+                " brokers={} leader-epochs={} watermarks={} metadata={}",
+                self.plan.brokers,
+                self.leader_epochs_seen,
+                self.watermarks_seen,
+                self.metadata_requests
+            );
         }
         if self.plan.committers > 0 {
             let report = &self.report;
@@ -245,24 +280,7 @@ pub fn run_seed_with(
 pub fn run_plan(plan: Plan, dump_trace: bool) -> SeedOutcome {
     warm_up_process_state();
     let (scenario, seed) = (plan.scenario, plan.seed);
-    let state = Rc::new(RunState {
-        plan: plan.clone(),
-        history: RefCell::new(History::default()),
-        stop_producing: Cell::new(false),
-        stop_consuming: Cell::new(false),
-        reset_epoch: Cell::new(0),
-        produce_latencies_ns: RefCell::new(Vec::new()),
-        harness_anomalies: RefCell::new(Vec::new()),
-        corruptions: RefCell::new(Vec::new()),
-        clients_running: Cell::new(0),
-        drain_done: Cell::new(false),
-        produce_retries: Cell::new(0),
-        epoch_bumps: Cell::new(0),
-        leaders_seen: RefCell::new(Vec::new()),
-        watermarks_seen: RefCell::new(Vec::new()),
-        metadata_requests: Cell::new(0),
-        sequence: Cell::new(0),
-    });
+    let state = Rc::new(RunState::new(plan.clone()));
     RUN.with(|run| *run.borrow_mut() = Some(state.clone()));
     trace::begin(dump_trace);
     // The subscriber must be in place before the runtime exists: madsim opens a span per node
@@ -285,6 +303,10 @@ pub fn run_plan(plan: Plan, dump_trace: bool) -> SeedOutcome {
         watermarks: std::mem::take(&mut *state.watermarks_seen.borrow_mut()),
     };
     let report = checker::check(&history, &observations);
+    let mut leader_epochs: Vec<(Partition, i32)> =
+        observations.leaders.iter().map(|seen| (seen.partition, seen.epoch)).collect();
+    leader_epochs.sort_unstable();
+    leader_epochs.dedup();
     let mut latencies = std::mem::take(&mut *state.produce_latencies_ns.borrow_mut());
     latencies.sort_unstable();
     let percentile_ms = |fraction: f64| -> f64 {
@@ -307,6 +329,9 @@ pub fn run_plan(plan: Plan, dump_trace: bool) -> SeedOutcome {
         simulated_ms,
         produce_retries: state.produce_retries.get(),
         epoch_bumps: state.epoch_bumps.get(),
+        leader_epochs_seen: leader_epochs.len(),
+        watermarks_seen: observations.watermarks.len(),
+        metadata_requests: state.metadata_requests.get(),
     }
 }
 
