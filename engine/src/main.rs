@@ -325,6 +325,8 @@ fn cluster_config(arguments: &Arguments) -> Result<Option<config::ClusterConfig>
         election_timeout_ms,
         heartbeat_interval_ms,
         replica_lag_time_max_ms: arguments.replica_lag_time_max_ms,
+        planted_ack_before_durable: false,
+        planted_commit_without_majority: false,
     }))
 }
 

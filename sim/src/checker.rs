@@ -23,6 +23,9 @@
 //!   invoked after an OffsetCommit of o for it was acknowledged, or after an earlier fetch
 //!   returned o, answers no offset / an offset below o (`offsets.rs`; committers commit
 //!   increasing offsets, and a commit is visible only once durable).
+//! - `high-watermark-regressed`: an answer (Fetch, ListOffsets latest) reports a lower high
+//!   watermark for p than an answer that completed before it was invoked (`cluster.rs`).
+//! - `two-leaders-in-epoch`: Metadata answers name two leaders for p in one leader epoch.
 //! - `detected-loss`: an acknowledged, never-polled value at (p, a) where the fault log shows
 //!   at-rest corruption of the batch holding a, and the broker answered KAFKA_STORAGE_ERROR to a
 //!   fetch of p at an offset in [corrupt batch start, a]. Values behind the corrupt batch, which
@@ -34,7 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::history::{Body, History, Offset, OpType, Partition, PartitionRead, Process, Value};
 
 /// Every anomaly the checker can report, in report order.
-pub const PROPERTIES: [&str; 18] = [
+pub const PROPERTIES: [&str; 20] = [
     "lost-write",
     "unseen",
     "duplicate",
@@ -49,6 +52,8 @@ pub const PROPERTIES: [&str; 18] = [
     "int-send-skip",
     "committed-offset-lost",
     "committed-offset-regressed",
+    "high-watermark-regressed",
+    "two-leaders-in-epoch",
     "liveness",
     "corrupt-served",
     "read-above-high-watermark",
@@ -75,6 +80,10 @@ pub struct Observations {
     pub corruptions: Vec<CorruptionFault>,
     /// Anomalies the harness saw directly (`liveness`, `corrupt-served`, `drain-incomplete`).
     pub harness_anomalies: Vec<(&'static str, String)>,
+    /// Leaders named by Metadata answers, high watermarks reported by fetches and
+    /// ListOffsets (`cluster.rs`).
+    pub leaders: Vec<LeaderObservation>,
+    pub watermarks: Vec<WatermarkObservation>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -210,6 +219,17 @@ pub fn check(history: &History, observations: &Observations) -> Report {
     check_polls(history, &index, &mut report);
     check_sends(history, &index, &mut report);
     offsets::check(history, &mut report);
+    // Behind reported detected loss a single node's recovered log may end anywhere above
+    // the corrupt offset (it serves nothing there): its watermarks promise nothing.
+    let exempt = detected_loss_partitions(&index, observations);
+    let watermarks: Vec<WatermarkObservation> = observations
+        .watermarks
+        .iter()
+        .filter(|observation| !exempt.contains(&observation.partition))
+        .cloned()
+        .collect();
+    cluster::check_watermarks(&watermarks, &mut report);
+    cluster::check_leaders(&observations.leaders, &mut report);
     for (property, example) in &observations.harness_anomalies {
         report.flag(property, example.clone());
     }
@@ -257,6 +277,16 @@ fn check_missing(index: &Index, observations: &Observations, report: &mut Report
             }
         }
     }
+}
+
+/// Partitions where the fault log shows at-rest corruption and the broker reported it
+/// (KAFKA_STORAGE_ERROR to a fetch at or above the corrupt batch).
+fn detected_loss_partitions(index: &Index, observations: &Observations) -> BTreeSet<Partition> {
+    let reported = |fault: &&CorruptionFault| {
+        let errors = index.storage_errors.get(&fault.partition);
+        errors.is_some_and(|errors| errors.range(fault.first_offset..).next().is_some())
+    };
+    observations.corruptions.iter().filter(reported).map(|fault| fault.partition).collect()
 }
 
 /// `Some(true)` if corruption destroyed (partition, offset) and the broker reported it,
@@ -351,6 +381,9 @@ fn check_sends(history: &History, index: &Index, report: &mut Report) {
     }
 }
 
+mod cluster;
 mod offsets;
 #[cfg(test)]
 mod tests;
+
+pub use cluster::{LeaderObservation, WatermarkObservation, WatermarkSource};

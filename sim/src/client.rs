@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
@@ -30,8 +31,11 @@ const INIT_PRODUCER_ID_VERSION: i16 = 4;
 const FIND_COORDINATOR_VERSION: i16 = 3;
 const OFFSET_COMMIT_VERSION: i16 = 8;
 const OFFSET_FETCH_VERSION: i16 = 7;
+const LIST_OFFSETS_VERSION: i16 = 7;
 /// Largest response a client accepts; a bigger length prefix means a broken stream.
 const RESPONSE_BYTES_MAX: usize = 64 << 20;
+/// The isControlBatch bit of a record batch's attributes.
+const CONTROL_ATTRIBUTE: i16 = 1 << 5;
 /// Bytes of a record value that carry the unique value; the rest is padding.
 const VALUE_ID_BYTES: usize = 8;
 
@@ -193,18 +197,20 @@ pub fn topic_name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
 }
 
-/// CreateTopics for one topic; `Ok(error_code)` (0 or TOPIC_ALREADY_EXISTS mean it exists).
+/// CreateTopics for one topic with `replication_factor` replicas (-1: the broker's
+/// default); `Ok(error_code)` (0 or TOPIC_ALREADY_EXISTS mean it exists).
 pub async fn create_topic(
     connection: &mut Connection,
     topic: &str,
     partitions: i32,
+    replication_factor: i16,
     timeout: Duration,
 ) -> Result<i16, ClientError> {
     let request = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![
         CreatableTopic::default()
             .with_name(topic_name(topic))
             .with_num_partitions(partitions)
-            .with_replication_factor(1),
+            .with_replication_factor(replication_factor),
     ]);
     let response = connection.call(CREATE_TOPICS_VERSION, &request, timeout).await?;
     Ok(response.topics.first().map_or(-1, |topic| topic.error_code))
@@ -225,6 +231,89 @@ pub async fn topic_metadata(
         .first()
         .ok_or_else(|| ClientError::Protocol("no topic in metadata".into()))?;
     Ok((topic.error_code, topic.partitions.len()))
+}
+
+/// One partition of a Metadata answer: its error code, and the leader and leader epoch the
+/// answering broker knows (-1 when none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionLeader {
+    pub partition: Partition,
+    pub error_code: i16,
+    pub leader: i32,
+    pub epoch: i32,
+}
+
+/// What a cluster's client needs of a Metadata answer for one topic.
+#[derive(Clone, Debug, Default)]
+pub struct TopicRoutes {
+    /// The controller's leader as the answering broker knows it (-1: none).
+    pub controller: i32,
+    pub topic_error_code: i16,
+    pub partitions: Vec<PartitionLeader>,
+}
+
+/// Metadata for one topic, with every partition's leader and epoch.
+pub async fn topic_routes(
+    connection: &mut Connection,
+    topic: &str,
+    timeout: Duration,
+) -> Result<TopicRoutes, ClientError> {
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(topic)))]))
+        .with_allow_auto_topic_creation(false);
+    let response = connection.call(METADATA_VERSION, &request, timeout).await?;
+    let topic = response
+        .topics
+        .first()
+        .ok_or_else(|| ClientError::Protocol("no topic in metadata".into()))?;
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|partition| PartitionLeader {
+            partition: partition.partition_index,
+            error_code: partition.error_code,
+            leader: partition.leader_id.0,
+            epoch: partition.leader_epoch,
+        })
+        .collect();
+    Ok(TopicRoutes {
+        controller: response.controller_id.0,
+        topic_error_code: topic.error_code,
+        partitions,
+    })
+}
+
+/// ListOffsets of the latest offset (the high watermark) of `partitions` of `topic`:
+/// `Ok([(partition, error code, offset)])`.
+pub async fn latest_offsets(
+    connection: &mut Connection,
+    topic: &str,
+    partitions: &[Partition],
+    timeout: Duration,
+) -> Result<Vec<(Partition, i16, Offset)>, ClientError> {
+    let asked = partitions
+        .iter()
+        .map(|partition| {
+            ListOffsetsPartition::default()
+                .with_partition_index(*partition)
+                .with_current_leader_epoch(-1)
+                .with_timestamp(-1)
+        })
+        .collect();
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(0)
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(asked)]);
+    let response = connection.call(LIST_OFFSETS_VERSION, &request, timeout).await?;
+    let answers = response
+        .topics
+        .iter()
+        .flat_map(|topic| topic.partitions.iter())
+        .map(|partition| (partition.partition_index, partition.error_code, partition.offset))
+        .collect();
+    Ok(answers)
 }
 
 /// Encodes `values` as one batch (stamped with `producer` for an idempotent producer); each
@@ -384,6 +473,9 @@ pub struct Fetched {
     pub records: Vec<(Offset, Value)>,
     /// Batches that failed CRC32C at the client: the broker served corrupt bytes.
     pub corrupt_batches: usize,
+    /// The offset after the last whole, intact batch returned (control batches included):
+    /// where the consumer reads next, as a Kafka consumer does.
+    pub next_offset: Option<Offset>,
 }
 
 /// Fetch of `positions` (partition, offset) of `topic`.
@@ -449,14 +541,26 @@ fn decode_batches(mut bytes: &[u8], fetched: &mut Fetched) {
             continue;
         }
         let base_offset = i64::from_be_bytes(batch[0..8].try_into().expect("8 bytes"));
+        let last_offset_delta = i32::from_be_bytes(batch[23..27].try_into().expect("4 bytes"));
+        // Control batches (a new leader's LeaderChange) carry no values: clients skip them.
+        let attributes = i16::from_be_bytes(batch[21..23].try_into().expect("2 bytes"));
+        if attributes & CONTROL_ATTRIBUTE != 0 {
+            fetched.next_offset = Some(base_offset + i64::from(last_offset_delta) + 1);
+            continue;
+        }
         let count = i32::from_be_bytes(batch[57..61].try_into().expect("4 bytes"));
         let mut cursor = &batch[HEADER_BYTES..];
+        let mut whole = true;
         for _ in 0..count.max(0) {
             let Some((offset_delta, value)) = decode_record(&mut cursor) else {
                 fetched.corrupt_batches += 1;
+                whole = false;
                 break;
             };
             fetched.records.push((base_offset + offset_delta, value));
+        }
+        if whole {
+            fetched.next_offset = Some(base_offset + i64::from(last_offset_delta) + 1);
         }
     }
 }

@@ -22,7 +22,8 @@ mod cli {
     const USAGE: &str = "usage:
   tern-sim run --scenario NAME --seeds N [--seed S] [--check-determinism] [--verbose]
                [--plant ack-before-sync|drop-read|reuse-offset|hashmap-order|corrupt-tail
-                        |no-dedup|commit-before-sync]
+                        |no-dedup|commit-before-sync|serve-above-hwm|ack-before-durable
+                        |commit-without-majority]
   tern-sim list
 environment: TERN_SIM_HISTORY=1 prints every client operation of each seed,
              TERN_SIM_LOG=1 every traced event (faults, broker log lines) to stderr";
@@ -117,7 +118,15 @@ environment: TERN_SIM_HISTORY=1 prints every client operation of each seed,
         let started = std::time::Instant::now();
         let mut totals = Totals::default();
         for seed in arguments.seed_first..arguments.seed_first + arguments.seeds {
-            let outcome = run_seed_with(arguments.scenario, seed, arguments.plant, false);
+            // A panic (an assertion of the broker or the harness) fails the seed, not the run
+            // of seeds (in the dev profile: the release profile aborts on panic).
+            let run = || run_seed_with(arguments.scenario, seed, arguments.plant, false);
+            let Ok(outcome) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) else {
+                println!("seed={seed} scenario={} PANICKED", arguments.scenario.name());
+                println!("  replay: {}", replay_command(arguments, seed));
+                totals.failed += 1;
+                continue;
+            };
             let mut failed = outcome.failed();
             println!("{}", outcome.line());
             if arguments.check_determinism {
@@ -151,6 +160,16 @@ environment: TERN_SIM_HISTORY=1 prints every client operation of each seed,
             totals.simulated_ms as f64 / 1000.0 / wall_s
         );
         i32::from(totals.failed > 0)
+    }
+
+    fn replay_command(arguments: &Arguments, seed: u64) -> String {
+        let plant = arguments.plant.map(|plant| format!(" --plant {}", plant.name()));
+        format!(
+            "RUSTFLAGS=\"--cfg madsim\" cargo run -p tern-sim --target-dir target/sim -- run \
+             --scenario {} --seeds 1 --seed {seed}{}",
+            arguments.scenario.name(),
+            plant.unwrap_or_default()
+        )
     }
 
     fn report(arguments: &Arguments, outcome: &SeedOutcome, failed: bool) {

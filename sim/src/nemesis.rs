@@ -1,9 +1,11 @@
 //! The nemesis: one fault at a time during the fault window, drawn from the plan's enabled
 //! kinds with madsim's seeded randomness; then `heal`, which undoes every fault. Every fault is
 //! a `tracing` event with a `fault` field (the disk logs its own), so the trace hash covers it
-//! and a failing seed's report lists it.
+//! and a failing seed's report lists it. A cluster's faults (aimed at one broker, at several,
+//! at the links between them) are in `cluster.rs`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use crate::plan::{FaultKind, Plan, Plant};
 use crate::run::{now_ns, run_state, DATA_DIR, TOPIC};
 use crate::workload::{client_nodes, group_name};
 
+mod cluster;
 mod disk_lies;
 
 /// Size of a record batch v2 header; `lastOffsetDelta` is at byte 23, the length at 8.
@@ -43,16 +46,16 @@ fn broker_disk(broker: NodeId, plan: &Plan) -> SimDisk {
 const FAULTS_CONCURRENT_MAX: u32 = 3;
 
 thread_local! {
-    /// Faults in progress, and whether the broker node is being killed or restarted (those
-    /// never overlap each other: a restart must follow its own kill).
+    /// Faults in progress, and the broker nodes being killed, restarted or paused (those
+    /// never overlap on one node: a restart must follow its own kill).
     static ACTIVE_FAULTS: Cell<u32> = const { Cell::new(0) };
-    static LIFECYCLE_BUSY: Cell<bool> = const { Cell::new(false) };
+    static LIFECYCLE_BUSY: RefCell<BTreeSet<NodeId>> = const { RefCell::new(BTreeSet::new()) };
 }
 
 /// Applies faults until `window` has passed, then waits for those in progress to end.
-pub async fn run(handle: &Handle, broker: NodeId, plan: &Plan, window: Duration) {
+pub async fn run(handle: &Handle, brokers: &[NodeId], plan: &Plan, window: Duration) {
     ACTIVE_FAULTS.with(|active| active.set(0));
-    LIFECYCLE_BUSY.with(|busy| busy.set(false));
+    LIFECYCLE_BUSY.with(|busy| busy.borrow_mut().clear());
     if plan.fault_kinds.is_empty() {
         madsim::time::sleep(window).await;
         return;
@@ -84,9 +87,9 @@ pub async fn run(handle: &Handle, broker: NodeId, plan: &Plan, window: Duration)
             }
         };
         ACTIVE_FAULTS.with(|active| active.set(active.get() + 1));
-        let (handle, plan) = (handle.clone(), plan.clone());
+        let (handle, plan, brokers) = (handle.clone(), plan.clone(), brokers.to_vec());
         drop(tern::io::spawn_local(async move {
-            apply(&handle, broker, &plan, kind).await;
+            apply(&handle, &brokers, &plan, kind).await;
             ACTIVE_FAULTS.with(|active| active.set(active.get() - 1));
         }));
     }
@@ -100,10 +103,12 @@ pub async fn run(handle: &Handle, broker: NodeId, plan: &Plan, window: Duration)
     panic!("faults still in progress long after the fault window");
 }
 
-/// Waits until no kill or restart is in progress, then claims the broker's lifecycle.
-async fn claim_lifecycle() {
+/// Waits until no kill, restart or pause of `broker` is in progress, then claims its
+/// lifecycle. A fault that claims several brokers claims them in ascending order (and
+/// holds no other), so two such faults never wait for each other in a cycle.
+async fn claim_lifecycle(broker: NodeId) {
     for _ in 0..100_000 {
-        if !LIFECYCLE_BUSY.with(|busy| busy.replace(true)) {
+        if LIFECYCLE_BUSY.with(|busy| busy.borrow_mut().insert(broker)) {
             return;
         }
         sleep_ms(10).await;
@@ -111,11 +116,15 @@ async fn claim_lifecycle() {
     panic!("the broker's lifecycle stayed busy");
 }
 
-fn release_lifecycle() {
-    LIFECYCLE_BUSY.with(|busy| busy.set(false));
+fn release_lifecycle(broker: NodeId) {
+    LIFECYCLE_BUSY.with(|busy| busy.borrow_mut().remove(&broker));
 }
 
-async fn apply(handle: &Handle, broker: NodeId, plan: &Plan, kind: FaultKind) {
+async fn apply(handle: &Handle, brokers: &[NodeId], plan: &Plan, kind: FaultKind) {
+    if plan.is_cluster() {
+        return cluster::apply(handle, brokers, plan, kind).await;
+    }
+    let broker = brokers[0];
     let disk = broker_disk(broker, plan);
     match kind {
         FaultKind::Crash => {
@@ -150,24 +159,33 @@ async fn apply(handle: &Handle, broker: NodeId, plan: &Plan, kind: FaultKind) {
             partition_a_client(kind, broker).await;
         }
         FaultKind::Pause => pause_and_resume(handle, broker).await,
-        FaultKind::ConnectionReset => {
-            tracing::warn!(fault = "connection_reset", "every client drops its connection");
-            let state = run_state();
-            state.reset_epoch.set(state.reset_epoch.get() + 1);
-        }
+        FaultKind::ConnectionReset => reset_connections(),
+        FaultKind::LeaderCrash
+        | FaultKind::PowerOutage
+        | FaultKind::RollingRestart
+        | FaultKind::PartitionMinority
+        | FaultKind::PartitionMajoritiesRing
+        | FaultKind::PartitionOneWay
+        | FaultKind::FlappingLinks => unreachable!("{kind:?} is a cluster fault"),
     }
+}
+
+fn reset_connections() {
+    tracing::warn!(fault = "connection_reset", "every client drops its connection");
+    let state = run_state();
+    state.reset_epoch.set(state.reset_epoch.get() + 1);
 }
 
 /// The process dies, the machine does not: the page cache (unsynced writes) survives, as
 /// after a SIGKILL; the node's sockets close.
 async fn process_crash(handle: &Handle, broker: NodeId, plan: &Plan) {
-    claim_lifecycle().await;
+    claim_lifecycle(broker).await;
     tracing::warn!(fault = "process_crash", "broker process killed and restarted");
     SimDisk::spare_disk_at_next_kill(broker, plan.seed);
     handle.kill(broker);
     sleep_ms(random_between(1, 300)).await;
     handle.restart(broker);
-    release_lifecycle();
+    release_lifecycle(broker);
 }
 
 /// The next one to three syncs or writes of one partition fail with EIO; then a restart, as
@@ -217,14 +235,14 @@ async fn latency_spike() {
 /// woken meanwhile wait; packets still arrive), then resumes it. Holds the lifecycle: a kill
 /// of a paused node would drop its parked tasks, and a restart would un-pause it early.
 async fn pause_and_resume(handle: &Handle, broker: NodeId) {
-    claim_lifecycle().await;
+    claim_lifecycle(broker).await;
     let paused_ms = random_between(50, 3_000);
     tracing::warn!(fault = "pause", paused_ms, "broker process paused");
     handle.pause(broker);
     sleep_ms(paused_ms).await;
     handle.resume(broker);
     tracing::warn!(fault = "resume", "broker process resumed");
-    release_lifecycle();
+    release_lifecycle(broker);
 }
 
 fn restore_latency() {
@@ -252,21 +270,25 @@ async fn partition_a_client(kind: FaultKind, broker: NodeId) {
 
 /// A power failure: kill (the disk plugin drops or tears unsynced writes), wait, restart.
 async fn crash_and_restart(handle: &Handle, broker: NodeId, down_ms: u64) {
-    claim_lifecycle().await;
+    claim_lifecycle(broker).await;
     tracing::warn!(fault = "kill", down_ms, "broker");
     handle.kill(broker);
     sleep_ms(down_ms).await;
     handle.restart(broker);
-    release_lifecycle();
+    release_lifecycle(broker);
 }
 
 /// Undoes every fault; restarts the broker in the crash scenario so partitions taken offline
 /// by a failed fsync or a read error come back (the policy recovers them at re-open).
-pub async fn heal(handle: &Handle, broker: NodeId, plan: &Plan) {
+pub async fn heal(handle: &Handle, brokers: &[NodeId], plan: &Plan) {
     if plan.fault_kinds.is_empty() {
         return;
     }
     tracing::warn!(fault = "heal", "every fault undone");
+    if plan.is_cluster() {
+        return cluster::heal(brokers, plan);
+    }
+    let broker = brokers[0];
     let disk = broker_disk(broker, plan);
     disk.clear_failing_syncs();
     disk.clear_failing_reads();

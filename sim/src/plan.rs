@@ -3,12 +3,17 @@
 //! same plan, independent of how the simulation later consumes madsim's randomness.
 
 /// The scenarios `tern-sim list` prints, in that order.
-pub const SCENARIOS: [&str; 5] = [
+pub const SCENARIOS: [&str; 10] = [
     "single-broker-crash",
     "single-broker-network",
     "single-broker-reference",
     "single-broker-idempotent",
     "coordinator-crash",
+    "three-broker-crash",
+    "three-broker-partition",
+    "five-broker-partition",
+    "five-broker-crash",
+    "three-broker-idempotent",
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +34,24 @@ pub enum Scenario {
     /// with OffsetFetch while the coordinator's broker crashes and restarts and its disk fails
     /// (the faults that are not detected loss), beside the usual producers and consumers.
     CoordinatorCrash,
+    /// Three brokers in a cluster, every topic partition replicated three times: brokers
+    /// (often a partition's leader) lose power, crash, restart one after another, pause;
+    /// a majority loses power at once; disks slow down and fail without destroying
+    /// acknowledged data.
+    ThreeBrokerCrash,
+    /// Three brokers: the network between them splits (a minority cut off, often with the
+    /// leader; a bridge; one-way links; links that flap), clients lose a broker, packets
+    /// are lost and delayed, a broker pauses.
+    ThreeBrokerPartition,
+    /// The partition faults on five brokers (replication factor 3: a partition's replicas
+    /// are three of the five), where a minority may be two brokers and the majorities ring
+    /// leaves every broker a majority of its own.
+    FiveBrokerPartition,
+    /// The crash faults on five brokers.
+    FiveBrokerCrash,
+    /// Idempotent producers retrying through leader changes, on three brokers, under every
+    /// cluster fault.
+    ThreeBrokerIdempotent,
 }
 
 impl Scenario {
@@ -39,6 +62,11 @@ impl Scenario {
             "single-broker-reference" => Some(Scenario::SingleBrokerReference),
             "single-broker-idempotent" => Some(Scenario::SingleBrokerIdempotent),
             "coordinator-crash" => Some(Scenario::CoordinatorCrash),
+            "three-broker-crash" => Some(Scenario::ThreeBrokerCrash),
+            "three-broker-partition" => Some(Scenario::ThreeBrokerPartition),
+            "five-broker-partition" => Some(Scenario::FiveBrokerPartition),
+            "five-broker-crash" => Some(Scenario::FiveBrokerCrash),
+            "three-broker-idempotent" => Some(Scenario::ThreeBrokerIdempotent),
             _ => None,
         }
     }
@@ -50,6 +78,22 @@ impl Scenario {
             Scenario::SingleBrokerReference => SCENARIOS[2],
             Scenario::SingleBrokerIdempotent => SCENARIOS[3],
             Scenario::CoordinatorCrash => SCENARIOS[4],
+            Scenario::ThreeBrokerCrash => SCENARIOS[5],
+            Scenario::ThreeBrokerPartition => SCENARIOS[6],
+            Scenario::FiveBrokerPartition => SCENARIOS[7],
+            Scenario::FiveBrokerCrash => SCENARIOS[8],
+            Scenario::ThreeBrokerIdempotent => SCENARIOS[9],
+        }
+    }
+
+    /// Brokers the scenario runs (1: the single node, no cluster configuration).
+    pub fn brokers(self) -> u32 {
+        match self {
+            Scenario::ThreeBrokerCrash
+            | Scenario::ThreeBrokerPartition
+            | Scenario::ThreeBrokerIdempotent => 3,
+            Scenario::FiveBrokerPartition | Scenario::FiveBrokerCrash => 5,
+            _ => 1,
         }
     }
 }
@@ -96,7 +140,29 @@ pub enum FaultKind {
     ConnectionReset,
     /// The broker process stops for a while (SIGSTOP, a long GC or VM pause), then resumes:
     /// its sockets stay open, its timers fire late, clients time out and reconnect.
+    /// In a cluster: one broker, half the time a partition's leader.
     Pause,
+    /// A cluster: the broker last seen leading a random partition loses power (unsynced
+    /// writes dropped or torn) and restarts 10 ms to 1 s later.
+    LeaderCrash,
+    /// A cluster: a majority of the brokers (sometimes all) lose power at once; each
+    /// restarts after its own 10 ms to 1.5 s, so a stale replica may come back first.
+    PowerOutage,
+    /// A cluster: every broker in turn is killed (a process crash or a power failure) and
+    /// restarted, 0.3 to 1.5 s apart.
+    RollingRestart,
+    /// A cluster: a minority of the brokers (half the time with a partition's leader) is
+    /// cut off from the others, both ways, for 0.3 to 3 s. Clients still reach every broker.
+    PartitionMinority,
+    /// A cluster: every broker still reaches a majority (itself and its two neighbours on a
+    /// ring), but no two brokers reach the same one; with three brokers, a bridge (one
+    /// broker reaches both others, which do not reach each other).
+    PartitionMajoritiesRing,
+    /// A cluster: one broker's messages to its peers are dropped, or theirs to it: one-way.
+    PartitionOneWay,
+    /// A cluster: the links of one broker (or of one pair) to its peers are cut and
+    /// restored every 20 to 300 ms for 1 to 3 s.
+    FlappingLinks,
 }
 
 const CRASH_KINDS: [FaultKind; 11] = [
@@ -159,6 +225,74 @@ const COORDINATOR_KINDS: [FaultKind; 10] = [
     FaultKind::ConnectionReset,
 ];
 
+/// A cluster's crash faults: power failures of one broker, of the leader, of a majority;
+/// process crashes, rolling restarts, pauses; disks that slow down, fail a sync or a write,
+/// or fill up (each ends with a restart of the broker, which re-opens what the fault
+/// stopped). No fault here destroys acknowledged data at rest: repairing one replica's
+/// corruption from its peers is not built (docs/simulation.md).
+const CLUSTER_CRASH_KINDS: [FaultKind; 11] = [
+    FaultKind::Crash,
+    FaultKind::ProcessCrash,
+    FaultKind::LeaderCrash,
+    FaultKind::PowerOutage,
+    FaultKind::RollingRestart,
+    FaultKind::Pause,
+    FaultKind::DiskLatency,
+    FaultKind::SyncEio,
+    FaultKind::WriteEio,
+    FaultKind::Enospc,
+    FaultKind::ConnectionReset,
+];
+/// A cluster's network faults, between brokers and between clients and brokers, plus
+/// pauses and leader crashes (a partition heals into an election either way).
+const CLUSTER_PARTITION_KINDS: [FaultKind; 12] = [
+    FaultKind::PartitionMinority,
+    FaultKind::PartitionMajoritiesRing,
+    FaultKind::PartitionOneWay,
+    FaultKind::FlappingLinks,
+    FaultKind::Loss,
+    FaultKind::Latency,
+    FaultKind::PartitionBoth,
+    FaultKind::PartitionRequests,
+    FaultKind::PartitionResponses,
+    FaultKind::ConnectionReset,
+    FaultKind::Pause,
+    FaultKind::LeaderCrash,
+];
+/// The faults only a cluster's nemesis applies.
+const CLUSTER_ONLY_KINDS: [FaultKind; 7] = [
+    FaultKind::LeaderCrash,
+    FaultKind::PowerOutage,
+    FaultKind::RollingRestart,
+    FaultKind::PartitionMinority,
+    FaultKind::PartitionMajoritiesRing,
+    FaultKind::PartitionOneWay,
+    FaultKind::FlappingLinks,
+];
+/// Every cluster fault.
+const CLUSTER_ALL_KINDS: [FaultKind; 20] = [
+    FaultKind::Crash,
+    FaultKind::ProcessCrash,
+    FaultKind::LeaderCrash,
+    FaultKind::PowerOutage,
+    FaultKind::RollingRestart,
+    FaultKind::Pause,
+    FaultKind::DiskLatency,
+    FaultKind::SyncEio,
+    FaultKind::WriteEio,
+    FaultKind::Enospc,
+    FaultKind::ConnectionReset,
+    FaultKind::PartitionMinority,
+    FaultKind::PartitionMajoritiesRing,
+    FaultKind::PartitionOneWay,
+    FaultKind::FlappingLinks,
+    FaultKind::Loss,
+    FaultKind::Latency,
+    FaultKind::PartitionBoth,
+    FaultKind::PartitionRequests,
+    FaultKind::PartitionResponses,
+];
+
 /// Known bugs planted on purpose (test-only switches) to prove the checker and the determinism
 /// check can fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,6 +317,14 @@ pub enum Plant {
     /// Reads end at the written end of the log, not at the high watermark: consumers see
     /// records not yet durable, which a power failure can erase and reuse (issue 14).
     ServeAboveHighWatermark,
+    /// A cluster: a follower acknowledges appended batches as durable before they are
+    /// fdatasync'd (`ReplicaConfig::planted_ack_before_durable`), while power failures drop
+    /// unsynced writes: a batch committed on such an acknowledgement can vanish.
+    AckBeforeDurable,
+    /// A cluster: a leader's commit index counts only its own durable log
+    /// (`ReplicaConfig::planted_commit_without_majority`): it acknowledges writes no majority
+    /// holds, which a leader elected without it overwrites.
+    CommitWithoutMajority,
 }
 
 impl Plant {
@@ -196,6 +338,8 @@ impl Plant {
             "no-dedup" => Some(Plant::NoDedup),
             "commit-before-sync" => Some(Plant::CommitBeforeSync),
             "serve-above-hwm" => Some(Plant::ServeAboveHighWatermark),
+            "ack-before-durable" => Some(Plant::AckBeforeDurable),
+            "commit-without-majority" => Some(Plant::CommitWithoutMajority),
             _ => None,
         }
     }
@@ -210,6 +354,8 @@ impl Plant {
             Plant::NoDedup => "no-dedup",
             Plant::CommitBeforeSync => "commit-before-sync",
             Plant::ServeAboveHighWatermark => "serve-above-hwm",
+            Plant::AckBeforeDurable => "ack-before-durable",
+            Plant::CommitWithoutMajority => "commit-without-majority",
         }
     }
 }
@@ -243,6 +389,16 @@ pub struct Plan {
     pub plant: Option<Plant>,
     /// Faults chosen by a fuzzer instead of drawn by the nemesis (`Plan::scheduled`).
     pub schedule: Option<Vec<ScheduledFault>>,
+    /// Brokers: 1 is the single node of the older scenarios (no cluster configuration);
+    /// more form a cluster whose every broker votes in the controller.
+    pub brokers: u32,
+    /// A cluster's Raft timing (partitions and controller); 0 on a single node.
+    pub election_timeout_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    /// A cluster's disks are never instant: every fdatasync takes up to this long (uniform in
+    /// max/2..max), as on real hardware, so the window between a write and its sync is there
+    /// to be hit (0: instant, the single node's default).
+    pub disk_sync_us_max: u64,
 }
 
 /// One fault of a fuzzer-chosen schedule: after `delay_ms` (from the previous one), `kind`.
@@ -290,19 +446,34 @@ fn swarm(rng: &mut PlanRng, kinds: &[FaultKind], plant: Option<Plant>) -> Vec<Fa
             fault_kinds.push(kinds[rng.between(0, kinds.len() as u64 - 1) as usize]);
         }
     }
-    let needs = match plant {
+    let needs: &[FaultKind] = match plant {
         // These planted bugs only show through a power failure.
-        Some(Plant::AckBeforeSync | Plant::CommitBeforeSync) => Some(FaultKind::Crash),
-        Some(Plant::CorruptTail) => Some(FaultKind::Corrupt),
+        Some(Plant::AckBeforeSync | Plant::CommitBeforeSync) => &[FaultKind::Crash],
+        Some(Plant::CorruptTail) => &[FaultKind::Corrupt],
         // A retry of an appended batch needs a lost answer.
-        Some(Plant::NoDedup) => Some(FaultKind::PartitionResponses),
+        Some(Plant::NoDedup) => &[FaultKind::PartitionResponses],
         // Written and not yet synced is a window only while syncs take time (measured: of 300
         // seeds, the 62 that read above the watermark all had disk latency).
-        Some(Plant::ServeAboveHighWatermark) => Some(FaultKind::DiskLatency),
-        _ => None,
+        Some(Plant::ServeAboveHighWatermark) => &[FaultKind::DiskLatency],
+        // A follower's unsynced acknowledgement is lost only when it loses power together
+        // with the leader (or the leader stays away); slow syncs widen the window.
+        Some(Plant::AckBeforeDurable) => &[FaultKind::PowerOutage, FaultKind::DiskLatency],
+        // A leader acknowledging alone is overwritten once cut off from a majority that
+        // elects another.
+        Some(Plant::CommitWithoutMajority) => &[FaultKind::PartitionMinority],
+        _ => &[],
     };
-    if let Some(kind) = needs.filter(|kind| !fault_kinds.contains(kind)) {
-        fault_kinds.push(kind);
+    // Only faults the scenario's nemesis applies (a cluster plant on a single node, or
+    // `corrupt-tail` on a cluster, finds nothing but does not break the run).
+    let cluster = kinds.contains(&FaultKind::LeaderCrash);
+    let applies = |kind: &FaultKind| match cluster {
+        true => CLUSTER_ALL_KINDS.contains(kind),
+        false => !CLUSTER_ONLY_KINDS.contains(kind),
+    };
+    for kind in needs {
+        if !fault_kinds.contains(kind) && applies(kind) {
+            fault_kinds.push(*kind);
+        }
     }
     fault_kinds
 }
@@ -318,6 +489,11 @@ impl Plan {
             Scenario::SingleBrokerNetwork => &NETWORK_KINDS,
             Scenario::SingleBrokerIdempotent => &IDEMPOTENT_KINDS,
             Scenario::CoordinatorCrash => &COORDINATOR_KINDS,
+            Scenario::ThreeBrokerCrash | Scenario::FiveBrokerCrash => &CLUSTER_CRASH_KINDS,
+            Scenario::ThreeBrokerPartition | Scenario::FiveBrokerPartition => {
+                &CLUSTER_PARTITION_KINDS
+            }
+            Scenario::ThreeBrokerIdempotent => &CLUSTER_ALL_KINDS,
             Scenario::SingleBrokerReference => unreachable!("handled above"),
         };
         let fault_kinds = swarm(&mut rng, kinds, plant);
@@ -341,6 +517,10 @@ impl Plan {
             torn_crash_percent: rng.between(0, 100) as u8,
             plant,
             schedule: None,
+            brokers: 1,
+            election_timeout_ms: 0,
+            heartbeat_interval_ms: 0,
+            disk_sync_us_max: 0,
         };
         // Drawn after everything else, so the older scenarios' plans stay as they were.
         match scenario {
@@ -348,7 +528,33 @@ impl Plan {
             Scenario::CoordinatorCrash => plan.committers = rng.between(1, 3) as u32,
             _ => {}
         }
+        if scenario.brokers() > 1 {
+            plan.cluster(&mut rng);
+        }
         plan
+    }
+
+    /// A cluster's plan: its brokers and Raft timing, and a longer timeline, since the
+    /// controller elects a leader and the topic's partitions elect theirs before the first
+    /// write (about a second with these timings).
+    fn cluster(&mut self, rng: &mut PlanRng) {
+        self.brokers = self.scenario.brokers();
+        self.idempotent = self.scenario == Scenario::ThreeBrokerIdempotent;
+        self.election_timeout_ms = rng.between(300, 1_000);
+        self.heartbeat_interval_ms = rng.between(50, 100);
+        self.disk_sync_us_max = rng.between(200, 5_000);
+        self.fault_start_ms = 1_000;
+        self.fault_end_ms = 7_000;
+        self.workload_ms = 8_500;
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        self.brokers > 1
+    }
+
+    /// Every disk's latency outside the slow-disk fault.
+    pub fn disk_latency(&self) -> tern::io::DiskLatency {
+        tern::io::DiskLatency { write_us_max: 0, sync_us_max: self.disk_sync_us_max }
     }
 
     /// One send of 12 records at a time per producer: with the ~11 ms round trip of madsim's
@@ -374,6 +580,10 @@ impl Plan {
             torn_crash_percent: 0,
             plant,
             schedule: None,
+            brokers: 1,
+            election_timeout_ms: 0,
+            heartbeat_interval_ms: 0,
+            disk_sync_us_max: 0,
         }
     }
 

@@ -1,5 +1,7 @@
 //! Runs one (scenario, seed): builds the madsim runtime with per-node disks, starts the broker
-//! node and the client nodes, lets the nemesis strike, heals, probes liveness, drains, checks.
+//! node (or a cluster's 3 or 5 broker nodes, broker `i` at 10.0.0.`i`, every one a voter of
+//! the controller) and the client nodes, lets the nemesis strike, heals, probes liveness,
+//! drains, checks.
 //!
 //! Shared state of a run lives in a thread-local [`RunState`]: a simulation runs on one thread,
 //! and madsim's node `init` closures must be `Send + Sync`, which an `Rc` is not.
@@ -11,13 +13,16 @@ use std::time::Duration;
 
 use madsim::runtime::{Handle, Runtime};
 use madsim::task::NodeId;
+use tern::broker::config::ClusterConfig;
 use tern::broker::{Broker, BrokerConfig};
 use tern::io::{Disk, SimDisk};
 use tern::log::FlushPolicy;
 use tracing_subscriber::layer::SubscriberExt;
 
-use crate::checker::{self, CorruptionFault, Observations, Report};
-use crate::history::{History, Op};
+use crate::checker::{
+    self, CorruptionFault, LeaderObservation, Observations, Report, WatermarkObservation,
+};
+use crate::history::{History, Op, Partition};
 use crate::plan::{Plan, Plant, Scenario};
 use crate::trace::{self, Trace, TraceLayer};
 use crate::{nemesis, workload};
@@ -32,12 +37,44 @@ pub const DRAIN_BOUND_MS: u64 = 60_000;
 /// Whole-run bound in simulated time: a run past it is a hang, reported as a failure.
 const RUN_BOUND_S: u64 = 600;
 
+/// Where brokers accept their peers (a cluster only).
+pub const PEER_PORT: u16 = 19092;
+/// A cluster's brokers may take this much longer than a single node to accept a write after
+/// healing: an election (pre-vote, vote) per partition and for the controller, each up to
+/// twice the election timeout, after a partition healed or a broker restarted.
+pub const CLUSTER_LIVENESS_BOUND_MS: u64 = 15_000;
+
+/// The single broker of the older scenarios, and broker 1 of a cluster.
 pub fn broker_ip() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))
+    broker_ip_of(1)
 }
 
 pub fn broker_address() -> SocketAddr {
-    SocketAddr::new(broker_ip(), BROKER_PORT)
+    broker_address_of(1)
+}
+
+/// Broker `id` (1-based, its node id in a cluster) lives at 10.0.0.`id`.
+pub fn broker_ip_of(id: i32) -> IpAddr {
+    let last = u8::try_from(id).ok().filter(|last| *last >= 1).expect("broker ids are 1..=254");
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
+}
+
+pub fn broker_address_of(id: i32) -> SocketAddr {
+    SocketAddr::new(broker_ip_of(id), BROKER_PORT)
+}
+
+fn peer_address_of(id: i32) -> SocketAddr {
+    SocketAddr::new(broker_ip_of(id), PEER_PORT)
+}
+
+thread_local! {
+    /// madsim node of each broker, in broker id order (broker 1 first).
+    static BROKER_NODES: RefCell<Vec<NodeId>> = const { RefCell::new(Vec::new()) };
+}
+
+/// madsim node of each broker, in broker id order (broker `i + 1` at index `i`).
+pub fn broker_nodes() -> Vec<NodeId> {
+    BROKER_NODES.with(|nodes| nodes.borrow().clone())
 }
 
 /// State shared by the supervisor and every client task of one run.
@@ -58,6 +95,14 @@ pub struct RunState {
     /// Idempotent producers: attempts after the first, and local epoch bumps.
     pub produce_retries: Cell<u64>,
     pub epoch_bumps: Cell<u64>,
+    /// Every partition leader a Metadata answer named, and every high watermark a fetch or
+    /// ListOffsets answer reported (the checker's cluster properties).
+    pub leaders_seen: RefCell<Vec<LeaderObservation>>,
+    pub watermarks_seen: RefCell<Vec<WatermarkObservation>>,
+    /// Metadata requests clients made (a cluster's clients refresh leaders with them).
+    pub metadata_requests: Cell<u64>,
+    /// Hands out the sequence numbers that order observations in real time.
+    pub sequence: Cell<u64>,
 }
 
 thread_local! {
@@ -75,9 +120,54 @@ pub fn now_ns() -> u64 {
 }
 
 impl RunState {
+    fn new(plan: Plan) -> RunState {
+        RunState {
+            plan,
+            history: RefCell::new(History::default()),
+            stop_producing: Cell::new(false),
+            stop_consuming: Cell::new(false),
+            reset_epoch: Cell::new(0),
+            produce_latencies_ns: RefCell::new(Vec::new()),
+            harness_anomalies: RefCell::new(Vec::new()),
+            corruptions: RefCell::new(Vec::new()),
+            clients_running: Cell::new(0),
+            drain_done: Cell::new(false),
+            produce_retries: Cell::new(0),
+            epoch_bumps: Cell::new(0),
+            leaders_seen: RefCell::new(Vec::new()),
+            watermarks_seen: RefCell::new(Vec::new()),
+            metadata_requests: Cell::new(0),
+            sequence: Cell::new(0),
+        }
+    }
+
     pub fn record(&self, op: Op) {
         trace::record("op", op.describe().as_bytes());
         self.history.borrow_mut().push(op);
+    }
+
+    /// A Metadata answer named `leader` for `partition` in `epoch`; the nemesis aims its
+    /// leader faults at the latest such leader.
+    pub fn saw_leader(&self, observation: LeaderObservation) {
+        self.leaders_seen.borrow_mut().push(observation);
+    }
+
+    /// The leader of `partition` in the highest epoch any Metadata answer named.
+    pub fn latest_leader(&self, partition: Partition) -> Option<i32> {
+        let seen = self.leaders_seen.borrow();
+        let of_partition = seen.iter().filter(|seen| seen.partition == partition);
+        of_partition.max_by_key(|seen| (seen.epoch, seen.time_ns)).map(|seen| seen.leader)
+    }
+
+    /// The next number of a total order of the simulation's events (it runs on one thread):
+    /// taken when a request is sent and when its answer arrives.
+    pub fn next_sequence(&self) -> u64 {
+        self.sequence.set(self.sequence.get() + 1);
+        self.sequence.get()
+    }
+
+    pub fn saw_watermark(&self, observation: WatermarkObservation) {
+        self.watermarks_seen.borrow_mut().push(observation);
     }
 
     pub fn flag(&self, property: &'static str, example: String) {
@@ -101,6 +191,11 @@ pub struct SeedOutcome {
     pub simulated_ms: u64,
     pub produce_retries: u64,
     pub epoch_bumps: u64,
+    /// A cluster's: distinct (partition, leader epoch) pairs Metadata answers named, high
+    /// watermarks observed, Metadata requests made.
+    pub leader_epochs_seen: usize,
+    pub watermarks_seen: usize,
+    pub metadata_requests: u64,
 }
 
 impl SeedOutcome {
@@ -113,6 +208,15 @@ impl SeedOutcome {
         let mut line = self.common_line();
         if self.plan.idempotent {
             line += &format!(" retries={} epoch-bumps={}", self.produce_retries, self.epoch_bumps);
+        }
+        if self.plan.is_cluster() {
+            line += &format!(
+                " brokers={} leader-epochs={} watermarks={} metadata={}",
+                self.plan.brokers,
+                self.leader_epochs_seen,
+                self.watermarks_seen,
+                self.metadata_requests
+            );
         }
         if self.plan.committers > 0 {
             let report = &self.report;
@@ -176,20 +280,7 @@ pub fn run_seed_with(
 pub fn run_plan(plan: Plan, dump_trace: bool) -> SeedOutcome {
     warm_up_process_state();
     let (scenario, seed) = (plan.scenario, plan.seed);
-    let state = Rc::new(RunState {
-        plan: plan.clone(),
-        history: RefCell::new(History::default()),
-        stop_producing: Cell::new(false),
-        stop_consuming: Cell::new(false),
-        reset_epoch: Cell::new(0),
-        produce_latencies_ns: RefCell::new(Vec::new()),
-        harness_anomalies: RefCell::new(Vec::new()),
-        corruptions: RefCell::new(Vec::new()),
-        clients_running: Cell::new(0),
-        drain_done: Cell::new(false),
-        produce_retries: Cell::new(0),
-        epoch_bumps: Cell::new(0),
-    });
+    let state = Rc::new(RunState::new(plan.clone()));
     RUN.with(|run| *run.borrow_mut() = Some(state.clone()));
     trace::begin(dump_trace);
     // The subscriber must be in place before the runtime exists: madsim opens a span per node
@@ -208,8 +299,14 @@ pub fn run_plan(plan: Plan, dump_trace: bool) -> SeedOutcome {
     let observations = Observations {
         corruptions: state.corruptions.borrow().clone(),
         harness_anomalies: state.harness_anomalies.borrow().clone(),
+        leaders: std::mem::take(&mut *state.leaders_seen.borrow_mut()),
+        watermarks: std::mem::take(&mut *state.watermarks_seen.borrow_mut()),
     };
     let report = checker::check(&history, &observations);
+    let mut leader_epochs: Vec<(Partition, i32)> =
+        observations.leaders.iter().map(|seen| (seen.partition, seen.epoch)).collect();
+    leader_epochs.sort_unstable();
+    leader_epochs.dedup();
     let mut latencies = std::mem::take(&mut *state.produce_latencies_ns.borrow_mut());
     latencies.sort_unstable();
     let percentile_ms = |fraction: f64| -> f64 {
@@ -232,6 +329,9 @@ pub fn run_plan(plan: Plan, dump_trace: bool) -> SeedOutcome {
         simulated_ms,
         produce_retries: state.produce_retries.get(),
         epoch_bumps: state.epoch_bumps.get(),
+        leader_epochs_seen: leader_epochs.len(),
+        watermarks_seen: observations.watermarks.len(),
+        metadata_requests: state.metadata_requests.get(),
     }
 }
 
@@ -256,13 +356,13 @@ fn new_runtime(seed: u64) -> Runtime {
 /// The supervisor: node 0's task. Returns the simulated milliseconds the run took.
 async fn supervise(plan: Plan) -> u64 {
     let handle = Handle::current();
-    let broker = start_broker(&handle, &plan);
+    let brokers = start_brokers(&handle, &plan);
     workload::start_clients(&handle, &plan);
     let state = run_state();
     madsim::time::sleep(Duration::from_millis(plan.fault_start_ms)).await;
     let fault_window = Duration::from_millis(plan.fault_end_ms - plan.fault_start_ms);
-    nemesis::run(&handle, broker, &plan, fault_window).await;
-    nemesis::heal(&handle, broker, &plan).await;
+    nemesis::run(&handle, &brokers, &plan, fault_window).await;
+    nemesis::heal(&handle, &brokers, &plan).await;
     let elapsed_ms = now_ns() / 1_000_000;
     if elapsed_ms < plan.workload_ms {
         madsim::time::sleep(Duration::from_millis(plan.workload_ms - elapsed_ms)).await;
@@ -274,23 +374,34 @@ async fn supervise(plan: Plan) -> u64 {
     wait_until(|| state.clients_running.get() == 0, 30_000).await;
     workload::start_final_checks(&handle);
     let drained =
-        wait_until(|| state.drain_done.get(), LIVENESS_BOUND_MS * 2 + DRAIN_BOUND_MS).await;
+        wait_until(|| state.drain_done.get(), liveness_bound_ms(&plan) * 2 + DRAIN_BOUND_MS).await;
     if !drained {
         state.flag("drain-incomplete", "the final drain did not finish in time".into());
     }
     let simulated_ms = now_ns() / 1_000_000;
-    tear_down(&handle, broker).await;
+    tear_down(&handle, &brokers).await;
     simulated_ms
+}
+
+/// Simulated time allowed after healing for every partition to accept a write.
+pub fn liveness_bound_ms(plan: &Plan) -> u64 {
+    if plan.is_cluster() {
+        CLUSTER_LIVENESS_BOUND_MS
+    } else {
+        LIVENESS_BOUND_MS
+    }
 }
 
 /// Kills every node and lets the executor drop their tasks. madsim does not drop the tasks of
 /// a runtime that is dropped while they are pending, so without this every seed leaked its
 /// broker, its disk images and its clients (~3 MB a seed: 10,000 seeds ran out of memory).
 /// The trace stops first: tearing down is not part of the run.
-async fn tear_down(handle: &Handle, broker: NodeId) {
+async fn tear_down(handle: &Handle, brokers: &[NodeId]) {
     trace::pause();
-    SimDisk::spare_disk_at_next_kill(broker, run_state().plan.seed);
-    handle.kill(broker);
+    for broker in brokers {
+        SimDisk::spare_disk_at_next_kill(*broker, run_state().plan.seed);
+        handle.kill(*broker);
+    }
     for client in workload::client_nodes() {
         handle.kill(client);
     }
@@ -308,14 +419,14 @@ async fn wait_until(condition: impl Fn() -> bool, bound_ms: u64) -> bool {
     condition()
 }
 
-fn broker_config(plan: &Plan) -> BrokerConfig {
-    let mut config = BrokerConfig::single_node(broker_address(), DATA_DIR.into());
+fn broker_config(plan: &Plan, broker: i32) -> BrokerConfig {
+    let mut config = BrokerConfig::single_node(broker_address_of(broker), DATA_DIR.into());
     config.shard_count = 2;
     config.auto_create_topics = false;
     // Small segments, so rolls, several segments and checkpoints happen within seconds.
     config.log.segment_size_bytes = 64 << 10;
     // Half the seeds read every fetch answer as it is sent, chunk by chunk, under the faults.
-    if plan.seed % 2 == 0 {
+    if plan.seed.is_multiple_of(2) {
         config.fetch_inline_read_max_bytes = 0;
     }
     match plan.plant {
@@ -327,16 +438,54 @@ fn broker_config(plan: &Plan) -> BrokerConfig {
         Some(Plant::CommitBeforeSync) => config.groups.planted_commit_before_sync = true,
         _ => {}
     }
+    if plan.is_cluster() {
+        config.node_id = Some(broker);
+        config.cluster = Some(cluster_config(plan, broker));
+    }
     config
 }
 
-fn start_broker(handle: &Handle, plan: &Plan) -> NodeId {
-    let config = broker_config(plan);
+/// Broker `broker`'s place in the cluster: every broker is a voter of the controller.
+fn cluster_config(plan: &Plan, broker: i32) -> ClusterConfig {
+    let brokers = i32::try_from(plan.brokers).expect("a few brokers");
+    let voters = (1..=brokers).map(|id| (id, peer_address_of(id))).collect();
+    let mut cluster = ClusterConfig {
+        node_id: broker,
+        peer_listen: peer_address_of(broker),
+        voters,
+        election_timeout_ms: plan.election_timeout_ms as i64,
+        heartbeat_interval_ms: plan.heartbeat_interval_ms as i64,
+        // Kafka's 30 s: longer than a run's faults, so the in-sync replicas stay a majority
+        // (min.insync.replicas is not exercised here).
+        replica_lag_time_max_ms: 30_000,
+        planted_ack_before_durable: false,
+        planted_commit_without_majority: false,
+    };
+    match plan.plant {
+        Some(Plant::AckBeforeDurable) => cluster.planted_ack_before_durable = true,
+        Some(Plant::CommitWithoutMajority) => cluster.planted_commit_without_majority = true,
+        _ => {}
+    }
+    cluster
+}
+
+/// Starts every broker node (broker 1 first): a single node, or a cluster's brokers.
+fn start_brokers(handle: &Handle, plan: &Plan) -> Vec<NodeId> {
+    let brokers = i32::try_from(plan.brokers).expect("a few brokers");
+    let nodes: Vec<NodeId> =
+        (1..=brokers).map(|broker| start_broker(handle, plan, broker)).collect();
+    BROKER_NODES.with(|list| *list.borrow_mut() = nodes.clone());
+    nodes
+}
+
+fn start_broker(handle: &Handle, plan: &Plan, broker: i32) -> NodeId {
+    let config = broker_config(plan, broker);
     let seed = plan.seed;
+    let name = if plan.is_cluster() { format!("broker-{broker}") } else { "broker".to_string() };
     let node = handle
         .create_node()
-        .name("broker")
-        .ip(broker_ip())
+        .name(name)
+        .ip(broker_ip_of(broker))
         .init(move || {
             let config = config.clone();
             async move {
@@ -353,5 +502,8 @@ fn start_broker(handle: &Handle, plan: &Plan) -> NodeId {
         })
         .build();
     SimDisk::set_torn_crash_percent(node.id(), seed, plan.torn_crash_percent);
+    if plan.is_cluster() {
+        SimDisk::of_node_or_create(node.id(), seed).set_latency(plan.disk_latency());
+    }
     node.id()
 }

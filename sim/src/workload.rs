@@ -2,7 +2,9 @@
 //! partitions from offset 0, and after healing the liveness probe and the final drain. Each is
 //! its own madsim node (so the network can cut one off) and records every operation.
 //! Idempotent producers (`idempotent.rs`) and offset committers (`committer.rs`) are the
-//! clients of the scenarios that need them.
+//! clients of the scenarios that need them. In a cluster every client sends each request to
+//! the partition's leader (or admin requests to the controller) as Metadata names it, and
+//! asks again after an error (`route.rs`); a consumer polls each leader with its own fetch.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -15,15 +17,18 @@ use madsim::runtime::Handle;
 use madsim::task::NodeId;
 
 use crate::checker::KAFKA_STORAGE_ERROR;
+use crate::checker::{WatermarkObservation, WatermarkSource};
 use crate::client::{self, ClientError, Connection, Fetched};
 use crate::history::{Body, Offset, Op, OpType, Partition, PartitionRead, Process, Value};
 use crate::plan::{Plan, Plant};
-use crate::run::{
-    broker_address, now_ns, run_state, RunState, DRAIN_BOUND_MS, LIVENESS_BOUND_MS, TOPIC,
-};
+use crate::run::TOPIC;
+use crate::run::{broker_address, liveness_bound_ms, now_ns, run_state, RunState, DRAIN_BOUND_MS};
 
 mod committer;
 mod idempotent;
+mod route;
+
+use route::{BrokerId, Router};
 
 pub use committer::group_name;
 
@@ -35,6 +40,9 @@ const FETCH_MAX_WAIT_MS: i32 = 100;
 const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 /// Pause after an empty poll, so idle consumers do not spin.
 const IDLE_POLL_PAUSE: Duration = Duration::from_millis(20);
+/// In a cluster, a consumer asks ListOffsets for its partitions' latest offsets every this
+/// many polls (the high-watermark property reads those answers too).
+const LATEST_OFFSETS_EVERY_POLLS: u64 = 8;
 /// Upper bound on sends per producer in one run (a runaway loop is a harness bug).
 const SENDS_PER_PRODUCER_MAX: u64 = 1_000_000;
 /// Process ids: producers from 0, consumers from 100, probers from 900 (one per partition),
@@ -144,22 +152,31 @@ impl Session {
 }
 
 /// Errors after which a send definitely did not append anything (see docs/simulation.md).
-fn send_definitely_failed(error_code: i16) -> bool {
+/// In a cluster, KAFKA_STORAGE_ERROR is not one: the leader's own write or sync failed, but
+/// its followers may hold the batch and a new leader commit it.
+fn send_definitely_failed(error_code: i16, cluster: bool) -> bool {
     // CORRUPT_MESSAGE, UNKNOWN_TOPIC_OR_PARTITION, MESSAGE_TOO_LARGE, KAFKA_STORAGE_ERROR.
-    matches!(error_code, 2 | 3 | 10 | KAFKA_STORAGE_ERROR)
+    matches!(error_code, 2 | 3 | 10) || (!cluster && error_code == KAFKA_STORAGE_ERROR)
 }
 
-/// Makes sure the topic exists (any client may create it; "already exists" is success).
-async fn ensure_topic(session: &mut Session, state: &RunState) -> bool {
-    let Some(connection) = session.connection(state).await else { return false };
-    match client::create_topic(connection, TOPIC, state.plan.partitions, PRODUCE_TIMEOUT).await {
+/// Makes sure the topic exists (any client may create it; "already exists" is success). In
+/// a cluster it asks the controller Metadata names, for the default replication factor.
+async fn ensure_topic(router: &mut Router, state: &RunState) -> bool {
+    let replication_factor = if router.is_cluster() { -1 } else { 1 };
+    let partitions = state.plan.partitions;
+    let Some(connection) = router.controller(state).await else { return false };
+    let created =
+        client::create_topic(connection, TOPIC, partitions, replication_factor, PRODUCE_TIMEOUT);
+    match created.await {
         Ok(0 | 36) => true,
         Ok(_) => {
+            // NOT_CONTROLLER, or the controller could not commit it yet.
+            router.controller_failed(false);
             madsim::time::sleep(RETRY_BACKOFF).await;
             false
         }
         Err(_) => {
-            session.fail();
+            router.controller_failed(true);
             madsim::time::sleep(RETRY_BACKOFF).await;
             false
         }
@@ -182,8 +199,8 @@ async fn produce_loop(producer: u32) {
     }
     let state = run_state();
     madsim::time::sleep(start_delay(producer, &state.plan)).await;
-    let mut session = Session::new(format!("producer-{producer}"));
-    while !ensure_topic(&mut session, &state).await {
+    let mut router = Router::new(format!("producer-{producer}"), &state);
+    while !ensure_topic(&mut router, &state).await {
         if state.stop_producing.get() {
             break;
         }
@@ -193,10 +210,10 @@ async fn produce_loop(producer: u32) {
         assert!(sequence < SENDS_PER_PRODUCER_MAX, "producer {producer} runaway");
         let (partition, values) = next_send(&state.plan, producer, &mut sequence);
         // The history holds the outcome; the producer just moves on to its next value.
-        let _ = send(&mut session, &state, producer, partition, values).await;
+        let _ = send(&mut router, &state, producer, partition, values).await;
         madsim::time::sleep(Duration::from_millis(state.plan.produce_interval_ms)).await;
     }
-    drop(session);
+    drop(router);
     state.clients_running.set(state.clients_running.get() - 1);
 }
 
@@ -219,7 +236,7 @@ fn value_id(process: Process, sequence: u64) -> Value {
 /// One send operation: invoke, then ok / fail / info. `Ok` if acknowledged, else the broker's
 /// error code (`None`: no answer).
 async fn send(
-    session: &mut Session,
+    router: &mut Router,
     state: &RunState,
     process: Process,
     partition: Partition,
@@ -241,7 +258,7 @@ async fn send(
         tern::io::unix_time_ms(),
         client::ProducerStamp::NONE,
     );
-    let result = match session.connection(state).await {
+    let result = match router.route(state, partition).await {
         None => Err(ClientError::Timeout),
         Some(connection) => {
             client::produce(connection, TOPIC, partition, batch, PRODUCE_TIMEOUT).await
@@ -253,10 +270,15 @@ async fn send(
             state.produce_latencies_ns.borrow_mut().push(now_ns() - invoked_ns);
             (OpType::Ok, offsets, Ok(()))
         }
-        Ok((code, _)) if send_definitely_failed(code) => (OpType::Fail, vec![], Err(Some(code))),
-        Ok((code, _)) => (OpType::Info, vec![], Err(Some(code))),
+        Ok((code, _)) => {
+            router.answered(partition, code);
+            match send_definitely_failed(code, router.is_cluster()) {
+                true => (OpType::Fail, vec![], Err(Some(code))),
+                false => (OpType::Info, vec![], Err(Some(code))),
+            }
+        }
         Err(_) => {
-            session.fail();
+            router.failed(partition);
             (OpType::Info, vec![], Err(None))
         }
     };
@@ -294,11 +316,59 @@ fn reported_records(
     }
 }
 
-/// One poll: fetch `positions`, record it, advance them. Returns the records read.
+/// One poll: fetch `positions`, record it, advance them. Returns the records read. In a
+/// cluster, one fetch (and one operation) per leader; partitions whose leader is unknown
+/// wait for the next poll.
 async fn poll(
-    session: &mut Session,
+    router: &mut Router,
     state: &RunState,
     process: Process,
+    positions: &mut BTreeMap<Partition, Offset>,
+    plant: Option<Plant>,
+) -> Option<Vec<Fetched>> {
+    if !router.is_cluster() {
+        let asked: Vec<Partition> = positions.keys().copied().collect();
+        return poll_broker(router, state, process, 1, &asked, positions, plant).await;
+    }
+    if positions.keys().any(|partition| router.leader(*partition).is_none()) {
+        router.refresh(state).await;
+    }
+    let by_leader = by_leader(router, positions.keys().copied());
+    if by_leader.is_empty() {
+        madsim::time::sleep(RETRY_BACKOFF).await;
+        return None;
+    }
+    let mut answers: Option<Vec<Fetched>> = None;
+    for (leader, asked) in by_leader {
+        let polled = poll_broker(router, state, process, leader, &asked, positions, plant).await;
+        if let Some(polled) = polled {
+            answers.get_or_insert_with(Vec::new).extend(polled);
+        }
+    }
+    answers
+}
+
+/// `partitions` grouped by their known leader (those without one are left out).
+fn by_leader(
+    router: &Router,
+    partitions: impl Iterator<Item = Partition>,
+) -> BTreeMap<BrokerId, Vec<Partition>> {
+    let mut groups: BTreeMap<BrokerId, Vec<Partition>> = BTreeMap::new();
+    for partition in partitions {
+        if let Some(leader) = router.leader(partition) {
+            groups.entry(leader).or_default().push(partition);
+        }
+    }
+    groups
+}
+
+/// One fetch of the `asked` partitions from `broker`, recorded as one poll operation.
+async fn poll_broker(
+    router: &mut Router,
+    state: &RunState,
+    process: Process,
+    broker: BrokerId,
+    asked: &[Partition],
     positions: &mut BTreeMap<Partition, Offset>,
     plant: Option<Plant>,
 ) -> Option<Vec<Fetched>> {
@@ -309,8 +379,9 @@ async fn poll(
         body: Body::Poll { reads: Vec::new() },
     });
     let asked: Vec<(Partition, Offset)> =
-        positions.iter().map(|(partition, offset)| (*partition, *offset)).collect();
-    let result = match session.connection(state).await {
+        asked.iter().map(|partition| (*partition, positions[partition])).collect();
+    let invoked = state.next_sequence();
+    let result = match router.session(broker).connection(state).await {
         None => Err(ClientError::Timeout),
         Some(connection) => {
             client::fetch(connection, TOPIC, &asked, FETCH_MAX_WAIT_MS, FETCH_TIMEOUT).await
@@ -319,7 +390,10 @@ async fn poll(
     let answers = match result {
         Ok(answers) => answers,
         Err(_) => {
-            session.fail();
+            for (partition, _) in &asked {
+                router.failed(*partition);
+            }
+            router.session(broker).fail();
             state.record(Op {
                 process,
                 op_type: OpType::Info,
@@ -330,30 +404,24 @@ async fn poll(
             return None;
         }
     };
+    let completed = state.next_sequence();
     let mut reads = Vec::with_capacity(answers.len());
     for fetched in &answers {
         let Some(position) = positions.get_mut(&fetched.partition) else { continue };
-        if fetched.corrupt_batches > 0 {
-            state.flag(
-                "corrupt-served",
-                format!(
-                    "p{} at {}: {} batches failed CRC",
-                    fetched.partition, position, fetched.corrupt_batches
-                ),
-            );
+        router.answered(fetched.partition, fetched.error_code);
+        if fetched.error_code == 0 {
+            state.saw_watermark(WatermarkObservation {
+                process,
+                broker,
+                partition: fetched.partition,
+                high_watermark: fetched.high_watermark,
+                source: WatermarkSource::Fetch,
+                invoked,
+                completed,
+                time_ns: now_ns(),
+            });
         }
-        check_below_high_watermark(state, fetched);
-        let records = reported_records(fetched, *position, plant);
-        let fetch_offset = *position;
-        if let Some(last) = fetched.records.iter().map(|(offset, _)| *offset).max() {
-            *position = (*position).max(last + 1);
-        }
-        reads.push(PartitionRead {
-            partition: fetched.partition,
-            fetch_offset,
-            records,
-            error_code: fetched.error_code,
-        });
+        reads.push(read_of(state, fetched, position, plant));
     }
     state.record(Op {
         process,
@@ -362,6 +430,77 @@ async fn poll(
         body: Body::Poll { reads },
     });
     Some(answers)
+}
+
+/// One partition's answer as the history records it; advances the consumer's `position`.
+fn read_of(
+    state: &RunState,
+    fetched: &Fetched,
+    position: &mut Offset,
+    plant: Option<Plant>,
+) -> PartitionRead {
+    if fetched.corrupt_batches > 0 {
+        state.flag(
+            "corrupt-served",
+            format!(
+                "p{} at {}: {} batches failed CRC",
+                fetched.partition, position, fetched.corrupt_batches
+            ),
+        );
+    }
+    check_below_high_watermark(state, fetched);
+    let records = reported_records(fetched, *position, plant);
+    let fetch_offset = *position;
+    if let Some(last) = fetched.records.iter().map(|(offset, _)| *offset).max() {
+        *position = (*position).max(last + 1);
+    }
+    // Past control batches too (in a cluster, each new leader writes one).
+    if let Some(next_offset) = fetched.next_offset {
+        *position = (*position).max(next_offset);
+    }
+    PartitionRead {
+        partition: fetched.partition,
+        fetch_offset,
+        records,
+        error_code: fetched.error_code,
+    }
+}
+
+/// In a cluster: ListOffsets (latest) of `partitions` from each one's leader, for the
+/// high-watermark property. No history operation: it reads no records.
+async fn observe_latest_offsets(
+    router: &mut Router,
+    state: &RunState,
+    process: Process,
+    partitions: &[Partition],
+) {
+    for (leader, asked) in by_leader(router, partitions.iter().copied()) {
+        let invoked = state.next_sequence();
+        let Some(connection) = router.session(leader).connection(state).await else { continue };
+        let answers = match client::latest_offsets(connection, TOPIC, &asked, FETCH_TIMEOUT).await {
+            Ok(answers) => answers,
+            Err(_) => {
+                router.session(leader).fail();
+                continue;
+            }
+        };
+        let completed = state.next_sequence();
+        for (partition, error_code, offset) in answers {
+            router.answered(partition, error_code);
+            if error_code == 0 && asked.contains(&partition) {
+                state.saw_watermark(WatermarkObservation {
+                    process,
+                    broker: leader,
+                    partition,
+                    high_watermark: offset,
+                    source: WatermarkSource::ListOffsets,
+                    invoked,
+                    completed,
+                    time_ns: now_ns(),
+                });
+            }
+        }
+    }
 }
 
 /// A consumer must never receive a record at or above the high watermark of the answer that
@@ -385,7 +524,7 @@ fn check_below_high_watermark(state: &RunState, fetched: &Fetched) {
 async fn consume_loop(consumer: u32) {
     let state = run_state();
     let process = CONSUMER_PROCESS_BASE + consumer;
-    let mut session = Session::new(format!("consumer-{consumer}"));
+    let mut router = Router::new(format!("consumer-{consumer}"), &state);
     let mut positions: BTreeMap<Partition, Offset> = BTreeMap::new();
     for partition in (0..state.plan.partitions)
         .filter(|partition| *partition as u32 % state.plan.consumers == consumer)
@@ -398,13 +537,19 @@ async fn consume_loop(consumer: u32) {
             body: Body::Seek { partition, offset: 0 },
         });
     }
+    let partitions: Vec<Partition> = positions.keys().copied().collect();
+    let mut rounds: u64 = 0;
     while !state.stop_consuming.get() {
-        let answers = poll(&mut session, &state, process, &mut positions, state.plan.plant).await;
+        let answers = poll(&mut router, &state, process, &mut positions, state.plan.plant).await;
         if answers.is_some_and(|answers| answers.iter().all(|fetched| fetched.records.is_empty())) {
             madsim::time::sleep(IDLE_POLL_PAUSE).await;
         }
+        rounds += 1;
+        if router.is_cluster() && rounds.is_multiple_of(LATEST_OFFSETS_EVERY_POLLS) {
+            observe_latest_offsets(&mut router, &state, process, &partitions).await;
+        }
     }
-    drop(session);
+    drop(router);
     state.clients_running.set(state.clients_running.get() - 1);
 }
 
@@ -413,7 +558,13 @@ async fn consume_loop(consumer: u32) {
 /// it refusing writes: on a single node the policy has no peer to repair it from.
 async fn probe_liveness() {
     let state = run_state();
-    let deadline_ns = now_ns() + LIVENESS_BOUND_MS * 1_000_000;
+    let deadline_ns = now_ns() + liveness_bound_ms(&state.plan) * 1_000_000;
+    if state.plan.is_cluster() {
+        // Faults may have struck before any producer created the topic: creating it is part
+        // of what a healed cluster must do in time (its controller elects and commits).
+        let mut router = Router::new("probe".to_string(), &state);
+        while now_ns() < deadline_ns && !ensure_topic(&mut router, &state).await {}
+    }
     // One prober per partition, concurrently: a partition that stays down must not eat the
     // others' time.
     let probes: Vec<_> = (0..state.plan.partitions)
@@ -427,13 +578,13 @@ async fn probe_liveness() {
 async fn probe_partition(partition: Partition, deadline_ns: u64) {
     let state = run_state();
     let process = PROBE_PROCESS + partition as Process;
-    let mut session = Session::new(format!("probe-{partition}"));
+    let mut router = Router::new(format!("probe-{partition}"), &state);
     let mut outcome = Err(None);
     let mut sequence = 0;
     while outcome.is_err() && now_ns() < deadline_ns {
         sequence += 1;
         let value = value_id(process, sequence);
-        outcome = send(&mut session, &state, process, partition, vec![value]).await;
+        outcome = send(&mut router, &state, process, partition, vec![value]).await;
     }
     let corrupted = state.corruptions.borrow().iter().any(|fault| fault.partition == partition);
     match outcome {
@@ -444,21 +595,31 @@ async fn probe_partition(partition: Partition, deadline_ns: u64) {
         Err(error_code) => state.flag(
             "liveness",
             format!(
-                "p{partition} accepted no write within {LIVENESS_BOUND_MS} ms after healing \
-                 (last error {error_code:?})"
+                "p{partition} accepted no write within {} ms after healing (last error \
+                 {error_code:?})",
+                liveness_bound_ms(&state.plan)
             ),
         ),
     }
 }
 
 /// The topic's partition count, as Metadata tells (the drain reads what the broker says exists).
-async fn partition_count(session: &mut Session, state: &RunState, deadline_ns: u64) -> Option<i32> {
+async fn partition_count(router: &mut Router, state: &RunState, deadline_ns: u64) -> Option<i32> {
     while now_ns() < deadline_ns {
-        let Some(connection) = session.connection(state).await else { continue };
+        if router.is_cluster() {
+            if router.refresh(state).await {
+                if let Some(count) = router.partition_count {
+                    return i32::try_from(count).ok();
+                }
+            }
+            madsim::time::sleep(RETRY_BACKOFF).await;
+            continue;
+        }
+        let Some(connection) = router.session(1).connection(state).await else { continue };
         match client::topic_metadata(connection, TOPIC, FETCH_TIMEOUT).await {
             Ok((0, count)) => return i32::try_from(count).ok(),
             Ok(_) => madsim::time::sleep(RETRY_BACKOFF).await,
-            Err(_) => session.fail(),
+            Err(_) => router.session(1).fail(),
         }
     }
     None
@@ -468,8 +629,8 @@ async fn partition_count(session: &mut Session, state: &RunState, deadline_ns: u
 async fn drain() {
     let state: Rc<RunState> = run_state();
     let deadline_ns = now_ns() + DRAIN_BOUND_MS * 1_000_000;
-    let mut session = Session::new("drain".to_string());
-    let partitions = partition_count(&mut session, &state, deadline_ns).await;
+    let mut router = Router::new("drain".to_string(), &state);
+    let partitions = partition_count(&mut router, &state, deadline_ns).await;
     if partitions != Some(state.plan.partitions) {
         let expected = state.plan.partitions;
         state.flag(
@@ -498,7 +659,7 @@ async fn drain() {
                 break;
             }
             let Some(answers) =
-                poll(&mut session, &state, DRAIN_PROCESS, &mut positions, None).await
+                poll(&mut router, &state, DRAIN_PROCESS, &mut positions, None).await
             else {
                 continue;
             };

@@ -24,6 +24,11 @@ fn the_same_seed_gives_the_same_trace_hash() {
         Scenario::SingleBrokerNetwork,
         Scenario::SingleBrokerIdempotent,
         Scenario::CoordinatorCrash,
+        Scenario::ThreeBrokerCrash,
+        Scenario::ThreeBrokerPartition,
+        Scenario::FiveBrokerPartition,
+        Scenario::FiveBrokerCrash,
+        Scenario::ThreeBrokerIdempotent,
     ];
     for scenario in scenarios {
         for seed in [3, 11] {

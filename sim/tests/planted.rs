@@ -71,6 +71,37 @@ fn planted_serve_above_high_watermark_is_found_as_a_read_above_it() {
 }
 
 #[test]
+fn planted_ack_before_durable_is_found_as_lost_committed_writes() {
+    // A batch committed on a follower's unsynced acknowledgement vanishes when that follower
+    // and the leader lose power together and the others elect a leader without it: its
+    // offsets are reused (two values at one position, a consumer's reads skipping one) and
+    // the high watermark a consumer saw goes back.
+    find(
+        Plant::AckBeforeDurable,
+        Scenario::ThreeBrokerCrash,
+        &[
+            "lost-write",
+            "unseen",
+            "inconsistent-offsets",
+            "high-watermark-regressed",
+            "poll-skip",
+            "int-poll-skip",
+        ],
+    );
+}
+
+#[test]
+fn planted_commit_without_a_majority_is_found_as_lost_committed_writes() {
+    // A leader cut off with a minority keeps acknowledging alone; the majority's new leader
+    // overwrites those offsets.
+    find(
+        Plant::CommitWithoutMajority,
+        Scenario::ThreeBrokerPartition,
+        &["lost-write", "unseen", "inconsistent-offsets", "high-watermark-regressed"],
+    );
+}
+
+#[test]
 fn a_failing_seed_prints_a_replay_command_that_reproduces_it() {
     let seed = 3;
     let outcome = run_seed(Scenario::SingleBrokerCrash, seed, Some(Plant::AckBeforeSync));

@@ -102,6 +102,32 @@ pub struct ClusterConfig {
     /// A follower that has not reached its leader's log end for this long leaves the
     /// in-sync replicas (Kafka's replica.lag.time.max.ms, 30 s).
     pub replica_lag_time_max_ms: i64,
+    /// Planted bugs, for the simulator only (`tern-sim --plant ack-before-durable`,
+    /// `--plant commit-without-majority`): copied into every replica's
+    /// [`ReplicaConfig`](crate::replication::ReplicaConfig), where each is documented. They
+    /// prove the simulator's checker sees lost committed data. Never set them.
+    pub planted_ack_before_durable: bool,
+    pub planted_commit_without_majority: bool,
+}
+
+impl ClusterConfig {
+    /// The Raft settings of this broker's replica in a group of `voters` (a partition's
+    /// replicas, or every broker for the controller).
+    pub fn replica_config(
+        &self,
+        voters: Vec<crate::replication::NodeId>,
+    ) -> crate::replication::ReplicaConfig {
+        // Node ids were checked to be in 0..CLUSTER_NODE_IDS_MAX when the voters were parsed.
+        let node_id = crate::replication::NodeId(self.node_id.unsigned_abs());
+        crate::replication::ReplicaConfig {
+            election_timeout_ms: self.election_timeout_ms,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            replica_lag_time_max_ms: self.replica_lag_time_max_ms,
+            planted_ack_before_durable: self.planted_ack_before_durable,
+            planted_commit_without_majority: self.planted_commit_without_majority,
+            ..crate::replication::ReplicaConfig::new(node_id, voters)
+        }
+    }
 }
 
 /// Node ids of a cluster: producer ids are made unique per broker by this many values of

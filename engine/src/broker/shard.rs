@@ -607,15 +607,9 @@ fn replica_config(
     cluster: &crate::broker::config::ClusterConfig,
     replicas: &[i32],
 ) -> crate::replication::ReplicaConfig {
-    use crate::replication::{NodeId, ReplicaConfig};
+    use crate::replication::NodeId;
     // Node ids of an applied assignment are non-negative (`image.rs` checks them).
-    let node = |id: i32| NodeId(id.unsigned_abs());
-    ReplicaConfig {
-        election_timeout_ms: cluster.election_timeout_ms,
-        heartbeat_interval_ms: cluster.heartbeat_interval_ms,
-        replica_lag_time_max_ms: cluster.replica_lag_time_max_ms,
-        ..ReplicaConfig::new(node(cluster.node_id), replicas.iter().map(|id| node(*id)).collect())
-    }
+    cluster.replica_config(replicas.iter().map(|id| NodeId(id.unsigned_abs())).collect())
 }
 
 /// Releases the registry claim on drop, also when the change failed half-way.

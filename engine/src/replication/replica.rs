@@ -44,6 +44,10 @@ pub struct ReplicaConfig {
     /// batches as durable before they are fdatasync'd. It proves the checkers see lost
     /// committed data. Never set it.
     pub planted_ack_before_durable: bool,
+    /// A planted bug, for tests and the simulator only: a leader's commit index counts only
+    /// its own durable log, as if it alone were a majority. It acknowledges writes that a
+    /// leader elected without it overwrites. Never set it.
+    pub planted_commit_without_majority: bool,
 }
 
 impl ReplicaConfig {
@@ -59,6 +63,7 @@ impl ReplicaConfig {
             check_quorum: true,
             max_append_bytes: 1024 * 1024,
             planted_ack_before_durable: false,
+            planted_commit_without_majority: false,
         }
     }
 

@@ -397,3 +397,112 @@ fn a_fetch_concurrent_with_a_commit_may_miss_it() {
         .op(201, OpType::Ok, Body::FetchOffsets { group: 0, offsets: vec![(2, -1, 0)] });
     assert_fired(&builder.check(), &[]);
 }
+
+/// A high watermark answer: `(invoked, completed)` sequence numbers, from `broker`.
+fn watermark(
+    partition: Partition,
+    high_watermark: Offset,
+    (invoked, completed): (u64, u64),
+    broker: i32,
+) -> WatermarkObservation {
+    WatermarkObservation {
+        process: 100 + broker as Process,
+        broker,
+        partition,
+        high_watermark,
+        source: WatermarkSource::Fetch,
+        invoked,
+        completed,
+        time_ns: completed,
+    }
+}
+
+fn check_observed(observations: &Observations) -> Report {
+    check(&clean().history, observations)
+}
+
+#[test]
+fn high_watermarks_that_only_grow_pass() {
+    let watermarks = vec![
+        watermark(0, 3, (1, 2), 1),
+        watermark(0, 3, (3, 4), 2),
+        watermark(0, 5, (5, 8), 1),
+        watermark(1, 1, (6, 7), 3),
+        watermark(0, 7, (9, 10), 2),
+    ];
+    let observations = Observations { watermarks, ..Observations::default() };
+    assert_fired(&check_observed(&observations), &[]);
+}
+
+#[test]
+fn high_watermark_regressed_is_a_lower_one_after_a_higher_one_completed() {
+    // A deposed leader that still answers, after its successor's answer was seen.
+    let watermarks = vec![
+        watermark(0, 3, (1, 2), 1),
+        watermark(0, 9, (3, 4), 2),
+        watermark(0, 5, (5, 6), 1),
+        watermark(1, 2, (7, 8), 1),
+    ];
+    let observations = Observations { watermarks, ..Observations::default() };
+    let report = check_observed(&observations);
+    assert_fired(&report, &["high-watermark-regressed"]);
+    assert_eq!(report.counts["high-watermark-regressed"], 1);
+}
+
+#[test]
+fn concurrent_answers_may_report_high_watermarks_in_any_order() {
+    // The second answer was invoked before the first completed: no order between them.
+    let watermarks = vec![watermark(0, 9, (1, 4), 2), watermark(0, 5, (2, 6), 1)];
+    let observations = Observations { watermarks, ..Observations::default() };
+    assert_fired(&check_observed(&observations), &[]);
+    // Other partitions are other histories.
+    let watermarks = vec![watermark(0, 9, (1, 2), 2), watermark(1, 5, (3, 4), 1)];
+    let observations = Observations { watermarks, ..Observations::default() };
+    assert_fired(&check_observed(&observations), &[]);
+}
+
+fn leader(partition: Partition, epoch: i32, leader: i32, broker: i32) -> LeaderObservation {
+    LeaderObservation { time_ns: 0, broker, partition, epoch, leader }
+}
+
+#[test]
+fn one_leader_per_epoch_passes_whoever_names_it() {
+    let leaders = vec![
+        leader(0, 1, 2, 1),
+        leader(0, 1, 2, 3),
+        leader(0, 2, 3, 3),
+        leader(1, 1, 1, 2),
+        leader(0, 1, 2, 2),
+    ];
+    let observations = Observations { leaders, ..Observations::default() };
+    assert_fired(&check_observed(&observations), &[]);
+}
+
+#[test]
+fn two_leaders_in_epoch_is_two_leader_ids_for_one_partition_and_epoch() {
+    let leaders =
+        vec![leader(0, 4, 1, 1), leader(0, 4, 3, 3), leader(0, 4, 3, 2), leader(1, 4, 2, 1)];
+    let observations = Observations { leaders, ..Observations::default() };
+    let report = check_observed(&observations);
+    assert_fired(&report, &["two-leaders-in-epoch"]);
+    assert_eq!(report.counts["two-leaders-in-epoch"], 1, "one pair, reported once");
+}
+
+#[test]
+fn watermarks_of_a_partition_with_reported_detected_loss_are_exempt() {
+    let mut builder = clean();
+    builder.poll_error(101, 0, 1, KAFKA_STORAGE_ERROR);
+    let watermarks = vec![watermark(0, 9, (1, 2), 1), watermark(0, 5, (3, 4), 1)];
+    let corruptions = vec![CorruptionFault { partition: 0, first_offset: 1, last_offset: 1 }];
+    let observations = Observations { watermarks, corruptions, ..Observations::default() };
+    let report = check(&builder.history, &observations);
+    assert!(!report.counts.contains_key("high-watermark-regressed"), "{:?}", report.examples);
+    // Unreported corruption exempts nothing.
+    let observations = Observations { corruptions: observations.corruptions, ..check_pair() };
+    assert_fired(&check_observed(&observations), &["high-watermark-regressed"]);
+}
+
+fn check_pair() -> Observations {
+    let watermarks = vec![watermark(0, 9, (1, 2), 1), watermark(0, 5, (3, 4), 1)];
+    Observations { watermarks, ..Observations::default() }
+}

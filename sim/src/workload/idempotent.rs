@@ -22,7 +22,7 @@ use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{ensure_topic, next_send, start_delay, Session, PRODUCE_TIMEOUT, RETRY_BACKOFF};
+use super::{ensure_topic, next_send, start_delay, Router, PRODUCE_TIMEOUT, RETRY_BACKOFF};
 use crate::client::{self, ProducerStamp};
 use crate::history::{Body, Offset, Op, OpType, Partition, Process, Value};
 use crate::run::{now_ns, run_state, RunState, TOPIC};
@@ -75,11 +75,13 @@ enum Answer {
 }
 
 /// Error codes after which nothing of the attempt was appended.
-fn attempt_not_appended(error_code: i16) -> bool {
+fn attempt_not_appended(error_code: i16, cluster: bool) -> bool {
     // CORRUPT_MESSAGE, UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE,
     // NOT_LEADER_OR_FOLLOWER, MESSAGE_TOO_LARGE, INVALID_RECORD, and the sequence and epoch
-    // refusals, which the broker answers before appending.
-    matches!(
+    // refusals, which the broker answers before appending. In a cluster a leader also
+    // answers NOT_LEADER_OR_FOLLOWER when a new leader cut the batch from its log, which a
+    // follower may still hold and a later leader commit: not a refusal there.
+    let refused = matches!(
         error_code,
         2 | 3
             | 5
@@ -89,7 +91,8 @@ fn attempt_not_appended(error_code: i16) -> bool {
             | OUT_OF_ORDER_SEQUENCE_NUMBER
             | INVALID_PRODUCER_EPOCH
             | UNKNOWN_PRODUCER_ID
-    )
+    );
+    refused && !(cluster && error_code == 6)
 }
 
 /// The Java client's retriable errors that a produce can answer.
@@ -103,8 +106,8 @@ fn retriable(error_code: i16) -> bool {
 pub(super) async fn produce_loop(producer: u32) {
     let state = run_state();
     madsim::time::sleep(start_delay(producer, &state.plan)).await;
-    let mut session = Session::new(format!("producer-{producer}"));
-    while !ensure_topic(&mut session, &state).await {
+    let mut router = Router::new(format!("producer-{producer}"), &state);
+    while !ensure_topic(&mut router, &state).await {
         if state.stop_producing.get() {
             break;
         }
@@ -114,12 +117,12 @@ pub(super) async fn produce_loop(producer: u32) {
     while !state.stop_producing.get() {
         assert!(sequence < SENDS_PER_PRODUCER_MAX, "producer {producer} runaway");
         let Some(current) = identity.as_mut() else {
-            identity = init(&mut session, &state).await;
+            identity = init(&mut router, &state).await;
             continue;
         };
         let (partition, values) = next_send(&state.plan, producer, &mut sequence);
         let count = values.len() as i32;
-        match send(&mut session, &state, producer, current, partition, values).await {
+        match send(&mut router, &state, producer, current, partition, values).await {
             Delivery::Acknowledged => {
                 *current.sequences.entry(partition).or_insert(0) += count;
             }
@@ -133,13 +136,15 @@ pub(super) async fn produce_loop(producer: u32) {
         }
         madsim::time::sleep(Duration::from_millis(state.plan.produce_interval_ms)).await;
     }
-    drop(session);
+    drop(router);
     state.clients_running.set(state.clients_running.get() - 1);
 }
 
-/// InitProducerId: a new producer id at epoch 0, or `None` after a failed attempt.
-async fn init(session: &mut Session, state: &RunState) -> Option<Identity> {
-    let connection = session.connection(state).await?;
+/// InitProducerId: a new producer id at epoch 0, or `None` after a failed attempt. Any
+/// broker of a cluster allocates producer ids.
+async fn init(router: &mut Router, state: &RunState) -> Option<Identity> {
+    let broker = router.any_broker();
+    let connection = router.session(broker).connection(state).await?;
     match client::init_producer_id(connection, PRODUCE_TIMEOUT).await {
         Ok((0, producer_id, epoch)) if producer_id >= 0 && epoch >= 0 => {
             Some(Identity { producer_id, epoch, sequences: BTreeMap::new() })
@@ -149,7 +154,7 @@ async fn init(session: &mut Session, state: &RunState) -> Option<Identity> {
             None
         }
         Err(_) => {
-            session.fail();
+            router.session(broker).fail();
             madsim::time::sleep(RETRY_BACKOFF).await;
             None
         }
@@ -166,12 +171,12 @@ enum Unanswered {
 
 /// One produce attempt of `batch`: the broker's error code and base offset.
 async fn attempt_once(
-    session: &mut Session,
+    router: &mut Router,
     state: &RunState,
     partition: Partition,
     batch: &Bytes,
 ) -> Result<(i16, Offset), Unanswered> {
-    let Some(connection) = session.connection(state).await else {
+    let Some(connection) = router.route(state, partition).await else {
         return Err(Unanswered::NotSent);
     };
     let call = client::produce(connection, TOPIC, partition, batch.clone(), PRODUCE_TIMEOUT);
@@ -180,7 +185,7 @@ async fn attempt_once(
 
 /// One send: invoke, attempts until acknowledged or given up, then ok / fail / info.
 async fn send(
-    session: &mut Session,
+    router: &mut Router,
     state: &RunState,
     process: Process,
     identity: &Identity,
@@ -211,7 +216,7 @@ async fn send(
     let mut maybe_appended = false;
     let mut error_code = 0;
     for attempt in 1..=ATTEMPTS_MAX {
-        let answer = match attempt_once(session, state, partition, &batch).await {
+        let answer = match attempt_once(router, state, partition, &batch).await {
             Err(Unanswered::NotSent) => Answer::Retry,
             Ok((0, base_offset)) => {
                 let offsets = (0..values.len() as i64).map(|index| base_offset + index).collect();
@@ -223,7 +228,8 @@ async fn send(
             }
             Ok((code, _)) => {
                 error_code = code;
-                maybe_appended |= !attempt_not_appended(code);
+                router.answered(partition, code);
+                maybe_appended |= !attempt_not_appended(code, router.is_cluster());
                 if retriable(code) {
                     Answer::Retry
                 } else {
@@ -232,7 +238,7 @@ async fn send(
             }
             Err(Unanswered::Sent) => {
                 // Sent, and no answer: it may have been appended.
-                session.fail();
+                router.failed(partition);
                 maybe_appended = true;
                 Answer::Retry
             }

@@ -36,7 +36,7 @@ use crate::broker::topics::BrokerEndpoint;
 use crate::io::{self, local::Notify, Listener};
 use crate::log::{LogConfig, LogError};
 use crate::record_batch;
-use crate::replication::{NodeId, ReplicaConfig};
+use crate::replication::NodeId;
 
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
 pub const METADATA_PARTITION: i32 = 0;
@@ -282,11 +282,7 @@ async fn open_metadata(
     let log_config =
         LogConfig { retention_age_ms: -1, retention_size_bytes: -1, ..shard.config.log.clone() };
     let voters = cluster.voters.keys().map(|id| node(*id)).collect();
-    let replica_config = ReplicaConfig {
-        election_timeout_ms: cluster.election_timeout_ms,
-        heartbeat_interval_ms: cluster.heartbeat_interval_ms,
-        ..ReplicaConfig::new(node(cluster.node_id), voters)
-    };
+    let replica_config = cluster.replica_config(voters);
     let transport = transport.clone();
     let sender = Rc::new(move |to: NodeId, message| {
         let topic = METADATA_TOPIC.to_string();
@@ -311,6 +307,12 @@ async fn apply_committed(shard: Weak<Shard>, inner: Rc<Inner>) {
     while !inner.stopped.get() {
         let next_offset = inner.image.borrow().next_offset;
         let log = inner.metadata.log().clone();
+        if let Err(error) = log.check_usable() {
+            // Offline after a storage fault (its replica stopped too): nothing more commits
+            // here until a restart re-opens it, and waiting on it would return at once.
+            tracing::error!(%error, next_offset, "controller: the metadata log is unusable");
+            return;
+        }
         if log.high_watermark() <= next_offset {
             let moved = log.wait_for_high_watermark_above(next_offset);
             let stopped = inner.applied_changed.notified();

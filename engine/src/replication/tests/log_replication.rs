@@ -277,3 +277,17 @@ fn the_checker_catches_followers_that_acknowledge_before_syncing() {
     }
     network.elect(node(1));
 }
+
+#[test]
+#[should_panic(expected = "durable on 1 nodes only")]
+fn the_checker_catches_a_leader_that_commits_without_a_majority() {
+    let mut network = Network::with(
+        3,
+        |config| config.planted_commit_without_majority = true,
+        |_| Default::default(),
+    );
+    network.elect(node(1));
+    network.isolate(node(1));
+    network.propose(node(1), 1);
+    network.run_for(500, 50);
+}
