@@ -395,6 +395,7 @@ fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
         prev_offset: 9,
         prev_epoch: 2,
         leader_commit: 8,
+        leader_clock_ms: 41_250,
     };
     let append = Message::AppendRequest(AppendRequest { header, entries, payload });
     let vote = Message::VoteRequest(VoteRequest {
@@ -412,6 +413,7 @@ fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
         log_end_offset: 11,
         rejected_prev_offset: 9,
         divergence: Some(Divergence { epoch: 2, epoch_start_offset: 5 }),
+        leader_clock_ms: 41_250,
     });
     let hello = peer::Hello {
         node_id: NodeId(2),

@@ -20,14 +20,16 @@
 //! Every later frame carries replica messages:
 //!
 //! ```text
-//! magic "TRPF" | version u8 (1) | sender u32 | count u16 | message × count | CRC32C u32
+//! magic "TRPF" | version u8 (2) | sender u32 | count u16 | message × count | CRC32C u32
 //! message: topic length u8 | topic (UTF-8) | partition i32 | kind u8 | body
 //!   0 vote request:    epoch i32 | candidate u32 | log end i64 | last epoch i32 | pre-vote u8
 //!   1 vote response:   epoch i32 | granted u8 | pre-vote u8
 //!   2 append request:  epoch i32 | leader u32 | prev offset i64 | prev epoch i32
-//!                      | leader commit i64 | batches length u32 | record batches
+//!                      | leader commit i64 | leader clock ms i64 | batches length u32
+//!                      | record batches
 //!   3 append response: epoch i32 | success u8 | matched end i64 | durable end i64
-//!                      | log end i64 | rejected prev offset i64 | divergence u8
+//!                      | log end i64 | rejected prev offset i64 | leader clock ms i64
+//!                      | divergence u8
 //!                      [| epoch i32 | start offset i64]
 //! ```
 //!
@@ -49,7 +51,8 @@ use crate::replication::{
 pub mod transport;
 
 const MAGIC: [u8; 4] = *b"TRPF";
-const VERSION: u8 = 1;
+/// 2: appends carry the leader's clock and answers echo it (the leader's read lease).
+const VERSION: u8 = 2;
 /// A frame body is at most this big: a sender splits its messages across frames.
 pub const FRAME_BYTES_MAX: usize = 64 << 20;
 /// A frame body's bytes around its messages: magic, version, sender, count and CRC.
@@ -154,10 +157,10 @@ pub fn message_size_bytes(addressed: &Addressed) -> usize {
     let body_bytes = match &addressed.message {
         Message::VoteRequest(_) => 4 + 4 + 8 + 4 + 1,
         Message::VoteResponse(_) => 4 + 1 + 1,
-        Message::AppendRequest(request) => 4 + 4 + 8 + 4 + 8 + 4 + request.payload.len(),
+        Message::AppendRequest(request) => 4 + 4 + 8 + 4 + 8 + 8 + 4 + request.payload.len(),
         Message::AppendResponse(response) => {
             let divergence_bytes = if response.divergence.is_some() { 4 + 8 } else { 0 };
-            4 + 1 + 8 * 4 + 1 + divergence_bytes
+            4 + 1 + 8 * 5 + 1 + divergence_bytes
         }
     };
     1 + addressed.topic.len() + 4 + 1 + body_bytes
@@ -223,6 +226,7 @@ fn encode_message(out: &mut BytesMut, addressed: &Addressed) {
             out.put_i64(header.prev_offset);
             out.put_i32(header.prev_epoch);
             out.put_i64(header.leader_commit);
+            out.put_i64(header.leader_clock_ms);
             let length = u32::try_from(request.payload.len()).unwrap_or(u32::MAX);
             assert_eq!(length as usize, request.payload.len(), "an append's batches fit a u32");
             out.put_u32(length);
@@ -240,6 +244,7 @@ fn encode_append_response(out: &mut BytesMut, response: &AppendResponse) {
     out.put_i64(response.durable_end_offset);
     out.put_i64(response.log_end_offset);
     out.put_i64(response.rejected_prev_offset);
+    out.put_i64(response.leader_clock_ms);
     match response.divergence {
         None => out.put_u8(0),
         Some(divergence) => {
@@ -364,6 +369,7 @@ fn decode_append_request(reader: &mut Reader) -> Result<AppendRequest<Bytes>, Pe
         prev_offset: reader.i64()?,
         prev_epoch: reader.i32()?,
         leader_commit: reader.i64()?,
+        leader_clock_ms: reader.i64()?,
     };
     let length = reader.u32()? as usize;
     let payload = reader.take(length)?;
@@ -379,6 +385,7 @@ fn decode_append_response(reader: &mut Reader) -> Result<AppendResponse, PeerDec
     let durable_end_offset = reader.i64()?;
     let log_end_offset = reader.i64()?;
     let rejected_prev_offset = reader.i64()?;
+    let leader_clock_ms = reader.i64()?;
     let divergence = if reader.boolean("divergence")? {
         Some(Divergence { epoch: reader.i32()?, epoch_start_offset: reader.i64()? })
     } else {
@@ -392,6 +399,7 @@ fn decode_append_response(reader: &mut Reader) -> Result<AppendResponse, PeerDec
         log_end_offset,
         rejected_prev_offset,
         divergence,
+        leader_clock_ms,
     })
 }
 

@@ -76,7 +76,10 @@ fn is_offset(offset: i64) -> bool {
 fn is_header_well_formed(header: &AppendHeader) -> bool {
     let empty_prefix = header.prev_offset == -1 && header.prev_epoch == NO_EPOCH;
     let prefix = is_offset(header.prev_offset) && (0..=header.epoch).contains(&header.prev_epoch);
-    header.epoch >= 0 && (empty_prefix || prefix) && is_offset(header.leader_commit)
+    header.epoch >= 0
+        && (empty_prefix || prefix)
+        && is_offset(header.leader_commit)
+        && header.leader_clock_ms >= 0
 }
 
 /// Contiguous batches from `prev_offset + 1`, each non-empty, epochs from `prev_epoch` up to
@@ -108,6 +111,7 @@ fn is_response_well_formed(response: &AppendResponse) -> bool {
         && offsets.into_iter().all(is_offset)
         && response.durable_end_offset <= response.matched_end_offset
         && (-1..=OFFSET_MAX).contains(&response.rejected_prev_offset)
+        && response.leader_clock_ms >= 0
         && divergence
 }
 
@@ -143,6 +147,11 @@ pub struct AppendHeader {
     pub prev_epoch: i32,
     /// The leader's high watermark.
     pub leader_commit: i64,
+    /// The leader's clock when it decided to send this (at or before it left). Echoed in
+    /// the follower's answers, it dates the follower's promise not to vote for anyone else
+    /// for an election timeout: the leader's read lease counts from it, never from when an
+    /// answer arrived (answers can sit in a queue for as long as a pause lasts).
+    pub leader_clock_ms: i64,
 }
 
 /// Batches `entries` (contiguous, starting at `prev_offset + 1`) with their bytes in
@@ -171,6 +180,9 @@ pub struct AppendResponse {
     /// there, so the leader can back up in one step.
     pub rejected_prev_offset: i64,
     pub divergence: Option<Divergence>,
+    /// The latest `leader_clock_ms` the follower took from its leader in this epoch (what it
+    /// answers to a stale leader is not looked at).
+    pub leader_clock_ms: i64,
 }
 
 /// A rejecting follower's hint: at the last offset it compared (`min(prev_offset, its log

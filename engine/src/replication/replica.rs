@@ -158,6 +158,9 @@ struct Progress {
     log_end_at_send_offset: i64,
     /// The last time any answer came (check-quorum).
     last_heard_ms: i64,
+    /// The latest of our clocks the follower echoed (`AppendResponse::leader_clock_ms`): it
+    /// promised not to vote for another leader for an election timeout after that.
+    lease_from_ms: Option<i64>,
     /// The last time the follower held everything we had (in-sync replicas).
     caught_up_ms: Option<i64>,
 }
@@ -171,6 +174,8 @@ struct Following {
     reported_durable_end_offset: i64,
     /// We appended batches and owe the leader an answer once they are durable.
     ack_owed: bool,
+    /// The latest `AppendHeader::leader_clock_ms` from the leader, echoed in our answers.
+    leader_clock_ms: i64,
 }
 
 /// The sans-IO Raft replica of one partition; `P` is the driver's opaque batch payload.
@@ -187,6 +192,10 @@ pub struct Replica<P> {
     election_deadline_ms: i64,
     /// When the current leader last reached us (pre-vote and vote leases).
     leader_contact_ms: Option<i64>,
+    /// A restarted replica that may have acknowledged a leader before it stopped grants no
+    /// vote before this: it forgot when it last heard from that leader, whose read lease
+    /// may count on its promise (`Leader::has_read_lease`).
+    votes_quiet_until_ms: i64,
     /// This round's answers, while a (pre-)candidate.
     votes: BTreeMap<NodeId, bool>,
     /// Progress per follower, while leader.
@@ -230,6 +239,12 @@ impl<P> Replica<P> {
             now_ms,
             election_deadline_ms: now_ms,
             leader_contact_ms: None,
+            // Epochs start at 1: a replica still in epoch 0 never acknowledged a leader.
+            votes_quiet_until_ms: if epoch > 0 {
+                now_ms + config.election_timeout_ms
+            } else {
+                now_ms
+            },
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
             following: Following::new(log.high_watermark),
@@ -459,12 +474,16 @@ impl<P> Replica<P> {
             log_end_offset: self.log.log_end_offset,
             rejected_prev_offset: prev_offset,
             divergence,
+            leader_clock_ms: self.following.leader_clock_ms,
         }
     }
 
     /// Whether a live leader is known: we lead, or ours reached us within an election
     /// timeout.
     fn in_lease(&self, now_ms: i64) -> bool {
+        if now_ms < self.votes_quiet_until_ms {
+            return true;
+        }
         match self.role {
             Role::Leader => true,
             Role::Follower => {
@@ -546,6 +565,7 @@ impl Following {
             verified_end_offset: high_watermark,
             reported_durable_end_offset: 0,
             ack_owed: false,
+            leader_clock_ms: 0,
         }
     }
 }

@@ -51,6 +51,7 @@ fn message() -> impl Strategy<Value = PeerMessage> {
                 prev_offset,
                 prev_epoch,
                 leader_commit: prev_offset / 2,
+                leader_clock_ms: prev_offset * 3,
             };
             Message::AppendRequest(AppendRequest { header, entries, payload })
         });
@@ -67,6 +68,7 @@ fn message() -> impl Strategy<Value = PeerMessage> {
                 log_end_offset: offsets[2],
                 rejected_prev_offset: offsets[3],
                 divergence,
+                leader_clock_ms: offsets[0] ^ offsets[3],
             })
         },
     );
@@ -140,6 +142,7 @@ fn every_bit_flip_is_refused() {
         prev_offset: 9,
         prev_epoch: 3,
         leader_commit: 5,
+        leader_clock_ms: 0,
     };
     let frame = PeerFrame {
         sender: NodeId(1),
@@ -180,7 +183,7 @@ fn a_checksummed_frame_with_impossible_fields_is_refused() {
     let trailing = [&message(1, &vote_response(1))[..], &[0]].concat();
     assert_eq!(decode(with_crc(&trailing)), Err(PeerDecodeError::Trailing { trailing: 1 }));
     // An append whose bytes are not whole batches.
-    let request = [&[0u8; 28][..], &3u32.to_be_bytes(), b"abc"].concat();
+    let request = [&[0u8; 36][..], &3u32.to_be_bytes(), b"abc"].concat();
     assert_eq!(decode(with_crc(&message(2, &request))), invalid("record batches"));
 }
 
@@ -255,6 +258,7 @@ fn only_messages_a_peer_would_accept_are_sendable() {
         prev_offset: -1,
         prev_epoch: -1,
         leader_commit: 0,
+        leader_clock_ms: 0,
     };
     let append = |payload_bytes: usize| Addressed {
         topic: "t".to_string(),

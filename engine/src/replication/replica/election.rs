@@ -138,6 +138,7 @@ impl<P> Replica<P> {
                 last_sent_ms: now_ms,
                 log_end_at_send_offset: log_end_offset,
                 last_heard_ms: now_ms,
+                lease_from_ms: None,
                 caught_up_ms: None,
             };
             self.progress.insert(*peer, progress);

@@ -31,6 +31,8 @@ impl<P> Replica<P> {
         }
         self.leader_contact_ms = Some(now_ms);
         self.reset_election_timer(now_ms);
+        let clock_ms = self.following.leader_clock_ms.max(header.leader_clock_ms);
+        self.following.leader_clock_ms = clock_ms;
         if let Some(divergence) = self.prev_mismatch(&header) {
             let rejection = self.rejection(header.prev_offset, divergence);
             self.send(header.leader, Message::AppendResponse(rejection));
@@ -150,6 +152,7 @@ impl<P> Replica<P> {
             log_end_offset: self.log.log_end_offset,
             rejected_prev_offset: -1,
             divergence: None,
+            leader_clock_ms: following.leader_clock_ms,
         };
         self.send(leader, Message::AppendResponse(response));
     }

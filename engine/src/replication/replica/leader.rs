@@ -84,12 +84,15 @@ impl<P> Replica<P> {
             let epoch = self.log.epoch_at(prev_offset);
             epoch.unwrap_or_else(|| panic!("the leader's log holds {prev_offset}"))
         };
+        // The latest send decision for this peer: at or before this message leaves.
+        let progress = self.progress.get(&read.peer)?;
         let header = AppendHeader {
             epoch: self.epoch,
             leader: self.config.node_id,
             prev_offset,
             prev_epoch,
             leader_commit: self.high_watermark,
+            leader_clock_ms: progress.last_sent_ms,
         };
         Some(Message::AppendRequest(AppendRequest { header, entries, payload }))
     }
@@ -114,21 +117,25 @@ impl<P> Replica<P> {
         self.log_ops.push(LogOp::ReadForPeer(read));
     }
 
-    /// Whether this leader may still serve reads: a majority (itself included) answered it
-    /// within half an election timeout. Followers refuse votes for a whole election timeout
-    /// after hearing from their leader (`in_lease`), so no other leader can have been elected
-    /// meanwhile; the half leaves room for the round trip and for clock-rate drift. A leader
-    /// that was paused or cut off (its high watermark stale) fails it and stops serving
-    /// before it notices it was deposed. Found by the simulator: `three-broker-partition`
-    /// seed 96, a leader paused for 2.6 s served a lower high watermark on resuming.
+    /// Whether this leader may still serve reads: a majority (itself included) answered
+    /// appends it sent within the last half election timeout. A follower refuses votes for a
+    /// whole election timeout after an append reaches it (`in_lease`, also right after a
+    /// restart), so no other leader can have been elected since; the half leaves room for
+    /// clock-rate drift. The lease counts from when the answered append was *sent*
+    /// (`leader_clock_ms`, echoed), never from when its answer arrived: answers queued
+    /// while this leader was paused arrive fresh and prove nothing about now. A leader that
+    /// was paused or cut off (its high watermark stale) stops serving before it learns it
+    /// was deposed. Found by the simulator: `three-broker-partition` seed 96, a leader
+    /// paused for 2.6 s served a lower high watermark on resuming.
     pub fn has_read_lease(&self, now_ms: i64) -> bool {
         if self.role != Role::Leader {
             return false;
         }
         let lease_ms = self.config.election_timeout_ms / 2;
-        let heard =
-            self.progress.values().filter(|progress| now_ms - progress.last_heard_ms < lease_ms);
-        1 + heard.count() >= self.quorum()
+        let promised = self.progress.values().filter(|progress| {
+            progress.lease_from_ms.is_some_and(|from_ms| now_ms - from_ms < lease_ms)
+        });
+        1 + promised.count() >= self.quorum()
     }
 
     /// Heartbeats and check-quorum.
@@ -171,6 +178,10 @@ impl<P> Replica<P> {
             panic!("every peer has progress while leader");
         };
         progress.last_heard_ms = now_ms;
+        // A hostile echo from the future must not stretch the lease.
+        let echoed_ms = response.leader_clock_ms.min(now_ms);
+        progress.lease_from_ms =
+            Some(progress.lease_from_ms.map_or(echoed_ms, |from_ms| from_ms.max(echoed_ms)));
         progress.awaiting_response = false;
         if response.success {
             progress.next_offset = progress.next_offset.max(response.matched_end_offset);

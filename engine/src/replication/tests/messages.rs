@@ -67,6 +67,7 @@ fn any_message_of_a_higher_epoch_makes_the_replica_a_follower_of_that_epoch() {
         log_end_offset: 0,
         rejected_prev_offset: 0,
         divergence: None,
+        leader_clock_ms: 0,
     };
     // (message, the leader it makes known, whether a leader steps down for it too)
     let messages: [(Message<Payload>, Option<NodeId>, bool); 5] = [
@@ -185,7 +186,8 @@ fn a_vote_needs_a_log_at_least_as_up_to_date_by_last_epoch_then_log_end() {
             let request = vote_request(3, 2, log_end_offset, last_epoch);
             let request =
                 if pre_vote { pre_vote_request(3, 2, log_end_offset, last_epoch) } else { request };
-            voter.handle_message(NodeId(2), request, 10);
+            // Once its quiet time after a restart (an election timeout) is over.
+            voter.handle_message(NodeId(2), request, 1_000);
             let responses = vote_responses(&drain(&mut voter));
             let context = format!("candidate ({last_epoch}, {log_end_offset}) pre_vote {pre_vote}");
             assert_eq!(responses.len(), 1, "{context}");
@@ -323,6 +325,7 @@ fn a_follower_rejects_an_append_whose_prev_it_does_not_hold_with_a_hint() {
             log_end_offset: 5,
             rejected_prev_offset: prev_offset,
             divergence,
+            leader_clock_ms: 0,
         };
         assert_eq!(append_responses(&ready), [(NodeId(2), expected)]);
         assert_eq!(follower.leader(), Some(NodeId(2)), "a rejection still follows the leader");
@@ -479,6 +482,7 @@ fn a_leader_does_not_count_its_own_unsynced_batches() {
         log_end_offset: 3,
         rejected_prev_offset: -1,
         divergence: None,
+        leader_clock_ms: 0,
     };
     leader.handle_message(NodeId(2), Message::AppendResponse(acknowledged), FAR_MS);
     assert_eq!(leader.high_watermark(), 0, "one durable copy of three");
@@ -501,9 +505,86 @@ fn a_leader_counts_only_the_durable_part_of_an_acknowledgement() {
         log_end_offset: 3,
         rejected_prev_offset: -1,
         divergence: None,
+        leader_clock_ms: 0,
     };
     leader.handle_message(NodeId(2), Message::AppendResponse(in_memory), FAR_MS);
     assert_eq!(leader.high_watermark(), 1);
     leader.handle_message(NodeId(3), Message::AppendResponse(in_memory), FAR_MS);
     assert_eq!(leader.high_watermark(), 1, "held in memory by all, durable on a majority to 1");
+}
+
+fn answer_dated(leader_clock_ms: i64) -> Message<Payload> {
+    Message::AppendResponse(AppendResponse {
+        epoch: 1,
+        success: true,
+        matched_end_offset: 1,
+        durable_end_offset: 1,
+        log_end_offset: 1,
+        rejected_prev_offset: -1,
+        divergence: None,
+        leader_clock_ms,
+    })
+}
+
+#[test]
+fn a_leader_reads_under_a_lease_counted_from_when_its_answered_appends_were_sent() {
+    // Election timeout 1,000 ms: the lease lasts half of it after the append was sent.
+    let mut leader = leader();
+    assert!(!leader.has_read_lease(FAR_MS), "no follower has answered yet");
+    leader.handle_message(NodeId(2), answer_dated(FAR_MS + 100), FAR_MS + 150);
+    assert!(leader.has_read_lease(FAR_MS + 150), "two of three promised at FAR_MS + 100");
+    assert!(leader.has_read_lease(FAR_MS + 599));
+    assert!(!leader.has_read_lease(FAR_MS + 600), "expired half a timeout after sending");
+    // An answer to an old append, held up (a pause, a slow link), renews nothing.
+    leader.handle_message(NodeId(3), answer_dated(FAR_MS + 200), FAR_MS + 2_600);
+    assert!(!leader.has_read_lease(FAR_MS + 2_600));
+    // An echo from the future counts as sent now, no later.
+    leader.handle_message(NodeId(3), answer_dated(FAR_MS + 90_000), FAR_MS + 3_000);
+    assert!(leader.has_read_lease(FAR_MS + 3_499));
+    assert!(!leader.has_read_lease(FAR_MS + 3_500));
+}
+
+#[test]
+fn a_follower_echoes_the_latest_leader_clock_in_every_answer() {
+    let mut follower = replica(1, 3);
+    let dated = |message: Message<Payload>, leader_clock_ms| match message {
+        Message::AppendRequest(mut request) => {
+            request.header.leader_clock_ms = leader_clock_ms;
+            Message::AppendRequest(request)
+        }
+        other => panic!("{other:?}"),
+    };
+    follower.handle_message(NodeId(2), dated(append(1, 2, (-1, NO_EPOCH), 0, &[]), 700), 10);
+    let answers = append_responses(&drain(&mut follower));
+    assert_eq!(answers.iter().map(|(_, a)| a.leader_clock_ms).collect::<Vec<_>>(), [700]);
+    // A reordered, older append does not move the echo back; a rejection carries it too.
+    follower.handle_message(NodeId(2), dated(append(1, 2, (4, 1), 0, &[]), 650), 20);
+    let answers = append_responses(&drain(&mut follower));
+    assert_eq!(answers.len(), 1);
+    assert!(!answers[0].1.success);
+    assert_eq!(answers[0].1.leader_clock_ms, 700);
+}
+
+#[test]
+fn a_restarted_replica_grants_no_vote_for_an_election_timeout() {
+    // It may have promised a leader, before it stopped, to vote for nobody else for that long.
+    let log = ModelLog::from_batches(&[(3, 1)]);
+    for (now_ms, granted) in [(0, false), (999, false), (1_000, true)] {
+        for pre_vote in [false, true] {
+            let mut voter =
+                replica_with(1, 3, &log, HardState { epoch: 1, voted_for: None }, |_| {});
+            let request =
+                if pre_vote { pre_vote_request(2, 2, 3, 1) } else { vote_request(2, 2, 3, 1) };
+            voter.handle_message(NodeId(2), request, now_ms);
+            let responses = vote_responses(&drain(&mut voter));
+            let context = format!("at {now_ms} ms, pre_vote {pre_vote}");
+            assert_eq!(responses.len(), 1, "{context}");
+            assert_eq!(responses[0].1.granted, granted, "{context}");
+        }
+    }
+    // A replica that never saw an epoch never promised anything: it votes at once.
+    let mut fresh = replica(1, 3);
+    fresh.handle_message(NodeId(2), vote_request(1, 2, 0, NO_EPOCH), 0);
+    let responses = vote_responses(&drain(&mut fresh));
+    assert!(responses.len() == 1 && responses[0].1.granted, "{responses:?}");
 }

@@ -83,8 +83,9 @@ fn append(
     entries: &[(i64, i64, i32)],
 ) -> Message<Payload> {
     let (prev_offset, prev_epoch) = prev;
+    let leader = NodeId(leader);
     let header =
-        AppendHeader { epoch, leader: NodeId(leader), prev_offset, prev_epoch, leader_commit };
+        AppendHeader { epoch, leader, prev_offset, prev_epoch, leader_commit, leader_clock_ms: 0 };
     let entries: Vec<EntryMeta> = entries
         .iter()
         .map(|&(base_offset, next_offset, epoch)| EntryMeta { base_offset, next_offset, epoch })

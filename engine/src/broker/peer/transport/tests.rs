@@ -148,6 +148,7 @@ fn append(topic: &str, partition: i32) -> Addressed {
         prev_offset: 9,
         prev_epoch: 4,
         leader_commit: 9,
+        leader_clock_ms: 0,
     };
     let request = AppendRequest { header, entries, payload };
     Addressed { topic: topic.to_string(), partition, message: Message::AppendRequest(request) }
@@ -430,6 +431,7 @@ fn the_queue_is_bounded_by_bytes_as_well_as_count() {
         prev_offset: -1,
         prev_epoch: -1,
         leader_commit: 0,
+        leader_clock_ms: 0,
     };
     let request = AppendRequest { header, entries: vec![], payload };
     let message =
@@ -466,6 +468,7 @@ fn frames_are_split_at_the_count_and_byte_limits() {
         prev_offset: -1,
         prev_epoch: -1,
         leader_commit: 0,
+        leader_clock_ms: 0,
     };
     let request = AppendRequest { header, entries: vec![], payload };
     let message =
