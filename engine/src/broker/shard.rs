@@ -27,7 +27,7 @@ use super::connection::ConnectionCount;
 use super::fetch_regions::{RegionTable, SendBuffers};
 use super::groups::GroupService;
 use super::memory::MemoryBudget;
-use super::partition::{NotLeader, Partition, ReplicatedPartition};
+use super::partition::{Access, NotLeader, Partition, ReplicatedPartition};
 use super::producer_ids::ProducerIds;
 use super::topics::{self, TopicMeta, TopicSnapshot};
 
@@ -58,6 +58,7 @@ impl PartitionUnavailable {
             PartitionUnavailable::NotLeader(NotLeader::Follower { .. }) => {
                 ErrorCode::NotLeaderOrFollower
             }
+            PartitionUnavailable::NotLeader(NotLeader::NotServing) => ErrorCode::OffsetNotAvailable,
             PartitionUnavailable::NotLeader(NotLeader::Stopped) => ErrorCode::KafkaStorageError,
             PartitionUnavailable::NotLeader(NotLeader::NotEnoughReplicas { .. }) => {
                 ErrorCode::NotEnoughReplicas
@@ -215,6 +216,7 @@ impl Shard {
         &self,
         topic: &str,
         partition: i32,
+        access: Access,
     ) -> Result<Partition, PartitionUnavailable> {
         let Some(found) = self.local_partition(topic, partition) else {
             // In a cluster, a partition of a known topic that another broker hosts.
@@ -225,7 +227,7 @@ impl Shard {
                 false => PartitionUnavailable::NoLog,
             });
         };
-        found.check_leader().map_err(PartitionUnavailable::NotLeader)?;
+        found.check_leader(access).map_err(PartitionUnavailable::NotLeader)?;
         Ok(found)
     }
 
@@ -268,6 +270,7 @@ impl Shard {
         self: &Rc<Self>,
         topic: &str,
         partition: i32,
+        access: Access,
         work: F,
     ) -> Result<T, PartitionUnavailable>
     where
@@ -279,7 +282,7 @@ impl Shard {
         let topic = topic.to_string();
         let answer = self
             .call_on(owner, move |owner| async move {
-                let leader = owner.local_leader(&topic, partition)?;
+                let leader = owner.local_leader(&topic, partition, access)?;
                 Ok(work(leader).await)
             })
             .await;
@@ -298,7 +301,9 @@ impl Shard {
         F: FnOnce(Log) -> Fut + Send + 'static,
         Fut: Future<Output = T> + 'static,
     {
-        self.on_partition(topic, partition, move |leader| work(leader.log().clone())).await
+        // DeleteRecords and a produce error's log start: leader work that reads no watermark.
+        let access = Access::Write;
+        self.on_partition(topic, partition, access, move |leader| work(leader.log().clone())).await
     }
 
     /// Runs `work` on `shard` and returns its output; runs it right here when `shard` is us.

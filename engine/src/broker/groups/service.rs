@@ -31,7 +31,7 @@ use super::coordinator::{
 use super::records::{GroupRecord, OffsetValue, RecordError};
 use super::{group_partition, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
 use crate::broker::errors::write_error_code;
-use crate::broker::partition::Partition;
+use crate::broker::partition::{Access, Partition};
 use crate::broker::shard::Shard;
 use crate::io::{self, local};
 use crate::log::{Log, LogError};
@@ -492,7 +492,9 @@ fn append_records(
 /// The epoch a partition's replica serves clients in, if it does (a cluster's leader).
 fn serving_epoch(shard: &Shard, partition: i32) -> Option<i32> {
     match shard.local_partition(OFFSETS_TOPIC, partition)? {
-        Partition::Replicated(replicated) if replicated.is_serving() => Some(replicated.epoch()),
+        Partition::Replicated(replicated) if replicated.is_serving(Access::Read) => {
+            Some(replicated.epoch())
+        }
         _ => None,
     }
 }

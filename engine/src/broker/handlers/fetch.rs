@@ -37,6 +37,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use crate::broker::errors::log_error_code;
 use crate::broker::fetch_regions::{ChunkError, RegionId, RegionLease};
 use crate::broker::memory::Reservation;
+use crate::broker::partition::Access;
 use crate::broker::shard::Shard;
 use crate::broker::topics::TopicSnapshot;
 use crate::io;
@@ -352,7 +353,7 @@ async fn read_partition(owner: &Shard, target: &Target, limit: &mut Limit) -> Ow
     let Some(name) = target.name.as_deref() else {
         return OwnerRead::refused(ErrorCode::UnknownTopicId);
     };
-    let log = match owner.local_leader(name, target.partition) {
+    let log = match owner.local_leader(name, target.partition, Access::Read) {
         Ok(leader) => match leader.check_epoch(target.current_leader_epoch) {
             Ok(()) => leader.log().clone(),
             Err(fenced) => return OwnerRead::refused(fenced),

@@ -13,6 +13,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
+use crate::broker::partition::Access;
 use crate::broker::shard::Shard;
 use crate::protocol::error_code::ErrorCode;
 
@@ -66,7 +67,7 @@ async fn end_of_epoch(
         return (ErrorCode::UnknownTopicOrPartition, NO_EPOCH, -1);
     }
     let answer = shard
-        .on_partition(&topic, partition, move |leader| async move {
+        .on_partition(&topic, partition, Access::Read, move |leader| async move {
             // The fencing check comes first, as in Kafka's `Partition.lastOffsetForLeaderEpoch`.
             if let Err(fenced) = leader.check_epoch(current_leader_epoch) {
                 return (fenced, NO_EPOCH, -1);

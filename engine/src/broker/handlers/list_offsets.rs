@@ -9,6 +9,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::broker::errors::log_error_code;
+use crate::broker::partition::Access;
 use crate::broker::shard::Shard;
 use crate::log::Log;
 use crate::protocol::error_code::ErrorCode;
@@ -94,7 +95,7 @@ async fn lookup(
         return (ErrorCode::UnknownTopicOrPartition, -1, -1, -1);
     }
     let answer = shard
-        .on_partition(&topic, partition, move |leader| async move {
+        .on_partition(&topic, partition, Access::Read, move |leader| async move {
             if let Err(fenced) = leader.check_epoch(current_leader_epoch) {
                 return (fenced, -1, -1, -1);
             }

@@ -14,7 +14,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use crate::broker::errors::log_error_code;
-use crate::broker::partition::Partition;
+use crate::broker::partition::{Access, NotLeader, Partition};
 use crate::broker::shard::{PartitionUnavailable, Shard};
 use crate::io;
 use crate::log::AppendInfo;
@@ -206,7 +206,7 @@ async fn submit(
     };
     let name = topic.clone();
     let outcome = shard
-        .on_partition(&name, partition, move |leader| async move {
+        .on_partition(&name, partition, Access::Write, move |leader| async move {
             let replicated = match &leader {
                 Partition::Replicated(replicated) => Some(replicated.clone()),
                 Partition::Local(_) => None,
@@ -214,7 +214,7 @@ async fn submit(
             let appended = match leader.produce(batches) {
                 Ok(appended) => appended,
                 Err(not_leader) => {
-                    let code = PartitionUnavailable::NotLeader(not_leader).error_code();
+                    let code = produce_error_code(PartitionUnavailable::NotLeader(not_leader));
                     return Err(Refused::from((code, None)));
                 }
             };
@@ -237,9 +237,18 @@ async fn submit(
             })
         })
         .await;
-    let outcome =
-        outcome.unwrap_or_else(|unavailable| Err(Refused::from((unavailable.error_code(), None))));
+    let outcome = outcome
+        .unwrap_or_else(|unavailable| Err(Refused::from((produce_error_code(unavailable), None))));
     outcome.map(|info| Appended { info, log_append_time_ms })
+}
+
+/// A leader that cannot take writes yet is NOT_LEADER_OR_FOLLOWER to producers (their
+/// clients know no OFFSET_NOT_AVAILABLE; they retry after a metadata refresh).
+fn produce_error_code(unavailable: PartitionUnavailable) -> ErrorCode {
+    match unavailable {
+        PartitionUnavailable::NotLeader(NotLeader::NotServing) => ErrorCode::NotLeaderOrFollower,
+        other => other.error_code(),
+    }
 }
 
 /// Fills in the partition's log start offset, as Kafka reports it with validation errors.

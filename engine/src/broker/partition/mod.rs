@@ -47,16 +47,30 @@ pub type Sender = Rc<dyn Fn(NodeId, PeerMessage)>;
 /// their sender's next heartbeat), so a flood cannot grow the broker.
 pub const INBOX_MESSAGES_MAX: usize = 1024;
 
-/// Why a produce was refused before anything was written.
+/// Why partition work was refused here before anything was read or written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotLeader {
     /// NOT_LEADER_OR_FOLLOWER, with the leader's id as a hint when known.
     Follower { leader: Option<NodeId> },
+    /// This replica leads but may not serve yet: its own epoch's first batch is not
+    /// committed (its high watermark may be below what the previous leader let consumers
+    /// see), or, for reads, it holds no read lease. Reads answer OFFSET_NOT_AVAILABLE (78,
+    /// KIP-207: retried, metadata kept), writes NOT_LEADER_OR_FOLLOWER.
+    NotServing,
     /// The replica stopped after a storage fault (KAFKA_STORAGE_ERROR).
     Stopped,
     /// Fewer replicas are in sync than max(majority, min.insync.replicas) ask
     /// (NOT_ENOUGH_REPLICAS): nothing was written.
     NotEnoughReplicas { in_sync: usize, required: usize },
+}
+
+/// What partition work does for a client, for the leadership check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Fetch, ListOffsets, OffsetForLeaderEpoch, group state: needs the read lease.
+    Read,
+    /// Produce and appends of the group coordinator.
+    Write,
 }
 
 /// A partition a shard owns: where partition work runs, and where leadership is checked.
@@ -103,12 +117,16 @@ impl Partition {
         }
     }
 
-    /// `Ok` when this replica leads: produce, fetch and offsets are served by leaders only.
-    pub fn check_leader(&self) -> Result<(), NotLeader> {
+    /// `Ok` when this replica may do `access` for clients: produce, fetch and offsets are
+    /// served by leaders only.
+    pub fn check_leader(&self, access: Access) -> Result<(), NotLeader> {
         match self {
             Partition::Local(_) => Ok(()),
             Partition::Replicated(replicated) if replicated.is_stopped() => Err(NotLeader::Stopped),
-            Partition::Replicated(replicated) if replicated.is_serving() => Ok(()),
+            Partition::Replicated(replicated) if replicated.is_serving(access) => Ok(()),
+            Partition::Replicated(replicated) if replicated.is_leader() => {
+                Err(NotLeader::NotServing)
+            }
             Partition::Replicated(replicated) => {
                 Err(NotLeader::Follower { leader: replicated.leader() })
             }
@@ -269,13 +287,21 @@ impl ReplicatedPartition {
         !self.inner.stopped.get() && self.inner.replica.borrow().is_leader()
     }
 
-    /// Whether clients are served here: this replica leads, holds its read lease (a
-    /// majority answered it recently: `Replica::has_read_lease`), and its own leader-change
-    /// batch is committed. Before that its high watermark may be below what the previous leader
+    /// Whether clients are served here: this replica leads and its own leader-change batch
+    /// is committed. Before that its high watermark may be below what the previous leader
     /// let consumers see (the new leader learns the commit index only by committing in its
     /// own epoch): answering then would move the high watermark backwards for a client.
-    pub fn is_serving(&self) -> bool {
-        if !self.is_leader() || !self.inner.replica.borrow().has_read_lease(now_ms(&self.inner)) {
+    /// Reads also need the read lease (a majority answered appends sent within half an
+    /// election timeout: `Replica::has_read_lease`): a deposed leader that does not know
+    /// it yet would serve a stale high watermark. Writes do not: a deposed leader's append
+    /// never commits, so it is never acknowledged — and a leader whose links lag (answers
+    /// late, yet a majority still answering) keeps taking writes.
+    pub fn is_serving(&self, access: Access) -> bool {
+        if !self.is_leader() {
+            return false;
+        }
+        let leased = || self.inner.replica.borrow().has_read_lease(now_ms(&self.inner));
+        if access == Access::Read && !leased() {
             return false;
         }
         match self.inner.led_from.get() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use super::{NotLeader, Partition, PeerMessage, ReplicatedPartition, Sender};
+use super::{Access, NotLeader, Partition, PeerMessage, ReplicatedPartition, Sender};
 use crate::io::{block_on, CrashMode, Disk, SimDisk};
 use crate::log::region::ReadData;
 use crate::log::{Log, LogConfig, LogError};
@@ -402,12 +402,13 @@ fn a_leader_serves_once_its_epoch_is_committed_and_fences_other_epochs() {
             start(&network, node).await;
         }
         let first = leader(&network).await;
-        wait_until("the leader serves", || first.is_serving()).await;
+        wait_until("the leader serves", || first.is_serving(Access::Read)).await;
         assert!(first.log().high_watermark() >= 1, "its leader-change batch is committed");
         let partition = Partition::Replicated(first.clone());
         let epoch = first.epoch();
         assert!(epoch >= 1, "elected, so past epoch 0");
-        assert_eq!(partition.check_leader(), Ok(()));
+        assert_eq!(partition.check_leader(Access::Read), Ok(()));
+        assert_eq!(partition.check_leader(Access::Write), Ok(()));
         assert_eq!(partition.check_epoch(-1), Ok(()));
         assert_eq!(partition.check_epoch(epoch), Ok(()));
         assert_eq!(partition.check_epoch(epoch - 1), Err(ErrorCode::FencedLeaderEpoch));
@@ -421,9 +422,12 @@ fn a_leader_serves_once_its_epoch_is_committed_and_fences_other_epochs() {
             .collect();
         assert_eq!(followers.len(), 2);
         for follower in followers {
-            assert!(!follower.is_serving());
-            let refused = Partition::Replicated(follower).check_leader();
-            assert!(matches!(refused, Err(NotLeader::Follower { .. })), "{refused:?}");
+            assert!(!follower.is_serving(Access::Read) && !follower.is_serving(Access::Write));
+            let follower = Partition::Replicated(follower);
+            for access in [Access::Read, Access::Write] {
+                let refused = follower.check_leader(access);
+                assert!(matches!(refused, Err(NotLeader::Follower { .. })), "{refused:?}");
+            }
         }
         network.borrow_mut().partitions.values().for_each(ReplicatedPartition::stop);
     });
