@@ -240,6 +240,7 @@ fn cluster_config(arguments: &Arguments) -> Result<Option<config::ClusterConfig>
         heartbeat_interval_ms,
         planted_ack_before_durable: false,
         planted_commit_without_majority: false,
+        planted_vote_twice: false,
     }))
 }
 

@@ -457,10 +457,12 @@ fn cluster_config(plan: &Plan, broker: i32) -> ClusterConfig {
         heartbeat_interval_ms: plan.heartbeat_interval_ms as i64,
         planted_ack_before_durable: false,
         planted_commit_without_majority: false,
+        planted_vote_twice: false,
     };
     match plan.plant {
         Some(Plant::AckBeforeDurable) => cluster.planted_ack_before_durable = true,
         Some(Plant::CommitWithoutMajority) => cluster.planted_commit_without_majority = true,
+        Some(Plant::VoteTwice) => cluster.planted_vote_twice = true,
         _ => {}
     }
     cluster

@@ -100,11 +100,12 @@ pub struct ClusterConfig {
     pub election_timeout_ms: i64,
     pub heartbeat_interval_ms: i64,
     /// Planted bugs, for the simulator only (`tern-sim --plant ack-before-durable`,
-    /// `--plant commit-without-majority`): copied into every replica's
+    /// `--plant commit-without-majority`, `--plant vote-twice`): copied into every replica's
     /// [`ReplicaConfig`](crate::replication::ReplicaConfig), where each is documented. They
     /// prove the simulator's checker sees lost committed data. Never set them.
     pub planted_ack_before_durable: bool,
     pub planted_commit_without_majority: bool,
+    pub planted_vote_twice: bool,
 }
 
 impl ClusterConfig {
@@ -121,6 +122,7 @@ impl ClusterConfig {
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             planted_ack_before_durable: self.planted_ack_before_durable,
             planted_commit_without_majority: self.planted_commit_without_majority,
+            planted_vote_twice: self.planted_vote_twice,
             ..crate::replication::ReplicaConfig::new(node_id, voters)
         }
     }
