@@ -327,6 +327,7 @@ fn cluster_config(arguments: &Arguments) -> Result<Option<config::ClusterConfig>
         replica_lag_time_max_ms: arguments.replica_lag_time_max_ms,
         planted_ack_before_durable: false,
         planted_commit_without_majority: false,
+        planted_vote_twice: false,
     }))
 }
 

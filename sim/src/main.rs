@@ -23,7 +23,7 @@ mod cli {
   tern-sim run --scenario NAME --seeds N [--seed S] [--check-determinism] [--verbose]
                [--plant ack-before-sync|drop-read|reuse-offset|hashmap-order|corrupt-tail
                         |no-dedup|commit-before-sync|serve-above-hwm|ack-before-durable
-                        |commit-without-majority]
+                        |commit-without-majority|vote-twice]
   tern-sim list
 environment: TERN_SIM_HISTORY=1 prints every client operation of each seed,
              TERN_SIM_LOG=1 every traced event (faults, broker log lines) to stderr";

@@ -325,6 +325,9 @@ pub enum Plant {
     /// (`ReplicaConfig::planted_commit_without_majority`): it acknowledges writes no majority
     /// holds, which a leader elected without it overwrites.
     CommitWithoutMajority,
+    /// A cluster: a voter grants its vote to every candidate of an epoch
+    /// (`ReplicaConfig::planted_vote_twice`): two leaders can win one epoch.
+    VoteTwice,
 }
 
 impl Plant {
@@ -340,6 +343,7 @@ impl Plant {
             "serve-above-hwm" => Some(Plant::ServeAboveHighWatermark),
             "ack-before-durable" => Some(Plant::AckBeforeDurable),
             "commit-without-majority" => Some(Plant::CommitWithoutMajority),
+            "vote-twice" => Some(Plant::VoteTwice),
             _ => None,
         }
     }
@@ -356,6 +360,7 @@ impl Plant {
             Plant::ServeAboveHighWatermark => "serve-above-hwm",
             Plant::AckBeforeDurable => "ack-before-durable",
             Plant::CommitWithoutMajority => "commit-without-majority",
+            Plant::VoteTwice => "vote-twice",
         }
     }
 }
@@ -461,6 +466,8 @@ fn swarm(rng: &mut PlanRng, kinds: &[FaultKind], plant: Option<Plant>) -> Vec<Fa
         // A leader acknowledging alone is overwritten once cut off from a majority that
         // elects another.
         Some(Plant::CommitWithoutMajority) => &[FaultKind::PartitionMinority],
+        // Two candidates in one epoch: elections that overlap, after links flap.
+        Some(Plant::VoteTwice) => &[FaultKind::FlappingLinks],
         _ => &[],
     };
     // Only faults the scenario's nemesis applies (a cluster plant on a single node, or

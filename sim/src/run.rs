@@ -460,10 +460,12 @@ fn cluster_config(plan: &Plan, broker: i32) -> ClusterConfig {
         replica_lag_time_max_ms: 30_000,
         planted_ack_before_durable: false,
         planted_commit_without_majority: false,
+        planted_vote_twice: false,
     };
     match plan.plant {
         Some(Plant::AckBeforeDurable) => cluster.planted_ack_before_durable = true,
         Some(Plant::CommitWithoutMajority) => cluster.planted_commit_without_majority = true,
+        Some(Plant::VoteTwice) => cluster.planted_vote_twice = true,
         _ => {}
     }
     cluster

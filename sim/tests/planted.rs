@@ -102,6 +102,13 @@ fn planted_commit_without_a_majority_is_found_as_lost_committed_writes() {
 }
 
 #[test]
+fn planted_vote_twice_is_found_as_two_leaders_in_one_epoch() {
+    // Two candidates of one epoch both win when a follower votes for each: Metadata answers
+    // from different brokers name both.
+    find(Plant::VoteTwice, Scenario::ThreeBrokerPartition, &["two-leaders-in-epoch"]);
+}
+
+#[test]
 fn a_failing_seed_prints_a_replay_command_that_reproduces_it() {
     let seed = 3;
     let outcome = run_seed(Scenario::SingleBrokerCrash, seed, Some(Plant::AckBeforeSync));

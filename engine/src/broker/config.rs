@@ -103,11 +103,12 @@ pub struct ClusterConfig {
     /// in-sync replicas (Kafka's replica.lag.time.max.ms, 30 s).
     pub replica_lag_time_max_ms: i64,
     /// Planted bugs, for the simulator only (`tern-sim --plant ack-before-durable`,
-    /// `--plant commit-without-majority`): copied into every replica's
+    /// `--plant commit-without-majority`, `--plant vote-twice`): copied into every replica's
     /// [`ReplicaConfig`](crate::replication::ReplicaConfig), where each is documented. They
     /// prove the simulator's checker sees lost committed data. Never set them.
     pub planted_ack_before_durable: bool,
     pub planted_commit_without_majority: bool,
+    pub planted_vote_twice: bool,
 }
 
 impl ClusterConfig {
@@ -125,6 +126,7 @@ impl ClusterConfig {
             replica_lag_time_max_ms: self.replica_lag_time_max_ms,
             planted_ack_before_durable: self.planted_ack_before_durable,
             planted_commit_without_majority: self.planted_commit_without_majority,
+            planted_vote_twice: self.planted_vote_twice,
             ..crate::replication::ReplicaConfig::new(node_id, voters)
         }
     }

@@ -48,6 +48,10 @@ pub struct ReplicaConfig {
     /// its own durable log, as if it alone were a majority. It acknowledges writes that a
     /// leader elected without it overwrites. Never set it.
     pub planted_commit_without_majority: bool,
+    /// A planted bug, for tests and the simulator only: a follower grants its vote to any
+    /// candidate of the epoch, forgetting the one it already gave, so two candidates can win
+    /// one epoch. Never set it.
+    pub planted_vote_twice: bool,
 }
 
 impl ReplicaConfig {
@@ -64,6 +68,7 @@ impl ReplicaConfig {
             max_append_bytes: 1024 * 1024,
             planted_ack_before_durable: false,
             planted_commit_without_majority: false,
+            planted_vote_twice: false,
         }
     }
 

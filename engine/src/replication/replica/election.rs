@@ -83,7 +83,9 @@ impl<P> Replica<P> {
 
     /// Whether our vote in the current epoch is free for (or already given to) `candidate`.
     fn can_vote_for(&self, candidate: NodeId) -> bool {
-        let free = self.voted_for.is_none() && self.leader.is_none();
+        let planted = self.config.planted_vote_twice && self.role == Role::Follower;
+        let voted = self.voted_for.is_some() && !planted;
+        let free = !voted && self.leader.is_none();
         free || self.voted_for == Some(candidate)
     }
 

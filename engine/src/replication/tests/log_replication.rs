@@ -291,3 +291,17 @@ fn the_checker_catches_a_leader_that_commits_without_a_majority() {
     network.propose(node(1), 1);
     network.run_for(500, 50);
 }
+
+#[test]
+#[should_panic(expected = "two leaders in epoch")]
+fn the_checker_catches_a_follower_that_votes_twice_in_an_epoch() {
+    let mut network =
+        Network::with(3, |config| config.planted_vote_twice = true, |_| Default::default());
+    // Two timers fire before any message moves: both campaign in the same epoch.
+    for id in [node(1), node(2)] {
+        network.now_ms = network.now_ms.max(network.replica(id).election_deadline_ms());
+    }
+    network.tick(node(1));
+    network.tick(node(2));
+    network.deliver_all();
+}
