@@ -466,11 +466,15 @@ fn acknowledge(shared: &Shared, group: Vec<PendingAppend>) {
             append.ack_on == AckOn::Durable || append.next_offset <= state.high_watermark,
             "acknowledged above the commit"
         );
-        if let Some(batch) = &append.producer_batch {
-            state.producers_durable.apply(batch, append.base_offset, append.next_offset - 1);
+        // A cut of a replicated log (`truncate.rs`) rebuilds the producer state of all it
+        // keeps, appends still awaiting their commit included: those are in it already.
+        // Acks go in offset order (`await_commit` queues them so).
+        if append.next_offset > state.producers_durable_offset {
+            if let Some(batch) = &append.producer_batch {
+                state.producers_durable.apply(batch, append.base_offset, append.next_offset - 1);
+            }
+            state.producers_durable_offset = append.next_offset;
         }
-        assert!(append.next_offset > state.producers_durable_offset, "acks in offset order");
-        state.producers_durable_offset = append.next_offset;
         state.append_latency.record(now.duration_since(append.admitted_at));
         let info = AppendInfo {
             base_offset: append.base_offset,
@@ -491,7 +495,10 @@ async fn on_write_error(
     error: std::io::Error,
     intent_written: bool,
 ) {
-    let no_space = is_no_space(&error);
+    // A replicated log cannot roll an append back and go on: its replica already counts the
+    // batches (a leader reported them, a follower took them), so any failed write takes it
+    // offline, which stops the replica until the log is re-opened.
+    let no_space = is_no_space(&error) && shared.config().commit == CommitMode::Local;
     let to = LogPosition {
         offset: group[0].base_offset,
         segment_base_offset: group[0].segment_base_offset,
@@ -500,10 +507,7 @@ async fn on_write_error(
     let (file, removed) = {
         let mut state = shared.state.borrow_mut();
         let rolled_back = rollback(&mut state, to);
-        // Everything below `to` was acknowledged: the durable producer state is exactly the
-        // state of the log that remains (see `idempotence.rs`).
-        assert_eq!(state.producers_durable_offset, to.offset);
-        state.producers = state.producers_durable.clone();
+        restore_producers_below(&mut state, to.offset);
         state.rollbacks += 1;
         let make_error = || if no_space { LogError::NoSpace } else { LogError::Offline };
         for append in group {
@@ -548,6 +552,27 @@ async fn on_write_error(
         }
         Err(error) => go_offline(shared, format!("truncating a failed append failed: {error}")),
     }
+}
+
+/// The producer state of the log below `offset`, where a failed write cut it: that of the
+/// acknowledged batches (see `idempotence.rs`) and, in a replicated log, of the batches
+/// written since that still await their commit (or a follower's, their sync).
+fn restore_producers_below(state: &mut State, offset: i64) {
+    let mut producers = state.producers_durable.clone();
+    let mut next_offset = state.producers_durable_offset;
+    let written = |append: &&PendingAppend| {
+        // Below `producers_durable_offset`: kept by a cut, whose rebuild holds them already.
+        append.next_offset > state.producers_durable_offset && append.next_offset <= offset
+    };
+    for append in state.awaiting_commit.iter().filter(written) {
+        assert_eq!(append.base_offset, next_offset, "written appends follow the acknowledged");
+        if let Some(batch) = &append.producer_batch {
+            producers.apply(batch, append.base_offset, append.next_offset - 1);
+        }
+        next_offset = append.next_offset;
+    }
+    assert_eq!(next_offset, offset, "below a failed write, every append is written");
+    state.producers = producers;
 }
 
 /// Forgets everything from `to` on: later segments and the target segment's tail.

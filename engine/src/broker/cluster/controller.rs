@@ -311,6 +311,12 @@ async fn apply_committed(shard: Weak<Shard>, inner: Rc<Inner>) {
     while !inner.stopped.get() {
         let next_offset = inner.image.borrow().next_offset;
         let log = inner.metadata.log().clone();
+        if let Err(error) = log.check_usable() {
+            // Offline after a storage fault (its replica stopped too): nothing more commits
+            // here until a restart re-opens it, and waiting on it would return at once.
+            tracing::error!(%error, next_offset, "controller: the metadata log is unusable");
+            return;
+        }
         if log.high_watermark() <= next_offset {
             let moved = log.wait_for_high_watermark_above(next_offset);
             let stopped = inner.applied_changed.notified();

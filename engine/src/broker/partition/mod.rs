@@ -407,7 +407,12 @@ async fn apply(inner: &Inner, ready: Ready<Bytes>) -> Result<(), LogError> {
                 drop(inner.log.append_replicated(batches)?);
             }
             LogOp::Truncate { from_offset } => inner.log.truncate_suffix(from_offset).await?,
-            LogOp::Commit { high_watermark } => inner.log.commit(high_watermark),
+            LogOp::Commit { high_watermark } => {
+                // A log that went offline by itself (a failed write or sync cut its unsynced
+                // tail) may end below what the replica counts: stop rather than commit.
+                inner.log.check_usable()?;
+                inner.log.commit(high_watermark);
+            }
             LogOp::ReadForPeer(read) => send_append(inner, read).await,
         }
     }
@@ -512,12 +517,21 @@ async fn tick(inner: std::rc::Weak<Inner>, interval: Duration) {
     }
 }
 
-/// Tells the driver each time the log's durable end moves (up, or down with a cut).
+/// Tells the driver each time the log's durable end moves (up, or down with a cut), and
+/// stops the replica when the log goes offline by itself (a failed write or sync): its tail
+/// was cut below what the replica counts, as a crash would cut it, and only re-opening the
+/// log (a restart) gives the replica a log it can trust.
 async fn watch_durable(inner: std::rc::Weak<Inner>) {
     loop {
         let changed = {
             let Some(inner) = inner.upgrade() else { return };
-            if inner.stopped.get() || inner.log.check_usable().is_err() {
+            if inner.stopped.get() {
+                return;
+            }
+            if let Err(error) = inner.log.check_usable() {
+                tracing::error!(dir = %inner.dir.display(), %error, "partition: replica stopped");
+                inner.stopped.set(true);
+                inner.wake.notify_waiters();
                 return;
             }
             inner.log.wait_for_durable_change(inner.log.durable_end_offset())

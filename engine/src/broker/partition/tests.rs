@@ -307,6 +307,89 @@ fn a_log_that_does_not_start_at_zero_is_refused_not_replicated() {
     });
 }
 
+/// A node that is not leading (among those not cut off).
+async fn a_follower(network: &Shared) -> NodeId {
+    let leader = leader(network).await;
+    let network = network.borrow();
+    let followers = network.partitions.iter().filter(|(_, p)| !p.is_leader() && !p.is_stopped());
+    let follower = followers.map(|(node, _)| *node).next().expect("a follower");
+    drop(leader);
+    follower
+}
+
+/// A follower whose disk fails a write (EIO) or fills up loses the batch its replica already
+/// counts: the log rolls it back and goes offline. The replica must stop, not commit past
+/// its log's end (it did, and the assertion took the broker down: found by the simulator,
+/// `three-broker-crash` seeds 1, 3, 17). A restart re-opens the log and it catches up.
+#[test]
+fn a_follower_whose_disk_fails_a_write_stops_its_replica_and_catches_up_after_a_restart() {
+    for full_disk in [false, true] {
+        run(async move {
+            let network = Shared::default();
+            for node in NODES {
+                start(&network, node).await;
+            }
+            let mut acknowledged = produce(&network, 0..10).await;
+            let follower = a_follower(&network).await;
+            let disk = network.borrow().disks[&follower].clone();
+            if full_disk {
+                disk.set_capacity_bytes(Some(disk.used_bytes()));
+            } else {
+                disk.fail_next_writes(&dir(), 1);
+            }
+            // One batch, then none: the leader commits it with the other follower and sends
+            // it again to this one, which holds it already (as its replica counts) and is
+            // told the new commit index alone.
+            acknowledged.extend(produce(&network, 10..11).await);
+            let failed = network.borrow().partitions[&follower].clone();
+            wait_until("the follower's replica stops", || failed.is_stopped()).await;
+            disk.set_capacity_bytes(None);
+            drop(failed);
+            crash(&network, follower);
+            start(&network, follower).await;
+            acknowledged.extend(produce(&network, 11..30).await);
+            check_replicas_agree(&network, &acknowledged).await;
+            network.borrow_mut().partitions.values().for_each(ReplicatedPartition::stop);
+        });
+    }
+}
+
+/// A leader cut off from its followers appends batches that wait for a commit; its next
+/// write fails. The producer state it restores must count the waiting batches, which are
+/// still in its log (an assertion expected only acknowledged ones there and took the broker
+/// down: found by the simulator, `five-broker-crash` seed 19).
+#[test]
+fn a_leader_whose_write_fails_behind_batches_awaiting_their_commit_stops_cleanly() {
+    run(async {
+        let network = Shared::default();
+        for node in NODES {
+            start(&network, node).await;
+        }
+        let acknowledged = produce(&network, 0..10).await;
+        let old = leader(&network).await;
+        let old_node = network
+            .borrow()
+            .partitions
+            .iter()
+            .find(|(_, p)| p.is_leader())
+            .map(|(node, _)| *node)
+            .expect("a leader");
+        network.borrow_mut().isolated.insert(old_node);
+        let end = old.log().log_end_offset();
+        let waiting = old.produce(vec![record_batch(1_000)]).expect("still leads");
+        wait_until("the lone write is durable", || old.log().durable_end_offset() > end).await;
+        network.borrow().disks[&old_node].fail_next_writes(&dir(), 1);
+        let failing = old.produce(vec![record_batch(1_001)]).expect("still leads");
+        wait_until("the old leader's replica stops", || old.is_stopped()).await;
+        drop((old, waiting, failing));
+        crash(&network, old_node);
+        network.borrow_mut().isolated.remove(&old_node);
+        start(&network, old_node).await;
+        check_replicas_agree(&network, &acknowledged).await;
+        network.borrow_mut().partitions.values().for_each(ReplicatedPartition::stop);
+    });
+}
+
 /// A leader serves only once its own epoch's first batch is committed, and fences clients
 /// by epoch (KIP-320): older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH; a
 /// follower never serves.
