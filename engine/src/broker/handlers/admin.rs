@@ -245,9 +245,9 @@ pub async fn create_topics_on_controller(
 
 /// Kafka's rules for a manual replica assignment (`ReplicationControlManager`): it replaces
 /// the partition count and replication factor, which must then be -1; partitions are numbered
-/// 0..n without gaps; every partition lists the same number of distinct, registered brokers.
-/// On a single node that means every replica list is exactly this broker. Returns n.
-fn check_assignments(new_topic: &NewTopic, node_id: i32) -> Result<i32, TopicError> {
+/// 0..n without gaps; every partition lists the same number of distinct, registered brokers
+/// (on a single node, `brokers` is this one alone). Returns n.
+fn check_assignments(new_topic: &NewTopic, brokers: &[i32]) -> Result<i32, TopicError> {
     if new_topic.partition_count != -1 || new_topic.replication_factor != -1 {
         return Err(TopicError::InvalidRequest(
             "Both numPartitions or replicationFactor and replicasAssignments were set. \
@@ -256,27 +256,27 @@ fn check_assignments(new_topic: &NewTopic, node_id: i32) -> Result<i32, TopicErr
         ));
     }
     let invalid = |message: String| Err(TopicError::InvalidReplicaAssignment(message));
-    for (expected_index, (partition, brokers)) in new_topic.assignments.iter().enumerate() {
-        // Fits: a request carries at most ARRAY_ELEMENTS_PER_REQUEST_MAX (100,000) elements.
-        if *partition != expected_index as i32 {
+    for (expected_index, (partition, nodes)) in new_topic.assignments.iter().enumerate() {
+        if usize::try_from(*partition) != Ok(expected_index) {
             return invalid(format!(
                 "Partitions should be 0..{} without gaps; found {partition}",
                 new_topic.assignments.len()
             ));
         }
-        if brokers.is_empty() {
+        if nodes.is_empty() {
             return invalid(format!("Partition {partition} has no replicas."));
         }
-        if brokers.len() != new_topic.assignments[0].1.len() {
+        if nodes.len() != new_topic.assignments[0].1.len() {
             return invalid("All partitions should have the same number of replicas.".into());
         }
-        if let Some(unknown) = brokers.iter().find(|broker| **broker != node_id) {
+        if let Some(unknown) = nodes.iter().find(|node| !brokers.contains(node)) {
             return invalid(format!(
                 "The manual partition assignment includes broker {unknown}, \
                 but no such broker is registered."
             ));
         }
-        if brokers.len() > 1 {
+        let distinct: BTreeSet<&i32> = nodes.iter().collect();
+        if distinct.len() != nodes.len() || nodes.len() > image::REPLICAS_MAX {
             return invalid(format!("Duplicate replica assignment for partition {partition}."));
         }
     }
@@ -303,7 +303,7 @@ fn check_new_topic(
             count => count,
         }
     } else {
-        check_assignments(new_topic, controller.cluster.node_id)?
+        check_assignments(new_topic, &[controller.cluster.node_id])?
     };
     check_partition_count(partition_count)?;
     match new_topic.replication_factor {
@@ -345,7 +345,7 @@ fn check_new_topic_in_cluster(
 ) -> Result<TopicMeta, TopicError> {
     let brokers: Vec<i32> = current.brokers.keys().copied().collect();
     if !new_topic.assignments.is_empty() {
-        let partition_count = check_manual_assignments(new_topic, &brokers)?;
+        let partition_count = check_assignments(new_topic, &brokers)?;
         check_partition_count(partition_count)?;
         let replicas = new_topic.assignments.iter().map(|(_, nodes)| nodes.clone()).collect();
         return new_topic_meta(controller, new_topic, partition_count, replicas);
@@ -365,40 +365,6 @@ fn check_new_topic_in_cluster(
     }
     let replicas = assignment::assign(&new_topic.name, &brokers, 0, partition_count, factor);
     new_topic_meta(controller, new_topic, partition_count, replicas)
-}
-
-/// A cluster's manual assignment: Kafka's shape rules, with every broker registered and
-/// distinct within its partition. Returns the partition count.
-fn check_manual_assignments(new_topic: &NewTopic, brokers: &[i32]) -> Result<i32, TopicError> {
-    if new_topic.partition_count != -1 || new_topic.replication_factor != -1 {
-        return Err(TopicError::InvalidRequest(
-            "Both numPartitions or replicationFactor and replicasAssignments were set. \
-             Both cannot be used at the same time."
-                .into(),
-        ));
-    }
-    let invalid = |message: String| Err(TopicError::InvalidReplicaAssignment(message));
-    let first_size = new_topic.assignments.first().map_or(0, |(_, nodes)| nodes.len());
-    for (expected_index, (partition, nodes)) in new_topic.assignments.iter().enumerate() {
-        if usize::try_from(*partition) != Ok(expected_index) {
-            return invalid(format!("Partitions should be 0..n without gaps; found {partition}"));
-        }
-        if nodes.is_empty() || nodes.len() != first_size || nodes.len() > image::REPLICAS_MAX {
-            return invalid("All partitions should have the same number of replicas.".into());
-        }
-        if let Some(unknown) = nodes.iter().find(|node| !brokers.contains(node)) {
-            return invalid(format!(
-                "The manual partition assignment includes broker {unknown}, \
-                but no such broker is registered."
-            ));
-        }
-        let distinct: BTreeSet<&i32> = nodes.iter().collect();
-        if distinct.len() != nodes.len() {
-            return invalid(format!("Duplicate replica assignment for partition {partition}."));
-        }
-    }
-    i32::try_from(new_topic.assignments.len())
-        .map_err(|_| TopicError::InvalidPartitions("too many partitions".into()))
 }
 
 fn new_topic_meta(
