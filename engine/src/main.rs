@@ -328,6 +328,9 @@ fn cluster_config(arguments: &Arguments) -> Result<Option<config::ClusterConfig>
         planted_ack_before_durable: false,
         planted_commit_without_majority: false,
         planted_vote_twice: false,
+        planted_vote_without_log_check: false,
+        planted_serve_before_own_commit: false,
+        planted_vote_before_sync: false,
     }))
 }
 

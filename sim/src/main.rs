@@ -23,7 +23,9 @@ mod cli {
   tern-sim run --scenario NAME --seeds N [--seed S] [--check-determinism] [--verbose]
                [--plant ack-before-sync|drop-read|reuse-offset|hashmap-order|corrupt-tail
                         |no-dedup|commit-before-sync|serve-above-hwm|ack-before-durable
-                        |commit-without-majority|vote-twice]
+                        |commit-without-majority|vote-twice|serve-before-own-commit
+                        |vote-without-log-check|no-producer-state-on-follower
+                        |vote-before-sync]
   tern-sim list
 environment: TERN_SIM_HISTORY=1 prints every client operation of each seed,
              TERN_SIM_LOG=1 every traced event (faults, broker log lines) to stderr";

@@ -328,6 +328,22 @@ pub enum Plant {
     /// A cluster: a voter grants its vote to every candidate of an epoch
     /// (`ReplicaConfig::planted_vote_twice`): two leaders can win one epoch.
     VoteTwice,
+    /// A cluster: a new leader serves clients before its own leader-change batch is committed
+    /// (`ReplicaConfig::planted_serve_before_own_commit`): its high watermark may be below
+    /// what the previous leader let consumers see.
+    ServeBeforeOwnCommit,
+    /// A cluster: voters grant (pre-)votes without comparing logs
+    /// (`ReplicaConfig::planted_vote_without_log_check`): a replica missing committed entries
+    /// can be elected and overwrite them.
+    VoteWithoutLogCheck,
+    /// A cluster: a follower's copies of the leader's batches leave its producer state as it
+    /// was (`LogConfig::planted_no_producer_state_on_follower`): after a failover the new
+    /// leader appends an idempotent retry of a batch it already holds.
+    NoProducerStateOnFollower,
+    /// A cluster: the partition driver sends a `Ready`'s messages before making its hard
+    /// state durable (`ReplicaConfig::planted_vote_before_sync`): a power failure can
+    /// forget a vote already given, and the voter can vote again in that epoch.
+    VoteBeforeSync,
 }
 
 impl Plant {
@@ -344,6 +360,10 @@ impl Plant {
             "ack-before-durable" => Some(Plant::AckBeforeDurable),
             "commit-without-majority" => Some(Plant::CommitWithoutMajority),
             "vote-twice" => Some(Plant::VoteTwice),
+            "serve-before-own-commit" => Some(Plant::ServeBeforeOwnCommit),
+            "vote-without-log-check" => Some(Plant::VoteWithoutLogCheck),
+            "no-producer-state-on-follower" => Some(Plant::NoProducerStateOnFollower),
+            "vote-before-sync" => Some(Plant::VoteBeforeSync),
             _ => None,
         }
     }
@@ -361,6 +381,10 @@ impl Plant {
             Plant::AckBeforeDurable => "ack-before-durable",
             Plant::CommitWithoutMajority => "commit-without-majority",
             Plant::VoteTwice => "vote-twice",
+            Plant::ServeBeforeOwnCommit => "serve-before-own-commit",
+            Plant::VoteWithoutLogCheck => "vote-without-log-check",
+            Plant::NoProducerStateOnFollower => "no-producer-state-on-follower",
+            Plant::VoteBeforeSync => "vote-before-sync",
         }
     }
 }

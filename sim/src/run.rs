@@ -436,6 +436,9 @@ fn broker_config(plan: &Plan, broker: i32) -> BrokerConfig {
             config.log.planted_serve_above_high_watermark = true
         }
         Some(Plant::CommitBeforeSync) => config.groups.planted_commit_before_sync = true,
+        Some(Plant::NoProducerStateOnFollower) => {
+            config.log.planted_no_producer_state_on_follower = true
+        }
         _ => {}
     }
     if plan.is_cluster() {
@@ -461,11 +464,17 @@ fn cluster_config(plan: &Plan, broker: i32) -> ClusterConfig {
         planted_ack_before_durable: false,
         planted_commit_without_majority: false,
         planted_vote_twice: false,
+        planted_vote_without_log_check: false,
+        planted_serve_before_own_commit: false,
+        planted_vote_before_sync: false,
     };
     match plan.plant {
         Some(Plant::AckBeforeDurable) => cluster.planted_ack_before_durable = true,
         Some(Plant::CommitWithoutMajority) => cluster.planted_commit_without_majority = true,
         Some(Plant::VoteTwice) => cluster.planted_vote_twice = true,
+        Some(Plant::VoteWithoutLogCheck) => cluster.planted_vote_without_log_check = true,
+        Some(Plant::ServeBeforeOwnCommit) => cluster.planted_serve_before_own_commit = true,
+        Some(Plant::VoteBeforeSync) => cluster.planted_vote_before_sync = true,
         _ => {}
     }
     cluster

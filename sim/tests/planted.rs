@@ -109,6 +109,39 @@ fn planted_vote_twice_is_found_as_two_leaders_in_one_epoch() {
 }
 
 #[test]
+fn planted_vote_without_a_log_check_is_found_as_lost_committed_writes() {
+    // A replica missing committed entries wins an election (its voters skip the log
+    // comparison) and overwrites them on the followers that had not learned the commit yet:
+    // their offsets are reused.
+    find(
+        Plant::VoteWithoutLogCheck,
+        Scenario::ThreeBrokerCrash,
+        &[
+            "lost-write",
+            "unseen",
+            "inconsistent-offsets",
+            "high-watermark-regressed",
+            "poll-skip",
+            "int-poll-skip",
+        ],
+    );
+}
+
+#[test]
+fn planted_follower_without_producer_state_is_found_as_a_duplicate() {
+    // A retry whose first attempt was replicated reaches the new leader after a failover;
+    // its copy left no producer state there, so the retry is appended again.
+    find(Plant::NoProducerStateOnFollower, Scenario::ThreeBrokerIdempotent, &["duplicate"]);
+}
+
+#[test]
+fn planted_vote_before_sync_is_found_as_two_leaders_in_one_epoch() {
+    // A vote answered before its hard state is durable is forgotten when that write fails
+    // (or power fails first): the restarted voter votes again in the same epoch.
+    find(Plant::VoteBeforeSync, Scenario::ThreeBrokerCrash, &["two-leaders-in-epoch"]);
+}
+
+#[test]
 fn a_failing_seed_prints_a_replay_command_that_reproduces_it() {
     let seed = 3;
     let outcome = run_seed(Scenario::SingleBrokerCrash, seed, Some(Plant::AckBeforeSync));

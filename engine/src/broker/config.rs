@@ -103,12 +103,17 @@ pub struct ClusterConfig {
     /// in-sync replicas (Kafka's replica.lag.time.max.ms, 30 s).
     pub replica_lag_time_max_ms: i64,
     /// Planted bugs, for the simulator only (`tern-sim --plant ack-before-durable`,
-    /// `--plant commit-without-majority`, `--plant vote-twice`): copied into every replica's
+    /// `--plant commit-without-majority`, `--plant vote-twice`,
+    /// `--plant vote-without-log-check`, `--plant serve-before-own-commit`,
+    /// `--plant vote-before-sync`): copied into every replica's
     /// [`ReplicaConfig`](crate::replication::ReplicaConfig), where each is documented. They
     /// prove the simulator's checker sees lost committed data. Never set them.
     pub planted_ack_before_durable: bool,
     pub planted_commit_without_majority: bool,
     pub planted_vote_twice: bool,
+    pub planted_vote_without_log_check: bool,
+    pub planted_serve_before_own_commit: bool,
+    pub planted_vote_before_sync: bool,
 }
 
 impl ClusterConfig {
@@ -127,6 +132,9 @@ impl ClusterConfig {
             planted_ack_before_durable: self.planted_ack_before_durable,
             planted_commit_without_majority: self.planted_commit_without_majority,
             planted_vote_twice: self.planted_vote_twice,
+            planted_vote_without_log_check: self.planted_vote_without_log_check,
+            planted_serve_before_own_commit: self.planted_serve_before_own_commit,
+            planted_vote_before_sync: self.planted_vote_before_sync,
             ..crate::replication::ReplicaConfig::new(node_id, voters)
         }
     }

@@ -94,7 +94,8 @@ pub fn admit_replicated(
     batches: Vec<BytesMut>,
 ) -> Result<Vec<OneshotReceiver<AppendResult>>, LogError> {
     let mut state = shared.state.borrow_mut();
-    let max_message_bytes = shared.config().max_message_bytes;
+    let config = shared.config();
+    let max_message_bytes = config.max_message_bytes;
     let mut shapes = Vec::with_capacity(batches.len());
     let mut expected_offset = state.log_end_offset;
     for batch in &batches {
@@ -116,7 +117,9 @@ pub fn admit_replicated(
     let mut receivers = Vec::with_capacity(batches.len());
     for (batch, shape) in batches.into_iter().zip(shapes) {
         roll_if_full(shared, &mut state, &shape)?;
-        let producer_batch = idempotence::producer_batch_of(&shape.infos[0]);
+        // The planted bug leaves the copy out of the producer state a new leader dedups by.
+        let producer_batch = idempotence::producer_batch_of(&shape.infos[0])
+            .filter(|_| !config.planted_no_producer_state_on_follower);
         let placed = Placed { batches: vec![batch], shape, producer_batch, ack_on: AckOn::Durable };
         receivers.push(place(shared, &mut state, placed));
     }

@@ -59,6 +59,11 @@ pub struct LogConfig {
     /// records a power failure erases. It proves that the simulator sees a broker serving
     /// above its high watermark (issue 14's classic replication bug). Never set it.
     pub planted_serve_above_high_watermark: bool,
+    /// A planted bug, for the simulator only (`tern-sim --plant no-producer-state-on-follower`):
+    /// a follower's copies of the leader's batches do not update its producer state, so once
+    /// it leads, a retry of a batch it holds is not recognised and is appended again. It
+    /// proves that the simulator sees duplicate detection lost in a failover. Never set it.
+    pub planted_no_producer_state_on_follower: bool,
 }
 
 /// Kafka's compaction settings for one log. Disabled by default (`cleanup.policy=delete`).
@@ -106,6 +111,7 @@ impl Default for LogConfig {
             compaction: CompactionConfig::default(),
             planted_no_duplicate_detection: false,
             planted_serve_above_high_watermark: false,
+            planted_no_producer_state_on_follower: false,
         }
     }
 }

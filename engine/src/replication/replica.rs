@@ -52,6 +52,20 @@ pub struct ReplicaConfig {
     /// candidate of the epoch, forgetting the one it already gave, so two candidates can win
     /// one epoch. Never set it.
     pub planted_vote_twice: bool,
+    /// A planted bug, for tests and the simulator only: a voter grants (pre-)votes without
+    /// checking that the candidate's log is at least as up to date as its own, so a replica
+    /// missing committed entries can be elected and overwrite them. Never set it.
+    pub planted_vote_without_log_check: bool,
+    /// A planted bug, for the simulator only (read by the partition driver, not the replica):
+    /// a new leader serves clients before its own leader-change batch is committed, while its
+    /// high watermark may still be below what the previous leader let consumers see. Never
+    /// set it.
+    pub planted_serve_before_own_commit: bool,
+    /// A planted bug, for the simulator only (read by the partition driver, not the replica):
+    /// the driver sends a `Ready`'s messages before it makes the `Ready`'s hard state
+    /// durable, so a vote can be answered and then forgotten by a power failure, and given
+    /// again in the same epoch. Never set it.
+    pub planted_vote_before_sync: bool,
 }
 
 impl ReplicaConfig {
@@ -69,6 +83,9 @@ impl ReplicaConfig {
             planted_ack_before_durable: false,
             planted_commit_without_majority: false,
             planted_vote_twice: false,
+            planted_vote_without_log_check: false,
+            planted_serve_before_own_commit: false,
+            planted_vote_before_sync: false,
         }
     }
 

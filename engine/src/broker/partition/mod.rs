@@ -304,6 +304,13 @@ impl ReplicatedPartition {
         if access == Access::Read && !leased() {
             return false;
         }
+        // The planted bug serves reads before the commit that makes the high watermark
+        // trustworthy.
+        if access == Access::Read
+            && self.inner.replica.borrow().config().planted_serve_before_own_commit
+        {
+            return true;
+        }
         match self.inner.led_from.get() {
             Some((epoch, offset)) => epoch == self.epoch() && self.log().high_watermark() > offset,
             None => false,
@@ -422,10 +429,14 @@ fn step(inner: &Inner) -> bool {
 }
 
 async fn apply(inner: &Inner, ready: Ready<Bytes>) -> Result<(), LogError> {
-    if let Some(hard_state) = ready.hard_state {
+    // The planted bug answers (votes included) before the vote is durable: a power failure
+    // or a failed write in between forgets a vote already given.
+    let vote_before_sync = inner.replica.borrow().config().planted_vote_before_sync;
+    let Ready { hard_state, messages, log_ops } = ready;
+    if let Some(hard_state) = hard_state.filter(|_| !vote_before_sync) {
         replica_state::write(&inner.disk, &inner.dir, &hard_state).await?;
     }
-    for op in ready.log_ops {
+    for op in log_ops {
         match op {
             LogOp::AppendLeaderChange { epoch } => append_leader_change(inner, epoch)?,
             LogOp::Append { entries, payload } => {
@@ -443,8 +454,11 @@ async fn apply(inner: &Inner, ready: Ready<Bytes>) -> Result<(), LogError> {
             LogOp::ReadForPeer(read) => send_append(inner, read).await,
         }
     }
-    for (peer, message) in ready.messages {
+    for (peer, message) in messages {
         (inner.send)(peer, message);
+    }
+    if let Some(hard_state) = hard_state.filter(|_| vote_before_sync) {
+        replica_state::write(&inner.disk, &inner.dir, &hard_state).await?;
     }
     Ok(())
 }

@@ -62,7 +62,10 @@ impl<P> Replica<P> {
     pub(super) fn handle_vote_request(&mut self, request: VoteRequest, now_ms: i64) {
         assert!(request.epoch >= self.epoch);
         let ours = (self.log.last_epoch(), self.log.log_end_offset);
-        let up_to_date = (request.last_epoch, request.log_end_offset) >= ours;
+        // The planted bug skips the log comparison: a candidate missing committed entries
+        // can win and overwrite them.
+        let up_to_date = (request.last_epoch, request.log_end_offset) >= ours
+            || self.config.planted_vote_without_log_check;
         let candidate = request.candidate;
         if request.pre_vote {
             let newer = request.epoch > self.epoch;
