@@ -67,6 +67,31 @@ impl PartitionUnavailable {
     }
 }
 
+impl PartitionUnavailable {
+    /// The leader a NOT_LEADER_OR_FOLLOWER answer names, when this broker's replica knows
+    /// it: KIP-951's `CurrentLeader`, so a client moves at once instead of after a
+    /// Metadata round trip.
+    pub fn leader_hint(self) -> Option<LeaderHint> {
+        match self {
+            PartitionUnavailable::NotLeader(NotLeader::Follower {
+                leader: Some(leader),
+                epoch,
+            }) => {
+                let leader_id = i32::try_from(leader.0).ok()?;
+                Some(LeaderHint { leader_id, leader_epoch: epoch })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Another broker that leads a partition, as a client's hint names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderHint {
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+}
+
 #[derive(Debug, Clone)]
 pub struct ClusterIdentity {
     pub cluster_id: String,
@@ -223,7 +248,10 @@ impl Shard {
             let hosted_elsewhere =
                 self.config.cluster.is_some() && self.topics().has_partition(topic, partition);
             return Err(match hosted_elsewhere {
-                true => PartitionUnavailable::NotLeader(NotLeader::Follower { leader: None }),
+                true => {
+                    let unknown = NotLeader::Follower { leader: None, epoch: -1 };
+                    PartitionUnavailable::NotLeader(unknown)
+                }
                 false => PartitionUnavailable::NoLog,
             });
         };
