@@ -296,6 +296,7 @@ async fn open_metadata(
         replica_config,
         seed,
         sender,
+        &shard.replica_ticker,
     )
     .await
 }

@@ -2,7 +2,7 @@
 //! between them (`replication/` decides, this module does: disk, clock, messages).
 //!
 //! One driver task per partition takes inputs one at a time — peer messages (a bounded
-//! inbox), ticks, the log's durability moving — steps the replica, and carries out each
+//! inbox), ticks (one [`Ticker`] per shard), the log's durability moving — steps the replica, and carries out each
 //! `Ready` completely before the next input, in the replica's order: the hard state made
 //! durable first (`replica_state.rs`), then the log operations (a follower's copies, cuts,
 //! the commit index, reads for peers), then the messages. A produce on the leader appends
@@ -12,12 +12,13 @@
 //! Any failed log operation stops the partition's replica (as if its process had crashed):
 //! the log is offline by then, and re-opening it recovers a state Raft accepts.
 //!
-//! Not wired into the shards yet: the broker still serves single-node partitions through
-//! their `Log` directly; the peer transport and the controller come next (issue 14).
+//! A single node's partitions are `Partition::Local` (their `Log` alone); a cluster's are
+//! `Partition::Replicated`, opened by each shard for the partitions assigned to its broker.
 
 pub mod replica_state;
 #[cfg(test)]
 mod tests;
+pub mod ticker;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -37,6 +38,8 @@ use crate::record_batch;
 use crate::replication::{
     EntryMeta, LogOp, LogSummary, Message, NodeId, PeerRead, Ready, Replica, ReplicaConfig,
 };
+
+use self::ticker::Ticker;
 
 /// A replica message carrying record batches as they lie in the leader's log.
 pub type PeerMessage = Message<Bytes>;
@@ -198,6 +201,7 @@ impl ReplicatedPartition {
         config: ReplicaConfig,
         random_seed: u64,
         send: Sender,
+        ticker: &Rc<Ticker>,
     ) -> Result<ReplicatedPartition, LogError> {
         let log_config = LogConfig { commit: CommitMode::Quorum, ..log_config };
         let log = Log::open(disk.clone(), dir.clone(), log_config).await?;
@@ -223,6 +227,7 @@ impl ReplicatedPartition {
         };
         let started_at = crate::io::now();
         let heartbeat = Duration::from_millis(config.heartbeat_interval_ms.unsigned_abs());
+        assert!(ticker.interval() <= heartbeat, "a tick at least every heartbeat interval");
         let replica = Replica::new(config, hard_state, summary, random_seed, 0);
         let inner = Rc::new(Inner {
             log,
@@ -241,7 +246,7 @@ impl ReplicatedPartition {
             led_from: Cell::new(None),
         });
         drop(crate::io::spawn_local(drive(Rc::clone(&inner))));
-        drop(crate::io::spawn_local(tick(Rc::downgrade(&inner), heartbeat / 2)));
+        ticker.register(&inner);
         drop(crate::io::spawn_local(watch_durable(Rc::downgrade(&inner))));
         Ok(ReplicatedPartition { inner })
     }
@@ -577,19 +582,6 @@ async fn send_append(inner: &Inner, read: PeerRead) {
     let message = inner.replica.borrow().build_append(&read, entries, bytes);
     if let Some(message) = message {
         (inner.send)(read.peer, message);
-    }
-}
-
-/// Asks for a tick every `interval` while the partition lives.
-async fn tick(inner: std::rc::Weak<Inner>, interval: Duration) {
-    loop {
-        crate::io::sleep(interval).await;
-        let Some(inner) = inner.upgrade() else { return };
-        if inner.stopped.get() {
-            return;
-        }
-        inner.tick_due.set(true);
-        inner.wake.notify_waiters();
     }
 }
 

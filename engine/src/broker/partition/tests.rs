@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
+use super::ticker::Ticker;
 use super::{Access, Acks, NotLeader, Partition, PeerMessage, ReplicatedPartition, Sender};
 use crate::io::{block_on, CrashMode, Disk, SimDisk};
 use crate::log::region::ReadData;
@@ -29,6 +30,8 @@ struct Network {
     disks: BTreeMap<NodeId, SimDisk>,
     /// Nodes cut off from every other: nothing they send or are sent arrives.
     isolated: std::collections::BTreeSet<NodeId>,
+    /// One timer for every node's partition, as a shard has one for all of its own.
+    ticker: Option<Rc<Ticker>>,
 }
 
 type Shared = Rc<RefCell<Network>>;
@@ -70,10 +73,20 @@ async fn start(network: &Shared, node: NodeId) {
         config(node),
         u64::from(node.0),
         sender(network, node),
+        &shared_ticker(network, &config(node)),
     )
     .await
     .expect("open");
     network.borrow_mut().partitions.insert(node, partition);
+}
+
+/// A ticker of its own for a partition of `config` (a broker shares one per shard).
+fn ticker(config: &ReplicaConfig) -> Rc<Ticker> {
+    Ticker::new(Duration::from_millis(config.heartbeat_interval_ms.unsigned_abs()))
+}
+
+fn shared_ticker(network: &Shared, config: &ReplicaConfig) -> Rc<Ticker> {
+    Rc::clone(network.borrow_mut().ticker.get_or_insert_with(|| ticker(config)))
 }
 
 /// The machine of `node` loses power: its driver stops, unsynced writes are gone.
@@ -267,8 +280,17 @@ fn a_single_node_log_becomes_a_one_replica_group_with_every_record_intact() {
         let only = NodeId(1);
         let config = ReplicaConfig::new(only, vec![only]);
         let silent: Sender = Rc::new(|_, _| unreachable!("a lone voter sends nothing"));
-        let partition =
-            ReplicatedPartition::open(disk, dir(), log_config, config, 1, silent).await.unwrap();
+        let partition = ReplicatedPartition::open(
+            disk,
+            dir(),
+            log_config,
+            config.clone(),
+            1,
+            silent,
+            &ticker(&config),
+        )
+        .await
+        .unwrap();
         wait_until("the lone voter leads and commits", || {
             partition.is_leader() && partition.log().high_watermark() == 41
         })
@@ -305,7 +327,16 @@ fn a_log_that_does_not_start_at_zero_is_refused_not_replicated() {
         let only = NodeId(1);
         let config = ReplicaConfig::new(only, vec![only]);
         let silent: Sender = Rc::new(|_, _| {});
-        let opened = ReplicatedPartition::open(disk, dir(), log_config, config, 1, silent).await;
+        let opened = ReplicatedPartition::open(
+            disk,
+            dir(),
+            log_config,
+            config.clone(),
+            1,
+            silent,
+            &ticker(&config),
+        )
+        .await;
         assert!(matches!(opened, Err(LogError::Offline)), "refused");
     });
 }
@@ -461,6 +492,28 @@ fn acks_one_is_answered_by_the_leaders_durable_append_alone() {
         assert!(leader.log().high_watermark() <= appended.base_offset, "not committed");
         let waited = crate::io::timeout(Duration::from_millis(100), quorum).await;
         assert!(waited.is_err(), "acks=all needs a majority");
+        network.borrow_mut().partitions.values().for_each(ReplicatedPartition::stop);
+    });
+}
+
+/// One ticker drives every partition registered with it and forgets those that stopped.
+#[test]
+fn one_ticker_drives_every_partition_and_forgets_stopped_ones() {
+    run(async {
+        let network = Shared::default();
+        for node in NODES {
+            start(&network, node).await;
+        }
+        let ticker = network.borrow().ticker.clone().expect("started with one");
+        assert_eq!(ticker.registered(), 3);
+        let first = leader(&network).await;
+        wait_until("the leader serves", || first.is_serving(Access::Read)).await;
+        crash(&network, first.leader().expect("leads"));
+        crate::io::sleep(ticker.interval() * 2).await;
+        assert_eq!(ticker.registered(), 2, "the stopped one is forgotten");
+        // The survivors still tick: their election timers fire and one of them leads.
+        let second = leader(&network).await;
+        assert!(second.epoch() > first.epoch());
         network.borrow_mut().partitions.values().for_each(ReplicatedPartition::stop);
     });
 }
