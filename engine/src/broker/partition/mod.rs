@@ -2,10 +2,10 @@
 //! between them (`replication/` decides, this module does: disk, clock, messages).
 //!
 //! One driver task per partition takes inputs one at a time — peer messages (a bounded
-//! inbox), ticks (one [`Ticker`] per shard), the log's durability moving — steps the replica, and carries out each
-//! `Ready` completely before the next input, in the replica's order: the hard state made
-//! durable first (`replica_state.rs`), then the log operations (a follower's copies, cuts,
-//! the commit index, reads for peers), then the messages. A produce on the leader appends
+//! inbox), ticks (one [`Ticker`] per shard), the log's durability moving — steps the
+//! replica, and carries out each `Ready` completely before the next input, in the replica's
+//! order: the hard state made durable first (`replica_state.rs`), then the log operations (a
+//! follower's copies, cuts, the commit index, reads for peers), then the messages. A produce on the leader appends
 //! and tells the replica at once, synchronously, so the replica's view of the log and the
 //! log never disagree.
 //!
