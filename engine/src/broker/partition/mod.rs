@@ -5,9 +5,9 @@
 //! inbox), ticks (one [`Ticker`] per shard), the log's durability moving — steps the
 //! replica, and carries out each `Ready` completely before the next input, in the replica's
 //! order: the hard state made durable first (`replica_state.rs`), then the log operations (a
-//! follower's copies, cuts, the commit index, reads for peers), then the messages. A produce on the leader appends
-//! and tells the replica at once, synchronously, so the replica's view of the log and the
-//! log never disagree.
+//! follower's copies, cuts, the commit index, reads for peers), then the messages. A produce
+//! on the leader appends and tells the replica at once, synchronously, so the replica's view
+//! of the log and the log never disagree.
 //!
 //! Any failed log operation stops the partition's replica (as if its process had crashed):
 //! the log is offline by then, and re-opening it recovers a state Raft accepts.
