@@ -474,3 +474,42 @@ fn produce_code(cluster: &TernCluster, leader: i32, topic: &str) -> i16 {
     let response = connection.call(9, &request);
     response.responses[0].partition_responses[0].error_code
 }
+
+/// KIP-951: a broker that is not the leader says who is. A follower answers Produce v10+ and
+/// Fetch v12+ with NOT_LEADER_OR_FOLLOWER and the leader's id and epoch (CurrentLeader), and
+/// Produce also with that leader's endpoint (NodeEndpoints), so a client moves at once.
+#[test]
+fn a_follower_names_the_leader_and_its_endpoint_in_not_leader_answers() {
+    use common::differential::{batch, fetch_request, produce_request};
+    let mut cluster = TernCluster::start("leader-hints", 3, &["--shards", "1"]);
+    create_replicated_topic(&cluster, "hinted", &[]);
+    let leader = leader_of_topic(&mut cluster, "hinted");
+    let follower = cluster.node_ids().find(|node| *node != leader).expect("three brokers");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut connection = Connection::connect(&cluster.broker(follower).bootstrap());
+    let request = produce_request("hinted", 0, -1, batch(1_700_000_000_000, &["value"]));
+    // Until the follower has heard from this leader, it may not know it yet.
+    let answer = loop {
+        let response = connection.call(11, &request);
+        let partition = response.responses[0].partition_responses[0].clone();
+        if partition.current_leader.leader_id.0 == leader || Instant::now() > deadline {
+            break (partition, response.node_endpoints);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (partition, endpoints) = answer;
+    assert_eq!(partition.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!(partition.current_leader.leader_id.0, leader, "{}", cluster.logs());
+    assert!(partition.current_leader.leader_epoch >= 1, "{partition:?}");
+    let named: Vec<(i32, u16)> =
+        endpoints.iter().map(|node| (node.node_id.0, node.port as u16)).collect();
+    assert_eq!(named, [(leader, cluster.broker(leader).port)]);
+    let fetched = connection.call(12, &fetch_request("hinted", 0, 1 << 20, (0, 1)));
+    let partition = &fetched.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 6);
+    assert_eq!(partition.current_leader.leader_id.0, leader);
+    // Before KIP-951's versions the hint is not encoded: the client sees the default.
+    let older = connection.call(9, &request);
+    assert_eq!(older.responses[0].partition_responses[0].current_leader.leader_id.0, -1);
+    cluster.stop_all();
+}

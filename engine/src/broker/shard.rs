@@ -27,6 +27,7 @@ use super::connection::ConnectionCount;
 use super::fetch_regions::{RegionTable, SendBuffers};
 use super::groups::GroupService;
 use super::memory::MemoryBudget;
+use super::partition::ticker::Ticker;
 use super::partition::{Access, NotLeader, Partition, ReplicatedPartition};
 use super::producer_ids::ProducerIds;
 use super::topics::{self, TopicMeta, TopicSnapshot};
@@ -65,6 +66,31 @@ impl PartitionUnavailable {
             }
         }
     }
+}
+
+impl PartitionUnavailable {
+    /// The leader a NOT_LEADER_OR_FOLLOWER answer names, when this broker's replica knows
+    /// it: KIP-951's `CurrentLeader`, so a client moves at once instead of after a
+    /// Metadata round trip.
+    pub fn leader_hint(self) -> Option<LeaderHint> {
+        match self {
+            PartitionUnavailable::NotLeader(NotLeader::Follower {
+                leader: Some(leader),
+                epoch,
+            }) => {
+                let leader_id = i32::try_from(leader.0).ok()?;
+                Some(LeaderHint { leader_id, leader_epoch: epoch })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Another broker that leads a partition, as a client's hint names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderHint {
+    pub leader_id: i32,
+    pub leader_epoch: i32,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +142,8 @@ pub struct Shard {
     controller: OnceCell<Controller>,
     /// In a cluster: replica messages on their way to shard 0's transport.
     pub peer_outbox: PeerOutbox,
+    /// In a cluster: the one timer of this shard's replicated partitions.
+    pub replica_ticker: Rc<Ticker>,
     /// In a cluster: requests being forwarded to the controller's leader.
     pub forwards: Forwards,
 }
@@ -130,6 +158,14 @@ pub enum PublishError {
     /// metadata log failed, the change was refused, or it timed out).
     #[error("{0}")]
     Failed(String),
+}
+
+/// The heartbeat interval of this broker's replicas (a single node has none; its ticker is
+/// never used).
+fn replica_heartbeat_interval(config: &BrokerConfig) -> std::time::Duration {
+    let interval_ms =
+        config.cluster.as_ref().map_or(1_000, |cluster| cluster.heartbeat_interval_ms);
+    std::time::Duration::from_millis(interval_ms.unsigned_abs())
 }
 
 /// The shard that owns `partition` of `topic`: FNV-1a over the name and index, so that it is
@@ -154,6 +190,7 @@ impl Shard {
         topics: Arc<TopicSnapshot>,
         connections: Arc<ConnectionCount>,
     ) -> Rc<Shard> {
+        let replica_ticker = Ticker::new(replica_heartbeat_interval(&config));
         assert_eq!(peers.len(), config.shard_count);
         assert!(id < config.shard_count);
         let groups = GroupService::new(config.groups.clone());
@@ -179,6 +216,7 @@ impl Shard {
             send_buffers: SendBuffers::default(),
             controller: OnceCell::new(),
             peer_outbox: PeerOutbox::default(),
+            replica_ticker,
             forwards: Forwards::default(),
         })
     }
@@ -223,7 +261,10 @@ impl Shard {
             let hosted_elsewhere =
                 self.config.cluster.is_some() && self.topics().has_partition(topic, partition);
             return Err(match hosted_elsewhere {
-                true => PartitionUnavailable::NotLeader(NotLeader::Follower { leader: None }),
+                true => {
+                    let unknown = NotLeader::Follower { leader: None, epoch: -1 };
+                    PartitionUnavailable::NotLeader(unknown)
+                }
                 false => PartitionUnavailable::NoLog,
             });
         };
@@ -394,6 +435,7 @@ impl Shard {
                         replica_config,
                         seed,
                         sender,
+                        &self.replica_ticker,
                     )
                     .await
                     .map(|replicated| {

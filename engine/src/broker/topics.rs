@@ -268,8 +268,15 @@ pub fn validate_topic_config(key: &str, value: Option<&str>) -> Result<(), Topic
             Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(()),
             _ => Err(invalid()),
         },
+        // Tern never elects a replica that may lack committed records (Raft's leader
+        // completeness is the point): asking for it is refused, not silently ignored.
         "unclean.leader.election.enable" => match value {
-            "true" | "false" => Ok(()),
+            "false" => Ok(()),
+            "true" => Err(TopicError::InvalidConfig(
+                "unclean.leader.election.enable=true is not supported: Tern never elects a \
+                 replica that may lack acknowledged records"
+                    .to_string(),
+            )),
             _ => Err(invalid()),
         },
         _ => {
@@ -619,6 +626,10 @@ mod tests {
         assert!(validate_topic_config("preallocate", Some("true")).is_err());
         assert!(validate_topic_config("compression.gzip.level", Some("-1")).is_ok());
         assert!(validate_topic_config("message.format.version", Some("3.0")).is_err());
+        // Never an unclean election: refused as INVALID_CONFIG (docs/replication.md).
+        assert!(validate_topic_config("unclean.leader.election.enable", Some("false")).is_ok());
+        let unclean = validate_topic_config("unclean.leader.election.enable", Some("true"));
+        assert!(matches!(unclean, Err(TopicError::InvalidConfig(_))), "{unclean:?}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use super::image::{self, ClusterImage, MetadataRecord};
 use super::routing;
 use crate::broker::config::ClusterConfig;
 use crate::broker::groups;
-use crate::broker::partition::ReplicatedPartition;
+use crate::broker::partition::{Acks, ReplicatedPartition};
 use crate::broker::peer::transport::PeerTransport;
 use crate::broker::peer::{Addressed, Hello};
 use crate::broker::server::StartError;
@@ -191,7 +191,7 @@ impl Controller {
             return Ok(());
         }
         let batch = image::encode_records(&records, io::unix_time_ms());
-        let produced = self.inner.metadata.produce(vec![BytesMut::from(&batch[..])]);
+        let produced = self.inner.metadata.produce(vec![BytesMut::from(&batch[..])], Acks::All);
         let appended = produced.map_err(|_| ProposeError::NotController)?;
         let deadline = deadline_after(PROPOSE_TIMEOUT_MS);
         let appended = with_deadline(appended, deadline).await.ok_or(ProposeError::TimedOut)?;
@@ -296,6 +296,7 @@ async fn open_metadata(
         replica_config,
         seed,
         sender,
+        &shard.replica_ticker,
     )
     .await
 }

@@ -31,7 +31,7 @@ use super::coordinator::{
 use super::records::{GroupRecord, OffsetValue, RecordError};
 use super::{group_partition, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
 use crate::broker::errors::write_error_code;
-use crate::broker::partition::{Access, Partition};
+use crate::broker::partition::{Access, Acks, Partition};
 use crate::broker::shard::Shard;
 use crate::io::{self, local};
 use crate::log::{Log, LogError};
@@ -468,7 +468,7 @@ fn append_records(
                 continue;
             };
             // Through the partition: a replicated one appends only as the serving leader.
-            match found.produce(batches) {
+            match found.produce(batches, Acks::All) {
                 Ok(appended) => appends.push(appended),
                 Err(_) => not_leader = true,
             }

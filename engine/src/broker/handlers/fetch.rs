@@ -31,20 +31,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 
 use crate::broker::errors::log_error_code;
 use crate::broker::fetch_regions::{ChunkError, RegionId, RegionLease};
 use crate::broker::memory::Reservation;
 use crate::broker::partition::Access;
-use crate::broker::shard::Shard;
+use crate::broker::shard::{LeaderHint, PartitionUnavailable, Shard};
 use crate::broker::topics::TopicSnapshot;
 use crate::io;
 use crate::log::region::ReadData;
 use crate::protocol::error_code::ErrorCode;
 
-use super::str_bytes;
+use super::{hinted_brokers, str_bytes};
 
 /// First fetch version that names topics by id instead of by name.
 const TOPIC_ID_VERSION: i16 = 13;
@@ -118,6 +120,8 @@ struct OwnerRead {
     /// so serves exactly the limit when more data is there, the limit this partition was
     /// given when data was left behind it; otherwise what was served.
     readable_bytes: usize,
+    /// With NOT_LEADER_OR_FOLLOWER: the leader this broker's replica knows (KIP-951).
+    leader_hint: Option<LeaderHint>,
 }
 
 enum OwnerRecords {
@@ -132,13 +136,27 @@ struct PartitionRead {
     log_start_offset: i64,
     records: Records,
     readable_bytes: usize,
+    leader_hint: Option<LeaderHint>,
 }
 
 impl OwnerRead {
     fn refused(error: ErrorCode) -> OwnerRead {
         let (high_watermark, log_start_offset) = (-1, -1);
         let records = OwnerRecords::Bytes(Bytes::new());
-        OwnerRead { error, high_watermark, log_start_offset, records, readable_bytes: 0 }
+        let leader_hint = None;
+        OwnerRead {
+            error,
+            high_watermark,
+            log_start_offset,
+            records,
+            readable_bytes: 0,
+            leader_hint,
+        }
+    }
+
+    fn unavailable(unavailable: PartitionUnavailable) -> OwnerRead {
+        let leader_hint = unavailable.leader_hint();
+        OwnerRead { leader_hint, ..OwnerRead::refused(unavailable.error_code()) }
     }
 
     fn on_connection_shard(self, shard: &Rc<Shard>) -> PartitionRead {
@@ -146,8 +164,17 @@ impl OwnerRead {
             OwnerRecords::Bytes(bytes) => Records::Bytes(bytes),
             OwnerRecords::Region(id) => Records::Region(RegionLease::new(shard, id)),
         };
-        let OwnerRead { error, high_watermark, log_start_offset, readable_bytes, .. } = self;
-        PartitionRead { error, high_watermark, log_start_offset, records, readable_bytes }
+        let OwnerRead {
+            error, high_watermark, log_start_offset, readable_bytes, leader_hint, ..
+        } = self;
+        PartitionRead {
+            error,
+            high_watermark,
+            log_start_offset,
+            records,
+            readable_bytes,
+            leader_hint,
+        }
     }
 }
 
@@ -155,7 +182,15 @@ impl PartitionRead {
     fn refused(error: ErrorCode) -> PartitionRead {
         let (high_watermark, log_start_offset) = (-1, -1);
         let records = Records::Bytes(Bytes::new());
-        PartitionRead { error, high_watermark, log_start_offset, records, readable_bytes: 0 }
+        let leader_hint = None;
+        PartitionRead {
+            error,
+            high_watermark,
+            log_start_offset,
+            records,
+            readable_bytes: 0,
+            leader_hint,
+        }
     }
 
     fn inline_bytes(&self) -> usize {
@@ -192,13 +227,30 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
         let has_error = reads.iter().any(|read| read.error != ErrorCode::None);
         let remaining = deadline.duration_since(io::now());
         if available >= min_bytes || has_error || remaining.is_zero() || shard.is_shutting_down() {
-            let (body, records) = build_response(&request, version, &targets, reads);
+            let (mut body, records) = build_response(&request, version, &targets, reads);
+            body.node_endpoints = hinted_endpoints(shard, &body);
             return FetchAnswer { body, records, grant };
         }
         let seen: Vec<i64> = reads.iter().map(|read| read.high_watermark).collect();
         drop((reads, grant));
         wait_for_progress(shard, &targets, &seen, remaining).await;
     }
+}
+
+/// The endpoints of the leaders the body's hints name (KIP-951's NodeEndpoints, Fetch v16+;
+/// older versions skip the field), from the cluster metadata this broker applied.
+fn hinted_endpoints(shard: &Shard, body: &FetchResponse) -> Vec<NodeEndpoint> {
+    let partitions = body.responses.iter().flat_map(|topic| topic.partitions.iter());
+    let leaders = partitions.map(|partition| partition.current_leader.leader_id.0);
+    hinted_brokers(shard, leaders)
+        .into_iter()
+        .map(|broker| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(broker.node_id))
+                .with_host(str_bytes(&broker.host))
+                .with_port(i32::from(broker.port))
+        })
+        .collect()
 }
 
 fn is_full_fetch(session_epoch: i32) -> bool {
@@ -358,7 +410,7 @@ async fn read_partition(owner: &Shard, target: &Target, limit: &mut Limit) -> Ow
             Ok(()) => leader.log().clone(),
             Err(fenced) => return OwnerRead::refused(fenced),
         },
-        Err(unavailable) => return OwnerRead::refused(unavailable.error_code()),
+        Err(unavailable) => return OwnerRead::unavailable(unavailable),
     };
     let max_bytes = target.partition_max_bytes.min(limit.remaining_bytes);
     let inline_max_bytes =
@@ -391,6 +443,7 @@ async fn read_partition(owner: &Shard, target: &Target, limit: &mut Limit) -> Ow
                 log_start_offset: read.log_start_offset,
                 records,
                 readable_bytes,
+                leader_hint: None,
             }
         }
         Err(error) => OwnerRead {
@@ -399,6 +452,7 @@ async fn read_partition(owner: &Shard, target: &Target, limit: &mut Limit) -> Ow
             log_start_offset: log.log_start_offset(),
             records: OwnerRecords::Bytes(Bytes::new()),
             readable_bytes: 0,
+            leader_hint: None,
         },
     }
 }
@@ -476,6 +530,12 @@ fn build_response(
             .with_partition_index(target.partition)
             .with_error_code(read.error.code())
             .with_aborted_transactions(aborted);
+        if let Some(hint) = read.leader_hint {
+            // Encoded from Fetch v12 on (a tagged field); older versions skip it.
+            partition.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(hint.leader_id))
+                .with_leader_epoch(hint.leader_epoch);
+        }
         partition = if read.error == ErrorCode::None {
             records.push(read.records);
             partition

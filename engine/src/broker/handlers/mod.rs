@@ -147,6 +147,17 @@ async fn admin_response(shard: &Rc<Shard>, request: Request, version: i16) -> Re
     }
 }
 
+/// The registered brokers among `leader_ids` (hints' leaders; -1 is none), once each in id
+/// order: the NodeEndpoints a KIP-951 answer lists next to its CurrentLeader hints.
+fn hinted_brokers(
+    shard: &crate::broker::shard::Shard,
+    leader_ids: impl Iterator<Item = i32>,
+) -> Vec<crate::broker::topics::BrokerEndpoint> {
+    let named: std::collections::BTreeSet<i32> = leader_ids.filter(|id| *id >= 0).collect();
+    let snapshot = shard.topics();
+    named.into_iter().filter_map(|id| snapshot.brokers.get(&id).cloned()).collect()
+}
+
 pub(crate) fn str_bytes(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_string())
 }

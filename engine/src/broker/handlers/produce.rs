@@ -10,18 +10,20 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 
 use crate::broker::errors::log_error_code;
-use crate::broker::partition::{Access, NotLeader, Partition};
-use crate::broker::shard::{PartitionUnavailable, Shard};
+use crate::broker::partition::{Access, Acks, NotLeader, Partition};
+use crate::broker::shard::{LeaderHint, PartitionUnavailable, Shard};
 use crate::io;
 use crate::log::AppendInfo;
 use crate::protocol::error_code::ErrorCode;
 use crate::record_batch::validate::{validate_produced, ProducePolicy, ProducedError};
 
-use super::error_message;
+use super::{error_message, hinted_brokers, str_bytes};
 
 type PartitionOutcome = Result<Appended, Refused>;
 
@@ -47,17 +49,27 @@ struct Refused {
     /// validation error inside the append), -1 with errors found before (measured on 4.4.0).
     from_log_validation: bool,
     log_start_offset: i64,
+    /// With NOT_LEADER_OR_FOLLOWER: the leader this broker's replica knows (KIP-951).
+    leader_hint: Option<LeaderHint>,
 }
 
 impl From<(ErrorCode, Option<String>)> for Refused {
     fn from((code, message): (ErrorCode, Option<String>)) -> Refused {
-        Refused { code, message, from_log_validation: false, log_start_offset: -1 }
+        let leader_hint = None;
+        Refused { code, message, from_log_validation: false, log_start_offset: -1, leader_hint }
     }
 }
 
 impl Refused {
+    fn unavailable(unavailable: PartitionUnavailable) -> Refused {
+        let leader_hint = unavailable.leader_hint();
+        Refused { leader_hint, ..Refused::from((produce_error_code(unavailable), None)) }
+    }
+
     fn by_log_validation(code: ErrorCode, message: String) -> Refused {
-        Refused { code, message: Some(message), from_log_validation: true, log_start_offset: -1 }
+        let message = Some(message);
+        let leader_hint = None;
+        Refused { code, message, from_log_validation: true, log_start_offset: -1, leader_hint }
     }
 }
 
@@ -82,6 +94,7 @@ async fn answer(
     let acks_valid = matches!(acks, -1..=1);
     // Kafka waits this long for the replicas; a negative timeout is no time at all.
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
+    let replica_acks = if acks == -1 { Acks::All } else { Acks::Leader };
     let mut pending = Vec::new();
     let mut layout = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
@@ -94,7 +107,8 @@ async fn answer(
             } else {
                 Err(Refused::from((ErrorCode::InvalidRequiredAcks, None)))
             };
-            pending.push(submit(shard, (name.clone(), partition.index), outcome, timeout));
+            let wait = (replica_acks, timeout);
+            pending.push(submit(shard, (name.clone(), partition.index), outcome, wait));
         }
         layout.push((topic.name, indexes));
     }
@@ -115,7 +129,36 @@ async fn answer(
             TopicProduceResponse::default().with_name(name).with_partition_responses(partitions)
         })
         .collect();
-    Some(ProduceResponse::default().with_responses(responses))
+    let body = ProduceResponse::default().with_responses(responses);
+    let node_endpoints = hinted_endpoints(shard, &body);
+    Some(body.with_node_endpoints(node_endpoints))
+}
+
+/// KIP-951's CurrentLeader (Produce v10+, a tagged field older versions skip); the default
+/// (-1, -1) when there is no hint, which is not encoded.
+fn leader_and_epoch(hint: Option<LeaderHint>) -> LeaderIdAndEpoch {
+    match hint {
+        Some(hint) => LeaderIdAndEpoch::default()
+            .with_leader_id(BrokerId(hint.leader_id))
+            .with_leader_epoch(hint.leader_epoch),
+        None => LeaderIdAndEpoch::default(),
+    }
+}
+
+/// The endpoints of the leaders the body's hints name (KIP-951's NodeEndpoints, Produce
+/// v10+), from the cluster metadata this broker applied.
+fn hinted_endpoints(shard: &Shard, body: &ProduceResponse) -> Vec<NodeEndpoint> {
+    let partitions = body.responses.iter().flat_map(|topic| topic.partition_responses.iter());
+    let leaders = partitions.map(|partition| partition.current_leader.leader_id.0);
+    hinted_brokers(shard, leaders)
+        .into_iter()
+        .map(|broker| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(broker.node_id))
+                .with_host(str_bytes(&broker.host))
+                .with_port(i32::from(broker.port))
+        })
+        .collect()
 }
 
 /// Validates one partition's records (`record_batch::validate`) and maps a refusal to
@@ -195,7 +238,7 @@ async fn submit(
     shard: &Rc<Shard>,
     (topic, partition): (String, i32),
     prepared: Result<Prepared, Refused>,
-    timeout: Duration,
+    (acks, timeout): (Acks, Duration),
 ) -> PartitionOutcome {
     let Prepared { batches, log_append_time_ms } = match prepared {
         Ok(prepared) => prepared,
@@ -211,11 +254,10 @@ async fn submit(
                 Partition::Replicated(replicated) => Some(replicated.clone()),
                 Partition::Local(_) => None,
             };
-            let appended = match leader.produce(batches) {
+            let appended = match leader.produce(batches, acks) {
                 Ok(appended) => appended,
                 Err(not_leader) => {
-                    let code = produce_error_code(PartitionUnavailable::NotLeader(not_leader));
-                    return Err(Refused::from((code, None)));
+                    return Err(Refused::unavailable(PartitionUnavailable::NotLeader(not_leader)));
                 }
             };
             let appended = match &replicated {
@@ -227,6 +269,7 @@ async fn submit(
             };
             // Committed, but the in-sync replicas shrank meanwhile: Kafka's answer.
             if appended.is_ok()
+                && acks == Acks::All
                 && replicated.is_some_and(|replicated| !replicated.has_enough_in_sync())
             {
                 return Err(Refused::from((ErrorCode::NotEnoughReplicasAfterAppend, None)));
@@ -237,8 +280,7 @@ async fn submit(
             })
         })
         .await;
-    let outcome = outcome
-        .unwrap_or_else(|unavailable| Err(Refused::from((produce_error_code(unavailable), None))));
+    let outcome = outcome.unwrap_or_else(|unavailable| Err(Refused::unavailable(unavailable)));
     outcome.map(|info| Appended { info, log_append_time_ms })
 }
 
@@ -273,6 +315,7 @@ fn partition_response(index: i32, outcome: PartitionOutcome) -> PartitionProduce
             .with_log_start_offset(info.log_start_offset)
             .with_log_append_time_ms(log_append_time_ms),
         Err(refused) => response
+            .with_current_leader(leader_and_epoch(refused.leader_hint))
             .with_error_code(refused.code.code())
             .with_base_offset(-1)
             .with_log_start_offset(refused.log_start_offset)

@@ -2,22 +2,23 @@
 //! between them (`replication/` decides, this module does: disk, clock, messages).
 //!
 //! One driver task per partition takes inputs one at a time — peer messages (a bounded
-//! inbox), ticks, the log's durability moving — steps the replica, and carries out each
-//! `Ready` completely before the next input, in the replica's order: the hard state made
-//! durable first (`replica_state.rs`), then the log operations (a follower's copies, cuts,
-//! the commit index, reads for peers), then the messages. A produce on the leader appends
-//! and tells the replica at once, synchronously, so the replica's view of the log and the
-//! log never disagree.
+//! inbox), ticks (one [`Ticker`] per shard), the log's durability moving — steps the
+//! replica, and carries out each `Ready` completely before the next input, in the replica's
+//! order: the hard state made durable first (`replica_state.rs`), then the log operations (a
+//! follower's copies, cuts, the commit index, reads for peers), then the messages. A produce
+//! on the leader appends and tells the replica at once, synchronously, so the replica's view
+//! of the log and the log never disagree.
 //!
 //! Any failed log operation stops the partition's replica (as if its process had crashed):
 //! the log is offline by then, and re-opening it recovers a state Raft accepts.
 //!
-//! Not wired into the shards yet: the broker still serves single-node partitions through
-//! their `Log` directly; the peer transport and the controller come next (issue 14).
+//! A single node's partitions are `Partition::Local` (their `Log` alone); a cluster's are
+//! `Partition::Replicated`, opened by each shard for the partitions assigned to its broker.
 
 pub mod replica_state;
 #[cfg(test)]
 mod tests;
+pub mod ticker;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -38,6 +39,8 @@ use crate::replication::{
     EntryMeta, LogOp, LogSummary, Message, NodeId, PeerRead, Ready, Replica, ReplicaConfig,
 };
 
+use self::ticker::Ticker;
+
 /// A replica message carrying record batches as they lie in the leader's log.
 pub type PeerMessage = Message<Bytes>;
 /// How the driver hands a message to the transport (best effort: Raft tolerates loss).
@@ -50,8 +53,9 @@ pub const INBOX_MESSAGES_MAX: usize = 1024;
 /// Why partition work was refused here before anything was read or written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotLeader {
-    /// NOT_LEADER_OR_FOLLOWER, with the leader's id as a hint when known.
-    Follower { leader: Option<NodeId> },
+    /// NOT_LEADER_OR_FOLLOWER, with the leader this replica knows (if any) and its epoch as
+    /// the client's hint (KIP-951).
+    Follower { leader: Option<NodeId>, epoch: i32 },
     /// This replica leads but may not serve yet: its own epoch's first batch is not
     /// committed (its high watermark may be below what the previous leader let consumers
     /// see), or, for reads, it holds no read lease. Reads answer OFFSET_NOT_AVAILABLE (78,
@@ -62,6 +66,16 @@ pub enum NotLeader {
     /// Fewer replicas are in sync than max(majority, min.insync.replicas) ask
     /// (NOT_ENOUGH_REPLICAS): nothing was written.
     NotEnoughReplicas { in_sync: usize, required: usize },
+}
+
+/// When a produce is answered (Kafka's `acks`; acks=0 is carried out as 1, unanswered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// acks=1: once the leader holds the batch durably. A failover before a majority holds
+    /// it may still cut it, as Kafka's acks=1 may lose it.
+    Leader,
+    /// acks=all (-1): once committed (the high watermark covers it).
+    All,
 }
 
 /// What partition work does for a client, for the leadership check.
@@ -128,22 +142,24 @@ impl Partition {
                 Err(NotLeader::NotServing)
             }
             Partition::Replicated(replicated) => {
-                Err(NotLeader::Follower { leader: replicated.leader() })
+                Err(NotLeader::Follower { leader: replicated.leader(), epoch: replicated.epoch() })
             }
         }
     }
 
-    /// A client's produce: appended at once in the leader's epoch, answered once committed.
+    /// A client's produce: appended at once in the leader's epoch, answered as `acks` asks
+    /// (a single node's durable append is its commit).
     pub fn produce(
         &self,
         batches: Vec<BytesMut>,
+        acks: Acks,
     ) -> Result<impl Future<Output = Result<AppendInfo, LogError>> + 'static, NotLeader> {
         match self {
             Partition::Local(log) => Ok(futures_util::future::Either::Left(
                 log.append(batches, SINGLE_NODE_LEADER_EPOCH),
             )),
             Partition::Replicated(replicated) => {
-                Ok(futures_util::future::Either::Right(replicated.produce(batches)?))
+                Ok(futures_util::future::Either::Right(replicated.produce(batches, acks)?))
             }
         }
     }
@@ -185,6 +201,7 @@ impl ReplicatedPartition {
         config: ReplicaConfig,
         random_seed: u64,
         send: Sender,
+        ticker: &Rc<Ticker>,
     ) -> Result<ReplicatedPartition, LogError> {
         let log_config = LogConfig { commit: CommitMode::Quorum, ..log_config };
         let log = Log::open(disk.clone(), dir.clone(), log_config).await?;
@@ -210,6 +227,7 @@ impl ReplicatedPartition {
         };
         let started_at = crate::io::now();
         let heartbeat = Duration::from_millis(config.heartbeat_interval_ms.unsigned_abs());
+        assert!(ticker.interval() <= heartbeat, "a tick at least every heartbeat interval");
         let replica = Replica::new(config, hard_state, summary, random_seed, 0);
         let inner = Rc::new(Inner {
             log,
@@ -228,7 +246,7 @@ impl ReplicatedPartition {
             led_from: Cell::new(None),
         });
         drop(crate::io::spawn_local(drive(Rc::clone(&inner))));
-        drop(crate::io::spawn_local(tick(Rc::downgrade(&inner), heartbeat / 2)));
+        ticker.register(&inner);
         drop(crate::io::spawn_local(watch_durable(Rc::downgrade(&inner))));
         Ok(ReplicatedPartition { inner })
     }
@@ -253,10 +271,12 @@ impl ReplicatedPartition {
     }
 
     /// A client's produce on the leader: appended in the leader's epoch now (offsets assigned
-    /// synchronously), answered once the high watermark covers it.
+    /// synchronously), answered once the high watermark covers it — or, for
+    /// [`Acks::Leader`], once this leader holds it durably, if that comes first.
     pub fn produce(
         &self,
         batches: Vec<BytesMut>,
+        acks: Acks,
     ) -> Result<impl Future<Output = Result<AppendInfo, LogError>> + 'static, NotLeader> {
         let inner = &self.inner;
         if inner.stopped.get() {
@@ -265,18 +285,34 @@ impl ReplicatedPartition {
         let epoch = {
             let replica = inner.replica.borrow();
             if !replica.is_leader() {
-                return Err(NotLeader::Follower { leader: replica.leader() });
+                return Err(NotLeader::Follower {
+                    leader: replica.leader(),
+                    epoch: replica.epoch(),
+                });
             }
             replica.epoch()
         };
+        // min.insync.replicas binds acks=all only, as in Kafka.
         let (in_sync, required) = (self.in_sync_replicas().len(), self.required_in_sync());
-        if in_sync < required {
+        if acks == Acks::All && in_sync < required {
             return Err(NotLeader::NotEnoughReplicas { in_sync, required });
         }
-        let appended = append_as_leader(inner, batches, epoch);
+        let base_offset = inner.log.log_end_offset();
+        let committed = append_as_leader(inner, batches, epoch);
+        let next_offset = inner.log.log_end_offset();
         inner.ready_due.set(true);
         inner.wake.notify_waiters();
-        Ok(appended)
+        // Nothing new appended (an idempotent retry's duplicate, or refused): its answer is
+        // the original's, which the commit gives.
+        if acks == Acks::All || next_offset == base_offset {
+            return Ok(futures_util::future::Either::Left(committed));
+        }
+        let appended = (epoch, base_offset, next_offset);
+        let durable = durable_on_leader(Rc::clone(inner), appended);
+        Ok(futures_util::future::Either::Right(async move {
+            futures_util::pin_mut!(committed, durable);
+            futures_util::future::select(committed, durable).await.factor_first().0
+        }))
     }
 
     pub fn log(&self) -> &Log {
@@ -384,6 +420,24 @@ fn append_as_leader(
         inner.replica.borrow_mut().handle_appended(base_offset, next_offset, epoch);
     }
     appended
+}
+
+/// Completes once this leader holds `base_offset..next_offset`, appended in `epoch`,
+/// durably; never if a new leader cut them (the commit then answers, with an error).
+async fn durable_on_leader(
+    inner: Rc<Inner>,
+    (epoch, base_offset, next_offset): (i32, i64, i64),
+) -> Result<AppendInfo, LogError> {
+    assert!(base_offset < next_offset);
+    inner.log.wait_for_durable_above(next_offset - 1).await;
+    inner.log.check_usable()?;
+    // Offsets of our epoch hold only our batches: still there, and durable.
+    let ours = inner.replica.borrow().epoch_at(base_offset) == Some(epoch);
+    if !ours || inner.log.durable_end_offset() < next_offset {
+        return std::future::pending().await;
+    }
+    let log_start_offset = inner.log.log_start_offset();
+    Ok(AppendInfo { base_offset, last_offset: next_offset - 1, log_start_offset })
 }
 
 fn now_ms(inner: &Inner) -> i64 {
@@ -542,19 +596,6 @@ async fn send_append(inner: &Inner, read: PeerRead) {
     let message = inner.replica.borrow().build_append(&read, entries, bytes);
     if let Some(message) = message {
         (inner.send)(read.peer, message);
-    }
-}
-
-/// Asks for a tick every `interval` while the partition lives.
-async fn tick(inner: std::rc::Weak<Inner>, interval: Duration) {
-    loop {
-        crate::io::sleep(interval).await;
-        let Some(inner) = inner.upgrade() else { return };
-        if inner.stopped.get() {
-            return;
-        }
-        inner.tick_due.set(true);
-        inner.wake.notify_waiters();
     }
 }
 

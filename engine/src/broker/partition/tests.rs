@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use super::{Access, NotLeader, Partition, PeerMessage, ReplicatedPartition, Sender};
+use super::ticker::Ticker;
+use super::{Access, Acks, NotLeader, Partition, PeerMessage, ReplicatedPartition, Sender};
 use crate::io::{block_on, CrashMode, Disk, SimDisk};
 use crate::log::region::ReadData;
 use crate::log::{Log, LogConfig, LogError};
@@ -29,6 +30,8 @@ struct Network {
     disks: BTreeMap<NodeId, SimDisk>,
     /// Nodes cut off from every other: nothing they send or are sent arrives.
     isolated: std::collections::BTreeSet<NodeId>,
+    /// One timer for every node's partition, as a shard has one for all of its own.
+    ticker: Option<Rc<Ticker>>,
 }
 
 type Shared = Rc<RefCell<Network>>;
@@ -70,10 +73,20 @@ async fn start(network: &Shared, node: NodeId) {
         config(node),
         u64::from(node.0),
         sender(network, node),
+        &shared_ticker(network, &config(node)),
     )
     .await
     .expect("open");
     network.borrow_mut().partitions.insert(node, partition);
+}
+
+/// A ticker of its own for a partition of `config` (a broker shares one per shard).
+fn ticker(config: &ReplicaConfig) -> Rc<Ticker> {
+    Ticker::new(Duration::from_millis(config.heartbeat_interval_ms.unsigned_abs()))
+}
+
+fn shared_ticker(network: &Shared, config: &ReplicaConfig) -> Rc<Ticker> {
+    Rc::clone(network.borrow_mut().ticker.get_or_insert_with(|| ticker(config)))
 }
 
 /// The machine of `node` loses power: its driver stops, unsynced writes are gone.
@@ -143,7 +156,9 @@ async fn produce(network: &Shared, values: std::ops::Range<u32>) -> BTreeMap<u32
     for value in values {
         for _attempt in 0..200 {
             let leader = leader(network).await;
-            let Ok(appended) = leader.produce(vec![record_batch(value)]) else { continue };
+            let Ok(appended) = leader.produce(vec![record_batch(value)], Acks::All) else {
+                continue;
+            };
             match crate::io::timeout(Duration::from_secs(2), appended).await {
                 Ok(Ok(info)) => {
                     acknowledged.insert(value, info.base_offset);
@@ -228,7 +243,7 @@ fn a_crashed_leader_is_replaced_and_catches_up_without_losing_an_acknowledged_re
             network.borrow_mut().isolated.insert(old_node);
             let end = old.log().log_end_offset();
             // (On a machine stalled past an election timeout it may have stepped down already.)
-            let unacknowledged = old.produce(vec![record_batch(1_000 + round)]);
+            let unacknowledged = old.produce(vec![record_batch(1_000 + round)], Acks::All);
             if unacknowledged.is_ok() {
                 wait_until("the lone write is durable", || old.log().durable_end_offset() > end)
                     .await;
@@ -265,8 +280,17 @@ fn a_single_node_log_becomes_a_one_replica_group_with_every_record_intact() {
         let only = NodeId(1);
         let config = ReplicaConfig::new(only, vec![only]);
         let silent: Sender = Rc::new(|_, _| unreachable!("a lone voter sends nothing"));
-        let partition =
-            ReplicatedPartition::open(disk, dir(), log_config, config, 1, silent).await.unwrap();
+        let partition = ReplicatedPartition::open(
+            disk,
+            dir(),
+            log_config,
+            config.clone(),
+            1,
+            silent,
+            &ticker(&config),
+        )
+        .await
+        .unwrap();
         wait_until("the lone voter leads and commits", || {
             partition.is_leader() && partition.log().high_watermark() == 41
         })
@@ -275,7 +299,8 @@ fn a_single_node_log_becomes_a_one_replica_group_with_every_record_intact() {
         let after = batches(&partition, 41).await;
         assert_eq!(after[..40], before[..], "every record intact, in place");
         assert_eq!((after[40].0, after[40].1), (40, 1), "then the leader-change batch");
-        let appended = partition.produce(vec![record_batch(99)]).expect("leads").await.unwrap();
+        let appended =
+            partition.produce(vec![record_batch(99)], Acks::All).expect("leads").await.unwrap();
         assert_eq!(appended.base_offset, 41);
         partition.stop();
     });
@@ -302,7 +327,16 @@ fn a_log_that_does_not_start_at_zero_is_refused_not_replicated() {
         let only = NodeId(1);
         let config = ReplicaConfig::new(only, vec![only]);
         let silent: Sender = Rc::new(|_, _| {});
-        let opened = ReplicatedPartition::open(disk, dir(), log_config, config, 1, silent).await;
+        let opened = ReplicatedPartition::open(
+            disk,
+            dir(),
+            log_config,
+            config.clone(),
+            1,
+            silent,
+            &ticker(&config),
+        )
+        .await;
         assert!(matches!(opened, Err(LogError::Offline)), "refused");
     });
 }
@@ -376,10 +410,10 @@ fn a_leader_whose_write_fails_behind_batches_awaiting_their_commit_stops_cleanly
             .expect("a leader");
         network.borrow_mut().isolated.insert(old_node);
         let end = old.log().log_end_offset();
-        let waiting = old.produce(vec![record_batch(1_000)]).expect("still leads");
+        let waiting = old.produce(vec![record_batch(1_000)], Acks::All).expect("still leads");
         wait_until("the lone write is durable", || old.log().durable_end_offset() > end).await;
         network.borrow().disks[&old_node].fail_next_writes(&dir(), 1);
-        let failing = old.produce(vec![record_batch(1_001)]).expect("still leads");
+        let failing = old.produce(vec![record_batch(1_001)], Acks::All).expect("still leads");
         wait_until("the old leader's replica stops", || old.is_stopped()).await;
         drop((old, waiting, failing));
         crash(&network, old_node);
@@ -429,6 +463,57 @@ fn a_leader_serves_once_its_epoch_is_committed_and_fences_other_epochs() {
                 assert!(matches!(refused, Err(NotLeader::Follower { .. })), "{refused:?}");
             }
         }
+        network.borrow_mut().partitions.values().for_each(ReplicatedPartition::stop);
+    });
+}
+
+/// acks=1 is answered once the leader holds the batch durably, without its followers;
+/// acks=all waits for a majority. Cut off from both followers, the leader answers the one
+/// and keeps the other waiting (until it steps down; the batch is then cut, as Kafka's acks=1
+/// may lose a record).
+#[test]
+fn acks_one_is_answered_by_the_leaders_durable_append_alone() {
+    run(async {
+        let network = Shared::default();
+        for node in NODES {
+            start(&network, node).await;
+        }
+        let leader = leader(&network).await;
+        wait_until("the leader serves", || leader.is_serving(Access::Write)).await;
+        let followers: Vec<NodeId> =
+            NODES.into_iter().filter(|node| Some(*node) != leader.leader()).collect();
+        network.borrow_mut().isolated.extend(followers);
+        let quorum = leader.produce(vec![record_batch(1)], Acks::All).expect("leads");
+        let alone = leader.produce(vec![record_batch(2)], Acks::Leader).expect("leads");
+        let answered = crate::io::timeout(Duration::from_millis(100), alone).await;
+        let appended = answered.expect("answered without followers").expect("appended");
+        assert_eq!(appended.base_offset, appended.last_offset);
+        assert!(leader.log().durable_end_offset() > appended.last_offset);
+        assert!(leader.log().high_watermark() <= appended.base_offset, "not committed");
+        let waited = crate::io::timeout(Duration::from_millis(100), quorum).await;
+        assert!(waited.is_err(), "acks=all needs a majority");
+        network.borrow_mut().partitions.values().for_each(ReplicatedPartition::stop);
+    });
+}
+
+/// One ticker drives every partition registered with it and forgets those that stopped.
+#[test]
+fn one_ticker_drives_every_partition_and_forgets_stopped_ones() {
+    run(async {
+        let network = Shared::default();
+        for node in NODES {
+            start(&network, node).await;
+        }
+        let ticker = network.borrow().ticker.clone().expect("started with one");
+        assert_eq!(ticker.registered(), 3);
+        let first = leader(&network).await;
+        wait_until("the leader serves", || first.is_serving(Access::Read)).await;
+        crash(&network, first.leader().expect("leads"));
+        crate::io::sleep(ticker.interval() * 2).await;
+        assert_eq!(ticker.registered(), 2, "the stopped one is forgotten");
+        // The survivors still tick: their election timers fire and one of them leads.
+        let second = leader(&network).await;
+        assert!(second.epoch() > first.epoch());
         network.borrow_mut().partitions.values().for_each(ReplicatedPartition::stop);
     });
 }
