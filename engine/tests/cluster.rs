@@ -513,3 +513,28 @@ fn a_follower_names_the_leader_and_its_endpoint_in_not_leader_answers() {
     assert_eq!(older.responses[0].partition_responses[0].current_leader.leader_id.0, -1);
     cluster.stop_all();
 }
+
+/// A replicated partition refuses DeleteRecords (POLICY_VIOLATION), as Kafka answers when a
+/// topic's policy forbids it: a log start moved on the leader alone would leave a log its
+/// replica cannot re-open. Its records stay readable from offset 0.
+#[test]
+fn delete_records_is_refused_on_a_replicated_partition() {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    use kafka_protocol::messages::DeleteRecordsRequest;
+    let mut cluster = TernCluster::start("delete-records", 3, &["--shards", "1"]);
+    create_replicated_topic(&cluster, "kept", &[]);
+    let leader = leader_of_topic(&mut cluster, "kept");
+    assert_eq!(produce_code(&cluster, leader, "kept"), 0);
+    let partition = DeleteRecordsPartition::default().with_partition_index(0).with_offset(-1);
+    let topic = DeleteRecordsTopic::default()
+        .with_name(common::differential::name("kept"))
+        .with_partitions(vec![partition]);
+    let request = DeleteRecordsRequest::default().with_topics(vec![topic]).with_timeout_ms(30_000);
+    let mut connection = Connection::connect(&cluster.broker(leader).bootstrap());
+    let response = connection.call(2, &request);
+    let answer = &response.topics[0].partitions[0];
+    assert_eq!(answer.error_code, 44, "POLICY_VIOLATION: {answer:?}");
+    cluster.stop_all();
+}

@@ -479,8 +479,18 @@ impl Shard {
     }
 
     /// The logs of every partition this shard owns.
-    fn local_logs(&self) -> Vec<Log> {
-        self.partitions.borrow().values().map(|partition| partition.log().clone()).collect()
+    /// The logs of a single node's partitions: the only ones retention and compaction touch.
+    /// A replicated log keeps every segment for now: its replica cannot re-open a log whose
+    /// start moved past offset 0 (no snapshot transfer brings a follower past it yet), and
+    /// compaction rewrites each replica's batches on its own (a filler batch may span several
+    /// leader epochs), which replication has not been tested against.
+    fn single_node_logs(&self) -> Vec<Log> {
+        let partitions = self.partitions.borrow();
+        let logs = partitions.values().filter_map(|partition| match partition {
+            Partition::Local(log) => Some(log.clone()),
+            Partition::Replicated(_) => None,
+        });
+        logs.collect()
     }
 
     /// Shard 0 only: waits until no other registry change is in progress, then claims it.
@@ -544,7 +554,7 @@ impl Shard {
         let interval = std::time::Duration::from_millis(self.config.retention_check_interval_ms);
         while !self.is_shutting_down() {
             io::sleep(interval).await;
-            let logs = self.local_logs();
+            let logs = self.single_node_logs();
             let now_ms = io::unix_time_ms();
             for log in logs {
                 if let Err(error) = log.maybe_roll(now_ms).await {
@@ -563,7 +573,7 @@ impl Shard {
         let interval = std::time::Duration::from_millis(self.config.log_cleaner_interval_ms);
         while !self.is_shutting_down() {
             io::sleep(interval).await;
-            let logs = self.local_logs();
+            let logs = self.single_node_logs();
             for log in logs {
                 if self.is_shutting_down() {
                     return;

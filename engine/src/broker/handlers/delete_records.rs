@@ -8,7 +8,10 @@
 //! start is durable before the answer (see `log/start_offset.rs`), whole segments below it are
 //! deleted, and Fetch and ListOffsets see it at once. The internal `__consumer_offsets` is
 //! refused (INVALID_TOPIC_EXCEPTION), as Kafka refuses deleting records of internal topics: the
-//! groups' state is rebuilt from it.
+//! groups' state is rebuilt from it. A cluster's replicated partitions refuse it too
+//! (POLICY_VIOLATION, Kafka's answer when a topic's policy forbids deletion): a log start
+//! moved on one replica alone would leave a log the replica cannot re-open (no snapshot
+//! transfer yet brings a follower past a leader's log start).
 
 use std::rc::Rc;
 
@@ -19,6 +22,7 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use crate::broker::errors::log_error_code;
 use crate::broker::groups::OFFSETS_TOPIC;
+use crate::broker::partition::{Access, Partition};
 use crate::broker::shard::Shard;
 use crate::protocol::error_code::ErrorCode;
 
@@ -76,7 +80,10 @@ async fn delete_below(
     }
     let name = topic.clone();
     let outcome = shard
-        .on_partition_log(&name, partition, move |log| async move {
+        .on_partition(&name, partition, Access::Write, move |leader| async move {
+            let Partition::Local(log) = leader else {
+                return Err(ErrorCode::PolicyViolation);
+            };
             let target =
                 if offset == HIGH_WATERMARK_OFFSET { log.high_watermark() } else { offset };
             log.delete_records_before(target).await.map_err(|error| {
