@@ -379,7 +379,8 @@ fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
     use tern::broker::partition::entries_of;
     use tern::broker::peer::{self, Addressed, PeerFrame};
     use tern::replication::{
-        AppendHeader, AppendRequest, AppendResponse, Divergence, Message, NodeId, VoteRequest,
+        AppendHeader, AppendRequest, AppendResponse, Divergence, Message, NodeId, TimeoutNow,
+        VoteRequest,
     };
     let mut payload = Vec::new();
     for (base_offset, records) in [(10i64, 2usize), (12, 1)] {
@@ -404,7 +405,17 @@ fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
         log_end_offset: 13,
         last_epoch: 3,
         pre_vote: true,
+        transfer: false,
     });
+    let transfer_vote = Message::VoteRequest(VoteRequest {
+        epoch: 4,
+        candidate: NodeId(3),
+        log_end_offset: 13,
+        last_epoch: 3,
+        pre_vote: false,
+        transfer: true,
+    });
+    let timeout_now = Message::TimeoutNow(TimeoutNow { epoch: 3, leader: NodeId(1) });
     let answer = Message::AppendResponse(AppendResponse {
         epoch: 3,
         success: false,
@@ -434,6 +445,10 @@ fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
             frame(vec![addressed(0, vote), addressed(1, append), addressed(2, answer)]),
         ),
         ("hello".to_string(), peer::encode_hello(&hello).to_vec()),
+        (
+            "transfer".to_string(),
+            frame(vec![addressed(0, timeout_now), addressed(0, transfer_vote)]),
+        ),
     ]
 }
 

@@ -20,9 +20,10 @@
 //! Every later frame carries replica messages:
 //!
 //! ```text
-//! magic "TRPF" | version u8 (2) | sender u32 | count u16 | message × count | CRC32C u32
+//! magic "TRPF" | version u8 (3) | sender u32 | count u16 | message × count | CRC32C u32
 //! message: topic length u8 | topic (UTF-8) | partition i32 | kind u8 | body
 //!   0 vote request:    epoch i32 | candidate u32 | log end i64 | last epoch i32 | pre-vote u8
+//!                      | transfer u8
 //!   1 vote response:   epoch i32 | granted u8 | pre-vote u8
 //!   2 append request:  epoch i32 | leader u32 | prev offset i64 | prev epoch i32
 //!                      | leader commit i64 | leader clock ms i64 | batches length u32
@@ -31,6 +32,7 @@
 //!                      | log end i64 | rejected prev offset i64 | leader clock ms i64
 //!                      | divergence u8
 //!                      [| epoch i32 | start offset i64]
+//!   4 timeout now:     epoch i32 | leader u32
 //! ```
 //!
 //! A frame with no messages is a keepalive. The CRC covers everything before it. An append
@@ -44,15 +46,16 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::partition::{entries_of, PeerMessage};
 use crate::replication::{
-    AppendHeader, AppendRequest, AppendResponse, Divergence, Message, NodeId, VoteRequest,
-    VoteResponse,
+    AppendHeader, AppendRequest, AppendResponse, Divergence, Message, NodeId, TimeoutNow,
+    VoteRequest, VoteResponse,
 };
 
 pub mod transport;
 
 const MAGIC: [u8; 4] = *b"TRPF";
 /// 2: appends carry the leader's clock and answers echo it (the leader's read lease).
-const VERSION: u8 = 2;
+/// 3: leadership transfer (timeout-now, and the transfer flag of a vote request).
+const VERSION: u8 = 3;
 /// A frame body is at most this big: a sender splits its messages across frames.
 pub const FRAME_BYTES_MAX: usize = 64 << 20;
 /// A frame body's bytes around its messages: magic, version, sender, count and CRC.
@@ -73,6 +76,7 @@ const KIND_VOTE_REQUEST: u8 = 0;
 const KIND_VOTE_RESPONSE: u8 = 1;
 const KIND_APPEND_REQUEST: u8 = 2;
 const KIND_APPEND_RESPONSE: u8 = 3;
+const KIND_TIMEOUT_NOW: u8 = 4;
 
 /// One partition's message inside a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,13 +159,14 @@ pub fn frame_size_bytes(frame: &PeerFrame) -> usize {
 /// frames before encoding them (`encode_body` checks it, message by message).
 pub fn message_size_bytes(addressed: &Addressed) -> usize {
     let body_bytes = match &addressed.message {
-        Message::VoteRequest(_) => 4 + 4 + 8 + 4 + 1,
+        Message::VoteRequest(_) => 4 + 4 + 8 + 4 + 1 + 1,
         Message::VoteResponse(_) => 4 + 1 + 1,
         Message::AppendRequest(request) => 4 + 4 + 8 + 4 + 8 + 8 + 4 + request.payload.len(),
         Message::AppendResponse(response) => {
             let divergence_bytes = if response.divergence.is_some() { 4 + 8 } else { 0 };
             4 + 1 + 8 * 5 + 1 + divergence_bytes
         }
+        Message::TimeoutNow(_) => 4 + 4,
     };
     1 + addressed.topic.len() + 4 + 1 + body_bytes
 }
@@ -211,6 +216,7 @@ fn encode_message(out: &mut BytesMut, addressed: &Addressed) {
             out.put_i64(request.log_end_offset);
             out.put_i32(request.last_epoch);
             out.put_u8(u8::from(request.pre_vote));
+            out.put_u8(u8::from(request.transfer));
         }
         Message::VoteResponse(response) => {
             out.put_u8(KIND_VOTE_RESPONSE);
@@ -233,6 +239,11 @@ fn encode_message(out: &mut BytesMut, addressed: &Addressed) {
             out.put_slice(&request.payload);
         }
         Message::AppendResponse(response) => encode_append_response(out, response),
+        Message::TimeoutNow(timeout_now) => {
+            out.put_u8(KIND_TIMEOUT_NOW);
+            out.put_i32(timeout_now.epoch);
+            out.put_u32(timeout_now.leader.0);
+        }
     }
 }
 
@@ -349,6 +360,7 @@ fn decode_message(reader: &mut Reader) -> Result<Addressed, PeerDecodeError> {
             log_end_offset: reader.i64()?,
             last_epoch: reader.i32()?,
             pre_vote: reader.boolean("pre-vote")?,
+            transfer: reader.boolean("transfer")?,
         }),
         KIND_VOTE_RESPONSE => Message::VoteResponse(VoteResponse {
             epoch: reader.i32()?,
@@ -357,6 +369,9 @@ fn decode_message(reader: &mut Reader) -> Result<Addressed, PeerDecodeError> {
         }),
         KIND_APPEND_REQUEST => Message::AppendRequest(decode_append_request(reader)?),
         KIND_APPEND_RESPONSE => Message::AppendResponse(decode_append_response(reader)?),
+        KIND_TIMEOUT_NOW => {
+            Message::TimeoutNow(TimeoutNow { epoch: reader.i32()?, leader: NodeId(reader.u32()?) })
+        }
         _ => return Err(PeerDecodeError::Invalid { field: "kind" }),
     };
     Ok(Addressed { topic, partition, message })

@@ -33,6 +33,7 @@ pub enum Message<P> {
     VoteResponse(VoteResponse),
     AppendRequest(AppendRequest<P>),
     AppendResponse(AppendResponse),
+    TimeoutNow(TimeoutNow),
 }
 
 impl<P> Message<P> {
@@ -43,6 +44,7 @@ impl<P> Message<P> {
             Message::VoteResponse(response) => response.epoch,
             Message::AppendRequest(request) => request.header.epoch,
             Message::AppendResponse(response) => response.epoch,
+            Message::TimeoutNow(timeout_now) => timeout_now.epoch,
         }
     }
 }
@@ -57,6 +59,7 @@ impl<P> Message<P> {
                     && request.epoch >= 0
                     && is_offset(request.log_end_offset)
                     && (NO_EPOCH..=request.epoch).contains(&request.last_epoch)
+                    && !(request.pre_vote && request.transfer)
             }
             Message::VoteResponse(response) => response.epoch >= 0,
             Message::AppendRequest(request) => {
@@ -65,6 +68,9 @@ impl<P> Message<P> {
                     && are_entries_well_formed(&request.header, &request.entries)
             }
             Message::AppendResponse(response) => is_response_well_formed(response),
+            Message::TimeoutNow(timeout_now) => {
+                timeout_now.leader == from && timeout_now.epoch >= 0
+            }
         }
     }
 }
@@ -126,6 +132,10 @@ pub struct VoteRequest {
     pub log_end_offset: i64,
     pub last_epoch: i32,
     pub pre_vote: bool,
+    /// A real vote the leader of the previous epoch asked for, handing its leadership over
+    /// ([`TimeoutNow`]): voters grant it even while they still hear from that leader (which
+    /// gave up its read lease when it asked). Never set on a pre-vote.
+    pub transfer: bool,
 }
 
 /// A granted pre-vote echoes the request's epoch; anything else carries the voter's epoch.
@@ -183,6 +193,15 @@ pub struct AppendResponse {
     /// The latest `leader_clock_ms` the follower took from its leader in this epoch (what it
     /// answers to a stale leader is not looked at).
     pub leader_clock_ms: i64,
+}
+
+/// The leader of `epoch` hands its leadership to the receiver: campaign now, skipping the
+/// pre-vote (Raft thesis §3.10). Sent only once the receiver holds the leader's whole log,
+/// while the leader takes no writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutNow {
+    pub epoch: i32,
+    pub leader: NodeId,
 }
 
 /// A rejecting follower's hint: at the last offset it compared (`min(prev_offset, its log

@@ -44,6 +44,6 @@ mod tests;
 pub use epochs::{EpochStart, LeaderEpochs, LocalLog};
 pub use message::{
     AppendHeader, AppendRequest, AppendResponse, Divergence, EntryMeta, Message, NodeId,
-    VoteRequest, VoteResponse, NO_EPOCH, OFFSET_MAX,
+    TimeoutNow, VoteRequest, VoteResponse, NO_EPOCH, OFFSET_MAX,
 };
 pub use replica::{HardState, LogOp, LogSummary, PeerRead, Ready, Replica, ReplicaConfig, Role};

@@ -5,8 +5,9 @@
 //! replica only decides. The contract between them is in `replication/mod.rs`.
 //!
 //! The submodules split the roles: `election` (pre-vote, votes, becoming a leader),
-//! `leader` (progress per follower, commit, in-sync replicas, heartbeats, check-quorum) and
-//! `follower` (log matching, truncation, durable acknowledgements).
+//! `leader` (progress per follower, commit, in-sync replicas, heartbeats, check-quorum),
+//! `follower` (log matching, truncation, durable acknowledgements) and `transfer` (handing
+//! leadership to another voter; retiring for a controlled shutdown).
 //!
 //! Invariants (asserted after every input, [`Replica::check_invariants`]): the high
 //! watermark never moves back and never passes the log end; a leader or candidate has voted
@@ -16,6 +17,7 @@
 mod election;
 mod follower;
 mod leader;
+mod transfer;
 
 use std::collections::BTreeMap;
 
@@ -222,6 +224,10 @@ pub struct Replica<P> {
     votes: BTreeMap<NodeId, bool>,
     /// Progress per follower, while leader.
     progress: BTreeMap<NodeId, Progress>,
+    /// A leadership hand-over under way, while leader.
+    transfer: Option<transfer::Transfer>,
+    /// Going away (controlled shutdown): hands leadership over, never campaigns.
+    retiring: bool,
     following: Following,
     /// The hard state last handed to the driver (or given at creation).
     persisted: HardState,
@@ -269,6 +275,8 @@ impl<P> Replica<P> {
             },
             votes: BTreeMap::new(),
             progress: BTreeMap::new(),
+            transfer: None,
+            retiring: false,
             following: Following::new(log.high_watermark),
             persisted,
             messages: Vec::new(),
@@ -351,6 +359,9 @@ impl<P> Replica<P> {
                 Message::AppendResponse(response) => {
                     self.handle_append_response(from, response, now_ms)
                 }
+                Message::TimeoutNow(timeout_now) => {
+                    self.handle_timeout_now(from, timeout_now, now_ms)
+                }
             }
         }
         self.check_invariants();
@@ -361,6 +372,8 @@ impl<P> Replica<P> {
         self.advance_clock(now_ms);
         if self.role == Role::Leader {
             self.tick_leader(now_ms);
+        } else if now_ms >= self.election_deadline_ms && self.retiring {
+            self.reset_election_timer(now_ms);
         } else if now_ms >= self.election_deadline_ms {
             self.start_election(now_ms);
         }
@@ -407,6 +420,10 @@ impl<P> Replica<P> {
         let leading = self.role == Role::Leader;
         assert_eq!(leading, self.leader == Some(self.config.node_id), "{self:?}");
         assert!(leading || self.progress.is_empty(), "{self:?}");
+        assert!(leading || self.transfer.is_none(), "{self:?}");
+        if let Some(transfer) = self.transfer {
+            assert!(self.progress.contains_key(&transfer.target), "{self:?}");
+        }
         if matches!(self.role, Role::Leader | Role::Candidate) {
             assert_eq!(self.voted_for, Some(self.config.node_id), "{self:?}");
         }
@@ -438,8 +455,11 @@ impl<P> Replica<P> {
             // Asking or granting a pre-vote changes nobody's epoch.
             Message::VoteRequest(request) if request.pre_vote => true,
             Message::VoteResponse(response) if response.pre_vote && response.granted => true,
-            Message::VoteRequest(request) if self.config.check_quorum && self.in_lease(now_ms) => {
-                // A live leader exists: a disruptive candidate does not move our epoch.
+            Message::VoteRequest(request)
+                if self.config.check_quorum && !request.transfer && self.in_lease(now_ms) =>
+            {
+                // A live leader exists: a disruptive candidate does not move our epoch (one
+                // the leader handed over to is not disruptive: `transfer.rs`).
                 self.send_vote_response(from, self.epoch, false, request.pre_vote);
                 false
             }
@@ -465,7 +485,7 @@ impl<P> Replica<P> {
                 let rejection = self.rejection(request.header.prev_offset, None);
                 self.send(from, Message::AppendResponse(rejection));
             }
-            Message::VoteResponse(_) | Message::AppendResponse(_) => {}
+            Message::VoteResponse(_) | Message::AppendResponse(_) | Message::TimeoutNow(_) => {}
         }
     }
 
@@ -537,6 +557,7 @@ impl<P> Replica<P> {
         self.leader_contact_ms = None;
         self.votes.clear();
         self.progress.clear();
+        self.transfer = None;
         self.following = Following::new(self.high_watermark);
         self.reset_election_timer(now_ms);
     }
@@ -573,6 +594,8 @@ impl<P> std::fmt::Debug for Replica<P> {
             .field("election_deadline_ms", &self.election_deadline_ms)
             .field("votes", &self.votes)
             .field("progress", &self.progress)
+            .field("transfer", &self.transfer)
+            .field("retiring", &self.retiring)
             .field("following", &self.following)
             .field("queued_messages", &self.messages.len())
             .field("queued_log_ops", &self.log_ops.len())

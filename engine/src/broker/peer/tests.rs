@@ -26,16 +26,22 @@ fn batches(base_offset: i64, shapes: &[(usize, i32)]) -> Bytes {
 }
 
 fn message() -> impl Strategy<Value = PeerMessage> {
-    let vote_request = (any::<i32>(), any::<u32>(), any::<i64>(), any::<i32>(), any::<bool>())
-        .prop_map(|(epoch, candidate, log_end_offset, last_epoch, pre_vote)| {
+    let flags = (any::<bool>(), any::<bool>());
+    let vote_request = (any::<i32>(), any::<u32>(), any::<i64>(), any::<i32>(), flags).prop_map(
+        |(epoch, candidate, log_end_offset, last_epoch, (pre_vote, transfer))| {
             Message::VoteRequest(VoteRequest {
                 epoch,
                 candidate: NodeId(candidate),
                 log_end_offset,
                 last_epoch,
                 pre_vote,
+                transfer,
             })
-        });
+        },
+    );
+    let timeout_now = (any::<i32>(), any::<u32>()).prop_map(|(epoch, leader)| {
+        Message::TimeoutNow(TimeoutNow { epoch, leader: NodeId(leader) })
+    });
     let vote_response =
         (any::<i32>(), any::<bool>(), any::<bool>()).prop_map(|(epoch, granted, pre_vote)| {
             Message::VoteResponse(VoteResponse { epoch, granted, pre_vote })
@@ -72,7 +78,7 @@ fn message() -> impl Strategy<Value = PeerMessage> {
             })
         },
     );
-    prop_oneof![vote_request, vote_response, append_request, append_response]
+    prop_oneof![vote_request, vote_response, append_request, append_response, timeout_now]
 }
 
 fn frame() -> impl Strategy<Value = PeerFrame> {
@@ -179,6 +185,14 @@ fn a_checksummed_frame_with_impossible_fields_is_refused() {
     assert!(decode(with_crc(&message(1, &vote_response(1)))).is_ok());
     let invalid = |field| Err(PeerDecodeError::Invalid { field });
     assert_eq!(decode(with_crc(&message(1, &vote_response(2)))), invalid("granted"));
+    let vote_request = |transfer: u8| [&[0u8; 20][..], &[0, transfer]].concat();
+    assert!(decode(with_crc(&message(0, &vote_request(1)))).is_ok());
+    assert_eq!(decode(with_crc(&message(0, &vote_request(2)))), invalid("transfer"));
+    assert!(decode(with_crc(&message(4, &[0u8; 8]))).is_ok());
+    assert!(matches!(
+        decode(with_crc(&message(4, &[0u8; 7]))),
+        Err(PeerDecodeError::Truncated { .. })
+    ));
     assert_eq!(decode(with_crc(&message(9, &vote_response(1)))), invalid("kind"));
     let trailing = [&message(1, &vote_response(1))[..], &[0]].concat();
     assert_eq!(decode(with_crc(&trailing)), Err(PeerDecodeError::Trailing { trailing: 1 }));

@@ -16,7 +16,7 @@ impl<P> Replica<P> {
         if self.config.pre_vote {
             self.become_pre_candidate(now_ms);
         } else {
-            self.become_candidate(now_ms);
+            self.become_candidate(now_ms, false);
         }
     }
 
@@ -24,23 +24,25 @@ impl<P> Replica<P> {
         self.role = Role::PreCandidate;
         self.leader = None;
         self.leader_contact_ms = None;
-        self.start_round(self.epoch + 1, true, now_ms);
+        self.start_round(self.epoch + 1, true, false, now_ms);
         let alone = self.quorum() == 1;
         assert!(self.role == Role::PreCandidate || alone, "only a single voter wins at once");
     }
 
-    fn become_candidate(&mut self, now_ms: i64) {
+    /// Bumps the epoch and asks for votes; `transfer`: the leader handed over to us.
+    pub(super) fn become_candidate(&mut self, now_ms: i64, transfer: bool) {
         self.epoch += 1;
         self.voted_for = Some(self.config.node_id);
         self.role = Role::Candidate;
         self.leader = None;
         self.leader_contact_ms = None;
-        self.start_round(self.epoch, false, now_ms);
+        self.start_round(self.epoch, false, transfer, now_ms);
         assert!(matches!(self.role, Role::Candidate | Role::Leader));
     }
 
     /// Votes for itself and asks every peer about `epoch`.
-    fn start_round(&mut self, epoch: i32, pre_vote: bool, now_ms: i64) {
+    fn start_round(&mut self, epoch: i32, pre_vote: bool, transfer: bool, now_ms: i64) {
+        assert!(!(pre_vote && transfer), "a transfer skips the pre-vote");
         self.votes.clear();
         self.votes.insert(self.config.node_id, true);
         self.reset_election_timer(now_ms);
@@ -50,6 +52,7 @@ impl<P> Replica<P> {
             log_end_offset: self.log.log_end_offset,
             last_epoch: self.log.last_epoch(),
             pre_vote,
+            transfer,
         };
         let peers: Vec<NodeId> = self.peers().collect();
         for peer in peers {
@@ -117,7 +120,7 @@ impl<P> Replica<P> {
         assert!(self.votes.len() <= voters);
         if granted >= self.quorum() {
             match self.role {
-                Role::PreCandidate => self.become_candidate(now_ms),
+                Role::PreCandidate => self.become_candidate(now_ms, false),
                 _ => self.become_leader(now_ms),
             }
         } else if rejected > voters - self.quorum() {

@@ -19,6 +19,7 @@ impl<P> Replica<P> {
     pub fn handle_appended(&mut self, base_offset: i64, next_offset: i64, epoch: i32) {
         assert_eq!(self.role, Role::Leader, "only a leader appends on its own");
         assert_eq!(epoch, self.epoch, "a leader appends in its own epoch");
+        assert!(self.transfer.is_none(), "no appends while handing leadership over");
         self.log.append(EntryMeta { base_offset, next_offset, epoch });
         let idle: Vec<NodeId> = self
             .progress
@@ -128,7 +129,7 @@ impl<P> Replica<P> {
     /// was deposed. Found by the simulator: `three-broker-partition` seed 96, a leader
     /// paused for 2.6 s served a lower high watermark on resuming.
     pub fn has_read_lease(&self, now_ms: i64) -> bool {
-        if self.role != Role::Leader {
+        if self.role != Role::Leader || self.transfer_sent() {
             return false;
         }
         let lease_ms = self.config.election_timeout_ms / 2;
@@ -147,6 +148,10 @@ impl<P> Replica<P> {
         let active = 1 + heard.count();
         if self.config.check_quorum && active < self.quorum() {
             self.become_follower(self.epoch, None, now_ms);
+            return;
+        }
+        self.tick_transfer(now_ms);
+        if self.role != Role::Leader {
             return;
         }
         let interval_ms = self.config.heartbeat_interval_ms;
@@ -201,6 +206,7 @@ impl<P> Replica<P> {
             self.send_append(from, now_ms);
         }
         self.advance_leader_commit();
+        self.continue_transfer();
     }
 
     /// Where to send from after a rejection of `prev_offset`, from the follower's hint. It is

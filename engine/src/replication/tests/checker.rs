@@ -7,6 +7,8 @@
 //! - durability: every committed batch is in the durable log of a majority (so no crash of a
 //!   minority loses it, and nothing truncated it);
 //! - a node's high watermark never goes back (within one incarnation);
+//! - a read lease is exclusive: a leader holding one leads the newest epoch ever led (no
+//!   later leader can have been elected while it serves reads; with check-quorum on);
 //! - the replica's view of its log (end, durable end, epochs) is the log model's.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,7 +47,7 @@ impl Checker {
         self.high_watermarks.remove(&id);
     }
 
-    pub fn check(&mut self, nodes: &BTreeMap<NodeId, Node>) {
+    pub fn check(&mut self, nodes: &BTreeMap<NodeId, Node>, now_ms: i64) {
         for (id, node) in nodes {
             let Some(replica) = node.replica.as_ref() else { continue };
             replica.check_invariants();
@@ -61,6 +63,18 @@ impl Checker {
             self.check_committed_prefix(*id, &node.log.batches, high_watermark);
         }
         self.check_durability(nodes);
+        self.check_read_leases(nodes, now_ms);
+    }
+
+    fn check_read_leases(&self, nodes: &BTreeMap<NodeId, Node>, now_ms: i64) {
+        let newest_epoch = self.leaders.keys().next_back().copied();
+        for (id, node) in nodes {
+            let Some(replica) = node.replica.as_ref() else { continue };
+            if replica.config().check_quorum && replica.has_read_lease(now_ms) {
+                let epoch = replica.epoch();
+                assert_eq!(newest_epoch, Some(epoch), "{id:?} reads on a lease in epoch {epoch}");
+            }
+        }
     }
 
     fn check_leader(&mut self, id: NodeId, epoch: i32, batches: &[Batch]) {

@@ -135,6 +135,7 @@ fn a_candidate_votes_for_itself_and_persists_that_before_asking() {
         log_end_offset: 0,
         last_epoch: NO_EPOCH,
         pre_vote: false,
+        transfer: false,
     };
     let expected = [2, 3].map(|to| (NodeId(to), Message::VoteRequest(expected)));
     assert_eq!(ready.messages, expected);

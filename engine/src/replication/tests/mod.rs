@@ -10,6 +10,7 @@ mod log_replication;
 mod messages;
 mod network;
 mod property;
+mod transfer;
 
 use super::{
     AppendHeader, AppendRequest, EntryMeta, HardState, Message, NodeId, Ready, Replica,
@@ -57,6 +58,7 @@ fn vote_request(
         log_end_offset,
         last_epoch,
         pre_vote: false,
+        transfer: false,
     })
 }
 

@@ -286,7 +286,7 @@ impl Network {
                 self.queue.push_back(envelope);
             }
         }
-        self.checker.check(&self.nodes);
+        self.checker.check(&self.nodes, self.now_ms);
     }
 
     /// Delivers the message at `index` of the queue (dropped if its target is down).
@@ -366,7 +366,7 @@ impl Network {
         self.next_value += 1;
         let node = self.node_mut(id);
         let replica = node.replica.as_mut().unwrap_or_else(|| panic!("{id:?} is down"));
-        assert!(replica.is_leader(), "{id:?} is not the leader");
+        assert!(replica.accepts_writes(), "{id:?} is not a leader taking writes");
         let base_offset = node.log.end_offset();
         let batch =
             Batch { base_offset, next_offset: base_offset + count, epoch: replica.epoch(), value };
@@ -374,6 +374,25 @@ impl Network {
         replica.handle_appended(batch.base_offset, batch.next_offset, batch.epoch);
         self.process(id);
         batch
+    }
+
+    /// The leader `id` starts handing its leadership to `target` (if it can); returns
+    /// whether it started.
+    pub fn transfer(&mut self, id: NodeId, target: NodeId) -> bool {
+        let now_ms = self.now_ms;
+        let replica = self.node_mut(id).replica.as_mut();
+        let started = replica.is_some_and(|replica| replica.transfer_leadership(target, now_ms));
+        self.process(id);
+        started
+    }
+
+    /// `id` is going away (controlled shutdown).
+    pub fn retire(&mut self, id: NodeId) {
+        let now_ms = self.now_ms;
+        if let Some(replica) = self.node_mut(id).replica.as_mut() {
+            replica.retire(now_ms);
+        }
+        self.process(id);
     }
 
     /// Syncs `id`'s log to its end.
@@ -423,7 +442,7 @@ impl Network {
         let node = self.node_mut(id);
         node.replica = None;
         node.log.crash();
-        self.checker.check(&self.nodes);
+        self.checker.check(&self.nodes, self.now_ms);
     }
 
     /// Restarts a crashed node (with a checkpointed high watermark of 0).
@@ -445,6 +464,9 @@ impl Network {
             else {
                 continue;
             };
+            if !self.replica(leader).accepts_writes() {
+                continue;
+            }
             if self.replica(leader).epoch_at(self.replica(leader).high_watermark() - 1)
                 != Some(self.replica(leader).epoch())
             {

@@ -28,6 +28,8 @@ enum Op {
     Sync(u32),
     /// The node's disk syncs every write at once (true) or only on `Sync` (false).
     FastDisk(u32, bool),
+    /// The newest leader hands its leadership to this node.
+    Transfer(u32),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -45,6 +47,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (1u32..=5).prop_map(Op::Restart),
         4 => (1u32..=5).prop_map(Op::Sync),
         2 => ((1u32..=5), any::<bool>()).prop_map(|(id, fast)| Op::FastDisk(id, fast)),
+        2 => (1u32..=5).prop_map(Op::Transfer),
     ]
 }
 
@@ -70,7 +73,16 @@ fn apply(network: &mut Network, count: u32, op: Op) {
             let leaders = network.leaders();
             if let Some(leader) = leaders.into_iter().max_by_key(|id| network.replica(*id).epoch())
             {
-                network.propose(leader, offsets);
+                if network.replica(leader).accepts_writes() {
+                    network.propose(leader, offsets);
+                }
+            }
+        }
+        Op::Transfer(id) => {
+            let leaders = network.leaders();
+            if let Some(leader) = leaders.into_iter().max_by_key(|id| network.replica(*id).epoch())
+            {
+                network.transfer(leader, member(id));
             }
         }
         Op::Isolate(id) => network.isolate(member(id)),

@@ -125,6 +125,7 @@ fn vote(topic: &str, partition: i32) -> Addressed {
         log_end_offset: 100 + i64::from(partition),
         last_epoch: 2,
         pre_vote: false,
+        transfer: false,
     };
     Addressed { topic: topic.to_string(), partition, message: Message::VoteRequest(request) }
 }

@@ -1,0 +1,141 @@
+//! Leadership transfer (Raft thesis §3.10), for controlled shutdown and preferred leaders: the
+//! leader stops taking writes, brings the target up to its log end, then tells it to campaign
+//! at once ([`TimeoutNow`]). The target skips the pre-vote and flags its vote request as a
+//! transfer, so voters that still hear from the leader grant it (they refuse other
+//! candidates while they do: check-quorum).
+//!
+//! Those voters break their promise not to vote for anyone else for an election timeout
+//! (what the leader's read lease stands on), so the leader gives the lease up for good when
+//! it sends TimeoutNow: it serves no reads in this epoch again, and if the target has not
+//! taken over within an election timeout it steps down rather than lead on without reads. A
+//! transfer that never got as far as TimeoutNow (the target did not catch up in time) is
+//! abandoned and the leader takes writes again.
+//!
+//! A retiring replica (its broker is shutting down) hands its leadership to the follower
+//! furthest along, tries again with another if a transfer fails, and never campaigns.
+
+use super::{Message, NodeId, Replica, Role};
+use crate::replication::message::TimeoutNow;
+
+/// A hand-over under way, while leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Transfer {
+    pub(super) target: NodeId,
+    /// Given up (or, once TimeoutNow is out, stepped down from) at this time.
+    pub(super) deadline_ms: i64,
+    pub(super) timeout_now_sent: bool,
+}
+
+impl<P> Replica<P> {
+    /// Starts handing leadership to `target`. False, changing nothing, unless this replica
+    /// leads, `target` is another voter and no transfer is under way.
+    pub fn transfer_leadership(&mut self, target: NodeId, now_ms: i64) -> bool {
+        self.advance_clock(now_ms);
+        let startable = self.role == Role::Leader
+            && self.transfer.is_none()
+            && target != self.config.node_id
+            && self.config.voters.contains(&target);
+        if startable {
+            let deadline_ms = now_ms + self.config.election_timeout_ms;
+            self.transfer = Some(Transfer { target, deadline_ms, timeout_now_sent: false });
+            self.continue_transfer();
+        }
+        self.check_invariants();
+        startable
+    }
+
+    /// This replica is going away: it never campaigns again and, while it leads, hands its
+    /// leadership to the follower furthest along (again on each tick until one takes it).
+    pub fn retire(&mut self, now_ms: i64) {
+        self.advance_clock(now_ms);
+        self.retiring = true;
+        if self.role == Role::Leader && self.transfer.is_none() {
+            self.retire_leadership(now_ms);
+        }
+        self.check_invariants();
+    }
+
+    pub fn is_retiring(&self) -> bool {
+        self.retiring
+    }
+
+    /// Whether the driver may append clients' batches: this replica leads and is not handing
+    /// its leadership over (the target must catch up with a log end that stands still).
+    pub fn accepts_writes(&self) -> bool {
+        self.role == Role::Leader && self.transfer.is_none()
+    }
+
+    /// The target of the transfer under way, if any.
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.transfer.map(|transfer| transfer.target)
+    }
+
+    /// Whether the leader gave its read lease up by sending TimeoutNow in this epoch.
+    pub(super) fn transfer_sent(&self) -> bool {
+        self.transfer.is_some_and(|transfer| transfer.timeout_now_sent)
+    }
+
+    /// On every leader tick: a retiring leader starts a transfer; a transfer past its
+    /// deadline is abandoned, or, if TimeoutNow went out, the leader steps down.
+    pub(super) fn tick_transfer(&mut self, now_ms: i64) {
+        assert_eq!(self.role, Role::Leader);
+        match self.transfer {
+            Some(transfer) if now_ms >= transfer.deadline_ms && transfer.timeout_now_sent => {
+                self.become_follower(self.epoch, None, now_ms);
+            }
+            Some(transfer) if now_ms >= transfer.deadline_ms => self.transfer = None,
+            Some(_) => self.continue_transfer(),
+            None => {}
+        }
+        if self.role == Role::Leader && self.transfer.is_none() && self.retiring {
+            self.retire_leadership(now_ms);
+        }
+    }
+
+    /// Sends TimeoutNow once the target holds our whole log (and heartbeats have it catch
+    /// up until then).
+    pub(super) fn continue_transfer(&mut self) {
+        let Some(transfer) = self.transfer else { return };
+        assert_eq!(self.role, Role::Leader);
+        let Some(progress) = self.progress.get(&transfer.target) else {
+            panic!("the transfer target {:?} has no progress", transfer.target);
+        };
+        if transfer.timeout_now_sent || progress.next_offset < self.log.log_end_offset {
+            return;
+        }
+        self.transfer = Some(Transfer { timeout_now_sent: true, ..transfer });
+        let timeout_now = TimeoutNow { epoch: self.epoch, leader: self.config.node_id };
+        self.send(transfer.target, Message::TimeoutNow(timeout_now));
+    }
+
+    /// Our leader of this epoch asks us to campaign now. A retiring replica, or one that
+    /// does not follow the sender in this epoch, ignores it.
+    pub(super) fn handle_timeout_now(&mut self, from: NodeId, timeout_now: TimeoutNow, now: i64) {
+        assert_eq!(timeout_now.epoch, self.epoch, "observe_epoch filtered other epochs");
+        let ours = self.role == Role::Follower && self.leader == Some(from);
+        if ours && !self.retiring {
+            self.become_candidate(now, true);
+        }
+    }
+
+    /// Starts a transfer to the follower furthest along that answered within an election
+    /// timeout, if there is one.
+    fn retire_leadership(&mut self, now_ms: i64) {
+        let timeout_ms = self.config.election_timeout_ms;
+        let reachable = self
+            .progress
+            .iter()
+            .filter(|(_, progress)| now_ms - progress.last_heard_ms < timeout_ms);
+        // Furthest along first; among equals the lowest id, so the choice is deterministic.
+        let best = reachable
+            .max_by_key(|(peer, progress)| {
+                (progress.next_offset, progress.durable_end_offset, std::cmp::Reverse(**peer))
+            })
+            .map(|(peer, _)| *peer);
+        if let Some(target) = best {
+            let deadline_ms = now_ms + self.config.election_timeout_ms;
+            self.transfer = Some(Transfer { target, deadline_ms, timeout_now_sent: false });
+            self.continue_transfer();
+        }
+    }
+}
