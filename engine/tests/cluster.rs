@@ -538,3 +538,32 @@ fn delete_records_is_refused_on_a_replicated_partition() {
     assert_eq!(answer.error_code, 44, "POLICY_VIOLATION: {answer:?}");
     cluster.stop_all();
 }
+
+/// Controlled shutdown: SIGTERM moves leadership to another replica before the process
+/// exits, so clients find a leader at once instead of after an election timeout. Right after
+/// the exit the survivors already name one of them; without the hand-over they would name
+/// the stopped broker for at least an election timeout (1 s: their promise to it holds that
+/// long after its last heartbeat), so the 500 ms allowed here cannot be met by an election.
+#[test]
+fn sigterm_hands_leadership_over_before_the_broker_exits() {
+    let mut cluster = TernCluster::start("controlled-shutdown", 3, &["--shards", "1"]);
+    create_replicated_topic(&cluster, "handed", &[]);
+    let leader = leader_of_topic(&mut cluster, "handed");
+    assert_eq!(produce_code(&cluster, leader, "handed"), 0);
+    cluster.stop(leader);
+    let exited = Instant::now();
+    let successor = loop {
+        if let Some(successor) = cluster.leader_of("handed", 0) {
+            break successor;
+        }
+        let waited = exited.elapsed();
+        assert!(waited < Duration::from_millis(500), "no leader {waited:?} after the exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_ne!(successor, leader);
+    let log = cluster.broker(leader).log();
+    assert!(log.contains("leadership handed over for shutdown"), "{log}");
+    assert!(!log.contains("still_led=1"), "{log}");
+    assert_eq!(produce_code(&cluster, successor, "handed"), 0, "{}", cluster.logs());
+    cluster.stop_all();
+}

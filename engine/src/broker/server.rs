@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +50,21 @@ pub struct ShutdownHandle {
 }
 
 impl ShutdownHandle {
+    /// A controlled shutdown: shard 0 has every shard hand its partitions' leadership over
+    /// (in a cluster, bounded by [`HAND_OVER_TIMEOUT`]), then stops them all. Falls back to
+    /// stopping every shard at once if shard 0 cannot take the request.
     pub fn shutdown(&self) {
+        let controlled: Job =
+            Box::new(|shard: Rc<Shard>| Box::pin(async move { controlled_shutdown(shard).await }));
+        let Some(first) = self.senders.first() else { return };
+        if first.try_send(controlled).is_ok() {
+            return;
+        }
+        tracing::warn!("shard 0 did not take the shutdown request; stopping every shard at once");
+        self.stop_now();
+    }
+
+    fn stop_now(&self) {
         for sender in &self.senders {
             let job: Job =
                 Box::new(|shard: Rc<Shard>| Box::pin(async move { shard.request_shutdown() }));
@@ -219,6 +234,27 @@ pub async fn run_shard(
     drop(listener);
     shard.close_partitions().await;
     Ok(())
+}
+
+/// How long a shutting-down broker waits for its partitions' leadership to move (Kafka's
+/// controlled shutdown takes about as long: a few metadata round trips). A leadership that
+/// has not moved by then moves by election after the process exits.
+pub const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// On shard 0: every shard hands its leadership over at once (shard 0 keeps carrying their
+/// replica messages meanwhile), then every shard stops. A single node has nothing to hand.
+async fn controlled_shutdown(shard: Rc<Shard>) {
+    if shard.config.cluster.is_some() && !shard.is_shutting_down() {
+        let deadline = io::now() + HAND_OVER_TIMEOUT;
+        let others = (1..shard.shard_count()).map(|other| {
+            shard.call_on(other, move |target| async move {
+                target.hand_over_leadership(deadline).await
+            })
+        });
+        let others = futures_util::future::join_all(others);
+        futures_util::future::join(shard.hand_over_leadership(deadline), others).await;
+    }
+    stop_all_shards(&shard);
 }
 
 /// Asks every shard, this one included, to stop.

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::io::{self, local::Notify, mesh, Disk};
+use crate::io::{self, local::Notify, mesh, Disk, Instant};
 use crate::log::{Log, LogLatency};
 use crate::metrics::LatencyHistogram;
 use crate::protocol::error_code::ErrorCode;
@@ -597,6 +597,27 @@ impl Shard {
         if !self.shutting_down.replace(true) {
             self.shutdown_requested.notify_waiters();
         }
+    }
+
+    /// Controlled shutdown: every replicated partition this shard leads (and the controller's
+    /// metadata partition, on shard 0) hands its leadership to another replica, and none of
+    /// them campaigns again; completes once none leads here, or at `deadline`.
+    pub async fn hand_over_leadership(&self, deadline: Instant) {
+        let mut replicated: Vec<ReplicatedPartition> = self
+            .partitions
+            .borrow()
+            .values()
+            .filter_map(|partition| match partition {
+                Partition::Replicated(replicated) => Some(replicated.clone()),
+                Partition::Local(_) => None,
+            })
+            .collect();
+        replicated.extend(self.controller().map(|controller| controller.metadata().clone()));
+        let led = replicated.iter().filter(|partition| partition.is_leader()).count();
+        let hand_overs = replicated.iter().map(|partition| partition.hand_over(deadline));
+        futures_util::future::join_all(hand_overs).await;
+        let still_led = replicated.iter().filter(|partition| partition.is_leader()).count();
+        tracing::info!(shard = self.id, led, still_led, "leadership handed over for shutdown");
     }
 
     /// Flushes and closes every owned partition log. Called once, by the shard's main task.

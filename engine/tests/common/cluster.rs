@@ -145,6 +145,13 @@ impl TernCluster {
         wait_until_answering(broker);
     }
 
+    /// SIGTERM to one broker; it must exit cleanly.
+    pub fn stop(&mut self, node_id: i32) {
+        let broker = self.broker_mut(node_id);
+        assert!(broker.is_running(), "node {node_id} is not running");
+        broker.stop();
+    }
+
     /// SIGTERM to every running broker; each must exit cleanly.
     pub fn stop_all(&mut self) {
         for broker in &mut self.brokers {

@@ -49,6 +49,8 @@ pub type Sender = Rc<dyn Fn(NodeId, PeerMessage)>;
 /// Peer messages waiting for the driver; beyond it new ones are dropped (and retried by
 /// their sender's next heartbeat), so a flood cannot grow the broker.
 pub const INBOX_MESSAGES_MAX: usize = 1024;
+/// How often a hand-over looks whether leadership has moved.
+const HAND_OVER_POLL: Duration = Duration::from_millis(5);
 
 /// Why partition work was refused here before anything was read or written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,6 +292,11 @@ impl ReplicatedPartition {
                     epoch: replica.epoch(),
                 });
             }
+            if !replica.accepts_writes() {
+                // Handing leadership over: the target catches up with a log end that stands
+                // still. The client's retry finds the new leader.
+                return Err(NotLeader::NotServing);
+            }
             replica.epoch()
         };
         // min.insync.replicas binds acks=all only, as in Kafka.
@@ -334,6 +341,9 @@ impl ReplicatedPartition {
     /// late, yet a majority still answering) keeps taking writes.
     pub fn is_serving(&self, access: Access) -> bool {
         if !self.is_leader() {
+            return false;
+        }
+        if access == Access::Write && !self.inner.replica.borrow().accepts_writes() {
             return false;
         }
         let leased = || self.inner.replica.borrow().has_read_lease(now_ms(&self.inner));
@@ -389,6 +399,48 @@ impl ReplicatedPartition {
     pub fn in_sync_replicas(&self) -> Vec<NodeId> {
         let now_ms = now_ms(&self.inner);
         self.inner.replica.borrow().in_sync_replicas(now_ms)
+    }
+
+    /// Starts handing leadership to `target` (`Replica::transfer_leadership`); false when
+    /// this replica does not lead, `target` is not another voter, or a transfer is under way.
+    pub fn transfer_leadership(&self, target: NodeId) -> bool {
+        let inner = &self.inner;
+        if inner.stopped.get() {
+            return false;
+        }
+        let now_ms = now_ms(inner);
+        let started = inner.replica.borrow_mut().transfer_leadership(target, now_ms);
+        inner.ready_due.set(true);
+        inner.wake.notify_waiters();
+        started
+    }
+
+    /// The broker is going away: hand leadership to another replica and never campaign again
+    /// (`Replica::retire`). If this replica led, completes once another one leads and told
+    /// it so, when no follower is there to hand to, or at `deadline`.
+    pub async fn hand_over(&self, deadline: Instant) {
+        let inner = &self.inner;
+        if inner.stopped.get() {
+            return;
+        }
+        let led = self.is_leader();
+        let now_ms = now_ms(inner);
+        inner.replica.borrow_mut().retire(now_ms);
+        inner.ready_due.set(true);
+        inner.wake.notify_waiters();
+        // Each round sleeps a little, bounded by the deadline.
+        while led && crate::io::now() < deadline {
+            let (moved, stuck) = {
+                let replica = inner.replica.borrow();
+                let moved = replica.leader().is_some_and(|leader| leader != replica.node_id());
+                // No transfer under way: no follower answered lately (they may be gone).
+                (moved, replica.is_leader() && replica.transfer_target().is_none())
+            };
+            if moved || stuck || inner.stopped.get() {
+                return;
+            }
+            crate::io::sleep(HAND_OVER_POLL).await;
+        }
     }
 
     /// Stops the driver (its tasks end at their next wake-up); the log stays open.

@@ -12,7 +12,8 @@
 //! abandoned and the leader takes writes again.
 //!
 //! A retiring replica (its broker is shutting down) hands its leadership to the follower
-//! furthest along, tries again with another if a transfer fails, and never campaigns.
+//! furthest along, tries again with another if a transfer fails, and never campaigns. With
+//! no follower to hand to (none answered lately), it leads on until its process exits.
 
 use super::{Message, NodeId, Replica, Role};
 use crate::replication::message::TimeoutNow;
@@ -118,18 +119,21 @@ impl<P> Replica<P> {
         }
     }
 
-    /// Starts a transfer to the follower furthest along that answered within an election
-    /// timeout, if there is one.
+    /// Starts a transfer to the follower furthest along among those that answered within two
+    /// heartbeat intervals (a live follower answers every heartbeat; one that went quiet may
+    /// be shutting down too), if there is one.
     fn retire_leadership(&mut self, now_ms: i64) {
-        let timeout_ms = self.config.election_timeout_ms;
+        let recent_ms = 2 * self.config.heartbeat_interval_ms;
         let reachable = self
             .progress
             .iter()
-            .filter(|(_, progress)| now_ms - progress.last_heard_ms < timeout_ms);
-        // Furthest along first; among equals the lowest id, so the choice is deterministic.
+            .filter(|(_, progress)| now_ms - progress.last_heard_ms <= recent_ms);
+        // Furthest along first, then the latest heard; among equals the lowest id, so the
+        // choice is deterministic.
         let best = reachable
             .max_by_key(|(peer, progress)| {
-                (progress.next_offset, progress.durable_end_offset, std::cmp::Reverse(**peer))
+                let along = (progress.next_offset, progress.durable_end_offset);
+                (along, progress.last_heard_ms, std::cmp::Reverse(**peer))
             })
             .map(|(peer, _)| *peer);
         if let Some(target) = best {
