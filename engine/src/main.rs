@@ -120,6 +120,11 @@ struct Arguments {
     /// replicas (Kafka's replica.lag.time.max.ms): it then counts for no min.insync.replicas.
     #[arg(long, default_value_t = 30_000)]
     replica_lag_time_max_ms: i64,
+    /// How often a partition's preferred leader (its first replica) asks for the leadership
+    /// back while another replica leads, as Kafka's auto.leader.rebalance.enable does every
+    /// leader.imbalance.check.interval.seconds (300 s). 0 turns it off.
+    #[arg(long, default_value_t = 300_000)]
+    leader_rebalance_interval_ms: i64,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -318,6 +323,11 @@ fn cluster_config(arguments: &Arguments) -> Result<Option<config::ClusterConfig>
     if arguments.replica_lag_time_max_ms <= 0 {
         return Err("--replica-lag-time-max-ms must be positive".into());
     }
+    if arguments.leader_rebalance_interval_ms < 0 {
+        return Err("--leader-rebalance-interval-ms must be 0 (off) or positive".into());
+    }
+    let leader_rebalance_interval_ms =
+        Some(arguments.leader_rebalance_interval_ms).filter(|interval_ms| *interval_ms > 0);
     Ok(Some(config::ClusterConfig {
         node_id,
         peer_listen,
@@ -325,6 +335,7 @@ fn cluster_config(arguments: &Arguments) -> Result<Option<config::ClusterConfig>
         election_timeout_ms,
         heartbeat_interval_ms,
         replica_lag_time_max_ms: arguments.replica_lag_time_max_ms,
+        leader_rebalance_interval_ms,
         planted_ack_before_durable: false,
         planted_commit_without_majority: false,
         planted_vote_twice: false,

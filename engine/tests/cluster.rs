@@ -567,3 +567,109 @@ fn sigterm_hands_leadership_over_before_the_broker_exits() {
     assert_eq!(produce_code(&cluster, successor, "handed"), 0, "{}", cluster.logs());
     cluster.stop_all();
 }
+
+/// The preferred replica (the first of the replicas Metadata lists) of `topic`'s partition 0,
+/// as broker `asked` knows it (once it has applied the topic's creation).
+fn preferred_replica(cluster: &TernCluster, asked: i32, topic: &str) -> i32 {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::MetadataRequest;
+    let request =
+        MetadataRequest::default().with_allow_auto_topic_creation(false).with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(common::differential::name(topic))),
+        ]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Until the broker has applied the topic's creation, it does not list its replicas.
+    loop {
+        let mut connection = Connection::connect(&cluster.broker(asked).bootstrap());
+        let response = connection.call(12, &request);
+        let partitions = response.topics.first().map(|topic| &topic.partitions);
+        let first = partitions.and_then(|partitions| partitions.first());
+        if let Some(replica) = first.and_then(|partition| partition.replica_nodes.first()) {
+            return replica.0;
+        }
+        assert!(Instant::now() < deadline, "{topic} has no replicas: {response:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Makes sure `preferred` does not lead `topic`-0: if it does, a clean restart hands the
+/// leadership to another replica. Returns the leader then.
+fn lead_elsewhere(cluster: &mut TernCluster, topic: &str, preferred: i32) -> i32 {
+    if leader_of_topic(cluster, topic) == preferred {
+        cluster.stop(preferred);
+        cluster.restart(preferred);
+        assert_eq!(preferred_replica(cluster, preferred, topic), preferred);
+    }
+    let leader = leader_of_topic(cluster, topic);
+    assert_ne!(leader, preferred, "{}", cluster.logs());
+    leader
+}
+
+/// ElectLeaders v2 of `election_type` for `partitions` of `topic`, asked of `asked`: each
+/// partition's error code.
+fn elect(
+    cluster: &TernCluster,
+    asked: i32,
+    topic: &str,
+    partitions: &[i32],
+    election_type: i8,
+) -> Vec<(i32, i16)> {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::ElectLeadersRequest;
+    let topics = vec![TopicPartitions::default()
+        .with_topic(common::differential::name(topic))
+        .with_partitions(partitions.to_vec())];
+    let request = ElectLeadersRequest::default()
+        .with_election_type(election_type)
+        .with_topic_partitions(Some(topics))
+        .with_timeout_ms(20_000);
+    let mut connection = Connection::connect(&cluster.broker(asked).bootstrap());
+    let response = connection.call(2, &request);
+    assert_eq!(response.error_code, 0, "{response:?}");
+    let results = &response.replica_election_results;
+    assert_eq!(results.len(), 1, "{response:?}");
+    results[0]
+        .partition_result
+        .iter()
+        .map(|result| (result.partition_id, result.error_code))
+        .collect()
+}
+
+/// ElectLeaders (API 43) gives a partition back to its preferred replica after a failover,
+/// whichever broker is asked (the others forward to the preferred replica's broker); a second
+/// election is not needed; an unclean one is never done.
+#[test]
+fn elect_leaders_gives_the_leadership_back_to_the_preferred_replica() {
+    let arguments = ["--shards", "1", "--leader-rebalance-interval-ms", "0"];
+    let mut cluster = TernCluster::start("elect-leaders", 3, &arguments);
+    create_replicated_topic(&cluster, "elected", &[]);
+    let preferred = preferred_replica(&cluster, 1, "elected");
+    let leader = lead_elsewhere(&mut cluster, "elected", preferred);
+    assert_eq!(produce_code(&cluster, leader, "elected"), 0);
+    let asked = cluster.node_ids().find(|node| *node != preferred).expect("three brokers");
+    // 0: NONE; 7: UNKNOWN_TOPIC_OR_PARTITION.
+    assert_eq!(elect(&cluster, asked, "elected", &[0, 7], 0), [(0, 0), (7, 3)]);
+    assert_eq!(leader_of_topic(&mut cluster, "elected"), preferred, "{}", cluster.logs());
+    assert_eq!(elect(&cluster, preferred, "elected", &[0], 0), [(0, 84)], "ELECTION_NOT_NEEDED");
+    assert_eq!(elect(&cluster, asked, "elected", &[0], 1), [(0, 44)], "unclean: POLICY_VIOLATION");
+    assert_eq!(produce_code(&cluster, preferred, "elected"), 0);
+    cluster.stop_all();
+}
+
+/// Brokers rebalance leadership by themselves (Kafka's auto.leader.rebalance.enable): once a
+/// failover heals, the preferred replica asks for its partition back and gets it.
+#[test]
+fn the_preferred_replica_takes_its_partition_back_after_a_failover() {
+    let arguments = ["--shards", "1", "--leader-rebalance-interval-ms", "1000"];
+    let mut cluster = TernCluster::start("leader-rebalance", 3, &arguments);
+    create_replicated_topic(&cluster, "rebalanced", &[]);
+    let preferred = preferred_replica(&cluster, 1, "rebalanced");
+    lead_elsewhere(&mut cluster, "rebalanced", preferred);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.leader_of("rebalanced", 0) != Some(preferred) {
+        assert!(Instant::now() < deadline, "not rebalanced:\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(produce_code(&cluster, preferred, "rebalanced"), 0);
+    cluster.stop_all();
+}

@@ -86,6 +86,7 @@ fn reencode(decoded: &DecodedRequest, header_in_frame: &RequestHeader) -> Vec<u8
         Request::OffsetForLeaderEpoch(body) => body.encode(&mut out, version),
         Request::AlterConfigs(body) => body.encode(&mut out, version),
         Request::IncrementalAlterConfigs(body) => body.encode(&mut out, version),
+        Request::ElectLeaders(body) => body.encode(&mut out, version),
     };
     result.expect("body re-encodes");
     out.to_vec()

@@ -379,8 +379,8 @@ fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
     use tern::broker::partition::entries_of;
     use tern::broker::peer::{self, Addressed, PeerFrame};
     use tern::replication::{
-        AppendHeader, AppendRequest, AppendResponse, Divergence, Message, NodeId, TimeoutNow,
-        VoteRequest,
+        AppendHeader, AppendRequest, AppendResponse, Divergence, LeadershipRequest, Message,
+        NodeId, TimeoutNow, VoteRequest,
     };
     let mut payload = Vec::new();
     for (base_offset, records) in [(10i64, 2usize), (12, 1)] {
@@ -416,6 +416,7 @@ fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
         transfer: true,
     });
     let timeout_now = Message::TimeoutNow(TimeoutNow { epoch: 3, leader: NodeId(1) });
+    let asked = Message::LeadershipRequest(LeadershipRequest { epoch: 3, candidate: NodeId(3) });
     let answer = Message::AppendResponse(AppendResponse {
         epoch: 3,
         success: false,
@@ -447,7 +448,11 @@ fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
         ("hello".to_string(), peer::encode_hello(&hello).to_vec()),
         (
             "transfer".to_string(),
-            frame(vec![addressed(0, timeout_now), addressed(0, transfer_vote)]),
+            frame(vec![
+                addressed(0, asked),
+                addressed(0, timeout_now),
+                addressed(0, transfer_vote),
+            ]),
         ),
     ]
 }

@@ -148,7 +148,8 @@ pub enum FaultKind {
     /// A cluster: a majority of the brokers (sometimes all) lose power at once; each
     /// restarts after its own 10 ms to 1.5 s, so a stale replica may come back first.
     PowerOutage,
-    /// A cluster: every broker in turn is killed (a process crash or a power failure) and
+    /// A cluster: every broker in turn is killed (a process crash or a power failure) or
+    /// shut down cleanly (SIGTERM's controlled shutdown: leadership handed over first), and
     /// restarted, 0.3 to 1.5 s apart.
     RollingRestart,
     /// A cluster: a minority of the brokers (half the time with a partition's leader) is

@@ -14,7 +14,7 @@ use std::time::Duration;
 use madsim::runtime::{Handle, Runtime};
 use madsim::task::NodeId;
 use tern::broker::config::ClusterConfig;
-use tern::broker::{Broker, BrokerConfig};
+use tern::broker::{Broker, BrokerConfig, ShutdownHandle};
 use tern::io::{Disk, SimDisk};
 use tern::log::FlushPolicy;
 use tracing_subscriber::layer::SubscriberExt;
@@ -75,6 +75,25 @@ thread_local! {
 /// madsim node of each broker, in broker id order (broker `i + 1` at index `i`).
 pub fn broker_nodes() -> Vec<NodeId> {
     BROKER_NODES.with(|nodes| nodes.borrow().clone())
+}
+
+thread_local! {
+    /// Each running broker's shutdown handle (its SIGTERM), by broker id; removed when its
+    /// `serve` returns.
+    static SHUTDOWN_HANDLES: RefCell<std::collections::BTreeMap<i32, ShutdownHandle>> =
+        const { RefCell::new(std::collections::BTreeMap::new()) };
+}
+
+/// Asks broker `broker` to shut down as SIGTERM does (a controlled shutdown); false if it
+/// is not serving.
+pub fn request_shutdown(broker: i32) -> bool {
+    let handle = SHUTDOWN_HANDLES.with(|handles| handles.borrow().get(&broker).cloned());
+    handle.map(|handle| handle.shutdown()).is_some()
+}
+
+/// Whether broker `broker` is serving (started, and not shut down).
+pub fn is_serving(broker: i32) -> bool {
+    SHUTDOWN_HANDLES.with(|handles| handles.borrow().contains_key(&broker))
 }
 
 /// State shared by the supervisor and every client task of one run.
@@ -461,6 +480,8 @@ fn cluster_config(plan: &Plan, broker: i32) -> ClusterConfig {
         // Kafka's 30 s: longer than a run's faults, so the in-sync replicas stay a majority
         // (min.insync.replicas is not exercised here).
         replica_lag_time_max_ms: 30_000,
+        // Often enough that preferred leaders take their partitions back within a run.
+        leader_rebalance_interval_ms: Some(2_000),
         planted_ack_before_durable: false,
         planted_commit_without_majority: false,
         planted_vote_twice: false,
@@ -502,10 +523,14 @@ fn start_broker(handle: &Handle, plan: &Plan, broker: i32) -> NodeId {
             async move {
                 let disk = Disk::Simulated(SimDisk::of_current_node(seed));
                 match Broker::open(config, disk).await {
-                    Ok(broker) => {
-                        if let Err(error) = broker.serve().await {
+                    Ok(served) => {
+                        let shutdown = served.shutdown_handle();
+                        SHUTDOWN_HANDLES
+                            .with(|handles| handles.borrow_mut().insert(broker, shutdown));
+                        if let Err(error) = served.serve().await {
                             tracing::error!(%error, "broker stopped");
                         }
+                        SHUTDOWN_HANDLES.with(|handles| handles.borrow_mut().remove(&broker));
                     }
                     Err(error) => tracing::error!(%error, "broker failed to start"),
                 }

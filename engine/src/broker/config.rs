@@ -102,6 +102,10 @@ pub struct ClusterConfig {
     /// A follower that has not reached its leader's log end for this long leaves the
     /// in-sync replicas (Kafka's replica.lag.time.max.ms, 30 s).
     pub replica_lag_time_max_ms: i64,
+    /// How often a partition's preferred leader (its first replica), while another replica
+    /// leads, asks for the leadership back (Kafka's auto.leader.rebalance.enable with
+    /// leader.imbalance.check.interval.seconds). `None`: never. Not for the controller.
+    pub leader_rebalance_interval_ms: Option<i64>,
     /// Planted bugs, for the simulator only (`tern-sim --plant ack-before-durable`,
     /// `--plant commit-without-majority`, `--plant vote-twice`,
     /// `--plant vote-without-log-check`, `--plant serve-before-own-commit`,
@@ -129,6 +133,7 @@ impl ClusterConfig {
             election_timeout_ms: self.election_timeout_ms,
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             replica_lag_time_max_ms: self.replica_lag_time_max_ms,
+            leader_rebalance_interval_ms: self.leader_rebalance_interval_ms,
             planted_ack_before_durable: self.planted_ack_before_durable,
             planted_commit_without_majority: self.planted_commit_without_majority,
             planted_vote_twice: self.planted_vote_twice,

@@ -33,6 +33,7 @@
 //!                      | divergence u8
 //!                      [| epoch i32 | start offset i64]
 //!   4 timeout now:     epoch i32 | leader u32
+//!   5 leadership request: epoch i32 | candidate u32
 //! ```
 //!
 //! A frame with no messages is a keepalive. The CRC covers everything before it. An append
@@ -46,15 +47,16 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::partition::{entries_of, PeerMessage};
 use crate::replication::{
-    AppendHeader, AppendRequest, AppendResponse, Divergence, Message, NodeId, TimeoutNow,
-    VoteRequest, VoteResponse,
+    AppendHeader, AppendRequest, AppendResponse, Divergence, LeadershipRequest, Message, NodeId,
+    TimeoutNow, VoteRequest, VoteResponse,
 };
 
 pub mod transport;
 
 const MAGIC: [u8; 4] = *b"TRPF";
 /// 2: appends carry the leader's clock and answers echo it (the leader's read lease).
-/// 3: leadership transfer (timeout-now, and the transfer flag of a vote request).
+/// 3: leadership transfer (timeout-now, the transfer flag of a vote request, and a
+/// follower's leadership request).
 const VERSION: u8 = 3;
 /// A frame body is at most this big: a sender splits its messages across frames.
 pub const FRAME_BYTES_MAX: usize = 64 << 20;
@@ -77,6 +79,7 @@ const KIND_VOTE_RESPONSE: u8 = 1;
 const KIND_APPEND_REQUEST: u8 = 2;
 const KIND_APPEND_RESPONSE: u8 = 3;
 const KIND_TIMEOUT_NOW: u8 = 4;
+const KIND_LEADERSHIP_REQUEST: u8 = 5;
 
 /// One partition's message inside a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,7 +169,7 @@ pub fn message_size_bytes(addressed: &Addressed) -> usize {
             let divergence_bytes = if response.divergence.is_some() { 4 + 8 } else { 0 };
             4 + 1 + 8 * 5 + 1 + divergence_bytes
         }
-        Message::TimeoutNow(_) => 4 + 4,
+        Message::TimeoutNow(_) | Message::LeadershipRequest(_) => 4 + 4,
     };
     1 + addressed.topic.len() + 4 + 1 + body_bytes
 }
@@ -243,6 +246,11 @@ fn encode_message(out: &mut BytesMut, addressed: &Addressed) {
             out.put_u8(KIND_TIMEOUT_NOW);
             out.put_i32(timeout_now.epoch);
             out.put_u32(timeout_now.leader.0);
+        }
+        Message::LeadershipRequest(request) => {
+            out.put_u8(KIND_LEADERSHIP_REQUEST);
+            out.put_i32(request.epoch);
+            out.put_u32(request.candidate.0);
         }
     }
 }
@@ -372,6 +380,10 @@ fn decode_message(reader: &mut Reader) -> Result<Addressed, PeerDecodeError> {
         KIND_TIMEOUT_NOW => {
             Message::TimeoutNow(TimeoutNow { epoch: reader.i32()?, leader: NodeId(reader.u32()?) })
         }
+        KIND_LEADERSHIP_REQUEST => Message::LeadershipRequest(LeadershipRequest {
+            epoch: reader.i32()?,
+            candidate: NodeId(reader.u32()?),
+        }),
         _ => return Err(PeerDecodeError::Invalid { field: "kind" }),
     };
     Ok(Addressed { topic, partition, message })

@@ -47,6 +47,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::ElectLeaders, 0, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::OffsetDelete, 0, 0),
     api(ApiKey::DescribeCluster, 0, 1),
@@ -125,6 +126,7 @@ mod tests {
         check(ApiKey::DeleteRecords, (0, 2));
         check(ApiKey::AlterConfigs, (0, 2));
         check(ApiKey::IncrementalAlterConfigs, (0, 1));
+        check(ApiKey::ElectLeaders, (0, 2));
         assert_eq!(supported_range(ApiKey::AddPartitionsToTxn as i16), None);
         assert_eq!(supported_range(-1), None);
         assert!(is_supported(ApiKey::Fetch, 4) && !is_supported(ApiKey::Fetch, 3));

@@ -14,11 +14,12 @@ use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    RequestHeader, SyncGroupRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, ElectLeadersRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -71,6 +72,7 @@ pub enum Request {
     DeleteGroups(DeleteGroupsRequest),
     OffsetDelete(OffsetDeleteRequest),
     DeleteRecords(DeleteRecordsRequest),
+    ElectLeaders(ElectLeadersRequest),
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
     AlterConfigs(AlterConfigsRequest),
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
@@ -178,6 +180,7 @@ fn decode_body(api_key: ApiKey, version: i16, buffer: &mut Bytes) -> Result<Requ
         ApiKey::DeleteGroups => Request::DeleteGroups(body(buffer, version)?),
         ApiKey::OffsetDelete => Request::OffsetDelete(body(buffer, version)?),
         ApiKey::DeleteRecords => Request::DeleteRecords(body(buffer, version)?),
+        ApiKey::ElectLeaders => Request::ElectLeaders(body(buffer, version)?),
         ApiKey::OffsetForLeaderEpoch => Request::OffsetForLeaderEpoch(body(buffer, version)?),
         ApiKey::AlterConfigs => Request::AlterConfigs(body(buffer, version)?),
         ApiKey::IncrementalAlterConfigs => Request::IncrementalAlterConfigs(body(buffer, version)?),

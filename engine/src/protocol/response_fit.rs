@@ -37,6 +37,9 @@ pub fn fit_to_version(response: &mut Response, version: i16) {
         Response::OffsetFetch(body) => fit_offset_fetch(body, version),
         Response::ListGroups(body) => fit_list_groups(body, version),
         Response::DescribeGroups(body) => fit_describe_groups(body, version),
+        // v0 has no top-level error code.
+        Response::ElectLeaders(body) if version == 0 => body.error_code = 0,
+        Response::ElectLeaders(_) => {}
         // Every version of these has every field (later versions only became flexible).
         Response::Heartbeat(_)
         | Response::OffsetCommit(_)

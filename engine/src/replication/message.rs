@@ -34,6 +34,7 @@ pub enum Message<P> {
     AppendRequest(AppendRequest<P>),
     AppendResponse(AppendResponse),
     TimeoutNow(TimeoutNow),
+    LeadershipRequest(LeadershipRequest),
 }
 
 impl<P> Message<P> {
@@ -45,6 +46,7 @@ impl<P> Message<P> {
             Message::AppendRequest(request) => request.header.epoch,
             Message::AppendResponse(response) => response.epoch,
             Message::TimeoutNow(timeout_now) => timeout_now.epoch,
+            Message::LeadershipRequest(request) => request.epoch,
         }
     }
 }
@@ -71,6 +73,7 @@ impl<P> Message<P> {
             Message::TimeoutNow(timeout_now) => {
                 timeout_now.leader == from && timeout_now.epoch >= 0
             }
+            Message::LeadershipRequest(request) => request.candidate == from && request.epoch >= 0,
         }
     }
 }
@@ -202,6 +205,15 @@ pub struct AppendResponse {
 pub struct TimeoutNow {
     pub epoch: i32,
     pub leader: NodeId,
+}
+
+/// A follower of `epoch`'s leader asks it for the leadership (to become the preferred
+/// leader again, or because an operator asked: ElectLeaders). The leader hands over only to
+/// a follower that reached its log end lately; anything else is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeadershipRequest {
+    pub epoch: i32,
+    pub candidate: NodeId,
 }
 
 /// A rejecting follower's hint: at the last offset it compared (`min(prev_offset, its log

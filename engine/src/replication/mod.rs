@@ -43,7 +43,7 @@ mod tests;
 
 pub use epochs::{EpochStart, LeaderEpochs, LocalLog};
 pub use message::{
-    AppendHeader, AppendRequest, AppendResponse, Divergence, EntryMeta, Message, NodeId,
-    TimeoutNow, VoteRequest, VoteResponse, NO_EPOCH, OFFSET_MAX,
+    AppendHeader, AppendRequest, AppendResponse, Divergence, EntryMeta, LeadershipRequest, Message,
+    NodeId, TimeoutNow, VoteRequest, VoteResponse, NO_EPOCH, OFFSET_MAX,
 };
 pub use replica::{HardState, LogOp, LogSummary, PeerRead, Ready, Replica, ReplicaConfig, Role};

@@ -42,6 +42,10 @@ pub struct ReplicaConfig {
     pub check_quorum: bool,
     /// How many bytes of batches the driver reads for one append request (at least one batch).
     pub max_append_bytes: u32,
+    /// Kafka's leader.imbalance.check.interval.seconds, per replica: this often the preferred
+    /// leader (the first voter), while it follows another, asks that leader for the
+    /// leadership back (`transfer.rs`). `None`: never.
+    pub leader_rebalance_interval_ms: Option<i64>,
     /// A planted bug, for tests and the simulator only: a follower acknowledges appended
     /// batches as durable before they are fdatasync'd. It proves the checkers see lost
     /// committed data. Never set it.
@@ -82,6 +86,7 @@ impl ReplicaConfig {
             pre_vote: true,
             check_quorum: true,
             max_append_bytes: 1024 * 1024,
+            leader_rebalance_interval_ms: None,
             planted_ack_before_durable: false,
             planted_commit_without_majority: false,
             planted_vote_twice: false,
@@ -100,6 +105,7 @@ impl ReplicaConfig {
         assert!(self.heartbeat_interval_ms > 0 && self.election_timeout_ms > 0);
         assert!(self.heartbeat_interval_ms < self.election_timeout_ms, "{self:?}");
         assert!(self.replica_lag_time_max_ms > 0 && self.max_append_bytes > 0);
+        assert!(self.leader_rebalance_interval_ms.is_none_or(|interval_ms| interval_ms > 0));
     }
 }
 
@@ -228,6 +234,8 @@ pub struct Replica<P> {
     transfer: Option<transfer::Transfer>,
     /// Going away (controlled shutdown): hands leadership over, never campaigns.
     retiring: bool,
+    /// When the preferred leader next asks for the leadership back, if it follows another.
+    rebalance_due_ms: i64,
     following: Following,
     /// The hard state last handed to the driver (or given at creation).
     persisted: HardState,
@@ -277,6 +285,7 @@ impl<P> Replica<P> {
             progress: BTreeMap::new(),
             transfer: None,
             retiring: false,
+            rebalance_due_ms: now_ms + config.leader_rebalance_interval_ms.unwrap_or(0),
             following: Following::new(log.high_watermark),
             persisted,
             messages: Vec::new(),
@@ -362,6 +371,7 @@ impl<P> Replica<P> {
                 Message::TimeoutNow(timeout_now) => {
                     self.handle_timeout_now(from, timeout_now, now_ms)
                 }
+                Message::LeadershipRequest(_) => self.handle_leadership_request(from, now_ms),
             }
         }
         self.check_invariants();
@@ -372,6 +382,8 @@ impl<P> Replica<P> {
         self.advance_clock(now_ms);
         if self.role == Role::Leader {
             self.tick_leader(now_ms);
+        } else if self.role == Role::Follower && now_ms < self.election_deadline_ms {
+            self.tick_rebalance(now_ms);
         } else if now_ms >= self.election_deadline_ms && self.retiring {
             self.reset_election_timer(now_ms);
         } else if now_ms >= self.election_deadline_ms {
@@ -485,7 +497,10 @@ impl<P> Replica<P> {
                 let rejection = self.rejection(request.header.prev_offset, None);
                 self.send(from, Message::AppendResponse(rejection));
             }
-            Message::VoteResponse(_) | Message::AppendResponse(_) | Message::TimeoutNow(_) => {}
+            Message::VoteResponse(_)
+            | Message::AppendResponse(_)
+            | Message::TimeoutNow(_)
+            | Message::LeadershipRequest(_) => {}
         }
     }
 

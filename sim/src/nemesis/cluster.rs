@@ -184,18 +184,47 @@ async fn power_outage(handle: &Handle, brokers: &[NodeId], plan: &Plan) {
     }
 }
 
-/// Every broker in turn, from a random one: killed (process crash or power failure) and
-/// restarted, with a pause between brokers.
+/// A controlled shutdown of one broker (SIGTERM: its partitions' leadership handed over,
+/// then a clean exit; killed if it has not exited within 10 s), restarted `down_ms` later.
+async fn graceful_cycle(
+    handle: &Handle,
+    brokers: &[NodeId],
+    plan: &Plan,
+    index: usize,
+    down_ms: u64,
+) {
+    let node = brokers[index];
+    claim_lifecycle(node).await;
+    let broker = broker_id(index) as i32;
+    tracing::warn!(fault = "graceful_restart", broker, down_ms, "broker shut down (SIGTERM)");
+    if crate::run::request_shutdown(broker) {
+        // Each round sleeps 10 ms: at most 1,000 rounds.
+        for _ in 0..1_000 {
+            if !crate::run::is_serving(broker) {
+                break;
+            }
+            sleep_ms(10).await;
+        }
+    }
+    SimDisk::spare_disk_at_next_kill(node, plan.seed);
+    handle.kill(node);
+    sleep_ms(down_ms).await;
+    handle.restart(node);
+    release_lifecycle(node);
+}
+
+/// Every broker in turn, from a random one: killed (process crash or power failure) or shut
+/// down cleanly (SIGTERM), and restarted, with a pause between brokers.
 async fn rolling_restart(handle: &Handle, brokers: &[NodeId], plan: &Plan) {
     let first = random_index(brokers);
     tracing::warn!(fault = "rolling_restart", first = broker_id(first), "brokers in turn");
     for step in 0..brokers.len() {
         let index = (first + step) % brokers.len();
         let down_ms = random_between(10, 300);
-        if random_between(0, 1) == 0 {
-            process_cycle(handle, brokers, plan, index, down_ms).await;
-        } else {
-            power_cycle(handle, brokers, index, down_ms).await;
+        match random_between(0, 2) {
+            0 => process_cycle(handle, brokers, plan, index, down_ms).await,
+            1 => power_cycle(handle, brokers, index, down_ms).await,
+            _ => graceful_cycle(handle, brokers, plan, index, down_ms).await,
         }
         sleep_ms(random_between(300, 1_500)).await;
     }

@@ -282,7 +282,11 @@ async fn open_metadata(
     let log_config =
         LogConfig { retention_age_ms: -1, retention_size_bytes: -1, ..shard.config.log.clone() };
     let voters = cluster.voters.keys().map(|id| node(*id)).collect();
-    let replica_config = cluster.replica_config(voters);
+    // The controller has no preferred leader (as KRaft's has none).
+    let replica_config = crate::replication::ReplicaConfig {
+        leader_rebalance_interval_ms: None,
+        ..cluster.replica_config(voters)
+    };
     let transport = transport.clone();
     let sender = Rc::new(move |to: NodeId, message| {
         let topic = METADATA_TOPIC.to_string();

@@ -1,9 +1,11 @@
-//! Forwarding to the controller's leader what only it may do, for clients that asked another
-//! broker: today a topic's auto-creation (Metadata with allow_auto_topic_creation). Kafka's
-//! brokers forward it over their controller channel; Tern's broker sends the controller a
-//! plain CreateTopics as a Kafka client would, on a short-lived connection, bounded in time
-//! and in the bytes it reads. The client is answered LEADER_NOT_AVAILABLE meanwhile and finds
-//! the topic on its next Metadata, once this broker has applied it.
+//! Forwarding to another broker what only it may do, for clients that asked this one: a
+//! topic's auto-creation (Metadata with allow_auto_topic_creation) goes to the controller's
+//! leader, and a preferred-leader election (ElectLeaders) to the partition's preferred
+//! replica. Kafka's brokers forward over their controller channel; Tern's broker sends the
+//! other broker the plain Kafka request a client would ([`call_broker`]), on a short-lived
+//! connection, bounded in time and in the bytes it reads. For an auto-creation the client is
+//! answered LEADER_NOT_AVAILABLE meanwhile and finds the topic on its next Metadata, once
+//! this broker has applied it.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Request, StrBytes};
 
 use crate::broker::shard::Shard;
 use crate::io::{self, Stream};
@@ -70,8 +72,20 @@ async fn forward_create(shard: &Rc<Shard>, topic: &str) -> Result<i16, String> {
             .with_name(TopicName(StrBytes::from_string(topic.to_string())))
             .with_num_partitions(-1)
             .with_replication_factor(-1)]);
+    let response = call_broker(address, CREATE_TOPICS_VERSION, &request).await?;
+    Ok(response.topics.first().map_or(-1, |result| result.error_code))
+}
+
+/// Sends `request` (at `version`) to the broker at `address` as a Kafka client would, on a
+/// connection of its own, and decodes its answer (bounded: `protocol/outbound.rs`). The
+/// caller bounds the time.
+pub async fn call_broker<R: Request>(
+    address: SocketAddr,
+    version: i16,
+    request: &R,
+) -> Result<R::Response, String> {
     let correlation_id = 1;
-    let frame = outbound::encode_request(CREATE_TOPICS_VERSION, correlation_id, &request)
+    let frame = outbound::encode_request(version, correlation_id, request)
         .map_err(|error| error.to_string())?;
     let stream = Stream::connect(address).await.map_err(|error| error.to_string())?;
     let (written, _) = stream.write_all(frame).await;
@@ -81,21 +95,20 @@ async fn forward_create(shard: &Rc<Shard>, topic: &str) -> Result<i16, String> {
         .map_err(|error| error.to_string())?;
     let body = bytes::Bytes::from(read_exact(&stream, size).await?);
     let _ = stream.shutdown();
-    let response = outbound::decode_response::<CreateTopicsRequest>(
-        body,
-        CREATE_TOPICS_VERSION,
-        correlation_id,
-    )
-    .map_err(|error| error.to_string())?;
-    Ok(response.topics.first().map_or(-1, |result| result.error_code))
+    outbound::decode_response::<R>(body, version, correlation_id).map_err(|error| error.to_string())
 }
 
 /// The controller's leader's client address, when this broker knows the leader and the
-/// leader registered an IP address (a host name would need a resolver the I/O layer does not
-/// have).
+/// leader registered an IP address.
 async fn controller_address(shard: &Rc<Shard>) -> Option<SocketAddr> {
     let leader = shard.call_on(0, |zero| async move { zero.controller()?.leader() }).await??;
-    let endpoint = shard.topics().brokers.get(&leader)?.clone();
+    broker_address(shard, leader)
+}
+
+/// A registered broker's client address, if it registered an IP address (a host name would
+/// need a resolver the I/O layer does not have).
+pub fn broker_address(shard: &Shard, node_id: i32) -> Option<SocketAddr> {
+    let endpoint = shard.topics().brokers.get(&node_id)?.clone();
     let ip: std::net::IpAddr = endpoint.host.parse().ok()?;
     Some(SocketAddr::new(ip, endpoint.port))
 }

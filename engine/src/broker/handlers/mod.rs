@@ -9,6 +9,7 @@ mod api_versions;
 mod configs;
 mod delete_records;
 mod describe;
+mod elect_leaders;
 pub mod fetch;
 mod groups;
 mod init_producer_id;
@@ -23,7 +24,7 @@ use std::rc::Rc;
 
 use kafka_protocol::protocol::StrBytes;
 
-use crate::protocol::request::{DecodedRequest, Request};
+use crate::protocol::request::{DecodedRequest, Request, RequestMeta};
 use crate::protocol::response::Response;
 
 use super::shard::Shard;
@@ -116,14 +117,16 @@ async fn respond(
         | Request::CreatePartitions(_)
         | Request::DeleteRecords(_)
         | Request::AlterConfigs(_)
-        | Request::IncrementalAlterConfigs(_)) => admin_response(&shard, admin, version).await,
+        | Request::IncrementalAlterConfigs(_)
+        | Request::ElectLeaders(_)) => admin_response(&shard, admin, &request.header).await,
     };
     Some(response)
 }
 
-/// Topic administration: creation, deletion, growth, record deletion and config changes
-/// (kept apart so `handle` stays one screen long).
-async fn admin_response(shard: &Rc<Shard>, request: Request, version: i16) -> Response {
+/// Topic administration: creation, deletion, growth, record deletion, config changes and
+/// leader elections (kept apart so `handle` stays one screen long).
+async fn admin_response(shard: &Rc<Shard>, request: Request, header: &RequestMeta) -> Response {
+    let version = header.api_version;
     match request {
         Request::CreateTopics(body) => {
             Response::CreateTopics(admin::create_topics(shard, body).await)
@@ -142,6 +145,10 @@ async fn admin_response(shard: &Rc<Shard>, request: Request, version: i16) -> Re
         }
         Request::IncrementalAlterConfigs(body) => {
             Response::IncrementalAlterConfigs(configs::incremental_alter_configs(shard, body).await)
+        }
+        Request::ElectLeaders(body) => {
+            let client_id = header.client_id.as_deref();
+            Response::ElectLeaders(elect_leaders::handle(shard, body, version, client_id).await)
         }
         other => unreachable!("not an admin request: {other:?}"),
     }

@@ -415,6 +415,25 @@ impl ReplicatedPartition {
         started
     }
 
+    /// Asks the leader to hand its leadership to this replica (`Replica::request_leadership`);
+    /// false when this replica does not follow a known leader.
+    pub fn request_leadership(&self) -> bool {
+        let inner = &self.inner;
+        if inner.stopped.get() {
+            return false;
+        }
+        let now_ms = now_ms(inner);
+        let asked = inner.replica.borrow_mut().request_leadership(now_ms);
+        inner.ready_due.set(true);
+        inner.wake.notify_waiters();
+        asked
+    }
+
+    /// Whether this replica is the partition's preferred leader (its first replica).
+    pub fn is_preferred_leader(&self) -> bool {
+        self.inner.replica.borrow().is_preferred_leader()
+    }
+
     /// The broker is going away: hand leadership to another replica and never campaign again
     /// (`Replica::retire`). If this replica led, completes once another one leads and told
     /// it so, when no follower is there to hand to, or at `deadline`.
@@ -561,6 +580,10 @@ async fn apply(inner: &Inner, ready: Ready<Bytes>) -> Result<(), LogError> {
         }
     }
     for (peer, message) in messages {
+        if let Message::TimeoutNow(timeout_now) = &message {
+            let (dir, epoch) = (inner.dir.display(), timeout_now.epoch);
+            tracing::info!(%dir, epoch, to = peer.0, "partition: handing leadership over");
+        }
         (inner.send)(peer, message);
     }
     if let Some(hard_state) = hard_state.filter(|_| vote_before_sync) {
@@ -579,6 +602,7 @@ fn append_leader_change(inner: &Inner, epoch: i32) -> Result<(), LogError> {
     let batch =
         record_batch::build::encode_leader_change(leader, &voters, crate::io::unix_time_ms());
     let base_offset = inner.log.log_end_offset();
+    tracing::info!(dir = %inner.dir.display(), epoch, base_offset, "partition: leading");
     inner.led_from.set(Some((epoch, base_offset)));
     drop(append_as_leader(inner, vec![BytesMut::from(&batch[..])], epoch));
     if inner.log.log_end_offset() == base_offset {

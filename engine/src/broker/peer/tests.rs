@@ -42,6 +42,9 @@ fn message() -> impl Strategy<Value = PeerMessage> {
     let timeout_now = (any::<i32>(), any::<u32>()).prop_map(|(epoch, leader)| {
         Message::TimeoutNow(TimeoutNow { epoch, leader: NodeId(leader) })
     });
+    let leadership_request = (any::<i32>(), any::<u32>()).prop_map(|(epoch, candidate)| {
+        Message::LeadershipRequest(LeadershipRequest { epoch, candidate: NodeId(candidate) })
+    });
     let vote_response =
         (any::<i32>(), any::<bool>(), any::<bool>()).prop_map(|(epoch, granted, pre_vote)| {
             Message::VoteResponse(VoteResponse { epoch, granted, pre_vote })
@@ -78,7 +81,14 @@ fn message() -> impl Strategy<Value = PeerMessage> {
             })
         },
     );
-    prop_oneof![vote_request, vote_response, append_request, append_response, timeout_now]
+    prop_oneof![
+        vote_request,
+        vote_response,
+        append_request,
+        append_response,
+        timeout_now,
+        leadership_request
+    ]
 }
 
 fn frame() -> impl Strategy<Value = PeerFrame> {

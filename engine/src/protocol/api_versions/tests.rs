@@ -65,10 +65,10 @@ fn api_versions_v3_bytes_are_exact() {
     let bytes = encode_response(&meta, &Response::ApiVersions(body)).unwrap();
     #[rustfmt::skip]
     let expected: &[u8] = &[
-        0, 0, 0, 194,           // size: 4 header + 190 body
+        0, 0, 0, 201,           // size: 4 header + 197 body
         0, 0, 0, 1,             // correlation id (response header v0: no tagged fields)
         0, 0,                   // error code NONE
-        27,                     // compact array: 26 APIs + 1
+        28,                     // compact array: 27 APIs + 1
         0, 0,  0, 0,  0, 12, 0, // Produce advertised 0..12 (served 3..12), no tags
         0, 1,  0, 4,  0, 17, 0, // Fetch 4..17
         0, 2,  0, 1,  0, 9,  0, // ListOffsets 1..9
@@ -92,6 +92,7 @@ fn api_versions_v3_bytes_are_exact() {
         0, 33, 0, 0,  0, 2,  0, // AlterConfigs 0..2
         0, 37, 0, 0,  0, 3,  0, // CreatePartitions 0..3
         0, 42, 0, 0,  0, 2,  0, // DeleteGroups 0..2
+        0, 43, 0, 0,  0, 2,  0, // ElectLeaders 0..2
         0, 44, 0, 0,  0, 1,  0, // IncrementalAlterConfigs 0..1
         0, 47, 0, 0,  0, 0,  0, // OffsetDelete 0..0
         0, 60, 0, 0,  0, 1,  0, // DescribeCluster 0..1
@@ -104,7 +105,7 @@ fn api_versions_v3_bytes_are_exact() {
 #[test]
 fn api_versions_v0_bytes_are_exact() {
     let bytes = unsupported_version_answer(1).unwrap();
-    let mut expected = vec![0, 0, 0, 4 + 2 + 4 + 26 * 6, 0, 0, 0, 1, 0, 35, 0, 0, 0, 26];
+    let mut expected = vec![0, 0, 0, 4 + 2 + 4 + 27 * 6, 0, 0, 0, 1, 0, 35, 0, 0, 0, 27];
     for api in SUPPORTED_APIS {
         for value in [api.key as i16, api::advertised_min_version(api), api.max_version] {
             expected.extend_from_slice(&value.to_be_bytes());

@@ -69,6 +69,7 @@ pub fn check(api_key: ApiKey, version: i16, body: &[u8]) -> Result<usize, Bounds
         ApiKey::DeleteGroups => string_array_then(&mut walker, "groups_names", i16::MAX, 0)?,
         ApiKey::OffsetDelete => offset_delete(&mut walker)?,
         ApiKey::DeleteRecords => delete_records(&mut walker)?,
+        ApiKey::ElectLeaders => elect_leaders(&mut walker, version)?,
         ApiKey::AlterConfigs | ApiKey::IncrementalAlterConfigs => {
             alter_configs(&mut walker, api_key == ApiKey::IncrementalAlterConfigs)?
         }
@@ -488,6 +489,20 @@ fn delete_records(walker: &mut Walker) -> Walk {
             partition.fixed(4 + 8, "partition_index, offset")?;
             partition.tagged_fields(no_known_tags)
         })?;
+        topic.tagged_fields(no_known_tags)
+    })?;
+    walker.fixed(4, "timeout_ms")?;
+    walker.tagged_fields(no_known_tags)
+}
+
+/// ElectLeaders: v1 added the election type before the (nullable) topics.
+fn elect_leaders(walker: &mut Walker, version: i16) -> Walk {
+    if version >= 1 {
+        walker.fixed(1, "election_type")?;
+    }
+    walker.array("topic_partitions", |topic| {
+        topic.string("topic")?;
+        topic.array("partitions", |partition| partition.fixed(4, "partition"))?;
         topic.tagged_fields(no_known_tags)
     })?;
     walker.fixed(4, "timeout_ms")?;

@@ -2,8 +2,8 @@ use super::*;
 use bytes::BytesMut;
 use kafka_protocol::messages::{
     alter_configs_request, create_partitions_request, create_topics_request,
-    delete_records_request, delete_topics_request, describe_configs_request, fetch_request,
-    incremental_alter_configs_request, join_group_request, leave_group_request,
+    delete_records_request, delete_topics_request, describe_configs_request, elect_leaders_request,
+    fetch_request, incremental_alter_configs_request, join_group_request, leave_group_request,
     list_offsets_request, metadata_request, offset_commit_request, offset_delete_request,
     offset_fetch_request, offset_for_leader_epoch_request, produce_request, sync_group_request,
 };
@@ -186,11 +186,9 @@ fn populated_group_request_more(api_key: ApiKey, version: i16) -> Request {
             body.include_authorized_operations = version >= 3;
             Request::DescribeGroups(body)
         }
-        ApiKey::DeleteGroups => {
-            let mut body = DeleteGroupsRequest::default();
-            body.groups_names = vec![group(), group()];
-            Request::DeleteGroups(body)
-        }
+        ApiKey::DeleteGroups => Request::DeleteGroups(
+            DeleteGroupsRequest::default().with_groups_names(vec![group(); 2]),
+        ),
         ApiKey::OffsetDelete => {
             let partition = offset_delete_request::OffsetDeleteRequestPartition::default();
             let mut topic = offset_delete_request::OffsetDeleteRequestTopic::default();
@@ -202,6 +200,7 @@ fn populated_group_request_more(api_key: ApiKey, version: i16) -> Request {
             Request::OffsetDelete(body)
         }
         ApiKey::DeleteRecords => Request::DeleteRecords(populated_delete_records()),
+        ApiKey::ElectLeaders => Request::ElectLeaders(populated_elect_leaders(version)),
         ApiKey::OffsetForLeaderEpoch => {
             Request::OffsetForLeaderEpoch(populated_offset_for_leader_epoch())
         }
@@ -221,6 +220,16 @@ fn populated_offset_for_leader_epoch() -> OffsetForLeaderEpochRequest {
         .with_topic(text("orders").into())
         .with_partitions(vec![partition, later]);
     OffsetForLeaderEpochRequest::default().with_topics(vec![topic])
+}
+
+fn populated_elect_leaders(version: i16) -> ElectLeadersRequest {
+    let topic = elect_leaders_request::TopicPartitions::default()
+        .with_topic(text("orders").into())
+        .with_partitions(vec![0, 3]);
+    ElectLeadersRequest::default()
+        .with_election_type(if version >= 1 { 1 } else { 0 })
+        .with_topic_partitions(Some(vec![topic]))
+        .with_timeout_ms(60_000)
 }
 
 fn populated_delete_records() -> DeleteRecordsRequest {
@@ -402,6 +411,7 @@ fn frame_of(request: &Request, api_key: ApiKey, version: i16) -> Bytes {
         Request::DeleteGroups(body) => frame_with(api_key, version, body),
         Request::OffsetDelete(body) => frame_with(api_key, version, body),
         Request::DeleteRecords(body) => frame_with(api_key, version, body),
+        Request::ElectLeaders(body) => frame_with(api_key, version, body),
         Request::OffsetForLeaderEpoch(body) => frame_with(api_key, version, body),
         Request::AlterConfigs(body) => frame_with(api_key, version, body),
         Request::IncrementalAlterConfigs(body) => frame_with(api_key, version, body),
@@ -460,6 +470,7 @@ fn flexible_versions_use_request_header_v2() {
         (ApiKey::DeleteGroups, 2),
         (ApiKey::OffsetDelete, i16::MAX),
         (ApiKey::DeleteRecords, 2),
+        (ApiKey::ElectLeaders, 2),
         (ApiKey::OffsetForLeaderEpoch, 4),
         (ApiKey::AlterConfigs, 2),
         (ApiKey::IncrementalAlterConfigs, 1),

@@ -11,12 +11,18 @@
 //! transfer that never got as far as TimeoutNow (the target did not catch up in time) is
 //! abandoned and the leader takes writes again.
 //!
+//! A follower may ask its leader for the leadership ([`LeadershipRequest`]): the preferred
+//! leader (the first voter) does so every `leader_rebalance_interval_ms` while it follows
+//! another (Kafka's automatic preferred-leader election), and so does a replica an operator
+//! elects (ElectLeaders). The leader grants it only to a follower that reached its log end
+//! within two heartbeat intervals, so that writes stop for a round trip, not for long.
+//!
 //! A retiring replica (its broker is shutting down) hands its leadership to the follower
 //! furthest along, tries again with another if a transfer fails, and never campaigns. With
 //! no follower to hand to (none answered lately), it leads on until its process exits.
 
 use super::{Message, NodeId, Replica, Role};
-use crate::replication::message::TimeoutNow;
+use crate::replication::message::{LeadershipRequest, TimeoutNow};
 
 /// A hand-over under way, while leader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +60,24 @@ impl<P> Replica<P> {
             self.retire_leadership(now_ms);
         }
         self.check_invariants();
+    }
+
+    /// Asks our leader to hand its leadership to us. False, sending nothing, unless this
+    /// replica follows a known leader and is not retiring.
+    pub fn request_leadership(&mut self, now_ms: i64) -> bool {
+        self.advance_clock(now_ms);
+        let Some(leader) = self.leader.filter(|_| self.role == Role::Follower && !self.retiring)
+        else {
+            return false;
+        };
+        let request = LeadershipRequest { epoch: self.epoch, candidate: self.config.node_id };
+        self.send(leader, Message::LeadershipRequest(request));
+        true
+    }
+
+    /// Whether this replica is the partition's preferred leader (its first voter).
+    pub fn is_preferred_leader(&self) -> bool {
+        self.config.voters.first() == Some(&self.config.node_id)
     }
 
     pub fn is_retiring(&self) -> bool {
@@ -107,6 +131,33 @@ impl<P> Replica<P> {
         self.transfer = Some(Transfer { timeout_now_sent: true, ..transfer });
         let timeout_now = TimeoutNow { epoch: self.epoch, leader: self.config.node_id };
         self.send(transfer.target, Message::TimeoutNow(timeout_now));
+    }
+
+    /// A follower asks for the leadership: granted (a transfer starts) if we lead, hand
+    /// nothing over yet, are not retiring, and it reached our log end lately.
+    pub(super) fn handle_leadership_request(&mut self, from: NodeId, now_ms: i64) {
+        if self.role != Role::Leader || self.transfer.is_some() || self.retiring {
+            return;
+        }
+        let recent_ms = 2 * self.config.heartbeat_interval_ms;
+        let Some(progress) = self.progress.get(&from) else { return };
+        if progress.caught_up_ms.is_some_and(|at| now_ms - at <= recent_ms) {
+            let started = self.transfer_leadership(from, now_ms);
+            assert!(started, "a leader with no transfer hands over to a caught-up peer");
+        }
+    }
+
+    /// On a follower's tick: the preferred leader, following another, asks for the
+    /// leadership back every `leader_rebalance_interval_ms`.
+    pub(super) fn tick_rebalance(&mut self, now_ms: i64) {
+        let Some(interval_ms) = self.config.leader_rebalance_interval_ms else { return };
+        if now_ms < self.rebalance_due_ms {
+            return;
+        }
+        self.rebalance_due_ms = now_ms + interval_ms;
+        if self.is_preferred_leader() && self.leader.is_some() {
+            self.request_leadership(now_ms);
+        }
     }
 
     /// Our leader of this epoch asks us to campaign now. A retiring replica, or one that

@@ -30,6 +30,8 @@ enum Op {
     FastDisk(u32, bool),
     /// The newest leader hands its leadership to this node.
     Transfer(u32),
+    /// This node asks its leader for the leadership.
+    AskForLeadership(u32),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -48,6 +50,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (1u32..=5).prop_map(Op::Sync),
         2 => ((1u32..=5), any::<bool>()).prop_map(|(id, fast)| Op::FastDisk(id, fast)),
         2 => (1u32..=5).prop_map(Op::Transfer),
+        2 => (1u32..=5).prop_map(Op::AskForLeadership),
     ]
 }
 
@@ -76,6 +79,13 @@ fn apply(network: &mut Network, count: u32, op: Op) {
                 if network.replica(leader).accepts_writes() {
                     network.propose(leader, offsets);
                 }
+            }
+        }
+        Op::AskForLeadership(id) => {
+            let now_ms = network.now_ms;
+            if let Some(replica) = network.node_mut(member(id)).replica.as_mut() {
+                replica.request_leadership(now_ms);
+                network.process(member(id));
             }
         }
         Op::Transfer(id) => {

@@ -184,3 +184,58 @@ fn a_retiring_leader_whose_timeout_now_was_lost_leaves_the_election_to_the_other
     assert_eq!(leaders.len(), 1);
     assert!(leaders[0] != node(1) && leaders[0] != node(2), "{leaders:?}");
 }
+
+#[test]
+fn a_caught_up_follower_that_asks_for_the_leadership_gets_it() {
+    let mut network = led_by_one(2);
+    let now_ms = network.now_ms;
+    let asked = network.node_mut(node(3)).replica.as_mut().map(|r| r.request_leadership(now_ms));
+    assert_eq!(asked, Some(true));
+    network.process(node(3));
+    network.deliver_all();
+    assert_eq!(network.leaders(), [node(3)]);
+    // A leader does not ask itself.
+    let now_ms = network.now_ms;
+    let asked = network.node_mut(node(3)).replica.as_mut().map(|r| r.request_leadership(now_ms));
+    assert_eq!(asked, Some(false));
+}
+
+#[test]
+fn a_lagging_follower_asking_for_the_leadership_is_ignored() {
+    let mut network = led_by_one(1);
+    network.partition(&[node(3)]);
+    network.propose(node(1), 2);
+    network.run_for(500, 100);
+    network.heal();
+    let now_ms = network.now_ms;
+    let asked = network.node_mut(node(3)).replica.as_mut().map(|r| r.request_leadership(now_ms));
+    assert_eq!(asked, Some(true));
+    network.process(node(3));
+    network.deliver_one();
+    let leader = network.replica(node(1));
+    assert!(leader.accepts_writes() && leader.transfer_target().is_none(), "{leader:?}");
+}
+
+#[test]
+fn the_preferred_leader_takes_its_leadership_back_after_a_failover_heals() {
+    let rebalance = |config: &mut crate::replication::ReplicaConfig| {
+        config.leader_rebalance_interval_ms = Some(3_000);
+    };
+    let mut network = Network::with(3, rebalance, |_| Default::default());
+    network.elect(node(1));
+    assert!(network.replica(node(1)).is_preferred_leader());
+    network.crash(node(1));
+    let failover = network.settle(10_000);
+    assert_ne!(failover, node(1));
+    network.restart(node(1));
+    network.run_for(8_000, 100);
+    assert_eq!(network.leaders(), [node(1)], "the first voter leads again");
+    // Without the setting, the leadership stays where the failover put it.
+    let mut network = Network::new(3);
+    network.elect(node(1));
+    network.crash(node(1));
+    let failover = network.settle(10_000);
+    network.restart(node(1));
+    network.run_for(8_000, 100);
+    assert_eq!(network.leaders(), [failover]);
+}
