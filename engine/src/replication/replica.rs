@@ -62,6 +62,10 @@ pub struct ReplicaConfig {
     /// checking that the candidate's log is at least as up to date as its own, so a replica
     /// missing committed entries can be elected and overwrite them. Never set it.
     pub planted_vote_without_log_check: bool,
+    /// A planted bug, for tests only: a leader keeps its read lease after it sends
+    /// TimeoutNow, although the voters it handed over to no longer keep their promise; it
+    /// serves reads while a new leader commits. Never set it.
+    pub planted_lease_through_transfer: bool,
     /// A planted bug, for the simulator only (read by the partition driver, not the replica):
     /// a new leader serves clients before its own leader-change batch is committed, while its
     /// high watermark may still be below what the previous leader let consumers see. Never
@@ -91,6 +95,7 @@ impl ReplicaConfig {
             planted_commit_without_majority: false,
             planted_vote_twice: false,
             planted_vote_without_log_check: false,
+            planted_lease_through_transfer: false,
             planted_serve_before_own_commit: false,
             planted_vote_before_sync: false,
         }

@@ -129,7 +129,8 @@ impl<P> Replica<P> {
     /// was deposed. Found by the simulator: `three-broker-partition` seed 96, a leader
     /// paused for 2.6 s served a lower high watermark on resuming.
     pub fn has_read_lease(&self, now_ms: i64) -> bool {
-        if self.role != Role::Leader || self.transfer_sent() {
+        let given_up = self.transfer_sent() && !self.config.planted_lease_through_transfer;
+        if self.role != Role::Leader || given_up {
             return false;
         }
         let lease_ms = self.config.election_timeout_ms / 2;

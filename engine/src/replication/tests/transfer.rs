@@ -239,3 +239,19 @@ fn the_preferred_leader_takes_its_leadership_back_after_a_failover_heals() {
     network.run_for(8_000, 100);
     assert_eq!(network.leaders(), [failover]);
 }
+
+#[test]
+#[should_panic(expected = "reads on a lease in epoch 1")]
+fn the_checker_catches_a_leader_that_keeps_its_read_lease_through_a_transfer() {
+    let planted = |config: &mut crate::replication::ReplicaConfig| {
+        config.planted_lease_through_transfer = true;
+    };
+    let mut network = Network::with(3, planted, |_| Default::default());
+    network.elect(node(1));
+    network.propose(node(1), 2);
+    network.deliver_all();
+    // Node 2's vote request never reaches node 1, which leads on and reads on its lease.
+    network.blocked.insert((node(2), node(1)));
+    assert!(network.transfer(node(1), node(2)));
+    network.deliver_all();
+}
