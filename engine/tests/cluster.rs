@@ -51,6 +51,35 @@ fn three_brokers_lose_no_acknowledged_record_through_three_leader_kills() {
     cluster.stop_all();
 }
 
+/// A rolling restart as an operator runs one (each broker in turn: SIGTERM, wait for its
+/// exit, start it again) while confluent-kafka produces with acks=all and idempotence: each
+/// broker hands its leaderships over before it exits, and no acknowledged record is lost or
+/// stored twice.
+#[test]
+fn a_rolling_restart_by_sigterm_loses_no_acknowledged_record() {
+    let deadline = Instant::now() + Duration::from_secs(TEST_SECONDS_MAX);
+    let mut cluster = TernCluster::start("rolling-3", 3, &["--shards", "2"]);
+    let mut script = FailoverScript::start(&cluster, 3);
+    let mut acked = script.wait_for_acked(PROGRESS_RECORDS, deadline);
+    let node_ids: Vec<i32> = cluster.node_ids().collect();
+    for node_id in node_ids {
+        cluster.stop(node_id);
+        let log = cluster.broker(node_id).log();
+        let handed_over = log.lines().filter(|line| line.contains("handed over for shutdown"));
+        let lines: Vec<&str> = handed_over.collect();
+        assert!(!lines.is_empty(), "node {node_id} handed nothing over:\n{log}");
+        assert!(lines.iter().all(|line| line.contains("still_led=0")), "{lines:#?}");
+        acked = script.wait_for_acked(acked + PROGRESS_RECORDS, deadline);
+        cluster.restart(node_id);
+        acked = script.wait_for_acked(acked + PROGRESS_RECORDS, deadline);
+        println!("node {node_id} restarted at {acked} acked");
+    }
+    let verdict = script.verdict(deadline);
+    assert_verdict(&verdict, 3, acked);
+    assert_gaps_are_control_batches(&mut cluster, &verdict);
+    cluster.stop_all();
+}
+
 /// The same test on one standalone broker (replication factor 1): the harness, the script
 /// and the checks, runnable before the cluster exists. Nothing acknowledges while the only
 /// broker is down, so it restarts before progress is awaited.
