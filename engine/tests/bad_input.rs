@@ -217,3 +217,40 @@ fn offset_commit_with_a_40000_byte_group_id_closes_the_connection_only() {
     assert!(server.is_running());
     server.stop();
 }
+
+/// A second broker started on a port the first listens on refuses to start ("cannot
+/// listen", exit 1). The shards' SO_REUSEPORT would otherwise let it join the first's
+/// listeners, and the kernel would hand each broker some of the connections: seen in CI as
+/// a test's first request answered by another test's broker, which closed it.
+#[test]
+fn a_second_broker_on_a_taken_port_refuses_to_start() {
+    let directory = test_dir("taken-port");
+    let mut first = TernServer::start(&directory.join("first"), &["--shards", "2"]);
+    let listen = first.bootstrap();
+    let stderr_path = directory.join("second.stderr");
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["--listen", &listen, "--shards", "1", "--data-dir"])
+        .arg(directory.join("second"))
+        .stderr(std::fs::File::create(&stderr_path).expect("create the stderr file"))
+        .spawn()
+        .expect("start a second tern");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("poll the second tern") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("the second tern is serving:\n{stderr}"));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    let mut connection = Connection::connect(&listen);
+    create_topic(&mut connection, "still-served", 1);
+    first.stop();
+}

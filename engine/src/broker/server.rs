@@ -89,7 +89,15 @@ pub enum StartError {
 
 impl Broker {
     /// Prepares the data directory on the real disk. Blocks the calling thread briefly.
+    /// Refuses to start when another process listens on the Kafka or the peer address
+    /// (`io::ensure_not_listening`: SO_REUSEPORT would let the two share the port).
+    #[cfg(not(madsim))]
     pub fn prepare(config: BrokerConfig) -> Result<Broker, StartError> {
+        let peer_listen = config.cluster.as_ref().map(|cluster| cluster.peer_listen);
+        for address in std::iter::once(config.listen).chain(peer_listen) {
+            io::ensure_not_listening(address)
+                .map_err(|source| StartError::Listen { address, source })?;
+        }
         io::block_on(Broker::open(config, Disk::Os))
     }
 

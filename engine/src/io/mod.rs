@@ -46,6 +46,8 @@ use uring as backend;
 
 pub use buf::{Bounded, IoBuf, IoBufMut};
 pub use fs::{Disk, File, OpenOptions};
+#[cfg(not(madsim))]
+pub use net::ensure_not_listening;
 pub use net::{Listener, Stream};
 pub use sim_disk::{CrashMode, DiskLatency, SimDisk, SECTOR_SIZE_BYTES};
 pub use time::{timeout, yield_now, Elapsed, Instant};

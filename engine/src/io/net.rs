@@ -14,6 +14,35 @@ pub struct Listener {
     inner: OsListener,
 }
 
+/// Fails (AddrInUse) when some socket keeps listening on `address` for
+/// [`LISTENER_GONE_WAIT`]. SO_REUSEPORT, which lets every shard listen on one port, would
+/// also let a second broker process of the same user join them silently, the kernel handing
+/// each some of the connections: a broker checks with a plain bind before its shards
+/// listen. Not airtight (two brokers starting within the same milliseconds both pass), but
+/// it turns the usual mistake into a startup error.
+///
+/// Why wait: a process killed with SIGKILL leaves its listening sockets behind for a moment,
+/// while the kernel tears its io_uring down (pending accepts hold the socket). Joining that
+/// dying group, as the shards' SO_REUSEPORT bind used to, lost the connections the kernel
+/// queued on it: a restart after kill -9 saw its first connections reset.
+#[cfg(not(madsim))]
+pub fn ensure_not_listening(address: SocketAddr) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + LISTENER_GONE_WAIT;
+    loop {
+        // std's bind sets SO_REUSEADDR, not SO_REUSEPORT: it fails on a listening port only.
+        match std::net::TcpListener::bind(address) {
+            Ok(_probe) => return Ok(()),
+            Err(error) if error.kind() != io::ErrorKind::AddrInUse => return Err(error),
+            Err(error) if std::time::Instant::now() >= deadline => return Err(error),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+}
+
+/// How long [`ensure_not_listening`] waits for a listener to go away.
+#[cfg(not(madsim))]
+pub const LISTENER_GONE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Listener {
     /// Binds and listens with SO_REUSEADDR + SO_REUSEPORT, so every shard can bind the same
     /// address and the kernel spreads connections across them.
