@@ -114,6 +114,12 @@ async fn process_cycle(
     let node = brokers[index];
     claim_lifecycle(node).await;
     tracing::warn!(fault = "process_crash", broker = broker_id(index), down_ms, "broker");
+    exit_and_restart(handle, node, plan, down_ms).await;
+}
+
+/// The process of `node` (whose lifecycle the caller claimed) ends, its page cache
+/// surviving, and starts again `down_ms` later.
+async fn exit_and_restart(handle: &Handle, node: NodeId, plan: &Plan, down_ms: u64) {
     SimDisk::spare_disk_at_next_kill(node, plan.seed);
     handle.kill(node);
     sleep_ms(down_ms).await;
@@ -206,11 +212,7 @@ async fn graceful_cycle(
             sleep_ms(10).await;
         }
     }
-    SimDisk::spare_disk_at_next_kill(node, plan.seed);
-    handle.kill(node);
-    sleep_ms(down_ms).await;
-    handle.restart(node);
-    release_lifecycle(node);
+    exit_and_restart(handle, node, plan, down_ms).await;
 }
 
 /// Every broker in turn, from a random one: killed (process crash or power failure) or shut

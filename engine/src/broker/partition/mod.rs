@@ -401,20 +401,6 @@ impl ReplicatedPartition {
         self.inner.replica.borrow().in_sync_replicas(now_ms)
     }
 
-    /// Starts handing leadership to `target` (`Replica::transfer_leadership`); false when
-    /// this replica does not lead, `target` is not another voter, or a transfer is under way.
-    pub fn transfer_leadership(&self, target: NodeId) -> bool {
-        let inner = &self.inner;
-        if inner.stopped.get() {
-            return false;
-        }
-        let now_ms = now_ms(inner);
-        let started = inner.replica.borrow_mut().transfer_leadership(target, now_ms);
-        inner.ready_due.set(true);
-        inner.wake.notify_waiters();
-        started
-    }
-
     /// Asks the leader to hand its leadership to this replica (`Replica::request_leadership`);
     /// false when this replica does not follow a known leader.
     pub fn request_leadership(&self) -> bool {
@@ -427,11 +413,6 @@ impl ReplicatedPartition {
         inner.ready_due.set(true);
         inner.wake.notify_waiters();
         asked
-    }
-
-    /// Whether this replica is the partition's preferred leader (its first replica).
-    pub fn is_preferred_leader(&self) -> bool {
-        self.inner.replica.borrow().is_preferred_leader()
     }
 
     /// The broker is going away: hand leadership to another replica and never campaign again
