@@ -657,11 +657,14 @@ fn elect(
     assert_eq!(response.error_code, 0, "{response:?}");
     let results = &response.replica_election_results;
     assert_eq!(results.len(), 1, "{response:?}");
-    results[0]
+    let codes: Vec<(i32, i16)> = results[0]
         .partition_result
         .iter()
         .map(|result| (result.partition_id, result.error_code))
-        .collect()
+        .collect();
+    // The error messages say why an election failed.
+    eprintln!("ElectLeaders asked of broker {asked}: {codes:?} {response:?}");
+    codes
 }
 
 /// ElectLeaders (API 43) gives a partition back to its preferred replica after a failover,

@@ -151,9 +151,23 @@ async fn elect_here(shard: &Rc<Shard>, topic: &str, partition: i32, deadline: In
     let topic = topic.to_string();
     let elected = shard
         .call_on(owner, move |target| async move {
-            let Some(Partition::Replicated(replicated)) = target.local_partition(&topic, partition)
-            else {
-                return (ErrorCode::PreferredLeaderNotAvailable.code(), None);
+            // A broker that just started knows its topics (from its metadata log) a moment
+            // before it has opened their replicas: wait for this one, bounded by the deadline.
+            // Each round sleeps.
+            let replicated = loop {
+                match target.local_partition(&topic, partition) {
+                    Some(Partition::Replicated(replicated)) => break replicated,
+                    // Not replicated: its only replica leads it.
+                    Some(_) => return (ErrorCode::ElectionNotNeeded.code(), None),
+                    None if io::now() >= deadline => {
+                        let reason = "the preferred replica is not open on its broker";
+                        return (
+                            ErrorCode::PreferredLeaderNotAvailable.code(),
+                            Some(reason.into()),
+                        );
+                    }
+                    None => io::sleep(POLL_INTERVAL).await,
+                }
             };
             if replicated.is_leader() {
                 return (ErrorCode::ElectionNotNeeded.code(), None);
