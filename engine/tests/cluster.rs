@@ -705,3 +705,130 @@ fn the_preferred_replica_takes_its_partition_back_after_a_failover() {
     assert_eq!(produce_code(&cluster, preferred, "rebalanced"), 0);
     cluster.stop_all();
 }
+
+/// With more brokers than replicas, a broker that hosts no replica of a partition still names
+/// its leader, epoch and in-sync replicas (the leader's news), and follows a failover; asked
+/// to produce there, it points the client at the leader (KIP-951).
+#[test]
+fn a_broker_hosting_no_replica_names_the_leader_and_follows_a_failover() {
+    let mut cluster = TernCluster::start("leadership-news", 4, &["--shards", "2"]);
+    create_topic_of_replicas(&cluster, "news", 4, 3);
+    for partition in 0..4 {
+        let leader = leader_of_partition(&mut cluster, "news", partition);
+        let outsider = outsider_of(&cluster, "news", partition);
+        let (named, epoch, in_sync) = named_by(&cluster, outsider, "news", partition, leader, 0);
+        assert_eq!(named, leader, "partition {partition}: {}", cluster.logs());
+        assert!(epoch >= 1 && in_sync.contains(&leader), "{epoch} {in_sync:?}");
+    }
+    // Produce v11 at a broker that hosts no replica: NOT_LEADER_OR_FOLLOWER, and who leads.
+    use common::differential::{batch, produce_request};
+    let leader = leader_of_partition(&mut cluster, "news", 0);
+    let outsider = outsider_of(&cluster, "news", 0);
+    let mut connection = Connection::connect(&cluster.broker(outsider).bootstrap());
+    let request = produce_request("news", 0, -1, batch(1_700_000_000_000, &["value"]));
+    let response = connection.call(11, &request);
+    let answer = &response.responses[0].partition_responses[0];
+    assert_eq!(answer.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!(answer.current_leader.leader_id.0, leader, "{answer:?}");
+    let endpoints: Vec<i32> = response.node_endpoints.iter().map(|node| node.node_id.0).collect();
+    assert_eq!(endpoints, [leader]);
+    // The leader dies: the outsider learns the new leader from it, at a newer epoch.
+    let (_, epoch_before, _) = named_by(&cluster, outsider, "news", 0, leader, 0);
+    cluster.kill9(leader);
+    let successor = leader_of_partition(&mut cluster, "news", 0);
+    assert_ne!(successor, leader);
+    if successor != outsider {
+        let (named, epoch, _) = named_by(&cluster, outsider, "news", 0, successor, epoch_before);
+        assert_eq!(named, successor, "{}", cluster.logs());
+        assert!(epoch > epoch_before, "{epoch} after {epoch_before}");
+    }
+    cluster.stop_all();
+}
+
+/// Creates `topic` with `partitions` partitions of `replication_factor` replicas through
+/// whichever broker leads the controller.
+fn create_topic_of_replicas(
+    cluster: &TernCluster,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i16,
+) {
+    let mut request = common::differential::create_request(topic, partitions, &[]);
+    request.topics[0].replication_factor = replication_factor;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        for node_id in cluster.node_ids() {
+            let mut connection = Connection::connect(&cluster.broker(node_id).bootstrap());
+            let Some(response) = connection.try_call(5, &request) else { continue };
+            if let 0 | 36 = response.topics[0].error_code {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{topic} not created:\n{}", cluster.logs());
+}
+
+fn leader_of_partition(cluster: &mut TernCluster, topic: &str, partition: i32) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some(leader) = cluster.leader_of(topic, partition) {
+            return leader;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no leader for {topic}-{partition}:\n{}", cluster.logs());
+}
+
+/// The partition's Metadata (v12) as broker `asked` answers it.
+fn metadata_partition(
+    cluster: &TernCluster,
+    asked: i32,
+    topic: &str,
+    partition: i32,
+) -> Option<kafka_protocol::messages::metadata_response::MetadataResponsePartition> {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::MetadataRequest;
+    let request =
+        MetadataRequest::default().with_allow_auto_topic_creation(false).with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(common::differential::name(topic))),
+        ]));
+    let mut connection = Connection::connect(&cluster.broker(asked).bootstrap());
+    let response = connection.try_call(12, &request)?;
+    let topic = response.topics.into_iter().next()?;
+    topic.partitions.into_iter().find(|answer| answer.partition_index == partition)
+}
+
+/// The broker that holds no replica of the partition (four brokers, three replicas).
+fn outsider_of(cluster: &TernCluster, topic: &str, partition: i32) -> i32 {
+    let answer = metadata_partition(cluster, 1, topic, partition).expect("metadata");
+    let replicas: Vec<i32> = answer.replica_nodes.iter().map(|node| node.0).collect();
+    assert_eq!(replicas.len(), 3, "{answer:?}");
+    cluster.node_ids().find(|node| !replicas.contains(node)).expect("a fourth broker")
+}
+
+/// (leader, epoch, in-sync replicas) as `asked` names them, once it names `expected` at an
+/// epoch above `epoch_above` (at most 10 s: announcements go out every 250 ms).
+fn named_by(
+    cluster: &TernCluster,
+    asked: i32,
+    topic: &str,
+    partition: i32,
+    expected: i32,
+    epoch_above: i32,
+) -> (i32, i32, Vec<i32>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = metadata_partition(cluster, asked, topic, partition);
+        let named = answer.map(|answer| {
+            let in_sync = answer.isr_nodes.iter().map(|node| node.0).collect::<Vec<_>>();
+            (answer.leader_id.0, answer.leader_epoch, in_sync)
+        });
+        match named {
+            Some(named) if named.0 == expected && named.1 > epoch_above => return named,
+            Some(named) if Instant::now() > deadline => return named,
+            None if Instant::now() > deadline => return (-1, -1, Vec::new()),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}

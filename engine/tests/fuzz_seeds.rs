@@ -374,10 +374,11 @@ fn state_files_seeds_are_generated() {
 }
 
 /// Frames a broker sends: a vote, an append of two batches, an answer with a divergence
-/// hint, all three coalesced, plus a torn and a flipped copy of the append; and a hello.
+/// hint, all three coalesced, plus a torn and a flipped copy of the append; a hello; a
+/// leadership transfer; leadership news.
 fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
     use tern::broker::partition::entries_of;
-    use tern::broker::peer::{self, Addressed, PeerFrame};
+    use tern::broker::peer::{self, Addressed, LeadershipNews, PartitionMessage, PeerFrame};
     use tern::replication::{
         AppendHeader, AppendRequest, AppendResponse, Divergence, LeadershipRequest, Message,
         NodeId, TimeoutNow, VoteRequest,
@@ -433,7 +434,17 @@ fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
         kafka_port: 9092,
         directory_id: *b"0123456789abcdef",
     };
-    let addressed = |partition, message| Addressed { topic: "orders".into(), partition, message };
+    let addressed = |partition, message| Addressed {
+        topic: "orders".into(),
+        partition,
+        message: PartitionMessage::Replica(message),
+    };
+    let news = LeadershipNews { epoch: 7, leader: NodeId(2), in_sync: vec![NodeId(2), NodeId(3)] };
+    let news = Addressed {
+        topic: "orders".into(),
+        partition: 4,
+        message: PartitionMessage::Leadership(news),
+    };
     let frame = |messages| peer::encode(&PeerFrame { sender: NodeId(1), messages }).to_vec();
     let append_frame = frame(vec![addressed(0, append.clone())]);
     vec![
@@ -454,6 +465,7 @@ fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
                 addressed(0, transfer_vote),
             ]),
         ),
+        ("leadership".to_string(), frame(vec![news])),
     ]
 }
 

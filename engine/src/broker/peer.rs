@@ -17,10 +17,11 @@
 //!   | port u16 (not 0) | directory id [u8; 16] (a UUID) | CRC32C u32
 //! ```
 //!
-//! Every later frame carries replica messages:
+//! Every later frame carries partitions' messages: those of their replicas, and the news of
+//! who leads them (for brokers that host no replica; see `cluster::leadership`):
 //!
 //! ```text
-//! magic "TRPF" | version u8 (3) | sender u32 | count u16 | message × count | CRC32C u32
+//! magic "TRPF" | version u8 (4) | sender u32 | count u16 | message × count | CRC32C u32
 //! message: topic length u8 | topic (UTF-8) | partition i32 | kind u8 | body
 //!   0 vote request:    epoch i32 | candidate u32 | log end i64 | last epoch i32 | pre-vote u8
 //!                      | transfer u8
@@ -34,6 +35,7 @@
 //!                      [| epoch i32 | start offset i64]
 //!   4 timeout now:     epoch i32 | leader u32
 //!   5 leadership request: epoch i32 | candidate u32
+//!   6 leadership news: epoch i32 | leader u32 | in-sync count u8 | node u32 × count
 //! ```
 //!
 //! A frame with no messages is a keepalive. The CRC covers everything before it. An append
@@ -57,7 +59,8 @@ const MAGIC: [u8; 4] = *b"TRPF";
 /// 2: appends carry the leader's clock and answers echo it (the leader's read lease).
 /// 3: leadership transfer (timeout-now, the transfer flag of a vote request, and a
 /// follower's leadership request).
-const VERSION: u8 = 3;
+/// 4: leadership news.
+const VERSION: u8 = 4;
 /// A frame body is at most this big: a sender splits its messages across frames.
 pub const FRAME_BYTES_MAX: usize = 64 << 20;
 /// A frame body's bytes around its messages: magic, version, sender, count and CRC.
@@ -80,13 +83,35 @@ const KIND_APPEND_REQUEST: u8 = 2;
 const KIND_APPEND_RESPONSE: u8 = 3;
 const KIND_TIMEOUT_NOW: u8 = 4;
 const KIND_LEADERSHIP_REQUEST: u8 = 5;
+const KIND_LEADERSHIP_NEWS: u8 = 6;
+/// The in-sync replicas one leadership news names (its count is a u8).
+pub const NEWS_IN_SYNC_MAX: usize = u8::MAX as usize;
 
 /// One partition's message inside a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Addressed {
     pub topic: String,
     pub partition: i32,
-    pub message: PeerMessage,
+    pub message: PartitionMessage,
+}
+
+/// What a frame carries for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionMessage {
+    /// For the partition's replica on the receiving broker.
+    Replica(PeerMessage),
+    /// For the receiving broker itself: who leads the partition.
+    Leadership(LeadershipNews),
+}
+
+/// A leader's word on its partition, sent to every other broker: the ones that host no
+/// replica of it learn its leader only this way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadershipNews {
+    pub epoch: i32,
+    pub leader: NodeId,
+    /// The leader's in-sync replicas, itself included (at most [`NEWS_IN_SYNC_MAX`]).
+    pub in_sync: Vec<NodeId>,
 }
 
 /// What one broker sends another in one go.
@@ -161,7 +186,13 @@ pub fn frame_size_bytes(frame: &PeerFrame) -> usize {
 /// The exact bytes `addressed` takes inside a frame, so a sender can split its messages into
 /// frames before encoding them (`encode_body` checks it, message by message).
 pub fn message_size_bytes(addressed: &Addressed) -> usize {
-    let body_bytes = match &addressed.message {
+    let message = match &addressed.message {
+        PartitionMessage::Replica(message) => message,
+        PartitionMessage::Leadership(news) => {
+            return 1 + addressed.topic.len() + 4 + 1 + 4 + 4 + 1 + 4 * news.in_sync.len();
+        }
+    };
+    let body_bytes = match message {
         Message::VoteRequest(_) => 4 + 4 + 8 + 4 + 1 + 1,
         Message::VoteResponse(_) => 4 + 1 + 1,
         Message::AppendRequest(request) => 4 + 4 + 8 + 4 + 8 + 8 + 4 + request.payload.len(),
@@ -175,12 +206,17 @@ pub fn message_size_bytes(addressed: &Addressed) -> usize {
 }
 
 /// Whether `addressed` can go in a frame: a topic of 1..=249 bytes, a partition that is not
-/// negative, and a size that fits a frame alone. The decoder refuses anything else (closing
-/// the connection), so a sender checks first. An append's payload is taken to be whole
-/// batches: it comes from the log.
+/// negative, news naming at most [`NEWS_IN_SYNC_MAX`] replicas, and a size that fits a
+/// frame alone. The decoder refuses anything else (closing the connection), so a sender
+/// checks first. An append's payload is taken to be whole batches: it comes from the log.
 pub fn is_sendable(addressed: &Addressed) -> bool {
     let topic_bytes = addressed.topic.len();
+    let news_fits = match &addressed.message {
+        PartitionMessage::Leadership(news) => news.in_sync.len() <= NEWS_IN_SYNC_MAX,
+        PartitionMessage::Replica(_) => true,
+    };
     (1..=TOPIC_NAME_BYTES_MAX).contains(&topic_bytes)
+        && news_fits
         && addressed.partition >= 0
         && message_size_bytes(addressed) <= FRAME_BYTES_MAX - FRAME_OVERHEAD_BYTES
 }
@@ -211,7 +247,25 @@ fn encode_message(out: &mut BytesMut, addressed: &Addressed) {
     out.put_u8(topic.len() as u8);
     out.put_slice(topic);
     out.put_i32(addressed.partition);
-    match &addressed.message {
+    let message = match &addressed.message {
+        PartitionMessage::Replica(message) => message,
+        PartitionMessage::Leadership(news) => {
+            assert!(
+                news.in_sync.len() <= NEWS_IN_SYNC_MAX,
+                "news of {} replicas",
+                news.in_sync.len()
+            );
+            out.put_u8(KIND_LEADERSHIP_NEWS);
+            out.put_i32(news.epoch);
+            out.put_u32(news.leader.0);
+            out.put_u8(news.in_sync.len() as u8);
+            for node in &news.in_sync {
+                out.put_u32(node.0);
+            }
+            return;
+        }
+    };
+    match message {
         Message::VoteRequest(request) => {
             out.put_u8(KIND_VOTE_REQUEST);
             out.put_i32(request.epoch);
@@ -384,9 +438,25 @@ fn decode_message(reader: &mut Reader) -> Result<Addressed, PeerDecodeError> {
             epoch: reader.i32()?,
             candidate: NodeId(reader.u32()?),
         }),
+        KIND_LEADERSHIP_NEWS => {
+            let message = PartitionMessage::Leadership(decode_leadership_news(reader)?);
+            return Ok(Addressed { topic, partition, message });
+        }
         _ => return Err(PeerDecodeError::Invalid { field: "kind" }),
     };
-    Ok(Addressed { topic, partition, message })
+    Ok(Addressed { topic, partition, message: PartitionMessage::Replica(message) })
+}
+
+fn decode_leadership_news(reader: &mut Reader) -> Result<LeadershipNews, PeerDecodeError> {
+    let epoch = reader.i32()?;
+    let leader = NodeId(reader.u32()?);
+    let count = usize::from(reader.u8()?);
+    // At most 255 nodes: nothing a lying count could make large.
+    let mut in_sync = Vec::with_capacity(count);
+    for _ in 0..count {
+        in_sync.push(NodeId(reader.u32()?));
+    }
+    Ok(LeadershipNews { epoch, leader, in_sync })
 }
 
 fn decode_append_request(reader: &mut Reader) -> Result<AppendRequest<Bytes>, PeerDecodeError> {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::{self, mesh, Disk, Listener};
 
-use super::cluster::{routing, Controller};
+use super::cluster::{leadership, routing, Controller};
 use super::config::{BrokerConfig, DEFAULT_NODE_ID};
 use super::connection::{self, ConnectionCount};
 use super::groups::{self, GroupService};
@@ -280,6 +280,7 @@ fn stop_all_shards(shard: &Rc<Shard>) {
 /// carry their partitions' replica messages to it.
 async fn start_cluster_role(shard: &Rc<Shard>) -> Result<(), StartError> {
     let Some(cluster) = &shard.config.cluster else { return Ok(()) };
+    drop(io::spawn_local(leadership::run_announcer(shard.clone())));
     if shard.id != 0 {
         drop(io::spawn_local(routing::run_outbox(shard.clone())));
         return Ok(());

@@ -20,6 +20,7 @@ use crate::metrics::LatencyHistogram;
 use crate::protocol::error_code::ErrorCode;
 
 use super::cluster::forward::Forwards;
+use super::cluster::leadership::{self, HeardLeaders};
 use super::cluster::routing::{self, PeerOutbox};
 use super::cluster::{Controller, ProposeError};
 use super::config::BrokerConfig;
@@ -146,6 +147,8 @@ pub struct Shard {
     pub replica_ticker: Rc<Ticker>,
     /// In a cluster: requests being forwarded to the controller's leader.
     pub forwards: Forwards,
+    /// In a cluster: the leaders of this shard's partitions, as they announced themselves.
+    pub heard_leaders: HeardLeaders,
 }
 
 /// Why a registry change was not published.
@@ -218,6 +221,7 @@ impl Shard {
             peer_outbox: PeerOutbox::default(),
             replica_ticker,
             forwards: Forwards::default(),
+            heard_leaders: HeardLeaders::default(),
         })
     }
 
@@ -262,8 +266,16 @@ impl Shard {
                 self.config.cluster.is_some() && self.topics().has_partition(topic, partition);
             return Err(match hosted_elsewhere {
                 true => {
+                    // The leader's own news, if it reached this broker (KIP-951 hint).
+                    let key = (topic.to_string(), partition);
+                    let heard = self.heard_leaders.leader_of(&key, io::now());
+                    let known = heard.and_then(|state| {
+                        let leader = u32::try_from(state.leader?).ok()?;
+                        let leader = Some(crate::replication::NodeId(leader));
+                        Some(NotLeader::Follower { leader, epoch: state.epoch })
+                    });
                     let unknown = NotLeader::Follower { leader: None, epoch: -1 };
-                    PartitionUnavailable::NotLeader(unknown)
+                    PartitionUnavailable::NotLeader(known.unwrap_or(unknown))
                 }
                 false => PartitionUnavailable::NoLog,
             });
@@ -272,9 +284,15 @@ impl Shard {
         Ok(found)
     }
 
-    /// Leader, epoch and in-sync replicas of every replicated partition this shard hosts,
-    /// as its replicas know them (Metadata gathers them from every shard).
+    /// Leader, epoch and in-sync replicas of this shard's partitions, as its replicas know
+    /// them and as their leaders announced them (Metadata gathers them from every shard).
     pub fn partition_states(&self) -> Vec<(PartitionKey, PartitionState)> {
+        leadership::merged_states(self)
+    }
+
+    /// Leader, epoch and in-sync replicas of every replicated partition this shard hosts,
+    /// as its replicas know them.
+    pub fn hosted_partition_states(&self) -> Vec<(PartitionKey, PartitionState)> {
         let partitions = self.partitions.borrow();
         let replicated = partitions.iter().filter_map(|(key, partition)| match partition {
             Partition::Replicated(replicated) => Some((key, replicated)),

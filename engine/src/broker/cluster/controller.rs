@@ -29,7 +29,7 @@ use crate::broker::config::ClusterConfig;
 use crate::broker::groups;
 use crate::broker::partition::{Acks, ReplicatedPartition};
 use crate::broker::peer::transport::PeerTransport;
-use crate::broker::peer::{Addressed, Hello};
+use crate::broker::peer::{Addressed, Hello, PartitionMessage};
 use crate::broker::server::StartError;
 use crate::broker::shard::Shard;
 use crate::broker::topics::BrokerEndpoint;
@@ -290,6 +290,7 @@ async fn open_metadata(
     let transport = transport.clone();
     let sender = Rc::new(move |to: NodeId, message| {
         let topic = METADATA_TOPIC.to_string();
+        let message = PartitionMessage::Replica(message);
         transport.send(to, Addressed { topic, partition: METADATA_PARTITION, message });
     });
     let seed = io::random_u64();

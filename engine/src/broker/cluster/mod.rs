@@ -9,12 +9,15 @@
 //!   reach shard 0's transport through the shard's outbox and come back routed to the owner
 //!   shard (`routing.rs`);
 //! - every broker applies the committed metadata records (`image.rs`) and opens a replica for
-//!   each partition the assignment gives it (`assignment.rs`).
+//!   each partition the assignment gives it (`assignment.rs`);
+//! - every broker tells the others which partitions it leads (`leadership.rs`), so that one
+//!   hosting no replica of a partition still names its leader.
 
 pub mod assignment;
 pub mod controller;
 pub mod forward;
 pub mod image;
+pub mod leadership;
 pub mod routing;
 
 pub use controller::{Controller, ProposeError, METADATA_PARTITION, METADATA_TOPIC};

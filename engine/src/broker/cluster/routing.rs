@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use super::controller::{METADATA_PARTITION, METADATA_TOPIC};
+use super::leadership;
 use crate::broker::partition::{Partition, Sender};
-use crate::broker::peer::{Addressed, PeerFrame};
+use crate::broker::peer::{Addressed, PartitionMessage, PeerFrame};
 use crate::broker::shard::Shard;
 use crate::io::{self, local::Notify};
 use crate::replication::NodeId;
@@ -35,12 +36,14 @@ pub fn partition_sender(shard: &Rc<Shard>, topic: &str, partition: i32) -> Sende
     let topic = topic.to_string();
     Rc::new(move |to, message| {
         let Some(shard) = shard.upgrade() else { return };
+        let message = PartitionMessage::Replica(message);
         let addressed = Addressed { topic: topic.clone(), partition, message };
         send_to_peer(&shard, to, addressed);
     })
 }
 
-fn send_to_peer(shard: &Shard, to: NodeId, addressed: Addressed) {
+/// Hands `addressed` to the transport: directly on shard 0, else through the outbox.
+pub fn send_to_peer(shard: &Shard, to: NodeId, addressed: Addressed) {
     if shard.id == 0 {
         if let Some(controller) = shard.controller() {
             controller.send(to, addressed);
@@ -94,10 +97,11 @@ pub fn deliver_frame(shard: &Rc<Shard>, frame: PeerFrame) {
     for addressed in frame.messages {
         if addressed.topic == METADATA_TOPIC {
             let controller = shard.controller();
-            if let Some(controller) =
-                controller.filter(|_| addressed.partition == METADATA_PARTITION)
+            let controller = controller.filter(|_| addressed.partition == METADATA_PARTITION);
+            if let (Some(controller), PartitionMessage::Replica(message)) =
+                (controller, addressed.message)
             {
-                controller.metadata().deliver(from, addressed.message);
+                controller.metadata().deliver(from, message);
             }
             continue;
         }
@@ -131,13 +135,21 @@ fn forward(shard: &Rc<Shard>, owner: usize, from: NodeId, messages: Vec<Addresse
     }));
 }
 
-/// Delivers messages to the replicated partitions this shard owns; messages for partitions
-/// it does not (yet) host are dropped.
+/// Delivers messages to the replicated partitions this shard owns (messages for partitions
+/// it does not (yet) host are dropped), and leadership news to its table.
 fn deliver_local(shard: &Shard, from: NodeId, messages: Vec<Addressed>) {
     for addressed in messages {
+        let message = match addressed.message {
+            PartitionMessage::Replica(message) => message,
+            PartitionMessage::Leadership(news) => {
+                let key = (addressed.topic, addressed.partition);
+                leadership::hear(shard, from, key, news);
+                continue;
+            }
+        };
         let partition = shard.local_partition(&addressed.topic, addressed.partition);
         if let Some(Partition::Replicated(replicated)) = partition {
-            replicated.deliver(from, addressed.message);
+            replicated.deliver(from, message);
         }
     }
 }

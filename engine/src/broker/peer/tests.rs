@@ -25,7 +25,15 @@ fn batches(base_offset: i64, shapes: &[(usize, i32)]) -> Bytes {
     Bytes::from(out)
 }
 
-fn message() -> impl Strategy<Value = PeerMessage> {
+fn message() -> impl Strategy<Value = PartitionMessage> {
+    let in_sync = prop::collection::vec(any::<u32>().prop_map(NodeId), 0..=NEWS_IN_SYNC_MAX);
+    let news = (any::<i32>(), any::<u32>(), in_sync).prop_map(|(epoch, leader, in_sync)| {
+        PartitionMessage::Leadership(LeadershipNews { epoch, leader: NodeId(leader), in_sync })
+    });
+    prop_oneof![replica_message().prop_map(PartitionMessage::Replica), news]
+}
+
+fn replica_message() -> impl Strategy<Value = PeerMessage> {
     let flags = (any::<bool>(), any::<bool>());
     let vote_request = (any::<i32>(), any::<u32>(), any::<i64>(), any::<i32>(), flags).prop_map(
         |(epoch, candidate, log_end_offset, last_epoch, (pre_vote, transfer))| {
@@ -165,7 +173,11 @@ fn every_bit_flip_is_refused() {
         messages: vec![Addressed {
             topic: "orders".to_string(),
             partition: 2,
-            message: Message::AppendRequest(AppendRequest { header, entries, payload }),
+            message: PartitionMessage::Replica(Message::AppendRequest(AppendRequest {
+                header,
+                entries,
+                payload,
+            })),
         }],
     };
     let encoded = encode(&frame);
@@ -269,7 +281,11 @@ fn only_messages_a_peer_would_accept_are_sendable() {
     let vote = |topic: &str, partition: i32| Addressed {
         topic: topic.to_string(),
         partition,
-        message: Message::VoteResponse(VoteResponse { epoch: 1, granted: true, pre_vote: false }),
+        message: PartitionMessage::Replica(Message::VoteResponse(VoteResponse {
+            epoch: 1,
+            granted: true,
+            pre_vote: false,
+        })),
     };
     assert!(is_sendable(&vote("t", 0)));
     assert!(is_sendable(&vote(&"t".repeat(TOPIC_NAME_BYTES_MAX), i32::MAX)));
@@ -287,14 +303,25 @@ fn only_messages_a_peer_would_accept_are_sendable() {
     let append = |payload_bytes: usize| Addressed {
         topic: "t".to_string(),
         partition: 0,
-        message: Message::AppendRequest(AppendRequest {
+        message: PartitionMessage::Replica(Message::AppendRequest(AppendRequest {
             header,
             entries: vec![],
             payload: Bytes::from(vec![0; payload_bytes]),
-        }),
+        })),
     };
     let fixed_bytes = message_size_bytes(&append(0));
     let fitting_bytes = FRAME_BYTES_MAX - FRAME_OVERHEAD_BYTES - fixed_bytes;
     assert!(is_sendable(&append(fitting_bytes)));
     assert!(!is_sendable(&append(fitting_bytes + 1)));
+    let news = |replicas: usize| Addressed {
+        topic: "t".to_string(),
+        partition: 0,
+        message: PartitionMessage::Leadership(LeadershipNews {
+            epoch: 1,
+            leader: NodeId(1),
+            in_sync: vec![NodeId(1); replicas],
+        }),
+    };
+    assert!(is_sendable(&news(NEWS_IN_SYNC_MAX)));
+    assert!(!is_sendable(&news(NEWS_IN_SYNC_MAX + 1)));
 }

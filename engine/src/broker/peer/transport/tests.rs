@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::*;
 use crate::broker::partition::entries_of;
-use crate::broker::peer::frame_size_bytes;
+use crate::broker::peer::{frame_size_bytes, PartitionMessage};
 use crate::io::block_on;
 use crate::record_batch::build::{encode_batch, ProducerStamp, Record};
 use crate::record_batch::patch_base_offset;
@@ -127,7 +127,11 @@ fn vote(topic: &str, partition: i32) -> Addressed {
         pre_vote: false,
         transfer: false,
     };
-    Addressed { topic: topic.to_string(), partition, message: Message::VoteRequest(request) }
+    Addressed {
+        topic: topic.to_string(),
+        partition,
+        message: PartitionMessage::Replica(Message::VoteRequest(request)),
+    }
 }
 
 /// An append of two real batches (a peer decodes their headers), from offset 10.
@@ -152,7 +156,11 @@ fn append(topic: &str, partition: i32) -> Addressed {
         leader_clock_ms: 0,
     };
     let request = AppendRequest { header, entries, payload };
-    Addressed { topic: topic.to_string(), partition, message: Message::AppendRequest(request) }
+    Addressed {
+        topic: topic.to_string(),
+        partition,
+        message: PartitionMessage::Replica(Message::AppendRequest(request)),
+    }
 }
 
 /// What `from` sends `to` in the tests: `count` messages addressed so the receiver can tell.
@@ -435,8 +443,11 @@ fn the_queue_is_bounded_by_bytes_as_well_as_count() {
         leader_clock_ms: 0,
     };
     let request = AppendRequest { header, entries: vec![], payload };
-    let message =
-        Addressed { topic: "t".into(), partition: 0, message: Message::AppendRequest(request) };
+    let message = Addressed {
+        topic: "t".into(),
+        partition: 0,
+        message: PartitionMessage::Replica(Message::AppendRequest(request)),
+    };
     let size_bytes = message_size_bytes(&message);
     let mut queue = OutQueue::default();
     let mut admitted = 0;
@@ -472,8 +483,11 @@ fn frames_are_split_at_the_count_and_byte_limits() {
         leader_clock_ms: 0,
     };
     let request = AppendRequest { header, entries: vec![], payload };
-    let message =
-        Addressed { topic: "t".into(), partition: 0, message: Message::AppendRequest(request) };
+    let message = Addressed {
+        topic: "t".into(),
+        partition: 0,
+        message: PartitionMessage::Replica(Message::AppendRequest(request)),
+    };
     let per_frame = (FRAME_BYTES_MAX - FRAME_OVERHEAD_BYTES) / message_size_bytes(&message);
     let mut pending: VecDeque<Addressed> =
         (0..2 * per_frame + 1).map(|_| message.clone()).collect();
