@@ -17,6 +17,7 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
         LogError::Closed => ErrorCode::NotLeaderOrFollower,
         // Cut from an old leader's log before it committed: retry at the new leader.
         LogError::Truncated => ErrorCode::NotLeaderOrFollower,
+        LogError::CommitAbandoned => ErrorCode::NotLeaderOrFollower,
         // A broker validation bug, never a client's: still, the batch is refused as corrupt.
         LogError::InvalidBatch { .. } => ErrorCode::CorruptMessage,
         // The partition's bounded append queue is full: retriable, the client backs off.
@@ -37,6 +38,10 @@ pub fn log_error_code(error: &LogError) -> ErrorCode {
 /// exceptions, MESSAGE_TOO_LARGE and its kin to it).
 pub fn write_error_code(error: &WriteError) -> ErrorCode {
     match error {
+        // The replica stopped leading before the write committed: as below.
+        WriteError::Log(LogError::Truncated | LogError::CommitAbandoned) => {
+            ErrorCode::NotCoordinator
+        }
         WriteError::Log(error) => log_error_code(error),
         WriteError::Record(_) => ErrorCode::UnknownServerError,
         // As Kafka's coordinator answers a NOT_LEADER_OR_FOLLOWER append: look me up again.

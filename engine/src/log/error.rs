@@ -61,6 +61,12 @@ pub enum LogError {
     /// NOT_LEADER_OR_FOLLOWER: the client retries at the new leader.
     #[error("the append was cut from the log before it was committed")]
     Truncated,
+    /// The append was written while this replica led, and it stopped leading before a quorum
+    /// held it (`abandon_awaiting_commit`): the next leader commits or cuts it, nobody here
+    /// will know which. NOT_LEADER_OR_FOLLOWER: the client retries at the new leader (an
+    /// idempotent retry of a batch that was kept is answered with its original offsets).
+    #[error("this replica stopped leading before the append was committed")]
+    CommitAbandoned,
     /// `truncate_suffix` was asked to cut inside a batch (a replica bug or a stale message):
     /// nothing is cut.
     #[error("offset {offset} is not where a batch starts")]

@@ -67,6 +67,22 @@ impl Log {
         }
     }
 
+    /// The replica stopped leading: every append still waiting for its commit is answered
+    /// [`LogError::CommitAbandoned`] at once, as Kafka answers a leader's pending produce
+    /// requests when it becomes a follower. Otherwise a leader cut off from its peers but
+    /// not from its clients would hold their requests until they time out, and an
+    /// idempotent producer waits for those before it moves to the new leader. The batches
+    /// stay in the log: the next leader commits or cuts them. Returns how many were answered.
+    pub fn abandon_awaiting_commit(&self) -> usize {
+        assert_eq!(self.shared.config().commit, CommitMode::Quorum, "a local log commits itself");
+        let abandoned: Vec<_> = self.shared.state.borrow_mut().awaiting_commit.drain(..).collect();
+        let count = abandoned.len();
+        for append in abandoned {
+            let _ = append.done.send(Err(LogError::CommitAbandoned));
+        }
+        count
+    }
+
     /// The end of what is fdatasync'd here: what a follower may acknowledge to its leader,
     /// and what a leader counts for itself.
     pub fn durable_end_offset(&self) -> i64 {

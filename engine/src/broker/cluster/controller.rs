@@ -196,7 +196,7 @@ impl Controller {
         let deadline = deadline_after(PROPOSE_TIMEOUT_MS);
         let appended = with_deadline(appended, deadline).await.ok_or(ProposeError::TimedOut)?;
         let info = appended.map_err(|error| match error {
-            LogError::Truncated => ProposeError::NotController,
+            LogError::Truncated | LogError::CommitAbandoned => ProposeError::NotController,
             other => ProposeError::Log(other.to_string()),
         })?;
         // Each round waits for the image to move or the deadline: bounded by the deadline.

@@ -19,7 +19,7 @@ use crate::broker::errors::log_error_code;
 use crate::broker::partition::{Access, Acks, NotLeader, Partition};
 use crate::broker::shard::{LeaderHint, PartitionUnavailable, Shard};
 use crate::io;
-use crate::log::AppendInfo;
+use crate::log::{AppendInfo, LogError};
 use crate::protocol::error_code::ErrorCode;
 use crate::record_batch::validate::{validate_produced, ProducePolicy, ProducedError};
 
@@ -275,7 +275,14 @@ async fn submit(
                 return Err(Refused::from((ErrorCode::NotEnoughReplicasAfterAppend, None)));
             }
             appended.map_err(|error| {
-                tracing::warn!(%topic, partition, %error, "append failed");
+                // Leadership moving is routine (the client retries at the new leader); the
+                // rest is worth an operator's attention.
+                match error {
+                    LogError::Truncated | LogError::CommitAbandoned => {
+                        tracing::debug!(%topic, partition, %error, "append not committed here")
+                    }
+                    _ => tracing::warn!(%topic, partition, %error, "append failed"),
+                }
                 Refused::from((log_error_code(&error), Some(error.to_string())))
             })
         })

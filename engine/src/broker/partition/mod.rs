@@ -191,6 +191,9 @@ struct Inner {
     min_insync_replicas: Cell<usize>,
     /// The epoch this replica last led and the offset of its leader-change batch there.
     led_from: Cell<Option<(i32, i64)>>,
+    /// The epoch this replica led when the driver last looked (None: not leading): when it
+    /// changes, appends still waiting for their commit are answered (`abandon_appends`).
+    leading_epoch: Cell<Option<i32>>,
 }
 
 impl ReplicatedPartition {
@@ -246,6 +249,7 @@ impl ReplicatedPartition {
             stopped: Cell::new(false),
             min_insync_replicas: Cell::new(1),
             led_from: Cell::new(None),
+            leading_epoch: Cell::new(None),
         });
         drop(crate::io::spawn_local(drive(Rc::clone(&inner))));
         ticker.register(&inner);
@@ -505,6 +509,7 @@ async fn drive(inner: Rc<Inner>) {
             woken.await;
             continue;
         }
+        abandon_appends(&inner);
         loop {
             let ready = inner.replica.borrow_mut().poll_ready();
             let Some(ready) = ready else { break };
@@ -514,6 +519,26 @@ async fn drive(inner: Rc<Inner>) {
                 return;
             }
         }
+    }
+}
+
+/// When this replica's leadership ended (or moved to a new epoch), answers the appends it
+/// took as leader that still wait for their commit: their clients retry at the new leader
+/// now rather than when their requests time out.
+fn abandon_appends(inner: &Inner) {
+    let leading = {
+        let replica = inner.replica.borrow();
+        replica.is_leader().then(|| replica.epoch())
+    };
+    let previous = inner.leading_epoch.replace(leading);
+    if previous.is_none() || previous == leading {
+        return;
+    }
+    let abandoned = inner.log.abandon_awaiting_commit();
+    if abandoned > 0 {
+        let dir = inner.dir.display();
+        let what = "partition: no longer leading; uncommitted appends answered";
+        tracing::info!(%dir, abandoned, "{what}");
     }
 }
 

@@ -164,7 +164,7 @@ async fn produce(network: &Shared, values: std::ops::Range<u32>) -> BTreeMap<u32
                     acknowledged.insert(value, info.base_offset);
                     break;
                 }
-                Ok(Err(LogError::Truncated)) | Err(_) => {}
+                Ok(Err(LogError::Truncated | LogError::CommitAbandoned)) | Err(_) => {}
                 Ok(Err(error)) => panic!("produce failed: {error}"),
             }
         }
@@ -258,6 +258,45 @@ fn a_crashed_leader_is_replaced_and_catches_up_without_losing_an_acknowledged_re
             start(&network, old_node).await;
             check_replicas_agree(&network, &acknowledged).await;
         }
+        network.borrow_mut().partitions.values().for_each(ReplicatedPartition::stop);
+    });
+}
+
+/// A leader cut off from its peers (not from its clients) cannot commit; once it steps down
+/// (check-quorum), the produce it took is answered NOT_LEADER_OR_FOLLOWER's way at once
+/// (`CommitAbandoned`), not when the client gives up, while the batch stays in its log for
+/// the next leader to keep or cut. Kafka answers a deposed leader's pending produces so.
+#[test]
+fn a_deposed_leader_answers_the_produce_it_could_not_commit() {
+    run(async {
+        let network = Shared::default();
+        for node in NODES {
+            start(&network, node).await;
+        }
+        let acknowledged = produce(&network, 0..5).await;
+        let old = leader(&network).await;
+        let old_node = network
+            .borrow()
+            .partitions
+            .iter()
+            .find(|(_, p)| p.is_leader())
+            .map(|(node, _)| *node)
+            .expect("a leader");
+        network.borrow_mut().isolated.insert(old_node);
+        let end = old.log().log_end_offset();
+        // (On a machine stalled past an election timeout it may have stepped down already.)
+        if let Ok(pending) = old.produce(vec![record_batch(1_000)], Acks::All) {
+            // Election timeout 150 ms: check-quorum deposes it well within 2 s.
+            let answered = crate::io::timeout(Duration::from_secs(2), pending).await;
+            assert!(
+                matches!(answered, Ok(Err(LogError::CommitAbandoned))),
+                "answered {answered:?}"
+            );
+            assert!(!old.is_leader());
+            assert!(old.log().log_end_offset() > end, "the batch stays in the log");
+        }
+        network.borrow_mut().isolated.remove(&old_node);
+        check_replicas_agree(&network, &acknowledged).await;
         network.borrow_mut().partitions.values().for_each(ReplicatedPartition::stop);
     });
 }
