@@ -231,12 +231,14 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, peer: SocketAddr, slot: Con
     let queue = Rc::new(ResponseQueue::new(&shard.config));
     let idle = Duration::from_millis(shard.config.connections_max_idle_ms);
     let watchdog = io::spawn_local(close_when_idle(stream.clone(), queue.clone(), idle, peer));
+    let cut_off_watch = io::spawn_local(close_when_cut_off(shard.clone(), stream.clone(), peer));
     let writer =
         io::spawn_local(write_responses(shard.clone(), stream.clone(), queue.clone(), peer));
     read_requests(&shard, &stream, &queue, peer).await;
     queue.push(Pending::Close, 0).await;
     writer.await;
     watchdog.abort();
+    cut_off_watch.abort();
     drop(slot);
     tracing::debug!(%peer, "connection closed");
 }
@@ -261,6 +263,21 @@ async fn close_when_idle(
         }
         let wait = deadline.duration_since(now).max(Duration::from_millis(100));
         io::sleep(wait).await;
+    }
+}
+
+/// Closes the connection when the broker is cut off from the cluster (`cluster/cut_off.rs`):
+/// its client then asks the other brokers it knows.
+async fn close_when_cut_off(shard: Rc<Shard>, stream: Stream, peer: SocketAddr) {
+    // Each round waits for a change; it ends when the connection closes (aborted) or here.
+    loop {
+        let changed = shard.cut_off_changed.notified();
+        if shard.is_cut_off() {
+            tracing::debug!(%peer, "closing connection: cut off from the cluster");
+            let _ = stream.shutdown();
+            return;
+        }
+        changed.await;
     }
 }
 

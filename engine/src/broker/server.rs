@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::{self, mesh, Disk, Listener};
 
-use super::cluster::{leadership, routing, Controller};
+use super::cluster::{cut_off, leadership, routing, Controller};
 use super::config::{BrokerConfig, DEFAULT_NODE_ID};
 use super::connection::{self, ConnectionCount};
 use super::groups::{self, GroupService};
@@ -287,6 +287,7 @@ async fn start_cluster_role(shard: &Rc<Shard>) -> Result<(), StartError> {
     }
     let controller = Controller::start(shard, cluster).await?;
     shard.set_controller(controller);
+    drop(io::spawn_local(cut_off::run_watch(shard.clone())));
     Ok(())
 }
 
@@ -301,6 +302,11 @@ async fn accept_until_shutdown(shard: &Rc<Shard>, listener: &Listener) {
         match futures_util::future::select(stopped, accepted).await {
             futures_util::future::Either::Left(_) => return,
             futures_util::future::Either::Right((Ok((stream, peer)), _)) => {
+                if shard.is_cut_off() {
+                    tracing::debug!(%peer, "closing connection: cut off from the cluster");
+                    let _ = stream.shutdown();
+                    continue;
+                }
                 let max_connections = shard.config.max_connections;
                 let Some(slot) = shard.connections.admit(max_connections) else {
                     // As Kafka: the connection is accepted and closed at once.

@@ -149,6 +149,11 @@ pub struct Shard {
     pub forwards: Forwards,
     /// In a cluster: the leaders of this shard's partitions, as they announced themselves.
     pub heard_leaders: HeardLeaders,
+    /// In a cluster: the broker is cut off from the controller quorum (`cluster/cut_off.rs`)
+    /// and serves no client meanwhile.
+    cut_off: Cell<bool>,
+    /// Notified when `cut_off` changes.
+    pub cut_off_changed: Notify,
 }
 
 /// Why a registry change was not published.
@@ -222,6 +227,8 @@ impl Shard {
             replica_ticker,
             forwards: Forwards::default(),
             heard_leaders: HeardLeaders::default(),
+            cut_off: Cell::new(false),
+            cut_off_changed: Notify::new(),
         })
     }
 
@@ -309,6 +316,18 @@ impl Shard {
                 (key.clone(), state)
             })
             .collect()
+    }
+
+    /// Whether the broker is cut off from the cluster (it then serves no client).
+    pub fn is_cut_off(&self) -> bool {
+        self.cut_off.get()
+    }
+
+    /// Told by shard 0's watch (`cluster/cut_off.rs`).
+    pub fn set_cut_off(&self, cut_off: bool) {
+        if self.cut_off.replace(cut_off) != cut_off {
+            self.cut_off_changed.notify_waiters();
+        }
     }
 
     /// Shard 0 of a cluster broker: its controller.

@@ -11,10 +11,12 @@
 //! - every broker applies the committed metadata records (`image.rs`) and opens a replica for
 //!   each partition the assignment gives it (`assignment.rs`);
 //! - every broker tells the others which partitions it leads (`leadership.rs`), so that one
-//!   hosting no replica of a partition still names its leader.
+//!   hosting no replica of a partition still names its leader;
+//! - a broker cut off from the controller quorum stops serving clients (`cut_off.rs`).
 
 pub mod assignment;
 pub mod controller;
+pub mod cut_off;
 pub mod forward;
 pub mod image;
 pub mod leadership;
