@@ -18,6 +18,16 @@ pub const NODES_MAX: usize = 5;
 /// Lines of each broker's log printed when a test fails (the files hold all of it).
 const LOG_LINES_PRINTED_MAX: usize = 400;
 
+/// Where a broker of [`TernCluster::start_placed`] runs.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub host: String,
+    pub kafka_port: u16,
+    pub peer_port: u16,
+    /// The command tern runs under (`ip netns exec NAME`).
+    pub launcher: Vec<String>,
+}
+
 pub struct TernCluster {
     pub directory: PathBuf,
     /// Index `node_id - 1`.
@@ -59,6 +69,42 @@ impl TernCluster {
         for (index, port) in kafka_ports.into_iter().enumerate() {
             let node_id = (index + 1).to_string();
             cluster.launch(port, &["--node-id", &node_id], extra_arguments);
+        }
+        cluster.wait_until_listening();
+        cluster
+    }
+
+    /// Starts one broker per placement (node ids 1..), each on its placement's host and
+    /// ports, run under its launcher: brokers in their own network namespaces.
+    pub fn start_placed(
+        name: &str,
+        placements: &[Placement],
+        extra_arguments: &[&str],
+    ) -> TernCluster {
+        assert!((1..=NODES_MAX).contains(&placements.len()), "{} brokers", placements.len());
+        let voters: Vec<String> = placements
+            .iter()
+            .enumerate()
+            .map(|(index, place)| format!("{}@{}:{}", index + 1, place.host, place.peer_port))
+            .collect();
+        let voters = voters.join(",");
+        let peer_ports = placements.iter().map(|place| place.peer_port).collect();
+        let mut cluster = TernCluster::empty(name, peer_ports);
+        for (index, place) in placements.iter().enumerate() {
+            let node_id = (index + 1).to_string();
+            let peer_listen = format!("{}:{}", place.host, place.peer_port);
+            let mut arguments = vec!["--pin-shards", "false", "--node-id", &node_id];
+            arguments.extend(["--peer-listen", &peer_listen, "--controller-voters", &voters]);
+            arguments.extend_from_slice(extra_arguments);
+            let data_dir = cluster.directory.join(format!("node-{node_id}"));
+            let broker = TernServer::launch_placed(
+                &data_dir,
+                &place.host,
+                place.kafka_port,
+                &place.launcher,
+                &arguments,
+            );
+            cluster.brokers.push(broker);
         }
         cluster.wait_until_listening();
         cluster
@@ -202,7 +248,7 @@ impl TernCluster {
     /// The leader id broker `asked` gives for `topic`/`partition` (Metadata v12), or None
     /// when it gives none, errs, or closes the connection.
     fn leader_named_by(&self, asked: i32, topic: &str, partition: i32) -> Option<i32> {
-        let mut connection = Connection::connect(&self.broker(asked).bootstrap());
+        let mut connection = Connection::try_connect(&self.broker(asked).bootstrap())?;
         let request = MetadataRequest::default().with_allow_auto_topic_creation(false).with_topics(
             Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(topic)))]),
         );

@@ -36,6 +36,17 @@ impl Connection {
         Connection { stream, correlation_id: 0 }
     }
 
+    /// One attempt, bounded: connect within 2 s, answers within 5 s; None when the broker
+    /// cannot be reached (a network test may have cut it off).
+    pub fn try_connect(address: &str) -> Option<Connection> {
+        use std::net::ToSocketAddrs;
+        let socket_address = address.to_socket_addrs().ok()?.next()?;
+        let stream = TcpStream::connect_timeout(&socket_address, Duration::from_secs(2)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
+        Some(Connection { stream, correlation_id: 0 })
+    }
+
     /// Sends `request` at `version` and decodes the response body.
     pub fn call<R: Request>(&mut self, version: i16, request: &R) -> R::Response {
         self.try_call(version, request).expect("response frame (the broker closed instead)")

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 pub mod cluster;
 pub mod differential;
+pub mod failover;
 pub mod kafka;
 pub mod kafka_peer;
+pub mod netns;
 pub mod schema;
 
 pub struct TernServer {
@@ -21,6 +23,10 @@ pub struct TernServer {
     port_fixed: bool,
     pub data_dir: PathBuf,
     extra_arguments: Vec<String>,
+    /// The address tern listens on (127.0.0.1 unless placed elsewhere).
+    pub host: String,
+    /// The command tern runs under, if any (`ip netns exec NAME` in the network tests).
+    launcher: Vec<String>,
 }
 
 /// A fresh, empty directory for one test.
@@ -62,6 +68,8 @@ impl TernServer {
             port_fixed: port.is_some(),
             data_dir: data_dir.to_path_buf(),
             extra_arguments: extra_arguments.iter().map(|s| s.to_string()).collect(),
+            host: "127.0.0.1".to_string(),
+            launcher: Vec::new(),
         };
         server.spawn();
         server
@@ -70,12 +78,26 @@ impl TernServer {
     /// Starts on the fixed `port` and returns at once, before tern listens: the brokers of a
     /// cluster may wait for each other before they serve. `wait_until_listening` follows.
     pub fn launch_at(data_dir: &Path, port: u16, extra_arguments: &[&str]) -> TernServer {
+        TernServer::launch_placed(data_dir, "127.0.0.1", port, &[], extra_arguments)
+    }
+
+    /// [`TernServer::launch_at`] on `host`, run under `launcher` (e.g. `ip netns exec NS`,
+    /// which execs tern in place: the child is tern itself, so signals reach it).
+    pub fn launch_placed(
+        data_dir: &Path,
+        host: &str,
+        port: u16,
+        launcher: &[String],
+        extra_arguments: &[&str],
+    ) -> TernServer {
         let mut server = TernServer {
             child: None,
             port,
             port_fixed: true,
             data_dir: data_dir.to_path_buf(),
             extra_arguments: extra_arguments.iter().map(|s| s.to_string()).collect(),
+            host: host.to_string(),
+            launcher: launcher.to_vec(),
         };
         server.launch();
         server
@@ -90,7 +112,7 @@ impl TernServer {
     }
 
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     fn spawn(&mut self) {
@@ -121,7 +143,15 @@ impl TernServer {
         // documented measurements, an older one to show what a test catches).
         let binary = std::env::var("TERN_TEST_BINARY")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tern").to_string());
-        let child = Command::new(binary)
+        let mut command = match self.launcher.split_first() {
+            None => Command::new(binary),
+            Some((program, launcher_arguments)) => {
+                let mut command = Command::new(program);
+                command.args(launcher_arguments).arg(binary);
+                command
+            }
+        };
+        let child = command
             .arg("--listen")
             .arg(self.bootstrap())
             .arg("--data-dir")
