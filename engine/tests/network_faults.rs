@@ -41,7 +41,9 @@ fn no_acknowledged_record_is_lost_through_partitions_isolation_and_lossy_links()
     network.heal_cuts();
     acked = script.wait_for_acked(acked + PROGRESS_RECORDS, deadline);
 
-    // The leader's link goes down: nobody reaches it, nor it anybody.
+    // The leader's link goes down: nobody reaches it, nor it anybody. No RST reaches the
+    // client either: librdkafka gives up on its requests in flight there only after
+    // socket.timeout.ms (60 s), as it would with Kafka; this phase takes about that long.
     let isolated = wait_for_leader(&mut cluster, deadline);
     network.isolate(isolated);
     let successor = wait_for_other_leader(&mut cluster, isolated, deadline);
