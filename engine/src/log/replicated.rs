@@ -73,14 +73,20 @@ impl Log {
     /// not from its clients would hold their requests until they time out, and an
     /// idempotent producer waits for those before it moves to the new leader. The batches
     /// stay in the log: the next leader commits or cuts them. Returns how many were answered.
+    ///
+    /// The appends themselves stay queued: a failed write's rollback rebuilds producer state
+    /// from them (`flush::restore_producers_below`), and a later commit or cut still walks
+    /// them; only their answer goes now (a later one finds nobody listening).
     pub fn abandon_awaiting_commit(&self) -> usize {
         assert_eq!(self.shared.config().commit, CommitMode::Quorum, "a local log commits itself");
-        let abandoned: Vec<_> = self.shared.state.borrow_mut().awaiting_commit.drain(..).collect();
-        let count = abandoned.len();
-        for append in abandoned {
-            let _ = append.done.send(Err(LogError::CommitAbandoned));
+        let mut state = self.shared.state.borrow_mut();
+        let mut answered = 0;
+        for append in state.awaiting_commit.iter_mut() {
+            let (unheard, _) = crate::io::local::oneshot();
+            let done = std::mem::replace(&mut append.done, unheard);
+            answered += usize::from(done.send(Err(LogError::CommitAbandoned)).is_ok());
         }
-        count
+        answered
     }
 
     /// The end of what is fdatasync'd here: what a follower may acknowledge to its leader,
