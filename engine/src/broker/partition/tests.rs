@@ -120,6 +120,13 @@ async fn leader(network: &Shared) -> ReplicatedPartition {
     find().expect("a leader")
 }
 
+/// The node of a running partition that leads now (after [`leader`] found one).
+fn leader_node(network: &Shared) -> NodeId {
+    let network = network.borrow();
+    let mut leading = network.partitions.iter().filter(|(_, partition)| partition.is_leader());
+    leading.next().map(|(node, _)| *node).expect("a leader")
+}
+
 fn record_batch(value: u32) -> BytesMut {
     let record = Record { value: Some(value.to_be_bytes().to_vec()), ..Record::default() };
     BytesMut::from(&encode_batch(&[record], 1_000, ProducerStamp::NONE)[..])
@@ -230,13 +237,7 @@ fn a_crashed_leader_is_replaced_and_catches_up_without_losing_an_acknowledged_re
         let mut acknowledged = produce(&network, 0..20).await;
         for round in 0..3u32 {
             let old = leader(&network).await;
-            let old_node = network
-                .borrow()
-                .partitions
-                .iter()
-                .find(|(_, p)| p.is_leader())
-                .map(|(node, _)| *node)
-                .expect("a leader");
+            let old_node = leader_node(&network);
             let old_epoch = old.epoch();
             // Cut off, the old leader still takes a write and makes it durable on its own
             // disk: a divergent tail the rest of the group never saw.
@@ -275,13 +276,7 @@ fn a_deposed_leader_answers_the_produce_it_could_not_commit() {
         }
         let acknowledged = produce(&network, 0..5).await;
         let old = leader(&network).await;
-        let old_node = network
-            .borrow()
-            .partitions
-            .iter()
-            .find(|(_, p)| p.is_leader())
-            .map(|(node, _)| *node)
-            .expect("a leader");
+        let old_node = leader_node(&network);
         network.borrow_mut().isolated.insert(old_node);
         let end = old.log().log_end_offset();
         // (On a machine stalled past an election timeout it may have stepped down already.)
@@ -440,13 +435,7 @@ fn a_leader_whose_write_fails_behind_batches_awaiting_their_commit_stops_cleanly
         }
         let acknowledged = produce(&network, 0..10).await;
         let old = leader(&network).await;
-        let old_node = network
-            .borrow()
-            .partitions
-            .iter()
-            .find(|(_, p)| p.is_leader())
-            .map(|(node, _)| *node)
-            .expect("a leader");
+        let old_node = leader_node(&network);
         network.borrow_mut().isolated.insert(old_node);
         let end = old.log().log_end_offset();
         let waiting = old.produce(vec![record_batch(1_000)], Acks::All).expect("still leads");
