@@ -80,6 +80,15 @@ async fn start(network: &Shared, node: NodeId) {
     network.borrow_mut().partitions.insert(node, partition);
 }
 
+/// The three nodes, started.
+async fn start_group() -> Shared {
+    let network = Shared::default();
+    for node in NODES {
+        start(&network, node).await;
+    }
+    network
+}
+
 /// A ticker of its own for a partition of `config` (a broker shares one per shard).
 fn ticker(config: &ReplicaConfig) -> Rc<Ticker> {
     Ticker::new(Duration::from_millis(config.heartbeat_interval_ms.unsigned_abs()))
@@ -211,10 +220,7 @@ fn run(test: impl std::future::Future<Output = ()> + 'static) {
 #[test]
 fn three_replicas_elect_a_leader_replicate_and_agree() {
     run(async {
-        let network = Shared::default();
-        for node in NODES {
-            start(&network, node).await;
-        }
+        let network = start_group().await;
         let first = leader(&network).await;
         let acknowledged = produce(&network, 0..30).await;
         check_replicas_agree(&network, &acknowledged).await;
@@ -230,10 +236,7 @@ fn three_replicas_elect_a_leader_replicate_and_agree() {
 #[test]
 fn a_crashed_leader_is_replaced_and_catches_up_without_losing_an_acknowledged_record() {
     run(async {
-        let network = Shared::default();
-        for node in NODES {
-            start(&network, node).await;
-        }
+        let network = start_group().await;
         let mut acknowledged = produce(&network, 0..20).await;
         for round in 0..3u32 {
             let old = leader(&network).await;
@@ -270,10 +273,7 @@ fn a_crashed_leader_is_replaced_and_catches_up_without_losing_an_acknowledged_re
 #[test]
 fn a_deposed_leader_answers_the_produce_it_could_not_commit() {
     run(async {
-        let network = Shared::default();
-        for node in NODES {
-            start(&network, node).await;
-        }
+        let network = start_group().await;
         let acknowledged = produce(&network, 0..5).await;
         let old = leader(&network).await;
         let old_node = leader_node(&network);
@@ -393,10 +393,7 @@ async fn a_follower(network: &Shared) -> NodeId {
 fn a_follower_whose_disk_fails_a_write_stops_its_replica_and_catches_up_after_a_restart() {
     for full_disk in [false, true] {
         run(async move {
-            let network = Shared::default();
-            for node in NODES {
-                start(&network, node).await;
-            }
+            let network = start_group().await;
             let mut acknowledged = produce(&network, 0..10).await;
             let follower = a_follower(&network).await;
             let disk = network.borrow().disks[&follower].clone();
@@ -429,10 +426,7 @@ fn a_follower_whose_disk_fails_a_write_stops_its_replica_and_catches_up_after_a_
 #[test]
 fn a_leader_whose_write_fails_behind_batches_awaiting_their_commit_stops_cleanly() {
     run(async {
-        let network = Shared::default();
-        for node in NODES {
-            start(&network, node).await;
-        }
+        let network = start_group().await;
         let acknowledged = produce(&network, 0..10).await;
         let old = leader(&network).await;
         let old_node = leader_node(&network);
@@ -459,10 +453,7 @@ fn a_leader_whose_write_fails_behind_batches_awaiting_their_commit_stops_cleanly
 fn a_leader_serves_once_its_epoch_is_committed_and_fences_other_epochs() {
     use crate::protocol::error_code::ErrorCode;
     run(async {
-        let network = Shared::default();
-        for node in NODES {
-            start(&network, node).await;
-        }
+        let network = start_group().await;
         let first = leader(&network).await;
         wait_until("the leader serves", || first.is_serving(Access::Read)).await;
         assert!(first.log().high_watermark() >= 1, "its leader-change batch is committed");
@@ -502,10 +493,7 @@ fn a_leader_serves_once_its_epoch_is_committed_and_fences_other_epochs() {
 #[test]
 fn acks_one_is_answered_by_the_leaders_durable_append_alone() {
     run(async {
-        let network = Shared::default();
-        for node in NODES {
-            start(&network, node).await;
-        }
+        let network = start_group().await;
         let leader = leader(&network).await;
         wait_until("the leader serves", || leader.is_serving(Access::Write)).await;
         let followers: Vec<NodeId> =
@@ -528,10 +516,7 @@ fn acks_one_is_answered_by_the_leaders_durable_append_alone() {
 #[test]
 fn one_ticker_drives_every_partition_and_forgets_stopped_ones() {
     run(async {
-        let network = Shared::default();
-        for node in NODES {
-            start(&network, node).await;
-        }
+        let network = start_group().await;
         let ticker = network.borrow().ticker.clone().expect("started with one");
         assert_eq!(ticker.registered(), 3);
         let first = leader(&network).await;
