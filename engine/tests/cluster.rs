@@ -115,6 +115,54 @@ fn cluster_harness_restarts_a_killed_broker_on_its_port_and_data_directory() {
     assert!(cluster.node_ids().all(|id| cluster.broker(id).pid().is_none()));
 }
 
+/// A broker back with an empty data directory is another incarnation: it makes a new
+/// directory id, registers under it, and every broker says so. (Keeping it from voting as
+/// the incarnation it replaces is designed, not built: docs/replication.md, "Wiped data
+/// directories".)
+#[test]
+fn a_broker_back_with_a_wiped_data_directory_registers_under_a_new_directory_id() {
+    let mut cluster = TernCluster::start("wiped", 3, &["--shards", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(TEST_SECONDS_MAX);
+    while brokers_listed(&cluster, 1) < 3 {
+        assert!(Instant::now() < deadline, "never registered:\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let first = directory_ids_made(&cluster, 3);
+    assert_eq!(first.len(), 1, "{first:?}");
+    cluster.stop(3);
+    std::fs::remove_dir_all(&cluster.broker(3).data_dir).unwrap();
+    cluster.restart(3);
+    let made = directory_ids_made(&cluster, 3);
+    assert_eq!(made.len(), 2, "{made:?}");
+    assert_ne!(made[0], made[1], "a new id");
+    let news = format!("known={} new={}", made[0], made[1]);
+    for node_id in [1, 2] {
+        while !cluster.broker(node_id).log().contains(&news) {
+            assert!(Instant::now() < deadline, "node {node_id} never said:\n{}", cluster.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    cluster.stop_all();
+}
+
+/// How many brokers broker `node_id` lists in Metadata.
+fn brokers_listed(cluster: &TernCluster, node_id: i32) -> usize {
+    use kafka_protocol::messages::MetadataRequest;
+    let mut connection = Connection::connect(&cluster.broker(node_id).bootstrap());
+    let response = connection.call(12, &MetadataRequest::default().with_topics(Some(vec![])));
+    response.brokers.len()
+}
+
+/// The directory ids broker `node_id` logged making, oldest first.
+fn directory_ids_made(cluster: &TernCluster, node_id: i32) -> Vec<String> {
+    let log = cluster.broker(node_id).log();
+    log.lines()
+        .filter(|line| line.contains("new data directory initialised"))
+        .filter_map(|line| line.split("directory_id=").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// The node id broker `node_id` gives itself in Metadata.
 fn node_id_served(cluster: &TernCluster, node_id: i32) -> i32 {
     use kafka_protocol::messages::MetadataRequest;

@@ -9,8 +9,8 @@
 //!
 //! The hello is the first frame each side of a new connection sends: who it is (the acceptor
 //! learns who dialed from it), where Kafka clients reach it (the controller will learn the
-//! endpoints from it), and which data directory it runs on (a random id made when the
-//! directory is, so a future controller recognises a replica whose disk was wiped):
+//! endpoints from it), and which data directory it runs on (a random id made with the
+//! directory; the controller registers it, so a broker whose disk was wiped is recognised):
 //!
 //! ```text
 //! magic "TRPH" | version u8 (1) | node id u32 | host length u16 | host (UTF-8, 1..=255 bytes)

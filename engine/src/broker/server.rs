@@ -30,6 +30,11 @@ struct IdentityFile {
     version: u32,
     cluster_id: String,
     node_id: i32,
+    /// A random id made with the directory (KIP-853's directory id): a broker that comes back
+    /// with another one lost its disk, and with it its replicas' logs, votes and epochs.
+    /// Directories made before it existed get one the first time they are opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    directory_id: Option<uuid::Uuid>,
 }
 
 /// A broker whose data directory is ready, not yet serving.
@@ -128,8 +133,11 @@ impl Broker {
         if let Some(configured) = config.node_id.filter(|id| *id != identity.node_id) {
             return Err(StartError::NodeIdMismatch { found: identity.node_id, configured });
         }
-        let cluster =
-            ClusterIdentity { cluster_id: identity.cluster_id, node_id: identity.node_id };
+        let cluster = ClusterIdentity {
+            cluster_id: identity.cluster_id,
+            node_id: identity.node_id,
+            directory_id: identity.directory_id,
+        };
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..config.shard_count).map(|_| mesh::channel::<Job>(JOB_QUEUE_CAPACITY)).unzip();
         Ok(Broker {
@@ -353,8 +361,7 @@ async fn ensure_offsets_topic(
         tracing::info!("__consumer_offsets is now compacted");
         return Ok(snapshot);
     }
-    let id_bits = (u128::from(io::random_u64()) << 64) | u128::from(io::random_u64());
-    let id = uuid::Builder::from_random_bytes(id_bits.to_be_bytes()).into_uuid();
+    let id = io::random_uuid();
     let offsets_topic = groups::offsets_topic(id, Vec::new());
     let all = topics.by_name.values().cloned().chain(std::iter::once(offsets_topic));
     let snapshot = Arc::new(TopicSnapshot::new(all));
@@ -363,40 +370,72 @@ async fn ensure_offsets_topic(
     Ok(snapshot)
 }
 
+/// What the identity file says, every field present.
+struct Identity {
+    cluster_id: String,
+    node_id: i32,
+    directory_id: uuid::Uuid,
+}
+
 async fn load_or_create_identity(
     disk: &Disk,
     data_dir: &Path,
     node_id: i32,
     new_cluster_id: String,
-) -> std::io::Result<IdentityFile> {
+) -> std::io::Result<Identity> {
     let path = data_dir.join(IDENTITY_FILE_NAME);
-    if disk.exists(&path) {
-        let (bytes, legacy) = metadata_file::read(disk, &path).await?;
-        let identity: IdentityFile = serde_json::from_slice(&bytes).map_err(|error| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{} is not a valid identity file: {error}", path.display()),
-            )
-        })?;
-        if identity.version != IDENTITY_FORMAT_VERSION {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{} has unknown format version {}", path.display(), identity.version),
-            ));
-        }
-        if legacy {
+    if !disk.exists(&path) {
+        let directory_id = io::random_uuid();
+        let identity = IdentityFile {
+            version: IDENTITY_FORMAT_VERSION,
+            cluster_id: new_cluster_id,
+            node_id,
+            directory_id: Some(directory_id),
+        };
+        write_identity(disk, &path, &identity).await?;
+        tracing::info!(
+            cluster_id = %identity.cluster_id,
+            %directory_id,
+            "new data directory initialised"
+        );
+        return Ok(Identity { cluster_id: identity.cluster_id, node_id, directory_id });
+    }
+    let (bytes, legacy) = metadata_file::read(disk, &path).await?;
+    let mut identity: IdentityFile = serde_json::from_slice(&bytes).map_err(|error| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is not a valid identity file: {error}", path.display()),
+        )
+    })?;
+    if identity.version != IDENTITY_FORMAT_VERSION {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} has unknown format version {}", path.display(), identity.version),
+        ));
+    }
+    let directory_id = match identity.directory_id {
+        Some(directory_id) if legacy => {
             // Written before metadata files had checksums: seal it (same content).
             metadata_file::write(disk, &path, &bytes).await?;
             tracing::info!(path = %path.display(), "identity upgraded to the checksummed format");
+            directory_id
         }
-        return Ok(identity);
-    }
-    let identity =
-        IdentityFile { version: IDENTITY_FORMAT_VERSION, cluster_id: new_cluster_id, node_id };
-    let bytes = serde_json::to_vec_pretty(&identity).map_err(std::io::Error::other)?;
-    metadata_file::write(disk, &path, &bytes).await?;
-    tracing::info!(cluster_id = %identity.cluster_id, "new data directory initialised");
-    Ok(identity)
+        Some(directory_id) => directory_id,
+        None => {
+            // This directory kept its data: it is not a new one, it only had no id yet.
+            let directory_id = io::random_uuid();
+            identity.directory_id = Some(directory_id);
+            write_identity(disk, &path, &identity).await?;
+            tracing::info!(%directory_id, "data directory given its id");
+            directory_id
+        }
+    };
+    Ok(Identity { cluster_id: identity.cluster_id, node_id: identity.node_id, directory_id })
+}
+
+async fn write_identity(disk: &Disk, path: &Path, identity: &IdentityFile) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(identity).map_err(std::io::Error::other)?;
+    metadata_file::write(disk, path, &bytes).await
 }
 
 /// 16 random bytes in URL-safe base64 without padding: the shape of Kafka's cluster ids.
@@ -432,13 +471,20 @@ mod tests {
             let data_dir = Path::new("/data");
             disk.create_dir_all(data_dir).unwrap();
             let path = data_dir.join(IDENTITY_FILE_NAME);
-            let legacy = IdentityFile { version: 1, cluster_id: "abc".to_string(), node_id: 4 };
+            let directory_id = Some(uuid::Uuid::from_u128(5));
+            let legacy = IdentityFile {
+                version: 1,
+                cluster_id: "abc".to_string(),
+                node_id: 4,
+                directory_id,
+            };
             let json = serde_json::to_vec_pretty(&legacy).unwrap();
             topics::write_file_atomically(&disk, &path, json.clone()).await.unwrap();
             let loaded = load_or_create_identity(&disk, data_dir, 4, "new".to_string())
                 .await
                 .expect("legacy loads");
             assert_eq!((loaded.cluster_id.as_str(), loaded.node_id), ("abc", 4));
+            assert_eq!(Some(loaded.directory_id), directory_id);
             let sealed = topics::read_whole_file(&disk, &path).await.unwrap();
             assert_eq!(sealed, metadata_file::seal(&json), "sealed at start, same content");
             let mut damaged = sealed.clone();
@@ -450,6 +496,32 @@ mod tests {
                 panic!("damage went undetected");
             };
             assert!(error.to_string().contains("/data/meta.json is damaged"), "{error}");
+        });
+    }
+
+    #[test]
+    fn a_new_directory_gets_an_id_and_one_made_before_ids_gets_one_it_keeps() {
+        block_on(async {
+            let disk = Disk::Simulated(SimDisk::new(4));
+            let data_dir = Path::new("/data");
+            disk.create_dir_all(data_dir).unwrap();
+            let path = data_dir.join(IDENTITY_FILE_NAME);
+            let made = load_or_create_identity(&disk, data_dir, 2, "c".to_string()).await.unwrap();
+            let again = load_or_create_identity(&disk, data_dir, 2, "c".to_string()).await.unwrap();
+            assert_eq!(made.directory_id, again.directory_id, "an id is kept");
+            assert_ne!(made.directory_id, uuid::Uuid::nil());
+            let before_ids = IdentityFile {
+                version: 1,
+                cluster_id: "old".to_string(),
+                node_id: 2,
+                directory_id: None,
+            };
+            write_identity(&disk, &path, &before_ids).await.unwrap();
+            let given = load_or_create_identity(&disk, data_dir, 2, "c".to_string()).await.unwrap();
+            assert_eq!((given.cluster_id.as_str(), given.node_id), ("old", 2));
+            assert_ne!(given.directory_id, made.directory_id, "a new id, made once");
+            let kept = load_or_create_identity(&disk, data_dir, 2, "c".to_string()).await.unwrap();
+            assert_eq!(kept.directory_id, given.directory_id);
         });
     }
 }

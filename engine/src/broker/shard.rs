@@ -31,7 +31,7 @@ use super::memory::MemoryBudget;
 use super::partition::ticker::Ticker;
 use super::partition::{Access, NotLeader, Partition, ReplicatedPartition};
 use super::producer_ids::ProducerIds;
-use super::topics::{self, TopicMeta, TopicSnapshot};
+use super::topics::{self, BrokerEndpoint, TopicMeta, TopicSnapshot};
 
 /// Work sent to another shard: a closure run there as a local task.
 pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -98,6 +98,9 @@ pub struct LeaderHint {
 pub struct ClusterIdentity {
     pub cluster_id: String,
     pub node_id: i32,
+    /// The data directory's id (`server.rs`): peers and the controller tell this broker's
+    /// incarnations apart by it.
+    pub directory_id: uuid::Uuid,
 }
 
 /// Key of a partition owned by a shard.
@@ -238,6 +241,16 @@ impl Shard {
 
     pub fn topics(&self) -> Arc<TopicSnapshot> {
         self.topics.borrow().clone()
+    }
+
+    /// Where clients reach this broker, and its data directory's id.
+    pub fn own_endpoint(&self) -> BrokerEndpoint {
+        BrokerEndpoint {
+            node_id: self.cluster.node_id,
+            host: self.config.advertised_host.clone(),
+            port: self.config.advertised_port,
+            directory_id: Some(self.cluster.directory_id),
+        }
     }
 
     pub fn owner_of(&self, topic: &str, partition: i32) -> usize {

@@ -44,6 +44,10 @@ pub struct BrokerEndpoint {
     pub node_id: i32,
     pub host: String,
     pub port: u16,
+    /// The broker's data-directory id (`server.rs`), as its hello gave it: a new one means
+    /// the broker lost its disk. None in records written before ids existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_id: Option<uuid::Uuid>,
 }
 
 impl TopicMeta {

@@ -60,6 +60,13 @@ pub use backend::{
 #[cfg(not(madsim))]
 pub use backend::{drop_spawned_tasks, seed_random};
 
+/// A random (version 4) UUID from [`random_u64`]: topic ids, data-directory ids. In the
+/// simulator the seed fixes it, like every other random choice.
+pub fn random_uuid() -> uuid::Uuid {
+    let bits = (u128::from(random_u64()) << 64) | u128::from(random_u64());
+    uuid::Builder::from_random_bytes(bits.to_be_bytes()).into_uuid()
+}
+
 /// Reports a broken internal invariant and exits the process (thread-per-core rule).
 #[cold]
 pub(crate) fn bug(message: &str) -> ! {

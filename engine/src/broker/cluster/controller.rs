@@ -11,8 +11,9 @@
 //! and on the others as soon as they apply the same record.
 //!
 //! Brokers register themselves without asking: each peer's hello carries its client
-//! endpoint, and the leader writes a `RegisterBroker` record for any endpoint its image does
-//! not hold yet (its own included).
+//! endpoint and data-directory id, and the leader writes a `RegisterBroker` record for any
+//! endpoint its image does not hold yet (its own included) — so a broker back with a wiped
+//! directory is registered again under its new id, and every broker logs it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -102,11 +103,7 @@ impl Controller {
         assert_eq!(shard.id, 0, "the controller runs on shard 0");
         let listener = Listener::bind(cluster.peer_listen)
             .map_err(|source| StartError::Listen { address: cluster.peer_listen, source })?;
-        let own_endpoint = BrokerEndpoint {
-            node_id: cluster.node_id,
-            host: shard.config.advertised_host.clone(),
-            port: shard.config.advertised_port,
-        };
+        let own_endpoint = shard.own_endpoint();
         let heard = Rc::new(RefCell::new(BTreeMap::new()));
         let transport = start_transport(shard, cluster, listener, &own_endpoint, &heard);
         let metadata = open_metadata(shard, cluster, &transport).await.map_err(|error| {
@@ -237,8 +234,7 @@ fn start_transport(
         node_id: node(cluster.node_id),
         kafka_host: own_endpoint.host.clone(),
         kafka_port: own_endpoint.port,
-        // Data-directory ids come with rejoining wiped replicas as non-voters (issue 14).
-        directory_id: [0; 16],
+        directory_id: shard.cluster.directory_id.into_bytes(),
     };
     let peers = cluster
         .voters
@@ -260,8 +256,12 @@ fn start_transport(
         Rc::new(move |hello: Hello| {
             // The transport accepts only the voters' ids, which fit an i32.
             let Ok(node_id) = i32::try_from(hello.node_id.0) else { return };
-            let endpoint =
-                BrokerEndpoint { node_id, host: hello.kafka_host, port: hello.kafka_port };
+            let endpoint = BrokerEndpoint {
+                node_id,
+                host: hello.kafka_host,
+                port: hello.kafka_port,
+                directory_id: Some(uuid::Uuid::from_bytes(hello.directory_id)),
+            };
             heard.borrow_mut().insert(node_id, endpoint);
         }),
     )
@@ -444,8 +444,7 @@ fn offsets_topic(inner: &Inner) -> Option<MetadataRecord> {
     let factor = brokers.len().min(OFFSETS_TOPIC_REPLICATION_FACTOR_MAX);
     let partitions = groups::OFFSETS_TOPIC_PARTITIONS;
     let replicas = assignment::assign(groups::OFFSETS_TOPIC, &brokers, 0, partitions, factor);
-    let id_bits = (u128::from(io::random_u64()) << 64) | u128::from(io::random_u64());
-    let id = uuid::Builder::from_random_bytes(id_bits.to_be_bytes()).into_uuid();
+    let id = io::random_uuid();
     Some(MetadataRecord::PutTopic { topic: groups::offsets_topic(id, replicas) })
 }
 

@@ -68,10 +68,7 @@ impl ClusterImage {
     /// Applies one committed record. Deterministic: the same records give the same image.
     pub fn apply(&mut self, record: MetadataRecord) -> Result<(), RecordRejected> {
         match record {
-            MetadataRecord::RegisterBroker(endpoint) => {
-                check_endpoint(&endpoint)?;
-                self.brokers.insert(endpoint.node_id, endpoint);
-            }
+            MetadataRecord::RegisterBroker(endpoint) => self.register(endpoint)?,
             MetadataRecord::PutTopic { topic } => {
                 check_topic(&topic)?;
                 if let Some(existing) = self.topics.get(&topic.name) {
@@ -86,6 +83,26 @@ impl ClusterImage {
                 self.topics.remove(&name);
             }
         }
+        Ok(())
+    }
+
+    /// A broker's endpoint, new or changed. A new data-directory id means the broker lost its
+    /// disk (its replicas' logs, votes and epochs); a record without one (written before ids
+    /// existed) keeps the id known.
+    fn register(&mut self, mut endpoint: BrokerEndpoint) -> Result<(), RecordRejected> {
+        check_endpoint(&endpoint)?;
+        let known = self.brokers.get(&endpoint.node_id).and_then(|broker| broker.directory_id);
+        match (known, endpoint.directory_id) {
+            (Some(known), None) => endpoint.directory_id = Some(known),
+            (Some(known), Some(new)) if known != new => tracing::warn!(
+                node_id = endpoint.node_id,
+                %known,
+                %new,
+                "broker came back with a new data directory: its replicas lost their data"
+            ),
+            _ => {}
+        }
+        self.brokers.insert(endpoint.node_id, endpoint);
         Ok(())
     }
 

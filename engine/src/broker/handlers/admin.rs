@@ -384,18 +384,11 @@ fn new_topic_meta(
     }
     Ok(TopicMeta {
         name: new_topic.name.clone(),
-        id: random_topic_id(),
+        id: io::random_uuid(),
         partition_count,
         configs,
         replicas,
     })
-}
-
-fn random_topic_id() -> uuid::Uuid {
-    let high = io::random_u64();
-    let low = io::random_u64();
-    uuid::Builder::from_random_bytes(((u128::from(high) << 64) | u128::from(low)).to_be_bytes())
-        .into_uuid()
 }
 
 pub async fn delete_topics(

@@ -111,11 +111,7 @@ pub async fn find_coordinator(
 }
 
 async fn coordinator_of(shard: &Rc<Shard>, group_id: &str) -> Result<BrokerEndpoint, ErrorCode> {
-    let own = BrokerEndpoint {
-        node_id: shard.cluster.node_id,
-        host: shard.config.advertised_host.clone(),
-        port: shard.config.advertised_port,
-    };
+    let own = shard.own_endpoint();
     if shard.config.cluster.is_none() {
         return Ok(own);
     }

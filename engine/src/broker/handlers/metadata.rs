@@ -14,7 +14,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 
 use crate::broker::groups;
 use crate::broker::shard::{PartitionKey, PartitionState, Shard};
-use crate::broker::topics::{validate_topic_name, BrokerEndpoint, TopicMeta};
+use crate::broker::topics::{validate_topic_name, TopicMeta};
 use crate::protocol::error_code::ErrorCode;
 
 use super::{admin, str_bytes};
@@ -92,11 +92,7 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
 /// node, or before the registration has been applied).
 fn brokers(shard: &Shard) -> Vec<MetadataResponseBroker> {
     let snapshot = shard.topics();
-    let own = BrokerEndpoint {
-        node_id: shard.cluster.node_id,
-        host: shard.config.advertised_host.clone(),
-        port: shard.config.advertised_port,
-    };
+    let own = shard.own_endpoint();
     let mut endpoints = snapshot.brokers.clone();
     endpoints.entry(own.node_id).or_insert(own);
     endpoints

@@ -1,7 +1,12 @@
 use super::*;
 
 fn endpoint(node_id: i32) -> BrokerEndpoint {
-    BrokerEndpoint { node_id, host: "127.0.0.1".into(), port: 9090 + node_id as u16 }
+    BrokerEndpoint {
+        node_id,
+        host: "127.0.0.1".into(),
+        port: 9090 + node_id as u16,
+        directory_id: Some(uuid::Uuid::from_u128(node_id as u128)),
+    }
 }
 
 fn topic(name: &str, id: u128, replicas: Vec<Vec<i32>>) -> TopicMeta {
@@ -39,6 +44,33 @@ fn brokers_register_and_a_changed_endpoint_replaces_the_old() {
     assert!(matches!(outcomes[3], Err(RecordRejected::BadEndpoint(_))));
     assert!(matches!(outcomes[4], Err(RecordRejected::BadEndpoint(_))));
     assert_eq!(image.brokers.values().cloned().collect::<Vec<_>>(), vec![endpoint(1), moved]);
+}
+
+#[test]
+fn a_new_directory_replaces_the_old_and_a_record_without_one_keeps_it() {
+    let wiped = BrokerEndpoint { directory_id: Some(uuid::Uuid::from_u128(22)), ..endpoint(2) };
+    let before_ids = BrokerEndpoint { port: 7000, directory_id: None, ..endpoint(2) };
+    let (image, outcomes) = check(vec![
+        MetadataRecord::RegisterBroker(endpoint(2)),
+        MetadataRecord::RegisterBroker(wiped.clone()),
+        MetadataRecord::RegisterBroker(before_ids),
+    ]);
+    assert!(outcomes.iter().all(Result::is_ok));
+    let registered = &image.brokers[&2];
+    assert_eq!((registered.port, registered.directory_id), (7000, wiped.directory_id));
+    let json = serde_json::to_string(&MetadataRecord::RegisterBroker(endpoint(1))).unwrap();
+    assert!(json.contains("\"directory_id\":\"00000000-0000-0000-0000-000000000001\""), "{json}");
+    let old = r#"{"type":"register_broker","node_id":3,"host":"h","port":1}"#;
+    let parsed: MetadataRecord = serde_json::from_str(old).unwrap();
+    assert_eq!(
+        parsed,
+        MetadataRecord::RegisterBroker(BrokerEndpoint {
+            node_id: 3,
+            host: "h".into(),
+            port: 1,
+            directory_id: None,
+        })
+    );
 }
 
 #[test]

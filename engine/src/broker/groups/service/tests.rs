@@ -40,7 +40,11 @@ async fn start_shard(disk: &Disk) -> Rc<Shard> {
     let listen: SocketAddr = "127.0.0.1:9092".parse().expect("an address");
     let config = BrokerConfig::single_node(listen, DATA_DIR.into());
     let (sender, _receiver) = mesh::channel(16);
-    let cluster = ClusterIdentity { cluster_id: "test".to_string(), node_id: 0 };
+    let cluster = ClusterIdentity {
+        cluster_id: "test".to_string(),
+        node_id: 0,
+        directory_id: uuid::Uuid::nil(),
+    };
     let shard = Shard::new(
         0,
         Arc::new(config),
