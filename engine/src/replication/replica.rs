@@ -198,6 +198,9 @@ struct Progress {
     lease_from_ms: Option<i64>,
     /// The last time the follower held everything we had (in-sync replicas).
     caught_up_ms: Option<i64>,
+    /// The high watermark in the last append we sent: a follower told a lower one is sent
+    /// the new one as soon as it is idle (`leader.rs`), not a heartbeat later.
+    high_watermark_sent: i64,
 }
 
 /// A follower's view of its current leader's log.
@@ -558,10 +561,26 @@ impl<P> Replica<P> {
     }
 
     fn reset_election_timer(&mut self, now_ms: i64) {
-        let timeout_ms = self.config.election_timeout_ms;
+        let timeout_ms = self.election_timeout_now_ms();
         let jitter_ms = (self.random.next() % timeout_ms as u64) as i64;
         assert!((0..timeout_ms).contains(&jitter_ms));
         self.election_deadline_ms = now_ms + timeout_ms + jitter_ms;
+    }
+
+    /// The base of the next election timer. A group that never had a leader (epoch 0, an
+    /// empty log: a partition just created) elects its preferred replica (the first voter)
+    /// within a few heartbeats, where Kafka's controller names the leader at once: only the
+    /// preferred replica runs that early, so it wins without a split vote, and it retries
+    /// that fast while its peers are still opening their replicas (with pre-vote, a round
+    /// that nobody answers changes no epoch). Every other timer is a whole election timeout.
+    fn election_timeout_now_ms(&self) -> i64 {
+        let never_led = self.epoch == 0 && self.log.log_end_offset == 0;
+        let preferred = self.config.voters.first() == Some(&self.config.node_id);
+        if never_led && preferred {
+            self.config.heartbeat_interval_ms
+        } else {
+            self.config.election_timeout_ms
+        }
     }
 
     /// Steps down (or stays) as a follower in `epoch`, which is at least ours.

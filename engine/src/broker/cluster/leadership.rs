@@ -29,8 +29,10 @@ use crate::broker::shard::{PartitionKey, PartitionState, Shard};
 use crate::io::{self, Instant};
 use crate::replication::NodeId;
 
-/// How often a shard looks for leadership changes to announce.
-pub const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(250);
+/// How often a shard looks for leadership changes to announce: short, because a client that
+/// just created a topic looks up its leaders at once (librdkafka's partitioners use only
+/// partitions with a known leader); one look per shard every 50 ms costs nothing.
+pub const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(50);
 /// Each led partition is announced again at least this often.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(3);
 /// News not heard again within this long is forgotten (five refreshes: a few lost frames

@@ -148,6 +148,7 @@ impl<P> Replica<P> {
                 last_heard_ms: now_ms,
                 lease_from_ms: None,
                 caught_up_ms: None,
+                high_watermark_sent: 0,
             };
             self.progress.insert(*peer, progress);
         }

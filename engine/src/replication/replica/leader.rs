@@ -108,6 +108,7 @@ impl<P> Replica<P> {
         assert!(progress.next_offset <= log_end_offset);
         progress.awaiting_response = true;
         progress.last_sent_ms = now_ms;
+        progress.high_watermark_sent = self.high_watermark;
         progress.log_end_at_send_offset = log_end_offset;
         let read = PeerRead {
             peer,
@@ -207,7 +208,23 @@ impl<P> Replica<P> {
             self.send_append(from, now_ms);
         }
         self.advance_leader_commit();
+        // This answer may have committed what it acknowledged (or an earlier one did while
+        // this append was out): tell the follower now, so that it serves and applies it.
+        if self.role == Role::Leader {
+            self.send_high_watermark(from, now_ms);
+        }
         self.continue_transfer();
+    }
+
+    /// Sends `peer` an append (a heartbeat if it has everything) when it is idle and was last
+    /// told a lower high watermark than ours. Followers learn a commit one round trip after
+    /// it, instead of at the next heartbeat; a busy follower learns it from its next append.
+    fn send_high_watermark(&mut self, peer: NodeId, now_ms: i64) {
+        let Some(progress) = self.progress.get(&peer) else { return };
+        let stale = progress.high_watermark_sent < self.high_watermark;
+        if stale && !progress.awaiting_response && self.transfer.is_none() {
+            self.send_append(peer, now_ms);
+        }
     }
 
     /// Where to send from after a rejection of `prev_offset`, from the follower's hint. It is
@@ -254,6 +271,10 @@ impl<P> Replica<P> {
         let own_epoch = self.log.epoch_at(quorum_end_offset - 1) == Some(self.epoch);
         if quorum_end_offset > self.high_watermark && own_epoch {
             self.push_commit(quorum_end_offset);
+            let peers: Vec<NodeId> = self.peers().collect();
+            for peer in peers {
+                self.send_high_watermark(peer, self.now_ms);
+            }
         }
     }
 }

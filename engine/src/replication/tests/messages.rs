@@ -47,7 +47,7 @@ fn leader() -> Replica<Payload> {
 
 #[test]
 fn a_replica_starts_as_a_follower_without_a_leader() {
-    let mut replica = replica(1, 3);
+    let mut replica = replica(2, 3);
     assert_eq!((replica.role(), replica.epoch(), replica.leader()), (Role::Follower, 0, None));
     assert_eq!(replica.high_watermark(), 0);
     assert!(replica.poll_ready().is_none(), "nothing to say before its timer fires");
@@ -283,11 +283,38 @@ fn a_pre_vote_is_refused_while_the_leader_is_heard_from() {
     assert_eq!(voter.epoch(), 0);
 }
 
+/// A group that never had a leader elects its preferred replica (the first voter) within a
+/// few heartbeats; it keeps retrying that fast while nobody answers, and once any epoch is
+/// known its timers are whole election timeouts like everyone's.
+#[test]
+fn a_new_groups_preferred_replica_runs_within_heartbeats_and_only_it() {
+    for seed in 0..20 {
+        let fresh = |node_id| {
+            let config = super::network::config(node_id, 3);
+            let summary = ModelLog::default().summary(0);
+            Replica::<Payload>::new(config, HardState::default(), summary, seed, 0)
+        };
+        let mut preferred = fresh(1);
+        assert!((100..200).contains(&preferred.election_deadline_ms()), "seed {seed}");
+        assert!((1_000..2_000).contains(&fresh(3).election_deadline_ms()), "seed {seed}");
+        preferred.handle_tick(200);
+        assert_eq!(preferred.role(), Role::PreCandidate);
+        drain(&mut preferred);
+        let retry_ms = preferred.election_deadline_ms();
+        assert!((300..400).contains(&retry_ms), "seed {seed}: unanswered, it runs again soon");
+        let mut later = fresh(1);
+        later.handle_message(NodeId(2), vote_request(3, 2, 0, NO_EPOCH), 0);
+        drain(&mut later);
+        let deadline_ms = later.election_deadline_ms();
+        assert!((1_000..2_000).contains(&deadline_ms), "seed {seed}: an epoch is known");
+    }
+}
+
 #[test]
 fn election_timeouts_are_randomised_within_one_to_two_timeouts() {
     let mut deadlines = std::collections::BTreeSet::new();
     for seed in 0..50 {
-        let config = super::network::config(1, 3);
+        let config = super::network::config(2, 3);
         let replica: Replica<Payload> =
             Replica::new(config, HardState::default(), ModelLog::default().summary(0), seed, 0);
         let deadline_ms = replica.election_deadline_ms();
