@@ -135,7 +135,7 @@ pub async fn grow_on_controller(
     for growth in &growths {
         let checked = check_growth(&current, growth, node_id);
         let checked = checked.and_then(|topic| match in_cluster {
-            true => with_new_replicas(&current, topic),
+            true => with_new_replicas(&current, topic, growth.assignments.as_deref()),
             false => Ok(topic),
         });
         outcomes.push(checked.map(|topic| {
@@ -207,15 +207,32 @@ pub fn check_growth(
             topic.name
         ));
     }
+    // A single node registers no brokers: it is the only one, and every partition has one
+    // replica. A cluster's partitions all have as many replicas as the first.
+    let registered: Vec<i32> = match current.brokers.is_empty() {
+        true => vec![node_id],
+        false => current.brokers.keys().copied().collect(),
+    };
+    let replica_count = topic.replicas.first().map_or(1, Vec::len);
     for replicas in growth.assignments.iter().flatten() {
-        check_replicas(replicas, node_id)?;
+        check_replicas(replicas, &registered, replica_count)?;
     }
     Ok(TopicMeta { partition_count: count, ..topic.clone() })
 }
 
-/// In a cluster: the grown topic's new partitions get replicas, as many as its first
-/// partition has, spread like a new topic's.
-fn with_new_replicas(current: &TopicSnapshot, mut topic: TopicMeta) -> Result<TopicMeta, Refusal> {
+/// In a cluster: the grown topic's new partitions get the replicas the request assigned
+/// (checked by [`check_growth`]), or as many as its first partition has, spread like a new
+/// topic's.
+fn with_new_replicas(
+    current: &TopicSnapshot,
+    mut topic: TopicMeta,
+    assignments: Option<&[Vec<i32>]>,
+) -> Result<TopicMeta, Refusal> {
+    if let Some(assignments) = assignments {
+        topic.replicas.extend(assignments.iter().cloned());
+        assert_eq!(topic.replicas.len(), topic.partition_count as usize, "checked: one each");
+        return Ok(topic);
+    }
     let brokers: Vec<i32> = current.brokers.keys().copied().collect();
     let factor = topic.replicas.first().map_or(0, Vec::len);
     if factor == 0 || factor > brokers.len() {
@@ -230,9 +247,13 @@ fn with_new_replicas(current: &TopicSnapshot, mut topic: TopicMeta) -> Result<To
     Ok(topic)
 }
 
-/// Kafka's `validateManualPartitionAssignment` on a one-broker cluster whose partitions all
-/// have one replica: the list must be exactly this broker.
-fn check_replicas(replicas: &[i32], node_id: i32) -> Result<(), Refusal> {
+/// Kafka's `validateManualPartitionAssignment`: distinct registered brokers, as many as the
+/// topic's partitions have (on a single node: exactly this broker).
+fn check_replicas(
+    replicas: &[i32],
+    registered: &[i32],
+    replica_count: usize,
+) -> Result<(), Refusal> {
     let invalid = |message: String| Err(Refusal::new(ErrorCode::InvalidReplicaAssignment, message));
     if replicas.is_empty() {
         return invalid("The manual partition assignment includes an empty replica list.".into());
@@ -241,7 +262,7 @@ fn check_replicas(replicas: &[i32], node_id: i32) -> Result<(), Refusal> {
     sorted.sort_unstable();
     let mut previous = None;
     for broker in sorted.iter().copied() {
-        if broker != node_id {
+        if !registered.contains(&broker) {
             return invalid(format!(
                 "The manual partition assignment includes broker {broker}, but no such broker \
                  is registered."
@@ -254,10 +275,10 @@ fn check_replicas(replicas: &[i32], node_id: i32) -> Result<(), Refusal> {
         }
         previous = Some(broker);
     }
-    if sorted.len() != 1 {
+    if sorted.len() != replica_count {
         return invalid(format!(
             "The manual partition assignment includes a partition with {} replica(s), but this \
-             is not consistent with previous partitions, which have 1 replica(s).",
+             is not consistent with previous partitions, which have {replica_count} replica(s).",
             sorted.len()
         ));
     }

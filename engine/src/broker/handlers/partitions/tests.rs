@@ -1,6 +1,7 @@
 //! CreatePartitions validation: each of Kafka's refusals, and what a valid growth keeps.
 
 use super::*;
+use crate::broker::topics::BrokerEndpoint;
 
 const NODE: i32 = 7;
 
@@ -99,6 +100,40 @@ fn each_replica_list_must_be_exactly_this_broker() {
         .1
         .unwrap()
     );
+}
+
+/// In a cluster a manual assignment names registered brokers, as many as the topic's
+/// partitions have, and the new partitions get exactly those replicas.
+#[test]
+fn a_clusters_manual_assignment_is_checked_against_its_brokers_and_kept() {
+    let mut topic = registry().get("orders").unwrap().clone();
+    topic.replicas = vec![vec![1, 2], vec![2, 3]];
+    let mut cluster = TopicSnapshot::new([topic]);
+    for node_id in [1, 2, 3] {
+        let endpoint = BrokerEndpoint { node_id, host: "h".into(), port: 9092, directory_id: None };
+        cluster.brokers.insert(node_id, endpoint);
+    }
+    let manual = growth("orders", 4, Some(vec![vec![3, 1], vec![1, 2]]));
+    let grown = check_growth(&cluster, &manual, 1).unwrap();
+    let grown = with_new_replicas(&cluster, grown, manual.assignments.as_deref()).unwrap();
+    assert_eq!(grown.replicas, vec![vec![1, 2], vec![2, 3], vec![3, 1], vec![1, 2]]);
+    let refused = |assignments: Vec<Vec<i32>>| {
+        let growth = growth("orders", 3, Some(assignments));
+        check_growth(&cluster, &growth, 1).expect_err("refused").message.unwrap()
+    };
+    assert_eq!(
+        refused(vec![vec![1, 4]]),
+        "The manual partition assignment includes broker 4, but no such broker is registered."
+    );
+    assert_eq!(
+        refused(vec![vec![1]]),
+        "The manual partition assignment includes a partition with 1 replica(s), but this is \
+         not consistent with previous partitions, which have 2 replica(s)."
+    );
+    let automatic = check_growth(&cluster, &growth("orders", 3, None), 1).unwrap();
+    let automatic = with_new_replicas(&cluster, automatic, None).unwrap();
+    assert_eq!(automatic.replicas.len(), 3);
+    assert_eq!(automatic.replicas[2].len(), 2);
 }
 
 #[test]
