@@ -206,6 +206,8 @@ impl Shard {
         assert!(id < config.shard_count);
         let groups = GroupService::new(config.groups.clone());
         let memory = MemoryBudget::new(config.memory_budget_bytes_per_shard);
+        // A cluster broker serves clients once it is part of the cluster (`cut_off.rs`).
+        let in_cluster = config.cluster.is_some();
         Rc::new(Shard {
             id,
             groups,
@@ -230,7 +232,7 @@ impl Shard {
             replica_ticker,
             forwards: Forwards::default(),
             heard_leaders: HeardLeaders::default(),
-            cut_off: Cell::new(false),
+            cut_off: Cell::new(in_cluster),
             cut_off_changed: Notify::new(),
         })
     }

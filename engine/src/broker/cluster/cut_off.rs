@@ -14,12 +14,25 @@
 //! and tells every shard; each shard then closes its client connections (`connection.rs`
 //! watches [`Shard::cut_off_changed`]) and closes new ones as it accepts them (`server.rs`),
 //! until a controller leader is known again.
+//!
+//! A broker starts cut off, and joins once its applied metadata registers both itself and
+//! the controller's leader — as a Kafka broker opens its listeners only once it has caught
+//! up with the metadata log and is unfenced. Before that its Metadata could name a
+//! controller without listing it as a broker, and librdkafka's admin client then waits for
+//! that broker until its request times out (measured: a CreateTopics sent as the cluster
+//! started failed after 15 s, "Failed while waiting for controller").
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use crate::broker::shard::Shard;
 use crate::io;
+
+/// Whether this broker's applied metadata registers both itself and the controller's leader.
+fn registered(shard: &Shard, leader: i32) -> bool {
+    let brokers = &shard.topics().brokers;
+    brokers.contains_key(&leader) && brokers.contains_key(&shard.cluster.node_id)
+}
 
 /// Election timeouts without a known controller leader after which a broker is cut off: a
 /// healthy cluster elects one within one or two.
@@ -35,15 +48,22 @@ pub async fn run_watch(shard: Rc<Shard>) {
     let election_timeout = Duration::from_millis(cluster.election_timeout_ms.unsigned_abs());
     let cut_off_after = election_timeout * CUT_OFF_ELECTION_TIMEOUTS;
     let mut last_contact = io::now();
-    let mut cut_off = false;
+    let mut joined = false;
+    let mut cut_off = shard.is_cut_off();
+    assert!(cut_off, "a cluster broker starts cut off");
     // Each round sleeps; it ends at shutdown.
     while !shard.is_shutting_down() {
         io::sleep(CHECK_INTERVAL).await;
         let now = io::now();
-        if shard.controller().and_then(|controller| controller.leader()).is_some() {
+        let leader = shard.controller().and_then(|controller| controller.leader());
+        if leader.is_some() {
             last_contact = now;
         }
-        let now_cut_off = now.duration_since(last_contact) > cut_off_after;
+        if !joined && leader.is_some_and(|leader| registered(&shard, leader)) {
+            joined = true;
+            tracing::info!("registered with the cluster: serving clients");
+        }
+        let now_cut_off = !joined || now.duration_since(last_contact) > cut_off_after;
         if now_cut_off == cut_off {
             continue;
         }
@@ -54,7 +74,7 @@ pub async fn run_watch(shard: Rc<Shard>) {
                 "cut off from the cluster (no controller leader known): closing client \
                  connections until it is back"
             ),
-            false => tracing::info!("back in the cluster: serving clients again"),
+            false => tracing::info!("in the cluster: serving clients"),
         }
         for index in 0..shard.shard_count() {
             let told =
