@@ -122,11 +122,7 @@ fn cluster_harness_restarts_a_killed_broker_on_its_port_and_data_directory() {
 #[test]
 fn a_broker_back_with_a_wiped_data_directory_registers_under_a_new_directory_id() {
     let mut cluster = TernCluster::start("wiped", 3, &["--shards", "1"]);
-    let deadline = Instant::now() + Duration::from_secs(TEST_SECONDS_MAX);
-    while brokers_listed(&cluster, 1) < 3 {
-        assert!(Instant::now() < deadline, "never registered:\n{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    cluster.wait_until_registered();
     let first = directory_ids_made(&cluster, 3);
     assert_eq!(first.len(), 1, "{first:?}");
     cluster.stop(3);
@@ -136,6 +132,7 @@ fn a_broker_back_with_a_wiped_data_directory_registers_under_a_new_directory_id(
     assert_eq!(made.len(), 2, "{made:?}");
     assert_ne!(made[0], made[1], "a new id");
     let news = format!("known={} new={}", made[0], made[1]);
+    let deadline = Instant::now() + Duration::from_secs(TEST_SECONDS_MAX);
     for node_id in [1, 2] {
         while !cluster.broker(node_id).log().contains(&news) {
             assert!(Instant::now() < deadline, "node {node_id} never said:\n{}", cluster.logs());
@@ -143,14 +140,6 @@ fn a_broker_back_with_a_wiped_data_directory_registers_under_a_new_directory_id(
         }
     }
     cluster.stop_all();
-}
-
-/// How many brokers broker `node_id` lists in Metadata.
-fn brokers_listed(cluster: &TernCluster, node_id: i32) -> usize {
-    use kafka_protocol::messages::MetadataRequest;
-    let mut connection = Connection::connect(&cluster.broker(node_id).bootstrap());
-    let response = connection.call(12, &MetadataRequest::default().with_topics(Some(vec![])));
-    response.brokers.len()
 }
 
 /// The directory ids broker `node_id` logged making, oldest first.

@@ -164,6 +164,26 @@ impl TernCluster {
         node_id as usize - 1
     }
 
+    /// Waits (at most 60 s) until every broker lists every broker in Metadata and names a
+    /// controller: each one registered, the controller elected. A broker lists itself
+    /// before it is registered, so only all of them together prove it.
+    pub fn wait_until_registered(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let nodes = self.brokers.len();
+        for node_id in self.node_ids() {
+            loop {
+                let request = MetadataRequest::default().with_topics(Some(vec![]));
+                let mut connection = Connection::connect(&self.broker(node_id).bootstrap());
+                let response = connection.call(12, &request);
+                if response.brokers.len() == nodes && response.controller_id.0 >= 0 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "never registered:\n{}", self.logs());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
     /// The broker's --peer-listen port; None for standalone brokers.
     pub fn peer_port(&self, node_id: i32) -> Option<u16> {
         let index = Self::index(node_id, self.brokers.len());

@@ -260,12 +260,24 @@ pub fn run_checked(command: &mut Command, what: &str) -> Output {
 /// tests at a time) against `server` and asserts that every test listed as passing passed;
 /// on failure, prints the suite's output and the broker's log.
 pub fn run_client_suite(suite: &Path, run_args: &[&str], results: &Path, server: &TernServer) {
+    run_client_suite_listed(suite, "tests.txt", run_args, results, &|| server.log());
+}
+
+/// [`run_client_suite`] with the list `<suite>/<list>`, and `logs` giving the brokers' logs
+/// to print on failure.
+pub fn run_client_suite_listed(
+    suite: &Path,
+    list: &str,
+    run_args: &[&str],
+    results: &Path,
+    logs: &dyn Fn() -> String,
+) {
     let output = Command::new("bash")
         .arg(suite.join("suite.sh"))
         .arg("run")
         .args(run_args)
         .arg("--list")
-        .arg(suite.join("tests.txt"))
+        .arg(suite.join(list))
         .arg("--results")
         .arg(results)
         // Most tests wait on timeouts, not CPU: three at a time.
@@ -279,7 +291,7 @@ pub fn run_client_suite(suite: &Path, run_args: &[&str], results: &Path, server:
         "{} tests regressed:\n{stdout}\n{}\nbroker log:\n{}",
         suite.display(),
         String::from_utf8_lossy(&output.stderr),
-        server.log()
+        logs()
     );
 }
 
