@@ -297,7 +297,11 @@ async fn start() -> (Rc<Shard>, Vec<Response>) {
     // fuzzer drives that path too, not only the small answers read when planned.
     config.fetch_inline_read_max_bytes = 0;
     let broker = Broker::open(config.clone(), disk.clone()).await.expect("a fresh data dir");
-    let cluster = ClusterIdentity { cluster_id: broker.cluster_id().to_string(), node_id: 0 };
+    let cluster = ClusterIdentity {
+        cluster_id: broker.cluster_id().to_string(),
+        node_id: 0,
+        directory_id: Default::default(),
+    };
     drop(broker);
     let snapshot = topics::load_registry(&disk, &config.data_dir).await.expect("the registry");
     let (sender, _receiver) = mesh::channel(16);
