@@ -91,6 +91,32 @@ pub fn unseal(bytes: &[u8]) -> Result<Unsealed<'_>, SealError> {
     Err(SealError::Mismatch { found, expected })
 }
 
+/// Parses a metadata file's JSON as `T`, whose format version (read by `version_of`) must be
+/// `expected`; `what` names the file in the error. The identity and the topic registry share
+/// this; each checks its own content after.
+pub fn parse_versioned<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    path: &Path,
+    what: &str,
+    version_of: impl Fn(&T) -> u32,
+    expected: u32,
+) -> io::Result<T> {
+    let parsed: T = serde_json::from_slice(bytes).map_err(|error| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a valid {what}: {error}", path.display()),
+        )
+    })?;
+    let version = version_of(&parsed);
+    if version != expected {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} has unknown format version {version}", path.display()),
+        ));
+    }
+    Ok(parsed)
+}
+
 /// Reads a metadata file: its JSON body, and whether it was in the pre-checksum format.
 /// A damaged file is an `InvalidData` error naming it and the way to repair it.
 pub async fn read(disk: &Disk, path: &Path) -> io::Result<(Vec<u8>, bool)> {

@@ -401,18 +401,13 @@ async fn load_or_create_identity(
         return Ok(Identity { cluster_id: identity.cluster_id, node_id, directory_id });
     }
     let (bytes, legacy) = metadata_file::read(disk, &path).await?;
-    let mut identity: IdentityFile = serde_json::from_slice(&bytes).map_err(|error| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{} is not a valid identity file: {error}", path.display()),
-        )
-    })?;
-    if identity.version != IDENTITY_FORMAT_VERSION {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{} has unknown format version {}", path.display(), identity.version),
-        ));
-    }
+    let mut identity: IdentityFile = metadata_file::parse_versioned(
+        &bytes,
+        &path,
+        "identity file",
+        |identity: &IdentityFile| identity.version,
+        IDENTITY_FORMAT_VERSION,
+    )?;
     let directory_id = match identity.directory_id {
         Some(directory_id) if legacy => {
             // Written before metadata files had checksums: seal it (same content).

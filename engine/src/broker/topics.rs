@@ -401,18 +401,13 @@ pub async fn load_registry(disk: &Disk, data_dir: &Path) -> std::io::Result<Arc<
         return Ok(Arc::new(TopicSnapshot::default()));
     }
     let (bytes, legacy) = metadata_file::read(disk, &path).await?;
-    let file: RegistryFile = serde_json::from_slice(&bytes).map_err(|error| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{} is not a valid topic registry: {error}", path.display()),
-        )
-    })?;
-    if file.version != REGISTRY_FORMAT_VERSION {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{} has unknown format version {}", path.display(), file.version),
-        ));
-    }
+    let file: RegistryFile = metadata_file::parse_versioned(
+        &bytes,
+        &path,
+        "topic registry",
+        |file: &RegistryFile| file.version,
+        REGISTRY_FORMAT_VERSION,
+    )?;
     // Names become directory names (`Shard::open_local_partitions`): a registry that breaks
     // the rules CreateTopics enforces is refused whole, as a damaged file.
     for topic in &file.topics {
