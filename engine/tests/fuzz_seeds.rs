@@ -399,7 +399,8 @@ fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
         leader_commit: 8,
         leader_clock_ms: 41_250,
     };
-    let append = Message::AppendRequest(AppendRequest { header, entries, payload });
+    let append =
+        Message::AppendRequest(AppendRequest { header, entries, payload, voter_changes: vec![] });
     let vote = Message::VoteRequest(VoteRequest {
         epoch: 4,
         candidate: NodeId(2),

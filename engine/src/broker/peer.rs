@@ -472,7 +472,9 @@ fn decode_append_request(reader: &mut Reader) -> Result<AppendRequest<Bytes>, Pe
     let payload = reader.take(length)?;
     let entries =
         entries_of(&payload).ok_or(PeerDecodeError::Invalid { field: "record batches" })?;
-    Ok(AppendRequest { header, entries, payload })
+    // Voters batches travel as the batches they are; this build writes none yet, so none is
+    // looked for (`replication/membership.rs`).
+    Ok(AppendRequest { header, entries, payload, voter_changes: Vec::new() })
 }
 
 fn decode_append_response(reader: &mut Reader) -> Result<AppendResponse, PeerDecodeError> {

@@ -7,6 +7,10 @@
 //! append names its batches by offsets and epochs ([`EntryMeta`]) and carries the bytes as an
 //! opaque payload `P` that only the driver reads.
 
+use super::membership::VoterChange;
+#[cfg(doc)]
+use super::membership::VoterSet;
+
 /// A broker's id within the partition's replica set. A newtype so that it cannot be swapped
 /// with an offset or an epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,6 +72,7 @@ impl<P> Message<P> {
                 request.header.leader == from
                     && is_header_well_formed(&request.header)
                     && are_entries_well_formed(&request.header, &request.entries)
+                    && are_voter_changes_well_formed(&request.entries, &request.voter_changes)
             }
             Message::AppendResponse(response) => is_response_well_formed(response),
             Message::TimeoutNow(timeout_now) => {
@@ -108,6 +113,20 @@ fn are_entries_well_formed(header: &AppendHeader, entries: &[EntryMeta]) -> bool
         epoch_min = entry.epoch;
     }
     true
+}
+
+/// Each change names a distinct one-offset entry of the request, in offset order (the sets
+/// themselves were checked when they were decoded: [`VoterSet::new`]).
+fn are_voter_changes_well_formed(entries: &[EntryMeta], changes: &[VoterChange]) -> bool {
+    let ordered = changes.windows(2).all(|pair| pair[0].offset < pair[1].offset);
+    let named = changes.iter().all(|change| {
+        let index = entries.partition_point(|entry| entry.base_offset < change.offset);
+        let entry = entries.get(index);
+        entry.is_some_and(|entry| {
+            entry.base_offset == change.offset && entry.next_offset - entry.base_offset == 1
+        })
+    });
+    ordered && named && changes.len() <= entries.len()
 }
 
 fn is_response_well_formed(response: &AppendResponse) -> bool {
@@ -174,6 +193,10 @@ pub struct AppendRequest<P> {
     pub header: AppendHeader,
     pub entries: Vec<EntryMeta>,
     pub payload: P,
+    /// The voters batches among `entries`, in offset order: each names a one-offset entry
+    /// (`membership.rs`). The replica keeps its own voter history, so the leader's replica
+    /// fills these in ([`crate::replication::Replica::build_append`]), not its driver.
+    pub voter_changes: Vec<VoterChange>,
 }
 
 /// A follower's answer to an append (or, unasked, news that more of it became durable).

@@ -36,12 +36,14 @@
 //! [`HardState`] and a [`LogSummary`] of the recovered log.
 
 mod epochs;
+mod membership;
 mod message;
 mod replica;
 #[cfg(test)]
 mod tests;
 
 pub use epochs::{EpochStart, LeaderEpochs, LocalLog};
+pub use membership::{DirectoryId, Voter, VoterChange, VoterHistory, VoterSet, VOTERS_MAX};
 pub use message::{
     AppendHeader, AppendRequest, AppendResponse, Divergence, EntryMeta, LeadershipRequest, Message,
     NodeId, TimeoutNow, VoteRequest, VoteResponse, NO_EPOCH, OFFSET_MAX,

@@ -17,19 +17,28 @@
 mod election;
 mod follower;
 mod leader;
+mod membership;
 mod transfer;
 
 use std::collections::BTreeMap;
 
 use super::epochs::{LeaderEpochs, LocalLog};
+use super::membership::{DirectoryId, VoterChange, VoterHistory, VoterSet};
 use super::message::{AppendResponse, EntryMeta, Message, NodeId, VoteResponse};
 
 /// Static settings of one replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaConfig {
     pub node_id: NodeId,
-    /// Every voter of the partition, this replica included.
-    pub voters: Vec<NodeId>,
+    /// The data directory this replica runs on (`None`: not known, as in tests that never
+    /// wipe a directory). A replica is a voter only if its (node, directory) pair is one.
+    pub directory: Option<DirectoryId>,
+    /// Every replica of the partition, this one included, in assignment order (the first is
+    /// the preferred leader). Voters and learners alike; messages come from these only.
+    pub replicas: Vec<NodeId>,
+    /// The voters before any voters batch in the log: the assignment's, pinned to the
+    /// directories its brokers had registered (`membership.rs`).
+    pub initial_voters: VoterSet,
     /// The base election timeout; each timer draws its length from `[t, 2t)`.
     pub election_timeout_ms: i64,
     pub heartbeat_interval_ms: i64,
@@ -76,14 +85,21 @@ pub struct ReplicaConfig {
     /// durable, so a vote can be answered and then forgotten by a power failure, and given
     /// again in the same epoch. Never set it.
     pub planted_vote_before_sync: bool,
+    /// A planted bug, for tests and the simulator only: a replica whose data directory is not
+    /// its voter's (a wiped and restarted broker) votes and campaigns as if it were, having
+    /// forgotten every vote its old self gave. Never set it.
+    pub planted_wiped_replica_votes: bool,
 }
 
 impl ReplicaConfig {
-    /// Kafka-like defaults for `node_id` in a group of `voters`.
-    pub fn new(node_id: NodeId, voters: Vec<NodeId>) -> ReplicaConfig {
+    /// Kafka-like defaults for `node_id` among `replicas`, all of them voters, none pinned to
+    /// a directory.
+    pub fn new(node_id: NodeId, replicas: Vec<NodeId>) -> ReplicaConfig {
         ReplicaConfig {
             node_id,
-            voters,
+            directory: None,
+            initial_voters: VoterSet::unpinned(&replicas),
+            replicas,
             election_timeout_ms: 1_000,
             heartbeat_interval_ms: 100,
             replica_lag_time_max_ms: 30_000,
@@ -98,19 +114,26 @@ impl ReplicaConfig {
             planted_lease_through_transfer: false,
             planted_serve_before_own_commit: false,
             planted_vote_before_sync: false,
+            planted_wiped_replica_votes: false,
         }
     }
 
     fn check(&self) {
-        assert!(self.voters.contains(&self.node_id), "{:?} is not a voter", self.node_id);
-        let mut voters = self.voters.clone();
-        voters.sort();
-        voters.dedup();
-        assert_eq!(voters.len(), self.voters.len(), "duplicate voters {:?}", self.voters);
+        assert!(self.replicas.contains(&self.node_id), "{:?} is not a replica", self.node_id);
+        let mut replicas = self.replicas.clone();
+        replicas.sort();
+        replicas.dedup();
+        assert_eq!(replicas.len(), self.replicas.len(), "duplicate replicas {:?}", self.replicas);
+        assert!(self.voters_are_replicas(&self.initial_voters), "{self:?}");
         assert!(self.heartbeat_interval_ms > 0 && self.election_timeout_ms > 0);
         assert!(self.heartbeat_interval_ms < self.election_timeout_ms, "{self:?}");
         assert!(self.replica_lag_time_max_ms > 0 && self.max_append_bytes > 0);
         assert!(self.leader_rebalance_interval_ms.is_none_or(|interval_ms| interval_ms > 0));
+    }
+
+    /// Every voter of `voters` is a replica.
+    fn voters_are_replicas(&self, voters: &VoterSet) -> bool {
+        voters.voters().iter().all(|voter| self.replicas.contains(&voter.node))
     }
 }
 
@@ -130,6 +153,8 @@ pub struct LogSummary {
     /// A high watermark known to be committed (a checkpoint), at most the log end; 0 if
     /// unknown. It is otherwise only learned from a leader or computed as leader.
     pub high_watermark: i64,
+    /// The voters batches of the log, in offset order (`membership.rs`).
+    pub voter_changes: Vec<VoterChange>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +183,9 @@ pub enum LogOp<P> {
     /// New leader: append a control batch (Kafka's LeaderChange) of `epoch` at the log end,
     /// then report it with [`Replica::handle_appended`].
     AppendLeaderChange { epoch: i32 },
+    /// Leader: append a voters control batch (one record: `voters`) of `epoch` at the log
+    /// end, then report it with [`Replica::handle_appended_voters`].
+    AppendVoters { epoch: i32, voters: VoterSet },
     /// Follower: append `entries` (a suffix of an append request's batches, at the log end)
     /// from `payload` (that request's bytes: skip its batches before the first entry).
     Append { entries: Vec<EntryMeta>, payload: P },
@@ -225,6 +253,13 @@ pub struct Replica<P> {
     voted_for: Option<NodeId>,
     leader: Option<NodeId>,
     log: LocalLog,
+    /// The voter sets of the log; the latest is in force.
+    voters: VoterHistory,
+    /// Each peer's data directory, as the driver last reported it
+    /// ([`Replica::handle_peer_directory`]); messages from a peer are its current one's.
+    peer_directories: BTreeMap<NodeId, DirectoryId>,
+    /// A voters batch was asked for and not reported appended yet.
+    voters_change_pending: bool,
     high_watermark: i64,
     now_ms: i64,
     election_deadline_ms: i64,
@@ -263,6 +298,9 @@ impl<P> Replica<P> {
         config.check();
         assert!(persisted.epoch >= 0, "{persisted:?}");
         let local = LocalLog::new(log.epochs, log.log_end_offset, log.durable_end_offset);
+        let voters = VoterHistory::new(config.initial_voters.clone(), log.voter_changes);
+        assert!(voters.latest_offset().is_none_or(|offset| offset < local.log_end_offset));
+        assert!(voters.changes().iter().all(|change| config.voters_are_replicas(&change.voters)));
         assert!(local.epochs.entries().first().is_none_or(|first| first.start_offset == 0));
         assert!((0..=local.log_end_offset).contains(&log.high_watermark), "{local:?}");
         // A log entry of a later epoch than the hard state means we followed that epoch's
@@ -279,6 +317,9 @@ impl<P> Replica<P> {
             voted_for,
             leader: None,
             log: local,
+            voters,
+            peer_directories: BTreeMap::new(),
+            voters_change_pending: false,
             high_watermark: log.high_watermark,
             now_ms,
             election_deadline_ms: now_ms,
@@ -301,7 +342,7 @@ impl<P> Replica<P> {
             config,
         };
         replica.reset_election_timer(now_ms);
-        if replica.config.voters.len() == 1 {
+        if replica.voters().len() == 1 && replica.is_voter() {
             replica.start_election(now_ms);
         }
         replica.check_invariants();
@@ -366,8 +407,9 @@ impl<P> Replica<P> {
     /// A message from a peer. Malformed or stale messages are ignored or rejected.
     pub fn handle_message(&mut self, from: NodeId, message: Message<P>, now_ms: i64) {
         self.advance_clock(now_ms);
-        let known = from != self.config.node_id && self.config.voters.contains(&from);
-        if known && message.is_well_formed(from) && self.observe_epoch(from, &message, now_ms) {
+        let known = from != self.config.node_id && self.config.replicas.contains(&from);
+        let fits = known && message.is_well_formed(from) && self.voters_fit(&message);
+        if fits && self.observe_epoch(from, &message, now_ms) {
             assert!(message.epoch() >= self.epoch, "stale messages stop at observe_epoch");
             match message {
                 Message::VoteRequest(request) => self.handle_vote_request(request, now_ms),
@@ -392,7 +434,8 @@ impl<P> Replica<P> {
             self.tick_leader(now_ms);
         } else if self.role == Role::Follower && now_ms < self.election_deadline_ms {
             self.tick_rebalance(now_ms);
-        } else if now_ms >= self.election_deadline_ms && self.retiring {
+        } else if now_ms >= self.election_deadline_ms && (self.retiring || !self.is_voter()) {
+            // A learner never campaigns (`membership.rs`); nor does a retiring replica.
             self.reset_election_timer(now_ms);
         } else if now_ms >= self.election_deadline_ms {
             self.start_election(now_ms);
@@ -447,6 +490,11 @@ impl<P> Replica<P> {
         if matches!(self.role, Role::Leader | Role::Candidate) {
             assert_eq!(self.voted_for, Some(self.config.node_id), "{self:?}");
         }
+        if self.role != Role::Follower {
+            assert!(self.is_voter(), "a learner never campaigns or leads: {self:?}");
+        }
+        assert!(self.voters.latest_offset().is_none_or(|at| at < self.log.log_end_offset));
+        assert!(self.role == Role::Leader || !self.voters_change_pending, "{self:?}");
         for progress in self.progress.values() {
             assert!(progress.next_offset <= self.log.log_end_offset, "{self:?}");
             assert!(progress.durable_end_offset <= self.log.log_end_offset, "{self:?}");
@@ -520,7 +568,7 @@ impl<P> Replica<P> {
 
     fn send(&mut self, to: NodeId, message: Message<P>) {
         assert_ne!(to, self.config.node_id, "no messages to self");
-        assert!(self.config.voters.contains(&to), "{to:?} is not a voter");
+        assert!(self.config.replicas.contains(&to), "{to:?} is not a replica");
         self.messages.push((to, message));
     }
 
@@ -575,7 +623,7 @@ impl<P> Replica<P> {
     /// that nobody answers changes no epoch). Every other timer is a whole election timeout.
     fn election_timeout_now_ms(&self) -> i64 {
         let never_led = self.epoch == 0 && self.log.log_end_offset == 0;
-        let preferred = self.config.voters.first() == Some(&self.config.node_id);
+        let preferred = self.config.replicas.first() == Some(&self.config.node_id);
         if never_led && preferred {
             self.config.heartbeat_interval_ms
         } else {
@@ -597,16 +645,23 @@ impl<P> Replica<P> {
         self.votes.clear();
         self.progress.clear();
         self.transfer = None;
+        self.voters_change_pending = false;
         self.following = Following::new(self.high_watermark);
         self.reset_election_timer(now_ms);
     }
 
     fn quorum(&self) -> usize {
-        self.config.voters.len() / 2 + 1
+        self.voters().quorum()
     }
 
+    /// Every other replica, voter or learner.
     fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.config.voters.iter().copied().filter(|voter| *voter != self.config.node_id)
+        self.config.replicas.iter().copied().filter(|replica| *replica != self.config.node_id)
+    }
+
+    /// Whether the latest voters batch of the log is committed (or there is none).
+    fn voters_committed(&self) -> bool {
+        self.voters.latest_offset().is_none_or(|offset| offset < self.high_watermark)
     }
 
     fn push_commit(&mut self, high_watermark: i64) {
@@ -628,6 +683,8 @@ impl<P> std::fmt::Debug for Replica<P> {
             .field("voted_for", &self.voted_for)
             .field("leader", &self.leader)
             .field("log", &self.log)
+            .field("voters", &self.voters)
+            .field("peer_directories", &self.peer_directories)
             .field("high_watermark", &self.high_watermark)
             .field("now_ms", &self.now_ms)
             .field("election_deadline_ms", &self.election_deadline_ms)

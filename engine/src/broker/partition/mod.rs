@@ -229,6 +229,9 @@ impl ReplicatedPartition {
             log_end_offset: log.log_end_offset(),
             durable_end_offset: log.durable_end_offset(),
             high_watermark: 0,
+            // No voters batch is ever written yet: the driver gives no directory ids, so
+            // every voter stays unpinned and no replica proposes a change (`AppendVoters`).
+            voter_changes: Vec::new(),
         };
         let started_at = crate::io::now();
         let heartbeat = Duration::from_millis(config.heartbeat_interval_ms.unsigned_abs());
@@ -388,7 +391,7 @@ impl ReplicatedPartition {
     /// majority changes nothing (Raft commits on a majority anyway); above the replica count
     /// every produce is refused, as Kafka refuses it.
     pub fn required_in_sync(&self) -> usize {
-        let voters = self.inner.replica.borrow().config().voters.len();
+        let voters = self.inner.replica.borrow().voters().len();
         (voters / 2 + 1).max(self.inner.min_insync_replicas.get())
     }
 
@@ -570,6 +573,11 @@ async fn apply(inner: &Inner, ready: Ready<Bytes>) -> Result<(), LogError> {
     for op in log_ops {
         match op {
             LogOp::AppendLeaderChange { epoch } => append_leader_change(inner, epoch)?,
+            LogOp::AppendVoters { .. } => {
+                // A replica proposes a voter change only for a directory it was told of, and
+                // this driver tells none yet (`replication/membership.rs`).
+                unreachable!("a voter change without directory ids")
+            }
             LogOp::Append { entries, payload } => {
                 let batches = batches_for(&entries, &payload)?;
                 // Durability comes back through the watcher, not this future.
@@ -602,7 +610,8 @@ async fn apply(inner: &Inner, ready: Ready<Bytes>) -> Result<(), LogError> {
 fn append_leader_change(inner: &Inner, epoch: i32) -> Result<(), LogError> {
     let (leader, voters) = {
         let replica = inner.replica.borrow();
-        let voters: Vec<i32> = replica.config().voters.iter().map(|voter| voter.0 as i32).collect();
+        let voters: Vec<i32> =
+            replica.voters().voters().iter().map(|voter| voter.node.0 as i32).collect();
         (replica.node_id().0 as i32, voters)
     };
     let batch =

@@ -70,7 +70,12 @@ fn replica_message() -> impl Strategy<Value = PeerMessage> {
                 leader_commit: prev_offset / 2,
                 leader_clock_ms: prev_offset * 3,
             };
-            Message::AppendRequest(AppendRequest { header, entries, payload })
+            Message::AppendRequest(AppendRequest {
+                header,
+                entries,
+                payload,
+                voter_changes: vec![],
+            })
         });
     let divergence = prop::option::of((any::<i32>(), any::<i64>())).prop_map(|divergence| {
         divergence.map(|(epoch, epoch_start_offset)| Divergence { epoch, epoch_start_offset })
@@ -177,6 +182,7 @@ fn every_bit_flip_is_refused() {
                 header,
                 entries,
                 payload,
+                voter_changes: vec![],
             })),
         }],
     };
@@ -307,6 +313,7 @@ fn only_messages_a_peer_would_accept_are_sendable() {
             header,
             entries: vec![],
             payload: Bytes::from(vec![0; payload_bytes]),
+            voter_changes: vec![],
         })),
     };
     let fixed_bytes = message_size_bytes(&append(0));

@@ -12,7 +12,7 @@ impl<P> Replica<P> {
     /// The election timer fired (or a single voter starts): pre-vote, or vote at once.
     pub(super) fn start_election(&mut self, now_ms: i64) {
         assert_ne!(self.role, Role::Leader, "a leader does not campaign");
-        assert!(self.config.voters.contains(&self.config.node_id));
+        assert!(self.is_voter(), "a learner never campaigns");
         if self.config.pre_vote {
             self.become_pre_candidate(now_ms);
         } else {
@@ -54,9 +54,10 @@ impl<P> Replica<P> {
             pre_vote,
             transfer,
         };
-        let peers: Vec<NodeId> = self.peers().collect();
-        for peer in peers {
-            self.send(peer, Message::VoteRequest(request));
+        // Learners have no vote to give.
+        let voters: Vec<NodeId> = self.peers().filter(|peer| self.is_voter_peer(*peer)).collect();
+        for voter in voters {
+            self.send(voter, Message::VoteRequest(request));
         }
         self.count_votes(now_ms);
     }
@@ -69,6 +70,8 @@ impl<P> Replica<P> {
         // can win and overwrite them.
         let up_to_date = (request.last_epoch, request.log_end_offset) >= ours
             || self.config.planted_vote_without_log_check;
+        // A learner grants nothing (`membership.rs`): it may have forgotten a vote it gave.
+        let up_to_date = up_to_date && self.is_voter();
         let candidate = request.candidate;
         if request.pre_vote {
             let newer = request.epoch > self.epoch;
@@ -104,7 +107,7 @@ impl<P> Replica<P> {
             Role::Candidate => !response.pre_vote && response.epoch == self.epoch,
             Role::Follower | Role::Leader | Role::PreCandidate => false,
         };
-        if counts {
+        if counts && self.is_voter_peer(from) {
             // The first answer of each voter counts; a duplicate changes nothing.
             self.votes.entry(from).or_insert(response.granted);
             self.count_votes(self.now_ms);
@@ -116,7 +119,7 @@ impl<P> Replica<P> {
         assert!(matches!(self.role, Role::PreCandidate | Role::Candidate));
         let granted = self.votes.values().filter(|granted| **granted).count();
         let rejected = self.votes.len() - granted;
-        let voters = self.config.voters.len();
+        let voters = self.voters().len();
         assert!(self.votes.len() <= voters);
         if granted >= self.quorum() {
             match self.role {

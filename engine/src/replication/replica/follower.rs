@@ -9,6 +9,7 @@
 //! sent when [`Replica::handle_durable`] covers the new batches.
 
 use super::{LogOp, Message, Replica, Role};
+use crate::replication::membership::VoterChange;
 use crate::replication::message::{AppendHeader, AppendRequest, AppendResponse, Divergence};
 
 impl<P> Replica<P> {
@@ -38,7 +39,10 @@ impl<P> Replica<P> {
             self.send(header.leader, Message::AppendResponse(rejection));
             return;
         }
-        let Some(appended) = self.take_entries(&header, request.entries, request.payload) else {
+        let entries = request.entries;
+        let Some(appended) =
+            self.take_entries(&header, entries, request.payload, request.voter_changes)
+        else {
             return;
         };
         let commit_offset = header.leader_commit.min(self.following.verified_end_offset);
@@ -74,6 +78,7 @@ impl<P> Replica<P> {
         header: &AppendHeader,
         entries: Vec<super::EntryMeta>,
         payload: P,
+        voter_changes: Vec<VoterChange>,
     ) -> Option<bool> {
         let request_end_offset = entries.last().map_or(header.prev_offset + 1, |e| e.next_offset);
         let mut first_new = entries.len();
@@ -113,6 +118,11 @@ impl<P> Replica<P> {
         for entry in &new_entries {
             self.log.append(*entry);
         }
+        // The voters batches among the new entries take effect now, committed or not.
+        let first_new_offset = new_entries[0].base_offset;
+        for change in voter_changes.into_iter().filter(|c| c.offset >= first_new_offset) {
+            self.voters.append(change);
+        }
         assert_eq!(self.log.log_end_offset, request_end_offset);
         self.log_ops.push(LogOp::Append { entries: new_entries, payload });
         Some(true)
@@ -123,6 +133,7 @@ impl<P> Replica<P> {
         assert!(from_offset >= self.high_watermark, "never truncate a committed entry");
         assert!(from_offset >= self.following.verified_end_offset);
         self.log.truncate_from(from_offset);
+        self.voters.truncate_from(from_offset);
         self.log_ops.push(LogOp::Truncate { from_offset });
     }
 

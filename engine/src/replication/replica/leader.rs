@@ -44,6 +44,7 @@ impl<P> Replica<P> {
         let mut in_sync: Vec<NodeId> = self
             .progress
             .iter()
+            .filter(|(peer, _)| self.is_voter_peer(**peer))
             .filter(|(_, progress)| {
                 progress.caught_up_ms.is_some_and(|at| now_ms - at <= lag_max_ms)
             })
@@ -51,7 +52,7 @@ impl<P> Replica<P> {
             .collect();
         in_sync.push(self.config.node_id);
         in_sync.sort();
-        assert!(in_sync.len() <= self.config.voters.len());
+        assert!(in_sync.len() <= self.voters().len());
         in_sync
     }
 
@@ -78,6 +79,8 @@ impl<P> Replica<P> {
             assert_eq!(self.log.epoch_at(entry.base_offset), Some(entry.epoch), "{entry:?}");
             expected_base = entry.next_offset;
         }
+        let end_offset = entries.last().map_or(start_offset, |entry| entry.next_offset);
+        let voter_changes = self.voters.changes_within(start_offset, end_offset);
         let prev_offset = start_offset - 1;
         let prev_epoch = if prev_offset < 0 {
             NO_EPOCH
@@ -95,7 +98,7 @@ impl<P> Replica<P> {
             leader_commit: self.high_watermark,
             leader_clock_ms: progress.last_sent_ms,
         };
-        Some(Message::AppendRequest(AppendRequest { header, entries, payload }))
+        Some(Message::AppendRequest(AppendRequest { header, entries, payload, voter_changes }))
     }
 
     /// Asks the driver to send `peer` batches from its next offset (or a heartbeat).
@@ -135,8 +138,9 @@ impl<P> Replica<P> {
             return false;
         }
         let lease_ms = self.config.election_timeout_ms / 2;
-        let promised = self.progress.values().filter(|progress| {
-            progress.lease_from_ms.is_some_and(|from_ms| now_ms - from_ms < lease_ms)
+        let promised = self.progress.iter().filter(|(peer, progress)| {
+            let voter = self.is_voter_peer(**peer);
+            voter && progress.lease_from_ms.is_some_and(|from_ms| now_ms - from_ms < lease_ms)
         });
         1 + promised.count() >= self.quorum()
     }
@@ -145,8 +149,9 @@ impl<P> Replica<P> {
     pub(super) fn tick_leader(&mut self, now_ms: i64) {
         assert_eq!(self.role, Role::Leader);
         let timeout_ms = self.config.election_timeout_ms;
-        let heard =
-            self.progress.values().filter(|progress| now_ms - progress.last_heard_ms < timeout_ms);
+        let heard = self.progress.iter().filter(|(peer, progress)| {
+            self.is_voter_peer(**peer) && now_ms - progress.last_heard_ms < timeout_ms
+        });
         let active = 1 + heard.count();
         if self.config.check_quorum && active < self.quorum() {
             self.become_follower(self.epoch, None, now_ms);
@@ -166,6 +171,7 @@ impl<P> Replica<P> {
         for peer in due {
             self.send_append(peer, now_ms);
         }
+        self.change_voters();
     }
 
     /// A follower's answer in our epoch.
@@ -261,10 +267,19 @@ impl<P> Replica<P> {
     /// Moves the high watermark to what a majority holds durably, if that entry is ours.
     pub(super) fn advance_leader_commit(&mut self) {
         assert_eq!(self.role, Role::Leader);
-        let mut durable_ends: Vec<i64> =
-            self.progress.values().map(|progress| progress.durable_end_offset).collect();
-        durable_ends.push(self.log.durable_end_offset);
-        assert_eq!(durable_ends.len(), self.config.voters.len());
+        // Per voter: a learner's copy counts for nothing, a voter not running (its node is on
+        // another directory now) holds nothing.
+        let voters = self.voters().voters();
+        let mut durable_ends: Vec<i64> = voters
+            .iter()
+            .map(|voter| match voter.node == self.config.node_id {
+                true => self.log.durable_end_offset,
+                false if !self.is_voter_peer(voter.node) => 0,
+                false => self.progress.get(&voter.node).map_or(0, |p| p.durable_end_offset),
+            })
+            .collect();
+        assert!(self.is_voter(), "a leader is a voter");
+        assert_eq!(durable_ends.len(), self.voters().len());
         durable_ends.sort_unstable_by(|left, right| right.cmp(left));
         let quorum = if self.config.planted_commit_without_majority { 1 } else { self.quorum() };
         let quorum_end_offset = durable_ends[quorum - 1];
@@ -275,6 +290,7 @@ impl<P> Replica<P> {
             for peer in peers {
                 self.send_high_watermark(peer, self.now_ms);
             }
+            self.change_voters();
         }
     }
 }

@@ -41,7 +41,8 @@ impl<P> Replica<P> {
         let startable = self.role == Role::Leader
             && self.transfer.is_none()
             && target != self.config.node_id
-            && self.config.voters.contains(&target);
+            && self.config.replicas.contains(&target)
+            && self.is_voter_peer(target);
         if startable {
             let deadline_ms = now_ms + self.config.election_timeout_ms;
             self.transfer = Some(Transfer { target, deadline_ms, timeout_now_sent: false });
@@ -77,7 +78,7 @@ impl<P> Replica<P> {
 
     /// Whether this replica is the partition's preferred leader (its first voter).
     pub fn is_preferred_leader(&self) -> bool {
-        self.config.voters.first() == Some(&self.config.node_id)
+        self.config.replicas.first() == Some(&self.config.node_id) && self.is_voter()
     }
 
     pub fn is_retiring(&self) -> bool {
@@ -136,7 +137,8 @@ impl<P> Replica<P> {
     /// A follower asks for the leadership: granted (a transfer starts) if we lead, hand
     /// nothing over yet, are not retiring, and it reached our log end lately.
     pub(super) fn handle_leadership_request(&mut self, from: NodeId, now_ms: i64) {
-        if self.role != Role::Leader || self.transfer.is_some() || self.retiring {
+        let voter = self.is_voter_peer(from);
+        if self.role != Role::Leader || self.transfer.is_some() || self.retiring || !voter {
             return;
         }
         let recent_ms = 2 * self.config.heartbeat_interval_ms;
@@ -164,7 +166,7 @@ impl<P> Replica<P> {
     /// does not follow the sender in this epoch, ignores it.
     pub(super) fn handle_timeout_now(&mut self, from: NodeId, timeout_now: TimeoutNow, now: i64) {
         assert_eq!(timeout_now.epoch, self.epoch, "observe_epoch filtered other epochs");
-        let ours = self.role == Role::Follower && self.leader == Some(from);
+        let ours = self.role == Role::Follower && self.leader == Some(from) && self.is_voter();
         if ours && !self.retiring {
             self.become_candidate(now, true);
         }
@@ -178,6 +180,7 @@ impl<P> Replica<P> {
         let reachable = self
             .progress
             .iter()
+            .filter(|(peer, _)| self.is_voter_peer(**peer))
             .filter(|(_, progress)| now_ms - progress.last_heard_ms <= recent_ms);
         // Furthest along first, then the latest heard; among equals the lowest id, so the
         // choice is deterministic.

@@ -25,6 +25,8 @@ pub struct Checker {
     /// The committed prefix as batches, from offset 0.
     committed: Vec<Batch>,
     high_watermarks: BTreeMap<NodeId, i64>,
+    /// Disks lost so far: each may have held a copy of a committed batch.
+    wipes: usize,
 }
 
 impl Checker {
@@ -35,11 +37,17 @@ impl Checker {
             complete_epochs: BTreeSet::new(),
             committed: Vec::new(),
             high_watermarks: BTreeMap::new(),
+            wipes: 0,
         }
     }
 
     pub fn committed_end_offset(&self) -> i64 {
         self.committed.last().map_or(0, |batch| batch.next_offset)
+    }
+
+    /// A node's disk was replaced: durability counts one copy fewer from now on.
+    pub fn wiped(&mut self) {
+        self.wipes += 1;
     }
 
     /// A new incarnation may start from a lower (checkpointed) high watermark.
@@ -108,7 +116,7 @@ impl Checker {
     }
 
     fn check_durability(&self, nodes: &BTreeMap<NodeId, Node>) {
-        let quorum = self.voters / 2 + 1;
+        let quorum = (self.voters / 2 + 1).saturating_sub(self.wipes);
         for committed in &self.committed {
             let holders = nodes
                 .values()

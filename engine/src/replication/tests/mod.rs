@@ -7,6 +7,7 @@
 mod checker;
 mod election;
 mod log_replication;
+mod membership;
 mod messages;
 mod network;
 mod property;
@@ -93,7 +94,7 @@ fn append(
         .map(|&(base_offset, next_offset, epoch)| EntryMeta { base_offset, next_offset, epoch })
         .collect();
     let payload = entries.iter().map(|entry| entry.base_offset as u64).collect();
-    Message::AppendRequest(AppendRequest { header, entries, payload })
+    Message::AppendRequest(AppendRequest { header, entries, payload, voter_changes: vec![] })
 }
 
 /// A heartbeat from the start of the log.

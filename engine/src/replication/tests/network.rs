@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::checker::Checker;
 use crate::replication::{
-    EntryMeta, HardState, LeaderEpochs, LogOp, LogSummary, Message, NodeId, PeerRead, Ready,
-    Replica, ReplicaConfig,
+    DirectoryId, EntryMeta, HardState, LeaderEpochs, LogOp, LogSummary, Message, NodeId, PeerRead,
+    Ready, Replica, ReplicaConfig, Voter, VoterChange, VoterSet,
 };
 
 /// One value per batch of an append request.
@@ -17,6 +17,10 @@ pub type Payload = Vec<u64>;
 
 /// The leader-change control batch's value.
 pub const CONTROL_VALUE: u64 = 0;
+
+/// Voters batches have values from here on: `Network::voter_sets` holds each one's set (what
+/// a real driver would parse from the batch's record).
+pub const VOTERS_VALUE_BASE: u64 = 1 << 40;
 
 /// Model bytes of a batch: this much per offset.
 pub const BYTES_PER_OFFSET: u32 = 100;
@@ -115,11 +119,25 @@ impl ModelLog {
     }
 
     pub fn summary(&self, high_watermark: i64) -> LogSummary {
+        self.summary_with(high_watermark, &BTreeMap::new())
+    }
+
+    /// The summary, with the voters batches found by their values in `voter_sets`.
+    pub fn summary_with(&self, high_watermark: i64, voter_sets: &VoterSets) -> LogSummary {
+        let voter_changes = self
+            .batches
+            .iter()
+            .filter_map(|batch| {
+                let voters = voter_sets.get(&batch.value)?.clone();
+                Some(VoterChange { offset: batch.base_offset, voters })
+            })
+            .collect();
         LogSummary {
             epochs: self.epochs(),
             log_end_offset: self.end_offset(),
             durable_end_offset: self.durable_end_offset,
             high_watermark,
+            voter_changes,
         }
     }
 }
@@ -154,8 +172,12 @@ impl Envelope {
     }
 }
 
+/// Each voters batch's set, by the batch's value.
+pub type VoterSets = BTreeMap<u64, VoterSet>;
+
 pub struct Network {
     pub nodes: BTreeMap<NodeId, Node>,
+    pub voter_sets: VoterSets,
     pub queue: VecDeque<Envelope>,
     pub now_ms: i64,
     /// Directed links that drop everything.
@@ -171,6 +193,11 @@ pub struct Network {
 
 pub fn node(id: u32) -> NodeId {
     NodeId(id)
+}
+
+/// The data directory of node `id` after `wipes` wipes.
+pub fn directory(id: u32, wipes: u64) -> Option<DirectoryId> {
+    Some(DirectoryId(u128::from(id) * 1_000 + u128::from(wipes)))
 }
 
 /// The test configuration: election timeout 1000 ms, heartbeat 100 ms, 10 offsets per append.
@@ -195,6 +222,7 @@ impl Network {
     ) -> Network {
         let mut network = Network {
             nodes: BTreeMap::new(),
+            voter_sets: BTreeMap::new(),
             queue: VecDeque::new(),
             now_ms: 0,
             blocked: BTreeSet::new(),
@@ -211,6 +239,9 @@ impl Network {
             let node =
                 Node { replica: None, log, hard_state, config, auto_durable: true, restarts: 0 };
             network.nodes.insert(NodeId(id), node);
+        }
+        // Every node exists before any starts: each learns the others' directories.
+        for id in 1..=count {
             network.start(NodeId(id), 0);
         }
         network
@@ -219,13 +250,85 @@ impl Network {
     /// (Re)creates a node's replica from its persisted state and its log.
     fn start(&mut self, id: NodeId, high_watermark: i64) {
         let now_ms = self.now_ms;
-        let node = self.node_mut(id);
-        let summary = node.log.summary(high_watermark.min(node.log.end_offset()));
+        let node = self.nodes.get_mut(&id).unwrap_or_else(|| panic!("no node {id:?}"));
+        let high_watermark = high_watermark.min(node.log.end_offset());
+        let summary = node.log.summary_with(high_watermark, &self.voter_sets);
         let seed = u64::from(id.0) * 7_919 + node.restarts * 104_729;
         let replica = Replica::new(node.config.clone(), node.hard_state, summary, seed, now_ms);
         node.replica = Some(replica);
         self.checker.restarted(id);
+        // As a broker's driver learns them from the cluster's registrations.
+        let directories: Vec<(NodeId, DirectoryId)> = self
+            .nodes
+            .iter()
+            .filter(|(other, _)| **other != id)
+            .filter_map(|(other, node)| Some((*other, node.config.directory?)))
+            .collect();
+        let replica = self.node_mut(id).replica.as_mut().expect("just started");
+        for (other, directory) in directories {
+            replica.handle_peer_directory(other, directory, now_ms);
+        }
         self.process(id);
+    }
+
+    /// `count` nodes, each on its own data directory, the voters pinned to them.
+    pub fn pinned(count: u32) -> Network {
+        let voters = (1..=count).map(|id| Voter { node: NodeId(id), directory: directory(id, 0) });
+        let voters = VoterSet::new(voters.collect()).expect("voters");
+        Network::with(
+            count,
+            |config| {
+                config.directory = directory(config.node_id.0, 0);
+                config.initial_voters = voters.clone();
+            },
+            |_| Default::default(),
+        )
+    }
+
+    /// The node's disk is replaced: it restarts with an empty log, no hard state and a new
+    /// data directory, which every other node's driver learns.
+    pub fn wipe(&mut self, id: NodeId) {
+        self.wipe_unannounced(id);
+        self.announce_directory(id);
+    }
+
+    /// [`Network::wipe`], before any other node has learned the new directory.
+    pub fn wipe_unannounced(&mut self, id: NodeId) {
+        let node = self.node_mut(id);
+        node.replica = None;
+        node.log = ModelLog::default();
+        node.hard_state = HardState::default();
+        node.restarts += 1;
+        let restarts = node.restarts;
+        let new_directory = directory(id.0, restarts);
+        node.config.directory = new_directory;
+        self.checker.wiped();
+        self.start(id, 0);
+    }
+
+    /// Whether every node runs and every one's voters are all nodes on their current
+    /// directories (no wipe is still being repaired).
+    pub fn voters_on_current_directories(&self) -> bool {
+        let current = self
+            .nodes
+            .iter()
+            .map(|(id, node)| Voter { node: *id, directory: node.config.directory });
+        let Some(current) = VoterSet::new(current.collect()) else { return false };
+        self.nodes
+            .values()
+            .all(|node| node.replica.as_ref().is_some_and(|replica| replica.voters() == &current))
+    }
+
+    /// Every other live node's driver learns `id`'s directory.
+    pub fn announce_directory(&mut self, id: NodeId) {
+        let now_ms = self.now_ms;
+        let directory = self.node(id).config.directory.expect("a node with a directory");
+        for other in self.ids().into_iter().filter(|other| *other != id) {
+            if let Some(replica) = self.node_mut(other).replica.as_mut() {
+                replica.handle_peer_directory(id, directory, now_ms);
+            }
+            self.process(other);
+        }
     }
 
     pub fn node(&self, id: NodeId) -> &Node {
@@ -253,6 +356,7 @@ impl Network {
     /// Applies every Ready of `id` as a driver would, then checks the world.
     pub fn process(&mut self, id: NodeId) {
         let mut outgoing = Vec::new();
+        let voter_sets = &mut self.voter_sets;
         let keep_readies = self.keep_readies;
         let mut kept = Vec::new();
         let node = self.nodes.get_mut(&id).unwrap_or_else(|| panic!("no node {id:?}"));
@@ -266,7 +370,7 @@ impl Network {
                 node.hard_state = hard_state;
             }
             for op in ready.log_ops {
-                apply(replica, &mut node.log, op, &mut outgoing);
+                apply(replica, &mut node.log, op, &mut outgoing, voter_sets);
             }
             outgoing.extend(ready.messages);
             let end_offset = node.log.end_offset();
@@ -489,6 +593,7 @@ fn apply(
     log: &mut ModelLog,
     op: LogOp<Payload>,
     outgoing: &mut Vec<(NodeId, Message<Payload>)>,
+    voter_sets: &mut VoterSets,
 ) {
     match op {
         LogOp::AppendLeaderChange { epoch } => {
@@ -496,6 +601,13 @@ fn apply(
             let next_offset = base_offset + 1;
             log.append(Batch { base_offset, next_offset, epoch, value: CONTROL_VALUE });
             replica.handle_appended(base_offset, next_offset, epoch);
+        }
+        LogOp::AppendVoters { epoch, voters } => {
+            let base_offset = log.end_offset();
+            let value = VOTERS_VALUE_BASE + voter_sets.len() as u64;
+            voter_sets.insert(value, voters.clone());
+            log.append(Batch { base_offset, next_offset: base_offset + 1, epoch, value });
+            replica.handle_appended_voters(base_offset, epoch, voters);
         }
         LogOp::Append { entries, payload } => {
             assert!(entries.len() <= payload.len());

@@ -32,6 +32,9 @@ enum Op {
     Transfer(u32),
     /// This node asks its leader for the leadership.
     AskForLeadership(u32),
+    /// This node's disk is replaced (only when every replica runs and every voter is on its
+    /// node's current directory: one lost disk at a time, as Raft tolerates).
+    Wipe(u32),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -51,6 +54,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => ((1u32..=5), any::<bool>()).prop_map(|(id, fast)| Op::FastDisk(id, fast)),
         2 => (1u32..=5).prop_map(Op::Transfer),
         2 => (1u32..=5).prop_map(Op::AskForLeadership),
+        1 => (1u32..=5).prop_map(Op::Wipe),
     ]
 }
 
@@ -108,7 +112,13 @@ fn apply(network: &mut Network, count: u32, op: Op) {
         }
         Op::Sync(id) => network.sync(member(id)),
         Op::FastDisk(id, fast) => network.node_mut(member(id)).auto_durable = fast,
-        Op::Deliver(_) | Op::Drop(_) | Op::Duplicate(_) | Op::Crash(_) | Op::Restart(_) => {}
+        Op::Wipe(id) if network.voters_on_current_directories() => network.wipe(member(id)),
+        Op::Deliver(_)
+        | Op::Drop(_)
+        | Op::Duplicate(_)
+        | Op::Crash(_)
+        | Op::Restart(_)
+        | Op::Wipe(_) => {}
     }
     while network.queue.len() > QUEUE_MAX {
         network.queue.pop_front();
@@ -116,7 +126,7 @@ fn apply(network: &mut Network, count: u32, op: Op) {
 }
 
 fn run(count: u32, ops: Vec<Op>) {
-    let mut network = Network::new(count);
+    let mut network = Network::pinned(count);
     for op in ops {
         apply(&mut network, count, op);
     }

@@ -155,7 +155,7 @@ fn append(topic: &str, partition: i32) -> Addressed {
         leader_commit: 9,
         leader_clock_ms: 0,
     };
-    let request = AppendRequest { header, entries, payload };
+    let request = AppendRequest { header, entries, payload, voter_changes: vec![] };
     Addressed {
         topic: topic.to_string(),
         partition,
@@ -442,7 +442,7 @@ fn the_queue_is_bounded_by_bytes_as_well_as_count() {
         leader_commit: 0,
         leader_clock_ms: 0,
     };
-    let request = AppendRequest { header, entries: vec![], payload };
+    let request = AppendRequest { header, entries: vec![], payload, voter_changes: vec![] };
     let message = Addressed {
         topic: "t".into(),
         partition: 0,
@@ -482,7 +482,7 @@ fn frames_are_split_at_the_count_and_byte_limits() {
         leader_commit: 0,
         leader_clock_ms: 0,
     };
-    let request = AppendRequest { header, entries: vec![], payload };
+    let request = AppendRequest { header, entries: vec![], payload, voter_changes: vec![] };
     let message = Addressed {
         topic: "t".into(),
         partition: 0,
