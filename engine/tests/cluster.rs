@@ -116,9 +116,7 @@ fn cluster_harness_restarts_a_killed_broker_on_its_port_and_data_directory() {
 }
 
 /// A broker back with an empty data directory is another incarnation: it makes a new
-/// directory id, registers under it, and every broker says so. (Keeping it from voting as
-/// the incarnation it replaces is designed, not built: docs/replication.md, "Wiped data
-/// directories".)
+/// directory id, registers under it, and every broker says so.
 #[test]
 fn a_broker_back_with_a_wiped_data_directory_registers_under_a_new_directory_id() {
     let mut cluster = TernCluster::start("wiped", 3, &["--shards", "1"]);
@@ -140,6 +138,72 @@ fn a_broker_back_with_a_wiped_data_directory_registers_under_a_new_directory_id(
         }
     }
     cluster.stop_all();
+}
+
+/// The counter-example of docs/replication.md ("Wiped data directories") between real
+/// processes: a record is acknowledged by the leader and one follower while the third
+/// replica is down; then the leader goes down and the follower's disk is wiped. The third
+/// replica, without the record, must not be elected by the wiped one (which has forgotten
+/// everything, its votes too): it is a learner, pinned out of the voters by its new
+/// directory id. The record is there once the leader is back, and the wiped broker rejoins
+/// the in-sync replicas.
+#[test]
+fn a_wiped_replica_cannot_elect_a_replica_that_lacks_an_acknowledged_record() {
+    let mut cluster = TernCluster::start("wiped-vote", 3, &["--shards", "1"]);
+    cluster.wait_until_registered();
+    create_replicated_topic(&cluster, "kept", &[]);
+    let leader = leader_of_topic(&mut cluster, "kept");
+    let mut followers = cluster.node_ids().filter(|node| *node != leader);
+    let (wiped, behind) = (followers.next().expect("two"), followers.next().expect("followers"));
+    cluster.kill9(behind);
+    let offset = produce_value(&cluster, leader, "kept", "precious");
+    cluster.kill9(leader);
+    cluster.kill9(wiped);
+    std::fs::remove_dir_all(&cluster.broker(wiped).data_dir).unwrap();
+    cluster.restart_together(&[behind, wiped]);
+    // Many election timeouts (1 s each) with only the two of them up.
+    let quiet_until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < quiet_until {
+        let named = cluster.leader_of("kept", 0);
+        assert!(named.is_none(), "{named:?} leads without the record:\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    cluster.restart(leader);
+    assert_eq!(leader_of_topic(&mut cluster, "kept"), leader, "only it holds the record");
+    let fetched = fetch_bytes(&cluster, leader, "kept", offset);
+    assert!(fetched.windows(8).any(|window| window == b"precious"), "{fetched:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = metadata_partition(&cluster, leader, "kept", 0);
+        let in_sync = answer.map(|answer| answer.isr_nodes.len()).unwrap_or_default();
+        if in_sync == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never back in sync:\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    cluster.stop_all();
+}
+
+/// Produces one record of `value` (acks=all) to partition 0 on `leader`; its offset.
+fn produce_value(cluster: &TernCluster, leader: i32, topic: &str, value: &str) -> i64 {
+    use common::differential::{batch, produce_request};
+    let mut connection = Connection::connect(&cluster.broker(leader).bootstrap());
+    let request = produce_request(topic, 0, -1, batch(1_700_000_000_000, &[value]));
+    let response = connection.call(9, &request);
+    let answer = &response.responses[0].partition_responses[0];
+    assert_eq!(answer.error_code, 0, "{answer:?}");
+    answer.base_offset
+}
+
+/// The record bytes a fetch of partition 0 from `offset` on `asked` returns.
+fn fetch_bytes(cluster: &TernCluster, asked: i32, topic: &str, offset: i64) -> Vec<u8> {
+    let request = common::differential::fetch_request(topic, offset, 1 << 20, (0, 0));
+    let mut connection = Connection::connect(&cluster.broker(asked).bootstrap());
+    let response = connection.call(12, &request);
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0, "{partition:?}");
+    partition.records.as_ref().map(|records| records.to_vec()).unwrap_or_default()
 }
 
 /// The directory ids broker `node_id` logged making, oldest first.

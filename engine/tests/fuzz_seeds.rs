@@ -249,6 +249,18 @@ fn write_or_check(target: &str, seeds: Vec<(String, Vec<u8>)>, run: fn(&[u8])) {
     }
 }
 
+/// Three voters pinned, then the second's old directory removed.
+fn replica_voters_file() -> Vec<u8> {
+    use tern::replication::{DirectoryId, NodeId, Voter, VoterChange, VoterSet};
+    let voter =
+        |node, directory| Voter { node: NodeId(node), directory: Some(DirectoryId(directory)) };
+    let pinned = VoterSet::new(vec![voter(1, 11), voter(2, 22), voter(3, 33)]).expect("set");
+    let removed = pinned.without(NodeId(2)).expect("two left");
+    let changes =
+        [VoterChange { offset: 3, voters: pinned }, VoterChange { offset: 40, voters: removed }];
+    tern::broker::partition::voters_file::encode(&changes)
+}
+
 fn leader_epochs_file() -> Vec<u8> {
     use tern::log::leader_epochs::{self, LeaderEpochs};
     let mut epochs = LeaderEpochs::new();
@@ -349,6 +361,7 @@ fn state_files_seeds() -> Vec<(String, Vec<u8>)> {
             tern::log::start_offset::encode(40),
         ),
         ("leader-epochs", state_files::KIND_LEADER_EPOCHS, leader_epochs_file()),
+        ("replica-voters", state_files::KIND_REPLICA_VOTERS, replica_voters_file()),
         (
             "replica-state",
             state_files::KIND_REPLICA_STATE,
@@ -375,13 +388,13 @@ fn state_files_seeds_are_generated() {
 
 /// Frames a broker sends: a vote, an append of two batches, an answer with a divergence
 /// hint, all three coalesced, plus a torn and a flipped copy of the append; a hello; a
-/// leadership transfer; leadership news.
+/// leadership transfer; leadership news; an append naming its voters batch.
 fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
     use tern::broker::partition::entries_of;
     use tern::broker::peer::{self, Addressed, LeadershipNews, PartitionMessage, PeerFrame};
     use tern::replication::{
-        AppendHeader, AppendRequest, AppendResponse, Divergence, LeadershipRequest, Message,
-        NodeId, TimeoutNow, VoteRequest,
+        AppendHeader, AppendRequest, AppendResponse, DirectoryId, Divergence, LeadershipRequest,
+        Message, NodeId, TimeoutNow, VoteRequest, Voter, VoterChange, VoterSet,
     };
     let mut payload = Vec::new();
     for (base_offset, records) in [(10i64, 2usize), (12, 1)] {
@@ -399,8 +412,21 @@ fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
         leader_commit: 8,
         leader_clock_ms: 41_250,
     };
-    let append =
-        Message::AppendRequest(AppendRequest { header, entries, payload, voter_changes: vec![] });
+    let voters = VoterSet::new(vec![
+        Voter { node: NodeId(1), directory: Some(DirectoryId(0x1111)) },
+        Voter { node: NodeId(3), directory: None },
+    ])
+    .expect("a voter set");
+    // The second batch (one offset, at 12) is a voters batch.
+    let voter_changes = vec![VoterChange { offset: 12, voters }];
+    let append = Message::AppendRequest(AppendRequest {
+        header,
+        entries: entries.clone(),
+        payload: payload.clone(),
+        voter_changes: vec![],
+    });
+    let voters_append =
+        Message::AppendRequest(AppendRequest { header, entries, payload, voter_changes });
     let vote = Message::VoteRequest(VoteRequest {
         epoch: 4,
         candidate: NodeId(2),
@@ -467,6 +493,7 @@ fn peer_frame_seeds() -> Vec<(String, Vec<u8>)> {
             ]),
         ),
         ("leadership".to_string(), frame(vec![news])),
+        ("voters".to_string(), frame(vec![addressed(0, voters_append)])),
     ]
 }
 

@@ -4,9 +4,10 @@
 //! producer-state snapshot (`<offset>.snapshot`), the producer-id block file (`producer-ids`),
 //! the `__consumer_offsets` records the group coordinator rebuilds its state from, the
 //! checksum header of `meta.json` and `topics.json`, the `log-start-offset` file, the
-//! leader-epoch cache (`leader-epochs`) and a replica's hard state (`replica-state`).
+//! leader-epoch cache (`leader-epochs`), a replica's hard state (`replica-state`) and its
+//! voters batches (`replica-voters`).
 //!
-//! Input: the first byte picks the decoder (modulo 9); the rest is the file. For a group
+//! Input: the first byte picks the decoder (modulo 10); the rest is the file. For a group
 //! record the rest is a u16-BE-length-prefixed key, a byte whose low bit says whether a value
 //! follows, then the value.
 //!
@@ -22,7 +23,7 @@
 
 use tern::broker::groups::records::GroupRecord;
 use tern::broker::metadata_file::{self, Unsealed};
-use tern::broker::partition::replica_state;
+use tern::broker::partition::{replica_state, voters_file};
 use tern::broker::producer_ids;
 use tern::log::{checkpoint, intent, leader_epochs, producer_snapshot, start_offset};
 
@@ -35,7 +36,8 @@ pub const KIND_METADATA_FILE: u8 = 5;
 pub const KIND_LOG_START_OFFSET: u8 = 6;
 pub const KIND_LEADER_EPOCHS: u8 = 7;
 pub const KIND_REPLICA_STATE: u8 = 8;
-const KINDS: u8 = 9;
+pub const KIND_REPLICA_VOTERS: u8 = 9;
+const KINDS: u8 = 10;
 
 pub fn run(data: &[u8]) {
     let Some((&kind, file)) = data.split_first() else { return };
@@ -81,6 +83,11 @@ pub fn run(data: &[u8]) {
         KIND_REPLICA_STATE => {
             if let Some(state) = replica_state::decode(file) {
                 assert_eq!(replica_state::decode(&replica_state::encode(&state)), Some(state));
+            }
+        }
+        KIND_REPLICA_VOTERS => {
+            if let Some(changes) = voters_file::decode(file) {
+                assert_eq!(voters_file::encode(&changes), file, "one encoding per file");
             }
         }
         _ => group_record(file),

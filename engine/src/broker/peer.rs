@@ -21,14 +21,15 @@
 //! who leads them (for brokers that host no replica; see `cluster::leadership`):
 //!
 //! ```text
-//! magic "TRPF" | version u8 (4) | sender u32 | count u16 | message × count | CRC32C u32
+//! magic "TRPF" | version u8 (5) | sender u32 | count u16 | message × count | CRC32C u32
 //! message: topic length u8 | topic (UTF-8) | partition i32 | kind u8 | body
 //!   0 vote request:    epoch i32 | candidate u32 | log end i64 | last epoch i32 | pre-vote u8
 //!                      | transfer u8
 //!   1 vote response:   epoch i32 | granted u8 | pre-vote u8
 //!   2 append request:  epoch i32 | leader u32 | prev offset i64 | prev epoch i32
 //!                      | leader commit i64 | leader clock ms i64 | batches length u32
-//!                      | record batches
+//!                      | record batches | voter changes u32 (at most the batches)
+//!                      | (offset i64 | voter set) × changes
 //!   3 append response: epoch i32 | success u8 | matched end i64 | durable end i64
 //!                      | log end i64 | rejected prev offset i64 | leader clock ms i64
 //!                      | divergence u8
@@ -37,6 +38,9 @@
 //!   5 leadership request: epoch i32 | candidate u32
 //!   6 leadership news: epoch i32 | leader u32 | in-sync count u8 | node u32 × count
 //! ```
+//!
+//! A voter set is `replication::encode_voter_set`'s: count u8, then per voter node u32,
+//! pinned u8, directory 16 bytes.
 //!
 //! A frame with no messages is a keepalive. The CRC covers everything before it. An append
 //! carries its batches as they lie in the leader's log; the entries (offsets and epochs) are
@@ -49,8 +53,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::partition::{entries_of, PeerMessage};
 use crate::replication::{
-    AppendHeader, AppendRequest, AppendResponse, Divergence, LeadershipRequest, Message, NodeId,
-    TimeoutNow, VoteRequest, VoteResponse,
+    decode_voter_set, encode_voter_set, AppendHeader, AppendRequest, AppendResponse, Divergence,
+    LeadershipRequest, Message, NodeId, TimeoutNow, VoteRequest, VoteResponse, VoterChange,
+    VOTER_SIZE_BYTES,
 };
 
 pub mod transport;
@@ -60,7 +65,8 @@ const MAGIC: [u8; 4] = *b"TRPF";
 /// 3: leadership transfer (timeout-now, the transfer flag of a vote request, and a
 /// follower's leadership request).
 /// 4: leadership news.
-const VERSION: u8 = 4;
+/// 5: appends name their voters batches (`replication/membership.rs`).
+const VERSION: u8 = 5;
 /// A frame body is at most this big: a sender splits its messages across frames.
 pub const FRAME_BYTES_MAX: usize = 64 << 20;
 /// A frame body's bytes around its messages: magic, version, sender, count and CRC.
@@ -195,7 +201,12 @@ pub fn message_size_bytes(addressed: &Addressed) -> usize {
     let body_bytes = match message {
         Message::VoteRequest(_) => 4 + 4 + 8 + 4 + 1 + 1,
         Message::VoteResponse(_) => 4 + 1 + 1,
-        Message::AppendRequest(request) => 4 + 4 + 8 + 4 + 8 + 8 + 4 + request.payload.len(),
+        Message::AppendRequest(request) => {
+            let changes = request.voter_changes.iter();
+            let changes_bytes: usize =
+                changes.map(|change| 8 + 1 + change.voters.len() * VOTER_SIZE_BYTES).sum();
+            4 + 4 + 8 + 4 + 8 + 8 + 4 + request.payload.len() + 4 + changes_bytes
+        }
         Message::AppendResponse(response) => {
             let divergence_bytes = if response.divergence.is_some() { 4 + 8 } else { 0 };
             4 + 1 + 8 * 5 + 1 + divergence_bytes
@@ -294,6 +305,7 @@ fn encode_message(out: &mut BytesMut, addressed: &Addressed) {
             assert_eq!(length as usize, request.payload.len(), "an append's batches fit a u32");
             out.put_u32(length);
             out.put_slice(&request.payload);
+            encode_voter_changes(out, &request.voter_changes);
         }
         Message::AppendResponse(response) => encode_append_response(out, response),
         Message::TimeoutNow(timeout_now) => {
@@ -472,9 +484,45 @@ fn decode_append_request(reader: &mut Reader) -> Result<AppendRequest<Bytes>, Pe
     let payload = reader.take(length)?;
     let entries =
         entries_of(&payload).ok_or(PeerDecodeError::Invalid { field: "record batches" })?;
-    // Voters batches travel as the batches they are; this build writes none yet, so none is
-    // looked for (`replication/membership.rs`).
-    Ok(AppendRequest { header, entries, payload, voter_changes: Vec::new() })
+    let voter_changes = decode_voter_changes(reader, entries.len())?;
+    Ok(AppendRequest { header, entries, payload, voter_changes })
+}
+
+fn encode_voter_changes(out: &mut BytesMut, changes: &[VoterChange]) {
+    // At most one per batch, and the batches fit a frame.
+    let count =
+        u32::try_from(changes.len()).unwrap_or_else(|_| panic!("{} changes", changes.len()));
+    out.put_u32(count);
+    let mut set_bytes = Vec::new();
+    for change in changes {
+        out.put_i64(change.offset);
+        set_bytes.clear();
+        encode_voter_set(&change.voters, &mut set_bytes);
+        out.put_slice(&set_bytes);
+    }
+}
+
+/// At most one change per batch the append carries (`batch_count`): a lying count reserves
+/// nothing beyond what the frame holds.
+fn decode_voter_changes(
+    reader: &mut Reader,
+    batch_count: usize,
+) -> Result<Vec<VoterChange>, PeerDecodeError> {
+    let count = reader.u32()? as usize;
+    if count > batch_count {
+        return Err(PeerDecodeError::Invalid { field: "voter changes" });
+    }
+    // Grown as changes arrive: a count is a claim, the bytes are the proof.
+    let mut changes = Vec::with_capacity(count.min(16));
+    for _ in 0..count {
+        let offset = reader.i64()?;
+        let rest = reader.bytes.slice(reader.position..);
+        let invalid = PeerDecodeError::Invalid { field: "voter set" };
+        let (voters, size_bytes) = decode_voter_set(&rest).ok_or(invalid)?;
+        reader.take(size_bytes)?;
+        changes.push(VoterChange { offset, voters });
+    }
+    Ok(changes)
 }
 
 fn decode_append_response(reader: &mut Reader) -> Result<AppendResponse, PeerDecodeError> {

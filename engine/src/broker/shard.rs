@@ -443,11 +443,15 @@ impl Shard {
             }
         }
         for topic in snapshot.by_name.values() {
-            self.open_local_partitions(topic).await;
+            self.open_local_partitions(topic, &snapshot.brokers).await;
         }
     }
 
-    async fn open_local_partitions(self: &Rc<Self>, topic: &TopicMeta) {
+    async fn open_local_partitions(
+        self: &Rc<Self>,
+        topic: &TopicMeta,
+        brokers: &BTreeMap<i32, BrokerEndpoint>,
+    ) {
         for partition in 0..topic.partition_count {
             if self.owner_of(&topic.name, partition) != self.id {
                 continue;
@@ -459,6 +463,9 @@ impl Shard {
                 open.log().set_config(config);
                 if let Partition::Replicated(replicated) = open {
                     replicated.set_min_insync_replicas(min_insync_replicas(topic));
+                    let replicas = topic.replicas.get(partition.unsigned_abs() as usize);
+                    let replicas = replicas.map(Vec::as_slice).unwrap_or_default();
+                    tell_directories(replicated, replicas, brokers);
                 }
                 continue;
             }
@@ -477,7 +484,9 @@ impl Shard {
                     if !replicas.contains(&cluster.node_id) {
                         continue;
                     }
-                    let replica_config = replica_config(cluster, replicas);
+                    let index = partition.unsigned_abs() as usize;
+                    let own_directory = self.cluster.directory_id;
+                    let replica_config = replica_config(cluster, own_directory, topic, index);
                     let sender = routing::partition_sender(self, &topic.name, partition);
                     let seed = io::random_u64();
                     ReplicatedPartition::open(
@@ -492,6 +501,7 @@ impl Shard {
                     .await
                     .map(|replicated| {
                         replicated.set_min_insync_replicas(min_insync_replicas(topic));
+                        tell_directories(&replicated, replicas, brokers);
                         Partition::Replicated(replicated)
                     })
                 }
@@ -572,6 +582,7 @@ impl Shard {
             return Ok(());
         }
         let controller = self.controller().ok_or(PublishError::NotController)?;
+        let snapshot = with_directories_pinned(&snapshot);
         let records = crate::broker::cluster::image::records_between(&self.topics(), &snapshot);
         controller.propose(records).await.map_err(|error| match error {
             ProposeError::NotController => PublishError::NotController,
@@ -732,14 +743,56 @@ fn min_insync_replicas(topic: &TopicMeta) -> usize {
     value.unwrap_or(1)
 }
 
-/// A partition replica's settings in a cluster: every voter of its replica set.
+/// Tells a replica where its peers' brokers run now (their registrations).
+fn tell_directories(
+    replicated: &ReplicatedPartition,
+    replicas: &[i32],
+    brokers: &BTreeMap<i32, BrokerEndpoint>,
+) {
+    for node in replicas {
+        let Some(directory) = brokers.get(node).and_then(|broker| broker.directory_id) else {
+            continue;
+        };
+        let node = crate::replication::NodeId(node.unsigned_abs());
+        replicated.set_peer_directory(node, crate::replication::DirectoryId(directory.as_u128()));
+    }
+}
+
+/// `snapshot` with every replica's registered directory recorded where none was (the first
+/// voters of new partitions; older topics' replicas as their brokers run now).
+fn with_directories_pinned(snapshot: &TopicSnapshot) -> TopicSnapshot {
+    let topics = snapshot.by_name.values().cloned().map(|mut topic| {
+        topic.pin_directories(&snapshot.brokers);
+        topic
+    });
+    let mut pinned = TopicSnapshot::new(topics);
+    pinned.brokers = snapshot.brokers.clone();
+    pinned
+}
+
+/// A partition replica's settings in a cluster: its replicas, the first voters pinned to the
+/// directories the topic recorded, and this broker's own directory.
 fn replica_config(
     cluster: &crate::broker::config::ClusterConfig,
-    replicas: &[i32],
+    own_directory: uuid::Uuid,
+    topic: &TopicMeta,
+    partition: usize,
 ) -> crate::replication::ReplicaConfig {
-    use crate::replication::NodeId;
-    // Node ids of an applied assignment are non-negative (`image.rs` checks them).
-    cluster.replica_config(replicas.iter().map(|id| NodeId(id.unsigned_abs())).collect())
+    use crate::replication::{DirectoryId, NodeId, Voter, VoterSet};
+    let replicas = topic.replicas.get(partition).map(Vec::as_slice).unwrap_or_default();
+    // Node ids of an applied assignment are non-negative and distinct (`image.rs` checks).
+    let node = |id: &i32| NodeId(id.unsigned_abs());
+    let voters = replicas.iter().enumerate().map(|(index, id)| Voter {
+        node: node(id),
+        directory: topic.replica_directory(partition, index).map(|d| DirectoryId(d.as_u128())),
+    });
+    let initial_voters = VoterSet::new(voters.collect());
+    let initial_voters = initial_voters.unwrap_or_else(|| panic!("applied replicas {replicas:?}"));
+    crate::replication::ReplicaConfig {
+        directory: Some(DirectoryId(own_directory.as_u128())),
+        initial_voters,
+        ..cluster.replica_config(replicas.iter().map(node).collect())
+    }
 }
 
 /// Releases the registry claim on drop, also when the change failed half-way.

@@ -36,6 +36,13 @@ pub struct TopicMeta {
     /// leader). Empty on a single node, where every partition is the node's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<Vec<i32>>,
+    /// In a cluster, the data directory of each replica in `replicas` as its broker had
+    /// registered it when the controller first published the partition (`None`: not known,
+    /// as for a topic made before directory ids). The partition's first voters are pinned to
+    /// them, so a replica that comes back on a wiped disk is a learner even with an empty log
+    /// (`replication/membership.rs`). Empty, or shaped like `replicas`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replica_directories: Vec<Vec<Option<uuid::Uuid>>>,
 }
 
 /// Where clients reach a broker of the cluster (Metadata, DescribeCluster).
@@ -51,6 +58,29 @@ pub struct BrokerEndpoint {
 }
 
 impl TopicMeta {
+    /// The registered directory of replica `index` of `partition`, if one was recorded.
+    pub fn replica_directory(&self, partition: usize, index: usize) -> Option<uuid::Uuid> {
+        self.replica_directories.get(partition)?.get(index).copied().flatten()
+    }
+
+    /// Records, for every replica without one, the directory its broker registered in
+    /// `brokers`; recorded ones stay as they are.
+    pub fn pin_directories(&mut self, brokers: &BTreeMap<i32, BrokerEndpoint>) {
+        let pinned: Vec<Vec<Option<uuid::Uuid>>> = self
+            .replicas
+            .iter()
+            .enumerate()
+            .map(|(partition, replicas)| {
+                let registered = |node: &i32| brokers.get(node).and_then(|b| b.directory_id);
+                let directory =
+                    |(index, node)| self.replica_directory(partition, index).or(registered(node));
+                replicas.iter().enumerate().map(directory).collect()
+            })
+            .collect();
+        let any = pinned.iter().flatten().any(Option::is_some);
+        self.replica_directories = if any { pinned } else { Vec::new() };
+    }
+
     /// The log settings for this topic's partitions: broker defaults overridden by topic configs.
     pub fn log_config(&self, defaults: &LogConfig) -> LogConfig {
         let mut config = defaults.clone();
@@ -481,6 +511,7 @@ mod tests {
             partition_count: 3,
             configs: BTreeMap::new(),
             replicas: Vec::new(),
+            replica_directories: Vec::new(),
         }])
     }
 
@@ -645,6 +676,7 @@ mod tests {
             .into_iter()
             .collect(),
             replicas: Vec::new(),
+            replica_directories: Vec::new(),
         };
         let defaults = LogConfig::default();
         let compact = topic("compact").log_config(&defaults);

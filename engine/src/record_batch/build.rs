@@ -1,6 +1,7 @@
 //! Encoder for uncompressed v2 batches. Used by tests, benches and the simulator's clients —
 //! never by the broker's produce path, which stores producers' bytes as received — and for
-//! the one batch the broker writes itself: a new leader's LeaderChange control batch.
+//! the batches the broker writes itself: a new leader's LeaderChange control batch and a
+//! leader's voters control batch.
 
 use super::{CRC_START, HEADER_SIZE_BYTES, MAGIC_V2};
 
@@ -56,6 +57,34 @@ pub fn encode_leader_change(leader_id: i32, voters: &[i32], timestamp_ms: i64) -
         }
     }
     put_unsigned(&mut value, 0); // the message's tagged fields
+    let record = Record { key: Some(key), value: Some(value), ..Record::default() };
+    encode_batch_with_attributes(&[record], timestamp_ms, ProducerStamp::NONE, CONTROL_ATTRIBUTE)
+}
+
+/// Control record type of a KRaft VotersRecord (KIP-853).
+const VOTERS_TYPE: i16 = 6;
+
+/// A leader's change of its partition's voters (`replication/membership.rs`), in the shape
+/// KRaft writes it: a control batch of one record whose key is (version 0, type 6) and whose
+/// value is a VotersRecord v0 (flexible: per voter its id, its directory id — the zero UUID
+/// for a voter not pinned to one — no endpoints and a KRaft version range of 0..0).
+pub fn encode_voters(voters: &[(i32, u128)], timestamp_ms: i64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&VOTERS_TYPE.to_be_bytes());
+    let mut value = Vec::with_capacity(8 + 30 * voters.len());
+    value.extend_from_slice(&0i16.to_be_bytes()); // VotersRecord version
+    put_unsigned(&mut value, voters.len() as u64 + 1); // compact array length
+    for (voter, directory) in voters {
+        value.extend_from_slice(&voter.to_be_bytes());
+        value.extend_from_slice(&directory.to_be_bytes());
+        put_unsigned(&mut value, 1); // no endpoints
+        value.extend_from_slice(&0i16.to_be_bytes()); // min supported KRaft version
+        value.extend_from_slice(&0i16.to_be_bytes()); // max supported KRaft version
+        put_unsigned(&mut value, 0); // the version range's tagged fields
+        put_unsigned(&mut value, 0); // the voter's tagged fields
+    }
+    put_unsigned(&mut value, 0); // the record's tagged fields
     let record = Record { key: Some(key), value: Some(value), ..Record::default() };
     encode_batch_with_attributes(&[record], timestamp_ms, ProducerStamp::NONE, CONTROL_ATTRIBUTE)
 }

@@ -109,6 +109,46 @@ impl VoterSet {
     }
 }
 
+/// The bytes of a voter set, as peers send it and the `replica-voters` file keeps it
+/// (big-endian): count u8, then per voter node u32, pinned u8 (0 or 1), directory 16 bytes
+/// (zero when not pinned).
+pub fn encode_voter_set(voters: &VoterSet, out: &mut Vec<u8>) {
+    let count = u8::try_from(voters.len()).unwrap_or_else(|_| panic!("{voters:?}"));
+    out.push(count);
+    for voter in voters.voters() {
+        out.extend_from_slice(&voter.node.0.to_be_bytes());
+        out.push(u8::from(voter.directory.is_some()));
+        out.extend_from_slice(&voter.directory.map_or(0, |directory| directory.0).to_be_bytes());
+    }
+}
+
+/// The bytes one voter takes in [`encode_voter_set`].
+pub const VOTER_SIZE_BYTES: usize = 4 + 1 + 16;
+
+/// A voter set from the front of `bytes` and how many bytes it took; `None` for anything
+/// [`encode_voter_set`] cannot have written (truncated, a flag not 0 or 1, a directory on
+/// an unpinned voter, a set [`VoterSet::new`] refuses).
+pub fn decode_voter_set(bytes: &[u8]) -> Option<(VoterSet, usize)> {
+    let count = usize::from(*bytes.first()?);
+    let size_bytes = 1 + count * VOTER_SIZE_BYTES;
+    let body = bytes.get(1..size_bytes)?;
+    let mut voters = Vec::with_capacity(count);
+    for chunk in body.chunks_exact(VOTER_SIZE_BYTES) {
+        let node = NodeId(u32::from_be_bytes(chunk[0..4].try_into().ok()?));
+        let directory = u128::from_be_bytes(chunk[5..21].try_into().ok()?);
+        let directory = match chunk[4] {
+            0 if directory == 0 => None,
+            1 => Some(DirectoryId(directory)),
+            _ => return None,
+        };
+        voters.push(Voter { node, directory });
+    }
+    // In node order, as encoded: one set has one encoding.
+    let ordered = voters.windows(2).all(|pair| pair[0].node < pair[1].node);
+    ordered.then_some(())?;
+    Some((VoterSet::new(voters)?, size_bytes))
+}
+
 /// A voters control batch in the log: the set in force from `offset` (a one-record batch) on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VoterChange {
@@ -248,6 +288,32 @@ mod tests {
         assert_eq!((history.latest(), history.changes().len()), (&removed, 0));
         history.truncate_from(0);
         assert_eq!(history.latest(), &removed, "a committed change is never cut");
+    }
+
+    #[test]
+    fn a_voter_set_round_trips_and_what_it_cannot_be_is_refused() {
+        let voters = set(&[(1, Some(u128::MAX)), (2, None), (7, Some(3))]);
+        let mut bytes = Vec::new();
+        encode_voter_set(&voters, &mut bytes);
+        bytes.push(0xff);
+        assert_eq!(decode_voter_set(&bytes), Some((voters.clone(), bytes.len() - 1)));
+        for cut in 0..bytes.len() - 1 {
+            assert_eq!(decode_voter_set(&bytes[..cut]), None, "cut at {cut}");
+        }
+        let mut swapped = bytes.clone();
+        swapped[1..1 + 2 * VOTER_SIZE_BYTES].rotate_left(VOTER_SIZE_BYTES);
+        assert_eq!(decode_voter_set(&swapped), None, "out of node order");
+        let mut duplicate = bytes.clone();
+        duplicate[1 + VOTER_SIZE_BYTES..1 + VOTER_SIZE_BYTES + 4]
+            .copy_from_slice(&1u32.to_be_bytes());
+        assert_eq!(decode_voter_set(&duplicate), None, "two voters on node 1");
+        let mut flag = bytes.clone();
+        flag[1 + 4] = 2;
+        assert_eq!(decode_voter_set(&flag), None);
+        let mut stray = bytes.clone();
+        stray[1 + VOTER_SIZE_BYTES + 20] = 1;
+        assert_eq!(decode_voter_set(&stray), None, "a directory on an unpinned voter");
+        assert_eq!(decode_voter_set(&[0]), None, "no voters");
     }
 
     #[test]

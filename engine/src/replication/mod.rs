@@ -43,7 +43,10 @@ mod replica;
 mod tests;
 
 pub use epochs::{EpochStart, LeaderEpochs, LocalLog};
-pub use membership::{DirectoryId, Voter, VoterChange, VoterHistory, VoterSet, VOTERS_MAX};
+pub use membership::{
+    decode_voter_set, encode_voter_set, DirectoryId, Voter, VoterChange, VoterHistory, VoterSet,
+    VOTERS_MAX, VOTER_SIZE_BYTES,
+};
 pub use message::{
     AppendHeader, AppendRequest, AppendResponse, Divergence, EntryMeta, LeadershipRequest, Message,
     NodeId, TimeoutNow, VoteRequest, VoteResponse, NO_EPOCH, OFFSET_MAX,

@@ -188,7 +188,9 @@ pub enum LogOp<P> {
     AppendVoters { epoch: i32, voters: VoterSet },
     /// Follower: append `entries` (a suffix of an append request's batches, at the log end)
     /// from `payload` (that request's bytes: skip its batches before the first entry).
-    Append { entries: Vec<EntryMeta>, payload: P },
+    /// `voter_changes`: the voters batches among them, to be recorded before they are
+    /// written (`broker/partition/voters_file.rs`).
+    Append { entries: Vec<EntryMeta>, payload: P, voter_changes: Vec<VoterChange> },
     /// Follower: cut the log so it ends at `from_offset` (a batch boundary, never below the
     /// high watermark).
     Truncate { from_offset: i64 },

@@ -211,6 +211,19 @@ impl TernCluster {
         wait_until_answering(broker);
     }
 
+    /// Starts several stopped brokers, then waits until each answers: brokers that need each
+    /// other for a controller quorum serve no client until enough of them run.
+    pub fn restart_together(&mut self, node_ids: &[i32]) {
+        for &node_id in node_ids {
+            let broker = self.broker_mut(node_id);
+            assert!(broker.pid().is_none(), "node {node_id} still runs");
+            broker.restart();
+        }
+        for &node_id in node_ids {
+            wait_until_answering(self.broker(node_id));
+        }
+    }
+
     /// SIGTERM to one broker; it must exit cleanly.
     pub fn stop(&mut self, node_id: i32) {
         let broker = self.broker_mut(node_id);

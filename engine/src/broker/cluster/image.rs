@@ -132,6 +132,16 @@ fn check_topic(topic: &TopicMeta) -> Result<(), RecordRejected> {
     {
         return Err(bad());
     }
+    let directories_fit = topic.replica_directories.is_empty()
+        || (topic.replica_directories.len() == topic.replicas.len()
+            && topic
+                .replicas
+                .iter()
+                .zip(&topic.replica_directories)
+                .all(|(r, d)| r.len() == d.len()));
+    if !directories_fit {
+        return Err(bad());
+    }
     for replicas in &topic.replicas {
         let mut distinct = replicas.clone();
         distinct.sort_unstable();
@@ -153,6 +163,16 @@ fn check_change(existing: &TopicMeta, changed: &TopicMeta) -> Result<(), RecordR
     let kept = changed.replicas.get(..existing.replicas.len());
     if changed.partition_count < existing.partition_count || kept != Some(&existing.replicas[..]) {
         return Err(RecordRejected::ShrinksOrMoves(changed.name.clone()));
+    }
+    // A replica's recorded directory is its partition's first voter: it may be learned, never
+    // changed (a changed one could turn a voter into a learner or back).
+    for (partition, replicas) in existing.replicas.iter().enumerate() {
+        for index in 0..replicas.len() {
+            let recorded = existing.replica_directory(partition, index);
+            if recorded.is_some() && changed.replica_directory(partition, index) != recorded {
+                return Err(RecordRejected::ShrinksOrMoves(changed.name.clone()));
+            }
+        }
     }
     Ok(())
 }

@@ -42,6 +42,7 @@ pub fn offsets_topic(id: uuid::Uuid, replicas: Vec<Vec<i32>>) -> crate::broker::
         partition_count: OFFSETS_TOPIC_PARTITIONS,
         configs: configs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect(),
         replicas,
+        replica_directories: Vec::new(),
     }
 }
 

@@ -388,6 +388,7 @@ fn new_topic_meta(
         partition_count,
         configs,
         replicas,
+        replica_directories: Vec::new(),
     })
 }
 

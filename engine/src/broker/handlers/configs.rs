@@ -357,6 +357,7 @@ mod tests {
             partition_count: 1,
             configs,
             replicas: Vec::new(),
+            replica_directories: Vec::new(),
         }])
     }
 

@@ -19,6 +19,7 @@ pub mod replica_state;
 #[cfg(test)]
 mod tests;
 pub mod ticker;
+pub mod voters_file;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -36,7 +37,8 @@ use crate::log::{AppendInfo, CommitMode, Log, LogConfig, LogError};
 use crate::protocol::error_code::ErrorCode;
 use crate::record_batch;
 use crate::replication::{
-    EntryMeta, LogOp, LogSummary, Message, NodeId, PeerRead, Ready, Replica, ReplicaConfig,
+    DirectoryId, EntryMeta, LogOp, LogSummary, Message, NodeId, PeerRead, Ready, Replica,
+    ReplicaConfig, VoterChange, VoterSet,
 };
 
 use self::ticker::Ticker;
@@ -194,6 +196,8 @@ struct Inner {
     /// The epoch this replica led when the driver last looked (None: not leading): when it
     /// changes, appends still waiting for their commit are answered (`abandon_appends`).
     leading_epoch: Cell<Option<i32>>,
+    /// What `replica-voters` holds (`voters_file.rs`).
+    voter_changes: RefCell<Vec<VoterChange>>,
 }
 
 impl ReplicatedPartition {
@@ -224,14 +228,17 @@ impl ReplicatedPartition {
             );
             return Err(LogError::Offline);
         }
+        let voter_changes = voters_file::read(&disk, &dir, log.log_end_offset()).await;
+        let voter_changes = voter_changes.map_err(|error| {
+            tracing::error!(dir = %dir.display(), %error, "partition: voters unreadable");
+            LogError::Offline
+        })?;
         let summary = LogSummary {
             epochs: log.leader_epochs(),
             log_end_offset: log.log_end_offset(),
             durable_end_offset: log.durable_end_offset(),
             high_watermark: 0,
-            // No voters batch is ever written yet: the driver gives no directory ids, so
-            // every voter stays unpinned and no replica proposes a change (`AppendVoters`).
-            voter_changes: Vec::new(),
+            voter_changes: voter_changes.clone(),
         };
         let started_at = crate::io::now();
         let heartbeat = Duration::from_millis(config.heartbeat_interval_ms.unsigned_abs());
@@ -253,6 +260,7 @@ impl ReplicatedPartition {
             min_insync_replicas: Cell::new(1),
             led_from: Cell::new(None),
             leading_epoch: Cell::new(None),
+            voter_changes: RefCell::new(voter_changes),
         });
         drop(crate::io::spawn_local(drive(Rc::clone(&inner))));
         ticker.register(&inner);
@@ -378,6 +386,11 @@ impl ReplicatedPartition {
         self.inner.replica.borrow().epoch()
     }
 
+    /// The voters in force (`replication/membership.rs`).
+    pub fn voters(&self) -> VoterSet {
+        self.inner.replica.borrow().voters().clone()
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.inner.stopped.get()
     }
@@ -409,6 +422,20 @@ impl ReplicatedPartition {
     }
 
     /// Asks the leader to hand its leadership to this replica (`Replica::request_leadership`);
+    /// The broker of replica `node` runs on `directory` (as it registered): the replica
+    /// learns it, and a leader replaces a voter whose directory is gone
+    /// (`replication/membership.rs`). Telling it again changes nothing.
+    pub fn set_peer_directory(&self, node: NodeId, directory: DirectoryId) {
+        let inner = &self.inner;
+        if inner.stopped.get() {
+            return;
+        }
+        let now_ms = now_ms(inner);
+        inner.replica.borrow_mut().handle_peer_directory(node, directory, now_ms);
+        inner.ready_due.set(true);
+        inner.wake.notify_waiters();
+    }
+
     /// false when this replica does not follow a known leader.
     pub fn request_leadership(&self) -> bool {
         let inner = &self.inner;
@@ -573,17 +600,17 @@ async fn apply(inner: &Inner, ready: Ready<Bytes>) -> Result<(), LogError> {
     for op in log_ops {
         match op {
             LogOp::AppendLeaderChange { epoch } => append_leader_change(inner, epoch)?,
-            LogOp::AppendVoters { .. } => {
-                // A replica proposes a voter change only for a directory it was told of, and
-                // this driver tells none yet (`replication/membership.rs`).
-                unreachable!("a voter change without directory ids")
-            }
-            LogOp::Append { entries, payload } => {
+            LogOp::AppendVoters { epoch, voters } => append_voters(inner, epoch, voters).await?,
+            LogOp::Append { entries, payload, voter_changes } => {
                 let batches = batches_for(&entries, &payload)?;
+                record_voter_changes(inner, voter_changes).await?;
                 // Durability comes back through the watcher, not this future.
                 drop(inner.log.append_replicated(batches)?);
             }
-            LogOp::Truncate { from_offset } => inner.log.truncate_suffix(from_offset).await?,
+            LogOp::Truncate { from_offset } => {
+                inner.log.truncate_suffix(from_offset).await?;
+                forget_voter_changes_from(inner, from_offset).await?;
+            }
             LogOp::Commit { high_watermark } => {
                 // A log that went offline by itself (a failed write or sync cut its unsynced
                 // tail) may end below what the replica counts: stop rather than commit.
@@ -603,6 +630,65 @@ async fn apply(inner: &Inner, ready: Ready<Bytes>) -> Result<(), LogError> {
     if let Some(hard_state) = hard_state.filter(|_| vote_before_sync) {
         replica_state::write(&inner.disk, &inner.dir, &hard_state).await?;
     }
+    Ok(())
+}
+
+/// Records voters batches about to be written at the log end: the file first, so that it
+/// lists every voters batch the log holds (`voters_file.rs`).
+async fn record_voter_changes(inner: &Inner, changes: Vec<VoterChange>) -> Result<(), LogError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let log_end_offset = inner.log.log_end_offset();
+    assert!(changes.iter().all(|change| change.offset >= log_end_offset), "{changes:?}");
+    let recorded = {
+        let mut recorded = inner.voter_changes.borrow_mut();
+        recorded.retain(|change| change.offset < log_end_offset);
+        recorded.extend(changes);
+        recorded.clone()
+    };
+    if recorded.len() > voters_file::CHANGES_MAX {
+        tracing::error!(dir = %inner.dir.display(), "partition: too many voter changes");
+        return Err(LogError::Offline);
+    }
+    voters_file::write(&inner.disk, &inner.dir, &recorded).await?;
+    Ok(())
+}
+
+/// After a truncation at `from_offset`: the voters batches it cut are gone.
+async fn forget_voter_changes_from(inner: &Inner, from_offset: i64) -> Result<(), LogError> {
+    let recorded = {
+        let mut recorded = inner.voter_changes.borrow_mut();
+        let before = recorded.len();
+        recorded.retain(|change| change.offset < from_offset);
+        (recorded.len() < before).then(|| recorded.clone())
+    };
+    if let Some(recorded) = recorded {
+        voters_file::write(&inner.disk, &inner.dir, &recorded).await?;
+    }
+    Ok(())
+}
+
+/// A leader's voters batch (`replication/membership.rs`): recorded, appended, reported.
+async fn append_voters(inner: &Inner, epoch: i32, voters: VoterSet) -> Result<(), LogError> {
+    let base_offset = inner.log.log_end_offset();
+    let change = VoterChange { offset: base_offset, voters: voters.clone() };
+    record_voter_changes(inner, vec![change]).await?;
+    let described: Vec<(i32, u128)> = voters
+        .voters()
+        .iter()
+        .map(|voter| (voter.node.0 as i32, voter.directory.map_or(0, |directory| directory.0)))
+        .collect();
+    let batch = record_batch::build::encode_voters(&described, crate::io::unix_time_ms());
+    tracing::info!(dir = %inner.dir.display(), epoch, base_offset, ?voters, "partition: voters");
+    // Not through append_as_leader: the replica hears of it as a voters batch.
+    let appended = inner.log.append(vec![BytesMut::from(&batch[..])], epoch);
+    if inner.log.log_end_offset() != base_offset + 1 {
+        // Refused at admission (the log is offline or full): this replica cannot lead.
+        return Err(inner.log.check_usable().err().unwrap_or(LogError::NoSpace));
+    }
+    inner.replica.borrow_mut().handle_appended_voters(base_offset, epoch, voters);
+    drop(appended);
     Ok(())
 }
 

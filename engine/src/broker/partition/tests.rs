@@ -19,7 +19,7 @@ use crate::log::region::ReadData;
 use crate::log::{Log, LogConfig, LogError};
 use crate::record_batch::build::{encode_batch, ProducerStamp, Record};
 use crate::record_batch::header_info;
-use crate::replication::{NodeId, ReplicaConfig};
+use crate::replication::{DirectoryId, NodeId, ReplicaConfig, Voter, VoterSet};
 
 const NODES: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
 
@@ -32,6 +32,10 @@ struct Network {
     isolated: std::collections::BTreeSet<NodeId>,
     /// One timer for every node's partition, as a shard has one for all of its own.
     ticker: Option<Rc<Ticker>>,
+    /// Each node's data directory, when the voters are pinned to them (empty: unpinned).
+    directories: BTreeMap<NodeId, DirectoryId>,
+    /// The first voters, when pinned.
+    initial_voters: Option<VoterSet>,
 }
 
 type Shared = Rc<RefCell<Network>>;
@@ -66,18 +70,65 @@ fn config(node: NodeId) -> ReplicaConfig {
 async fn start(network: &Shared, node: NodeId) {
     let sim = network.borrow_mut().disks.entry(node).or_insert_with(|| SimDisk::new(7)).clone();
     let log_config = LogConfig { segment_size_bytes: 4096, ..LogConfig::default() };
+    let mut config = config(node);
+    if let Some(initial_voters) = network.borrow().initial_voters.clone() {
+        config.directory = network.borrow().directories.get(&node).copied();
+        config.initial_voters = initial_voters;
+    }
     let partition = ReplicatedPartition::open(
         Disk::Simulated(sim),
         dir(),
         log_config,
-        config(node),
+        config.clone(),
         u64::from(node.0),
         sender(network, node),
-        &shared_ticker(network, &config(node)),
+        &shared_ticker(network, &config),
     )
     .await
     .expect("open");
+    // As a broker learns them from the cluster's registrations.
+    for (other, directory) in network.borrow().directories.clone() {
+        if other != node {
+            partition.set_peer_directory(other, directory);
+        }
+    }
     network.borrow_mut().partitions.insert(node, partition);
+}
+
+/// The three nodes, started, their first voters pinned to their directories.
+async fn start_pinned_group() -> Shared {
+    let network = Shared::default();
+    let directories: BTreeMap<NodeId, DirectoryId> =
+        NODES.iter().map(|node| (*node, DirectoryId(u128::from(node.0) << 64))).collect();
+    let voters = directories
+        .iter()
+        .map(|(node, directory)| Voter { node: *node, directory: Some(*directory) });
+    network.borrow_mut().initial_voters = VoterSet::new(voters.collect());
+    network.borrow_mut().directories = directories;
+    for node in NODES {
+        start(&network, node).await;
+    }
+    network
+}
+
+/// `node`'s disk is replaced: it crashes, and comes back empty on a new data directory,
+/// which every other node learns.
+async fn wipe(network: &Shared, node: NodeId) {
+    crash(network, node);
+    let new_directory = {
+        let mut network = network.borrow_mut();
+        network.disks.insert(node, SimDisk::new(11));
+        let directory = network.directories.get_mut(&node).expect("a pinned node");
+        directory.0 += 1;
+        *directory
+    };
+    start(network, node).await;
+    let partitions: Vec<_> = network.borrow().partitions.clone().into_iter().collect();
+    for (other, partition) in partitions {
+        if other != node {
+            partition.set_peer_directory(node, new_directory);
+        }
+    }
 }
 
 /// The three nodes, started.
@@ -229,6 +280,51 @@ fn three_replicas_elect_a_leader_replicate_and_agree() {
         assert_eq!(all[0].1, first.epoch(), "the log starts with the leader's control batch");
         let batches_total = batches(&first, first.log().high_watermark()).await.len();
         assert!(batches_total > 30, "30 records and at least one control batch");
+        network.borrow_mut().partitions.values().for_each(ReplicatedPartition::stop);
+    });
+}
+
+/// The voters of a group whose directories are `network.directories`, every node a voter.
+fn every_node_on_its_directory(network: &Shared) -> VoterSet {
+    let directories = network.borrow().directories.clone();
+    let voters =
+        directories.into_iter().map(|(node, directory)| Voter { node, directory: Some(directory) });
+    VoterSet::new(voters.collect()).expect("voters")
+}
+
+#[test]
+fn a_wiped_replica_is_re_added_by_voters_batches_that_survive_restarts() {
+    run(async {
+        let network = start_pinned_group().await;
+        let mut acknowledged = produce(&network, 0..10).await;
+        let leader_before = leader_node(&network);
+        let wiped = *NODES.iter().find(|node| **node != leader_before).expect("a follower");
+        wipe(&network, wiped).await;
+        let wiped_partition = network.borrow().partitions[&wiped].clone();
+        assert!(!wiped_partition
+            .voters()
+            .contains(wiped, network.borrow().directories.get(&wiped).copied()));
+        let expected = every_node_on_its_directory(&network);
+        let all_agree = || {
+            let network = network.borrow();
+            network.partitions.values().all(|partition| partition.voters() == expected)
+        };
+        wait_until("the wiped replica re-added on every replica", all_agree).await;
+        acknowledged.extend(produce(&network, 10..20).await);
+        check_replicas_agree(&network, &acknowledged).await;
+        // Every replica reads its voters back at restart (`replica-voters`), before it hears
+        // from anyone: a crash of all of them keeps the new pair a voter.
+        for node in NODES {
+            crash(&network, node);
+        }
+        for node in NODES {
+            network.borrow_mut().isolated.insert(node);
+            start(&network, node).await;
+            assert_eq!(network.borrow().partitions[&node].voters(), expected, "{node:?}");
+        }
+        network.borrow_mut().isolated.clear();
+        acknowledged.extend(produce(&network, 20..25).await);
+        check_replicas_agree(&network, &acknowledged).await;
         network.borrow_mut().partitions.values().for_each(ReplicatedPartition::stop);
     });
 }

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::record_batch::build::{encode_batch, ProducerStamp, Record};
 use crate::record_batch::patch_base_offset;
+use crate::replication::{DirectoryId, Voter, VoterSet};
 
 /// Whole batches from `base_offset`, `(records, epoch)` each, back to back.
 fn batches(base_offset: i64, shapes: &[(usize, i32)]) -> Bytes {
@@ -31,6 +32,35 @@ fn message() -> impl Strategy<Value = PartitionMessage> {
         PartitionMessage::Leadership(LeadershipNews { epoch, leader: NodeId(leader), in_sync })
     });
     prop_oneof![replica_message().prop_map(PartitionMessage::Replica), news]
+}
+
+/// An append of up to four batches, some of them voters batches.
+fn append_request() -> impl Strategy<Value = PeerMessage> {
+    let shapes = prop::collection::vec((1usize..4, 0i32..5), 0..4);
+    let voter_sets = prop::collection::vec(voter_set(), 4);
+    (any::<i32>(), any::<u32>(), 0i64..1 << 40, any::<i32>(), shapes, voter_sets).prop_map(
+        |(epoch, leader, prev_offset, prev_epoch, shapes, voter_sets)| {
+            let payload = batches(prev_offset + 1, &shapes);
+            let entries = entries_of(&payload).expect("whole batches");
+            // Some batches are voters batches (the codec does not look at which).
+            let voter_changes = entries
+                .iter()
+                .zip(voter_sets)
+                .filter_map(|(entry, voters)| {
+                    Some(VoterChange { offset: entry.base_offset, voters: voters? })
+                })
+                .collect();
+            let header = AppendHeader {
+                epoch,
+                leader: NodeId(leader),
+                prev_offset,
+                prev_epoch,
+                leader_commit: prev_offset / 2,
+                leader_clock_ms: prev_offset * 3,
+            };
+            Message::AppendRequest(AppendRequest { header, entries, payload, voter_changes })
+        },
+    )
 }
 
 fn replica_message() -> impl Strategy<Value = PeerMessage> {
@@ -57,26 +87,7 @@ fn replica_message() -> impl Strategy<Value = PeerMessage> {
         (any::<i32>(), any::<bool>(), any::<bool>()).prop_map(|(epoch, granted, pre_vote)| {
             Message::VoteResponse(VoteResponse { epoch, granted, pre_vote })
         });
-    let shapes = prop::collection::vec((1usize..4, 0i32..5), 0..4);
-    let append_request = (any::<i32>(), any::<u32>(), 0i64..1 << 40, any::<i32>(), shapes)
-        .prop_map(|(epoch, leader, prev_offset, prev_epoch, shapes)| {
-            let payload = batches(prev_offset + 1, &shapes);
-            let entries = entries_of(&payload).expect("whole batches");
-            let header = AppendHeader {
-                epoch,
-                leader: NodeId(leader),
-                prev_offset,
-                prev_epoch,
-                leader_commit: prev_offset / 2,
-                leader_clock_ms: prev_offset * 3,
-            };
-            Message::AppendRequest(AppendRequest {
-                header,
-                entries,
-                payload,
-                voter_changes: vec![],
-            })
-        });
+    let append_request = append_request();
     let divergence = prop::option::of((any::<i32>(), any::<i64>())).prop_map(|divergence| {
         divergence.map(|(epoch, epoch_start_offset)| Divergence { epoch, epoch_start_offset })
     });
@@ -102,6 +113,18 @@ fn replica_message() -> impl Strategy<Value = PeerMessage> {
         timeout_now,
         leadership_request
     ]
+}
+
+/// A voter set, or none (that batch is not a voters batch).
+fn voter_set() -> impl Strategy<Value = Option<VoterSet>> {
+    let voters = prop::collection::btree_map(any::<u32>(), prop::option::of(any::<u128>()), 1..6);
+    prop::option::of(voters).prop_map(|voters| {
+        let voters = voters?.into_iter().map(|(node, directory)| Voter {
+            node: NodeId(node),
+            directory: directory.map(DirectoryId),
+        });
+        VoterSet::new(voters.collect())
+    })
 }
 
 fn frame() -> impl Strategy<Value = PeerFrame> {
@@ -331,4 +354,21 @@ fn only_messages_a_peer_would_accept_are_sendable() {
     };
     assert!(is_sendable(&news(NEWS_IN_SYNC_MAX)));
     assert!(!is_sendable(&news(NEWS_IN_SYNC_MAX + 1)));
+}
+
+#[test]
+fn an_append_naming_more_voter_changes_than_batches_or_a_bad_set_is_refused() {
+    let voters = VoterSet::new(vec![Voter { node: NodeId(1), directory: None }]).expect("set");
+    let changes = vec![VoterChange { offset: 4, voters }];
+    let mut out = BytesMut::new();
+    encode_voter_changes(&mut out, &changes);
+    let reader = |bytes: &BytesMut| Reader { bytes: bytes.clone().freeze(), position: 0 };
+    assert_eq!(decode_voter_changes(&mut reader(&out), 1).ok(), Some(changes));
+    assert!(decode_voter_changes(&mut reader(&out), 0).is_err(), "more changes than batches");
+    let mut lying = out.clone();
+    lying[0..4].copy_from_slice(&3u32.to_be_bytes());
+    assert!(decode_voter_changes(&mut reader(&lying), 1_000).is_err(), "a count past the end");
+    let mut bad_flag = out.clone();
+    bad_flag[4 + 8 + 1 + 4] = 7;
+    assert!(decode_voter_changes(&mut reader(&bad_flag), 1).is_err(), "pinned must be 0 or 1");
 }

@@ -120,11 +120,14 @@ impl<P> Replica<P> {
         }
         // The voters batches among the new entries take effect now, committed or not.
         let first_new_offset = new_entries[0].base_offset;
-        for change in voter_changes.into_iter().filter(|c| c.offset >= first_new_offset) {
-            self.voters.append(change);
+        let new_changes: Vec<VoterChange> =
+            voter_changes.into_iter().filter(|change| change.offset >= first_new_offset).collect();
+        for change in &new_changes {
+            self.voters.append(change.clone());
         }
         assert_eq!(self.log.log_end_offset, request_end_offset);
-        self.log_ops.push(LogOp::Append { entries: new_entries, payload });
+        let voter_changes = new_changes;
+        self.log_ops.push(LogOp::Append { entries: new_entries, payload, voter_changes });
         Some(true)
     }
 

@@ -375,7 +375,7 @@ fn a_follower_cuts_a_conflicting_uncommitted_tail_and_appends_the_leaders_batche
     ];
     let expected = vec![
         LogOp::Truncate { from_offset: 2 },
-        LogOp::Append { entries: appended, payload: vec![2, 4] },
+        LogOp::Append { entries: appended, payload: vec![2, 4], voter_changes: vec![] },
         LogOp::Commit { high_watermark: 2 },
     ];
     assert_eq!(ready.log_ops, expected);

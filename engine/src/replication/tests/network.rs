@@ -609,7 +609,7 @@ fn apply(
             log.append(Batch { base_offset, next_offset: base_offset + 1, epoch, value });
             replica.handle_appended_voters(base_offset, epoch, voters);
         }
-        LogOp::Append { entries, payload } => {
+        LogOp::Append { entries, payload, .. } => {
             assert!(entries.len() <= payload.len());
             let values = &payload[payload.len() - entries.len()..];
             for (entry, value) in entries.iter().zip(values) {

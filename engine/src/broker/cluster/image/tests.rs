@@ -16,6 +16,7 @@ fn topic(name: &str, id: u128, replicas: Vec<Vec<i32>>) -> TopicMeta {
         partition_count: replicas.len() as i32,
         configs: BTreeMap::new(),
         replicas,
+        replica_directories: Vec::new(),
     }
 }
 
@@ -167,4 +168,48 @@ fn records_round_trip_through_a_record_batch_and_other_records_are_not_read() {
     assert!(decode_record(None, None).is_none());
     assert!(matches!(decode_record(Some(RECORD_KEY), Some(b"{\"type\":\"nope\"}")), Some(Err(_))));
     assert!(matches!(decode_record(Some(RECORD_KEY), None), Some(Err(_))));
+}
+
+#[test]
+fn a_recorded_replica_directory_may_be_learned_but_never_changed() {
+    let uuid = |value: u128| Some(uuid::Uuid::from_u128(value));
+    let pinned = |directories: Vec<Vec<Option<uuid::Uuid>>>| TopicMeta {
+        replica_directories: directories,
+        ..topic("t", 1, vec![vec![1, 2], vec![2, 3]])
+    };
+    let (image, outcomes) = check(vec![
+        put(pinned(vec![vec![uuid(1), None], vec![uuid(2), uuid(3)]])),
+        // A directory learned where none was: kept.
+        put(pinned(vec![vec![uuid(1), uuid(2)], vec![uuid(2), uuid(3)]])),
+        // A recorded one changed, or forgotten: refused.
+        put(pinned(vec![vec![uuid(9), uuid(2)], vec![uuid(2), uuid(3)]])),
+        put(pinned(Vec::new())),
+        // Not shaped like the replicas: refused.
+        put(pinned(vec![vec![uuid(1), uuid(2)]])),
+        put(pinned(vec![vec![uuid(1), uuid(2)], vec![uuid(2)]])),
+    ]);
+    assert!(outcomes[..2].iter().all(Result::is_ok), "{outcomes:?}");
+    assert!(outcomes[2..].iter().all(Result::is_err), "{outcomes:?}");
+    let recorded = &image.topics.get("t").expect("t").replica_directories;
+    assert_eq!(recorded, &vec![vec![uuid(1), uuid(2)], vec![uuid(2), uuid(3)]]);
+}
+
+#[test]
+fn pinning_records_registered_directories_and_keeps_recorded_ones() {
+    let brokers: BTreeMap<i32, BrokerEndpoint> =
+        [1, 2].into_iter().map(|node| (node, endpoint(node))).collect();
+    let mut fresh = topic("t", 1, vec![vec![1, 2, 3]]);
+    fresh.pin_directories(&BTreeMap::new());
+    assert!(fresh.replica_directories.is_empty(), "nothing known: nothing recorded");
+    fresh.pin_directories(&brokers);
+    let uuid = |value: u128| Some(uuid::Uuid::from_u128(value));
+    assert_eq!(fresh.replica_directories, vec![vec![uuid(1), uuid(2), None]]);
+    let moved: BTreeMap<i32, BrokerEndpoint> = [1, 2, 3]
+        .into_iter()
+        .map(|node| {
+            (node, BrokerEndpoint { directory_id: uuid(node as u128 + 10), ..endpoint(node) })
+        })
+        .collect();
+    fresh.pin_directories(&moved);
+    assert_eq!(fresh.replica_directories, vec![vec![uuid(1), uuid(2), uuid(13)]]);
 }

@@ -32,6 +32,7 @@ fn topic(name: &str, partition_count: i32, id: u128) -> TopicMeta {
         partition_count,
         configs: Default::default(),
         replicas: Vec::new(),
+        replica_directories: Vec::new(),
     }
 }
 

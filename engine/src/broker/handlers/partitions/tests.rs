@@ -12,6 +12,7 @@ fn registry() -> TopicSnapshot {
         partition_count: 2,
         configs: [("retention.ms".to_string(), "1000".to_string())].into_iter().collect(),
         replicas: Vec::new(),
+        replica_directories: Vec::new(),
     };
     TopicSnapshot::new([topic])
 }
