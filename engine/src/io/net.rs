@@ -29,9 +29,9 @@ pub struct Listener {
 pub fn ensure_not_listening(address: SocketAddr) -> io::Result<()> {
     let deadline = std::time::Instant::now() + LISTENER_GONE_WAIT;
     loop {
-        // std's bind sets SO_REUSEADDR, not SO_REUSEPORT: it fails on a listening port only.
-        match std::net::TcpListener::bind(address) {
-            Ok(_probe) => return Ok(()),
+        // SO_REUSEADDR without SO_REUSEPORT, and no listen: fails on a listening port only.
+        match OsListener::probe(address) {
+            Ok(()) => return Ok(()),
             Err(error) if error.kind() != io::ErrorKind::AddrInUse => return Err(error),
             Err(error) if std::time::Instant::now() >= deadline => return Err(error),
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),

@@ -739,3 +739,18 @@ fn a_panic_in_a_spawned_task_unwinds_out_of_block_on() {
     assert!(outcome.is_err());
     assert_eq!(block_on(async { spawn_local(async { 1 }).await }), 1, "a new runtime works");
 }
+
+#[test]
+fn the_listener_probe_fails_on_a_listening_port_only_and_takes_no_connection() {
+    use super::backend::net::OsListener;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = listener.local_addr().expect("its address");
+    let error = OsListener::probe(address).expect_err("a listener is there");
+    assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+    drop(listener);
+    OsListener::probe(address).expect("nothing listens any more");
+    // The probe never listens: nothing can connect to it.
+    OsListener::probe(address).expect("probing twice");
+    let refused = std::net::TcpStream::connect(address);
+    assert!(refused.is_err(), "a probe accepted a connection");
+}

@@ -139,6 +139,18 @@ impl OsListener {
         Ok(OsListener { fd: Rc::new(fd) })
     }
 
+    /// Binds `address` with SO_REUSEADDR and closes the socket at once, never listening:
+    /// fails (AddrInUse) only while some socket listens there. A probe that listened would
+    /// take, and reset as it closes, a connection that arrived in its moment of life.
+    pub(crate) fn probe(address: SocketAddr) -> io::Result<()> {
+        let fd = new_socket(&address)?;
+        set_option(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, true)?;
+        let (storage, length) = to_sockaddr(address);
+        // SAFETY: `storage` holds a valid address of `length` bytes.
+        check(unsafe { libc::bind(fd.as_raw_fd(), (&raw const storage).cast(), length) })?;
+        Ok(())
+    }
+
     pub(crate) async fn accept(&self) -> io::Result<(OsStream, SocketAddr)> {
         let fd = types::Fd(self.fd.as_raw_fd());
         // SAFETY: plain data, filled by the kernel.
