@@ -582,7 +582,8 @@ impl Shard {
             return Ok(());
         }
         let controller = self.controller().ok_or(PublishError::NotController)?;
-        let snapshot = with_directories_pinned(&snapshot);
+        // The registrations are the applied image's: a handler's new registry carries none.
+        let snapshot = with_directories_pinned(&snapshot, &self.topics().brokers);
         let records = crate::broker::cluster::image::records_between(&self.topics(), &snapshot);
         controller.propose(records).await.map_err(|error| match error {
             ProposeError::NotController => PublishError::NotController,
@@ -760,9 +761,12 @@ fn tell_directories(
 
 /// `snapshot` with every replica's registered directory recorded where none was (the first
 /// voters of new partitions; older topics' replicas as their brokers run now).
-fn with_directories_pinned(snapshot: &TopicSnapshot) -> TopicSnapshot {
+fn with_directories_pinned(
+    snapshot: &TopicSnapshot,
+    brokers: &BTreeMap<i32, BrokerEndpoint>,
+) -> TopicSnapshot {
     let topics = snapshot.by_name.values().cloned().map(|mut topic| {
-        topic.pin_directories(&snapshot.brokers);
+        topic.pin_directories(brokers);
         topic
     });
     let mut pinned = TopicSnapshot::new(topics);

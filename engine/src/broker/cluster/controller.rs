@@ -445,7 +445,10 @@ fn offsets_topic(inner: &Inner) -> Option<MetadataRecord> {
     let partitions = groups::OFFSETS_TOPIC_PARTITIONS;
     let replicas = assignment::assign(groups::OFFSETS_TOPIC, &brokers, 0, partitions, factor);
     let id = io::random_uuid();
-    Some(MetadataRecord::PutTopic { topic: groups::offsets_topic(id, replicas) })
+    let mut topic = groups::offsets_topic(id, replicas);
+    // Its first voters are pinned like any topic's (`Shard::publish_registry`).
+    topic.pin_directories(&image.brokers);
+    Some(MetadataRecord::PutTopic { topic })
 }
 
 /// Awaits `notified` unless `deadline` passes first; false on the deadline.

@@ -198,6 +198,8 @@ struct Inner {
     leading_epoch: Cell<Option<i32>>,
     /// What `replica-voters` holds (`voters_file.rs`).
     voter_changes: RefCell<Vec<VoterChange>>,
+    /// A leader's voters batch is being recorded at the log end (`append_voters`).
+    voters_writing: Cell<bool>,
 }
 
 impl ReplicatedPartition {
@@ -261,6 +263,7 @@ impl ReplicatedPartition {
             led_from: Cell::new(None),
             leading_epoch: Cell::new(None),
             voter_changes: RefCell::new(voter_changes),
+            voters_writing: Cell::new(false),
         });
         drop(crate::io::spawn_local(drive(Rc::clone(&inner))));
         ticker.register(&inner);
@@ -307,9 +310,10 @@ impl ReplicatedPartition {
                     epoch: replica.epoch(),
                 });
             }
-            if !replica.accepts_writes() {
+            if !replica.accepts_writes() || inner.voters_writing.get() {
                 // Handing leadership over: the target catches up with a log end that stands
-                // still. The client's retry finds the new leader.
+                // still. The client's retry finds the new leader. Or a voters batch is being
+                // recorded at the log end (`append_voters`): the retry comes after it.
                 return Err(NotLeader::NotServing);
             }
             replica.epoch()
@@ -670,10 +674,23 @@ async fn forget_voter_changes_from(inner: &Inner, from_offset: i64) -> Result<()
 }
 
 /// A leader's voters batch (`replication/membership.rs`): recorded, appended, reported.
+/// While the record is written nothing else may take its offset: produce is refused
+/// meanwhile (`NotServing`, which clients retry), and nothing else appends as leader. If the
+/// replica changed its mind meanwhile (it stepped down, or started handing over), the
+/// record is taken back and nothing is appended.
 async fn append_voters(inner: &Inner, epoch: i32, voters: VoterSet) -> Result<(), LogError> {
     let base_offset = inner.log.log_end_offset();
     let change = VoterChange { offset: base_offset, voters: voters.clone() };
-    record_voter_changes(inner, vec![change]).await?;
+    inner.voters_writing.set(true);
+    let recorded = record_voter_changes(inner, vec![change]).await;
+    let still = inner.replica.borrow().may_append_voters(epoch);
+    if recorded.is_err() || !still || inner.log.log_end_offset() != base_offset {
+        let forgotten = forget_voter_changes_from(inner, base_offset).await;
+        inner.voters_writing.set(false);
+        inner.replica.borrow_mut().abandon_voters_change();
+        return recorded.and(forgotten);
+    }
+    inner.voters_writing.set(false);
     let described: Vec<(i32, u128)> = voters
         .voters()
         .iter()

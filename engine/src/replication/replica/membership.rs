@@ -71,6 +71,21 @@ impl<P> Replica<P> {
         self.check_invariants();
     }
 
+    /// Whether the voters batch a [`LogOp::AppendVoters`] of `epoch` asked for may still be
+    /// appended: this replica leads `epoch`, hands nothing over, and still waits for it. A
+    /// driver that had to wait before appending (to record it first) asks.
+    pub fn may_append_voters(&self, epoch: i32) -> bool {
+        let leading = self.role == Role::Leader && self.epoch == epoch;
+        leading && self.transfer.is_none() && self.voters_change_pending
+    }
+
+    /// The driver gives up the voters batch it was asked for (see
+    /// [`Replica::may_append_voters`]); a leader proposes again when it is due.
+    pub fn abandon_voters_change(&mut self) {
+        self.voters_change_pending = false;
+        self.check_invariants();
+    }
+
     /// Whether every voter set an append carries names replicas only (a set naming another
     /// broker comes from a broken or hostile peer: ignore the message).
     pub(super) fn voters_fit(&self, message: &Message<P>) -> bool {

@@ -3,7 +3,7 @@
 //! and until then the new replica neither votes nor counts (`replication/membership.rs`).
 
 use super::network::{directory, node, Network};
-use crate::replication::{AppendRequest, Message, Voter, VoterChange, VoterSet, NO_EPOCH};
+use crate::replication::{AppendRequest, LogOp, Message, Voter, VoterChange, VoterSet, NO_EPOCH};
 
 fn pinned_to(voters: &[(u32, u64)]) -> VoterSet {
     let voters =
@@ -160,4 +160,31 @@ fn a_voters_batch_that_names_no_single_offset_entry_is_ignored() {
     let request = AppendRequest { voter_changes: vec![change], ..request };
     replica.handle_message(node(1), Message::AppendRequest(request), 0);
     assert_eq!(replica.log_end_offset(), 0, "a set naming another broker is not taken");
+}
+
+#[test]
+fn a_voters_batch_the_driver_could_not_append_in_time_is_abandoned_and_proposed_again() {
+    let mut network = Network::pinned(3);
+    network.elect(node(1));
+    network.propose(node(1), 1);
+    network.run_for(300, 50);
+    network.wipe_unannounced(node(2));
+    let new_directory = network.node(node(2)).config.directory.expect("pinned");
+    let now_ms = network.now_ms;
+    let leader = network.node_mut(node(1)).replica.as_mut().expect("running");
+    leader.handle_peer_directory(node(2), new_directory, now_ms);
+    let ready = leader.poll_ready().expect("the removal");
+    assert!(ready.log_ops.iter().any(|op| matches!(op, LogOp::AppendVoters { .. })));
+    let epoch = leader.epoch();
+    assert!(leader.may_append_voters(epoch));
+    // While its driver records the batch, the leader starts handing over: no append now.
+    assert!(leader.transfer_leadership(node(3), now_ms));
+    assert!(!leader.may_append_voters(epoch));
+    leader.abandon_voters_change();
+    network.process(node(1));
+    network.announce_directory(node(2));
+    network.run_for(3_000, 50);
+    for id in network.ids() {
+        assert_eq!(network.replica(id).voters(), &pinned_to(&[(1, 0), (2, 1), (3, 0)]), "{id:?}");
+    }
 }
