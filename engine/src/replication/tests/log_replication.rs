@@ -299,13 +299,7 @@ fn the_checker_catches_voters_that_skip_the_log_check() {
         |config| config.planted_vote_without_log_check = true,
         |_| Default::default(),
     );
-    network.elect(node(1));
-    // Committed by nodes 1 and 2 while node 3 is cut off.
-    network.isolate(node(3));
-    network.propose(node(1), 1);
-    network.deliver_all();
-    network.crash(node(1));
-    network.heal();
+    network.commit_without_three_then_crash_one();
     // Long after node 2 last heard its leader, node 3 (without the batch) asks for its vote.
     network.now_ms += 10_000;
     network.campaign(node(3));

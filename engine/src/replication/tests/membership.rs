@@ -40,12 +40,7 @@ fn a_wiped_replica_is_a_learner_until_the_leader_has_replaced_its_old_pair() {
 /// Docs' counter-example: a batch committed on 1 and 2 only; 2 loses its disk; 1 goes down.
 /// 3, without the batch, campaigns; the wiped 2 must not elect it.
 fn stale_candidate_asks_a_wiped_replica(network: &mut Network, announced: bool) {
-    network.elect(node(1));
-    network.isolate(node(3));
-    network.propose(node(1), 1);
-    network.deliver_all();
-    network.crash(node(1));
-    network.heal();
+    network.commit_without_three_then_crash_one();
     network.wipe_unannounced(node(2));
     if announced {
         network.announce_directory(node(2));
@@ -118,19 +113,27 @@ fn unpinned_voters_are_pinned_to_the_directories_their_nodes_run_on() {
     assert_eq!(network.voter_sets.len(), 3, "one voter at a time");
 }
 
+/// `super::append`'s request from leader 1 in epoch 1 from offset 0, naming a voters batch
+/// of `voters` at `offset`.
+fn append_naming_voters(
+    entries: &[(i64, i64, i32)],
+    offset: i64,
+    voters: VoterSet,
+) -> Message<super::Payload> {
+    let Message::AppendRequest(request) = super::append(1, 1, (-1, NO_EPOCH), 0, entries) else {
+        unreachable!("append builds an append request")
+    };
+    let voter_changes = vec![VoterChange { offset, voters }];
+    Message::AppendRequest(AppendRequest { voter_changes, ..request })
+}
+
 #[test]
 fn a_truncated_voters_batch_takes_its_set_back() {
     let mut replica = super::replica(2, 3);
     let initial = replica.voters().clone();
     let reduced = initial.without(node(2)).expect("two voters left");
-    let Message::AppendRequest(request) =
-        super::append(1, 1, (-1, NO_EPOCH), 0, &[(0, 1, 1), (1, 2, 1)])
-    else {
-        unreachable!()
-    };
-    let change = VoterChange { offset: 1, voters: reduced.clone() };
-    let request = AppendRequest { voter_changes: vec![change], ..request };
-    replica.handle_message(node(1), Message::AppendRequest(request), 0);
+    let request = append_naming_voters(&[(0, 1, 1), (1, 2, 1)], 1, reduced.clone());
+    replica.handle_message(node(1), request, 0);
     assert_eq!(replica.voters(), &reduced, "in force once in the log, committed or not");
     assert!(!replica.is_voter());
     // A leader of epoch 2 that never had it overwrites offset 1.
@@ -143,22 +146,10 @@ fn a_truncated_voters_batch_takes_its_set_back() {
 fn a_voters_batch_that_names_no_single_offset_entry_is_ignored() {
     let mut replica = super::replica(2, 3);
     let reduced = replica.voters().without(node(3)).expect("two voters left");
-    let Message::AppendRequest(request) = super::append(1, 1, (-1, NO_EPOCH), 0, &[(0, 3, 1)])
-    else {
-        unreachable!()
-    };
-    let change = VoterChange { offset: 0, voters: reduced };
-    let request = AppendRequest { voter_changes: vec![change], ..request };
-    replica.handle_message(node(1), Message::AppendRequest(request), 0);
+    replica.handle_message(node(1), append_naming_voters(&[(0, 3, 1)], 0, reduced), 0);
     assert_eq!(replica.log_end_offset(), 0, "a malformed append changes nothing");
     let outsider = VoterSet::new(vec![Voter { node: node(9), directory: None }]).expect("set");
-    let Message::AppendRequest(request) = super::append(1, 1, (-1, NO_EPOCH), 0, &[(0, 1, 1)])
-    else {
-        unreachable!()
-    };
-    let change = VoterChange { offset: 0, voters: outsider };
-    let request = AppendRequest { voter_changes: vec![change], ..request };
-    replica.handle_message(node(1), Message::AppendRequest(request), 0);
+    replica.handle_message(node(1), append_naming_voters(&[(0, 1, 1)], 0, outsider), 0);
     assert_eq!(replica.log_end_offset(), 0, "a set naming another broker is not taken");
 }
 

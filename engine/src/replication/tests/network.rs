@@ -306,6 +306,17 @@ impl Network {
         self.start(id, 0);
     }
 
+    /// 1 leads and commits a batch with 2 while 3 is cut off; then 1 crashes and the links
+    /// heal: 3 lacks a committed batch that only 1 (down) and 2 hold.
+    pub fn commit_without_three_then_crash_one(&mut self) {
+        self.elect(node(1));
+        self.isolate(node(3));
+        self.propose(node(1), 1);
+        self.deliver_all();
+        self.crash(node(1));
+        self.heal();
+    }
+
     /// Whether every node runs and every one's voters are all nodes on their current
     /// directories (no wipe is still being repaired).
     pub fn voters_on_current_directories(&self) -> bool {
