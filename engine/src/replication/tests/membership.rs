@@ -11,6 +11,15 @@ fn pinned_to(voters: &[(u32, u64)]) -> VoterSet {
     VoterSet::new(voters.collect()).expect("voters")
 }
 
+/// Three pinned nodes led by 1, with a batch of `offsets` offsets committed everywhere.
+fn led_by_one_with_a_committed_batch(offsets: i64) -> Network {
+    let mut network = Network::pinned(3);
+    network.elect(node(1));
+    network.propose(node(1), offsets);
+    network.run_for(300, 50);
+    network
+}
+
 #[test]
 fn a_wiped_replica_is_a_learner_until_the_leader_has_replaced_its_old_pair() {
     let mut network = Network::pinned(3);
@@ -77,10 +86,7 @@ fn the_checker_catches_a_wiped_replica_that_votes() {
 
 #[test]
 fn a_learner_acknowledgement_commits_nothing() {
-    let mut network = Network::pinned(3);
-    network.elect(node(1));
-    network.propose(node(1), 2);
-    network.run_for(300, 50);
+    let mut network = led_by_one_with_a_committed_batch(2);
     network.crash(node(3));
     network.wipe(node(2));
     network.run_for(300, 50);
@@ -155,10 +161,7 @@ fn a_voters_batch_that_names_no_single_offset_entry_is_ignored() {
 
 #[test]
 fn a_voters_batch_the_driver_could_not_append_in_time_is_abandoned_and_proposed_again() {
-    let mut network = Network::pinned(3);
-    network.elect(node(1));
-    network.propose(node(1), 1);
-    network.run_for(300, 50);
+    let mut network = led_by_one_with_a_committed_batch(1);
     network.wipe_unannounced(node(2));
     let new_directory = network.node(node(2)).config.directory.expect("pinned");
     let now_ms = network.now_ms;
