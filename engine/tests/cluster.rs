@@ -146,14 +146,16 @@ fn a_broker_back_with_a_wiped_data_directory_registers_under_a_new_directory_id(
 /// replica, without the record, must not be elected by the wiped one (which has forgotten
 /// everything, its votes too): it is a learner, pinned out of the voters by its new
 /// directory id. The record is there once the leader is back, and the wiped broker rejoins
-/// the in-sync replicas.
+/// the in-sync replicas. Five brokers, the partition on three: the controller needs three
+/// of its five voters, which the two brokers off the partition and the third replica make
+/// (the wiped broker does not vote in the controller either until it is re-added).
 #[test]
 fn a_wiped_replica_cannot_elect_a_replica_that_lacks_an_acknowledged_record() {
-    let mut cluster = TernCluster::start("wiped-vote", 3, &["--shards", "1"]);
+    let mut cluster = TernCluster::start("wiped-vote", 5, &["--shards", "1"]);
     cluster.wait_until_registered();
-    create_replicated_topic(&cluster, "kept", &[]);
+    create_topic_on(&cluster, "kept", &[1, 2, 3]);
     let leader = leader_of_topic(&mut cluster, "kept");
-    let mut followers = cluster.node_ids().filter(|node| *node != leader);
+    let mut followers = [1, 2, 3].into_iter().filter(|node| *node != leader);
     let (wiped, behind) = (followers.next().expect("two"), followers.next().expect("followers"));
     cluster.kill9(behind);
     let offset = produce_value(&cluster, leader, "kept", "precious");
@@ -183,6 +185,82 @@ fn a_wiped_replica_cannot_elect_a_replica_that_lacks_an_acknowledged_record() {
         std::thread::sleep(Duration::from_millis(200));
     }
     cluster.stop_all();
+}
+
+/// The controller's metadata log is a Raft group too, and its first voters cannot come
+/// pinned from anywhere: its leader pins them with voters batches. Once pinned, a broker back
+/// on a wiped directory (it forgot its vote and its log) cannot help elect a controller that
+/// lacks a committed metadata record; it votes again once re-added.
+#[test]
+fn a_wiped_broker_cannot_elect_a_controller_that_lacks_a_committed_record() {
+    let mut cluster = TernCluster::start("wiped-controller", 3, &["--shards", "1"]);
+    cluster.wait_until_registered();
+    let controller = wait_for_pinned_controller(&cluster);
+    let mut followers = cluster.node_ids().filter(|node| *node != controller);
+    let (wiped, behind) = (followers.next().expect("two"), followers.next().expect("followers"));
+    cluster.kill9(behind);
+    create_replicated_topic(&cluster, "committed", &[]);
+    cluster.kill9(controller);
+    cluster.kill9(wiped);
+    std::fs::remove_dir_all(&cluster.broker(wiped).data_dir).unwrap();
+    // Brokers without a controller serve no client: they answer nothing at all.
+    cluster.restart_unanswering(&[behind, wiped]);
+    // Many election timeouts (1 s each) with only the two of them up.
+    let quiet_until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < quiet_until {
+        for asked in [behind, wiped] {
+            assert!(cluster.is_running(asked), "{asked} exited:\n{}", cluster.logs());
+            let named = controller_named_by(&cluster, asked);
+            assert!(named.is_none(), "{named:?} controls without the record:\n{}", cluster.logs());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let changes_before = metadata_voter_changes(&cluster, controller);
+    cluster.restart(controller);
+    // It removes the wiped directory's voter, then adds the broker back on its new one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metadata_voter_changes(&cluster, controller) < changes_before + 2 {
+        assert!(Instant::now() < deadline, "never re-added:\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.kill9(controller);
+    create_replicated_topic(&cluster, "after", &[]);
+    cluster.restart(controller);
+    cluster.stop_all();
+}
+
+/// Waits (at most 30 s) until the controller's leader has pinned each of the three voters
+/// of the metadata log to its broker's directory; the leader.
+fn wait_for_pinned_controller(cluster: &TernCluster) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for node_id in cluster.node_ids() {
+            if metadata_voter_changes(cluster, node_id) >= 3 {
+                if let Some(leader) = controller_named_by(cluster, node_id) {
+                    return leader;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "voters never pinned:\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The voters batches of the metadata log that `node_id` appended as its leader (each
+/// logged once), through all its runs.
+fn metadata_voter_changes(cluster: &TernCluster, node_id: i32) -> usize {
+    let log = cluster.broker(node_id).log();
+    let voters = log.lines().filter(|line| line.contains("partition: voters"));
+    voters.filter(|line| line.contains("__cluster_metadata-0")).count()
+}
+
+/// The controller `asked` names in Metadata, if any.
+fn controller_named_by(cluster: &TernCluster, asked: i32) -> Option<i32> {
+    use kafka_protocol::messages::MetadataRequest;
+    let mut connection = Connection::try_connect(&cluster.broker(asked).bootstrap())?;
+    let request = MetadataRequest::default().with_topics(Some(vec![]));
+    let response = connection.try_call(12, &request)?;
+    (response.controller_id.0 >= 1).then_some(response.controller_id.0)
 }
 
 /// Produces one record of `value` (acks=all) to partition 0 on `leader`; its offset.
@@ -393,11 +471,33 @@ fn min_insync_replicas_refuses_produce_when_too_few_replicas_are_in_sync() {
 fn create_replicated_topic(cluster: &TernCluster, topic: &str, configs: &[(&str, &str)]) {
     let mut request = common::differential::create_request(topic, 1, configs);
     request.topics[0].replication_factor = 3;
+    create_through_controller(cluster, topic, &request);
+}
+
+/// Creates `topic` with one partition on `replicas`, the first its preferred leader.
+fn create_topic_on(cluster: &TernCluster, topic: &str, replicas: &[i32]) {
+    use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+    use kafka_protocol::messages::BrokerId;
+    let mut request = common::differential::create_request(topic, -1, &[]);
+    request.topics[0].replication_factor = -1;
+    let mut assignment = CreatableReplicaAssignment::default();
+    assignment.partition_index = 0;
+    assignment.broker_ids = replicas.iter().map(|id| BrokerId(*id)).collect();
+    request.topics[0].assignments.push(assignment);
+    create_through_controller(cluster, topic, &request);
+}
+
+fn create_through_controller(
+    cluster: &TernCluster,
+    topic: &str,
+    request: &kafka_protocol::messages::CreateTopicsRequest,
+) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         for node_id in cluster.node_ids() {
-            let mut connection = Connection::connect(&cluster.broker(node_id).bootstrap());
-            let Some(response) = connection.try_call(5, &request) else { continue };
+            let bootstrap = cluster.broker(node_id).bootstrap();
+            let Some(mut connection) = Connection::try_connect(&bootstrap) else { continue };
+            let Some(response) = connection.try_call(5, request) else { continue };
             match response.topics[0].error_code {
                 0 | 36 => return,
                 _ => continue,
@@ -682,7 +782,8 @@ fn create_topic_of_replicas(
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         for node_id in cluster.node_ids() {
-            let mut connection = Connection::connect(&cluster.broker(node_id).bootstrap());
+            let bootstrap = cluster.broker(node_id).bootstrap();
+            let Some(mut connection) = Connection::try_connect(&bootstrap) else { continue };
             let Some(response) = connection.try_call(5, &request) else { continue };
             if let 0 | 36 = response.topics[0].error_code {
                 return;

@@ -214,13 +214,19 @@ impl TernCluster {
     /// Starts several stopped brokers, then waits until each answers: brokers that need each
     /// other for a controller quorum serve no client until enough of them run.
     pub fn restart_together(&mut self, node_ids: &[i32]) {
+        self.restart_unanswering(node_ids);
+        for &node_id in node_ids {
+            wait_until_answering(self.broker(node_id));
+        }
+    }
+
+    /// Starts several stopped brokers and returns at once: without a controller they may
+    /// never answer a client.
+    pub fn restart_unanswering(&mut self, node_ids: &[i32]) {
         for &node_id in node_ids {
             let broker = self.broker_mut(node_id);
             assert!(broker.pid().is_none(), "node {node_id} still runs");
             broker.restart();
-        }
-        for &node_id in node_ids {
-            wait_until_answering(self.broker(node_id));
         }
     }
 

@@ -87,10 +87,44 @@ struct Inner {
     /// Voters of the metadata group: once this many brokers are registered, the leader
     /// creates `__consumer_offsets` over them.
     voter_count: usize,
-    /// Client endpoints heard in peers' hellos (shared with the transport's hello handler,
-    /// which runs before this controller exists: a hello is heard once per connection).
-    heard: Rc<RefCell<BTreeMap<i32, BrokerEndpoint>>>,
+    /// What peers' hellos said (shared with the transport's hello handler, which runs
+    /// before this controller exists: a hello is heard once per connection).
+    heard: Rc<RefCell<Heard>>,
     stopped: Cell<bool>,
+}
+
+/// What the peers' hellos said, and whom to tell at once.
+#[derive(Default)]
+struct Heard {
+    /// Each peer's client endpoint and data directory, from its latest hello.
+    endpoints: BTreeMap<i32, BrokerEndpoint>,
+    /// The metadata replica, once open. It is told a peer's directory while that peer's hello
+    /// is handled, so before any frame of the connection: a vote from a broker that came back
+    /// on a wiped directory is never counted as the old directory's (`membership.rs`).
+    metadata: Option<ReplicatedPartition>,
+}
+
+impl Heard {
+    fn hear(&mut self, endpoint: BrokerEndpoint) {
+        if let Some(metadata) = &self.metadata {
+            tell_directory(metadata, &endpoint);
+        }
+        self.endpoints.insert(endpoint.node_id, endpoint);
+    }
+
+    /// From now on, hellos are told to `metadata`, and so is every one heard before.
+    fn tell_from_now_on(&mut self, metadata: &ReplicatedPartition) {
+        for endpoint in self.endpoints.values() {
+            tell_directory(metadata, endpoint);
+        }
+        self.metadata = Some(metadata.clone());
+    }
+}
+
+fn tell_directory(metadata: &ReplicatedPartition, endpoint: &BrokerEndpoint) {
+    let Some(directory) = endpoint.directory_id else { return };
+    let directory = crate::replication::DirectoryId(directory.as_u128());
+    metadata.set_peer_directory(node(endpoint.node_id), directory);
 }
 
 impl Controller {
@@ -104,11 +138,12 @@ impl Controller {
         let listener = Listener::bind(cluster.peer_listen)
             .map_err(|source| StartError::Listen { address: cluster.peer_listen, source })?;
         let own_endpoint = shard.own_endpoint();
-        let heard = Rc::new(RefCell::new(BTreeMap::new()));
+        let heard = Rc::new(RefCell::new(Heard::default()));
         let transport = start_transport(shard, cluster, listener, &own_endpoint, &heard);
         let metadata = open_metadata(shard, cluster, &transport).await.map_err(|error| {
             StartError::Shards(std::io::Error::other(format!("metadata log: {error}")))
         })?;
+        heard.borrow_mut().tell_from_now_on(&metadata);
         let inner = Rc::new(Inner {
             node_id: cluster.node_id,
             voter_count: cluster.voters.len(),
@@ -215,6 +250,8 @@ impl Controller {
     pub async fn stop(&self) {
         self.inner.stopped.set(true);
         self.inner.applied_changed.notify_waiters();
+        // The hello handler holds the replica; the replica's sender holds the transport.
+        self.inner.heard.borrow_mut().metadata = None;
         self.inner.metadata.stop();
         self.inner.transport.stop();
         if let Err(error) = self.inner.metadata.log().close().await {
@@ -228,7 +265,7 @@ fn start_transport(
     cluster: &ClusterConfig,
     listener: Listener,
     own_endpoint: &BrokerEndpoint,
-    heard: &Rc<RefCell<BTreeMap<i32, BrokerEndpoint>>>,
+    heard: &Rc<RefCell<Heard>>,
 ) -> PeerTransport {
     let hello = Hello {
         node_id: node(cluster.node_id),
@@ -262,7 +299,7 @@ fn start_transport(
                 port: hello.kafka_port,
                 directory_id: Some(uuid::Uuid::from_bytes(hello.directory_id)),
             };
-            heard.borrow_mut().insert(node_id, endpoint);
+            heard.borrow_mut().hear(endpoint);
         }),
     )
 }
@@ -282,9 +319,12 @@ async fn open_metadata(
     let log_config =
         LogConfig { retention_age_ms: -1, retention_size_bytes: -1, ..shard.config.log.clone() };
     let voters = cluster.voters.keys().map(|id| node(*id)).collect();
-    // The controller has no preferred leader (as KRaft's has none).
+    // The controller has no preferred leader (as KRaft's has none). Its first voters are
+    // not pinned: nothing outside this directory records theirs. The leader pins them, one
+    // voters batch each, once it has heard every peer's hello (`membership.rs`).
     let replica_config = crate::replication::ReplicaConfig {
         leader_rebalance_interval_ms: None,
+        directory: Some(crate::replication::DirectoryId(shard.cluster.directory_id.as_u128())),
         ..cluster.replica_config(voters)
     };
     let transport = transport.clone();
@@ -426,7 +466,7 @@ fn unregistered(inner: &Inner) -> Vec<MetadataRecord> {
     let image = inner.image.borrow();
     let heard = inner.heard.borrow();
     let own = std::iter::once(&inner.own_endpoint);
-    own.chain(heard.values())
+    own.chain(heard.endpoints.values())
         .filter(|endpoint| image.brokers.get(&endpoint.node_id) != Some(*endpoint))
         .map(|endpoint| MetadataRecord::RegisterBroker(endpoint.clone()))
         .collect()
