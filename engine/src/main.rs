@@ -342,6 +342,7 @@ fn cluster_config(arguments: &Arguments) -> Result<Option<config::ClusterConfig>
         planted_vote_without_log_check: false,
         planted_serve_before_own_commit: false,
         planted_vote_before_sync: false,
+        planted_wiped_replica_votes: false,
     }))
 }
 

@@ -25,7 +25,7 @@ mod cli {
                         |no-dedup|commit-before-sync|serve-above-hwm|ack-before-durable
                         |commit-without-majority|vote-twice|serve-before-own-commit
                         |vote-without-log-check|no-producer-state-on-follower
-                        |vote-before-sync]
+                        |vote-before-sync|wiped-replica-votes]
   tern-sim list
 environment: TERN_SIM_HISTORY=1 prints every client operation of each seed,
              TERN_SIM_LOG=1 every traced event (faults, broker log lines) to stderr";

@@ -56,6 +56,7 @@ thread_local! {
 pub async fn run(handle: &Handle, brokers: &[NodeId], plan: &Plan, window: Duration) {
     ACTIVE_FAULTS.with(|active| active.set(0));
     LIFECYCLE_BUSY.with(|busy| busy.borrow_mut().clear());
+    cluster::forget_wiped();
     if plan.fault_kinds.is_empty() {
         madsim::time::sleep(window).await;
         return;
@@ -166,7 +167,8 @@ async fn apply(handle: &Handle, brokers: &[NodeId], plan: &Plan, kind: FaultKind
         | FaultKind::PartitionMinority
         | FaultKind::PartitionMajoritiesRing
         | FaultKind::PartitionOneWay
-        | FaultKind::FlappingLinks => unreachable!("{kind:?} is a cluster fault"),
+        | FaultKind::FlappingLinks
+        | FaultKind::Wipe => unreachable!("{kind:?} is a cluster fault"),
     }
 }
 

@@ -3,7 +3,7 @@
 //! same plan, independent of how the simulation later consumes madsim's randomness.
 
 /// The scenarios `tern-sim list` prints, in that order.
-pub const SCENARIOS: [&str; 10] = [
+pub const SCENARIOS: [&str; 11] = [
     "single-broker-crash",
     "single-broker-network",
     "single-broker-reference",
@@ -14,6 +14,7 @@ pub const SCENARIOS: [&str; 10] = [
     "five-broker-partition",
     "five-broker-crash",
     "three-broker-idempotent",
+    "three-broker-wipe",
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +53,7 @@ pub enum Scenario {
     /// Idempotent producers retrying through leader changes, on three brokers, under every
     /// cluster fault.
     ThreeBrokerIdempotent,
+    ThreeBrokerWipe,
 }
 
 impl Scenario {
@@ -67,6 +69,7 @@ impl Scenario {
             "five-broker-partition" => Some(Scenario::FiveBrokerPartition),
             "five-broker-crash" => Some(Scenario::FiveBrokerCrash),
             "three-broker-idempotent" => Some(Scenario::ThreeBrokerIdempotent),
+            "three-broker-wipe" => Some(Scenario::ThreeBrokerWipe),
             _ => None,
         }
     }
@@ -83,6 +86,7 @@ impl Scenario {
             Scenario::FiveBrokerPartition => SCENARIOS[7],
             Scenario::FiveBrokerCrash => SCENARIOS[8],
             Scenario::ThreeBrokerIdempotent => SCENARIOS[9],
+            Scenario::ThreeBrokerWipe => SCENARIOS[10],
         }
     }
 
@@ -91,7 +95,8 @@ impl Scenario {
         match self {
             Scenario::ThreeBrokerCrash
             | Scenario::ThreeBrokerPartition
-            | Scenario::ThreeBrokerIdempotent => 3,
+            | Scenario::ThreeBrokerIdempotent
+            | Scenario::ThreeBrokerWipe => 3,
             Scenario::FiveBrokerPartition | Scenario::FiveBrokerCrash => 5,
             _ => 1,
         }
@@ -164,6 +169,7 @@ pub enum FaultKind {
     /// A cluster: the links of one broker (or of one pair) to its peers are cut and
     /// restored every 20 to 300 ms for 1 to 3 s.
     FlappingLinks,
+    Wipe,
 }
 
 const CRASH_KINDS: [FaultKind; 11] = [
@@ -260,8 +266,22 @@ const CLUSTER_PARTITION_KINDS: [FaultKind; 12] = [
     FaultKind::Pause,
     FaultKind::LeaderCrash,
 ];
+/// A cluster where one broker's disk is wiped (then the same broker's again, never
+/// another's: two lost disks of three lose acknowledged records by design), among crashes,
+/// pauses and a minority cut off.
+const CLUSTER_WIPE_KINDS: [FaultKind; 9] = [
+    FaultKind::Wipe,
+    FaultKind::Crash,
+    FaultKind::ProcessCrash,
+    FaultKind::LeaderCrash,
+    FaultKind::PowerOutage,
+    FaultKind::RollingRestart,
+    FaultKind::Pause,
+    FaultKind::DiskLatency,
+    FaultKind::PartitionMinority,
+];
 /// The faults only a cluster's nemesis applies.
-const CLUSTER_ONLY_KINDS: [FaultKind; 7] = [
+const CLUSTER_ONLY_KINDS: [FaultKind; 8] = [
     FaultKind::LeaderCrash,
     FaultKind::PowerOutage,
     FaultKind::RollingRestart,
@@ -269,8 +289,9 @@ const CLUSTER_ONLY_KINDS: [FaultKind; 7] = [
     FaultKind::PartitionMajoritiesRing,
     FaultKind::PartitionOneWay,
     FaultKind::FlappingLinks,
+    FaultKind::Wipe,
 ];
-/// Every cluster fault.
+/// Every cluster fault but the wipe.
 const CLUSTER_ALL_KINDS: [FaultKind; 20] = [
     FaultKind::Crash,
     FaultKind::ProcessCrash,
@@ -345,6 +366,10 @@ pub enum Plant {
     /// state durable (`ReplicaConfig::planted_vote_before_sync`): a power failure can
     /// forget a vote already given, and the voter can vote again in that epoch.
     VoteBeforeSync,
+    /// A cluster: a replica on a wiped disk votes as its old self did, and candidates count
+    /// its vote (`ReplicaConfig::planted_wiped_replica_votes`): with the leader down, it
+    /// elects a replica that lacks records it had acknowledged.
+    WipedReplicaVotes,
 }
 
 impl Plant {
@@ -365,6 +390,7 @@ impl Plant {
             "vote-without-log-check" => Some(Plant::VoteWithoutLogCheck),
             "no-producer-state-on-follower" => Some(Plant::NoProducerStateOnFollower),
             "vote-before-sync" => Some(Plant::VoteBeforeSync),
+            "wiped-replica-votes" => Some(Plant::WipedReplicaVotes),
             _ => None,
         }
     }
@@ -386,6 +412,7 @@ impl Plant {
             Plant::VoteWithoutLogCheck => "vote-without-log-check",
             Plant::NoProducerStateOnFollower => "no-producer-state-on-follower",
             Plant::VoteBeforeSync => "vote-before-sync",
+            Plant::WipedReplicaVotes => "wiped-replica-votes",
         }
     }
 }
@@ -493,13 +520,14 @@ fn swarm(rng: &mut PlanRng, kinds: &[FaultKind], plant: Option<Plant>) -> Vec<Fa
         Some(Plant::CommitWithoutMajority) => &[FaultKind::PartitionMinority],
         // Two candidates in one epoch: elections that overlap, after links flap.
         Some(Plant::VoteTwice) => &[FaultKind::FlappingLinks],
+        Some(Plant::WipedReplicaVotes) => &[FaultKind::Wipe],
         _ => &[],
     };
     // Only faults the scenario's nemesis applies (a cluster plant on a single node, or
     // `corrupt-tail` on a cluster, finds nothing but does not break the run).
     let cluster = kinds.contains(&FaultKind::LeaderCrash);
     let applies = |kind: &FaultKind| match cluster {
-        true => CLUSTER_ALL_KINDS.contains(kind),
+        true => CLUSTER_ALL_KINDS.contains(kind) || *kind == FaultKind::Wipe,
         false => !CLUSTER_ONLY_KINDS.contains(kind),
     };
     for kind in needs {
@@ -526,9 +554,15 @@ impl Plan {
                 &CLUSTER_PARTITION_KINDS
             }
             Scenario::ThreeBrokerIdempotent => &CLUSTER_ALL_KINDS,
+            Scenario::ThreeBrokerWipe => &CLUSTER_WIPE_KINDS,
             Scenario::SingleBrokerReference => unreachable!("handled above"),
         };
-        let fault_kinds = swarm(&mut rng, kinds, plant);
+        let mut fault_kinds = swarm(&mut rng, kinds, plant);
+        // The wipe scenario's faulty seeds all wipe (drawn after the swarm: no draw moves).
+        let wipes = scenario == Scenario::ThreeBrokerWipe && !fault_kinds.is_empty();
+        if wipes && !fault_kinds.contains(&FaultKind::Wipe) {
+            fault_kinds.push(FaultKind::Wipe);
+        }
         let mut plan = Plan {
             scenario,
             seed,

@@ -488,6 +488,7 @@ fn cluster_config(plan: &Plan, broker: i32) -> ClusterConfig {
         planted_vote_without_log_check: false,
         planted_serve_before_own_commit: false,
         planted_vote_before_sync: false,
+        planted_wiped_replica_votes: false,
     };
     match plan.plant {
         Some(Plant::AckBeforeDurable) => cluster.planted_ack_before_durable = true,
@@ -496,6 +497,7 @@ fn cluster_config(plan: &Plan, broker: i32) -> ClusterConfig {
         Some(Plant::VoteWithoutLogCheck) => cluster.planted_vote_without_log_check = true,
         Some(Plant::ServeBeforeOwnCommit) => cluster.planted_serve_before_own_commit = true,
         Some(Plant::VoteBeforeSync) => cluster.planted_vote_before_sync = true,
+        Some(Plant::WipedReplicaVotes) => cluster.planted_wiped_replica_votes = true,
         _ => {}
     }
     cluster

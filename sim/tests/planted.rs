@@ -152,3 +152,21 @@ fn a_failing_seed_prints_a_replay_command_that_reproduces_it() {
     assert_eq!(replayed.trace.hash, outcome.trace.hash);
     assert_eq!(replayed.report.counts, outcome.report.counts);
 }
+
+#[test]
+fn planted_wiped_replica_votes_is_found_as_lost_committed_writes() {
+    // A broker back on a wiped disk votes as the voter it was, with the leader down: the
+    // third replica, behind, is elected by it and overwrites what the leader and the old
+    // disk had acknowledged (two values at one offset, a consumer's reads skipping one).
+    find(
+        Plant::WipedReplicaVotes,
+        Scenario::ThreeBrokerWipe,
+        &[
+            "lost-write",
+            "unseen",
+            "inconsistent-offsets",
+            "high-watermark-regressed",
+            "two-leaders-in-epoch",
+        ],
+    );
+}

@@ -74,6 +74,11 @@ fn three_broker_idempotent_seeds_pass_the_checker() {
     run_seeds(Scenario::ThreeBrokerIdempotent);
 }
 
+#[test]
+fn three_broker_wipe_seeds_pass_the_checker() {
+    run_seeds(Scenario::ThreeBrokerWipe);
+}
+
 /// Seeds that caught two pipelined OffsetCommits of one connection applied out of order
 /// (the older offset won) before a connection's commits were chained
 /// (`engine/src/broker/connection.rs`, `CommitChain`); 6 of seeds 0..599 failed so.

@@ -109,7 +109,7 @@ pub struct ClusterConfig {
     /// Planted bugs, for the simulator only (`tern-sim --plant ack-before-durable`,
     /// `--plant commit-without-majority`, `--plant vote-twice`,
     /// `--plant vote-without-log-check`, `--plant serve-before-own-commit`,
-    /// `--plant vote-before-sync`): copied into every replica's
+    /// `--plant vote-before-sync`, `--plant wiped-replica-votes`): copied into every replica's
     /// [`ReplicaConfig`](crate::replication::ReplicaConfig), where each is documented. They
     /// prove the simulator's checker sees lost committed data. Never set them.
     pub planted_ack_before_durable: bool,
@@ -118,6 +118,7 @@ pub struct ClusterConfig {
     pub planted_vote_without_log_check: bool,
     pub planted_serve_before_own_commit: bool,
     pub planted_vote_before_sync: bool,
+    pub planted_wiped_replica_votes: bool,
 }
 
 impl ClusterConfig {
@@ -140,6 +141,7 @@ impl ClusterConfig {
             planted_vote_without_log_check: self.planted_vote_without_log_check,
             planted_serve_before_own_commit: self.planted_serve_before_own_commit,
             planted_vote_before_sync: self.planted_vote_before_sync,
+            planted_wiped_replica_votes: self.planted_wiped_replica_votes,
             ..crate::replication::ReplicaConfig::new(node_id, voters)
         }
     }

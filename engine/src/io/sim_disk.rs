@@ -184,6 +184,20 @@ impl SimDisk {
         state.rng_state = rng_state;
     }
 
+    /// Loses everything, durable or not: the node's disk is replaced by an empty one (an
+    /// operator's `rm -rf`, a new disk). Handles opened before are dead, as after a crash;
+    /// latency, capacity and armed faults stay (they belong to the slot, not the media).
+    pub fn wipe(&self) {
+        let mut state = self.0.borrow_mut();
+        tracing::warn!(fault = "wipe", files = state.entries.len(), "sim disk: wiped");
+        state.crash_epoch += 1;
+        state.entries.clear();
+        state.inodes.clear();
+        state.directories.retain(|directory| directory.parent().is_none());
+        state.misdirected_last = None;
+        assert!(state.entries.is_empty() && state.directories.len() <= 2);
+    }
+
     /// The next `count` `sync_data` calls on files under `path_prefix` fail with EIO; their
     /// unsynced writes stay readable but never become durable (discarded at the next crash).
     pub fn fail_next_syncs(&self, path_prefix: &Path, count: u32) {

@@ -80,6 +80,26 @@ fn sim_disk_crash_drops_unsynced_keeps_synced() {
 }
 
 #[test]
+fn sim_disk_wipe_loses_every_file_and_directory_synced_or_not() {
+    block_on(async {
+        let (sim, disk) = sim_disk_with_dir();
+        let path = Path::new("/data/t-0/0.log");
+        let file = disk.open(path, CREATE).unwrap();
+        file.write_all_at(b"durable".to_vec(), 0).await.0.unwrap();
+        file.sync_data().await.unwrap();
+        sim.wipe();
+        assert!(sim.file_paths().is_empty());
+        assert_eq!(sim.used_bytes(), 0);
+        assert!(disk.list_dir(Path::new("/data")).is_err(), "the directories are gone too");
+        assert_eq!(file.len().unwrap_err().raw_os_error(), Some(libc::EBADF));
+        // An empty disk, as good as new.
+        disk.create_dir_all(Path::new("/data/t-0")).unwrap();
+        let file = disk.open(path, CREATE).unwrap();
+        assert_eq!(file.len().unwrap(), 0);
+    });
+}
+
+#[test]
 fn sim_disk_torn_crash_applies_whole_sectors_only() {
     let sim = SimDisk::new(42);
     let disk = Disk::Simulated(sim.clone());

@@ -87,7 +87,8 @@ pub struct ReplicaConfig {
     pub planted_vote_before_sync: bool,
     /// A planted bug, for tests and the simulator only: a replica whose data directory is not
     /// its voter's (a wiped and restarted broker) votes and campaigns as if it were, having
-    /// forgotten every vote its old self gave. Never set it.
+    /// forgotten every vote its old self gave, and candidates count its vote as its old
+    /// self's. Never set it.
     pub planted_wiped_replica_votes: bool,
 }
 

@@ -7,6 +7,8 @@
 //! Recovery), which is not built; until then such a replica would vote and serve on a log
 //! it cannot trust (docs/simulation.md).
 
+use std::cell::Cell;
+
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
@@ -19,6 +21,17 @@ use super::{
 use crate::plan::{FaultKind, Plan};
 use crate::run::run_state;
 use crate::workload::client_nodes;
+
+thread_local! {
+    /// The index of the broker whose disk this run wipes, once chosen: every wipe of a run
+    /// hits that one broker.
+    static WIPED: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// A new run: no broker chosen for wipes yet.
+pub(super) fn forget_wiped() {
+    WIPED.with(|wiped| wiped.set(None));
+}
 
 /// The cluster's broker id of the node at `index` of the brokers (broker 1 first).
 fn broker_id(index: usize) -> usize {
@@ -81,6 +94,7 @@ pub(super) async fn apply(handle: &Handle, brokers: &[NodeId], plan: &Plan, kind
         FaultKind::PartitionMajoritiesRing => majorities_ring(brokers).await,
         FaultKind::PartitionOneWay => one_way(brokers).await,
         FaultKind::FlappingLinks => flapping_links(brokers).await,
+        FaultKind::Wipe => wipe(handle, brokers, plan).await,
         FaultKind::Corrupt
         | FaultKind::ReadEio
         | FaultKind::PhantomWrite
@@ -101,6 +115,44 @@ async fn power_cycle(handle: &Handle, brokers: &[NodeId], index: usize, down_ms:
     sleep_ms(down_ms).await;
     handle.restart(node);
     release_lifecycle(node);
+}
+
+/// One broker loses power and comes back on an empty disk: a new directory id, no log, no
+/// vote. Every wipe of a run hits the same broker, so at most one replica of a partition
+/// (and one voter of the controller) has lost its data at any time; two of three would lose
+/// acknowledged records by design. Half the time a partition's leader loses power at the
+/// same moment and comes back only after several election timeouts: meanwhile the third
+/// replica (perhaps behind) and the wiped one are the only ones up, the election that the
+/// wiped replica must not decide.
+async fn wipe(handle: &Handle, brokers: &[NodeId], plan: &Plan) {
+    let index = WIPED.with(Cell::get).unwrap_or_else(|| random_index(brokers));
+    WIPED.with(|wiped| wiped.set(Some(index)));
+    let leader = leader_index(brokers, plan);
+    let with_leader = leader != index && random_between(0, 1) == 0;
+    let mut victims = vec![index];
+    if with_leader {
+        victims.push(leader);
+    }
+    victims.sort_unstable();
+    // Ascending claims: see `claim_lifecycle`.
+    for victim in &victims {
+        claim_lifecycle(brokers[*victim]).await;
+    }
+    tracing::warn!(fault = "wipe", broker = broker_id(index), with_leader, "disk wiped");
+    for victim in &victims {
+        handle.kill(brokers[*victim]);
+    }
+    broker_disk(brokers[index], plan).wipe();
+    sleep_ms(random_between(10, 300)).await;
+    handle.restart(brokers[index]);
+    release_lifecycle(brokers[index]);
+    if with_leader {
+        let timeout_ms = plan.election_timeout_ms;
+        sleep_ms(random_between(2 * timeout_ms, 5 * timeout_ms)).await;
+        tracing::warn!(fault = "restart", broker = broker_id(leader), "leader back");
+        handle.restart(brokers[leader]);
+        release_lifecycle(brokers[leader]);
+    }
 }
 
 /// A process crash of one broker (its page cache survives), restarted `down_ms` later.

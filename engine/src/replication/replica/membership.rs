@@ -28,7 +28,11 @@ impl<P> Replica<P> {
 
     /// Whether `peer`, on the directory it was last reported on, is a voter.
     pub(super) fn is_voter_peer(&self, peer: NodeId) -> bool {
-        self.voters().contains(peer, self.peer_directories.get(&peer).copied())
+        let directory = match self.config.planted_wiped_replica_votes {
+            true => None,
+            false => self.peer_directories.get(&peer).copied(),
+        };
+        self.voters().contains(peer, directory)
     }
 
     /// The driver learned which data directory `peer` runs on (its registration, or its
