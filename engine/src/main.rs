@@ -125,6 +125,11 @@ struct Arguments {
     /// leader.imbalance.check.interval.seconds (300 s). 0 turns it off.
     #[arg(long, default_value_t = 300_000)]
     leader_rebalance_interval_ms: i64,
+    /// The controller fences a broker it has not reached for this long (Kafka's
+    /// broker.session.timeout.ms): Metadata stops listing it and new partitions are not
+    /// placed on it, until it is back and has caught up with the metadata log.
+    #[arg(long, default_value_t = 9_000)]
+    broker_session_timeout_ms: i64,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -328,6 +333,9 @@ fn cluster_config(arguments: &Arguments) -> Result<Option<config::ClusterConfig>
     }
     let leader_rebalance_interval_ms =
         Some(arguments.leader_rebalance_interval_ms).filter(|interval_ms| *interval_ms > 0);
+    if arguments.broker_session_timeout_ms < election_timeout_ms {
+        return Err("--broker-session-timeout-ms must be at least --election-timeout-ms".into());
+    }
     Ok(Some(config::ClusterConfig {
         node_id,
         peer_listen,
@@ -336,6 +344,7 @@ fn cluster_config(arguments: &Arguments) -> Result<Option<config::ClusterConfig>
         heartbeat_interval_ms,
         replica_lag_time_max_ms: arguments.replica_lag_time_max_ms,
         leader_rebalance_interval_ms,
+        broker_session_timeout_ms: arguments.broker_session_timeout_ms,
         planted_ack_before_durable: false,
         planted_commit_without_majority: false,
         planted_vote_twice: false,

@@ -21,6 +21,7 @@ use common::failover::{
 };
 use common::kafka::Connection;
 use common::python;
+use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse, MetadataResponse};
 
 /// A three-broker cluster, partitions of three replicas: each kill leaves two brokers, a
 /// majority; each killed broker comes back before the next kill.
@@ -185,6 +186,63 @@ fn a_wiped_replica_cannot_elect_a_replica_that_lacks_an_acknowledged_record() {
         std::thread::sleep(Duration::from_millis(200));
     }
     cluster.stop_all();
+}
+
+/// Broker liveness as Kafka has it: a broker the controller cannot reach for the session
+/// timeout is fenced (Metadata and DescribeCluster stop listing it, its replicas are
+/// offline, no new partition goes to it), and unfenced once it is back and caught up.
+#[test]
+fn a_broker_away_for_the_session_timeout_is_fenced_until_it_is_back() {
+    let arguments = ["--shards", "1", "--broker-session-timeout-ms", "2000"];
+    let mut cluster = TernCluster::start("fencing", 3, &arguments);
+    cluster.wait_until_registered();
+    create_replicated_topic(&cluster, "spread", &[]);
+    let away = 3;
+    cluster.kill9(away);
+    let fenced = |answer: &MetadataResponse| {
+        let listed = answer.brokers.iter().map(|broker| broker.node_id.0).collect::<Vec<_>>();
+        let offline = &answer.topics[0].partitions[0].offline_replicas;
+        listed == [1, 2] && offline.iter().map(|node| node.0).collect::<Vec<_>>() == [away]
+    };
+    wait_for_metadata(&cluster, 1, "spread", fenced);
+    let described: DescribeClusterResponse = Connection::connect(&cluster.broker(2).bootstrap())
+        .call(1, &DescribeClusterRequest::default());
+    let listed: Vec<i32> = described.brokers.iter().map(|broker| broker.broker_id.0).collect();
+    assert_eq!(listed, [1, 2], "{described:?}");
+    assert!(described.controller_id.0 == 1 || described.controller_id.0 == 2, "{described:?}");
+    // Three replicas need three unfenced brokers, as Kafka's placement does.
+    let mut request = common::differential::create_request("too-wide", 1, &[]);
+    request.topics[0].replication_factor = 3;
+    let controller = described.controller_id.0;
+    let created = Connection::connect(&cluster.broker(controller).bootstrap()).call(5, &request);
+    assert_eq!(created.topics[0].error_code, 38, "{created:?}");
+    cluster.restart(away);
+    let unfenced = |answer: &MetadataResponse| {
+        let listed = answer.brokers.iter().map(|broker| broker.node_id.0).collect::<Vec<_>>();
+        listed == [1, 2, 3] && answer.topics[0].partitions[0].offline_replicas.is_empty()
+    };
+    wait_for_metadata(&cluster, 1, "spread", unfenced);
+    cluster.stop_all();
+}
+
+/// Waits (at most 30 s) until broker `asked`'s Metadata for `topic` satisfies `condition`.
+fn wait_for_metadata(
+    cluster: &TernCluster,
+    asked: i32,
+    topic: &str,
+    condition: impl Fn(&MetadataResponse) -> bool,
+) {
+    let request = common::differential::metadata_request(Some(&[topic]), false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer: MetadataResponse =
+            Connection::connect(&cluster.broker(asked).bootstrap()).call(12, &request);
+        if condition(&answer) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{answer:?}\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The controller's metadata log is a Raft group too, and its first voters cannot come

@@ -482,6 +482,8 @@ fn cluster_config(plan: &Plan, broker: i32) -> ClusterConfig {
         replica_lag_time_max_ms: 30_000,
         // Often enough that preferred leaders take their partitions back within a run.
         leader_rebalance_interval_ms: Some(2_000),
+        // Kafka's ratio of session timeout to election timeout (9 s to 1 s, rounded down).
+        broker_session_timeout_ms: 4 * plan.election_timeout_ms as i64,
         planted_ack_before_durable: false,
         planted_commit_without_majority: false,
         planted_vote_twice: false,

@@ -106,6 +106,9 @@ pub struct ClusterConfig {
     /// leads, asks for the leadership back (Kafka's auto.leader.rebalance.enable with
     /// leader.imbalance.check.interval.seconds). `None`: never. Not for the controller.
     pub leader_rebalance_interval_ms: Option<i64>,
+    /// The controller's leader fences a broker it has not reached for this long (Kafka's
+    /// broker.session.timeout.ms, 9 s): see `cluster/fencing.rs`.
+    pub broker_session_timeout_ms: i64,
     /// Planted bugs, for the simulator only (`tern-sim --plant ack-before-durable`,
     /// `--plant commit-without-majority`, `--plant vote-twice`,
     /// `--plant vote-without-log-check`, `--plant serve-before-own-commit`,

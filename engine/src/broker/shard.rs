@@ -771,6 +771,7 @@ fn with_directories_pinned(
     });
     let mut pinned = TopicSnapshot::new(topics);
     pinned.brokers = snapshot.brokers.clone();
+    pinned.fenced = snapshot.fenced.clone();
     pinned
 }
 

@@ -5,7 +5,7 @@
 //! only writer. Every shard holds an immutable [`TopicSnapshot`] that shard 0 replaces on each
 //! change, so request handlers read metadata without locks or cross-shard calls.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -387,6 +387,8 @@ pub struct TopicSnapshot {
     pub name_by_id: BTreeMap<uuid::Uuid, String>,
     /// In a cluster, every registered broker; empty on a single node (which is its own).
     pub brokers: BTreeMap<i32, BrokerEndpoint>,
+    /// In a cluster, the registered brokers that are fenced (`cluster/fencing.rs`).
+    pub fenced: BTreeSet<i32>,
 }
 
 impl TopicSnapshot {
@@ -401,6 +403,12 @@ impl TopicSnapshot {
 
     pub fn get(&self, name: &str) -> Option<&TopicMeta> {
         self.by_name.get(name)
+    }
+
+    /// The registered brokers that are not fenced: where new replicas may go.
+    pub fn unfenced_brokers(&self) -> Vec<i32> {
+        let fenced = |node_id: &&i32| self.fenced.contains(node_id);
+        self.brokers.keys().filter(|node_id| !fenced(node_id)).copied().collect()
     }
 
     pub fn get_by_id(&self, id: &uuid::Uuid) -> Option<&TopicMeta> {

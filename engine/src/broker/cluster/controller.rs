@@ -24,6 +24,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::assignment;
+use super::fencing::{Fencing, PeerSight};
 use super::image::{self, ClusterImage, MetadataRecord};
 use super::routing;
 use crate::broker::config::ClusterConfig;
@@ -90,6 +91,9 @@ struct Inner {
     /// What peers' hellos said (shared with the transport's hello handler, which runs
     /// before this controller exists: a hello is heard once per connection).
     heard: Rc<RefCell<Heard>>,
+    /// The leader's clocks of unreachable brokers (`fencing.rs`).
+    fencing: RefCell<Fencing>,
+    broker_session_timeout: Duration,
     stopped: Cell<bool>,
 }
 
@@ -154,6 +158,10 @@ impl Controller {
             applied_changed: Notify::new(),
             rejected: RefCell::new(VecDeque::new()),
             heard,
+            fencing: RefCell::new(Fencing::default()),
+            broker_session_timeout: Duration::from_millis(
+                cluster.broker_session_timeout_ms.unsigned_abs(),
+            ),
             stopped: Cell::new(false),
         });
         drop(io::spawn_local(apply_committed(Rc::downgrade(shard), Rc::clone(&inner))));
@@ -373,7 +381,8 @@ async fn apply_committed(shard: Weak<Shard>, inner: Rc<Inner>) {
             continue;
         }
         let image = inner.image.borrow().clone();
-        if image.topics != before.topics || image.brokers != before.brokers {
+        let brokers_changed = image.brokers != before.brokers || image.fenced != before.fenced;
+        if image.topics != before.topics || brokers_changed {
             let Some(shard) = shard.upgrade() else { return };
             shard.broadcast_topics(Arc::new(image.snapshot())).await;
         }
@@ -447,11 +456,15 @@ async fn register_brokers(inner: Weak<Inner>) {
         }
         let controller = Controller { inner };
         if !controller.is_leader() || !controller.is_caught_up() {
+            controller.inner.fencing.borrow_mut().reset();
             continue;
         }
         let mut records = unregistered(&controller.inner);
         if records.is_empty() {
             records.extend(offsets_topic(&controller.inner));
+        }
+        if records.is_empty() {
+            records = fencing_due(&controller.inner);
         }
         if records.is_empty() {
             continue;
@@ -460,6 +473,26 @@ async fn register_brokers(inner: Weak<Inner>) {
             tracing::warn!(%error, "controller: registering brokers failed; will retry");
         }
     }
+}
+
+/// The fence and unfence records due now (`fencing.rs`), from what the leader sees of every
+/// other registered broker: its peer connection, and how far its metadata log is durable.
+fn fencing_due(inner: &Inner) -> Vec<MetadataRecord> {
+    let image = inner.image.borrow();
+    let high_watermark = inner.metadata.log().high_watermark();
+    let others = image.brokers.keys().copied().filter(|node_id| *node_id != inner.node_id);
+    let sight = others
+        .map(|node_id| {
+            let peer = node(node_id);
+            let durable = inner.metadata.peer_durable_end_offset(peer);
+            let connected = inner.transport.is_connected(peer);
+            let caught_up = durable.is_some_and(|end| end >= high_watermark);
+            (node_id, PeerSight { connected, caught_up })
+        })
+        .collect();
+    let session_timeout = inner.broker_session_timeout;
+    let mut fencing = inner.fencing.borrow_mut();
+    fencing.due(&image, inner.node_id, &sight, session_timeout, io::now())
 }
 
 fn unregistered(inner: &Inner) -> Vec<MetadataRecord> {

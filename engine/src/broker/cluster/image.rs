@@ -10,7 +10,7 @@
 //! names no replica) is skipped with a warning on every broker alike, never a panic — the
 //! log's bytes came over the network.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,11 @@ pub enum MetadataRecord {
     PutTopic { topic: TopicMeta },
     /// A topic deleted (by id, so a stale deletion cannot remove a re-created topic).
     DeleteTopic { name: String, id: uuid::Uuid },
+    /// A registered broker the controller could not reach for a session timeout: listed by
+    /// no Metadata answer and given no new replica until unfenced (`fencing.rs`).
+    FenceBroker { node_id: i32 },
+    /// A fenced broker back and caught up with the metadata log.
+    UnfenceBroker { node_id: i32 },
 }
 
 /// Why a record was skipped.
@@ -53,6 +58,8 @@ pub enum RecordRejected {
     ShrinksOrMoves(String),
     #[error("no topic {0:?} with that id")]
     UnknownTopic(String),
+    #[error("no registered broker {0}")]
+    UnknownBroker(i32),
 }
 
 /// What every broker knows of the cluster, as of `next_offset` of the metadata log.
@@ -60,6 +67,8 @@ pub enum RecordRejected {
 pub struct ClusterImage {
     pub brokers: BTreeMap<i32, BrokerEndpoint>,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Registered brokers that are fenced (each one of `brokers`).
+    pub fenced: BTreeSet<i32>,
     /// The metadata log offset of the next record to apply.
     pub next_offset: i64,
 }
@@ -82,7 +91,19 @@ impl ClusterImage {
                 }
                 self.topics.remove(&name);
             }
+            MetadataRecord::FenceBroker { node_id } | MetadataRecord::UnfenceBroker { node_id }
+                if !self.brokers.contains_key(&node_id) =>
+            {
+                return Err(RecordRejected::UnknownBroker(node_id));
+            }
+            MetadataRecord::FenceBroker { node_id } => {
+                self.fenced.insert(node_id);
+            }
+            MetadataRecord::UnfenceBroker { node_id } => {
+                self.fenced.remove(&node_id);
+            }
         }
+        assert!(self.fenced.iter().all(|node_id| self.brokers.contains_key(node_id)));
         Ok(())
     }
 
@@ -110,6 +131,7 @@ impl ClusterImage {
     pub fn snapshot(&self) -> TopicSnapshot {
         let mut snapshot = TopicSnapshot::new(self.topics.values().cloned());
         snapshot.brokers = self.brokers.clone();
+        snapshot.fenced = self.fenced.clone();
         snapshot
     }
 }

@@ -12,11 +12,13 @@
 //!   each partition the assignment gives it (`assignment.rs`);
 //! - every broker tells the others which partitions it leads (`leadership.rs`), so that one
 //!   hosting no replica of a partition still names its leader;
-//! - a broker cut off from the controller quorum stops serving clients (`cut_off.rs`).
+//! - a broker cut off from the controller quorum stops serving clients (`cut_off.rs`);
+//! - the controller's leader fences a broker it cannot reach (`fencing.rs`).
 
 pub mod assignment;
 pub mod controller;
 pub mod cut_off;
+pub mod fencing;
 pub mod forward;
 pub mod image;
 pub mod leadership;

@@ -343,7 +343,7 @@ fn check_new_topic_in_cluster(
     current: &TopicSnapshot,
     new_topic: &NewTopic,
 ) -> Result<TopicMeta, TopicError> {
-    let brokers: Vec<i32> = current.brokers.keys().copied().collect();
+    let brokers: Vec<i32> = current.unfenced_brokers();
     if !new_topic.assignments.is_empty() {
         let partition_count = check_assignments(new_topic, &brokers)?;
         check_partition_count(partition_count)?;

@@ -156,16 +156,31 @@ fn config_entry(key: &str, value: &str, source: i8) -> DescribeConfigsResourceRe
         .with_read_only(source == SOURCE_STATIC_BROKER_CONFIG)
 }
 
-pub fn describe_cluster(
+/// The brokers Metadata lists (in a cluster: registered and not fenced) and the controller's
+/// leader (-1 while none is known; this broker on a single node).
+pub async fn describe_cluster(
     shard: &Rc<Shard>,
     _request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
+    let view = super::metadata::LeadershipView::gather(shard).await;
+    let controller_id = match view.in_cluster {
+        true => view.controller.unwrap_or(-1),
+        false => shard.cluster.node_id,
+    };
+    let brokers = super::metadata::listed_brokers(shard, &view.fenced, &Default::default());
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&shard.cluster.cluster_id))
-        .with_controller_id(BrokerId(shard.cluster.node_id))
+        .with_controller_id(BrokerId(controller_id))
         .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(shard.cluster.node_id))
-            .with_host(str_bytes(&shard.config.advertised_host))
-            .with_port(i32::from(shard.config.advertised_port))])
+        .with_brokers(
+            brokers
+                .into_iter()
+                .map(|endpoint| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(endpoint.node_id))
+                        .with_host(str_bytes(&endpoint.host))
+                        .with_port(i32::from(endpoint.port))
+                })
+                .collect(),
+        )
 }

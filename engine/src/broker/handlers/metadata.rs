@@ -4,7 +4,7 @@
 //! when the request allows it (v4+ flag; always for v0-v3) and the broker enables
 //! auto-creation — the Kafka behaviour clients rely on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use kafka_protocol::messages::metadata_response::{
@@ -14,7 +14,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 
 use crate::broker::groups;
 use crate::broker::shard::{PartitionKey, PartitionState, Shard};
-use crate::broker::topics::{validate_topic_name, TopicMeta};
+use crate::broker::topics::{validate_topic_name, BrokerEndpoint, TopicMeta};
 use crate::protocol::error_code::ErrorCode;
 
 use super::{admin, str_bytes};
@@ -29,6 +29,8 @@ pub struct LeadershipView {
     pub partitions: BTreeMap<PartitionKey, PartitionState>,
     pub controller: Option<i32>,
     pub in_cluster: bool,
+    /// The brokers the controller fenced (as this broker applied it).
+    pub fenced: BTreeSet<i32>,
 }
 
 impl LeadershipView {
@@ -36,7 +38,8 @@ impl LeadershipView {
         if shard.config.cluster.is_none() {
             return LeadershipView::default();
         }
-        let mut view = LeadershipView { in_cluster: true, ..LeadershipView::default() };
+        let fenced = shard.topics().fenced.clone();
+        let mut view = LeadershipView { in_cluster: true, fenced, ..LeadershipView::default() };
         for index in 0..shard.shard_count() {
             let answer = shard
                 .call_on(index, |target| async move {
@@ -80,30 +83,43 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
         true => view.controller.unwrap_or(-1),
         false => shard.cluster.node_id,
     };
-    MetadataResponse::default()
-        .with_brokers(brokers(shard))
-        .with_cluster_id(Some(str_bytes(&shard.cluster.cluster_id)))
-        .with_controller_id(BrokerId(controller_id))
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
-        .with_topics(topics)
-}
-
-/// Every broker of the cluster as the controller registered it (this one alone on a single
-/// node, or before the registration has been applied).
-fn brokers(shard: &Shard) -> Vec<MetadataResponseBroker> {
-    let snapshot = shard.topics();
-    let own = shard.own_endpoint();
-    let mut endpoints = snapshot.brokers.clone();
-    endpoints.entry(own.node_id).or_insert(own);
-    endpoints
-        .values()
+    let leaders: BTreeSet<i32> = topics
+        .iter()
+        .flat_map(|topic| topic.partitions.iter().map(|partition| partition.leader_id.0))
+        .collect();
+    let brokers = listed_brokers(shard, &view.fenced, &leaders)
+        .into_iter()
         .map(|endpoint| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(endpoint.node_id))
                 .with_host(str_bytes(&endpoint.host))
                 .with_port(i32::from(endpoint.port))
         })
-        .collect()
+        .collect();
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(&shard.cluster.cluster_id)))
+        .with_controller_id(BrokerId(controller_id))
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_topics(topics)
+}
+
+/// The brokers clients are told of: every broker the controller registered and did not
+/// fence, as Kafka lists them (this one alone on a single node, or before its registration
+/// has been applied). A fenced broker that a partition of the answer names as its leader is
+/// listed too: partitions elect their own leaders, and a leader the controller cannot reach
+/// may still serve clients, who need its endpoint.
+pub fn listed_brokers(
+    shard: &Shard,
+    fenced: &BTreeSet<i32>,
+    leaders: &BTreeSet<i32>,
+) -> Vec<BrokerEndpoint> {
+    let snapshot = shard.topics();
+    let own = shard.own_endpoint();
+    let mut endpoints = snapshot.brokers.clone();
+    endpoints.entry(own.node_id).or_insert(own);
+    endpoints.retain(|node_id, _| !fenced.contains(node_id) || leaders.contains(node_id));
+    endpoints.into_values().collect()
 }
 
 async fn requested_topic(
@@ -172,9 +188,12 @@ fn replicated_partition_entry(
         .get(index.unsigned_abs() as usize)
         .map(|nodes| nodes.iter().copied().map(BrokerId).collect())
         .unwrap_or_default();
+    // Kafka reports the replicas of fenced brokers as offline.
+    let offline = replicas.iter().filter(|node| view.fenced.contains(&node.0)).copied().collect();
     let entry = MetadataResponsePartition::default()
         .with_partition_index(index)
-        .with_replica_nodes(replicas.clone());
+        .with_replica_nodes(replicas.clone())
+        .with_offline_replicas(offline);
     let state = view.partitions.get(&(topic.name.clone(), index));
     match state.and_then(|state| state.leader.map(|leader| (leader, state))) {
         Some((leader, state)) => {

@@ -79,7 +79,7 @@ async fn respond(
             Response::DescribeConfigs(describe::describe_configs(&shard, body))
         }
         Request::DescribeCluster(body) => {
-            Response::DescribeCluster(describe::describe_cluster(&shard, body))
+            Response::DescribeCluster(describe::describe_cluster(&shard, body).await)
         }
         Request::FindCoordinator(body) => {
             Response::FindCoordinator(groups::find_coordinator(&shard, body).await)

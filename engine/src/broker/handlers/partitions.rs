@@ -211,7 +211,7 @@ pub fn check_growth(
     // replica. A cluster's partitions all have as many replicas as the first.
     let registered: Vec<i32> = match current.brokers.is_empty() {
         true => vec![node_id],
-        false => current.brokers.keys().copied().collect(),
+        false => current.unfenced_brokers(),
     };
     let replica_count = topic.replicas.first().map_or(1, Vec::len);
     for replicas in growth.assignments.iter().flatten() {
@@ -233,7 +233,7 @@ fn with_new_replicas(
         assert_eq!(topic.replicas.len(), topic.partition_count as usize, "checked: one each");
         return Ok(topic);
     }
-    let brokers: Vec<i32> = current.brokers.keys().copied().collect();
+    let brokers: Vec<i32> = current.unfenced_brokers();
     let factor = topic.replicas.first().map_or(0, Vec::len);
     if factor == 0 || factor > brokers.len() {
         let message = format!("{factor} replicas per partition, {} brokers", brokers.len());

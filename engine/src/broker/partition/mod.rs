@@ -425,6 +425,11 @@ impl ReplicatedPartition {
         self.inner.replica.borrow().in_sync_replicas(now_ms)
     }
 
+    /// Leader: how far replica `node`'s log is durable (`Replica::peer_durable_end_offset`).
+    pub fn peer_durable_end_offset(&self, node: NodeId) -> Option<i64> {
+        self.inner.replica.borrow().peer_durable_end_offset(node)
+    }
+
     /// Asks the leader to hand its leadership to this replica (`Replica::request_leadership`);
     /// The broker of replica `node` runs on `directory` (as it registered): the replica
     /// learns it, and a leader replaces a voter whose directory is gone

@@ -34,6 +34,15 @@ impl<P> Replica<P> {
         self.check_invariants();
     }
 
+    /// Leader: how far `peer`'s log is durable, as it last acknowledged. None unless leader
+    /// (or for a node that is not a peer).
+    pub fn peer_durable_end_offset(&self, peer: NodeId) -> Option<i64> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        self.progress.get(&peer).map(|progress| progress.durable_end_offset)
+    }
+
     /// Kafka's in-sync replicas: the leader, and every follower that reached the leader's
     /// log end within `replica_lag_time_max_ms`. Empty unless leader.
     pub fn in_sync_replicas(&self, now_ms: i64) -> Vec<NodeId> {
