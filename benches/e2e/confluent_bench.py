@@ -2,7 +2,7 @@
 """confluent_bench.py — librdkafka (confluent-kafka) load for Tern's end-to-end bench.
 
 Usage:
-  confluent_bench.py create-topic --bootstrap B --topic T --partitions N
+  confluent_bench.py create-topic --bootstrap B --topic T --partitions N [--replication-factor R]
   confluent_bench.py produce      --bootstrap B --topic T --record-bytes S --seconds D
                                   [--warmup-seconds W] [--rate R] [--linger-ms L]
   confluent_bench.py consume      --bootstrap B --topic T --seconds D
@@ -50,7 +50,8 @@ def percentile_ms(sorted_seconds, fraction):
 
 def create_topic(arguments):
     admin = AdminClient({"bootstrap.servers": arguments.bootstrap})
-    topic = NewTopic(arguments.topic, num_partitions=arguments.partitions, replication_factor=1)
+    topic = NewTopic(arguments.topic, num_partitions=arguments.partitions,
+                     replication_factor=arguments.replication_factor)
     futures = admin.create_topics([topic], operation_timeout=CLIENT_TIMEOUT_S)
     try:
         futures[arguments.topic].result(timeout=CLIENT_TIMEOUT_S)
@@ -231,6 +232,7 @@ def parse_arguments():
         command.add_argument("--topic", required=True)
         if name == "create-topic":
             command.add_argument("--partitions", type=int, required=True)
+            command.add_argument("--replication-factor", type=int, default=1)
         if name in ("produce", "consume"):
             command.add_argument("--seconds", type=float, required=True)
         if name == "produce":

@@ -2,7 +2,8 @@
 # run.sh — Tern's end-to-end load bench: real Kafka clients against a real broker on loopback.
 #
 # Usage:
-#   benches/e2e/run.sh [--target tern|kafka|kafka-fsync|tansu-memory] [--seconds S]
+#   benches/e2e/run.sh [--target tern|kafka|kafka-fsync|tern-cluster|kafka-cluster|tansu-memory]
+#                      [--seconds S]
 #                      [--warmup S] [--repeats N] [--sizes "100 1024 65536"]
 #                      [--partitions "1 6"] [--rate R] [--results-dir D] [--data-root D]
 #                      [--tern-bin PATH] [--no-limits] [--limits-only] [--no-fixed-rate]
@@ -11,6 +12,10 @@
 #                   tern          target/release/tern (or --tern-bin), fdatasync before every ack
 #                   kafka         Apache Kafka 4.4.0 with its defaults (page cache, no fsync)
 #                   kafka-fsync   Kafka with log.flush.interval.messages=1 (fsync per append)
+#                   tern-cluster  three tern processes on this machine (a cluster: every broker a
+#                                 controller voter, shards unpinned), topics of 3 replicas
+#                   kafka-cluster three Apache Kafka 4.4.0 KRaft nodes (kafka.sh start-cluster,
+#                                 defaults: page cache, no fsync), topics of 3 replicas
 #                   tansu-memory  tansu with its in-memory storage engine (if `tansu` is on PATH)
 #   --seconds     measured seconds of each producer run (default 10; the documented full run: 30)
 #   --warmup      seconds before measuring, per producer run (default 3; full run: 10)
@@ -93,7 +98,7 @@ parse_arguments() {
         esac
     done
     case "$target" in
-        tern | kafka | kafka-fsync | tansu-memory) ;;
+        tern | kafka | kafka-fsync | tern-cluster | kafka-cluster | tansu-memory) ;;
         *) die "unknown target $target" ;;
     esac
     [[ -n "$results_dir" ]] || \
@@ -121,9 +126,13 @@ print("" if v is None else v)' "$1" "$2"; }
 
 # --- broker lifecycle -----------------------------------------------------------------------
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
+free_port() { free_ports 1; }
+# N distinct free loopback ports, comma-separated (all bound at once, so none repeats).
+free_ports() {
+    python3 -c 'import socket, sys
+sockets = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in sockets: s.bind(("127.0.0.1", 0))
+print(",".join(str(s.getsockname()[1]) for s in sockets))' "$1"
 }
 
 port_open() { (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null; }
@@ -131,6 +140,10 @@ port_open() { (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null; }
 broker_pid=""
 broker_port=""
 broker_data=""
+# A cluster target's brokers: ports, tern pids.
+cluster_ports=()
+cluster_pids=()
+readonly CLUSTER_NODES=3
 
 wait_for_port() {  # pid port log
     local deadline=$((SECONDS + BROKER_START_TIMEOUT_S))
@@ -157,6 +170,12 @@ broker_start() {  # label
             "$KAFKA_SH" start --port "$broker_port" --data-dir "$broker_data" "${flush[@]}" \
                 > "$log" 2>&1
             broker_pid="" ;;
+        tern-cluster) tern_cluster_start "$log" ;;
+        kafka-cluster)
+            IFS=, read -ra cluster_ports <<< "$(free_ports "$CLUSTER_NODES")"
+            local list; list="$(IFS=,; echo "${cluster_ports[*]}")"
+            "$KAFKA_SH" start-cluster --ports "$list" --data-dir "$broker_data" > "$log" 2>&1
+            broker_port="${cluster_ports[0]}" broker_pid="" ;;
         tansu-memory)
             tansu broker --storage-engine "memory://tansu/" \
                 --listener-url "tcp://127.0.0.1:$broker_port" \
@@ -166,8 +185,43 @@ broker_start() {  # label
     esac
 }
 
+# Three tern processes: node ids 1-3, each a controller voter; shards unpinned (three
+# processes share the machine's cores).
+tern_cluster_start() {  # log
+    IFS=, read -ra cluster_ports <<< "$(free_ports $((2 * CLUSTER_NODES)))"
+    local voters="" index
+    for ((index = 0; index < CLUSTER_NODES; index++)); do
+        voters+="${voters:+,}$((index + 1))@127.0.0.1:${cluster_ports[CLUSTER_NODES + index]}"
+    done
+    for ((index = 0; index < CLUSTER_NODES; index++)); do
+        "$tern_bin" --data-dir "$broker_data/node-$((index + 1))" \
+            --listen "127.0.0.1:${cluster_ports[index]}" --node-id $((index + 1)) \
+            --peer-listen "127.0.0.1:${cluster_ports[CLUSTER_NODES + index]}" \
+            --controller-voters "$voters" --pin-shards false --log-level warn \
+            > "${1%.log}-node-$((index + 1)).log" 2>&1 < /dev/null &
+        cluster_pids+=("$!")
+    done
+    for ((index = 0; index < CLUSTER_NODES; index++)); do
+        wait_for_port "${cluster_pids[index]}" "${cluster_ports[index]}" \
+            "${1%.log}-node-$((index + 1)).log"
+    done
+    cluster_ports=("${cluster_ports[@]:0:CLUSTER_NODES}")
+    broker_port="${cluster_ports[0]}"
+}
+
 broker_stop() {
-    if [[ -n "$broker_pid" ]]; then
+    if ((${#cluster_pids[@]})); then
+        kill -TERM "${cluster_pids[@]}" 2> /dev/null || true
+        local deadline=$((SECONDS + BROKER_STOP_TIMEOUT_S)) pid
+        for pid in "${cluster_pids[@]}"; do
+            while kill -0 "$pid" 2> /dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+            kill -KILL "$pid" 2> /dev/null || true
+            wait "$pid" 2> /dev/null || true
+        done
+    elif [[ "$target" == kafka-cluster && ${#cluster_ports[@]} -gt 0 ]]; then
+        local list; list="$(IFS=,; echo "${cluster_ports[*]}")"
+        "$KAFKA_SH" stop-cluster --ports "$list" 2> /dev/null || true
+    elif [[ -n "$broker_pid" ]]; then
         kill -TERM "$broker_pid" 2> /dev/null || true
         local deadline=$((SECONDS + BROKER_STOP_TIMEOUT_S))
         while kill -0 "$broker_pid" 2> /dev/null && ((SECONDS < deadline)); do sleep 0.2; done
@@ -178,15 +232,33 @@ broker_stop() {
     fi
     [[ -n "$broker_data" ]] && rm -rf "$broker_data"
     broker_pid="" broker_port="" broker_data=""
+    cluster_ports=() cluster_pids=()
 }
 
 trap broker_stop EXIT
 
-bootstrap() { echo "127.0.0.1:$broker_port"; }
+bootstrap() {
+    if ((${#cluster_ports[@]})); then
+        local port list=""
+        for port in "${cluster_ports[@]}"; do list+="${list:+,}127.0.0.1:$port"; done
+        echo "$list"
+    else
+        echo "127.0.0.1:$broker_port"
+    fi
+}
+
+is_cluster() { [[ "$target" == *-cluster ]]; }
 
 create_topic() {  # topic partitions
-    timeout 60 python3 "$BENCH_PY" create-topic --bootstrap "$(bootstrap)" --topic "$1" \
-        --partitions "$2" > /dev/null
+    local replication=1
+    is_cluster && replication=$CLUSTER_NODES
+    # A cluster's controller may take a moment to register every broker: retry for 60 s.
+    local deadline=$((SECONDS + 60))
+    until timeout 60 python3 "$BENCH_PY" create-topic --bootstrap "$(bootstrap)" \
+        --topic "$1" --partitions "$2" --replication-factor "$replication" > /dev/null; do
+        ((SECONDS < deadline)) || return 1
+        sleep 1
+    done
 }
 
 # --- producers ------------------------------------------------------------------------------
@@ -421,13 +493,13 @@ record_environment() {
         echo "tern_commit=$(git -C "$REPO" rev-parse --short HEAD 2> /dev/null || echo unknown)"
         echo "data_root=$data_root filesystem=$(df -T "$data_root" | awk 'NR==2{print $1, $2}')"
         if [[ "$target" == kafka* ]]; then echo "kafka=${KAFKA_VERSION:-4.4.0}"; fi
-        if [[ "$target" == tern ]]; then echo "tern_bin=$tern_bin"; fi
+        if [[ "$target" == tern* ]]; then echo "tern_bin=$tern_bin"; fi
     } > "$results_dir/environment.txt"
 }
 
 main() {
     parse_arguments "$@"
-    [[ "$target" != tern || "$run_matrix" == 0 || -x "$tern_bin" ]] || \
+    [[ "$target" != tern* || "$run_matrix" == 0 || -x "$tern_bin" ]] || \
         die "no tern binary at $tern_bin (cargo build --release -p tern)"
     [[ "$target" != tansu-memory || "$run_matrix" == 0 ]] || command -v tansu > /dev/null || \
         die "tansu is not on PATH (cargo install tansu)"
